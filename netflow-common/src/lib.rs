@@ -1,0 +1,202 @@
+//! Types shared by the kernel programs (`netflow-ebpf`) and the daemon
+//! (`netflow-user`). Everything here is `#[repr(C)]` and free of padding so
+//! both sides agree on the byte layout; map, program and global names are
+//! constants so they are spelled once.
+#![no_std]
+
+/// Names of maps, programs and globals, used by both sides.
+pub mod names {
+    pub const EVENTS: &str = "EVENTS";
+    pub const LOST: &str = "LOST";
+    pub const TRACKED: &str = "TRACKED";
+    pub const SCRATCH: &str = "SCRATCH";
+    pub const SEL_ADDRS: &str = "SEL_ADDRS";
+    pub const SEL_NETNS: &str = "SEL_NETNS";
+    pub const SEL_IFACES: &str = "SEL_IFACES";
+
+    pub const PROG_RX: &str = "netflow_rx";
+    pub const PROG_TX: &str = "netflow_tx";
+    pub const PROG_KFREE: &str = "netflow_kfree_skb";
+    pub const PROG_CONSUME: &str = "netflow_consume_skb";
+    pub const PROG_TC: &str = "netflow_tc";
+    /// Loaded (verifier) but only attached where the kernel has kprobes.
+    pub const PROG_KPROBE_DROP: &str = "netflow_kprobe_kfree_skb_reason";
+
+    pub const GLOBAL_OFFSETS: &str = "OFFSETS";
+    pub const GLOBAL_FILTER: &str = "FILTER";
+}
+
+/// Bytes of the packet, from its network header, copied into each event.
+pub const CAPTURE_BYTES: usize = 128;
+/// Ring buffer size (bytes, power of two).
+pub const RING_BYTES: u32 = 8 << 20;
+/// Maximum ports in a `--port` selection.
+pub const MAX_PORTS: usize = 8;
+/// Maximum VXLAN UDP ports recognised in the kernel parser.
+pub const MAX_VXLAN_PORTS: usize = 4;
+/// Entries of the tracked-skb table.
+pub const TRACKED_ENTRIES: u32 = 65536;
+
+/// Where an event was recorded.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Point {
+    /// `net:netif_receive_skb`: a device received the packet.
+    Rx = 1,
+    /// `net:net_dev_queue`: a device is about to transmit the packet.
+    Tx = 2,
+    /// tc ingress (clsact or TCX) on a chosen device.
+    TcIngress = 3,
+    /// tc egress (clsact or TCX) on a chosen device.
+    TcEgress = 4,
+    /// `skb:kfree_skb` with a drop reason.
+    Drop = 5,
+    /// `skb:consume_skb`: freed after normal processing.
+    Consume = 6,
+}
+
+impl Point {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            1 => Self::Rx,
+            2 => Self::Tx,
+            3 => Self::TcIngress,
+            4 => Self::TcEgress,
+            5 => Self::Drop,
+            6 => Self::Consume,
+            _ => return None,
+        })
+    }
+}
+
+/// Fixed part of every event. Followed by `cap_len` bytes of the packet
+/// (from its network header) when `cap_len > 0`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EventHeader {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC).
+    pub ts_ns: u64,
+    /// Kernel address of the `struct sk_buff`: the packet's identity.
+    pub skb: u64,
+    /// Kernel code address that freed the packet (drop/consume only).
+    pub location: u64,
+    /// Inode number of the device's network namespace.
+    pub netns: u32,
+    pub ifindex: u32,
+    /// `skb->len`.
+    pub len: u32,
+    /// `skb->mark`.
+    pub mark: u32,
+    /// `enum skb_drop_reason` (drop only).
+    pub reason: u32,
+    /// Ethertype of the packet (`skb->protocol`, host order).
+    pub l3_proto: u16,
+    /// Valid packet bytes that follow this header.
+    pub cap_len: u16,
+    /// A [`Point`].
+    pub point: u8,
+    /// Layout version of this header, see [`EVENT_VERSION`].
+    pub version: u8,
+    pub _pad: [u8; 6],
+    /// Device name (`dev->name`), NUL padded.
+    pub ifname: [u8; 16],
+}
+
+pub const EVENT_VERSION: u8 = 1;
+
+/// A whole event as the kernel builds it in per-CPU scratch memory.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PacketEvent {
+    pub hdr: EventHeader,
+    pub data: [u8; CAPTURE_BYTES],
+}
+
+/// Kernel struct member offsets, read from BTF at load time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Offsets {
+    pub skb_len: u32,
+    pub skb_head: u32,
+    pub skb_data: u32,
+    pub skb_network_header: u32,
+    pub skb_dev: u32,
+    pub skb_protocol: u32,
+    pub skb_mark: u32,
+    pub dev_ifindex: u32,
+    pub dev_name: u32,
+    pub dev_nd_net: u32,
+    /// `struct net` → `ns.inum`.
+    pub net_inum: u32,
+    pub _pad: u32,
+}
+
+pub mod filter_flags {
+    /// No selector: every packet (except loopback).
+    pub const ALL: u32 = 1 << 0;
+    /// `--netns`: the device's netns is in SEL_NETNS or an address is a netns address.
+    pub const NETNS: u32 = 1 << 1;
+    /// `--host`: an address is in SEL_ADDRS with [`ADDR_HOST`].
+    pub const HOST: u32 = 1 << 2;
+    /// `--port`.
+    pub const PORT: u32 = 1 << 3;
+    /// `--proto`.
+    pub const PROTO: u32 = 1 << 4;
+    /// `--iface`: only look at devices in SEL_IFACES.
+    pub const IFACE: u32 = 1 << 5;
+}
+
+/// Bits of a SEL_ADDRS value.
+pub const ADDR_NETNS: u32 = 1;
+pub const ADDR_HOST: u32 = 2;
+
+/// The packet selection, handed to the programs as a global.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Filter {
+    pub flags: u32,
+    /// IP protocol number for [`filter_flags::PROTO`].
+    pub proto: u8,
+    pub n_ports: u8,
+    pub n_vxlan_ports: u8,
+    pub _pad: u8,
+    pub ports: [u16; MAX_PORTS],
+    pub vxlan_ports: [u16; MAX_VXLAN_PORTS],
+    /// A tracked skb not seen for this long is forgotten (its free was missed).
+    pub stale_ns: u64,
+    /// Value of `SKB_CONSUMED` in `enum skb_drop_reason` (not a drop).
+    pub reason_consumed: u32,
+    pub _pad2: u32,
+}
+
+impl Filter {
+    pub const fn empty() -> Self {
+        Self {
+            flags: 0,
+            proto: 0,
+            n_ports: 0,
+            n_vxlan_ports: 0,
+            _pad: 0,
+            ports: [0; MAX_PORTS],
+            vxlan_ports: [0; MAX_VXLAN_PORTS],
+            stale_ns: 0,
+            reason_consumed: 1,
+            _pad2: 0,
+        }
+    }
+}
+
+/// Key of the SEL_ADDRS LPM trie: an IPv6 address or an IPv4-mapped one.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct AddrKey {
+    pub addr: [u8; 16],
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    unsafe impl aya::Pod for super::EventHeader {}
+    unsafe impl aya::Pod for super::Offsets {}
+    unsafe impl aya::Pod for super::Filter {}
+    unsafe impl aya::Pod for super::AddrKey {}
+}

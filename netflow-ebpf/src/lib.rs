@@ -1,0 +1,2 @@
+#![no_std]
+// Library target so that netflow-user can list this crate as a build dependency.

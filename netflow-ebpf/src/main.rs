@@ -1,0 +1,375 @@
+//! netflow kernel programs.
+//!
+//! One pair of `tp_btf` programs (`net:netif_receive_skb`, `net:net_dev_queue`)
+//! sees a packet on every device of every network namespace. A packet that
+//! matches the selection has its `struct sk_buff *` remembered in `TRACKED`, so
+//! it stays selected after NAT and encapsulation change its headers; the
+//! `skb:kfree_skb` / `skb:consume_skb` programs report its end and forget it.
+//! Programs only read: they never change or drop the packets they observe.
+#![no_std]
+#![no_main]
+
+mod parse;
+
+use core::ptr::read_volatile;
+
+use aya_ebpf::{
+    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel, generated},
+    macros::{btf_tracepoint, kprobe, map},
+    maps::{lpm_trie::Key, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    programs::{BtfTracePointContext, ProbeContext},
+};
+use netflow_common::{
+    filter_flags as ff, AddrKey, EventHeader, Filter, Offsets, PacketEvent, Point, ADDR_HOST,
+    ADDR_NETNS, CAPTURE_BYTES, EVENT_VERSION, MAX_PORTS, RING_BYTES, TRACKED_ENTRIES,
+};
+
+use crate::parse::Tuple;
+
+#[no_mangle]
+static OFFSETS: Offsets = Offsets {
+    skb_len: 0,
+    skb_head: 0,
+    skb_data: 0,
+    skb_network_header: 0,
+    skb_dev: 0,
+    skb_protocol: 0,
+    skb_mark: 0,
+    dev_ifindex: 0,
+    dev_name: 0,
+    dev_nd_net: 0,
+    net_inum: 0,
+    _pad: 0,
+};
+
+#[no_mangle]
+static FILTER: Filter = Filter::empty();
+
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
+
+/// Events the ring buffer could not take, per CPU.
+#[map]
+static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Selected packets: skb address -> last time seen.
+#[map]
+static TRACKED: LruHashMap<u64, u64> = LruHashMap::with_max_entries(TRACKED_ENTRIES, 0);
+
+/// The event being built, per CPU.
+#[map]
+static SCRATCH: PerCpuArray<PacketEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Selected addresses (IPv4 mapped into IPv6) -> ADDR_* bits.
+#[map]
+static SEL_ADDRS: LpmTrie<AddrKey, u32> = LpmTrie::with_max_entries(1024, 0);
+
+/// Selected network namespaces (inode numbers).
+#[map]
+static SEL_NETNS: HashMap<u32, u8> = HashMap::with_max_entries(256, 0);
+
+/// `--iface`: (netns inode << 32 | ifindex) of the devices we look at.
+#[map]
+static SEL_IFACES: HashMap<u64, u8> = HashMap::with_max_entries(256, 0);
+
+#[inline(always)]
+fn offsets() -> Offsets {
+    unsafe { read_volatile(&OFFSETS) }
+}
+
+#[inline(always)]
+fn filter() -> Filter {
+    unsafe { read_volatile(&FILTER) }
+}
+
+#[inline(always)]
+unsafe fn read<T>(base: *const u8, off: u32) -> Result<T, ()> {
+    bpf_probe_read_kernel(base.add(off as usize) as *const T).map_err(|_| ())
+}
+
+#[btf_tracepoint(function = "netif_receive_skb")]
+pub fn netflow_rx(ctx: BtfTracePointContext) -> i32 {
+    let skb: *const u8 = ctx.arg(0);
+    let _ = on_device(skb, Point::Rx);
+    0
+}
+
+#[btf_tracepoint(function = "net_dev_queue")]
+pub fn netflow_tx(ctx: BtfTracePointContext) -> i32 {
+    let skb: *const u8 = ctx.arg(0);
+    let _ = on_device(skb, Point::Tx);
+    0
+}
+
+/// `TP_PROTO(struct sk_buff *skb, void *location, enum skb_drop_reason reason, ...)`
+/// (the argument order is checked against BTF by the loader).
+#[btf_tracepoint(function = "kfree_skb")]
+pub fn netflow_kfree_skb(ctx: BtfTracePointContext) -> i32 {
+    let skb: *const u8 = ctx.arg(0);
+    let location: u64 = ctx.arg(1);
+    let reason: u32 = ctx.arg(2);
+    let _ = on_drop(skb, location, reason);
+    0
+}
+
+/// `TP_PROTO(struct sk_buff *skb, void *location)`.
+#[btf_tracepoint(function = "consume_skb")]
+pub fn netflow_consume_skb(ctx: BtfTracePointContext) -> i32 {
+    let skb: *const u8 = ctx.arg(0);
+    let location: u64 = ctx.arg(1);
+    let key = skb as u64;
+    if unsafe { TRACKED.get(&key) }.is_none() {
+        return 0;
+    }
+    let _ = TRACKED.remove(&key);
+    if let Ok(ev) = build(skb, Point::Consume, &offsets()) {
+        ev.hdr.location = location;
+        ev.hdr.cap_len = 0;
+        output::<EventHeader>(&ev.hdr);
+    }
+    0
+}
+
+/// Same drop report through a kprobe on `sk_skb_reason_drop(sk, skb, reason)`,
+/// for kernels that offer kprobes but whose tracepoint layout is unknown.
+/// Loaded (verifier-checked) everywhere; attached only where kprobes exist.
+#[kprobe]
+pub fn netflow_kprobe_kfree_skb_reason(ctx: ProbeContext) -> u32 {
+    let skb: *const u8 = ctx.arg(1).unwrap_or(core::ptr::null());
+    let reason: u32 = ctx.arg(2).unwrap_or(0);
+    if !skb.is_null() {
+        let _ = on_drop(skb, 0, reason);
+    }
+    0
+}
+
+#[inline(always)]
+fn on_drop(skb: *const u8, location: u64, reason: u32) -> Result<(), ()> {
+    let f = filter();
+    if reason == 0 || reason == f.reason_consumed {
+        return Ok(());
+    }
+    let key = skb as u64;
+    if unsafe { TRACKED.get(&key) }.is_some() {
+        let _ = TRACKED.remove(&key);
+        return emit_drop(skb, location, reason);
+    }
+    // Not seen before: report it when its headers match the selection.
+    let ev = build(skb, Point::Drop, &offsets())?;
+    if !selected(ev, &f) {
+        return Ok(());
+    }
+    ev.hdr.location = location;
+    ev.hdr.reason = reason;
+    output(ev);
+    Ok(())
+}
+
+#[inline(always)]
+fn emit_drop(skb: *const u8, location: u64, reason: u32) -> Result<(), ()> {
+    let ev = build(skb, Point::Drop, &offsets())?;
+    ev.hdr.location = location;
+    ev.hdr.reason = reason;
+    output(ev);
+    Ok(())
+}
+
+#[inline(always)]
+fn on_device(skb: *const u8, point: Point) -> Result<(), ()> {
+    let f = filter();
+    let o = offsets();
+    let dev: *const u8 = unsafe { read(skb, o.skb_dev)? };
+    if dev.is_null() {
+        return Ok(());
+    }
+    let ifindex: u32 = unsafe { read(dev, o.dev_ifindex)? };
+    let net: *const u8 = unsafe { read(dev, o.dev_nd_net)? };
+    let netns: u32 = unsafe { read(net, o.net_inum)? };
+    if f.flags & ff::IFACE != 0 {
+        let k = ((netns as u64) << 32) | ifindex as u64;
+        if unsafe { SEL_IFACES.get(&k) }.is_none() {
+            return Ok(());
+        }
+    } else if ifindex == 1 {
+        // Loopback: never part of a packet's path across the node.
+        return Ok(());
+    }
+
+    let key = skb as u64;
+    let now = unsafe { bpf_ktime_get_ns() };
+    let tracked = match unsafe { TRACKED.get(&key) } {
+        Some(last) => now.wrapping_sub(*last) < f.stale_ns,
+        None => false,
+    };
+    let ev = build(skb, point, &o)?;
+    if !tracked {
+        let netns_selected = f.flags & ff::NETNS != 0 && unsafe { SEL_NETNS.get(&netns) }.is_some();
+        if !netns_selected_or(ev, &f, netns_selected) {
+            return Ok(());
+        }
+    }
+    let _ = TRACKED.insert(&key, &now, 0);
+    ev.hdr.ts_ns = now;
+    output(ev);
+    Ok(())
+}
+
+/// Fill the per-CPU event with the skb's device, netns and first bytes.
+#[inline(always)]
+fn build(skb: *const u8, point: Point, o: &Offsets) -> Result<&'static mut PacketEvent, ()> {
+    let ev = unsafe { &mut *SCRATCH.get_ptr_mut(0).ok_or(())? };
+    let h = &mut ev.hdr;
+    h.ts_ns = unsafe { bpf_ktime_get_ns() };
+    h.skb = skb as u64;
+    h.location = 0;
+    h.reason = 0;
+    h.point = point as u8;
+    h.version = EVENT_VERSION;
+    h.len = unsafe { read(skb, o.skb_len)? };
+    h.mark = unsafe { read(skb, o.skb_mark) }.unwrap_or(0);
+    let proto: u16 = unsafe { read(skb, o.skb_protocol)? };
+    h.l3_proto = u16::from_be(proto);
+
+    let dev: *const u8 = unsafe { read(skb, o.skb_dev)? };
+    if dev.is_null() {
+        h.ifindex = 0;
+        h.netns = 0;
+        h.ifname = [0; 16];
+    } else {
+        h.ifindex = unsafe { read(dev, o.dev_ifindex) }.unwrap_or(0);
+        h.netns = match unsafe { read::<*const u8>(dev, o.dev_nd_net) } {
+            Ok(net) => unsafe { read(net, o.net_inum) }.unwrap_or(0),
+            Err(()) => 0,
+        };
+        h.ifname = unsafe { read(dev, o.dev_name) }.unwrap_or([0; 16]);
+    }
+
+    // Packet bytes from the network header, at most what the skb holds.
+    let head: *const u8 = unsafe { read(skb, o.skb_head)? };
+    let data: u64 = unsafe { read(skb, o.skb_data)? };
+    let nh: u16 = unsafe { read(skb, o.skb_network_header)? };
+    let l3 = head as u64 + nh as u64;
+    let before = l3.wrapping_sub(data);
+    let avail = if before <= h.len as u64 {
+        h.len as u64 - before
+    } else {
+        0
+    };
+    let mut n = if avail > CAPTURE_BYTES as u64 {
+        CAPTURE_BYTES as u64
+    } else {
+        avail
+    };
+    if nh == 0xffff {
+        n = 0;
+    }
+    h.cap_len = 0;
+    if n > 0 {
+        let n = (n as u32) & (CAPTURE_BYTES as u32 * 2 - 1);
+        if n <= CAPTURE_BYTES as u32 {
+            let r = unsafe {
+                generated::bpf_probe_read_kernel(
+                    ev.data.as_mut_ptr() as *mut _,
+                    n,
+                    l3 as *const core::ffi::c_void,
+                )
+            };
+            if r == 0 {
+                ev.hdr.cap_len = n as u16;
+            }
+        }
+    }
+    Ok(ev)
+}
+
+#[inline(always)]
+fn selected(ev: &PacketEvent, f: &Filter) -> bool {
+    netns_selected_or(ev, f, false)
+}
+
+/// Does the packet (outer or, when encapsulated, inner headers) match?
+#[inline(always)]
+fn netns_selected_or(ev: &PacketEvent, f: &Filter, netns_hit: bool) -> bool {
+    if f.flags & ff::ALL != 0 {
+        return true;
+    }
+    let cap = ev.hdr.cap_len as usize;
+    let Some(outer) = parse::outer(&ev.data, cap, ev.hdr.l3_proto) else {
+        return false;
+    };
+    if matches(&ev.data, &outer, f, netns_hit) {
+        return true;
+    }
+    match parse::inner(&ev.data, cap, &outer, f) {
+        Some(t) => matches(&ev.data, &t, f, netns_hit),
+        None => false,
+    }
+}
+
+#[inline(always)]
+fn matches(buf: &[u8; CAPTURE_BYTES], t: &Tuple, f: &Filter, netns_hit: bool) -> bool {
+    if f.flags & ff::PROTO != 0 && t.proto != f.proto {
+        return false;
+    }
+    if f.flags & ff::PORT != 0 {
+        let mut hit = false;
+        let mut i = 0;
+        while i < MAX_PORTS {
+            if i < f.n_ports as usize {
+                let p = f.ports[i];
+                if t.has_ports && (p == t.sport || p == t.dport) {
+                    hit = true;
+                }
+            }
+            i += 1;
+        }
+        if !hit {
+            return false;
+        }
+    }
+    if f.flags & (ff::HOST | ff::NETNS) != 0 {
+        let bits =
+            addr_bits(buf, t.addr, t.addr_len) | addr_bits(buf, t.addr + t.addr_len, t.addr_len);
+        if f.flags & ff::HOST != 0 && bits & ADDR_HOST == 0 {
+            return false;
+        }
+        if f.flags & ff::NETNS != 0 && !netns_hit && bits & ADDR_NETNS == 0 {
+            return false;
+        }
+    }
+    true
+}
+
+#[inline(always)]
+fn addr_bits(buf: &[u8; CAPTURE_BYTES], off: usize, len: usize) -> u32 {
+    let mut key = Key::new(128, AddrKey { addr: [0; 16] });
+    parse::copy_addr(buf, off, len, &mut key.data.addr);
+    SEL_ADDRS.get(&key).copied().unwrap_or(0)
+}
+
+#[inline(always)]
+fn output<T>(ev: &T) {
+    let avail = EVENTS.query(aya_ebpf::bindings::BPF_RB_AVAIL_DATA as u64);
+    // Wake the reader only when the ring is filling up; otherwise it polls.
+    let flags = if avail > (RING_BYTES / 4) as u64 {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    if EVENTS.output::<T>(ev, flags as u64).is_err() {
+        if let Some(c) = LOST.get_ptr_mut(0) {
+            unsafe { *c += 1 };
+        }
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[link_section = "license"]
+#[no_mangle]
+static LICENSE: [u8; 4] = *b"GPL\0";

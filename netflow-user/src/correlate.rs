@@ -1,0 +1,395 @@
+//! Joining events into per-packet timelines.
+//!
+//! A packet is identified by its `struct sk_buff *` while the kernel keeps
+//! the same skb: across veth pairs, bridges, routing, NAT and VXLAN/IP-in-IP
+//! encapsulation. When the kernel clones or copies a packet into a new skb,
+//! the new skb is joined to the packet's timeline by its [`Fingerprint`]
+//! (IPv4 ID, TCP seq/ack, ICMP id/seq, IP payload length), which survives
+//! NAT because it leaves addresses and ports out.
+//!
+//! A timeline ends when the packet is freed (dropped with a reason, or
+//! consumed), or when no event arrived for `idle_ns`. Ended timelines are
+//! held for `grace_ns` so that a copy made just before the free still joins.
+use std::collections::HashMap;
+
+use netflow_common::Point;
+
+use crate::{
+    decode::Event,
+    packet::{Fingerprint, Packet, Tuple},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Forwarded,
+    Delivered,
+    Dropped,
+    Unknown,
+}
+
+/// One place a packet was seen.
+#[derive(Debug, Clone)]
+pub struct Hop {
+    pub ts_ns: u64,
+    pub point: Point,
+    pub skb: u64,
+    pub netns: u32,
+    pub ifindex: u32,
+    pub ifname: String,
+    pub len: u32,
+    pub mark: u32,
+    pub packet: Option<Packet>,
+    /// The packet bytes as captured (network header on).
+    pub data: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DropInfo {
+    pub reason: u32,
+    pub location: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Timeline {
+    pub id: u64,
+    pub hops: Vec<Hop>,
+    pub verdict: Verdict,
+    pub drop: Option<DropInfo>,
+    /// Where a consumed packet was freed.
+    pub consumed_at: Option<u64>,
+}
+
+impl Timeline {
+    /// The packet's tuple at its first hop that has one.
+    pub fn tuple(&self) -> Option<Tuple> {
+        self.hops
+            .iter()
+            .find_map(|h| h.packet.as_ref().map(|p| p.tuple))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub idle_ns: u64,
+    pub grace_ns: u64,
+    pub vxlan_ports: Vec<u16>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            idle_ns: 1_000_000_000,
+            grace_ns: 20_000_000,
+            vxlan_ports: crate::packet::DEFAULT_VXLAN_PORTS.to_vec(),
+        }
+    }
+}
+
+struct Open {
+    tl: Timeline,
+    last_ts: u64,
+    ended_at: Option<u64>,
+    fp: Option<Fingerprint>,
+}
+
+#[derive(Default)]
+pub struct Correlator {
+    cfg: Config,
+    by_skb: HashMap<u64, u64>,
+    by_fp: HashMap<Fingerprint, u64>,
+    open: HashMap<u64, Open>,
+    next_id: u64,
+}
+
+/// Only fingerprints that tell packets apart are used for joining.
+fn joinable(fp: &Fingerprint) -> bool {
+    fp.tcp_seq.is_some() || fp.icmp.is_some() || fp.ip_id.is_some_and(|id| id != 0)
+}
+
+impl Correlator {
+    pub fn new(cfg: Config) -> Self {
+        Self {
+            cfg,
+            ..Default::default()
+        }
+    }
+
+    pub fn open_count(&self) -> usize {
+        self.open.len()
+    }
+
+    pub fn push(&mut self, ev: Event) {
+        let packet = ev.packet(&self.cfg.vxlan_ports);
+        match ev.point {
+            Point::Drop | Point::Consume => self.end(ev, packet),
+            _ => self.hop(ev, packet),
+        }
+    }
+
+    fn new_timeline(&mut self, ts: u64, fp: Option<Fingerprint>) -> u64 {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.open.insert(
+            id,
+            Open {
+                tl: Timeline {
+                    id,
+                    hops: Vec::new(),
+                    verdict: Verdict::Unknown,
+                    drop: None,
+                    consumed_at: None,
+                },
+                last_ts: ts,
+                ended_at: None,
+                fp,
+            },
+        );
+        if let Some(fp) = fp.filter(joinable) {
+            self.by_fp.insert(fp, id);
+        }
+        id
+    }
+
+    fn hop(&mut self, ev: Event, packet: Option<Packet>) {
+        let fp = packet.as_ref().map(|p| p.fp);
+        let idle = self.cfg.idle_ns;
+        let current = self.by_skb.get(&ev.skb).copied().filter(|id| {
+            self.open
+                .get(id)
+                .is_some_and(|o| o.ended_at.is_none() && ev.ts_ns.saturating_sub(o.last_ts) < idle)
+        });
+        let id = match current {
+            Some(id) => id,
+            None => {
+                let joined = fp
+                    .filter(joinable)
+                    .and_then(|fp| self.by_fp.get(&fp).copied())
+                    .filter(|id| {
+                        self.open
+                            .get(id)
+                            .is_some_and(|o| ev.ts_ns.saturating_sub(o.last_ts) < idle)
+                    });
+                let id = match joined {
+                    Some(id) => id,
+                    None => self.new_timeline(ev.ts_ns, fp),
+                };
+                self.by_skb.insert(ev.skb, id);
+                id
+            }
+        };
+        let o = self
+            .open
+            .get_mut(&id)
+            .expect("timeline of an indexed skb is open");
+        o.last_ts = o.last_ts.max(ev.ts_ns);
+        o.ended_at = None;
+        if o.fp.is_none() {
+            o.fp = fp;
+        }
+        o.tl.hops.push(Hop {
+            ts_ns: ev.ts_ns,
+            point: ev.point,
+            skb: ev.skb,
+            netns: ev.netns,
+            ifindex: ev.ifindex,
+            ifname: ev.ifname,
+            len: ev.len,
+            mark: ev.mark,
+            packet,
+            data: ev.data,
+        });
+    }
+
+    fn end(&mut self, ev: Event, packet: Option<Packet>) {
+        let id = match self.by_skb.remove(&ev.skb) {
+            Some(id) if self.open.contains_key(&id) => id,
+            // A consumed packet we never saw on a device: nothing to report.
+            _ if ev.point == Point::Consume => return,
+            // A drop of a selected packet before any device saw it.
+            _ => self.new_timeline(ev.ts_ns, packet.as_ref().map(|p| p.fp)),
+        };
+        let o = self.open.get_mut(&id).expect("timeline is open");
+        o.last_ts = o.last_ts.max(ev.ts_ns);
+        o.ended_at = Some(ev.ts_ns);
+        if ev.point == Point::Drop {
+            o.tl.drop = Some(DropInfo {
+                reason: ev.reason,
+                location: ev.location,
+            });
+            o.tl.hops.push(Hop {
+                ts_ns: ev.ts_ns,
+                point: ev.point,
+                skb: ev.skb,
+                netns: ev.netns,
+                ifindex: ev.ifindex,
+                ifname: ev.ifname,
+                len: ev.len,
+                mark: ev.mark,
+                packet,
+                data: ev.data,
+            });
+        } else {
+            o.tl.consumed_at = Some(ev.location);
+        }
+    }
+
+    /// Timelines that are complete at monotonic time `now_ns`.
+    pub fn expire(&mut self, now_ns: u64) -> Vec<Timeline> {
+        let (idle, grace) = (self.cfg.idle_ns, self.cfg.grace_ns);
+        let done: Vec<u64> = self
+            .open
+            .iter()
+            .filter(|(_, o)| match o.ended_at {
+                Some(t) => now_ns.saturating_sub(t) >= grace,
+                None => now_ns.saturating_sub(o.last_ts) >= idle,
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        self.finish(done)
+    }
+
+    /// Every timeline, complete or not (end of the run).
+    pub fn flush(&mut self) -> Vec<Timeline> {
+        let all: Vec<u64> = self.open.keys().copied().collect();
+        self.finish(all)
+    }
+
+    fn finish(&mut self, mut ids: Vec<u64>) -> Vec<Timeline> {
+        ids.sort_unstable();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(mut o) = self.open.remove(&id) else {
+                continue;
+            };
+            self.by_skb.retain(|_, v| *v != id);
+            if let Some(fp) = o.fp {
+                if self.by_fp.get(&fp) == Some(&id) {
+                    self.by_fp.remove(&fp);
+                }
+            }
+            o.tl.hops.sort_by_key(|h| h.ts_ns);
+            o.tl.verdict = verdict(&o.tl);
+            out.push(o.tl);
+        }
+        out
+    }
+}
+
+fn verdict(tl: &Timeline) -> Verdict {
+    if tl.drop.is_some() {
+        return Verdict::Dropped;
+    }
+    let last = tl
+        .hops
+        .iter()
+        .rev()
+        .find(|h| h.point != Point::Drop && h.point != Point::Consume);
+    match (tl.consumed_at.is_some(), last.map(|h| h.point)) {
+        (true, Some(Point::Rx | Point::TcIngress)) => Verdict::Delivered,
+        (_, Some(Point::Tx | Point::TcEgress)) => Verdict::Forwarded,
+        _ => Verdict::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use etherparse::PacketBuilder;
+
+    use super::*;
+
+    fn icmp(src: [u8; 4], dst: [u8; 4], id: u16, seq: u16, ip_id: u16) -> Vec<u8> {
+        let mut out = Vec::new();
+        PacketBuilder::ipv4(src, dst, 64)
+            .icmpv4_echo_request(id, seq)
+            .write(&mut out, b"payload")
+            .unwrap();
+        // etherparse's builder sets no IP ID: patch it in.
+        out[4..6].copy_from_slice(&ip_id.to_be_bytes());
+        out
+    }
+
+    fn ev(ts: u64, skb: u64, point: Point, ifname: &str, data: &[u8]) -> Event {
+        Event {
+            ts_ns: ts,
+            skb,
+            point,
+            netns: 1,
+            ifindex: 2,
+            ifname: ifname.into(),
+            len: data.len() as u32,
+            mark: 0,
+            reason: if point == Point::Drop { 5 } else { 0 },
+            location: 0xffff_ffff_8100_0000,
+            l3_proto: 0x0800,
+            data: data.to_vec(),
+        }
+    }
+
+    #[test]
+    fn one_skb_across_devices_is_one_delivered_timeline() {
+        let p = icmp([10, 0, 0, 1], [10, 0, 0, 2], 1, 1, 100);
+        let mut c = Correlator::new(Config::default());
+        c.push(ev(30, 0xa, Point::Rx, "veth-b", &p));
+        c.push(ev(10, 0xa, Point::Tx, "eth0", &p));
+        c.push(ev(20, 0xa, Point::Tx, "veth-a", &p));
+        c.push(ev(40, 0xa, Point::Consume, "", &[]));
+        assert!(c.expire(41).is_empty(), "held for the grace period");
+        let out = c.expire(40 + 20_000_000);
+        assert_eq!(out.len(), 1);
+        let names: Vec<&str> = out[0].hops.iter().map(|h| h.ifname.as_str()).collect();
+        assert_eq!(names, ["eth0", "veth-a", "veth-b"], "ordered by time");
+        assert_eq!(out[0].verdict, Verdict::Delivered);
+        assert_eq!(c.open_count(), 0);
+    }
+
+    #[test]
+    fn drop_ends_the_timeline_with_reason() {
+        let p = icmp([10, 0, 0, 1], [10, 0, 0, 2], 1, 1, 100);
+        let mut c = Correlator::new(Config::default());
+        c.push(ev(10, 0xa, Point::Rx, "veth-a", &p));
+        c.push(ev(20, 0xa, Point::Drop, "veth-a", &p));
+        let out = c.flush();
+        assert_eq!(out[0].verdict, Verdict::Dropped);
+        assert_eq!(out[0].drop.unwrap().reason, 5);
+        assert_eq!(out[0].hops.last().unwrap().point, Point::Drop);
+    }
+
+    #[test]
+    fn copy_into_new_skb_joins_by_fingerprint_even_after_nat() {
+        let before = icmp([10, 0, 0, 1], [10, 96, 0, 10], 7, 3, 555);
+        let after = icmp([10, 0, 0, 1], [10, 244, 1, 7], 7, 3, 555);
+        let mut c = Correlator::new(Config::default());
+        c.push(ev(10, 0xa, Point::Rx, "veth-a", &before));
+        c.push(ev(20, 0xa, Point::Consume, "", &[]));
+        c.push(ev(25, 0xb, Point::Tx, "veth-b", &after));
+        let out = c.flush();
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].hops.len(), 2);
+        assert_eq!(out[0].verdict, Verdict::Forwarded);
+    }
+
+    #[test]
+    fn different_packets_stay_apart_and_reused_skb_starts_fresh() {
+        let req = icmp([10, 0, 0, 1], [10, 0, 0, 2], 7, 3, 555);
+        let rep = icmp([10, 0, 0, 2], [10, 0, 0, 1], 7, 3, 900);
+        let mut c = Correlator::new(Config::default());
+        c.push(ev(10, 0xa, Point::Rx, "veth-a", &req));
+        c.push(ev(20, 0xb, Point::Tx, "veth-b", &rep));
+        // The skb of the request is freed and its memory reused much later.
+        c.push(ev(30, 0xa, Point::Consume, "", &[]));
+        c.push(ev(5_000_000_000, 0xa, Point::Rx, "veth-c", &rep));
+        let out = c.flush();
+        assert_eq!(out.len(), 3);
+    }
+
+    #[test]
+    fn idle_timeline_expires_as_forwarded_or_unknown() {
+        let p = icmp([10, 0, 0, 1], [10, 0, 0, 2], 1, 1, 100);
+        let mut c = Correlator::new(Config::default());
+        c.push(ev(10, 0xa, Point::Rx, "eth0", &p));
+        assert!(c.expire(500_000_000).is_empty());
+        let out = c.expire(2_000_000_000);
+        assert_eq!(out[0].verdict, Verdict::Unknown);
+    }
+}

@@ -1,0 +1,210 @@
+//! Facts read from the running kernel's BTF (`/sys/kernel/btf/vmlinux`):
+//! struct member offsets handed to the kernel programs, the names of
+//! `enum skb_drop_reason`, and the tracepoint prototypes the programs rely on.
+use std::collections::HashMap;
+
+use btf_rs::{Btf, BtfType, Type};
+use netflow_common::Offsets;
+
+pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BtfError {
+    #[error("failed to read kernel BTF from {VMLINUX}: {0} (netflow needs a kernel built with CONFIG_DEBUG_INFO_BTF=y)")]
+    Open(String),
+    #[error("kernel BTF has no struct {0}")]
+    NoStruct(String),
+    #[error("kernel BTF: struct {0} has no member {1}")]
+    NoMember(String, String),
+    #[error("kernel BTF: {0}")]
+    Other(String),
+}
+
+type Result<T> = std::result::Result<T, BtfError>;
+
+pub struct KernelBtf {
+    btf: Btf,
+}
+
+impl KernelBtf {
+    pub fn load() -> Result<Self> {
+        Btf::from_file(VMLINUX)
+            .map(|btf| Self { btf })
+            .map_err(|e| BtfError::Open(e.to_string()))
+    }
+
+    fn find_struct(&self, name: &str) -> Result<btf_rs::Struct> {
+        let types = self
+            .btf
+            .resolve_types_by_name(name)
+            .map_err(|_| BtfError::NoStruct(name.into()))?;
+        types
+            .into_iter()
+            .find_map(|t| match t {
+                Type::Struct(s) if !s.members.is_empty() => Some(s),
+                _ => None,
+            })
+            .ok_or_else(|| BtfError::NoStruct(name.into()))
+    }
+
+    /// Byte offset of `member` in `strct`, looking into anonymous structs and
+    /// unions. Returns the offset and the member's type.
+    fn member_in(&self, s: &btf_rs::Struct, member: &str) -> Option<(u32, Type)> {
+        for m in &s.members {
+            let name = self.btf.resolve_name(m).unwrap_or_default();
+            let ty = self.btf.resolve_chained_type(m).ok()?;
+            if name == member {
+                return Some((m.bit_offset() / 8, ty));
+            }
+            if name.is_empty() {
+                if let Type::Struct(inner) | Type::Union(inner) = &ty {
+                    if let Some((off, t)) = self.member_in(inner, member) {
+                        return Some((m.bit_offset() / 8 + off, t));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Offset of a dotted member path (`ns.inum`) in struct `strct`.
+    pub fn offset_of(&self, strct: &str, path: &str) -> Result<u32> {
+        let mut s = self.find_struct(strct)?;
+        let mut total = 0;
+        let parts: Vec<&str> = path.split('.').collect();
+        for (i, part) in parts.iter().enumerate() {
+            let (off, ty) = self
+                .member_in(&s, part)
+                .ok_or_else(|| BtfError::NoMember(strct.into(), path.into()))?;
+            total += off;
+            if i + 1 < parts.len() {
+                s = match self.strip(ty) {
+                    Type::Struct(inner) | Type::Union(inner) => inner,
+                    _ => return Err(BtfError::NoMember(strct.into(), path.into())),
+                };
+            }
+        }
+        Ok(total)
+    }
+
+    /// Follow typedefs and qualifiers to the underlying type.
+    fn strip(&self, mut ty: Type) -> Type {
+        loop {
+            ty = match &ty {
+                Type::Typedef(t) => self.btf.resolve_chained_type(t),
+                Type::Const(t) => self.btf.resolve_chained_type(t),
+                Type::Volatile(t) => self.btf.resolve_chained_type(t),
+                Type::Restrict(t) => self.btf.resolve_chained_type(t),
+                Type::TypeTag(t) => self.btf.resolve_chained_type(t),
+                _ => return ty,
+            }
+            .unwrap_or(Type::Void);
+        }
+    }
+
+    /// The offsets the kernel programs read.
+    pub fn offsets(&self) -> Result<Offsets> {
+        Ok(Offsets {
+            skb_len: self.offset_of("sk_buff", "len")?,
+            skb_head: self.offset_of("sk_buff", "head")?,
+            skb_data: self.offset_of("sk_buff", "data")?,
+            skb_network_header: self.offset_of("sk_buff", "network_header")?,
+            skb_dev: self.offset_of("sk_buff", "dev")?,
+            skb_protocol: self.offset_of("sk_buff", "protocol")?,
+            skb_mark: self.offset_of("sk_buff", "mark")?,
+            dev_ifindex: self.offset_of("net_device", "ifindex")?,
+            dev_name: self.offset_of("net_device", "name")?,
+            dev_nd_net: self.offset_of("net_device", "nd_net.net")?,
+            net_inum: self.offset_of("net", "ns.inum")?,
+            _pad: 0,
+        })
+    }
+
+    /// `enum skb_drop_reason` value → name without the `SKB_DROP_REASON_` prefix.
+    pub fn drop_reasons(&self) -> Result<HashMap<u32, String>> {
+        let types = self
+            .btf
+            .resolve_types_by_name("skb_drop_reason")
+            .map_err(|e| BtfError::Other(format!("no enum skb_drop_reason: {e}")))?;
+        let mut out = HashMap::new();
+        for t in types {
+            if let Type::Enum(e) = t {
+                for m in &e.members {
+                    let name = self.btf.resolve_name(m).unwrap_or_default();
+                    let short = name
+                        .strip_prefix("SKB_DROP_REASON_")
+                        .or_else(|| name.strip_prefix("SKB_"))
+                        .unwrap_or(&name);
+                    out.insert(m.val(), short.to_string());
+                }
+            }
+        }
+        if out.is_empty() {
+            return Err(BtfError::Other("enum skb_drop_reason is empty".into()));
+        }
+        Ok(out)
+    }
+
+    /// Argument types of a tracepoint, from its `btf_trace_<name>` prototype
+    /// (the tracepoint's leading `void *__data` left out): `sk_buff *`,
+    /// `void *`, `enum skb_drop_reason`, ...
+    pub fn tracepoint_args(&self, tp: &str) -> Result<Vec<String>> {
+        let name = format!("btf_trace_{tp}");
+        let types = self
+            .btf
+            .resolve_types_by_name(&name)
+            .map_err(|_| BtfError::Other(format!("no tracepoint {tp}")))?;
+        for t in types {
+            let Type::Typedef(td) = t else { continue };
+            let Ok(Type::Ptr(p)) = self.btf.resolve_chained_type(&td) else {
+                continue;
+            };
+            let Ok(Type::FuncProto(fp)) = self.btf.resolve_chained_type(&p) else {
+                continue;
+            };
+            return Ok(fp
+                .parameters
+                .iter()
+                .skip(1)
+                .map(
+                    |p| match self.btf.resolve_chained_type(p).map(|t| self.strip(t)) {
+                        Ok(t) => self.type_label(&t),
+                        Err(_) => "?".into(),
+                    },
+                )
+                .collect());
+        }
+        Err(BtfError::Other(format!("no prototype for tracepoint {tp}")))
+    }
+
+    fn type_label(&self, t: &Type) -> String {
+        let named = |b: &dyn BtfType| self.btf.resolve_name(b).unwrap_or_default();
+        match t {
+            Type::Ptr(p) => match self.btf.resolve_chained_type(p).map(|t| self.strip(t)) {
+                Ok(Type::Struct(s)) => format!("{} *", named(&s)),
+                _ => "void *".into(),
+            },
+            Type::Enum(e) => format!("enum {}", named(e)),
+            Type::Struct(s) => format!("struct {}", named(s)),
+            Type::Int(i) => named(i),
+            other => other.name().to_string(),
+        }
+    }
+
+    /// Is there a function of that name (a kprobe/fentry target)?
+    pub fn has_func(&self, name: &str) -> bool {
+        self.btf
+            .resolve_types_by_name(name)
+            .map(|ts| ts.iter().any(|t| matches!(t, Type::Func(_))))
+            .unwrap_or(false)
+    }
+}
+
+impl std::fmt::Debug for KernelBtf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KernelBtf")
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_btf_type<T: BtfType>() {}

@@ -1,0 +1,15 @@
+//! netflow: follow packets across a Kubernetes node with eBPF.
+//!
+//! The path of one event, one module per step:
+//! [`probes`] (kernel programs) → ring buffer → [`decode`] (+ [`packet`]) →
+//! [`correlate`] → [`output`]. [`select`] turns selectors into the kernel's
+//! packet selection; [`kernel`] reads what the running kernel offers.
+pub mod correlate;
+pub mod decode;
+pub mod kernel;
+pub mod names;
+pub mod output;
+pub mod packet;
+pub mod probes;
+pub mod select;
+pub mod trace;

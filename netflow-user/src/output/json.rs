@@ -1,0 +1,150 @@
+//! JSON lines: one object per completed packet, then a stats line.
+//! The keys are documented in the README and kept stable.
+use std::{io::Write, net::IpAddr};
+
+use netflow_common::Point;
+use serde::Serialize;
+
+use super::{Sink, Stats};
+use crate::{
+    correlate::{Timeline, Verdict},
+    names::Names,
+    packet::{Encap, Proto},
+};
+
+#[derive(Debug, Serialize)]
+pub struct JsonFlow {
+    pub proto: Proto,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JsonHop {
+    pub ts_ns: u64,
+    pub point: &'static str,
+    pub ifname: String,
+    pub ifindex: u32,
+    pub netns: u32,
+    pub netns_name: Option<String>,
+    pub dir: Option<&'static str>,
+    pub src: Option<IpAddr>,
+    pub dst: Option<IpAddr>,
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
+    pub len: u32,
+    pub tcp_flags: Option<String>,
+    pub encap: Option<Encap>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JsonDrop {
+    pub reason: String,
+    pub location: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JsonTimeline {
+    pub kind: &'static str,
+    pub flow: Option<JsonFlow>,
+    pub verdict: Verdict,
+    pub hops: Vec<JsonHop>,
+    pub drop: Option<JsonDrop>,
+}
+
+pub fn point_name(p: Point) -> &'static str {
+    match p {
+        Point::Rx => "rx",
+        Point::Tx => "tx",
+        Point::TcIngress | Point::TcEgress => "tc",
+        Point::Drop => "kfree_skb",
+        Point::Consume => "consume_skb",
+    }
+}
+
+pub fn direction(p: Point) -> Option<&'static str> {
+    match p {
+        Point::Rx | Point::TcIngress => Some("ingress"),
+        Point::Tx | Point::TcEgress => Some("egress"),
+        Point::Drop | Point::Consume => None,
+    }
+}
+
+pub fn timeline_json(tl: &Timeline, names: &Names) -> JsonTimeline {
+    JsonTimeline {
+        kind: "packet",
+        flow: tl.tuple().map(|t| JsonFlow {
+            proto: t.proto,
+            src: t.src,
+            dst: t.dst,
+            sport: t.sport,
+            dport: t.dport,
+        }),
+        verdict: tl.verdict,
+        hops: tl
+            .hops
+            .iter()
+            .map(|h| {
+                let t = h.packet.as_ref().map(|p| p.tuple);
+                JsonHop {
+                    ts_ns: h.ts_ns,
+                    point: point_name(h.point),
+                    ifname: h.ifname.clone(),
+                    ifindex: h.ifindex,
+                    netns: h.netns,
+                    netns_name: names.netns(h.netns).map(str::to_string),
+                    dir: direction(h.point),
+                    src: t.map(|t| t.src),
+                    dst: t.map(|t| t.dst),
+                    sport: t.and_then(|t| t.sport),
+                    dport: t.and_then(|t| t.dport),
+                    len: h.len,
+                    tcp_flags: h.packet.as_ref().and_then(|p| p.tcp_flags.clone()),
+                    encap: h.packet.as_ref().and_then(|p| p.encap),
+                }
+            })
+            .collect(),
+        drop: tl.drop.map(|d| JsonDrop {
+            reason: names.reason(d.reason),
+            location: names.location(d.location),
+        }),
+    }
+}
+
+pub struct Json {
+    out: Box<dyn Write + Send>,
+}
+
+impl Json {
+    pub fn new(out: Box<dyn Write + Send>) -> Self {
+        Self { out }
+    }
+}
+
+impl Sink for Json {
+    fn timeline(&mut self, tl: &Timeline, names: &Names) -> std::io::Result<()> {
+        serde_json::to_writer(&mut self.out, &timeline_json(tl, names))?;
+        self.out.write_all(b"\n")?;
+        self.out.flush()
+    }
+
+    fn stats(&mut self, s: &Stats) -> std::io::Result<()> {
+        #[derive(Serialize)]
+        struct Line<'a> {
+            kind: &'static str,
+            #[serde(flatten)]
+            stats: &'a Stats,
+        }
+        serde_json::to_writer(
+            &mut self.out,
+            &Line {
+                kind: "stats",
+                stats: s,
+            },
+        )?;
+        self.out.write_all(b"\n")?;
+        self.out.flush()
+    }
+}

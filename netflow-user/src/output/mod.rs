@@ -1,0 +1,44 @@
+//! The last step of an event's path: printing completed timelines.
+mod json;
+mod text;
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::{correlate::Timeline, names::Names};
+
+/// Output format, chosen once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Text,
+    Json,
+}
+
+/// Counters of a run, printed at its end.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Stats {
+    /// Events read from the ring buffer.
+    pub events: u64,
+    /// Events the kernel could not hand over (ring buffer full).
+    pub lost: u64,
+    /// Records that could not be decoded.
+    pub decode_errors: u64,
+    /// Packet timelines printed.
+    pub packets: u64,
+    pub dropped: u64,
+}
+
+pub trait Sink {
+    fn timeline(&mut self, tl: &Timeline, names: &Names) -> std::io::Result<()>;
+    fn stats(&mut self, s: &Stats) -> std::io::Result<()>;
+}
+
+pub fn sink(mode: Mode, out: Box<dyn Write + Send>) -> Box<dyn Sink + Send> {
+    match mode {
+        Mode::Text => Box::new(text::Text::new(out)),
+        Mode::Json => Box::new(json::Json::new(out)),
+    }
+}
+
+pub use json::{timeline_json, JsonTimeline};

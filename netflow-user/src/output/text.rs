@@ -1,0 +1,106 @@
+//! Readable timelines: a header per packet, one line per hop.
+use std::io::Write;
+
+use super::{json::point_name, Sink, Stats};
+use crate::{
+    correlate::{Timeline, Verdict},
+    names::Names,
+    packet::{EncapKind, Tuple},
+};
+
+pub struct Text {
+    out: Box<dyn Write + Send>,
+}
+
+impl Text {
+    pub fn new(out: Box<dyn Write + Send>) -> Self {
+        Self { out }
+    }
+}
+
+fn verdict_word(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Forwarded => "FORWARDED",
+        Verdict::Delivered => "DELIVERED",
+        Verdict::Dropped => "DROPPED",
+        Verdict::Unknown => "UNKNOWN",
+    }
+}
+
+impl Sink for Text {
+    fn timeline(&mut self, tl: &Timeline, names: &Names) -> std::io::Result<()> {
+        let first = tl.tuple();
+        let head = match first {
+            Some(t) => t.to_string(),
+            None => "non-IP packet".into(),
+        };
+        let detail = tl
+            .hops
+            .iter()
+            .find_map(|h| h.packet.as_ref())
+            .map(|p| {
+                let mut s = String::new();
+                if let Some(f) = &p.tcp_flags {
+                    s.push_str(&format!(" [{f}]"));
+                    if let Some(seq) = p.fp.tcp_seq {
+                        s.push_str(&format!(" seq {seq}"));
+                    }
+                }
+                if let Some((ty, id, seq)) = p.fp.icmp {
+                    s.push_str(&format!(" type {ty} id {id} seq {seq}"));
+                }
+                if let Some(id) = p.fp.ip_id {
+                    s.push_str(&format!(" ipid {id}"));
+                }
+                s
+            })
+            .unwrap_or_default();
+        writeln!(self.out, "{head}{detail}  => {}", verdict_word(tl.verdict))?;
+        let t0 = tl.hops.first().map(|h| h.ts_ns).unwrap_or(0);
+        let mut last_tuple: Option<Tuple> = first;
+        for h in &tl.hops {
+            let delta = h.ts_ns.saturating_sub(t0) as f64 / 1000.0;
+            let mut line = format!(
+                "  +{delta:>9.3}us  {:<9} {:<16} netns {:<12}",
+                point_name(h.point),
+                if h.ifname.is_empty() { "-" } else { &h.ifname },
+                names.netns_label(h.netns),
+            );
+            if let Some(p) = &h.packet {
+                if Some(p.tuple) != last_tuple {
+                    line.push_str(&format!("  now {}", p.tuple));
+                    last_tuple = Some(p.tuple);
+                }
+                if let Some(e) = p.encap {
+                    let kind = match e.kind {
+                        EncapKind::Vxlan => "vxlan",
+                        EncapKind::Ipip => "ipip",
+                    };
+                    line.push_str(&format!("  {kind} {} -> {}", e.outer_src, e.outer_dst));
+                    if let Some(vni) = e.vni {
+                        line.push_str(&format!(" vni {vni}"));
+                    }
+                }
+            }
+            writeln!(self.out, "{}", line.trim_end())?;
+        }
+        if let Some(d) = tl.drop {
+            writeln!(
+                self.out,
+                "  dropped: {} at {}",
+                names.reason(d.reason),
+                names.location(d.location)
+            )?;
+        }
+        self.out.flush()
+    }
+
+    fn stats(&mut self, s: &Stats) -> std::io::Result<()> {
+        writeln!(
+            self.out,
+            "netflow: {} packets ({} dropped), {} events, {} lost, {} undecodable",
+            s.packets, s.dropped, s.events, s.lost, s.decode_errors
+        )?;
+        self.out.flush()
+    }
+}

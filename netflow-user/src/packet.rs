@@ -1,0 +1,365 @@
+//! Decoding the packet bytes an event carries (from the network header on)
+//! with etherparse: the L3/L4 tuple, TCP/ICMP details, and for VXLAN or
+//! IP-in-IP the outer header plus the inner packet.
+use std::net::IpAddr;
+
+use etherparse::{IpNumber, LaxPacketHeaders, LaxPayloadSlice, NetHeaders, TransportHeader};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+    Icmp,
+    Icmpv6,
+    #[serde(untagged)]
+    Other(u8),
+}
+
+impl Proto {
+    pub fn from_ip_number(n: u8) -> Self {
+        match n {
+            6 => Self::Tcp,
+            17 => Self::Udp,
+            1 => Self::Icmp,
+            58 => Self::Icmpv6,
+            n => Self::Other(n),
+        }
+    }
+
+    pub fn number(self) -> u8 {
+        match self {
+            Self::Tcp => 6,
+            Self::Udp => 17,
+            Self::Icmp => 1,
+            Self::Icmpv6 => 58,
+            Self::Other(n) => n,
+        }
+    }
+}
+
+impl std::fmt::Display for Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp => f.write_str("tcp"),
+            Self::Udp => f.write_str("udp"),
+            Self::Icmp => f.write_str("icmp"),
+            Self::Icmpv6 => f.write_str("icmpv6"),
+            Self::Other(n) => write!(f, "ip-proto-{n}"),
+        }
+    }
+}
+
+/// Addresses, protocol and ports of one IP packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Tuple {
+    pub proto: Proto,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
+}
+
+impl Tuple {
+    pub fn reversed(&self) -> Self {
+        Self {
+            proto: self.proto,
+            src: self.dst,
+            dst: self.src,
+            sport: self.dport,
+            dport: self.sport,
+        }
+    }
+}
+
+impl std::fmt::Display for Tuple {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ep = |ip: &IpAddr, port: Option<u16>| match (ip, port) {
+            (IpAddr::V6(a), Some(p)) => format!("[{a}]:{p}"),
+            (a, Some(p)) => format!("{a}:{p}"),
+            (a, None) => a.to_string(),
+        };
+        write!(
+            f,
+            "{} {} -> {}",
+            self.proto,
+            ep(&self.src, self.sport),
+            ep(&self.dst, self.dport)
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncapKind {
+    Vxlan,
+    Ipip,
+}
+
+/// The outer header of an encapsulated packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Encap {
+    pub kind: EncapKind,
+    pub vni: Option<u32>,
+    pub outer_src: IpAddr,
+    pub outer_dst: IpAddr,
+}
+
+/// What identifies one packet besides its addresses, so that hops can be
+/// joined when the kernel copies it into a new skb or NAT rewrites it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+pub struct Fingerprint {
+    pub ip_id: Option<u16>,
+    pub tcp_seq: Option<u32>,
+    pub tcp_ack: Option<u32>,
+    pub icmp: Option<(u8, u16, u16)>,
+    pub ip_payload_len: u16,
+}
+
+/// A decoded packet (the inner one when encapsulated).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Packet {
+    pub tuple: Tuple,
+    pub encap: Option<Encap>,
+    /// TCP flags as tcpdump prints them (`S`, `S.`, `P.`, `F.`, `R`).
+    pub tcp_flags: Option<String>,
+    pub fp: Fingerprint,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PacketError {
+    #[error("not an IP packet")]
+    NotIp,
+    #[error("truncated or malformed IP header: {0}")]
+    Malformed(String),
+}
+
+/// Default VXLAN UDP ports: IANA 4789 and Linux/flannel 8472.
+pub const DEFAULT_VXLAN_PORTS: [u16; 2] = [4789, 8472];
+
+/// Decode bytes starting at an IPv4 or IPv6 header.
+pub fn decode_ip(data: &[u8], vxlan_ports: &[u16]) -> Result<Packet, PacketError> {
+    let h = LaxPacketHeaders::from_ip(data).map_err(|e| PacketError::Malformed(e.to_string()))?;
+    let mut pkt = from_headers(&h)?;
+
+    let encap = match (&h.transport, &h.payload) {
+        (Some(TransportHeader::Udp(u)), LaxPayloadSlice::Udp { payload, .. })
+            if vxlan_ports.contains(&u.destination_port) && payload.len() >= 8 + 14 =>
+        {
+            let vni = u32::from_be_bytes([0, payload[4], payload[5], payload[6]]);
+            LaxPacketHeaders::from_ethernet(&payload[8..])
+                .ok()
+                .and_then(|inner| from_headers(&inner).ok())
+                .map(|inner| (EncapKind::Vxlan, Some(vni), inner))
+        }
+        (None, LaxPayloadSlice::Ip(p))
+            if p.ip_number == IpNumber::IPV4 || p.ip_number == IpNumber::IPV6 =>
+        {
+            LaxPacketHeaders::from_ip(p.payload)
+                .ok()
+                .and_then(|inner| from_headers(&inner).ok())
+                .map(|inner| (EncapKind::Ipip, None, inner))
+        }
+        _ => None,
+    };
+    if let Some((kind, vni, inner)) = encap {
+        let outer = pkt.tuple;
+        pkt = inner;
+        pkt.encap = Some(Encap {
+            kind,
+            vni,
+            outer_src: outer.src,
+            outer_dst: outer.dst,
+        });
+    }
+    Ok(pkt)
+}
+
+fn from_headers(h: &LaxPacketHeaders<'_>) -> Result<Packet, PacketError> {
+    let mut fp = Fingerprint::default();
+    let (src, dst, proto): (IpAddr, IpAddr, u8) = match &h.net {
+        Some(NetHeaders::Ipv4(ip, _)) => {
+            fp.ip_id = Some(ip.identification);
+            fp.ip_payload_len = ip.total_len.saturating_sub(ip.header_len() as u16);
+            (ip.source.into(), ip.destination.into(), ip.protocol.0)
+        }
+        Some(NetHeaders::Ipv6(ip, _)) => {
+            fp.ip_payload_len = ip.payload_length;
+            (ip.source.into(), ip.destination.into(), ip.next_header.0)
+        }
+        _ => return Err(PacketError::NotIp),
+    };
+    // The L4 protocol is the one after extension headers, when parsed.
+    let proto = match &h.transport {
+        Some(TransportHeader::Tcp(_)) => 6,
+        Some(TransportHeader::Udp(_)) => 17,
+        Some(TransportHeader::Icmpv4(_)) => 1,
+        Some(TransportHeader::Icmpv6(_)) => 58,
+        None => match &h.payload {
+            LaxPayloadSlice::Ip(p) => p.ip_number.0,
+            _ => proto,
+        },
+    };
+    let (mut sport, mut dport, mut tcp_flags) = (None, None, None);
+    match &h.transport {
+        Some(TransportHeader::Tcp(t)) => {
+            sport = Some(t.source_port);
+            dport = Some(t.destination_port);
+            fp.tcp_seq = Some(t.sequence_number);
+            fp.tcp_ack = Some(t.acknowledgment_number);
+            tcp_flags = Some(tcp_flag_string(t));
+        }
+        Some(TransportHeader::Udp(u)) => {
+            sport = Some(u.source_port);
+            dport = Some(u.destination_port);
+        }
+        Some(TransportHeader::Icmpv4(i)) => {
+            let b = i.to_bytes();
+            fp.icmp = Some((
+                b[0],
+                u16::from_be_bytes([b[4], b[5]]),
+                u16::from_be_bytes([b[6], b[7]]),
+            ));
+        }
+        Some(TransportHeader::Icmpv6(i)) => {
+            let b = i.to_bytes();
+            fp.icmp = Some((
+                b[0],
+                u16::from_be_bytes([b[4], b[5]]),
+                u16::from_be_bytes([b[6], b[7]]),
+            ));
+        }
+        None => {}
+    }
+    Ok(Packet {
+        tuple: Tuple {
+            proto: Proto::from_ip_number(proto),
+            src,
+            dst,
+            sport,
+            dport,
+        },
+        encap: None,
+        tcp_flags,
+        fp,
+    })
+}
+
+fn tcp_flag_string(t: &etherparse::TcpHeader) -> String {
+    let mut s = String::new();
+    for (set, c) in [
+        (t.syn, 'S'),
+        (t.fin, 'F'),
+        (t.rst, 'R'),
+        (t.psh, 'P'),
+        (t.urg, 'U'),
+        (t.ece, 'E'),
+        (t.cwr, 'W'),
+    ] {
+        if set {
+            s.push(c);
+        }
+    }
+    if t.ack {
+        s.push('.');
+    }
+    if s.is_empty() {
+        s.push_str("none");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use etherparse::PacketBuilder;
+
+    use super::*;
+
+    fn udp_packet(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        PacketBuilder::ipv4(src, dst, 64)
+            .udp(sport, dport)
+            .write(&mut out, payload)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn decodes_tcp_syn() {
+        let mut out = Vec::new();
+        PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(40000, 80, 1234, 64000)
+            .syn()
+            .write(&mut out, &[])
+            .unwrap();
+        let p = decode_ip(&out, &DEFAULT_VXLAN_PORTS).unwrap();
+        assert_eq!(p.tuple.proto, Proto::Tcp);
+        assert_eq!(p.tuple.src, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(p.tuple.dport, Some(80));
+        assert_eq!(p.tcp_flags.as_deref(), Some("S"));
+        assert_eq!(p.fp.tcp_seq, Some(1234));
+        assert!(p.encap.is_none());
+    }
+
+    #[test]
+    fn decodes_icmp_echo_and_ipv6() {
+        let mut out = Vec::new();
+        PacketBuilder::ipv6([0xfd; 16], [0xfe; 16], 64)
+            .icmpv6_echo_request(7, 9)
+            .write(&mut out, b"ping")
+            .unwrap();
+        let p = decode_ip(&out, &[]).unwrap();
+        assert_eq!(p.tuple.proto, Proto::Icmpv6);
+        assert_eq!(p.fp.icmp, Some((128, 7, 9)));
+        assert_eq!(p.tuple.sport, None);
+    }
+
+    #[test]
+    fn decodes_vxlan_inner_and_outer() {
+        let mut inner = Vec::new();
+        PacketBuilder::ethernet2([1; 6], [2; 6])
+            .ipv4([10, 244, 1, 2], [10, 244, 2, 3], 64)
+            .icmpv4_echo_request(1, 2)
+            .write(&mut inner, b"hi")
+            .unwrap();
+        let mut vx = vec![0x08, 0, 0, 0, 0, 0, 42, 0];
+        vx.extend_from_slice(&inner);
+        let out = udp_packet([192, 168, 0, 1], [192, 168, 0, 2], 5555, 4789, &vx);
+        let p = decode_ip(&out, &DEFAULT_VXLAN_PORTS).unwrap();
+        assert_eq!(p.tuple.proto, Proto::Icmp);
+        assert_eq!(p.tuple.src.to_string(), "10.244.1.2");
+        let e = p.encap.unwrap();
+        assert_eq!(e.kind, EncapKind::Vxlan);
+        assert_eq!(e.vni, Some(42));
+        assert_eq!(e.outer_dst.to_string(), "192.168.0.2");
+        // Not a VXLAN port: plain UDP.
+        let p = decode_ip(&out, &[8472]).unwrap();
+        assert_eq!(p.tuple.proto, Proto::Udp);
+        assert!(p.encap.is_none());
+    }
+
+    #[test]
+    fn decodes_ipip() {
+        let inner = udp_packet([10, 1, 0, 1], [10, 2, 0, 1], 1000, 53, b"q");
+        let mut out = Vec::new();
+        PacketBuilder::ipv4([172, 16, 0, 1], [172, 16, 0, 2], 64)
+            .write(&mut out, IpNumber::IPV4, &inner)
+            .unwrap();
+        let p = decode_ip(&out, &DEFAULT_VXLAN_PORTS).unwrap();
+        assert_eq!(p.tuple.dport, Some(53));
+        assert_eq!(p.encap.unwrap().kind, EncapKind::Ipip);
+        assert_eq!(p.encap.unwrap().outer_src.to_string(), "172.16.0.1");
+    }
+
+    #[test]
+    fn truncated_capture_still_decodes_headers() {
+        let out = udp_packet([10, 0, 0, 1], [10, 0, 0, 2], 1, 2, &[0u8; 1000]);
+        let p = decode_ip(&out[..40], &[]).unwrap();
+        assert_eq!(p.tuple.dport, Some(2));
+        assert_eq!(decode_ip(&[0x45, 0], &[]).is_err(), true);
+        assert_eq!(decode_ip(&[], &[]).is_err(), true);
+    }
+}

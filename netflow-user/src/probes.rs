@@ -1,0 +1,243 @@
+//! Loading the kernel programs, handing them the kernel's offsets and the
+//! packet selection, and attaching them. Everything attached here is an fd
+//! link owned by this process: it is detached when [`Probes`] is dropped and
+//! also when the process dies (SIGKILL included).
+use aya::{
+    maps::{
+        lpm_trie::{Key, LpmTrie},
+        HashMap, MapData, PerCpuArray, RingBuf,
+    },
+    programs::{BtfTracePoint, KProbe},
+    Btf, Ebpf, EbpfLoader,
+};
+use netflow_common::{names, AddrKey};
+
+use crate::{kernel::btf::KernelBtf, select::Selection};
+
+/// The compiled kernel programs (built by build.rs with aya-build).
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netflow"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("failed to load the netflow kernel object: {0}")]
+    Object(#[source] aya::EbpfError),
+    #[error("kernel object has no {0} {1}")]
+    Missing(&'static str, &'static str),
+    #[error("failed to load program {prog} for {target}: {source}")]
+    Load {
+        prog: &'static str,
+        target: String,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("failed to attach program {prog} to {target}: {source}")]
+    Attach {
+        prog: &'static str,
+        target: String,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("failed to fill map {map}: {source}")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("failed to read the kernel's BTF for program loading: {0}")]
+    Btf(#[source] aya::BtfError),
+    #[error(transparent)]
+    KernelBtf(#[from] crate::kernel::btf::BtfError),
+}
+
+type Result<T> = std::result::Result<T, ProbeError>;
+
+/// One probe and whether it runs on this kernel.
+#[derive(Debug, Clone)]
+pub struct ProbeStatus {
+    pub name: &'static str,
+    pub target: String,
+    pub active: bool,
+    pub note: String,
+}
+
+impl std::fmt::Display for ProbeStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = if self.active { "on " } else { "off" };
+        write!(f, "{state} {:<22} {}", self.target, self.note)
+    }
+}
+
+pub struct Probes {
+    ebpf: Ebpf,
+    pub status: Vec<ProbeStatus>,
+    lost: PerCpuArray<MapData, u64>,
+}
+
+/// tp_btf programs: (program, tracepoint, what the user loses without it).
+const TRACEPOINTS: [(&str, &str, &str); 4] = [
+    (names::PROG_RX, "netif_receive_skb", "no receive hops"),
+    (names::PROG_TX, "net_dev_queue", "no transmit hops"),
+    (names::PROG_KFREE, "kfree_skb", "no drop reasons"),
+    (
+        names::PROG_CONSUME,
+        "consume_skb",
+        "no delivered/forwarded verdicts",
+    ),
+];
+
+fn loader<'a>(
+    offsets: &'a netflow_common::Offsets,
+    filter: &'a netflow_common::Filter,
+) -> EbpfLoader<'a> {
+    let mut l = EbpfLoader::new();
+    l.override_global(names::GLOBAL_OFFSETS, offsets, true)
+        .override_global(names::GLOBAL_FILTER, filter, true);
+    l
+}
+
+impl Probes {
+    /// Load, fill the selection maps, attach every probe this kernel offers.
+    pub fn start(sel: &Selection, kbtf: &KernelBtf, reason_consumed: u32) -> Result<Self> {
+        let offsets = kbtf.offsets()?;
+        let mut filter = sel.filter;
+        filter.reason_consumed = reason_consumed;
+        let mut ebpf = loader(&offsets, &filter)
+            .load(EBPF_OBJECT)
+            .map_err(ProbeError::Object)?;
+        fill_selection(&mut ebpf, sel)?;
+        let btf = Btf::from_sys_fs().map_err(ProbeError::Btf)?;
+
+        let mut status = Vec::new();
+        for (prog, tp, loss) in TRACEPOINTS {
+            let target = format!("tp_btf/{tp}");
+            if tp == "kfree_skb" {
+                // The program reads (skb, location, reason): check the prototype.
+                let params = kbtf.tracepoint_args(tp).unwrap_or_default();
+                let expected = ["sk_buff *", "void *", "enum skb_drop_reason"];
+                if params.len() < 3 || params[..3] != expected {
+                    status.push(ProbeStatus {
+                        name: prog,
+                        target,
+                        active: false,
+                        note: format!("unexpected prototype {params:?}: {loss}"),
+                    });
+                    continue;
+                }
+            }
+            let p: &mut BtfTracePoint = ebpf
+                .program_mut(prog)
+                .ok_or(ProbeError::Missing("program", prog))?
+                .try_into()
+                .map_err(|source| ProbeError::Load {
+                    prog,
+                    target: target.clone(),
+                    source,
+                })?;
+            p.load(tp, &btf).map_err(|source| ProbeError::Load {
+                prog,
+                target: target.clone(),
+                source,
+            })?;
+            p.attach().map_err(|source| ProbeError::Attach {
+                prog,
+                target: target.clone(),
+                source,
+            })?;
+            status.push(ProbeStatus {
+                name: prog,
+                target,
+                active: true,
+                note: String::new(),
+            });
+        }
+        let lost = PerCpuArray::try_from(
+            ebpf.take_map(names::LOST)
+                .ok_or(ProbeError::Missing("map", names::LOST))?,
+        )
+        .map_err(|source| ProbeError::Map {
+            map: names::LOST,
+            source,
+        })?;
+        Ok(Self { ebpf, status, lost })
+    }
+
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>> {
+        let m = self
+            .ebpf
+            .take_map(names::EVENTS)
+            .ok_or(ProbeError::Missing("map", names::EVENTS))?;
+        RingBuf::try_from(m).map_err(|source| ProbeError::Map {
+            map: names::EVENTS,
+            source,
+        })
+    }
+
+    /// Events the kernel could not put in the ring buffer, all CPUs.
+    pub fn lost(&self) -> u64 {
+        self.lost
+            .get(&0, 0)
+            .map(|v| v.iter().copied().sum())
+            .unwrap_or(0)
+    }
+}
+
+fn fill_selection(ebpf: &mut Ebpf, sel: &Selection) -> Result<()> {
+    let map_err = |map| move |source| ProbeError::Map { map, source };
+    let mut netns: HashMap<_, u32, u8> = HashMap::try_from(
+        ebpf.map_mut(names::SEL_NETNS)
+            .ok_or(ProbeError::Missing("map", names::SEL_NETNS))?,
+    )
+    .map_err(map_err(names::SEL_NETNS))?;
+    for n in &sel.netns {
+        netns
+            .insert(n.inode, 1, 0)
+            .map_err(map_err(names::SEL_NETNS))?;
+    }
+    let mut addrs: LpmTrie<_, AddrKey, u32> = LpmTrie::try_from(
+        ebpf.map_mut(names::SEL_ADDRS)
+            .ok_or(ProbeError::Missing("map", names::SEL_ADDRS))?,
+    )
+    .map_err(map_err(names::SEL_ADDRS))?;
+    for (len, addr, bits) in &sel.addrs {
+        addrs
+            .insert(&Key::new(*len, AddrKey { addr: *addr }), *bits, 0)
+            .map_err(map_err(names::SEL_ADDRS))?;
+    }
+    let mut ifaces: HashMap<_, u64, u8> = HashMap::try_from(
+        ebpf.map_mut(names::SEL_IFACES)
+            .ok_or(ProbeError::Missing("map", names::SEL_IFACES))?,
+    )
+    .map_err(map_err(names::SEL_IFACES))?;
+    for k in &sel.ifaces {
+        ifaces
+            .insert(*k, 1, 0)
+            .map_err(map_err(names::SEL_IFACES))?;
+    }
+    Ok(())
+}
+
+/// Load the kprobe variant of the drop probe without attaching it: proves it
+/// passes this kernel's verifier (kernels with kprobes attach it as an upgrade).
+pub fn verify_kprobe_drop(kbtf: &KernelBtf) -> Result<()> {
+    let offsets = kbtf.offsets()?;
+    let filter = netflow_common::Filter::empty();
+    let mut ebpf = loader(&offsets, &filter)
+        .load(EBPF_OBJECT)
+        .map_err(ProbeError::Object)?;
+    let prog = names::PROG_KPROBE_DROP;
+    let target = "kprobe/sk_skb_reason_drop".to_string();
+    let p: &mut KProbe = ebpf
+        .program_mut(prog)
+        .ok_or(ProbeError::Missing("program", prog))?
+        .try_into()
+        .map_err(|source| ProbeError::Load {
+            prog,
+            target: target.clone(),
+            source,
+        })?;
+    p.load().map_err(|source| ProbeError::Load {
+        prog,
+        target,
+        source,
+    })
+}

@@ -1,0 +1,382 @@
+//! Turning the user's selectors into the kernel's packet selection.
+//!
+//! A selector picks packets, not devices: `--netns` selects the packets that
+//! enter or leave that namespace (its device namespace, and its addresses so
+//! that a packet heading into it is selected before it gets there); `--host`,
+//! `--port`, `--proto` narrow that. Only `--iface` limits where we look.
+use std::{
+    net::IpAddr,
+    os::fd::AsFd,
+    path::{Path, PathBuf},
+};
+
+use ipnet::IpNet;
+use netflow_common::{
+    filter_flags as ff, Filter, ADDR_HOST, ADDR_NETNS, MAX_PORTS, MAX_VXLAN_PORTS,
+};
+
+use crate::packet::Proto;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    #[error("network namespace {name:?} not found (looked for {path}); known namespaces: {known}")]
+    NoNetns {
+        name: String,
+        path: String,
+        known: String,
+    },
+    #[error("failed to open network namespace {0}: {1}")]
+    OpenNetns(String, String),
+    #[error("failed to read addresses of network namespace {0}: {1}")]
+    NetnsAddrs(String, String),
+    #[error("interface {name:?} not found in this network namespace; interfaces: {known}")]
+    NoIface { name: String, known: String },
+    #[error(
+        "invalid --host {0:?}: expected an IP address or CIDR (10.0.0.1, 10.0.0.0/24, fd00::/64)"
+    )]
+    BadHost(String),
+    #[error("invalid --proto {0:?}: expected tcp, udp, icmp, icmpv6 or a protocol number")]
+    BadProto(String),
+    #[error("too many {what}: at most {max}")]
+    TooMany { what: &'static str, max: usize },
+}
+
+/// The selectors as given on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Selectors {
+    pub netns: Vec<String>,
+    pub hosts: Vec<String>,
+    pub ports: Vec<u16>,
+    pub proto: Option<String>,
+    pub ifaces: Vec<String>,
+    pub vxlan_ports: Vec<u16>,
+}
+
+/// A resolved network namespace.
+#[derive(Debug, Clone)]
+pub struct Netns {
+    pub name: String,
+    pub path: PathBuf,
+    pub inode: u32,
+    pub addrs: Vec<IpAddr>,
+}
+
+/// What the kernel programs get: the filter global and the map contents.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    pub filter: Filter,
+    pub netns: Vec<Netns>,
+    /// (prefix length over the 128-bit mapped address, address, ADDR_* bits)
+    pub addrs: Vec<(u32, [u8; 16], u32)>,
+    /// netns inode << 32 | ifindex
+    pub ifaces: Vec<u64>,
+    pub vxlan_ports: Vec<u16>,
+    /// Human summary, e.g. "netns pod-a (10.0.0.2), port 80".
+    pub summary: String,
+}
+
+pub fn parse_proto(s: &str) -> Result<Proto, SelectError> {
+    Ok(match s.to_ascii_lowercase().as_str() {
+        "tcp" => Proto::Tcp,
+        "udp" => Proto::Udp,
+        "icmp" => Proto::Icmp,
+        "icmpv6" | "icmp6" => Proto::Icmpv6,
+        n => Proto::from_ip_number(n.parse().map_err(|_| SelectError::BadProto(s.into()))?),
+    })
+}
+
+pub fn parse_host(s: &str) -> Result<IpNet, SelectError> {
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| SelectError::BadHost(s.into()))
+}
+
+/// An address in the kernel's key form: IPv6, or IPv4 mapped into IPv6.
+pub fn mapped(addr: IpAddr) -> [u8; 16] {
+    match addr {
+        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+        IpAddr::V6(a) => a.octets(),
+    }
+}
+
+fn mapped_net(net: IpNet) -> (u32, [u8; 16]) {
+    match net {
+        IpNet::V4(n) => (96 + n.prefix_len() as u32, mapped(IpAddr::V4(n.network()))),
+        IpNet::V6(n) => (n.prefix_len() as u32, mapped(IpAddr::V6(n.network()))),
+    }
+}
+
+pub const NETNS_RUN_DIR: &str = "/run/netns";
+
+/// Named namespaces (`ip netns`) and their nsfs paths.
+pub fn named_netns() -> Vec<(String, PathBuf)> {
+    let mut out: Vec<(String, PathBuf)> = std::fs::read_dir(NETNS_RUN_DIR)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+pub fn inode_of(path: &Path) -> std::io::Result<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map(|m| m.ino() as u32)
+}
+
+/// `NAME` (a named netns) or a path such as `/proc/PID/ns/net`.
+pub fn resolve_netns(spec: &str) -> Result<Netns, SelectError> {
+    let path = if spec.contains('/') {
+        PathBuf::from(spec)
+    } else {
+        Path::new(NETNS_RUN_DIR).join(spec)
+    };
+    let inode = inode_of(&path).map_err(|_| SelectError::NoNetns {
+        name: spec.into(),
+        path: path.display().to_string(),
+        known: {
+            let names: Vec<String> = named_netns().into_iter().map(|(n, _)| n).collect();
+            if names.is_empty() {
+                "none (ip netns list is empty)".into()
+            } else {
+                names.join(", ")
+            }
+        },
+    })?;
+    let addrs = netns_addrs(&path).map_err(|e| SelectError::NetnsAddrs(spec.into(), e))?;
+    Ok(Netns {
+        name: spec.into(),
+        path,
+        inode,
+        addrs,
+    })
+}
+
+/// Addresses configured inside a namespace (read from a thread that enters it).
+fn netns_addrs(path: &Path) -> Result<Vec<IpAddr>, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| format!("setns: {e}"))?;
+            let addrs = nix::ifaddrs::getifaddrs().map_err(|e| format!("getifaddrs: {e}"))?;
+            let mut out: Vec<IpAddr> = addrs
+                .filter_map(|a| {
+                    let sa = a.address?;
+                    if let Some(v4) = sa.as_sockaddr_in() {
+                        return Some(IpAddr::V4(v4.ip()));
+                    }
+                    sa.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+                })
+                .filter(|ip| !ip.is_loopback())
+                .collect();
+            out.sort();
+            out.dedup();
+            Ok(out)
+        })
+        .join()
+        .map_err(|_| "address reader thread panicked".to_string())?
+    })
+}
+
+fn iface_index(name: &str) -> Result<u32, SelectError> {
+    nix::net::if_::if_nametoindex(name).map_err(|_| {
+        let mut known: Vec<String> = std::fs::read_dir("/sys/class/net")
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        known.sort();
+        SelectError::NoIface {
+            name: name.into(),
+            known: known.join(", "),
+        }
+    })
+}
+
+impl Selectors {
+    pub fn resolve(&self) -> Result<Selection, SelectError> {
+        let mut f = Filter::empty();
+        f.stale_ns = 2_000_000_000;
+        let mut summary = Vec::new();
+
+        let netns = self
+            .netns
+            .iter()
+            .map(|n| resolve_netns(n))
+            .collect::<Result<Vec<_>, _>>()?;
+        if !netns.is_empty() {
+            f.flags |= ff::NETNS;
+            for n in &netns {
+                let a: Vec<String> = n.addrs.iter().map(|a| a.to_string()).collect();
+                summary.push(format!("netns {} ({})", n.name, a.join(", ")));
+            }
+        }
+
+        let hosts = self
+            .hosts
+            .iter()
+            .map(|h| parse_host(h))
+            .collect::<Result<Vec<_>, _>>()?;
+        if !hosts.is_empty() {
+            f.flags |= ff::HOST;
+            summary.push(format!(
+                "host {}",
+                hosts
+                    .iter()
+                    .map(|h| h.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ));
+        }
+        // Host networks first, then netns /32s (/128s) carrying the bits of
+        // every host network that contains them (an LPM lookup sees one entry).
+        let mut addrs: Vec<(u32, [u8; 16], u32)> = hosts
+            .iter()
+            .map(|h| {
+                let (len, a) = mapped_net(*h);
+                (len, a, ADDR_HOST)
+            })
+            .collect();
+        for n in &netns {
+            for a in &n.addrs {
+                let host_bits = if hosts.iter().any(|h| h.contains(a)) {
+                    ADDR_HOST
+                } else {
+                    0
+                };
+                addrs.push((128, mapped(*a), ADDR_NETNS | host_bits));
+            }
+        }
+
+        if !self.ports.is_empty() {
+            if self.ports.len() > MAX_PORTS {
+                return Err(SelectError::TooMany {
+                    what: "--port values",
+                    max: MAX_PORTS,
+                });
+            }
+            f.flags |= ff::PORT;
+            f.n_ports = self.ports.len() as u8;
+            f.ports[..self.ports.len()].copy_from_slice(&self.ports);
+            summary.push(format!(
+                "port {}",
+                self.ports
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ));
+        }
+        if let Some(p) = &self.proto {
+            let p = parse_proto(p)?;
+            f.flags |= ff::PROTO;
+            f.proto = p.number();
+            summary.push(format!("proto {p}"));
+        }
+
+        let own_netns = inode_of(Path::new("/proc/self/ns/net")).unwrap_or(0);
+        let ifaces = self
+            .ifaces
+            .iter()
+            .map(|i| iface_index(i).map(|idx| ((own_netns as u64) << 32) | idx as u64))
+            .collect::<Result<Vec<_>, _>>()?;
+        if !ifaces.is_empty() {
+            f.flags |= ff::IFACE;
+            summary.push(format!("iface {}", self.ifaces.join(",")));
+        }
+
+        let vxlan_ports = if self.vxlan_ports.is_empty() {
+            crate::packet::DEFAULT_VXLAN_PORTS.to_vec()
+        } else {
+            self.vxlan_ports.clone()
+        };
+        if vxlan_ports.len() > MAX_VXLAN_PORTS {
+            return Err(SelectError::TooMany {
+                what: "--vxlan-port values",
+                max: MAX_VXLAN_PORTS,
+            });
+        }
+        f.n_vxlan_ports = vxlan_ports.len() as u8;
+        f.vxlan_ports[..vxlan_ports.len()].copy_from_slice(&vxlan_ports);
+
+        if f.flags & (ff::NETNS | ff::HOST | ff::PORT | ff::PROTO) == 0 {
+            f.flags |= ff::ALL;
+            summary.insert(0, "every packet".into());
+        }
+        Ok(Selection {
+            filter: f,
+            netns,
+            addrs,
+            ifaces,
+            vxlan_ports,
+            summary: summary.join(", "),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_selector_selects_everything() {
+        let s = Selectors::default().resolve().unwrap();
+        assert_eq!(s.filter.flags & ff::ALL, ff::ALL);
+        assert_eq!(s.filter.n_vxlan_ports, 2);
+    }
+
+    #[test]
+    fn host_port_proto() {
+        let s = Selectors {
+            hosts: vec!["10.1.0.0/16".into(), "fd00::1".into()],
+            ports: vec![80, 443],
+            proto: Some("TCP".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(s.filter.flags & ff::ALL, 0);
+        assert_eq!(s.filter.proto, 6);
+        assert_eq!(&s.filter.ports[..2], &[80, 443]);
+        assert_eq!(s.addrs[0].0, 96 + 16);
+        assert_eq!(&s.addrs[0].1[10..14], &[0xff, 0xff, 10, 1]);
+        assert_eq!(s.addrs[1].0, 128);
+    }
+
+    #[test]
+    fn bad_input_is_a_clear_error() {
+        let e = Selectors {
+            hosts: vec!["10.0.0.300".into()],
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(e.to_string().contains("invalid --host"));
+        let e = Selectors {
+            proto: Some("tpc".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(e.to_string().contains("invalid --proto"));
+        let e = Selectors {
+            netns: vec!["surely-not-a-netns-xyz".into()],
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(e.to_string().contains("not found"), "{e}");
+        let e = Selectors {
+            ifaces: vec!["nope0xyz".into()],
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(e.to_string().contains("interfaces:"), "{e}");
+    }
+}

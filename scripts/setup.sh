@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# One-time machine setup for building and testing netflow (Debian 12, root).
+# Installs: LLVM 22 (matches rustc's LLVM), bpf-linker, nightly rust-src,
+# and the network tools the real-kernel tests and the benchmark use.
+set -euo pipefail
+
+need_apt=()
+for p in llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 iptables iputils-ping iperf3 tcpdump python3; do
+  dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${need_apt[@]}"
+fi
+
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+rustup component add rust-src --toolchain nightly
+
+if ! command -v bpf-linker >/dev/null 2>&1; then
+  LLVM_PREFIX=/usr/lib/llvm-22 LLVM_SYS_221_PREFIX=/usr/lib/llvm-22 \
+    cargo install bpf-linker --locked --no-default-features --features llvm-22
+fi
+
+# bpffs and tracefs may be unmounted on a fresh boot.
+mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing
