@@ -3,9 +3,10 @@
 # Installs: LLVM 22 (matches rustc's LLVM), bpf-linker, nightly rust-src,
 # and the network tools the real-kernel tests and the benchmark use.
 set -euo pipefail
+export PATH="$HOME/.cargo/bin:$PATH"
 
 need_apt=()
-for p in llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 iptables iputils-ping iperf3 tcpdump python3; do
+for p in llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 iptables nftables bpftool iputils-ping iperf3 tcpdump python3; do
   dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -30,6 +30,7 @@ use crate::parse::Tuple;
 #[no_mangle]
 static OFFSETS: Offsets = Offsets {
     skb_len: 0,
+    skb_data_len: 0,
     skb_head: 0,
     skb_data: 0,
     skb_network_header: 0,
@@ -40,7 +41,6 @@ static OFFSETS: Offsets = Offsets {
     dev_name: 0,
     dev_nd_net: 0,
     net_inum: 0,
-    _pad: 0,
 };
 
 #[no_mangle]
@@ -245,17 +245,15 @@ fn build(skb: *const u8, point: Point, o: &Offsets) -> Result<&'static mut Packe
         h.ifname = unsafe { read(dev, o.dev_name) }.unwrap_or([0; 16]);
     }
 
-    // Packet bytes from the network header, at most what the skb holds.
+    // Packet bytes from the network header to the end of the linear buffer
+    // (the header may lie before `data` once the stack has pulled it).
     let head: *const u8 = unsafe { read(skb, o.skb_head)? };
     let data: u64 = unsafe { read(skb, o.skb_data)? };
+    let data_len: u32 = unsafe { read(skb, o.skb_data_len) }.unwrap_or(0);
     let nh: u16 = unsafe { read(skb, o.skb_network_header)? };
     let l3 = head as u64 + nh as u64;
-    let before = l3.wrapping_sub(data);
-    let avail = if before <= h.len as u64 {
-        h.len as u64 - before
-    } else {
-        0
-    };
+    let end = data + h.len.saturating_sub(data_len) as u64;
+    let avail = if end > l3 { end - l3 } else { 0 };
     let mut n = if avail > CAPTURE_BYTES as u64 {
         CAPTURE_BYTES as u64
     } else {

@@ -93,6 +93,19 @@ struct Open {
     fp: Option<Fingerprint>,
 }
 
+impl Open {
+    /// May a new skb with this timeline's fingerprint continue it? A dropped
+    /// packet never continues; a consumed one only within the grace period
+    /// (a copy made just before the free).
+    fn can_join(&self, ts: u64, cfg: &Config) -> bool {
+        match self.ended_at {
+            _ if self.tl.drop.is_some() => false,
+            Some(end) => ts.saturating_sub(end) < cfg.grace_ns,
+            None => ts.saturating_sub(self.last_ts) < cfg.idle_ns,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Correlator {
     cfg: Config,
@@ -168,7 +181,7 @@ impl Correlator {
                     .filter(|id| {
                         self.open
                             .get(id)
-                            .is_some_and(|o| ev.ts_ns.saturating_sub(o.last_ts) < idle)
+                            .is_some_and(|o| o.can_join(ev.ts_ns, &self.cfg))
                     });
                 let id = match joined {
                     Some(id) => id,
@@ -381,6 +394,22 @@ mod tests {
         c.push(ev(5_000_000_000, 0xa, Point::Rx, "veth-c", &rep));
         let out = c.flush();
         assert_eq!(out.len(), 3);
+    }
+
+    #[test]
+    fn identical_packets_after_a_drop_are_separate() {
+        let p = icmp([10, 0, 0, 1], [10, 0, 0, 2], 1, 1, 77);
+        let mut c = Correlator::new(Config::default());
+        for (i, skb) in [0xa, 0xb, 0xc].into_iter().enumerate() {
+            let t = i as u64 * 100;
+            c.push(ev(t, skb, Point::Tx, "eth0", &p));
+            c.push(ev(t + 10, skb, Point::Drop, "eth0", &p));
+        }
+        let out = c.flush();
+        assert_eq!(out.len(), 3);
+        assert!(out
+            .iter()
+            .all(|t| t.hops.len() == 2 && t.verdict == Verdict::Dropped));
     }
 
     #[test]

@@ -9,6 +9,9 @@ pub struct Names {
     pub reasons: HashMap<u32, String>,
     pub kallsyms: Kallsyms,
     pub netns: HashMap<u32, String>,
+    /// Bridge (or other master) of each device of the tracer's namespace:
+    /// (netns inode, ifindex) -> master name.
+    pub masters: HashMap<(u32, u32), String>,
 }
 
 impl Names {
@@ -24,6 +27,41 @@ impl Names {
             m.insert(ino, "host".into());
         }
         m
+    }
+
+    /// Masters (bridges, bonds, VRFs) of the devices in this namespace, from sysfs.
+    pub fn read_masters() -> HashMap<(u32, u32), String> {
+        let own = crate::select::inode_of(std::path::Path::new("/proc/self/ns/net")).unwrap_or(0);
+        let mut m = HashMap::new();
+        let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
+            return m;
+        };
+        for e in dir.flatten() {
+            let p = e.path();
+            let Ok(master) = std::fs::read_link(p.join("master")) else {
+                continue;
+            };
+            let Some(idx) = std::fs::read_to_string(p.join("ifindex"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            else {
+                continue;
+            };
+            if let Some(name) = master.file_name() {
+                m.insert((own, idx), name.to_string_lossy().into_owned());
+            }
+        }
+        m
+    }
+
+    /// Re-read what can change while tracing (namespaces and devices come and go).
+    pub fn refresh(&mut self) {
+        self.netns = Self::read_netns();
+        self.masters = Self::read_masters();
+    }
+
+    pub fn master(&self, netns: u32, ifindex: u32) -> Option<&str> {
+        self.masters.get(&(netns, ifindex)).map(|s| s.as_str())
     }
 
     pub fn reason(&self, r: u32) -> String {

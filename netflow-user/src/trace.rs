@@ -51,8 +51,9 @@ pub async fn run(opts: TraceOptions) -> anyhow::Result<Stats> {
     let mut names = Names {
         reasons,
         kallsyms: Kallsyms::load(),
-        netns: Names::read_netns(),
+        ..Names::default()
     };
+    names.refresh();
     let mut probes = Probes::start(&sel, &kbtf, consumed)?;
     // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd lives.
     let mut ring = unsafe { AsyncFd::register(probes.take_events()?) }
@@ -101,7 +102,7 @@ pub async fn run(opts: TraceOptions) -> anyhow::Result<Stats> {
                 drain(ring.get_mut(), &mut corr, &mut stats);
                 ticks += 1;
                 if ticks % 400 == 0 {
-                    names.netns = Names::read_netns();
+                    names.refresh();
                 }
                 emit(corr.expire(monotonic_ns()), sink.as_mut(), &names, &mut stats)?;
             }

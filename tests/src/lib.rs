@@ -1,1 +1,350 @@
+//! Helpers for netflow's real-kernel tests: namespace labs that remove
+//! everything they created when dropped (also when a test panics), and a
+//! handle on a running `netflow trace --json`.
+//!
+//! Tests run as root against the running kernel; nothing is mocked.
+use std::{
+    io::{BufRead, BufReader, Read},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
 
+use serde_json::Value;
+
+/// Run a shell command; panic with its output when it fails.
+pub fn sh(cmd: &str) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("spawn sh");
+    if !out.status.success() {
+        panic!(
+            "command failed ({}): {cmd}\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Run a shell command, ignoring failure (cleanup).
+pub fn sh_quiet(cmd: &str) {
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "netflow's kernel tests need root (they build namespaces and load eBPF programs): run them with sudo"
+    );
+}
+
+/// A lab: namespaces and host devices with unique names, removed on drop.
+pub struct Lab {
+    pub tag: String,
+    netns: Vec<String>,
+    links: Vec<String>,
+    undo: Vec<String>,
+}
+
+impl Lab {
+    /// `tag` must be unique among concurrently running tests (<= 6 chars).
+    pub fn new(tag: &str) -> Self {
+        require_root();
+        assert!(tag.len() <= 6, "lab tag too long for interface names");
+        let tag = format!("{tag}{:x}", std::process::id() % 0xfff);
+        Lab {
+            tag,
+            netns: Vec::new(),
+            links: Vec::new(),
+            undo: Vec::new(),
+        }
+    }
+
+    /// A unique name for a namespace or device, e.g. `n<tag>a`.
+    pub fn name(&self, suffix: &str) -> String {
+        let n = format!("{}{suffix}", self.tag);
+        assert!(n.len() <= 15, "name {n} too long for an interface");
+        n
+    }
+
+    pub fn netns(&mut self, suffix: &str) -> String {
+        let n = self.name(suffix);
+        sh_quiet(&format!("ip netns del {n}"));
+        sh(&format!("ip netns add {n}"));
+        self.netns.push(n.clone());
+        sh(&format!("ip -n {n} link set lo up"));
+        n
+    }
+
+    /// A host-side link (deleted on drop; deleting one end of a veth deletes both).
+    pub fn host_link(&mut self, name: &str) {
+        self.links.push(name.to_string());
+    }
+
+    /// A command run on drop, before namespaces and links are deleted.
+    pub fn on_drop(&mut self, cmd: String) {
+        self.undo.push(cmd);
+    }
+
+    /// veth pair: `host` end in the host, `eth0` in `ns` with `addr` (CIDR).
+    pub fn pod(&mut self, ns: &str, host: &str, addr: &str) {
+        sh(&format!(
+            "ip link add {host} type veth peer name eth0 netns {ns}"
+        ));
+        self.host_link(host);
+        sh(&format!("ip -n {ns} addr add {addr} dev eth0"));
+        sh(&format!("ip -n {ns} link set eth0 up"));
+        sh(&format!("ip link set {host} up"));
+    }
+
+    pub fn exec(&self, ns: &str, cmd: &str) -> String {
+        sh(&format!("ip netns exec {ns} {cmd}"))
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for cmd in self.undo.iter().rev() {
+            sh_quiet(cmd);
+        }
+        for l in self.links.iter().rev() {
+            sh_quiet(&format!("ip link del {l}"));
+        }
+        for n in self.netns.iter().rev() {
+            sh_quiet(&format!("ip netns del {n}"));
+        }
+    }
+}
+
+/// The `netflow` binary under test.
+pub fn netflow_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("NETFLOW_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let p = root.join("target/debug/netflow");
+    assert!(
+        p.exists(),
+        "netflow binary not found at {}: build it first (cargo build -p netflow-user) or set NETFLOW_BIN; `cargo xtask test` does both",
+        p.display()
+    );
+    p
+}
+
+/// A running `netflow trace --json`.
+pub struct Tracer {
+    child: Option<Child>,
+    stdout: Option<std::thread::JoinHandle<String>>,
+    stderr: mpsc::Receiver<String>,
+    pub stderr_text: String,
+}
+
+impl Tracer {
+    /// Start `netflow trace --json ARGS` and wait until its probes are attached.
+    pub fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(netflow_bin())
+            .arg("trace")
+            .arg("--json")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn netflow");
+        let mut out = child.stdout.take().unwrap();
+        let stdout = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            s
+        });
+        let err = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut t = Tracer {
+            child: Some(child),
+            stdout: Some(stdout),
+            stderr: rx,
+            stderr_text: String::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match t.stderr.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => {
+                    t.stderr_text.push_str(&line);
+                    t.stderr_text.push('\n');
+                    if line.contains("Ctrl-C to stop") {
+                        return t;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = t.child.as_mut().unwrap().wait();
+                    panic!(
+                        "netflow exited before it was ready ({status:?}):\n{}",
+                        t.stderr_text
+                    );
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "netflow not ready after 30s:\n{}",
+                t.stderr_text
+            );
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Kill without letting it clean up.
+    pub fn sigkill(&mut self) {
+        let mut c = self.child.take().unwrap();
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
+    /// Ctrl-C, then every JSON line it printed.
+    pub fn stop(mut self) -> Vec<Value> {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("netflow did not stop within 20s of SIGINT");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        while let Ok(l) = self.stderr.try_recv() {
+            self.stderr_text.push_str(&l);
+            self.stderr_text.push('\n');
+        }
+        let out = self.stdout.take().unwrap().join().unwrap();
+        assert!(
+            status.success(),
+            "netflow failed ({status}):\n{}",
+            self.stderr_text
+        );
+        out.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+            .collect()
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Packet objects only.
+pub fn packets(lines: &[Value]) -> Vec<&Value> {
+    lines.iter().filter(|v| v["kind"] == "packet").collect()
+}
+
+pub fn stats(lines: &[Value]) -> &Value {
+    lines
+        .iter()
+        .rev()
+        .find(|v| v["kind"] == "stats")
+        .expect("a stats line at the end")
+}
+
+/// The (point, ifname, netns_name, dir) of each hop, for assertions and messages.
+pub fn hop_list(p: &Value) -> Vec<(String, String, String, String)> {
+    p["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["point"].as_str().unwrap_or("").to_string(),
+                h["ifname"].as_str().unwrap_or("").to_string(),
+                h["netns_name"].as_str().unwrap_or("?").to_string(),
+                h["dir"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Packets whose flow matches (proto, src, dst).
+pub fn flows<'a>(pkts: &[&'a Value], proto: &str, src: &str, dst: &str) -> Vec<&'a Value> {
+    pkts.iter()
+        .copied()
+        .filter(|p| {
+            p["flow"]["proto"] == proto && p["flow"]["src"] == src && p["flow"]["dst"] == dst
+        })
+        .collect()
+}
+
+/// Does `hops` contain `want` as a subsequence (in order)?
+pub fn in_order(
+    hops: &[(String, String, String, String)],
+    want: &[(&str, &str, &str, &str)],
+) -> bool {
+    let mut it = hops.iter();
+    want.iter().all(|w| {
+        it.any(|h| h.0 == w.0 && h.1 == w.1 && h.2 == w.2 && (w.3.is_empty() || h.3 == w.3))
+    })
+}
+
+/// Program ids of the BPF links a process holds (from /proc/PID/fdinfo).
+pub fn bpf_link_prog_ids(pid: u32) -> Vec<u32> {
+    let mut ids = Vec::new();
+    let dir = format!("/proc/{pid}/fdinfo");
+    for e in std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {dir}: {e}"))
+        .flatten()
+    {
+        let Ok(info) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        if !info.contains("link_type:") {
+            continue;
+        }
+        if let Some(id) = info
+            .lines()
+            .find_map(|l| l.strip_prefix("prog_id:"))
+            .and_then(|v| v.trim().parse().ok())
+        {
+            ids.push(id);
+        }
+    }
+    ids
+}
+
+/// Does a BPF program with this id still exist?
+pub fn bpf_prog_exists(id: u32) -> bool {
+    Command::new("bpftool")
+        .args(["prog", "show", "id", &id.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run bpftool (installed by scripts/setup.sh)")
+        .success()
+}

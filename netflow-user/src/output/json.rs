@@ -29,6 +29,8 @@ pub struct JsonHop {
     pub ifindex: u32,
     pub netns: u32,
     pub netns_name: Option<String>,
+    /// The bridge (or bond, VRF) this device is a port of.
+    pub master: Option<String>,
     pub dir: Option<&'static str>,
     pub src: Option<IpAddr>,
     pub dst: Option<IpAddr>,
@@ -95,6 +97,7 @@ pub fn timeline_json(tl: &Timeline, names: &Names) -> JsonTimeline {
                     ifindex: h.ifindex,
                     netns: h.netns,
                     netns_name: names.netns(h.netns).map(str::to_string),
+                    master: names.master(h.netns, h.ifindex).map(str::to_string),
                     dir: direction(h.point),
                     src: t.map(|t| t.src),
                     dst: t.map(|t| t.dst),

@@ -60,10 +60,14 @@ impl Sink for Text {
         let mut last_tuple: Option<Tuple> = first;
         for h in &tl.hops {
             let delta = h.ts_ns.saturating_sub(t0) as f64 / 1000.0;
+            let dev = match (h.ifname.as_str(), names.master(h.netns, h.ifindex)) {
+                ("", _) => "-".to_string(),
+                (d, Some(m)) => format!("{d} (port of {m})"),
+                (d, None) => d.to_string(),
+            };
             let mut line = format!(
-                "  +{delta:>9.3}us  {:<9} {:<16} netns {:<12}",
+                "  +{delta:>9.3}us  {:<9} {dev:<24} netns {:<12}",
                 point_name(h.point),
-                if h.ifname.is_empty() { "-" } else { &h.ifname },
                 names.netns_label(h.netns),
             );
             if let Some(p) = &h.packet {

@@ -1,0 +1,367 @@
+//! Real-kernel tests: each builds its own namespace lab, runs
+//! `netflow trace --json`, sends real traffic and checks what netflow saw.
+//! Subnets are distinct per test so the tests can run in parallel.
+use netflow_tests::*;
+
+/// Two pods on a Linux bridge in the host namespace (docker/flannel style),
+/// selected by the sender's netns: each echo request is one timeline through
+/// the sender's eth0, its host veth (a bridge port), the receiver's host veth
+/// and the receiver's eth0, in that order; the replies are followed back too.
+#[test]
+fn bridge_ping_selected_by_sender_netns() {
+    let mut lab = Lab::new("br");
+    let (a, b) = (lab.netns("a"), lab.netns("b"));
+    let br = lab.name("br");
+    sh(&format!(
+        "ip link add {br} type bridge && ip link set {br} up"
+    ));
+    lab.host_link(&br);
+    let (va, vb) = (lab.name("va"), lab.name("vb"));
+    lab.pod(&a, &va, "10.201.0.1/24");
+    lab.pod(&b, &vb, "10.201.0.2/24");
+    sh(&format!(
+        "ip link set {va} master {br} && ip link set {vb} master {br}"
+    ));
+    // Resolve ARP and let the bridge learn, so the traced pings are unicast.
+    lab.exec(&a, "ping -c1 -W2 10.201.0.2");
+
+    let t = Tracer::start(&["--netns", &a]);
+    lab.exec(&a, "ping -c3 -i0.2 -W2 10.201.0.2");
+    let lines = t.stop();
+    let pkts = packets(&lines);
+
+    let reqs = flows(&pkts, "icmp", "10.201.0.1", "10.201.0.2");
+    assert!(
+        reqs.len() >= 3,
+        "expected 3 echo requests, got {}: {pkts:#?}",
+        reqs.len()
+    );
+    for r in &reqs {
+        let hops = hop_list(r);
+        assert!(
+            in_order(
+                &hops,
+                &[
+                    ("tx", "eth0", &a, "egress"),
+                    ("rx", &va, "host", "ingress"),
+                    ("tx", &vb, "host", "egress"),
+                    ("rx", "eth0", &b, "ingress"),
+                ]
+            ),
+            "request path: {hops:#?}"
+        );
+        assert_eq!(r["verdict"], "delivered", "{r:#}");
+        let bridged: Vec<_> = r["hops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["ifname"] == va.as_str() || h["ifname"] == vb.as_str())
+            .collect();
+        assert!(
+            bridged.iter().all(|h| h["master"] == br.as_str()),
+            "veth hops name the bridge: {bridged:#?}"
+        );
+        // Timestamps increase along the path.
+        let ts: Vec<u64> = r["hops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["ts_ns"].as_u64().unwrap())
+            .collect();
+        assert!(ts.windows(2).all(|w| w[0] <= w[1]), "{ts:?}");
+    }
+    let reps = flows(&pkts, "icmp", "10.201.0.2", "10.201.0.1");
+    assert!(
+        reps.len() >= 3,
+        "replies are selected by the netns address: {pkts:#?}"
+    );
+    for r in &reps {
+        let hops = hop_list(r);
+        assert!(
+            in_order(
+                &hops,
+                &[
+                    ("tx", "eth0", &b, "egress"),
+                    ("rx", &vb, "host", "ingress"),
+                    ("tx", &va, "host", "egress"),
+                    ("rx", "eth0", &a, "ingress"),
+                ]
+            ),
+            "reply path: {hops:#?}"
+        );
+    }
+    assert_eq!(stats(&lines)["lost"], 0);
+}
+
+/// Routed pods behind a node (calico style: /32 routes, proxy ARP,
+/// 169.254.1.1 as the pods' gateway); the node is its own namespace.
+fn routed_lab(tag: &str, subnet: &str) -> (Lab, String, String, String, String, String) {
+    let mut lab = Lab::new(tag);
+    let node = lab.netns("n");
+    let (a, b) = (lab.netns("a"), lab.netns("b"));
+    let (va, vb) = (lab.name("va"), lab.name("vb"));
+    sh(&format!(
+        "ip netns exec {node} sysctl -qw net.ipv4.ip_forward=1"
+    ));
+    // The node's default route (proxy ARP answers for targets it can route).
+    sh(&format!(
+        "ip -n {node} link add up0 type veth peer name up1 && ip -n {node} link set up0 up && ip -n {node} link set up1 up && ip -n {node} route add default dev up0"
+    ));
+    for (pod, veth, ip) in [
+        (&a, &va, format!("{subnet}.1")),
+        (&b, &vb, format!("{subnet}.2")),
+    ] {
+        sh(&format!(
+            "ip link add eth0 netns {pod} type veth peer name {veth} netns {node}"
+        ));
+        sh(&format!(
+            "ip -n {pod} addr add {ip}/32 dev eth0 && ip -n {pod} link set eth0 up"
+        ));
+        sh(&format!(
+            "ip -n {pod} route add 169.254.1.1 dev eth0 scope link && ip -n {pod} route add default via 169.254.1.1 dev eth0"
+        ));
+        sh(&format!("ip -n {node} link set {veth} up"));
+        sh(&format!(
+            "ip netns exec {node} sysctl -qw net.ipv4.conf.{veth}.proxy_arp=1"
+        ));
+        sh(&format!("ip -n {node} route add {ip}/32 dev {veth}"));
+    }
+    (lab, node, a, b, va, vb)
+}
+
+#[test]
+fn routed_pods_with_proxy_arp() {
+    let (lab, node, a, b, va, vb) = routed_lab("rt", "10.202.0");
+    lab.exec(&a, "ping -c1 -W2 10.202.0.2");
+
+    let t = Tracer::start(&["--netns", &b]);
+    lab.exec(&a, "ping -c3 -i0.2 -W2 10.202.0.2");
+    let lines = t.stop();
+    let pkts = packets(&lines);
+    let reqs = flows(&pkts, "icmp", "10.202.0.1", "10.202.0.2");
+    assert!(
+        reqs.len() >= 3,
+        "requests into the selected netns are followed from their start: {pkts:#?}"
+    );
+    for r in &reqs {
+        let hops = hop_list(r);
+        assert!(
+            in_order(
+                &hops,
+                &[
+                    ("tx", "eth0", &a, "egress"),
+                    ("rx", &va, &node, "ingress"),
+                    ("tx", &vb, &node, "egress"),
+                    ("rx", "eth0", &b, "ingress"),
+                ]
+            ),
+            "routed path: {hops:#?}"
+        );
+        assert_eq!(r["verdict"], "delivered");
+    }
+}
+
+/// A FORWARD drop rule on the node: the packet's timeline ends with the drop,
+/// reason NETFILTER_DROP, after the hops it reached.
+#[test]
+fn forward_drop_is_attributed_to_netfilter() {
+    let (lab, node, a, _b, va, _vb) = routed_lab("fw", "10.203.0");
+    lab.exec(&a, "ping -c1 -W2 10.203.0.2");
+    // A table of our own inside the node namespace: deleted with it.
+    sh(&format!(
+        "ip netns exec {node} nft 'add table ip nftest; add chain ip nftest forward_chain {{ type filter hook forward priority 0; }}; add rule ip nftest forward_chain ip daddr 10.203.0.2 icmp type echo-request drop'"
+    ));
+
+    let t = Tracer::start(&["--netns", &a, "--proto", "icmp"]);
+    sh_quiet(&format!("ip netns exec {a} ping -c2 -i0.2 -W1 10.203.0.2"));
+    let lines = t.stop();
+    let pkts = packets(&lines);
+    let reqs = flows(&pkts, "icmp", "10.203.0.1", "10.203.0.2");
+    assert!(reqs.len() >= 2, "{pkts:#?}");
+    for r in &reqs {
+        assert_eq!(r["verdict"], "dropped", "{r:#}");
+        assert_eq!(r["drop"]["reason"], "NETFILTER_DROP", "{r:#}");
+        assert!(
+            r["drop"]["location"].as_str().unwrap().contains('+'),
+            "symbolized location: {r:#}"
+        );
+        let hops = hop_list(r);
+        assert!(
+            in_order(
+                &hops,
+                &[
+                    ("tx", "eth0", &a, "egress"),
+                    ("rx", &va, &node, "ingress"),
+                    ("kfree_skb", &va, &node, "")
+                ]
+            ),
+            "{hops:#?}"
+        );
+        assert_eq!(
+            hops.last().unwrap().0,
+            "kfree_skb",
+            "the drop is the last hop: {hops:#?}"
+        );
+        assert!(
+            !hops.iter().any(|h| h.1 == "eth0" && h.0 == "rx"),
+            "never reached the receiver: {hops:#?}"
+        );
+    }
+}
+
+/// Two "nodes" joined by VXLAN over a veth underlay. Selected by the inner
+/// destination only (the kernel matches inside the tunnel): one timeline
+/// before and after encapsulation, the outer header and VNI on the underlay hops.
+#[test]
+fn vxlan_inner_and_outer_headers_in_one_timeline() {
+    let mut lab = Lab::new("vx");
+    let (n1, n2) = (lab.netns("n1"), lab.netns("n2"));
+    let (u1, u2) = (lab.name("u1"), lab.name("u2"));
+    sh(&format!(
+        "ip link add {u1} netns {n1} type veth peer name {u2} netns {n2}"
+    ));
+    sh(&format!(
+        "ip -n {n1} addr add 192.168.204.1/24 dev {u1} && ip -n {n1} link set {u1} up"
+    ));
+    sh(&format!(
+        "ip -n {n2} addr add 192.168.204.2/24 dev {u2} && ip -n {n2} link set {u2} up"
+    ));
+    for (n, u, local, remote, inner) in [
+        (&n1, &u1, "192.168.204.1", "192.168.204.2", "10.204.0.1/24"),
+        (&n2, &u2, "192.168.204.2", "192.168.204.1", "10.204.0.2/24"),
+    ] {
+        sh(&format!(
+            "ip -n {n} link add vx0 type vxlan id 42 local {local} remote {remote} dstport 4789 dev {u}"
+        ));
+        sh(&format!(
+            "ip -n {n} addr add {inner} dev vx0 && ip -n {n} link set vx0 up"
+        ));
+    }
+    lab.exec(&n1, "ping -c1 -W2 10.204.0.2");
+
+    let t = Tracer::start(&["--host", "10.204.0.2", "--proto", "icmp"]);
+    lab.exec(&n1, "ping -c3 -i0.2 -W2 10.204.0.2");
+    let lines = t.stop();
+    let pkts = packets(&lines);
+    let reqs = flows(&pkts, "icmp", "10.204.0.1", "10.204.0.2");
+    assert!(reqs.len() >= 3, "{pkts:#?}");
+    for r in &reqs {
+        let hops = hop_list(r);
+        assert!(
+            in_order(
+                &hops,
+                &[
+                    ("tx", "vx0", &n1, "egress"),
+                    ("tx", &u1, &n1, "egress"),
+                    ("rx", &u2, &n2, "ingress"),
+                    ("rx", "vx0", &n2, "ingress")
+                ]
+            ),
+            "{hops:#?}"
+        );
+        for h in r["hops"].as_array().unwrap() {
+            // Every hop shows the inner tuple.
+            assert_eq!(h["src"], "10.204.0.1", "{h:#}");
+            assert_eq!(h["dst"], "10.204.0.2", "{h:#}");
+            let on_underlay = h["ifname"] == u1.as_str() || h["ifname"] == u2.as_str();
+            if on_underlay {
+                assert_eq!(h["encap"]["kind"], "vxlan", "{h:#}");
+                assert_eq!(h["encap"]["vni"], 42);
+                assert_eq!(h["encap"]["outer_src"], "192.168.204.1");
+                assert_eq!(h["encap"]["outer_dst"], "192.168.204.2");
+            } else if h["ifname"] == "vx0" {
+                assert!(h["encap"].is_null(), "{h:#}");
+            }
+        }
+        assert_eq!(r["verdict"], "delivered");
+    }
+}
+
+/// IP-in-IP packets (protocol 4, as on Calico's tunl0) sent from a raw socket
+/// over a veth. Selected by the inner destination; the inner UDP tuple is
+/// decoded and the outer addresses shown.
+#[test]
+fn ipip_inner_tuple_decoded() {
+    let mut lab = Lab::new("ip");
+    let (a, b) = (lab.netns("a"), lab.netns("b"));
+    sh(&format!(
+        "ip link add eth0 netns {a} type veth peer name eth0 netns {b}"
+    ));
+    sh(&format!(
+        "ip -n {a} addr add 10.205.0.1/24 dev eth0 && ip -n {a} link set eth0 up"
+    ));
+    sh(&format!(
+        "ip -n {b} addr add 10.205.0.2/24 dev eth0 && ip -n {b} link set eth0 up"
+    ));
+    lab.exec(&a, "ping -c1 -W2 10.205.0.2");
+
+    let t = Tracer::start(&["--host", "10.55.0.2"]);
+    let py = r#"
+import socket, struct
+def csum(b):
+    s = sum(struct.unpack('!%dH' % (len(b)//2), b))
+    s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return ~s & 0xffff
+payload = b'netflow-ipip'
+udp = struct.pack('!HHHH', 1234, 5678, 8 + len(payload), 0) + payload
+hdr = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(udp), 77, 0, 64, 17, 0,
+                  socket.inet_aton('10.55.0.1'), socket.inet_aton('10.55.0.2'))
+hdr = hdr[:10] + struct.pack('!H', csum(hdr)) + hdr[12:]
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 4)
+for _ in range(3):
+    s.sendto(hdr + udp, ('10.205.0.2', 0))
+"#;
+    sh(&format!(
+        "ip netns exec {a} python3 -c \"{}\"",
+        py.replace('"', "\\\"")
+    ));
+    let lines = t.stop();
+    let pkts = packets(&lines);
+    let inner = flows(&pkts, "udp", "10.55.0.1", "10.55.0.2");
+    assert!(inner.len() >= 3, "{pkts:#?}");
+    for p in &inner {
+        assert_eq!(p["flow"]["sport"], 1234);
+        assert_eq!(p["flow"]["dport"], 5678);
+        let hops = hop_list(p);
+        assert!(
+            in_order(
+                &hops,
+                &[("tx", "eth0", &a, "egress"), ("rx", "eth0", &b, "ingress")]
+            ),
+            "{hops:#?}"
+        );
+        for h in p["hops"].as_array().unwrap() {
+            assert_eq!(h["encap"]["kind"], "ipip", "{h:#}");
+            assert_eq!(h["encap"]["outer_src"], "10.205.0.1");
+            assert_eq!(h["encap"]["outer_dst"], "10.205.0.2");
+        }
+    }
+}
+
+/// A tracer killed with SIGKILL leaves no program or link behind.
+#[test]
+fn sigkill_leaves_nothing_attached() {
+    let mut lab = Lab::new("kl");
+    let a = lab.netns("a");
+    let mut t = Tracer::start(&["--netns", &a]);
+    let progs = bpf_link_prog_ids(t.pid());
+    assert!(
+        progs.len() >= 4,
+        "netflow holds its probes as links: {progs:?}"
+    );
+    assert!(progs.iter().all(|id| bpf_prog_exists(*id)));
+    t.sigkill();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left: Vec<_> = progs.iter().filter(|id| bpf_prog_exists(**id)).collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "programs still loaded 10s after SIGKILL: {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    drop(lab);
+}
