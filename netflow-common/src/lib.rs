@@ -18,7 +18,8 @@ pub mod names {
     pub const PROG_TX: &str = "netflow_tx";
     pub const PROG_KFREE: &str = "netflow_kfree_skb";
     pub const PROG_CONSUME: &str = "netflow_consume_skb";
-    pub const PROG_TC: &str = "netflow_tc";
+    pub const PROG_TC_INGRESS: &str = "netflow_tc_ingress";
+    pub const PROG_TC_EGRESS: &str = "netflow_tc_egress";
     /// Loaded (verifier) but only attached where the kernel has kprobes.
     pub const PROG_KPROBE_DROP: &str = "netflow_kprobe_kfree_skb_reason";
 

@@ -14,11 +14,11 @@ mod parse;
 use core::ptr::read_volatile;
 
 use aya_ebpf::{
-    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_UNSPEC},
     helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel, generated},
-    macros::{btf_tracepoint, kprobe, map},
+    macros::{btf_tracepoint, classifier, kprobe, map},
     maps::{lpm_trie::Key, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
-    programs::{BtfTracePointContext, ProbeContext},
+    programs::{BtfTracePointContext, ProbeContext, TcContext},
 };
 use netflow_common::{
     filter_flags as ff, AddrKey, EventHeader, Filter, Offsets, PacketEvent, Point, ADDR_HOST,
@@ -100,6 +100,21 @@ pub fn netflow_tx(ctx: BtfTracePointContext) -> i32 {
     let skb: *const u8 = ctx.arg(0);
     let _ = on_device(skb, Point::Tx);
     0
+}
+
+/// tc programs (TCX or clsact) on chosen devices. The context pointer is the
+/// kernel's `struct sk_buff *`, so these hops join the same timeline. They
+/// always return TC_ACT_UNSPEC (TCX_NEXT): whatever else is attached decides.
+#[classifier]
+pub fn netflow_tc_ingress(ctx: TcContext) -> i32 {
+    let _ = on_device(ctx.skb.skb as *const u8, Point::TcIngress);
+    TC_ACT_UNSPEC
+}
+
+#[classifier]
+pub fn netflow_tc_egress(ctx: TcContext) -> i32 {
+    let _ = on_device(ctx.skb.skb as *const u8, Point::TcEgress);
+    TC_ACT_UNSPEC
 }
 
 /// `TP_PROTO(struct sk_buff *skb, void *location, enum skb_drop_reason reason, ...)`

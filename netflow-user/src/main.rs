@@ -46,6 +46,11 @@ struct TraceArgs {
     /// Only look at these devices (of this network namespace). Repeatable.
     #[arg(long, value_name = "DEV")]
     iface: Vec<String>,
+    /// Also attach tc ingress/egress programs (TCX, else clsact) on the --iface
+    /// devices, or on every non-bridge device of this namespace: hops at the
+    /// exact tc points (tc ingress runs before netfilter PREROUTING).
+    #[arg(long)]
+    tc: bool,
     /// UDP ports that carry VXLAN (default 4789 and 8472). Repeatable.
     #[arg(long, value_name = "PORT")]
     vxlan_port: Vec<u16>,
@@ -104,6 +109,7 @@ fn main() -> ExitCode {
                 ifaces: a.iface,
                 vxlan_ports: a.vxlan_port,
             },
+            tc: a.tc,
             duration: a.duration,
             mode: if a.json { Mode::Json } else { Mode::Text },
             idle: a.idle,

@@ -7,7 +7,7 @@ use aya::{
         lpm_trie::{Key, LpmTrie},
         HashMap, MapData, PerCpuArray, RingBuf,
     },
-    programs::{BtfTracePoint, KProbe},
+    programs::{tc, BtfTracePoint, KProbe, SchedClassifier, TcAttachType},
     Btf, Ebpf, EbpfLoader,
 };
 use netflow_common::{names, AddrKey};
@@ -161,6 +161,74 @@ impl Probes {
         Ok(Self { ebpf, status, lost })
     }
 
+    /// tc ingress and egress on `devices` (of this namespace): TCX links on
+    /// kernels that have them (6.6+), else clsact filters. Our programs always
+    /// pass the packet on to whatever else is attached.
+    pub fn attach_tc(&mut self, devices: &[String]) -> Result<()> {
+        if devices.is_empty() {
+            return Ok(());
+        }
+        for (prog, attach) in [
+            (names::PROG_TC_INGRESS, TcAttachType::Ingress),
+            (names::PROG_TC_EGRESS, TcAttachType::Egress),
+        ] {
+            let p: &mut SchedClassifier = self
+                .ebpf
+                .program_mut(prog)
+                .ok_or(ProbeError::Missing("program", prog))?
+                .try_into()
+                .map_err(|source| ProbeError::Load {
+                    prog,
+                    target: "tc".into(),
+                    source,
+                })?;
+            p.load().map_err(|source| ProbeError::Load {
+                prog,
+                target: "tc".into(),
+                source,
+            })?;
+            for dev in devices {
+                let target = format!(
+                    "tc {}/{dev}",
+                    if attach == TcAttachType::Ingress {
+                        "ingress"
+                    } else {
+                        "egress"
+                    }
+                );
+                if !has_tcx() {
+                    // Legacy path: needs a clsact qdisc (an existing one is fine).
+                    if let Err(e) = tc::qdisc_add_clsact(dev) {
+                        let exists = matches!(&e, tc::TcError::AlreadyAttached)
+                            || matches!(&e, tc::TcError::IoError(io) if io.raw_os_error() == Some(libc::EEXIST));
+                        if !exists {
+                            return Err(ProbeError::Attach {
+                                prog,
+                                target,
+                                source: e.into(),
+                            });
+                        }
+                    }
+                }
+                p.attach(dev, attach).map_err(|source| ProbeError::Attach {
+                    prog,
+                    target: target.clone(),
+                    source,
+                })?;
+            }
+        }
+        self.status.push(ProbeStatus {
+            name: names::PROG_TC_INGRESS,
+            target: format!(
+                "tc ingress+egress ({})",
+                if has_tcx() { "tcx" } else { "clsact" }
+            ),
+            active: true,
+            note: devices.join(", "),
+        });
+        Ok(())
+    }
+
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>> {
         let m = self
             .ebpf
@@ -179,6 +247,12 @@ impl Probes {
             .map(|v| v.iter().copied().sum())
             .unwrap_or(0)
     }
+}
+
+/// TCX links (6.6+): attached programs die with the process.
+fn has_tcx() -> bool {
+    use aya::util::KernelVersion;
+    KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0))
 }
 
 fn fill_selection(ebpf: &mut Ebpf, sel: &Selection) -> Result<()> {

@@ -198,6 +198,25 @@ fn iface_index(name: &str) -> Result<u32, SelectError> {
     })
 }
 
+/// Devices for tc programs: the `--iface` ones, else every device of this
+/// namespace except loopback and bridges (veths, tunnels, uplinks).
+pub fn tc_devices(ifaces: &[String]) -> Vec<String> {
+    if !ifaces.is_empty() {
+        return ifaces.to_vec();
+    }
+    let mut out: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| !e.path().join("bridge").exists())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n != "lo")
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
 impl Selectors {
     pub fn resolve(&self) -> Result<Selection, SelectError> {
         let mut f = Filter::empty();

@@ -18,6 +18,8 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct TraceOptions {
     pub selectors: Selectors,
+    /// Attach tc programs (see `select::tc_devices`).
+    pub tc: bool,
     pub duration: Option<Duration>,
     pub mode: Mode,
     /// A packet with no event for this long is complete.
@@ -55,6 +57,9 @@ pub async fn run(opts: TraceOptions) -> anyhow::Result<Stats> {
     };
     names.refresh();
     let mut probes = Probes::start(&sel, &kbtf, consumed)?;
+    if opts.tc {
+        probes.attach_tc(&crate::select::tc_devices(&opts.selectors.ifaces))?;
+    }
     // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd lives.
     let mut ring = unsafe { AsyncFd::register(probes.take_events()?) }
         .map_err(|e| anyhow::anyhow!("failed to watch the event ring buffer: {e}"))?;
@@ -112,6 +117,10 @@ pub async fn run(opts: TraceOptions) -> anyhow::Result<Stats> {
     emit(corr.flush(), sink.as_mut(), &names, &mut stats)?;
     stats.lost = probes.lost();
     sink.stats(&stats)?;
+    eprintln!(
+        "netflow: {} packets ({} dropped), {} events, {} lost, {} undecodable",
+        stats.packets, stats.dropped, stats.events, stats.lost, stats.decode_errors
+    );
     // Dropping the probes detaches every program.
     drop(ring);
     drop(probes);

@@ -1,10 +1,374 @@
-use std::path::Path;
+//! `cargo xtask bench`: what tracing costs the traffic it observes.
+//!
+//! iperf3 TCP between two namespaces joined by a veth pair, in interleaved
+//! rounds of: no tracer, netflow attached but selecting nothing of this
+//! traffic, netflow tracing every packet, and `tcpdump -w /dev/null` on the
+//! sender's device. Prints median throughput as a ratio to "off", netflow's
+//! events/s and lost events, and the kernel programs' own cost per run
+//! (`kernel.bpf_stats_enabled`), which is the stable figure.
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 
 #[derive(clap::Args)]
-pub struct BenchArgs {}
+pub struct BenchArgs {
+    /// Interleaved rounds (each runs every mode once).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Seconds of iperf3 per measurement.
+    #[arg(long, default_value_t = 4)]
+    seconds: u32,
+}
 
-pub fn run(_root: &Path, _a: BenchArgs) -> Result<()> {
-    anyhow::bail!("not yet")
+const NS_A: &str = "nfbench-a";
+const NS_B: &str = "nfbench-b";
+const IP_B: &str = "10.210.0.2";
+
+struct Lab {
+    server: Option<Child>,
+}
+
+impl Lab {
+    fn new() -> Result<Self> {
+        for ns in [NS_A, NS_B] {
+            let _ = quiet(&format!("ip netns del {ns}"));
+        }
+        sh(&format!("ip netns add {NS_A} && ip netns add {NS_B}"))?;
+        let lab = Lab { server: None };
+        sh(&format!(
+            "ip link add eth0 netns {NS_A} type veth peer name eth0 netns {NS_B}"
+        ))?;
+        sh(&format!("ip -n {NS_A} addr add 10.210.0.1/24 dev eth0 && ip -n {NS_A} link set eth0 up && ip -n {NS_A} link set lo up"))?;
+        sh(&format!("ip -n {NS_B} addr add {IP_B}/24 dev eth0 && ip -n {NS_B} link set eth0 up && ip -n {NS_B} link set lo up"))?;
+        Ok(lab)
+    }
+
+    fn start_server(&mut self) -> Result<()> {
+        let child = Command::new("ip")
+            .args(["netns", "exec", NS_B, "iperf3", "-s", "-p", "5201"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start iperf3 server (installed by scripts/setup.sh)")?;
+        self.server = Some(child);
+        std::thread::sleep(Duration::from_millis(500));
+        Ok(())
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.server.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in [NS_A, NS_B] {
+            let _ = quiet(&format!("ip netns del {ns}"));
+        }
+    }
+}
+
+fn sh(cmd: &str) -> Result<String> {
+    let out = Command::new("sh").arg("-c").arg(cmd).output()?;
+    if !out.status.success() {
+        bail!("{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn quiet(cmd: &str) -> std::io::Result<std::process::ExitStatus> {
+    Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+}
+
+/// One iperf3 run: received bits per second.
+fn iperf(seconds: u32) -> Result<f64> {
+    let out = sh(&format!(
+        "ip netns exec {NS_A} iperf3 -c {IP_B} -p 5201 -t {seconds} -J"
+    ))?;
+    let v: serde_json::Value = serde_json::from_str(&out).context("iperf3 JSON")?;
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .context("iperf3 result without end.sum_received.bits_per_second")
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Mode {
+    Off,
+    Filtered,
+    All,
+    Tcpdump,
+}
+
+impl Mode {
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Off => "off",
+            Mode::Filtered => "netflow filtered out",
+            Mode::All => "netflow every packet",
+            Mode::Tcpdump => "tcpdump -w /dev/null",
+        }
+    }
+}
+
+/// A running observer (netflow or tcpdump).
+struct Observer {
+    child: Child,
+    stderr: PathBuf,
+}
+
+impl Observer {
+    fn netflow(bin: &Path, args: &[&str], tag: &str) -> Result<Self> {
+        let stderr = std::env::temp_dir().join(format!("netflow-bench-{tag}.err"));
+        let child = Command::new(bin)
+            .arg("trace")
+            .arg("--json")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr)?)
+            .spawn()?;
+        let o = Observer { child, stderr };
+        o.wait_for("Ctrl-C to stop")?;
+        Ok(o)
+    }
+
+    fn tcpdump() -> Result<Self> {
+        let stderr = std::env::temp_dir().join("netflow-bench-tcpdump.err");
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                NS_A,
+                "tcpdump",
+                "-i",
+                "eth0",
+                "-w",
+                "/dev/null",
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr)?)
+            .spawn()?;
+        let o = Observer { child, stderr };
+        o.wait_for("listening on")?;
+        Ok(o)
+    }
+
+    fn wait_for(&self, what: &str) -> Result<()> {
+        for _ in 0..300 {
+            if std::fs::read_to_string(&self.stderr)?.contains(what) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!(
+            "observer not ready: {}",
+            std::fs::read_to_string(&self.stderr)?
+        );
+    }
+
+    /// SIGINT and wait; returns its stderr.
+    fn stop(mut self) -> Result<String> {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let status = self.child.wait()?;
+        let err = std::fs::read_to_string(&self.stderr)?;
+        let _ = std::fs::remove_file(&self.stderr);
+        if !status.success() && !err.contains("packets captured") {
+            bail!("observer failed ({status}): {err}");
+        }
+        Ok(err)
+    }
+}
+
+/// run_time_ns and run_cnt of the programs behind a process's BPF links.
+fn prog_stats(pid: u32) -> BTreeMap<String, (u64, u64)> {
+    let mut out = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Ok(info) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        if !info.contains("link_type:") {
+            continue;
+        }
+        let Some(id) = info
+            .lines()
+            .find_map(|l| l.strip_prefix("prog_id:"))
+            .map(|v| v.trim().to_string())
+        else {
+            continue;
+        };
+        let Ok(js) = sh(&format!("bpftool -j prog show id {id}")) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&js) else {
+            continue;
+        };
+        let name = v["name"].as_str().unwrap_or("?").to_string();
+        let (t, c) = (
+            v["run_time_ns"].as_u64().unwrap_or(0),
+            v["run_cnt"].as_u64().unwrap_or(0),
+        );
+        let e = out.entry(name).or_insert((0, 0));
+        e.0 += t;
+        e.1 += c;
+    }
+    out
+}
+
+/// "netflow: N packets (...), E events, L lost, ..." → (events, lost).
+fn netflow_counts(stderr: &str) -> (u64, u64) {
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains(" events, "))
+        .unwrap_or("");
+    let num_before = |word: &str| {
+        line.split(", ")
+            .find_map(|p| p.strip_suffix(word))
+            .and_then(|n| n.trim().rsplit(' ').next().and_then(|n| n.parse().ok()))
+            .unwrap_or(0)
+    };
+    (num_before(" events"), num_before(" lost"))
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n == 0 {
+        return 0.0;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+pub fn run(root: &Path, a: BenchArgs) -> Result<()> {
+    crate::run(crate::cargo().current_dir(root).args([
+        "build",
+        "--release",
+        "-p",
+        "netflow-user",
+        "--bin",
+        "netflow",
+    ]))?;
+    let bin = root.join("target/release/netflow");
+    let old_stats = sh("sysctl -n kernel.bpf_stats_enabled").unwrap_or_else(|_| "0".into());
+    sh("sysctl -qw kernel.bpf_stats_enabled=1")?;
+    let result = bench(&bin, &a);
+    let _ = sh(&format!(
+        "sysctl -qw kernel.bpf_stats_enabled={}",
+        old_stats.trim()
+    ));
+    result
+}
+
+fn bench(bin: &Path, a: &BenchArgs) -> Result<()> {
+    let mut lab = Lab::new()?;
+    lab.start_server()?;
+    let modes = [Mode::Off, Mode::Filtered, Mode::All, Mode::Tcpdump];
+    let mut tput: BTreeMap<Mode, Vec<f64>> = BTreeMap::new();
+    let mut events: BTreeMap<Mode, (u64, u64, f64)> = BTreeMap::new();
+    let mut progs: BTreeMap<(Mode, String), (u64, u64)> = BTreeMap::new();
+    println!(
+        "netflow bench: iperf3 TCP {NS_A} -> {NS_B} over a veth pair, {} rounds x {} s",
+        a.rounds, a.seconds
+    );
+    for round in 0..a.rounds {
+        // Rotate the order so no mode always runs first.
+        for i in 0..modes.len() {
+            let mode = modes[(i + round) % modes.len()];
+            let observer = match mode {
+                Mode::Off => None,
+                // Attached everywhere, selecting an address this traffic never uses.
+                Mode::Filtered => Some(Observer::netflow(
+                    bin,
+                    &["--host", "192.0.2.77"],
+                    "filtered",
+                )?),
+                Mode::All => Some(Observer::netflow(bin, &[], "all")?),
+                Mode::Tcpdump => Some(Observer::tcpdump()?),
+            };
+            let bps = iperf(a.seconds)?;
+            tput.entry(mode).or_default().push(bps);
+            if let Some(o) = observer {
+                if matches!(mode, Mode::Filtered | Mode::All) {
+                    for (name, (t, c)) in prog_stats(o.child.id()) {
+                        let e = progs.entry((mode, name)).or_insert((0, 0));
+                        e.0 += t;
+                        e.1 += c;
+                    }
+                }
+                let err = o.stop()?;
+                if matches!(mode, Mode::Filtered | Mode::All) {
+                    let (ev, lost) = netflow_counts(&err);
+                    let e = events.entry(mode).or_insert((0, 0, 0.0));
+                    e.0 += ev;
+                    e.1 += lost;
+                    e.2 += a.seconds as f64;
+                }
+            }
+            println!(
+                "  round {} {:<22} {:>7.2} Gbit/s",
+                round + 1,
+                mode.label(),
+                bps / 1e9
+            );
+        }
+    }
+    let off = median(&mut tput.get(&Mode::Off).cloned().unwrap_or_default());
+    println!();
+    println!(
+        "{:<22} {:>12} {:>9} {:>12} {:>8}",
+        "mode", "Gbit/s (med)", "vs off", "events/s", "lost"
+    );
+    for mode in modes {
+        let m = median(&mut tput.get(&mode).cloned().unwrap_or_default());
+        let (ev, lost, secs) = events.get(&mode).copied().unwrap_or((0, 0, 0.0));
+        let evs = if secs > 0.0 {
+            format!("{:.0}", ev as f64 / secs)
+        } else {
+            "-".into()
+        };
+        let lost = if secs > 0.0 {
+            lost.to_string()
+        } else {
+            "-".into()
+        };
+        println!(
+            "{:<22} {:>12.2} {:>9.3} {:>12} {:>8}",
+            mode.label(),
+            m / 1e9,
+            m / off,
+            evs,
+            lost
+        );
+    }
+    println!();
+    println!("kernel program cost (bpf_stats: run_time_ns / run_cnt):");
+    for ((mode, name), (t, c)) in &progs {
+        if *c > 0 {
+            println!(
+                "  {:<22} {:<18} {:>7.0} ns/run  ({} runs)",
+                mode.label(),
+                name,
+                *t as f64 / *c as f64,
+                c
+            );
+        }
+    }
+    Ok(())
 }

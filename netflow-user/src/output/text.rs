@@ -1,7 +1,9 @@
 //! Readable timelines: a header per packet, one line per hop.
 use std::io::Write;
 
-use super::{json::point_name, Sink, Stats};
+use netflow_common::Point;
+
+use super::{Sink, Stats};
 use crate::{
     correlate::{Timeline, Verdict},
     names::Names,
@@ -15,6 +17,17 @@ pub struct Text {
 impl Text {
     pub fn new(out: Box<dyn Write + Send>) -> Self {
         Self { out }
+    }
+}
+
+fn point_label(p: Point) -> &'static str {
+    match p {
+        Point::Rx => "rx",
+        Point::Tx => "tx",
+        Point::TcIngress => "tc-in",
+        Point::TcEgress => "tc-out",
+        Point::Drop => "kfree_skb",
+        Point::Consume => "consume",
     }
 }
 
@@ -67,7 +80,7 @@ impl Sink for Text {
             };
             let mut line = format!(
                 "  +{delta:>9.3}us  {:<9} {dev:<24} netns {:<12}",
-                point_name(h.point),
+                point_label(h.point),
                 names.netns_label(h.netns),
             );
             if let Some(p) = &h.packet {
@@ -99,12 +112,8 @@ impl Sink for Text {
         self.out.flush()
     }
 
-    fn stats(&mut self, s: &Stats) -> std::io::Result<()> {
-        writeln!(
-            self.out,
-            "netflow: {} packets ({} dropped), {} events, {} lost, {} undecodable",
-            s.packets, s.dropped, s.events, s.lost, s.decode_errors
-        )?;
-        self.out.flush()
+    fn stats(&mut self, _s: &Stats) -> std::io::Result<()> {
+        // The run's summary goes to stderr (see trace.rs) for every format.
+        Ok(())
     }
 }
