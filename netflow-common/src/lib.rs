@@ -11,6 +11,7 @@ pub mod names {
     pub const TRACKED: &str = "TRACKED";
     pub const SCRATCH: &str = "SCRATCH";
     pub const SEL_ADDRS: &str = "SEL_ADDRS";
+    pub const SEL_NETS: &str = "SEL_NETS";
     pub const SEL_NETNS: &str = "SEL_NETNS";
     pub const SEL_IFACES: &str = "SEL_IFACES";
 
@@ -146,6 +147,8 @@ pub mod filter_flags {
     pub const PROTO: u32 = 1 << 4;
     /// `--iface`: only look at devices in SEL_IFACES.
     pub const IFACE: u32 = 1 << 5;
+    /// `--host` has networks (SEL_NETS, an LPM trie) besides single addresses.
+    pub const NETS: u32 = 1 << 6;
 }
 
 /// Bits of a SEL_ADDRS value.
@@ -188,7 +191,7 @@ impl Filter {
     }
 }
 
-/// Key of the SEL_ADDRS LPM trie: an IPv6 address or an IPv4-mapped one.
+/// An IPv6 address or an IPv4-mapped one: key of SEL_ADDRS, data of SEL_NETS keys.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct AddrKey {

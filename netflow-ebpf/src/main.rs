@@ -14,7 +14,7 @@ mod parse;
 use core::ptr::read_volatile;
 
 use aya_ebpf::{
-    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_UNSPEC},
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_UNSPEC},
     helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel, generated},
     macros::{btf_tracepoint, classifier, kprobe, map},
     maps::{lpm_trie::Key, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
@@ -63,7 +63,11 @@ static SCRATCH: PerCpuArray<PacketEvent> = PerCpuArray::with_max_entries(1, 0);
 
 /// Selected addresses (IPv4 mapped into IPv6) -> ADDR_* bits.
 #[map]
-static SEL_ADDRS: LpmTrie<AddrKey, u32> = LpmTrie::with_max_entries(1024, 0);
+static SEL_ADDRS: HashMap<AddrKey, u32> = HashMap::with_max_entries(4096, 0);
+
+/// Selected networks (`--host` CIDRs) -> ADDR_* bits.
+#[map]
+static SEL_NETS: LpmTrie<AddrKey, u32> = LpmTrie::with_max_entries(1024, 0);
 
 /// Selected network namespaces (inode numbers).
 #[map]
@@ -138,11 +142,7 @@ pub fn netflow_consume_skb(ctx: BtfTracePointContext) -> i32 {
         return 0;
     }
     let _ = TRACKED.remove(&key);
-    if let Ok(ev) = build(skb, Point::Consume, &offsets()) {
-        ev.hdr.location = location;
-        ev.hdr.cap_len = 0;
-        output::<EventHeader>(&ev.hdr);
-    }
+    emit_consume(skb, location);
     0
 }
 
@@ -165,145 +165,219 @@ fn on_drop(skb: *const u8, location: u64, reason: u32) -> Result<(), ()> {
     if reason == 0 || reason == f.reason_consumed {
         return Ok(());
     }
+    let o = offsets();
     let key = skb as u64;
+    let dev = device(skb, &o);
+    let now = unsafe { bpf_ktime_get_ns() };
     if unsafe { TRACKED.get(&key) }.is_some() {
         let _ = TRACKED.remove(&key);
-        return emit_drop(skb, location, reason);
-    }
-    // Not seen before: report it when its headers match the selection.
-    let ev = build(skb, Point::Drop, &offsets())?;
-    if !selected(ev, &f) {
+        emit_ring(skb, &o, &dev, Point::Drop, now, location, reason);
         return Ok(());
     }
+    // Not seen before: report it when its headers match the selection.
+    let ev = scratch()?;
+    read_packet(skb, &o, ev)?;
+    let netns_hit = f.flags & ff::NETNS != 0 && unsafe { SEL_NETNS.get(&dev.netns) }.is_some();
+    if !selected(ev, &f, netns_hit) {
+        return Ok(());
+    }
+    fill_meta(ev, skb, &o, &dev, Point::Drop, now);
     ev.hdr.location = location;
     ev.hdr.reason = reason;
     output(ev);
     Ok(())
+}
+
+/// The device an skb is on: pointer, ifindex, netns inode (zeros if none).
+struct Dev {
+    ptr: *const u8,
+    ifindex: u32,
+    netns: u32,
 }
 
 #[inline(always)]
-fn emit_drop(skb: *const u8, location: u64, reason: u32) -> Result<(), ()> {
-    let ev = build(skb, Point::Drop, &offsets())?;
-    ev.hdr.location = location;
-    ev.hdr.reason = reason;
-    output(ev);
-    Ok(())
+fn device(skb: *const u8, o: &Offsets) -> Dev {
+    let ptr: *const u8 = unsafe { read(skb, o.skb_dev) }.unwrap_or(core::ptr::null());
+    if ptr.is_null() {
+        return Dev { ptr, ifindex: 0, netns: 0 };
+    }
+    let ifindex = unsafe { read(ptr, o.dev_ifindex) }.unwrap_or(0);
+    let netns = match unsafe { read::<*const u8>(ptr, o.dev_nd_net) } {
+        Ok(net) => unsafe { read(net, o.net_inum) }.unwrap_or(0),
+        Err(()) => 0,
+    };
+    Dev { ptr, ifindex, netns }
 }
 
+/// rx, tx and tc: report a tracked packet; select (and track) a new one.
 #[inline(always)]
 fn on_device(skb: *const u8, point: Point) -> Result<(), ()> {
     let f = filter();
     let o = offsets();
-    let dev: *const u8 = unsafe { read(skb, o.skb_dev)? };
-    if dev.is_null() {
+    let dev = device(skb, &o);
+    if dev.ptr.is_null() {
         return Ok(());
     }
-    let ifindex: u32 = unsafe { read(dev, o.dev_ifindex)? };
-    let net: *const u8 = unsafe { read(dev, o.dev_nd_net)? };
-    let netns: u32 = unsafe { read(net, o.net_inum)? };
     if f.flags & ff::IFACE != 0 {
-        let k = ((netns as u64) << 32) | ifindex as u64;
+        let k = ((dev.netns as u64) << 32) | dev.ifindex as u64;
         if unsafe { SEL_IFACES.get(&k) }.is_none() {
             return Ok(());
         }
-    } else if ifindex == 1 {
+    } else if dev.ifindex == 1 {
         // Loopback: never part of a packet's path across the node.
         return Ok(());
     }
 
     let key = skb as u64;
     let now = unsafe { bpf_ktime_get_ns() };
-    let tracked = match unsafe { TRACKED.get(&key) } {
-        Some(last) => now.wrapping_sub(*last) < f.stale_ns,
+    let slot = TRACKED.get_ptr_mut(&key);
+    let tracked = match slot {
+        Some(last) => now.wrapping_sub(unsafe { *last }) < f.stale_ns,
         None => false,
     };
-    let ev = build(skb, point, &o)?;
-    if !tracked {
-        let netns_selected = f.flags & ff::NETNS != 0 && unsafe { SEL_NETNS.get(&netns) }.is_some();
-        if !netns_selected_or(ev, &f, netns_selected) {
-            return Ok(());
+    if tracked || f.flags & ff::ALL != 0 {
+        match slot {
+            Some(last) => unsafe { *last = now },
+            None => {
+                let _ = TRACKED.insert(&key, &now, 0);
+            }
         }
+        emit_ring(skb, &o, &dev, point, now, 0, 0);
+        return Ok(());
+    }
+
+    // Filter on the headers first; build the rest only for selected packets.
+    let ev = scratch()?;
+    read_packet(skb, &o, ev)?;
+    let netns_hit = f.flags & ff::NETNS != 0 && unsafe { SEL_NETNS.get(&dev.netns) }.is_some();
+    if !selected(ev, &f, netns_hit) {
+        return Ok(());
     }
     let _ = TRACKED.insert(&key, &now, 0);
-    ev.hdr.ts_ns = now;
+    fill_meta(ev, skb, &o, &dev, point, now);
     output(ev);
     Ok(())
 }
 
-/// Fill the per-CPU event with the skb's device, netns and first bytes.
 #[inline(always)]
-fn build(skb: *const u8, point: Point, o: &Offsets) -> Result<&'static mut PacketEvent, ()> {
-    let ev = unsafe { &mut *SCRATCH.get_ptr_mut(0).ok_or(())? };
-    let h = &mut ev.hdr;
+fn scratch() -> Result<&'static mut PacketEvent, ()> {
+    SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p }).ok_or(())
+}
+
+/// Build the event in ring-buffer memory directly (no copy). Every path
+/// submits: the verifier requires the reservation to be released.
+#[inline(always)]
+fn emit_ring(skb: *const u8, o: &Offsets, dev: &Dev, point: Point, now: u64, location: u64, reason: u32) {
+    let Some(mut entry) = EVENTS.reserve::<PacketEvent>(0) else {
+        count_lost();
+        return;
+    };
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    if read_packet(skb, o, ev).is_err() {
+        ev.hdr.len = 0;
+        ev.hdr.l3_proto = 0;
+        ev.hdr.cap_len = 0;
+    }
+    fill_meta(ev, skb, o, dev, point, now);
+    ev.hdr.location = location;
+    ev.hdr.reason = reason;
+    entry.submit(wake_flags());
+}
+
+/// A tracked packet was consumed (freed after normal processing): a header-only event.
+#[inline(always)]
+fn emit_consume(skb: *const u8, location: u64) {
+    let Some(mut entry) = EVENTS.reserve::<EventHeader>(0) else {
+        count_lost();
+        return;
+    };
+    let h = unsafe { &mut *entry.as_mut_ptr() };
     h.ts_ns = unsafe { bpf_ktime_get_ns() };
+    h.skb = skb as u64;
+    h.location = location;
+    h.netns = 0;
+    h.ifindex = 0;
+    h.len = 0;
+    h.mark = 0;
+    h.reason = 0;
+    h.l3_proto = 0;
+    h.cap_len = 0;
+    h.point = Point::Consume as u8;
+    h.version = EVENT_VERSION;
+    zero16(&mut h.ifname);
+    entry.submit(wake_flags());
+}
+
+/// Word-sized stores (a byte-array zeroing becomes a memset the verifier rejects).
+#[inline(always)]
+fn zero16(b: &mut [u8; 16]) {
+    let p = b.as_mut_ptr() as *mut u64;
+    unsafe {
+        core::ptr::write_volatile(p, 0);
+        core::ptr::write_volatile(p.add(1), 0);
+    }
+}
+
+/// Everything but the packet bytes.
+#[inline(always)]
+fn fill_meta(ev: &mut PacketEvent, skb: *const u8, o: &Offsets, dev: &Dev, point: Point, now: u64) {
+    let h = &mut ev.hdr;
+    h.ts_ns = now;
     h.skb = skb as u64;
     h.location = 0;
     h.reason = 0;
     h.point = point as u8;
     h.version = EVENT_VERSION;
-    h.len = unsafe { read(skb, o.skb_len)? };
     h.mark = unsafe { read(skb, o.skb_mark) }.unwrap_or(0);
+    h.ifindex = dev.ifindex;
+    h.netns = dev.netns;
+    if dev.ptr.is_null() {
+        zero16(&mut h.ifname);
+    } else if let Ok(name) = unsafe { read::<[u8; 16]>(dev.ptr, o.dev_name) } {
+        h.ifname = name;
+    } else {
+        zero16(&mut h.ifname);
+    }
+}
+
+/// Length, ethertype and the bytes from the network header to the end of the
+/// linear buffer (the header may lie before `data` once the stack pulled it).
+#[inline(always)]
+fn read_packet(skb: *const u8, o: &Offsets, ev: &mut PacketEvent) -> Result<(), ()> {
+    let h = &mut ev.hdr;
+    h.cap_len = 0;
+    h.len = unsafe { read(skb, o.skb_len)? };
     let proto: u16 = unsafe { read(skb, o.skb_protocol)? };
     h.l3_proto = u16::from_be(proto);
-
-    let dev: *const u8 = unsafe { read(skb, o.skb_dev)? };
-    if dev.is_null() {
-        h.ifindex = 0;
-        h.netns = 0;
-        h.ifname = [0; 16];
-    } else {
-        h.ifindex = unsafe { read(dev, o.dev_ifindex) }.unwrap_or(0);
-        h.netns = match unsafe { read::<*const u8>(dev, o.dev_nd_net) } {
-            Ok(net) => unsafe { read(net, o.net_inum) }.unwrap_or(0),
-            Err(()) => 0,
-        };
-        h.ifname = unsafe { read(dev, o.dev_name) }.unwrap_or([0; 16]);
-    }
-
-    // Packet bytes from the network header to the end of the linear buffer
-    // (the header may lie before `data` once the stack has pulled it).
     let head: *const u8 = unsafe { read(skb, o.skb_head)? };
     let data: u64 = unsafe { read(skb, o.skb_data)? };
     let data_len: u32 = unsafe { read(skb, o.skb_data_len) }.unwrap_or(0);
     let nh: u16 = unsafe { read(skb, o.skb_network_header)? };
+    if nh == 0xffff {
+        return Ok(());
+    }
     let l3 = head as u64 + nh as u64;
     let end = data + h.len.saturating_sub(data_len) as u64;
     let avail = if end > l3 { end - l3 } else { 0 };
-    let mut n = if avail > CAPTURE_BYTES as u64 {
-        CAPTURE_BYTES as u64
-    } else {
-        avail
-    };
-    if nh == 0xffff {
-        n = 0;
+    let n = if avail > CAPTURE_BYTES as u64 { CAPTURE_BYTES as u32 } else { avail as u32 };
+    if n == 0 {
+        return Ok(());
     }
-    h.cap_len = 0;
-    if n > 0 {
-        let n = (n as u32) & (CAPTURE_BYTES as u32 * 2 - 1);
-        if n <= CAPTURE_BYTES as u32 {
-            let r = unsafe {
-                generated::bpf_probe_read_kernel(
-                    ev.data.as_mut_ptr() as *mut _,
-                    n,
-                    l3 as *const core::ffi::c_void,
-                )
-            };
-            if r == 0 {
-                ev.hdr.cap_len = n as u16;
-            }
+    let n = n & (CAPTURE_BYTES as u32 * 2 - 1);
+    if n <= CAPTURE_BYTES as u32 {
+        let r = unsafe {
+            generated::bpf_probe_read_kernel(ev.data.as_mut_ptr() as *mut _, n, l3 as *const core::ffi::c_void)
+        };
+        if r == 0 {
+            ev.hdr.cap_len = n as u16;
         }
     }
-    Ok(ev)
-}
-
-#[inline(always)]
-fn selected(ev: &PacketEvent, f: &Filter) -> bool {
-    netns_selected_or(ev, f, false)
+    Ok(())
 }
 
 /// Does the packet (outer or, when encapsulated, inner headers) match?
 #[inline(always)]
-fn netns_selected_or(ev: &PacketEvent, f: &Filter, netns_hit: bool) -> bool {
+fn selected(ev: &PacketEvent, f: &Filter, netns_hit: bool) -> bool {
     if f.flags & ff::ALL != 0 {
         return true;
     }
@@ -343,7 +417,7 @@ fn matches(buf: &[u8; CAPTURE_BYTES], t: &Tuple, f: &Filter, netns_hit: bool) ->
     }
     if f.flags & (ff::HOST | ff::NETNS) != 0 {
         let bits =
-            addr_bits(buf, t.addr, t.addr_len) | addr_bits(buf, t.addr + t.addr_len, t.addr_len);
+            addr_bits(buf, t.addr, t.addr_len, f) | addr_bits(buf, t.addr + t.addr_len, t.addr_len, f);
         if f.flags & ff::HOST != 0 && bits & ADDR_HOST == 0 {
             return false;
         }
@@ -355,25 +429,39 @@ fn matches(buf: &[u8; CAPTURE_BYTES], t: &Tuple, f: &Filter, netns_hit: bool) ->
 }
 
 #[inline(always)]
-fn addr_bits(buf: &[u8; CAPTURE_BYTES], off: usize, len: usize) -> u32 {
+fn addr_bits(buf: &[u8; CAPTURE_BYTES], off: usize, len: usize, f: &Filter) -> u32 {
     let mut key = Key::new(128, AddrKey { addr: [0; 16] });
     parse::copy_addr(buf, off, len, &mut key.data.addr);
-    SEL_ADDRS.get(&key).copied().unwrap_or(0)
+    let mut bits = unsafe { SEL_ADDRS.get(&key.data) }.copied().unwrap_or(0);
+    if f.flags & ff::NETS != 0 {
+        bits |= SEL_NETS.get(&key).copied().unwrap_or(0);
+    }
+    bits
+}
+
+/// Wake the reader only when the ring is filling up; otherwise it polls.
+#[inline(always)]
+fn wake_flags() -> u64 {
+    let avail = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    if avail > (RING_BYTES / 4) as u64 {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
 }
 
 #[inline(always)]
+fn count_lost() {
+    if let Some(c) = LOST.get_ptr_mut(0) {
+        unsafe { *c += 1 };
+    }
+}
+
+/// Copy a scratch-built event into the ring.
+#[inline(always)]
 fn output<T>(ev: &T) {
-    let avail = EVENTS.query(aya_ebpf::bindings::BPF_RB_AVAIL_DATA as u64);
-    // Wake the reader only when the ring is filling up; otherwise it polls.
-    let flags = if avail > (RING_BYTES / 4) as u64 {
-        BPF_RB_FORCE_WAKEUP
-    } else {
-        BPF_RB_NO_WAKEUP
-    };
-    if EVENTS.output::<T>(ev, flags as u64).is_err() {
-        if let Some(c) = LOST.get_ptr_mut(0) {
-            unsafe { *c += 1 };
-        }
+    if EVENTS.output::<T>(ev, wake_flags()).is_err() {
+        count_lost();
     }
 }
 

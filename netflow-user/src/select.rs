@@ -66,8 +66,10 @@ pub struct Netns {
 pub struct Selection {
     pub filter: Filter,
     pub netns: Vec<Netns>,
-    /// (prefix length over the 128-bit mapped address, address, ADDR_* bits)
-    pub addrs: Vec<(u32, [u8; 16], u32)>,
+    /// Single addresses (mapped) -> ADDR_* bits.
+    pub addrs: Vec<([u8; 16], u32)>,
+    /// `--host` networks: (prefix length over the 128-bit mapped address, network).
+    pub nets: Vec<(u32, [u8; 16])>,
     /// netns inode << 32 | ifindex
     pub ifaces: Vec<u64>,
     pub vxlan_ports: Vec<u16>,
@@ -252,24 +254,29 @@ impl Selectors {
                     .join(",")
             ));
         }
-        // Host networks first, then netns /32s (/128s) carrying the bits of
-        // every host network that contains them (an LPM lookup sees one entry).
-        let mut addrs: Vec<(u32, [u8; 16], u32)> = hosts
-            .iter()
-            .map(|h| {
-                let (len, a) = mapped_net(*h);
-                (len, a, ADDR_HOST)
-            })
-            .collect();
+        // Single addresses go to a hash map (one exact lookup), networks to
+        // an LPM trie consulted only when there are any.
+        let mut addrs: Vec<([u8; 16], u32)> = Vec::new();
+        let mut add = |a: [u8; 16], bits: u32| match addrs.iter_mut().find(|(k, _)| *k == a) {
+            Some((_, b)) => *b |= bits,
+            None => addrs.push((a, bits)),
+        };
+        let mut nets = Vec::new();
+        for h in &hosts {
+            let (len, a) = mapped_net(*h);
+            if len == 128 {
+                add(a, ADDR_HOST);
+            } else {
+                nets.push((len, a));
+            }
+        }
         for n in &netns {
             for a in &n.addrs {
-                let host_bits = if hosts.iter().any(|h| h.contains(a)) {
-                    ADDR_HOST
-                } else {
-                    0
-                };
-                addrs.push((128, mapped(*a), ADDR_NETNS | host_bits));
+                add(mapped(*a), ADDR_NETNS);
             }
+        }
+        if !nets.is_empty() {
+            f.flags |= ff::NETS;
         }
 
         if !self.ports.is_empty() {
@@ -331,6 +338,7 @@ impl Selectors {
             filter: f,
             netns,
             addrs,
+            nets,
             ifaces,
             vxlan_ports,
             summary: summary.join(", "),
@@ -362,9 +370,12 @@ mod tests {
         assert_eq!(s.filter.flags & ff::ALL, 0);
         assert_eq!(s.filter.proto, 6);
         assert_eq!(&s.filter.ports[..2], &[80, 443]);
-        assert_eq!(s.addrs[0].0, 96 + 16);
-        assert_eq!(&s.addrs[0].1[10..14], &[0xff, 0xff, 10, 1]);
-        assert_eq!(s.addrs[1].0, 128);
+        assert_eq!(s.nets.len(), 1);
+        assert_eq!(s.nets[0].0, 96 + 16);
+        assert_eq!(&s.nets[0].1[10..14], &[0xff, 0xff, 10, 1]);
+        assert_eq!(s.filter.flags & ff::NETS, ff::NETS);
+        assert_eq!(s.addrs.len(), 1);
+        assert_eq!(s.addrs[0].1, ADDR_HOST);
     }
 
     #[test]
