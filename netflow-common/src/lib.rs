@@ -119,10 +119,9 @@ pub struct PacketEvent {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Offsets {
     pub skb_len: u32,
-    /// Bytes of `len` in page fragments (not in the linear buffer).
-    pub skb_data_len: u32,
     pub skb_head: u32,
-    pub skb_data: u32,
+    /// End of the linear data, an offset from `head` on 64-bit kernels.
+    pub skb_tail: u32,
     pub skb_network_header: u32,
     pub skb_dev: u32,
     pub skb_protocol: u32,
@@ -132,6 +131,7 @@ pub struct Offsets {
     pub dev_nd_net: u32,
     /// `struct net` → `ns.inum`.
     pub net_inum: u32,
+    pub _pad: u32,
 }
 
 pub mod filter_flags {

@@ -30,9 +30,8 @@ use crate::parse::Tuple;
 #[no_mangle]
 static OFFSETS: Offsets = Offsets {
     skb_len: 0,
-    skb_data_len: 0,
     skb_head: 0,
-    skb_data: 0,
+    skb_tail: 0,
     skb_network_header: 0,
     skb_dev: 0,
     skb_protocol: 0,
@@ -41,6 +40,7 @@ static OFFSETS: Offsets = Offsets {
     dev_name: 0,
     dev_nd_net: 0,
     net_inum: 0,
+    _pad: 0,
 };
 
 #[no_mangle]
@@ -87,22 +87,42 @@ fn filter() -> Filter {
     unsafe { read_volatile(&FILTER) }
 }
 
-#[inline(always)]
-unsafe fn read<T>(base: *const u8, off: u32) -> Result<T, ()> {
-    bpf_probe_read_kernel(base.add(off as usize) as *const T).map_err(|_| ())
+/// How kernel memory is read. tp_btf programs get a BTF-typed `struct
+/// sk_buff *`: the verifier checks plain loads against BTF and makes them
+/// fault-safe, which costs a load instead of a helper call. tc and kprobe
+/// programs hold an untyped pointer and use `bpf_probe_read_kernel`.
+trait Mem {
+    unsafe fn read<T: Copy>(base: *const u8, off: u32) -> Result<T, ()>;
+}
+
+struct Btf;
+struct Probe;
+
+impl Mem for Btf {
+    #[inline(always)]
+    unsafe fn read<T: Copy>(base: *const u8, off: u32) -> Result<T, ()> {
+        Ok(core::ptr::read_volatile(base.add(off as usize) as *const T))
+    }
+}
+
+impl Mem for Probe {
+    #[inline(always)]
+    unsafe fn read<T: Copy>(base: *const u8, off: u32) -> Result<T, ()> {
+        bpf_probe_read_kernel(base.add(off as usize) as *const T).map_err(|_| ())
+    }
 }
 
 #[btf_tracepoint(function = "netif_receive_skb")]
 pub fn netflow_rx(ctx: BtfTracePointContext) -> i32 {
     let skb: *const u8 = ctx.arg(0);
-    let _ = on_device(skb, Point::Rx);
+    let _ = on_device::<Btf>(skb, Point::Rx);
     0
 }
 
 #[btf_tracepoint(function = "net_dev_queue")]
 pub fn netflow_tx(ctx: BtfTracePointContext) -> i32 {
     let skb: *const u8 = ctx.arg(0);
-    let _ = on_device(skb, Point::Tx);
+    let _ = on_device::<Btf>(skb, Point::Tx);
     0
 }
 
@@ -111,13 +131,13 @@ pub fn netflow_tx(ctx: BtfTracePointContext) -> i32 {
 /// always return TC_ACT_UNSPEC (TCX_NEXT): whatever else is attached decides.
 #[classifier]
 pub fn netflow_tc_ingress(ctx: TcContext) -> i32 {
-    let _ = on_device(ctx.skb.skb as *const u8, Point::TcIngress);
+    let _ = on_device::<Probe>(ctx.skb.skb as *const u8, Point::TcIngress);
     TC_ACT_UNSPEC
 }
 
 #[classifier]
 pub fn netflow_tc_egress(ctx: TcContext) -> i32 {
-    let _ = on_device(ctx.skb.skb as *const u8, Point::TcEgress);
+    let _ = on_device::<Probe>(ctx.skb.skb as *const u8, Point::TcEgress);
     TC_ACT_UNSPEC
 }
 
@@ -128,7 +148,7 @@ pub fn netflow_kfree_skb(ctx: BtfTracePointContext) -> i32 {
     let skb: *const u8 = ctx.arg(0);
     let location: u64 = ctx.arg(1);
     let reason: u32 = ctx.arg(2);
-    let _ = on_drop(skb, location, reason);
+    let _ = on_drop::<Btf>(skb, location, reason);
     0
 }
 
@@ -154,34 +174,34 @@ pub fn netflow_kprobe_kfree_skb_reason(ctx: ProbeContext) -> u32 {
     let skb: *const u8 = ctx.arg(1).unwrap_or(core::ptr::null());
     let reason: u32 = ctx.arg(2).unwrap_or(0);
     if !skb.is_null() {
-        let _ = on_drop(skb, 0, reason);
+        let _ = on_drop::<Probe>(skb, 0, reason);
     }
     0
 }
 
 #[inline(always)]
-fn on_drop(skb: *const u8, location: u64, reason: u32) -> Result<(), ()> {
+fn on_drop<M: Mem>(skb: *const u8, location: u64, reason: u32) -> Result<(), ()> {
     let f = filter();
     if reason == 0 || reason == f.reason_consumed {
         return Ok(());
     }
     let o = offsets();
     let key = skb as u64;
-    let dev = device(skb, &o);
+    let dev = device::<M>(skb, &o);
     let now = unsafe { bpf_ktime_get_ns() };
     if unsafe { TRACKED.get(&key) }.is_some() {
         let _ = TRACKED.remove(&key);
-        emit_ring(skb, &o, &dev, Point::Drop, now, location, reason);
+        emit_ring::<M>(skb, &o, &dev, Point::Drop, now, location, reason);
         return Ok(());
     }
     // Not seen before: report it when its headers match the selection.
     let ev = scratch()?;
-    read_packet(skb, &o, ev)?;
+    read_packet::<M>(skb, &o, ev)?;
     let netns_hit = f.flags & ff::NETNS != 0 && unsafe { SEL_NETNS.get(&dev.netns) }.is_some();
     if !selected(ev, &f, netns_hit) {
         return Ok(());
     }
-    fill_meta(ev, skb, &o, &dev, Point::Drop, now);
+    fill_meta::<M>(ev, skb, &o, &dev, Point::Drop, now);
     ev.hdr.location = location;
     ev.hdr.reason = reason;
     output(ev);
@@ -196,25 +216,33 @@ struct Dev {
 }
 
 #[inline(always)]
-fn device(skb: *const u8, o: &Offsets) -> Dev {
-    let ptr: *const u8 = unsafe { read(skb, o.skb_dev) }.unwrap_or(core::ptr::null());
+fn device<M: Mem>(skb: *const u8, o: &Offsets) -> Dev {
+    let ptr: *const u8 = unsafe { M::read(skb, o.skb_dev) }.unwrap_or(core::ptr::null());
     if ptr.is_null() {
-        return Dev { ptr, ifindex: 0, netns: 0 };
+        return Dev {
+            ptr,
+            ifindex: 0,
+            netns: 0,
+        };
     }
-    let ifindex = unsafe { read(ptr, o.dev_ifindex) }.unwrap_or(0);
-    let netns = match unsafe { read::<*const u8>(ptr, o.dev_nd_net) } {
-        Ok(net) => unsafe { read(net, o.net_inum) }.unwrap_or(0),
+    let ifindex = unsafe { M::read(ptr, o.dev_ifindex) }.unwrap_or(0);
+    let netns = match unsafe { M::read::<*const u8>(ptr, o.dev_nd_net) } {
+        Ok(net) => unsafe { M::read(net, o.net_inum) }.unwrap_or(0),
         Err(()) => 0,
     };
-    Dev { ptr, ifindex, netns }
+    Dev {
+        ptr,
+        ifindex,
+        netns,
+    }
 }
 
 /// rx, tx and tc: report a tracked packet; select (and track) a new one.
 #[inline(always)]
-fn on_device(skb: *const u8, point: Point) -> Result<(), ()> {
+fn on_device<M: Mem>(skb: *const u8, point: Point) -> Result<(), ()> {
     let f = filter();
     let o = offsets();
-    let dev = device(skb, &o);
+    let dev = device::<M>(skb, &o);
     if dev.ptr.is_null() {
         return Ok(());
     }
@@ -229,32 +257,39 @@ fn on_device(skb: *const u8, point: Point) -> Result<(), ()> {
     }
 
     let key = skb as u64;
-    let now = unsafe { bpf_ktime_get_ns() };
     let slot = TRACKED.get_ptr_mut(&key);
+    let mut now = 0;
     let tracked = match slot {
-        Some(last) => now.wrapping_sub(unsafe { *last }) < f.stale_ns,
+        Some(last) => {
+            now = unsafe { bpf_ktime_get_ns() };
+            now.wrapping_sub(unsafe { *last }) < f.stale_ns
+        }
         None => false,
     };
     if tracked || f.flags & ff::ALL != 0 {
+        if now == 0 {
+            now = unsafe { bpf_ktime_get_ns() };
+        }
         match slot {
             Some(last) => unsafe { *last = now },
             None => {
                 let _ = TRACKED.insert(&key, &now, 0);
             }
         }
-        emit_ring(skb, &o, &dev, point, now, 0, 0);
+        emit_ring::<M>(skb, &o, &dev, point, now, 0, 0);
         return Ok(());
     }
 
     // Filter on the headers first; build the rest only for selected packets.
     let ev = scratch()?;
-    read_packet(skb, &o, ev)?;
+    read_packet::<M>(skb, &o, ev)?;
     let netns_hit = f.flags & ff::NETNS != 0 && unsafe { SEL_NETNS.get(&dev.netns) }.is_some();
     if !selected(ev, &f, netns_hit) {
         return Ok(());
     }
+    let now = unsafe { bpf_ktime_get_ns() };
     let _ = TRACKED.insert(&key, &now, 0);
-    fill_meta(ev, skb, &o, &dev, point, now);
+    fill_meta::<M>(ev, skb, &o, &dev, point, now);
     output(ev);
     Ok(())
 }
@@ -267,18 +302,26 @@ fn scratch() -> Result<&'static mut PacketEvent, ()> {
 /// Build the event in ring-buffer memory directly (no copy). Every path
 /// submits: the verifier requires the reservation to be released.
 #[inline(always)]
-fn emit_ring(skb: *const u8, o: &Offsets, dev: &Dev, point: Point, now: u64, location: u64, reason: u32) {
+fn emit_ring<M: Mem>(
+    skb: *const u8,
+    o: &Offsets,
+    dev: &Dev,
+    point: Point,
+    now: u64,
+    location: u64,
+    reason: u32,
+) {
     let Some(mut entry) = EVENTS.reserve::<PacketEvent>(0) else {
         count_lost();
         return;
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    if read_packet(skb, o, ev).is_err() {
+    if read_packet::<M>(skb, o, ev).is_err() {
         ev.hdr.len = 0;
         ev.hdr.l3_proto = 0;
         ev.hdr.cap_len = 0;
     }
-    fill_meta(ev, skb, o, dev, point, now);
+    fill_meta::<M>(ev, skb, o, dev, point, now);
     ev.hdr.location = location;
     ev.hdr.reason = reason;
     entry.submit(wake_flags());
@@ -320,7 +363,14 @@ fn zero16(b: &mut [u8; 16]) {
 
 /// Everything but the packet bytes.
 #[inline(always)]
-fn fill_meta(ev: &mut PacketEvent, skb: *const u8, o: &Offsets, dev: &Dev, point: Point, now: u64) {
+fn fill_meta<M: Mem>(
+    ev: &mut PacketEvent,
+    skb: *const u8,
+    o: &Offsets,
+    dev: &Dev,
+    point: Point,
+    now: u64,
+) {
     let h = &mut ev.hdr;
     h.ts_ns = now;
     h.skb = skb as u64;
@@ -328,49 +378,50 @@ fn fill_meta(ev: &mut PacketEvent, skb: *const u8, o: &Offsets, dev: &Dev, point
     h.reason = 0;
     h.point = point as u8;
     h.version = EVENT_VERSION;
-    h.mark = unsafe { read(skb, o.skb_mark) }.unwrap_or(0);
+    h.mark = unsafe { M::read(skb, o.skb_mark) }.unwrap_or(0);
     h.ifindex = dev.ifindex;
     h.netns = dev.netns;
     if dev.ptr.is_null() {
         zero16(&mut h.ifname);
-    } else if let Ok(name) = unsafe { read::<[u8; 16]>(dev.ptr, o.dev_name) } {
+    } else if let Ok(name) = unsafe { M::read::<[u8; 16]>(dev.ptr, o.dev_name) } {
         h.ifname = name;
     } else {
         zero16(&mut h.ifname);
     }
 }
 
-/// Length, ethertype and the bytes from the network header to the end of the
-/// linear buffer (the header may lie before `data` once the stack pulled it).
+/// Length, ethertype and the bytes from the network header to the end of
+/// the linear buffer. On 64-bit kernels `tail` is an offset from `head`, like
+/// `network_header`, so no pointer arithmetic on `data` is needed (the header
+/// may lie before `data` once the stack pulled it).
 #[inline(always)]
-fn read_packet(skb: *const u8, o: &Offsets, ev: &mut PacketEvent) -> Result<(), ()> {
+fn read_packet<M: Mem>(skb: *const u8, o: &Offsets, ev: &mut PacketEvent) -> Result<(), ()> {
     let h = &mut ev.hdr;
     h.cap_len = 0;
-    h.len = unsafe { read(skb, o.skb_len)? };
-    let proto: u16 = unsafe { read(skb, o.skb_protocol)? };
+    h.len = unsafe { M::read(skb, o.skb_len)? };
+    let proto: u16 = unsafe { M::read(skb, o.skb_protocol)? };
     h.l3_proto = u16::from_be(proto);
-    let head: *const u8 = unsafe { read(skb, o.skb_head)? };
-    let data: u64 = unsafe { read(skb, o.skb_data)? };
-    let data_len: u32 = unsafe { read(skb, o.skb_data_len) }.unwrap_or(0);
-    let nh: u16 = unsafe { read(skb, o.skb_network_header)? };
-    if nh == 0xffff {
+    let nh: u16 = unsafe { M::read(skb, o.skb_network_header)? };
+    let tail: u32 = unsafe { M::read(skb, o.skb_tail)? };
+    if nh == 0xffff || tail <= nh as u32 {
         return Ok(());
     }
-    let l3 = head as u64 + nh as u64;
-    let end = data + h.len.saturating_sub(data_len) as u64;
-    let avail = if end > l3 { end - l3 } else { 0 };
-    let n = if avail > CAPTURE_BYTES as u64 { CAPTURE_BYTES as u32 } else { avail as u32 };
-    if n == 0 {
-        return Ok(());
-    }
-    let n = n & (CAPTURE_BYTES as u32 * 2 - 1);
-    if n <= CAPTURE_BYTES as u32 {
-        let r = unsafe {
-            generated::bpf_probe_read_kernel(ev.data.as_mut_ptr() as *mut _, n, l3 as *const core::ffi::c_void)
-        };
-        if r == 0 {
-            ev.hdr.cap_len = n as u16;
-        }
+    let avail = tail - nh as u32;
+    let n = if avail > CAPTURE_BYTES as u32 {
+        CAPTURE_BYTES as u32
+    } else {
+        avail
+    };
+    let head: *const u8 = unsafe { M::read(skb, o.skb_head)? };
+    let r = unsafe {
+        generated::bpf_probe_read_kernel(
+            ev.data.as_mut_ptr() as *mut _,
+            n,
+            head.add(nh as usize) as *const core::ffi::c_void,
+        )
+    };
+    if r == 0 {
+        ev.hdr.cap_len = n as u16;
     }
     Ok(())
 }
@@ -416,8 +467,8 @@ fn matches(buf: &[u8; CAPTURE_BYTES], t: &Tuple, f: &Filter, netns_hit: bool) ->
         }
     }
     if f.flags & (ff::HOST | ff::NETNS) != 0 {
-        let bits =
-            addr_bits(buf, t.addr, t.addr_len, f) | addr_bits(buf, t.addr + t.addr_len, t.addr_len, f);
+        let bits = addr_bits(buf, t.addr, t.addr_len, f)
+            | addr_bits(buf, t.addr + t.addr_len, t.addr_len, f);
         if f.flags & ff::HOST != 0 && bits & ADDR_HOST == 0 {
             return false;
         }

@@ -268,7 +268,8 @@ fn fill_selection(ebpf: &mut Ebpf, sel: &Selection) -> Result<()> {
             .map_err(map_err(names::SEL_NETNS))?;
     }
     let mut addrs: HashMap<_, AddrKey, u32> = HashMap::try_from(
-        ebpf.map_mut(names::SEL_ADDRS).ok_or(ProbeError::Missing("map", names::SEL_ADDRS))?,
+        ebpf.map_mut(names::SEL_ADDRS)
+            .ok_or(ProbeError::Missing("map", names::SEL_ADDRS))?,
     )
     .map_err(map_err(names::SEL_ADDRS))?;
     for (addr, bits) in &sel.addrs {
@@ -277,12 +278,17 @@ fn fill_selection(ebpf: &mut Ebpf, sel: &Selection) -> Result<()> {
             .map_err(map_err(names::SEL_ADDRS))?;
     }
     let mut nets: LpmTrie<_, AddrKey, u32> = LpmTrie::try_from(
-        ebpf.map_mut(names::SEL_NETS).ok_or(ProbeError::Missing("map", names::SEL_NETS))?,
+        ebpf.map_mut(names::SEL_NETS)
+            .ok_or(ProbeError::Missing("map", names::SEL_NETS))?,
     )
     .map_err(map_err(names::SEL_NETS))?;
     for (len, addr) in &sel.nets {
-        nets.insert(&Key::new(*len, AddrKey { addr: *addr }), netflow_common::ADDR_HOST, 0)
-            .map_err(map_err(names::SEL_NETS))?;
+        nets.insert(
+            &Key::new(*len, AddrKey { addr: *addr }),
+            netflow_common::ADDR_HOST,
+            0,
+        )
+        .map_err(map_err(names::SEL_NETS))?;
     }
     let mut ifaces: HashMap<_, u64, u8> = HashMap::try_from(
         ebpf.map_mut(names::SEL_IFACES)

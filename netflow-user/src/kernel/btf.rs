@@ -106,9 +106,8 @@ impl KernelBtf {
     pub fn offsets(&self) -> Result<Offsets> {
         Ok(Offsets {
             skb_len: self.offset_of("sk_buff", "len")?,
-            skb_data_len: self.offset_of("sk_buff", "data_len")?,
             skb_head: self.offset_of("sk_buff", "head")?,
-            skb_data: self.offset_of("sk_buff", "data")?,
+            skb_tail: self.offset_of("sk_buff", "tail")?,
             skb_network_header: self.offset_of("sk_buff", "network_header")?,
             skb_dev: self.offset_of("sk_buff", "dev")?,
             skb_protocol: self.offset_of("sk_buff", "protocol")?,
@@ -117,6 +116,7 @@ impl KernelBtf {
             dev_name: self.offset_of("net_device", "name")?,
             dev_nd_net: self.offset_of("net_device", "nd_net.net")?,
             net_inum: self.offset_of("net", "ns.inum")?,
+            _pad: 0,
         })
     }
 
