@@ -158,10 +158,10 @@ pub fn netflow_consume_skb(ctx: BtfTracePointContext) -> i32 {
     let skb: *const u8 = ctx.arg(0);
     let location: u64 = ctx.arg(1);
     let key = skb as u64;
-    if unsafe { TRACKED.get(&key) }.is_none() {
+    if unsafe { TRACKED.get(key) }.is_none() {
         return 0;
     }
-    let _ = TRACKED.remove(&key);
+    let _ = TRACKED.remove(key);
     emit_consume(skb, location);
     0
 }
@@ -171,7 +171,7 @@ pub fn netflow_consume_skb(ctx: BtfTracePointContext) -> i32 {
 /// Loaded (verifier-checked) everywhere; attached only where kprobes exist.
 #[kprobe]
 pub fn netflow_kprobe_kfree_skb_reason(ctx: ProbeContext) -> u32 {
-    let skb: *const u8 = ctx.arg(1).unwrap_or(core::ptr::null());
+    let skb: *const u8 = ctx.arg(1).unwrap_or_default();
     let reason: u32 = ctx.arg(2).unwrap_or(0);
     if !skb.is_null() {
         let _ = on_drop::<Probe>(skb, 0, reason);
@@ -189,15 +189,15 @@ fn on_drop<M: Mem>(skb: *const u8, location: u64, reason: u32) -> Result<(), ()>
     let key = skb as u64;
     let dev = device::<M>(skb, &o);
     let now = unsafe { bpf_ktime_get_ns() };
-    if unsafe { TRACKED.get(&key) }.is_some() {
-        let _ = TRACKED.remove(&key);
+    if unsafe { TRACKED.get(key) }.is_some() {
+        let _ = TRACKED.remove(key);
         emit_ring::<M>(skb, &o, &dev, Point::Drop, now, location, reason);
         return Ok(());
     }
     // Not seen before: report it when its headers match the selection.
     let ev = scratch()?;
     read_packet::<M>(skb, &o, ev)?;
-    let netns_hit = f.flags & ff::NETNS != 0 && unsafe { SEL_NETNS.get(&dev.netns) }.is_some();
+    let netns_hit = f.flags & ff::NETNS != 0 && unsafe { SEL_NETNS.get(dev.netns) }.is_some();
     if !selected(ev, &f, netns_hit) {
         return Ok(());
     }
@@ -248,7 +248,7 @@ fn on_device<M: Mem>(skb: *const u8, point: Point) -> Result<(), ()> {
     }
     if f.flags & ff::IFACE != 0 {
         let k = ((dev.netns as u64) << 32) | dev.ifindex as u64;
-        if unsafe { SEL_IFACES.get(&k) }.is_none() {
+        if unsafe { SEL_IFACES.get(k) }.is_none() {
             return Ok(());
         }
     } else if dev.ifindex == 1 {
@@ -257,7 +257,7 @@ fn on_device<M: Mem>(skb: *const u8, point: Point) -> Result<(), ()> {
     }
 
     let key = skb as u64;
-    let slot = TRACKED.get_ptr_mut(&key);
+    let slot = TRACKED.get_ptr_mut(key);
     let mut now = 0;
     let tracked = match slot {
         Some(last) => {
@@ -273,7 +273,7 @@ fn on_device<M: Mem>(skb: *const u8, point: Point) -> Result<(), ()> {
         match slot {
             Some(last) => unsafe { *last = now },
             None => {
-                let _ = TRACKED.insert(&key, &now, 0);
+                let _ = TRACKED.insert(key, now, 0);
             }
         }
         emit_ring::<M>(skb, &o, &dev, point, now, 0, 0);
@@ -283,12 +283,12 @@ fn on_device<M: Mem>(skb: *const u8, point: Point) -> Result<(), ()> {
     // Filter on the headers first; build the rest only for selected packets.
     let ev = scratch()?;
     read_packet::<M>(skb, &o, ev)?;
-    let netns_hit = f.flags & ff::NETNS != 0 && unsafe { SEL_NETNS.get(&dev.netns) }.is_some();
+    let netns_hit = f.flags & ff::NETNS != 0 && unsafe { SEL_NETNS.get(dev.netns) }.is_some();
     if !selected(ev, &f, netns_hit) {
         return Ok(());
     }
     let now = unsafe { bpf_ktime_get_ns() };
-    let _ = TRACKED.insert(&key, &now, 0);
+    let _ = TRACKED.insert(key, now, 0);
     fill_meta::<M>(ev, skb, &o, &dev, point, now);
     output(ev);
     Ok(())
@@ -483,7 +483,7 @@ fn matches(buf: &[u8; CAPTURE_BYTES], t: &Tuple, f: &Filter, netns_hit: bool) ->
 fn addr_bits(buf: &[u8; CAPTURE_BYTES], off: usize, len: usize, f: &Filter) -> u32 {
     let mut key = Key::new(128, AddrKey { addr: [0; 16] });
     parse::copy_addr(buf, off, len, &mut key.data.addr);
-    let mut bits = unsafe { SEL_ADDRS.get(&key.data) }.copied().unwrap_or(0);
+    let mut bits = unsafe { SEL_ADDRS.get(key.data) }.copied().unwrap_or(0);
     if f.flags & ff::NETS != 0 {
         bits |= SEL_NETS.get(&key).copied().unwrap_or(0);
     }

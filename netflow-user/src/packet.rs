@@ -359,7 +359,7 @@ mod tests {
         let out = udp_packet([10, 0, 0, 1], [10, 0, 0, 2], 1, 2, &[0u8; 1000]);
         let p = decode_ip(&out[..40], &[]).unwrap();
         assert_eq!(p.tuple.dport, Some(2));
-        assert_eq!(decode_ip(&[0x45, 0], &[]).is_err(), true);
-        assert_eq!(decode_ip(&[], &[]).is_err(), true);
+        assert!(decode_ip(&[0x45, 0], &[]).is_err());
+        assert!(decode_ip(&[], &[]).is_err());
     }
 }

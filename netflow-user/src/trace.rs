@@ -106,7 +106,7 @@ pub async fn run(opts: TraceOptions) -> anyhow::Result<Stats> {
             _ = tick.tick() => {
                 drain(ring.get_mut(), &mut corr, &mut stats);
                 ticks += 1;
-                if ticks % 400 == 0 {
+                if ticks.is_multiple_of(400) {
                     names.refresh();
                 }
                 emit(corr.expire(monotonic_ns()), sink.as_mut(), &names, &mut stats)?;
