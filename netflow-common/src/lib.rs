@@ -19,6 +19,8 @@ pub mod names {
     pub const PROG_TX: &str = "netflow_tx";
     pub const PROG_KFREE: &str = "netflow_kfree_skb";
     pub const PROG_CONSUME: &str = "netflow_consume_skb";
+    pub const PROG_DELIVER: &str = "netflow_deliver";
+    pub const PROG_TCP_RCV: &str = "netflow_tcp_rcv";
     pub const PROG_TC_INGRESS: &str = "netflow_tc_ingress";
     pub const PROG_TC_EGRESS: &str = "netflow_tc_egress";
     /// Loaded (verifier) but only attached where the kernel has kprobes.
@@ -55,6 +57,8 @@ pub enum Point {
     Drop = 5,
     /// `skb:consume_skb`: freed after normal processing.
     Consume = 6,
+    /// `skb:skb_copy_datagram_iovec`: a socket's reader took the data.
+    Deliver = 7,
 }
 
 impl Point {
@@ -66,6 +70,7 @@ impl Point {
             4 => Self::TcEgress,
             5 => Self::Drop,
             6 => Self::Consume,
+            7 => Self::Deliver,
             _ => return None,
         })
     }
@@ -112,6 +117,16 @@ pub const EVENT_VERSION: u8 = 1;
 pub struct PacketEvent {
     pub hdr: EventHeader,
     pub data: [u8; CAPTURE_BYTES],
+}
+
+/// Value of the TRACKED map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Track {
+    /// When the packet was last seen.
+    pub ts: u64,
+    /// Its fingerprint (see the kernel parser), to notice a reused skb.
+    pub fp: u64,
 }
 
 /// Kernel struct member offsets, read from BTF at load time.

@@ -21,8 +21,8 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, ProbeContext, TcContext},
 };
 use netflow_common::{
-    filter_flags as ff, AddrKey, EventHeader, Filter, Offsets, PacketEvent, Point, ADDR_HOST,
-    ADDR_NETNS, CAPTURE_BYTES, EVENT_VERSION, MAX_PORTS, RING_BYTES, TRACKED_ENTRIES,
+    filter_flags as ff, AddrKey, EventHeader, Filter, Offsets, PacketEvent, Point, Track,
+    ADDR_HOST, ADDR_NETNS, CAPTURE_BYTES, EVENT_VERSION, MAX_PORTS, RING_BYTES, TRACKED_ENTRIES,
 };
 
 use crate::parse::Tuple;
@@ -53,9 +53,9 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
 #[map]
 static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-/// Selected packets: skb address -> last time seen.
+/// Selected packets: skb address -> when last seen and which packet it held.
 #[map]
-static TRACKED: LruHashMap<u64, u64> = LruHashMap::with_max_entries(TRACKED_ENTRIES, 0);
+static TRACKED: LruHashMap<u64, Track> = LruHashMap::with_max_entries(TRACKED_ENTRIES, 0);
 
 /// The event being built, per CPU.
 #[map]
@@ -162,7 +162,32 @@ pub fn netflow_consume_skb(ctx: BtfTracePointContext) -> i32 {
         return 0;
     }
     let _ = TRACKED.remove(key);
-    emit_consume(skb, location);
+    emit_end(skb, Point::Consume, location);
+    0
+}
+
+/// `TP_PROTO(const struct sk_buff *skb, int len)`: a socket's reader copies
+/// the packet's data to user space (TCP, UDP, raw and ping sockets). Many
+/// packets are freed without a tracepoint afterwards, so this is what says
+/// "delivered". The skb stays tracked until it is freed.
+#[btf_tracepoint(function = "skb_copy_datagram_iovec")]
+pub fn netflow_deliver(ctx: BtfTracePointContext) -> i32 {
+    let skb: *const u8 = ctx.arg(0);
+    if unsafe { TRACKED.get(skb as u64) }.is_some() {
+        emit_end(skb, Point::Deliver, 0);
+    }
+    0
+}
+
+/// `TP_PROTO(const struct sock *sk, const struct sk_buff *skb)`: an
+/// established TCP socket processes the segment (pure ACKs included, which
+/// TCP frees without a tracepoint).
+#[btf_tracepoint(function = "tcp_probe")]
+pub fn netflow_tcp_rcv(ctx: BtfTracePointContext) -> i32 {
+    let skb: *const u8 = ctx.arg(1);
+    if unsafe { TRACKED.get(skb as u64) }.is_some() {
+        emit_end(skb, Point::Deliver, 0);
+    }
     0
 }
 
@@ -188,20 +213,25 @@ fn on_drop<M: Mem>(skb: *const u8, location: u64, reason: u32) -> Result<(), ()>
     let o = offsets();
     let key = skb as u64;
     let dev = device::<M>(skb, &o);
-    let now = unsafe { bpf_ktime_get_ns() };
-    if unsafe { TRACKED.get(key) }.is_some() {
-        let _ = TRACKED.remove(key);
-        emit_ring::<M>(skb, &o, &dev, Point::Drop, now, location, reason);
-        return Ok(());
-    }
-    // Not seen before: report it when its headers match the selection.
     let ev = scratch()?;
     read_packet::<M>(skb, &o, ev)?;
-    let netns_hit = f.flags & ff::NETNS != 0 && unsafe { SEL_NETNS.get(dev.netns) }.is_some();
-    if !selected(ev, &f, netns_hit) {
-        return Ok(());
+    let tracked = match unsafe { TRACKED.get(key) } {
+        Some(t) => {
+            let _ = TRACKED.remove(key);
+            t.fp == parse::fingerprint(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, &f)
+        }
+        None => false,
+    };
+    if !tracked {
+        // Not seen before: report it when its headers match the selection.
+        let netns_hit = f.flags & ff::NETNS != 0 && unsafe { SEL_NETNS.get(dev.netns) }.is_some();
+        if !selected(ev, &f, netns_hit) {
+            return Ok(());
+        }
     }
-    fill_meta::<M>(ev, skb, &o, &dev, Point::Drop, now);
+    fill_meta::<M>(ev, skb, &o, &dev, Point::Drop, unsafe {
+        bpf_ktime_get_ns()
+    });
     ev.hdr.location = location;
     ev.hdr.reason = reason;
     output(ev);
@@ -238,6 +268,11 @@ fn device<M: Mem>(skb: *const u8, o: &Offsets) -> Dev {
 }
 
 /// rx, tx and tc: report a tracked packet; select (and track) a new one.
+///
+/// An skb can be freed without any tracepoint (TCP, GRO) and its memory
+/// reused for another packet, so a tracked skb counts as the same packet only
+/// while its fingerprint (innermost IPv4 ID and TCP seq / UDP length+checksum
+/// / ICMP id+seq) is unchanged; NAT and encapsulation leave it unchanged.
 #[inline(always)]
 fn on_device<M: Mem>(skb: *const u8, point: Point) -> Result<(), ()> {
     let f = filter();
@@ -258,37 +293,31 @@ fn on_device<M: Mem>(skb: *const u8, point: Point) -> Result<(), ()> {
 
     let key = skb as u64;
     let slot = TRACKED.get_ptr_mut(key);
-    let mut now = 0;
-    let tracked = match slot {
-        Some(last) => {
-            now = unsafe { bpf_ktime_get_ns() };
-            now.wrapping_sub(unsafe { *last }) < f.stale_ns
-        }
-        None => false,
-    };
-    if tracked || f.flags & ff::ALL != 0 {
-        if now == 0 {
-            now = unsafe { bpf_ktime_get_ns() };
-        }
-        match slot {
-            Some(last) => unsafe { *last = now },
-            None => {
-                let _ = TRACKED.insert(key, now, 0);
-            }
-        }
-        emit_ring::<M>(skb, &o, &dev, point, now, 0, 0);
-        return Ok(());
-    }
-
-    // Filter on the headers first; build the rest only for selected packets.
     let ev = scratch()?;
     read_packet::<M>(skb, &o, ev)?;
-    let netns_hit = f.flags & ff::NETNS != 0 && unsafe { SEL_NETNS.get(dev.netns) }.is_some();
-    if !selected(ev, &f, netns_hit) {
-        return Ok(());
-    }
+    let fp = parse::fingerprint(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, &f);
     let now = unsafe { bpf_ktime_get_ns() };
-    let _ = TRACKED.insert(key, now, 0);
+    let tracked = match slot {
+        Some(t) => unsafe { (*t).fp == fp && now.wrapping_sub((*t).ts) < f.stale_ns },
+        None => false,
+    };
+    if !tracked {
+        let netns_hit = f.flags & ff::NETNS != 0 && unsafe { SEL_NETNS.get(dev.netns) }.is_some();
+        if !selected(ev, &f, netns_hit) {
+            if slot.is_some() {
+                // A different packet in a reused skb: forget the old one.
+                let _ = TRACKED.remove(key);
+            }
+            return Ok(());
+        }
+    }
+    let track = Track { ts: now, fp };
+    match slot {
+        Some(t) => unsafe { *t = track },
+        None => {
+            let _ = TRACKED.insert(key, track, 0);
+        }
+    }
     fill_meta::<M>(ev, skb, &o, &dev, point, now);
     output(ev);
     Ok(())
@@ -299,37 +328,9 @@ fn scratch() -> Result<&'static mut PacketEvent, ()> {
     SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p }).ok_or(())
 }
 
-/// Build the event in ring-buffer memory directly (no copy). Every path
-/// submits: the verifier requires the reservation to be released.
+/// End of a tracked packet (consumed, or delivered to a socket): header only.
 #[inline(always)]
-fn emit_ring<M: Mem>(
-    skb: *const u8,
-    o: &Offsets,
-    dev: &Dev,
-    point: Point,
-    now: u64,
-    location: u64,
-    reason: u32,
-) {
-    let Some(mut entry) = EVENTS.reserve::<PacketEvent>(0) else {
-        count_lost();
-        return;
-    };
-    let ev = unsafe { &mut *entry.as_mut_ptr() };
-    if read_packet::<M>(skb, o, ev).is_err() {
-        ev.hdr.len = 0;
-        ev.hdr.l3_proto = 0;
-        ev.hdr.cap_len = 0;
-    }
-    fill_meta::<M>(ev, skb, o, dev, point, now);
-    ev.hdr.location = location;
-    ev.hdr.reason = reason;
-    entry.submit(wake_flags());
-}
-
-/// A tracked packet was consumed (freed after normal processing): a header-only event.
-#[inline(always)]
-fn emit_consume(skb: *const u8, location: u64) {
+fn emit_end(skb: *const u8, point: Point, location: u64) {
     let Some(mut entry) = EVENTS.reserve::<EventHeader>(0) else {
         count_lost();
         return;
@@ -345,7 +346,7 @@ fn emit_consume(skb: *const u8, location: u64) {
     h.reason = 0;
     h.l3_proto = 0;
     h.cap_len = 0;
-    h.point = Point::Consume as u8;
+    h.point = point as u8;
     h.version = EVENT_VERSION;
     zero16(&mut h.ifname);
     entry.submit(wake_flags());

@@ -133,3 +133,31 @@ fn is_vxlan(port: u16, f: &Filter) -> bool {
     }
     false
 }
+
+#[inline(always)]
+fn be32(buf: &[u8; CAPTURE_BYTES], off: usize) -> u32 {
+    ((be16(buf, off) as u32) << 16) | be16(buf, off + 2) as u32
+}
+
+/// What identifies one packet besides addresses and ports (unchanged by NAT
+/// and encapsulation): of the innermost IP header, the IPv4 ID, the protocol
+/// and the word after the ports (TCP seq, UDP length+checksum, ICMP id+seq).
+#[inline(always)]
+pub fn fingerprint(buf: &[u8; CAPTURE_BYTES], cap: usize, ethertype: u16, f: &Filter) -> u64 {
+    let Some(o) = outer(buf, cap, ethertype) else {
+        return 0;
+    };
+    let t = inner(buf, cap, &o, f).unwrap_or(o);
+    // IPv4: the ID sits 8 bytes before the source address.
+    let id = if t.addr_len == 4 {
+        be16(buf, t.addr - 8) as u64
+    } else {
+        0
+    };
+    let word = if t.l4 + 8 <= cap {
+        be32(buf, t.l4 + 4) as u64
+    } else {
+        0
+    };
+    (t.proto as u64) << 48 | id << 32 | word
+}

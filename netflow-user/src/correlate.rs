@@ -58,6 +58,8 @@ pub struct Timeline {
     pub drop: Option<DropInfo>,
     /// Where a consumed packet was freed.
     pub consumed_at: Option<u64>,
+    /// A socket's reader took the packet's data.
+    pub delivered: bool,
 }
 
 impl Timeline {
@@ -88,6 +90,8 @@ impl Default for Config {
 
 struct Open {
     tl: Timeline,
+    /// skbs indexed in `by_skb` for this timeline.
+    skbs: Vec<u64>,
     last_ts: u64,
     ended_at: Option<u64>,
     fp: Option<Fingerprint>,
@@ -135,7 +139,7 @@ impl Correlator {
     pub fn push(&mut self, ev: Event) {
         let packet = ev.packet(&self.cfg.vxlan_ports);
         match ev.point {
-            Point::Drop | Point::Consume => self.end(ev, packet),
+            Point::Drop | Point::Consume | Point::Deliver => self.end(ev, packet),
             _ => self.hop(ev, packet),
         }
     }
@@ -152,7 +156,9 @@ impl Correlator {
                     verdict: Verdict::Unknown,
                     drop: None,
                     consumed_at: None,
+                    delivered: false,
                 },
+                skbs: Vec::new(),
                 last_ts: ts,
                 ended_at: None,
                 fp,
@@ -167,10 +173,14 @@ impl Correlator {
     fn hop(&mut self, ev: Event, packet: Option<Packet>) {
         let fp = packet.as_ref().map(|p| p.fp);
         let idle = self.cfg.idle_ns;
+        // The same skb holds the same packet while its fingerprint holds: the
+        // kernel may free an skb silently and reuse it for another packet.
         let current = self.by_skb.get(&ev.skb).copied().filter(|id| {
-            self.open
-                .get(id)
-                .is_some_and(|o| o.ended_at.is_none() && ev.ts_ns.saturating_sub(o.last_ts) < idle)
+            self.open.get(id).is_some_and(|o| {
+                o.ended_at.is_none()
+                    && ev.ts_ns.saturating_sub(o.last_ts) < idle
+                    && !matches!((o.fp, fp), (Some(a), Some(b)) if joinable(&a) && a != b)
+            })
         });
         let id = match current {
             Some(id) => id,
@@ -188,6 +198,9 @@ impl Correlator {
                     None => self.new_timeline(ev.ts_ns, fp),
                 };
                 self.by_skb.insert(ev.skb, id);
+                if let Some(o) = self.open.get_mut(&id) {
+                    o.skbs.push(ev.skb);
+                }
                 id
             }
         };
@@ -217,8 +230,8 @@ impl Correlator {
     fn end(&mut self, ev: Event, packet: Option<Packet>) {
         let id = match self.by_skb.remove(&ev.skb) {
             Some(id) if self.open.contains_key(&id) => id,
-            // A consumed packet we never saw on a device: nothing to report.
-            _ if ev.point == Point::Consume => return,
+            // A packet we never saw on a device: nothing to report.
+            _ if ev.point != Point::Drop => return,
             // A drop of a selected packet before any device saw it.
             _ => self.new_timeline(ev.ts_ns, packet.as_ref().map(|p| p.fp)),
         };
@@ -242,6 +255,8 @@ impl Correlator {
                 packet,
                 data: ev.data,
             });
+        } else if ev.point == Point::Deliver {
+            o.tl.delivered = true;
         } else {
             o.tl.consumed_at = Some(ev.location);
         }
@@ -293,11 +308,14 @@ fn verdict(tl: &Timeline) -> Verdict {
     if tl.drop.is_some() {
         return Verdict::Dropped;
     }
+    if tl.delivered {
+        return Verdict::Delivered;
+    }
     let last = tl
         .hops
         .iter()
         .rev()
-        .find(|h| h.point != Point::Drop && h.point != Point::Consume);
+        .find(|h| !matches!(h.point, Point::Drop | Point::Consume | Point::Deliver));
     match (tl.consumed_at.is_some(), last.map(|h| h.point)) {
         (true, Some(Point::Rx | Point::TcIngress)) => Verdict::Delivered,
         (_, Some(Point::Tx | Point::TcEgress)) => Verdict::Forwarded,
@@ -410,6 +428,25 @@ mod tests {
         assert!(out
             .iter()
             .all(|t| t.hops.len() == 2 && t.verdict == Verdict::Dropped));
+    }
+
+    #[test]
+    fn reused_skb_with_another_packet_starts_a_new_timeline() {
+        let a = icmp([10, 0, 0, 1], [10, 0, 0, 2], 1, 1, 100);
+        let b = icmp([10, 0, 0, 3], [10, 0, 0, 4], 9, 9, 200);
+        let mut c = Correlator::new(Config::default());
+        c.push(ev(10, 0xa, Point::Tx, "eth0", &a));
+        c.push(ev(20, 0xa, Point::Rx, "veth", &a));
+        // Freed without a tracepoint; the same memory now holds another packet.
+        c.push(ev(30, 0xa, Point::Tx, "eth1", &b));
+        c.push(ev(40, 0xa, Point::Deliver, "", &[]));
+        let mut out = c.flush();
+        out.sort_by_key(|t| t.id);
+        assert_eq!(out.len(), 2, "{out:#?}");
+        assert_eq!(out[0].hops.len(), 2);
+        assert_eq!(out[1].hops.len(), 1);
+        assert_eq!(out[1].verdict, Verdict::Delivered);
+        assert_eq!(out[0].verdict, Verdict::Unknown);
     }
 
     #[test]

@@ -74,7 +74,8 @@ pub struct Probes {
 }
 
 /// tp_btf programs: (program, tracepoint, what the user loses without it).
-const TRACEPOINTS: [(&str, &str, &str); 4] = [
+/// The first two are required; without the others netflow runs and says what is missing.
+const TRACEPOINTS: [(&str, &str, &str); 6] = [
     (names::PROG_RX, "netif_receive_skb", "no receive hops"),
     (names::PROG_TX, "net_dev_queue", "no transmit hops"),
     (names::PROG_KFREE, "kfree_skb", "no drop reasons"),
@@ -83,7 +84,18 @@ const TRACEPOINTS: [(&str, &str, &str); 4] = [
         "consume_skb",
         "no delivered/forwarded verdicts",
     ),
+    (
+        names::PROG_DELIVER,
+        "skb_copy_datagram_iovec",
+        "no delivered-to-socket verdicts",
+    ),
+    (
+        names::PROG_TCP_RCV,
+        "tcp_probe",
+        "no delivered verdicts for TCP ACKs",
+    ),
 ];
+const REQUIRED: [&str; 2] = [names::PROG_RX, names::PROG_TX];
 
 fn loader<'a>(
     offsets: &'a netflow_common::Offsets,
@@ -124,31 +136,21 @@ impl Probes {
                     continue;
                 }
             }
-            let p: &mut BtfTracePoint = ebpf
-                .program_mut(prog)
-                .ok_or(ProbeError::Missing("program", prog))?
-                .try_into()
-                .map_err(|source| ProbeError::Load {
-                    prog,
-                    target: target.clone(),
-                    source,
-                })?;
-            p.load(tp, &btf).map_err(|source| ProbeError::Load {
-                prog,
-                target: target.clone(),
-                source,
-            })?;
-            p.attach().map_err(|source| ProbeError::Attach {
-                prog,
-                target: target.clone(),
-                source,
-            })?;
-            status.push(ProbeStatus {
-                name: prog,
-                target,
-                active: true,
-                note: String::new(),
-            });
+            match attach_tp(&mut ebpf, prog, tp, &btf) {
+                Ok(()) => status.push(ProbeStatus {
+                    name: prog,
+                    target,
+                    active: true,
+                    note: String::new(),
+                }),
+                Err(e) if !REQUIRED.contains(&prog) => status.push(ProbeStatus {
+                    name: prog,
+                    target,
+                    active: false,
+                    note: format!("{loss}: {e}"),
+                }),
+                Err(e) => return Err(e),
+            }
         }
         let lost = PerCpuArray::try_from(
             ebpf.take_map(names::LOST)
@@ -247,6 +249,30 @@ impl Probes {
             .map(|v| v.iter().copied().sum())
             .unwrap_or(0)
     }
+}
+
+fn attach_tp(ebpf: &mut Ebpf, prog: &'static str, tp: &str, btf: &Btf) -> Result<()> {
+    let target = format!("tp_btf/{tp}");
+    let p: &mut BtfTracePoint = ebpf
+        .program_mut(prog)
+        .ok_or(ProbeError::Missing("program", prog))?
+        .try_into()
+        .map_err(|source| ProbeError::Load {
+            prog,
+            target: target.clone(),
+            source,
+        })?;
+    p.load(tp, btf).map_err(|source| ProbeError::Load {
+        prog,
+        target: target.clone(),
+        source,
+    })?;
+    p.attach().map_err(|source| ProbeError::Attach {
+        prog,
+        target,
+        source,
+    })?;
+    Ok(())
 }
 
 /// TCX links (6.6+): attached programs die with the process.

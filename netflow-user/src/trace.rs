@@ -117,6 +117,7 @@ pub async fn run(opts: TraceOptions) -> anyhow::Result<Stats> {
     emit(corr.flush(), sink.as_mut(), &names, &mut stats)?;
     stats.lost = probes.lost();
     sink.stats(&stats)?;
+    sink.flush()?;
     eprintln!(
         "netflow: {} packets ({} dropped), {} events, {} lost, {} undecodable",
         stats.packets, stats.dropped, stats.events, stats.lost, stats.decode_errors
@@ -156,5 +157,5 @@ fn emit(
         }
         sink.timeline(&tl, names)?;
     }
-    Ok(())
+    sink.flush()
 }

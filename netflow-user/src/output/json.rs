@@ -63,6 +63,7 @@ pub fn point_name(p: Point) -> &'static str {
         Point::TcIngress | Point::TcEgress => "tc",
         Point::Drop => "kfree_skb",
         Point::Consume => "consume_skb",
+        Point::Deliver => "socket",
     }
 }
 
@@ -70,7 +71,7 @@ pub fn direction(p: Point) -> Option<&'static str> {
     match p {
         Point::Rx | Point::TcIngress => Some("ingress"),
         Point::Tx | Point::TcEgress => Some("egress"),
-        Point::Drop | Point::Consume => None,
+        Point::Drop | Point::Consume | Point::Deliver => None,
     }
 }
 
@@ -129,8 +130,7 @@ impl Json {
 impl Sink for Json {
     fn timeline(&mut self, tl: &Timeline, names: &Names) -> std::io::Result<()> {
         serde_json::to_writer(&mut self.out, &timeline_json(tl, names))?;
-        self.out.write_all(b"\n")?;
-        self.out.flush()
+        self.out.write_all(b"\n")
     }
 
     fn stats(&mut self, s: &Stats) -> std::io::Result<()> {
@@ -148,6 +148,10 @@ impl Sink for Json {
             },
         )?;
         self.out.write_all(b"\n")?;
+        self.out.flush()
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
         self.out.flush()
     }
 }

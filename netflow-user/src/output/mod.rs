@@ -32,9 +32,12 @@ pub struct Stats {
 pub trait Sink {
     fn timeline(&mut self, tl: &Timeline, names: &Names) -> std::io::Result<()>;
     fn stats(&mut self, s: &Stats) -> std::io::Result<()>;
+    /// Push out what is buffered (called after each batch of timelines).
+    fn flush(&mut self) -> std::io::Result<()>;
 }
 
 pub fn sink(mode: Mode, out: Box<dyn Write + Send>) -> Box<dyn Sink + Send> {
+    let out: Box<dyn Write + Send> = Box::new(std::io::BufWriter::with_capacity(1 << 16, out));
     match mode {
         Mode::Text => Box::new(text::Text::new(out)),
         Mode::Json => Box::new(json::Json::new(out)),

@@ -28,6 +28,7 @@ fn point_label(p: Point) -> &'static str {
         Point::TcEgress => "tc-out",
         Point::Drop => "kfree_skb",
         Point::Consume => "consume",
+        Point::Deliver => "socket",
     }
 }
 
@@ -109,11 +110,15 @@ impl Sink for Text {
                 names.location(d.location)
             )?;
         }
-        self.out.flush()
+        Ok(())
     }
 
     fn stats(&mut self, _s: &Stats) -> std::io::Result<()> {
         // The run's summary goes to stderr (see trace.rs) for every format.
         Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
     }
 }
