@@ -169,11 +169,13 @@ pub fn netflow_consume_skb(ctx: BtfTracePointContext) -> i32 {
 /// `TP_PROTO(const struct sk_buff *skb, int len)`: a socket's reader copies
 /// the packet's data to user space (TCP, UDP, raw and ping sockets). Many
 /// packets are freed without a tracepoint afterwards, so this is what says
-/// "delivered". The skb stays tracked until it is freed.
+/// "delivered", and it ends the packet's timeline.
 #[btf_tracepoint(function = "skb_copy_datagram_iovec")]
 pub fn netflow_deliver(ctx: BtfTracePointContext) -> i32 {
     let skb: *const u8 = ctx.arg(0);
     if unsafe { TRACKED.get(skb as u64) }.is_some() {
+        // Delivered: the journey ends here (later reads of it are not news).
+        let _ = TRACKED.remove(skb as u64);
         emit_end(skb, Point::Deliver, 0);
     }
     0
@@ -186,6 +188,7 @@ pub fn netflow_deliver(ctx: BtfTracePointContext) -> i32 {
 pub fn netflow_tcp_rcv(ctx: BtfTracePointContext) -> i32 {
     let skb: *const u8 = ctx.arg(1);
     if unsafe { TRACKED.get(skb as u64) }.is_some() {
+        let _ = TRACKED.remove(skb as u64);
         emit_end(skb, Point::Deliver, 0);
     }
     0
@@ -295,10 +298,16 @@ fn on_device<M: Mem>(skb: *const u8, point: Point) -> Result<(), ()> {
     let slot = TRACKED.get_ptr_mut(key);
     let ev = scratch()?;
     read_packet::<M>(skb, &o, ev)?;
-    let fp = parse::fingerprint(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, &f);
+    let fp_of = |ev: &PacketEvent| {
+        parse::fingerprint(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, &f)
+    };
     let now = unsafe { bpf_ktime_get_ns() };
+    let mut fp = 0;
     let tracked = match slot {
-        Some(t) => unsafe { (*t).fp == fp && now.wrapping_sub((*t).ts) < f.stale_ns },
+        Some(t) => {
+            fp = fp_of(ev);
+            unsafe { (*t).fp == fp && now.wrapping_sub((*t).ts) < f.stale_ns }
+        }
         None => false,
     };
     if !tracked {
@@ -309,6 +318,9 @@ fn on_device<M: Mem>(skb: *const u8, point: Point) -> Result<(), ()> {
                 let _ = TRACKED.remove(key);
             }
             return Ok(());
+        }
+        if slot.is_none() {
+            fp = fp_of(ev);
         }
     }
     let track = Track { ts: now, fp };
