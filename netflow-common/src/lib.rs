@@ -21,6 +21,10 @@ pub mod names {
     pub const PROG_CONSUME: &str = "netflow_consume_skb";
     pub const PROG_DELIVER: &str = "netflow_deliver";
     pub const PROG_TCP_RCV: &str = "netflow_tcp_rcv";
+    /// BPF_PROG_TYPE_NETFILTER programs, kept in a section aya accepts and
+    /// loaded by netflow's own loader.
+    pub const PROG_NF_EARLY: &str = "netflow_nf_early";
+    pub const PROG_NF_LATE: &str = "netflow_nf_late";
     pub const PROG_TC_INGRESS: &str = "netflow_tc_ingress";
     pub const PROG_TC_EGRESS: &str = "netflow_tc_egress";
     /// Loaded (verifier) but only attached where the kernel has kprobes.
@@ -57,8 +61,12 @@ pub enum Point {
     Drop = 5,
     /// `skb:consume_skb`: freed after normal processing.
     Consume = 6,
-    /// `skb:skb_copy_datagram_iovec`: a socket's reader took the data.
+    /// `skb:skb_copy_datagram_iovec` or `tcp:tcp_probe`: a socket took it.
     Deliver = 7,
+    /// BPF netfilter link before the hook's built-in conntrack/NAT/filter.
+    NfEarly = 8,
+    /// BPF netfilter link after them.
+    NfLate = 9,
 }
 
 impl Point {
@@ -71,6 +79,8 @@ impl Point {
             5 => Self::Drop,
             6 => Self::Consume,
             7 => Self::Deliver,
+            8 => Self::NfEarly,
+            9 => Self::NfLate,
             _ => return None,
         })
     }
@@ -104,7 +114,11 @@ pub struct EventHeader {
     pub point: u8,
     /// Layout version of this header, see [`EVENT_VERSION`].
     pub version: u8,
-    pub _pad: [u8; 6],
+    /// Netfilter hook (NF_INET_*) for netfilter points.
+    pub hook: u8,
+    /// Protocol family (NFPROTO_IPV4 2, NFPROTO_IPV6 10) for netfilter points.
+    pub pf: u8,
+    pub _pad: [u8; 4],
     /// Device name (`dev->name`), NUL padded.
     pub ifname: [u8; 16],
 }
@@ -146,7 +160,10 @@ pub struct Offsets {
     pub dev_nd_net: u32,
     /// `struct net` → `ns.inum`.
     pub net_inum: u32,
-    pub _pad: u32,
+    /// `struct nf_hook_state` → `in`, `out`, `net`.
+    pub nf_state_in: u32,
+    pub nf_state_out: u32,
+    pub nf_state_net: u32,
 }
 
 pub mod filter_flags {

@@ -40,7 +40,9 @@ static OFFSETS: Offsets = Offsets {
     dev_name: 0,
     dev_nd_net: 0,
     net_inum: 0,
-    _pad: 0,
+    nf_state_in: 0,
+    nf_state_out: 0,
+    nf_state_net: 0,
 };
 
 #[no_mangle]
@@ -194,6 +196,48 @@ pub fn netflow_tcp_rcv(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+/// BPF netfilter programs (BPF_PROG_TYPE_NETFILTER). aya-obj accepts no
+/// netfilter section, so they live in `classifier` sections and netflow's
+/// own loader (netflow-user/src/netfilter.rs) loads and links them; aya never
+/// loads them as tc programs. The context is `struct bpf_nf_ctx { const
+/// struct nf_hook_state *state; struct sk_buff *skb; }`. They always return
+/// NF_ACCEPT (1): the verdict is the kernel's, seen as presence or absence
+/// of the packet at the late priority.
+#[classifier]
+pub fn netflow_nf_early(ctx: TcContext) -> i32 {
+    on_netfilter(ctx.skb.skb as *const u8, Point::NfEarly);
+    NF_ACCEPT
+}
+
+#[classifier]
+pub fn netflow_nf_late(ctx: TcContext) -> i32 {
+    on_netfilter(ctx.skb.skb as *const u8, Point::NfLate);
+    NF_ACCEPT
+}
+
+const NF_ACCEPT: i32 = 1;
+const NF_INET_PRE_ROUTING: u8 = 0;
+const NF_INET_LOCAL_IN: u8 = 1;
+const NF_INET_FORWARD: u8 = 2;
+
+#[inline(always)]
+fn on_netfilter(ctx: *const u8, point: Point) {
+    // Direct context loads: the verifier types them as BTF pointers.
+    let state: *const u8 = unsafe { core::ptr::read_volatile(ctx as *const *const u8) };
+    let skb: *const u8 = unsafe { core::ptr::read_volatile((ctx as *const *const u8).add(1)) };
+    let o = offsets();
+    let hook: u8 = unsafe { Btf::read(state, 0) }.unwrap_or(0);
+    let pf: u8 = unsafe { Btf::read(state, 1) }.unwrap_or(0);
+    // The device the packet came in on (PREROUTING, INPUT, FORWARD) or goes out of.
+    let dev_off = match hook {
+        NF_INET_PRE_ROUTING | NF_INET_LOCAL_IN | NF_INET_FORWARD => o.nf_state_in,
+        _ => o.nf_state_out,
+    };
+    let ptr: *const u8 = unsafe { Btf::read(state, dev_off) }.unwrap_or(core::ptr::null());
+    let dev = dev_at::<Btf>(ptr, &o);
+    let _ = on_hop::<Btf>(skb, point, &o, &dev, hook, pf);
+}
+
 /// Same drop report through a kprobe on `sk_skb_reason_drop(sk, skb, reason)`,
 /// for kernels that offer kprobes but whose tracepoint layout is unknown.
 /// Loaded (verifier-checked) everywhere; attached only where kprobes exist.
@@ -251,6 +295,11 @@ struct Dev {
 #[inline(always)]
 fn device<M: Mem>(skb: *const u8, o: &Offsets) -> Dev {
     let ptr: *const u8 = unsafe { M::read(skb, o.skb_dev) }.unwrap_or(core::ptr::null());
+    dev_at::<M>(ptr, o)
+}
+
+#[inline(always)]
+fn dev_at<M: Mem>(ptr: *const u8, o: &Offsets) -> Dev {
     if ptr.is_null() {
         return Dev {
             ptr,
@@ -278,9 +327,22 @@ fn device<M: Mem>(skb: *const u8, o: &Offsets) -> Dev {
 /// / ICMP id+seq) is unchanged; NAT and encapsulation leave it unchanged.
 #[inline(always)]
 fn on_device<M: Mem>(skb: *const u8, point: Point) -> Result<(), ()> {
-    let f = filter();
     let o = offsets();
     let dev = device::<M>(skb, &o);
+    on_hop::<M>(skb, point, &o, &dev, 0, 0)
+}
+
+/// A hop at a device (or a netfilter hook with its device): the common path.
+#[inline(always)]
+fn on_hop<M: Mem>(
+    skb: *const u8,
+    point: Point,
+    o: &Offsets,
+    dev: &Dev,
+    hook: u8,
+    pf: u8,
+) -> Result<(), ()> {
+    let f = filter();
     if dev.ptr.is_null() {
         return Ok(());
     }
@@ -297,7 +359,7 @@ fn on_device<M: Mem>(skb: *const u8, point: Point) -> Result<(), ()> {
     let key = skb as u64;
     let slot = TRACKED.get_ptr_mut(key);
     let ev = scratch()?;
-    read_packet::<M>(skb, &o, ev)?;
+    read_packet::<M>(skb, o, ev)?;
     let fp_of = |ev: &PacketEvent| {
         parse::fingerprint(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, &f)
     };
@@ -330,7 +392,9 @@ fn on_device<M: Mem>(skb: *const u8, point: Point) -> Result<(), ()> {
             let _ = TRACKED.insert(key, track, 0);
         }
     }
-    fill_meta::<M>(ev, skb, &o, &dev, point, now);
+    fill_meta::<M>(ev, skb, o, dev, point, now);
+    ev.hdr.hook = hook;
+    ev.hdr.pf = pf;
     output(ev);
     Ok(())
 }
@@ -360,6 +424,8 @@ fn emit_end(skb: *const u8, point: Point, location: u64) {
     h.cap_len = 0;
     h.point = point as u8;
     h.version = EVENT_VERSION;
+    h.hook = 0;
+    h.pf = 0;
     zero16(&mut h.ifname);
     entry.submit(wake_flags());
 }
@@ -391,6 +457,8 @@ fn fill_meta<M: Mem>(
     h.reason = 0;
     h.point = point as u8;
     h.version = EVENT_VERSION;
+    h.hook = 0;
+    h.pf = 0;
     h.mark = unsafe { M::read(skb, o.skb_mark) }.unwrap_or(0);
     h.ifindex = dev.ifindex;
     h.netns = dev.netns;

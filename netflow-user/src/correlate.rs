@@ -39,9 +39,29 @@ pub struct Hop {
     pub ifname: String,
     pub len: u32,
     pub mark: u32,
+    /// Netfilter hook number and family, for netfilter points.
+    pub hook: u8,
+    pub pf: u8,
     pub packet: Option<Packet>,
     /// The packet bytes as captured (network header on).
     pub data: Vec<u8>,
+    /// The tuple changed since the previous hop: NAT.
+    pub nat: Option<Nat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NatKind {
+    Dnat,
+    Snat,
+}
+
+/// An address translation between two hops: the endpoint that changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Nat {
+    pub kind: NatKind,
+    pub from: (std::net::IpAddr, Option<u16>),
+    pub to: (std::net::IpAddr, Option<u16>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +80,9 @@ pub struct Timeline {
     pub consumed_at: Option<u64>,
     /// A socket's reader took the packet's data.
     pub delivered: bool,
+    /// Netfilter hook (and family) where a dropped packet was last seen
+    /// before its hook's filtering and never after.
+    pub drop_hook: Option<(u8, u8)>,
 }
 
 impl Timeline {
@@ -157,6 +180,7 @@ impl Correlator {
                     drop: None,
                     consumed_at: None,
                     delivered: false,
+                    drop_hook: None,
                 },
                 skbs: Vec::new(),
                 last_ts: ts,
@@ -222,8 +246,11 @@ impl Correlator {
             ifname: ev.ifname,
             len: ev.len,
             mark: ev.mark,
+            hook: ev.hook,
+            pf: ev.pf,
             packet,
             data: ev.data,
+            nat: None,
         });
     }
 
@@ -252,8 +279,11 @@ impl Correlator {
                 ifname: ev.ifname,
                 len: ev.len,
                 mark: ev.mark,
+                hook: ev.hook,
+                pf: ev.pf,
                 packet,
                 data: ev.data,
+                nat: None,
             });
         } else if ev.point == Point::Deliver {
             o.tl.delivered = true;
@@ -297,11 +327,53 @@ impl Correlator {
                 }
             }
             o.tl.hops.sort_by_key(|h| h.ts_ns);
+            annotate_nat(&mut o.tl.hops);
+            o.tl.drop_hook = drop_hook(&o.tl);
             o.tl.verdict = verdict(&o.tl);
             out.push(o.tl);
         }
         out
     }
+}
+
+/// Mark each hop whose tuple differs from the previous hop's (NAT rewrote it).
+fn annotate_nat(hops: &mut [Hop]) {
+    let mut prev: Option<Tuple> = None;
+    for h in hops.iter_mut() {
+        let Some(t) = h.packet.as_ref().map(|p| p.tuple) else {
+            continue;
+        };
+        if let Some(p) = prev {
+            if p.proto == t.proto && p != t {
+                h.nat = Some(if (p.dst, p.dport) != (t.dst, t.dport) {
+                    Nat {
+                        kind: NatKind::Dnat,
+                        from: (p.dst, p.dport),
+                        to: (t.dst, t.dport),
+                    }
+                } else {
+                    Nat {
+                        kind: NatKind::Snat,
+                        from: (p.src, p.sport),
+                        to: (t.src, t.sport),
+                    }
+                });
+            }
+        }
+        prev = Some(t);
+    }
+}
+
+/// A dropped packet whose last netfilter hop is "early" at a hook, with no
+/// "late" at that hook: that hook dropped it.
+fn drop_hook(tl: &Timeline) -> Option<(u8, u8)> {
+    tl.drop?;
+    let last_nf = tl
+        .hops
+        .iter()
+        .rev()
+        .find(|h| matches!(h.point, Point::NfEarly | Point::NfLate))?;
+    (last_nf.point == Point::NfEarly).then_some((last_nf.hook, last_nf.pf))
 }
 
 fn verdict(tl: &Timeline) -> Verdict {
@@ -311,11 +383,12 @@ fn verdict(tl: &Timeline) -> Verdict {
     if tl.delivered {
         return Verdict::Delivered;
     }
-    let last = tl
-        .hops
-        .iter()
-        .rev()
-        .find(|h| !matches!(h.point, Point::Drop | Point::Consume | Point::Deliver));
+    let last = tl.hops.iter().rev().find(|h| {
+        matches!(
+            h.point,
+            Point::Rx | Point::Tx | Point::TcIngress | Point::TcEgress
+        )
+    });
     match (tl.consumed_at.is_some(), last.map(|h| h.point)) {
         (true, Some(Point::Rx | Point::TcIngress)) => Verdict::Delivered,
         (_, Some(Point::Tx | Point::TcEgress)) => Verdict::Forwarded,
@@ -353,6 +426,8 @@ mod tests {
             reason: if point == Point::Drop { 5 } else { 0 },
             location: 0xffff_ffff_8100_0000,
             l3_proto: 0x0800,
+            hook: 0,
+            pf: 0,
             data: data.to_vec(),
         }
     }

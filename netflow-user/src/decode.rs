@@ -33,6 +33,9 @@ pub struct Event {
     pub reason: u32,
     pub location: u64,
     pub l3_proto: u16,
+    /// Netfilter hook and family (netfilter points only).
+    pub hook: u8,
+    pub pf: u8,
     /// Packet bytes from the network header (possibly truncated).
     #[serde(skip)]
     pub data: Vec<u8>,
@@ -74,6 +77,8 @@ impl TryFrom<&[u8]> for Event {
             mark: u32_at(std::mem::offset_of!(EventHeader, mark)),
             reason: u32_at(std::mem::offset_of!(EventHeader, reason)),
             l3_proto: u16_at(std::mem::offset_of!(EventHeader, l3_proto)),
+            hook: buf[std::mem::offset_of!(EventHeader, hook)],
+            pf: buf[std::mem::offset_of!(EventHeader, pf)],
             ifname: String::from_utf8_lossy(&name[..name_len]).into_owned(),
             point,
             data: buf[hsize..hsize + cap].to_vec(),
@@ -106,7 +111,9 @@ pub fn encode(ev: &Event) -> Vec<u8> {
         cap_len: ev.data.len() as u16,
         point: ev.point as u8,
         version: EVENT_VERSION,
-        _pad: [0; 6],
+        hook: ev.hook,
+        pf: ev.pf,
+        _pad: [0; 4],
         ifname: {
             let mut n = [0u8; 16];
             let b = ev.ifname.as_bytes();
@@ -126,6 +133,8 @@ pub fn encode(ev: &Event) -> Vec<u8> {
     out.extend_from_slice(&hdr.cap_len.to_ne_bytes());
     out.push(hdr.point);
     out.push(hdr.version);
+    out.push(hdr.hook);
+    out.push(hdr.pf);
     out.extend_from_slice(&hdr._pad);
     out.extend_from_slice(&hdr.ifname);
     debug_assert_eq!(out.len(), std::mem::size_of::<EventHeader>());
@@ -150,6 +159,8 @@ mod tests {
             reason: 0,
             location: 0,
             l3_proto: 0x0800,
+            hook: 0,
+            pf: 0,
             data: vec![0x45, 0, 0, 84],
         }
     }

@@ -6,8 +6,10 @@
 //! packet selection; [`kernel`] reads what the running kernel offers.
 pub mod correlate;
 pub mod decode;
+pub mod diagnose;
 pub mod kernel;
 pub mod names;
+pub mod netfilter;
 pub mod output;
 pub mod packet;
 pub mod probes;

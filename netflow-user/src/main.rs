@@ -51,6 +51,13 @@ struct TraceArgs {
     /// exact tc points (tc ingress runs before netfilter PREROUTING).
     #[arg(long)]
     tc: bool,
+    /// Do not attach BPF netfilter links (no netfilter/NAT hops).
+    #[arg(long)]
+    no_netfilter: bool,
+    /// Also watch netfilter in this network namespace (netflow's own and the
+    /// --netns ones are watched already). Repeatable.
+    #[arg(long, value_name = "NAME|PATH")]
+    nf_netns: Vec<String>,
     /// UDP ports that carry VXLAN (default 4789 and 8472). Repeatable.
     #[arg(long, value_name = "PORT")]
     vxlan_port: Vec<u16>,
@@ -110,6 +117,8 @@ fn main() -> ExitCode {
                 vxlan_ports: a.vxlan_port,
             },
             tc: a.tc,
+            netfilter: !a.no_netfilter,
+            nf_netns: a.nf_netns,
             duration: a.duration,
             mode: if a.json { Mode::Json } else { Mode::Text },
             idle: a.idle,

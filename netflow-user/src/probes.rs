@@ -12,7 +12,13 @@ use aya::{
 };
 use netflow_common::{names, AddrKey};
 
-use crate::{kernel::btf::KernelBtf, select::Selection};
+use std::path::PathBuf;
+
+use crate::{
+    kernel::btf::KernelBtf,
+    netfilter::{NfPrograms, HOOKS},
+    select::Selection,
+};
 
 /// The compiled kernel programs (built by build.rs with aya-build).
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netflow"));
@@ -71,6 +77,15 @@ pub struct Probes {
     ebpf: Ebpf,
     pub status: Vec<ProbeStatus>,
     lost: PerCpuArray<MapData, u64>,
+    /// Netfilter programs and their links (dropped with the probes).
+    _nf: Option<(NfPrograms, Vec<std::os::fd::OwnedFd>)>,
+}
+
+/// Where to attach the netfilter programs: netflow's own namespace (None) and others.
+#[derive(Debug, Clone, Default)]
+pub struct NetfilterPlan {
+    pub enabled: bool,
+    pub netns: Vec<(String, PathBuf)>,
 }
 
 /// tp_btf programs: (program, tracepoint, what the user loses without it).
@@ -109,7 +124,12 @@ fn loader<'a>(
 
 impl Probes {
     /// Load, fill the selection maps, attach every probe this kernel offers.
-    pub fn start(sel: &Selection, kbtf: &KernelBtf, reason_consumed: u32) -> Result<Self> {
+    pub fn start(
+        sel: &Selection,
+        kbtf: &KernelBtf,
+        reason_consumed: u32,
+        nf: &NetfilterPlan,
+    ) -> Result<Self> {
         let offsets = kbtf.offsets()?;
         let mut filter = sel.filter;
         filter.reason_consumed = reason_consumed;
@@ -152,6 +172,11 @@ impl Probes {
                 Err(e) => return Err(e),
             }
         }
+        let nf = if nf.enabled {
+            attach_netfilter(&ebpf, nf, &mut status)
+        } else {
+            None
+        };
         let lost = PerCpuArray::try_from(
             ebpf.take_map(names::LOST)
                 .ok_or(ProbeError::Missing("map", names::LOST))?,
@@ -160,7 +185,12 @@ impl Probes {
             map: names::LOST,
             source,
         })?;
-        Ok(Self { ebpf, status, lost })
+        Ok(Self {
+            ebpf,
+            status,
+            lost,
+            _nf: nf,
+        })
     }
 
     /// tc ingress and egress on `devices` (of this namespace): TCX links on
@@ -249,6 +279,59 @@ impl Probes {
             .map(|v| v.iter().copied().sum())
             .unwrap_or(0)
     }
+}
+
+/// Netfilter links in each planned namespace; on failure the probe is off
+/// and the reason shown (tracing goes on without netfilter hops).
+fn attach_netfilter(
+    ebpf: &Ebpf,
+    plan: &NetfilterPlan,
+    status: &mut Vec<ProbeStatus>,
+) -> Option<(NfPrograms, Vec<std::os::fd::OwnedFd>)> {
+    let target = format!("netfilter ({} hooks x early/late)", HOOKS.len());
+    let off = |status: &mut Vec<ProbeStatus>, note: String| {
+        status.push(ProbeStatus {
+            name: names::PROG_NF_EARLY,
+            target: target.clone(),
+            active: false,
+            note,
+        });
+        None
+    };
+    if !aya::util::KernelVersion::current()
+        .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 4, 0))
+    {
+        return off(
+            status,
+            "BPF netfilter links need Linux 6.4: no netfilter hops, no NAT hops".into(),
+        );
+    }
+    let progs = match NfPrograms::load(ebpf) {
+        Ok(p) => p,
+        Err(e) => return off(status, format!("no netfilter hops: {e}")),
+    };
+    let mut links = Vec::new();
+    let mut where_ = vec!["host".to_string()];
+    match progs.attach(None) {
+        Ok(l) => links.extend(l),
+        Err(e) => return off(status, format!("no netfilter hops: {e}")),
+    }
+    for (name, path) in &plan.netns {
+        match progs.attach(Some(path)) {
+            Ok(l) => {
+                links.extend(l);
+                where_.push(name.clone());
+            }
+            Err(e) => return off(status, format!("no netfilter hops: {e}")),
+        }
+    }
+    status.push(ProbeStatus {
+        name: names::PROG_NF_EARLY,
+        target,
+        active: true,
+        note: format!("netns {}", where_.join(", ")),
+    });
+    Some((progs, links))
 }
 
 fn attach_tp(ebpf: &mut Ebpf, prog: &'static str, tp: &str, btf: &Btf) -> Result<()> {

@@ -11,7 +11,7 @@ use crate::{
     kernel::{btf::KernelBtf, kallsyms::Kallsyms, preflight},
     names::Names,
     output::{self, Mode, Sink, Stats},
-    probes::Probes,
+    probes::{NetfilterPlan, Probes},
     select::Selectors,
 };
 
@@ -20,6 +20,9 @@ pub struct TraceOptions {
     pub selectors: Selectors,
     /// Attach tc programs (see `select::tc_devices`).
     pub tc: bool,
+    /// Attach BPF netfilter links (netflow's namespace, the --netns ones, and these).
+    pub netfilter: bool,
+    pub nf_netns: Vec<String>,
     pub duration: Option<Duration>,
     pub mode: Mode,
     /// A packet with no event for this long is complete.
@@ -56,7 +59,18 @@ pub async fn run(opts: TraceOptions) -> anyhow::Result<Stats> {
         ..Names::default()
     };
     names.refresh();
-    let mut probes = Probes::start(&sel, &kbtf, consumed)?;
+    let mut plan = NetfilterPlan {
+        enabled: opts.netfilter,
+        netns: Vec::new(),
+    };
+    for n in &sel.netns {
+        plan.netns.push((n.name.clone(), n.path.clone()));
+    }
+    for spec in &opts.nf_netns {
+        let n = crate::select::resolve_netns(spec)?;
+        plan.netns.push((n.name, n.path));
+    }
+    let mut probes = Probes::start(&sel, &kbtf, consumed, &plan)?;
     if opts.tc {
         probes.attach_tc(&crate::select::tc_devices(&opts.selectors.ifaces))?;
     }

@@ -128,6 +128,76 @@ impl Drop for Lab {
     }
 }
 
+/// A background process (a test server), killed when dropped, with a file
+/// it needed (removed then too).
+pub struct Background(Child, Option<PathBuf>);
+
+impl Background {
+    /// Run `cmd` with `sh -c` in the background.
+    pub fn spawn(cmd: &str) -> Self {
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(format!("exec {cmd}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn background command");
+        Background(child, None)
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        if let Some(f) = &self.1 {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+/// A TCP server in `ns` on `addr:port` that answers each connection with "ok".
+pub fn tcp_server(ns: &str, addr: &str, port: u16) -> Background {
+    let script = std::env::temp_dir().join(format!("netflow-test-server-{ns}-{port}.py"));
+    std::fs::write(
+        &script,
+        format!(
+            "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+             s.bind(('{addr}',{port}))\ns.listen()\nwhile True:\n    c,_=s.accept()\n    c.recv(100)\n    c.sendall(b'ok')\n    c.close()\n"
+        ),
+    )
+    .expect("write test server script");
+    let mut bg = Background::spawn(&format!("ip netns exec {ns} python3 {}", script.display()));
+    bg.1 = Some(script);
+    // Wait until it listens.
+    for _ in 0..100 {
+        if Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "ss",
+                "-ltnH",
+                &format!("sport = :{port}"),
+            ])
+            .output()
+            .map(|o| !o.stdout.is_empty())
+            .unwrap_or(false)
+        {
+            return bg;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("test server in {ns} did not listen on {addr}:{port}");
+}
+
+/// Connect from `ns` to `addr:port`, send "hi", read the answer.
+pub fn tcp_client(ns: &str, addr: &str, port: u16) {
+    sh(&format!(
+        "ip netns exec {ns} python3 -c \"import socket; s=socket.create_connection(('{addr}',{port}),timeout=3); s.sendall(b'hi'); assert s.recv(10)==b'ok'; s.close()\""
+    ));
+}
+
 /// The `netflow` binary under test.
 pub fn netflow_bin() -> PathBuf {
     if let Ok(p) = std::env::var("NETFLOW_BIN") {

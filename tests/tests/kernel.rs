@@ -172,7 +172,7 @@ fn forward_drop_is_attributed_to_netfilter() {
         "ip netns exec {node} nft 'add table ip nftest; add chain ip nftest forward_chain {{ type filter hook forward priority 0; }}; add rule ip nftest forward_chain ip daddr 10.203.0.2 icmp type echo-request drop'"
     ));
 
-    let t = Tracer::start(&["--netns", &a, "--proto", "icmp"]);
+    let t = Tracer::start(&["--netns", &a, "--proto", "icmp", "--nf-netns", &node]);
     sh_quiet(&format!("ip netns exec {a} ping -c2 -i0.2 -W1 10.203.0.2"));
     let lines = t.stop();
     let pkts = packets(&lines);
@@ -181,6 +181,17 @@ fn forward_drop_is_attributed_to_netfilter() {
     for r in &reqs {
         assert_eq!(r["verdict"], "dropped", "{r:#}");
         assert_eq!(r["drop"]["reason"], "NETFILTER_DROP", "{r:#}");
+        assert_eq!(
+            r["drop"]["hook"], "forward",
+            "seen before FORWARD filtering, never after: {r:#}"
+        );
+        assert!(
+            r["drop"]["hint"]
+                .as_str()
+                .unwrap()
+                .contains("firewall rule"),
+            "{r:#}"
+        );
         assert!(
             r["drop"]["location"].as_str().unwrap().contains('+'),
             "symbolized location: {r:#}"
@@ -410,5 +421,83 @@ fn tc_hops_coexist_with_other_tc_programs() {
                 "{who}: {hops:#?}"
             );
         }
+    }
+}
+
+/// A Service VIP DNATed by nftables in the node's PREROUTING (kube-proxy
+/// style): the connection's packets show the DNAT hop with the VIP and the
+/// backend, and the replies the reverse translation at POSTROUTING.
+#[test]
+fn service_vip_dnat_and_reverse_translation() {
+    let (lab, node, a, b, va, vb) = routed_lab("sv", "10.207.0");
+    sh(&format!(
+        "ip netns exec {node} nft 'add table ip svc; add chain ip svc pre {{ type nat hook prerouting priority -100; }}; add rule ip svc pre ip daddr 10.96.0.10 tcp dport 80 dnat to 10.207.0.2:8080'"
+    ));
+    let _server = tcp_server(&b, "10.207.0.2", 8080);
+    lab.exec(&a, "ping -c1 -W2 10.207.0.2");
+
+    let t = Tracer::start(&["--netns", &a, "--proto", "tcp", "--nf-netns", &node]);
+    tcp_client(&a, "10.96.0.10", 80);
+    let lines = t.stop();
+    let pkts = packets(&lines);
+
+    let to_vip: Vec<_> = pkts
+        .iter()
+        .filter(|p| p["flow"]["dst"] == "10.96.0.10" && p["flow"]["dport"] == 80)
+        .collect();
+    assert!(to_vip.len() >= 2, "SYN and data towards the VIP: {pkts:#?}");
+    for p in &to_vip {
+        let hops = p["hops"].as_array().unwrap();
+        let nat: Vec<_> = hops.iter().filter(|h| !h["nat"].is_null()).collect();
+        assert_eq!(nat.len(), 1, "exactly one translation: {p:#}");
+        let h = nat[0];
+        assert_eq!(h["point"], "nf");
+        assert_eq!(h["hook"], "prerouting");
+        assert_eq!(h["stage"], "late");
+        assert_eq!(h["netns_name"], node.as_str());
+        assert_eq!(h["nat"]["kind"], "dnat");
+        assert_eq!(h["nat"]["from"], "10.96.0.10:80");
+        assert_eq!(h["nat"]["to"], "10.207.0.2:8080");
+        let path = hop_list(p);
+        assert!(
+            in_order(
+                &path,
+                &[
+                    ("tx", "eth0", &a, "egress"),
+                    ("rx", &va, &node, "ingress"),
+                    ("nf", &va, &node, ""),
+                    ("tx", &vb, &node, "egress"),
+                    ("rx", "eth0", &b, "ingress")
+                ]
+            ),
+            "{path:#?}"
+        );
+        // After the DNAT every hop carries the backend address.
+        let last = hops.iter().rev().find(|h| h["point"] == "rx").unwrap();
+        assert_eq!(last["dst"], "10.207.0.2");
+        assert_eq!(last["dport"], 8080);
+        // The SYN and the data reach the server's socket (pure ACKs TCP may
+        // free without saying so).
+        let flags = hops[0]["tcp_flags"].as_str().unwrap();
+        if flags.contains('S') || flags.contains('P') {
+            assert_eq!(p["verdict"], "delivered", "{p:#}");
+        }
+    }
+    let replies: Vec<_> = pkts
+        .iter()
+        .filter(|p| p["flow"]["src"] == "10.207.0.2" && p["flow"]["sport"] == 8080)
+        .collect();
+    assert!(!replies.is_empty(), "{pkts:#?}");
+    for p in &replies {
+        let nat: Vec<_> = p["hops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| !h["nat"].is_null())
+            .collect();
+        assert_eq!(nat.len(), 1, "{p:#}");
+        assert_eq!(nat[0]["hook"], "postrouting");
+        assert_eq!(nat[0]["nat"]["from"], "10.207.0.2:8080");
+        assert_eq!(nat[0]["nat"]["to"], "10.96.0.10:80");
     }
 }

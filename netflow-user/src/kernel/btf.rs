@@ -116,7 +116,9 @@ impl KernelBtf {
             dev_name: self.offset_of("net_device", "name")?,
             dev_nd_net: self.offset_of("net_device", "nd_net.net")?,
             net_inum: self.offset_of("net", "ns.inum")?,
-            _pad: 0,
+            nf_state_in: self.offset_of("nf_hook_state", "in")?,
+            nf_state_out: self.offset_of("nf_hook_state", "out")?,
+            nf_state_net: self.offset_of("nf_hook_state", "net")?,
         })
     }
 

@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use super::{Sink, Stats};
 use crate::{
-    correlate::{Timeline, Verdict},
+    correlate::{NatKind, Timeline, Verdict},
+    diagnose::{hint, hook_name},
     names::Names,
     packet::{Encap, Proto},
 };
@@ -39,12 +40,34 @@ pub struct JsonHop {
     pub len: u32,
     pub tcp_flags: Option<String>,
     pub encap: Option<Encap>,
+    /// Netfilter points: the hook, and whether before or after its built-in hooks.
+    pub hook: Option<&'static str>,
+    pub stage: Option<&'static str>,
+    pub nat: Option<JsonNat>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JsonNat {
+    pub kind: NatKind,
+    pub from: String,
+    pub to: String,
+}
+
+fn endpoint((ip, port): (IpAddr, Option<u16>)) -> String {
+    match (ip, port) {
+        (IpAddr::V6(a), Some(p)) => format!("[{a}]:{p}"),
+        (a, Some(p)) => format!("{a}:{p}"),
+        (a, None) => a.to_string(),
+    }
 }
 
 #[derive(Debug, Serialize)]
 pub struct JsonDrop {
     pub reason: String,
     pub location: String,
+    pub hint: String,
+    /// Netfilter hook where the packet was last seen before filtering.
+    pub hook: Option<&'static str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -64,6 +87,7 @@ pub fn point_name(p: Point) -> &'static str {
         Point::Drop => "kfree_skb",
         Point::Consume => "consume_skb",
         Point::Deliver => "socket",
+        Point::NfEarly | Point::NfLate => "nf",
     }
 }
 
@@ -71,7 +95,7 @@ pub fn direction(p: Point) -> Option<&'static str> {
     match p {
         Point::Rx | Point::TcIngress => Some("ingress"),
         Point::Tx | Point::TcEgress => Some("egress"),
-        Point::Drop | Point::Consume | Point::Deliver => None,
+        Point::Drop | Point::Consume | Point::Deliver | Point::NfEarly | Point::NfLate => None,
     }
 }
 
@@ -107,12 +131,30 @@ pub fn timeline_json(tl: &Timeline, names: &Names) -> JsonTimeline {
                     len: h.len,
                     tcp_flags: h.packet.as_ref().and_then(|p| p.tcp_flags.clone()),
                     encap: h.packet.as_ref().and_then(|p| p.encap),
+                    hook: matches!(h.point, Point::NfEarly | Point::NfLate)
+                        .then(|| hook_name(h.hook)),
+                    stage: match h.point {
+                        Point::NfEarly => Some("early"),
+                        Point::NfLate => Some("late"),
+                        _ => None,
+                    },
+                    nat: h.nat.map(|n| JsonNat {
+                        kind: n.kind,
+                        from: endpoint(n.from),
+                        to: endpoint(n.to),
+                    }),
                 }
             })
             .collect(),
-        drop: tl.drop.map(|d| JsonDrop {
-            reason: names.reason(d.reason),
-            location: names.location(d.location),
+        drop: tl.drop.map(|d| {
+            let reason = names.reason(d.reason);
+            let hook = tl.drop_hook.map(|(h, _)| h);
+            JsonDrop {
+                hint: hint(&reason, hook),
+                hook: hook.map(hook_name),
+                reason,
+                location: names.location(d.location),
+            }
         }),
     }
 }

@@ -5,7 +5,8 @@ use netflow_common::Point;
 
 use super::{Sink, Stats};
 use crate::{
-    correlate::{Timeline, Verdict},
+    correlate::{NatKind, Timeline, Verdict},
+    diagnose::{hint, hook_name},
     names::Names,
     packet::{EncapKind, Tuple},
 };
@@ -29,6 +30,8 @@ fn point_label(p: Point) -> &'static str {
         Point::Drop => "kfree_skb",
         Point::Consume => "consume",
         Point::Deliver => "socket",
+        Point::NfEarly => "nf",
+        Point::NfLate => "nf-after",
     }
 }
 
@@ -84,11 +87,25 @@ impl Sink for Text {
                 point_label(h.point),
                 names.netns_label(h.netns),
             );
+            if matches!(h.point, Point::NfEarly | Point::NfLate) {
+                line.push_str(&format!("  {}", hook_name(h.hook).to_uppercase()));
+            }
+            if let Some(n) = h.nat {
+                let kind = match n.kind {
+                    NatKind::Dnat => "DNAT",
+                    NatKind::Snat => "SNAT",
+                };
+                let ep = |(ip, port): (std::net::IpAddr, Option<u16>)| match port {
+                    Some(p) => format!("{ip}:{p}"),
+                    None => ip.to_string(),
+                };
+                line.push_str(&format!("  {kind} {} -> {}", ep(n.from), ep(n.to)));
+            }
             if let Some(p) = &h.packet {
-                if Some(p.tuple) != last_tuple {
+                if Some(p.tuple) != last_tuple && h.nat.is_none() {
                     line.push_str(&format!("  now {}", p.tuple));
-                    last_tuple = Some(p.tuple);
                 }
+                last_tuple = Some(p.tuple);
                 if let Some(e) = p.encap {
                     let kind = match e.kind {
                         EncapKind::Vxlan => "vxlan",
@@ -103,12 +120,17 @@ impl Sink for Text {
             writeln!(self.out, "{}", line.trim_end())?;
         }
         if let Some(d) = tl.drop {
+            let reason = names.reason(d.reason);
+            let hook = tl.drop_hook.map(|(h, _)| h);
+            let at = hook
+                .map(|h| format!(" in {}", hook_name(h).to_uppercase()))
+                .unwrap_or_default();
             writeln!(
                 self.out,
-                "  dropped: {} at {}",
-                names.reason(d.reason),
+                "  dropped{at}: {reason} at {}",
                 names.location(d.location)
             )?;
+            writeln!(self.out, "  hint: {}", hint(&reason, hook))?;
         }
         Ok(())
     }

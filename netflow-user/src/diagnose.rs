@@ -1,0 +1,74 @@
+//! One line an SRE can act on, for a dropped packet.
+use crate::netfilter::HOOKS;
+
+/// Hook name for a netfilter hook number.
+pub fn hook_name(hook: u8) -> &'static str {
+    HOOKS.get(hook as usize).copied().unwrap_or("unknown-hook")
+}
+
+/// A hint for a drop reason (names as the kernel's `enum skb_drop_reason`,
+/// without the prefix), with the netfilter hook where the packet died if known.
+pub fn hint(reason: &str, hook: Option<u8>) -> String {
+    let at = hook
+        .map(|h| format!(" in {}", hook_name(h).to_uppercase()))
+        .unwrap_or_default();
+    match reason {
+        "NETFILTER_DROP" => format!(
+            "a firewall rule dropped it{at}: check iptables/nftables rules and NetworkPolicies \
+             (iptables-save, nft list ruleset)"
+        ),
+        "NO_SOCKET" => {
+            "nothing listens on that port (or the socket is bound elsewhere): check the \
+                        server is running and bound to this address"
+                .into()
+        }
+        "IP_RPFILTER" => "reverse-path filter: the source is not routable back via the arrival \
+                          device; check routes or net.ipv4.conf.<dev>.rp_filter"
+            .into(),
+        "NEIGH_FAILED" | "NEIGH_QUEUEFULL" | "NEIGH_DEAD" => {
+            "ARP/ND for the next hop failed: is the neighbour up and on-link? (ip neigh)".into()
+        }
+        "OTHERHOST" => "the frame was addressed to another MAC: check MAC learning or promiscuous \
+                        mode on the bridge/veth"
+            .into(),
+        "IP_INADDRERRORS" | "IP_INNOROUTES" | "IP_OUTNOROUTES" => {
+            "no route for the destination: check the routing table (ip route get)".into()
+        }
+        "IP_NOPROTO" => "no handler for this IP protocol here (e.g. IP-in-IP without a tunnel \
+                         device)"
+            .into(),
+        "TCP_INVALID_SEQUENCE" | "TCP_OLD_DATA" | "TCP_OFOMERGE" | "TCP_ZEROWINDOW" => {
+            "TCP state mismatch (sequence/window): look for retransmissions or a middlebox \
+             rewriting the connection"
+                .into()
+        }
+        "TCP_RESET" | "TCP_CLOSE" => "the connection was reset or closed".into(),
+        "SOCKET_RCVBUFF" | "PROTO_MEM" => {
+            "the receiver's socket buffer was full: the application reads too slowly".into()
+        }
+        "QDISC_DROP" | "TC_EGRESS" | "TC_INGRESS" => {
+            format!("dropped by traffic control (qdisc or a tc program){at}: tc -s qdisc / tc filter show")
+        }
+        "QUEUE_PURGE" => "still queued when its socket was closed".into(),
+        "UNHANDLED_PROTO" => "no handler for this protocol on the receiving device".into(),
+        "PKT_TOO_SMALL" | "PKT_TOO_BIG" => "packet size problem: check MTU along the path".into(),
+        "XFRM_POLICY" => "IPsec policy rejected it".into(),
+        "NOT_SPECIFIED" => "the kernel gave no reason for this free".into(),
+        other => format!("kernel drop reason {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_name_the_hook_and_the_fix() {
+        assert!(hint("NETFILTER_DROP", Some(2)).contains("in FORWARD"));
+        assert!(hint("NO_SOCKET", None).contains("listens"));
+        assert!(hint("IP_RPFILTER", None).contains("rp_filter"));
+        assert!(hint("SOMETHING_NEW", None).contains("SOMETHING_NEW"));
+        assert_eq!(hook_name(0), "prerouting");
+        assert_eq!(hook_name(9), "unknown-hook");
+    }
+}
