@@ -23,6 +23,8 @@ pub mod names {
     pub const PROG_TCP_RCV: &str = "netflow_tcp_rcv";
     /// BPF_PROG_TYPE_NETFILTER programs, kept in a section aya accepts and
     /// loaded by netflow's own loader.
+    pub const PROG_TCP_RETRANSMIT: &str = "netflow_tcp_retransmit";
+    pub const PROG_TCP_RESET: &str = "netflow_tcp_reset";
     pub const PROG_NF_EARLY: &str = "netflow_nf_early";
     pub const PROG_NF_LATE: &str = "netflow_nf_late";
     pub const PROG_TC_INGRESS: &str = "netflow_tc_ingress";
@@ -67,6 +69,10 @@ pub enum Point {
     NfEarly = 8,
     /// BPF netfilter link after them.
     NfLate = 9,
+    /// `tcp:tcp_retransmit_skb`: a socket retransmits (headers from the socket).
+    TcpRetransmit = 10,
+    /// `tcp:tcp_send_reset`: a RST is sent (in reply to this packet, or by the socket).
+    TcpReset = 11,
 }
 
 impl Point {
@@ -81,6 +87,8 @@ impl Point {
             7 => Self::Deliver,
             8 => Self::NfEarly,
             9 => Self::NfLate,
+            10 => Self::TcpRetransmit,
+            11 => Self::TcpReset,
             _ => return None,
         })
     }
@@ -104,7 +112,7 @@ pub struct EventHeader {
     pub len: u32,
     /// `skb->mark`.
     pub mark: u32,
-    /// `enum skb_drop_reason` (drop only).
+    /// `enum skb_drop_reason` (drop), the socket's TCP state (TCP events).
     pub reason: u32,
     /// Ethertype of the packet (`skb->protocol`, host order).
     pub l3_proto: u16,
@@ -164,6 +172,17 @@ pub struct Offsets {
     pub nf_state_in: u32,
     pub nf_state_out: u32,
     pub nf_state_net: u32,
+    /// `struct sock_common` (at the start of `struct sock`).
+    pub sk_daddr: u32,
+    pub sk_rcv_saddr: u32,
+    pub sk_dport: u32,
+    pub sk_num: u32,
+    pub sk_family: u32,
+    pub sk_state: u32,
+    pub sk_net: u32,
+    pub sk_v6_daddr: u32,
+    pub sk_v6_rcv_saddr: u32,
+    pub _pad: u32,
 }
 
 pub mod filter_flags {

@@ -43,6 +43,16 @@ static OFFSETS: Offsets = Offsets {
     nf_state_in: 0,
     nf_state_out: 0,
     nf_state_net: 0,
+    sk_daddr: 0,
+    sk_rcv_saddr: 0,
+    sk_dport: 0,
+    sk_num: 0,
+    sk_family: 0,
+    sk_state: 0,
+    sk_net: 0,
+    sk_v6_daddr: 0,
+    sk_v6_rcv_saddr: 0,
+    _pad: 0,
 };
 
 #[no_mangle]
@@ -194,6 +204,109 @@ pub fn netflow_tcp_rcv(ctx: BtfTracePointContext) -> i32 {
         emit_end(skb, Point::Deliver, 0);
     }
     0
+}
+
+/// `TP_PROTO(const struct sock *sk, const struct sk_buff *skb, int err)`:
+/// a retransmission. The skb sits in the retransmit queue without IP
+/// headers, so the event's headers are built from the socket.
+#[btf_tracepoint(function = "tcp_retransmit_skb")]
+pub fn netflow_tcp_retransmit(ctx: BtfTracePointContext) -> i32 {
+    let sk: *const u8 = ctx.arg(0);
+    let _ = on_sock(sk, Point::TcpRetransmit);
+    0
+}
+
+/// `TP_PROTO(const struct sock *sk, const struct sk_buff *skb, ...)`: a RST
+/// goes out, in reply to `skb` (e.g. a SYN to a closed port: no socket), or
+/// from the socket `sk`.
+#[btf_tracepoint(function = "tcp_send_reset")]
+pub fn netflow_tcp_reset(ctx: BtfTracePointContext) -> i32 {
+    let sk: *const u8 = ctx.arg(0);
+    let skb: *const u8 = ctx.arg(1);
+    if !skb.is_null() {
+        let o = offsets();
+        let dev = device::<Btf>(skb, &o);
+        let _ = on_hop::<Btf>(skb, Point::TcpReset, &o, &dev, 0, 0);
+    } else if !sk.is_null() {
+        let _ = on_sock(sk, Point::TcpReset);
+    }
+    0
+}
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+/// A TCP event known by its socket: IPv4/IPv6 + TCP headers are written
+/// from the socket's addresses and ports, so selection and decoding work as
+/// for packets. The TCP state goes in `reason`.
+#[inline(always)]
+fn on_sock(sk: *const u8, point: Point) -> Result<(), ()> {
+    let f = filter();
+    let o = offsets();
+    let family: u16 = unsafe { Btf::read(sk, o.sk_family)? };
+    let ev = scratch()?;
+    let d = &mut ev.data;
+    let l4 = match family {
+        AF_INET => {
+            let src: [u8; 4] = unsafe { Btf::read(sk, o.sk_rcv_saddr)? };
+            let dst: [u8; 4] = unsafe { Btf::read(sk, o.sk_daddr)? };
+            *d = [0; CAPTURE_BYTES];
+            d[0] = 0x45;
+            d[3] = 40;
+            d[8] = 64;
+            d[9] = 6;
+            d[12..16].copy_from_slice(&src);
+            d[16..20].copy_from_slice(&dst);
+            ev.hdr.l3_proto = 0x0800;
+            20
+        }
+        AF_INET6 => {
+            let src: [u8; 16] = unsafe { Btf::read(sk, o.sk_v6_rcv_saddr)? };
+            let dst: [u8; 16] = unsafe { Btf::read(sk, o.sk_v6_daddr)? };
+            *d = [0; CAPTURE_BYTES];
+            d[0] = 0x60;
+            d[5] = 20;
+            d[6] = 6;
+            d[7] = 64;
+            d[8..24].copy_from_slice(&src);
+            d[24..40].copy_from_slice(&dst);
+            ev.hdr.l3_proto = 0x86dd;
+            40
+        }
+        _ => return Ok(()),
+    };
+    let sport: u16 = unsafe { Btf::read(sk, o.sk_num)? };
+    let dport: u16 = unsafe { Btf::read(sk, o.sk_dport)? };
+    d[l4..l4 + 2].copy_from_slice(&sport.to_be_bytes());
+    d[l4 + 2..l4 + 4].copy_from_slice(&dport.to_ne_bytes());
+    d[l4 + 12] = 0x50;
+    ev.hdr.cap_len = (l4 + 20) as u16;
+    ev.hdr.len = (l4 + 20) as u32;
+    let netns: u32 = match unsafe { Btf::read::<*const u8>(sk, o.sk_net) } {
+        Ok(net) => unsafe { Btf::read(net, o.net_inum) }.unwrap_or(0),
+        Err(()) => 0,
+    };
+    let netns_hit = f.flags & ff::NETNS != 0 && unsafe { SEL_NETNS.get(netns) }.is_some();
+    if !selected(ev, &f, netns_hit) {
+        return Ok(());
+    }
+    let state: u8 = unsafe { Btf::read(sk, o.sk_state) }.unwrap_or(0);
+    let h = &mut ev.hdr;
+    h.ts_ns = unsafe { bpf_ktime_get_ns() };
+    // No skb: these events describe the socket, not one packet.
+    h.skb = 0;
+    h.location = 0;
+    h.netns = netns;
+    h.ifindex = 0;
+    h.mark = 0;
+    h.reason = state as u32;
+    h.point = point as u8;
+    h.version = EVENT_VERSION;
+    h.hook = 0;
+    h.pf = 0;
+    zero16(&mut h.ifname);
+    output(ev);
+    Ok(())
 }
 
 /// BPF netfilter programs (BPF_PROG_TYPE_NETFILTER). aya-obj accepts no

@@ -133,8 +133,49 @@ impl Open {
     }
 }
 
+/// Something about a flow rather than one packet: a TCP retransmission or a
+/// reset sent by a socket.
+#[derive(Debug, Clone)]
+pub struct Note {
+    pub ts_ns: u64,
+    pub kind: NoteKind,
+    pub tuple: Tuple,
+    pub netns: u32,
+    /// The socket's TCP state (`TCP_SYN_SENT` ...), see [`tcp_state_name`].
+    pub tcp_state: u8,
+    /// How many of this kind this flow had so far.
+    pub count: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoteKind {
+    Retransmit,
+    Reset,
+}
+
+pub fn tcp_state_name(s: u8) -> &'static str {
+    match s {
+        1 => "ESTABLISHED",
+        2 => "SYN_SENT",
+        3 => "SYN_RECV",
+        4 => "FIN_WAIT1",
+        5 => "FIN_WAIT2",
+        6 => "TIME_WAIT",
+        7 => "CLOSE",
+        8 => "CLOSE_WAIT",
+        9 => "LAST_ACK",
+        10 => "LISTEN",
+        11 => "CLOSING",
+        12 => "NEW_SYN_RECV",
+        _ => "UNKNOWN",
+    }
+}
+
 #[derive(Default)]
 pub struct Correlator {
+    notes: Vec<Note>,
+    note_counts: HashMap<(Tuple, NoteKind), u32>,
     cfg: Config,
     by_skb: HashMap<u64, u64>,
     by_fp: HashMap<Fingerprint, u64>,
@@ -161,6 +202,26 @@ impl Correlator {
 
     pub fn push(&mut self, ev: Event) {
         let packet = ev.packet(&self.cfg.vxlan_ports);
+        // Socket events (no skb) are notes on the flow.
+        if ev.skb == 0 && matches!(ev.point, Point::TcpRetransmit | Point::TcpReset) {
+            let Some(p) = packet else { return };
+            let kind = if ev.point == Point::TcpRetransmit {
+                NoteKind::Retransmit
+            } else {
+                NoteKind::Reset
+            };
+            let count = self.note_counts.entry((p.tuple, kind)).or_insert(0);
+            *count += 1;
+            self.notes.push(Note {
+                ts_ns: ev.ts_ns,
+                kind,
+                tuple: p.tuple,
+                netns: ev.netns,
+                tcp_state: ev.reason as u8,
+                count: *count,
+            });
+            return;
+        }
         match ev.point {
             Point::Drop | Point::Consume | Point::Deliver => self.end(ev, packet),
             _ => self.hop(ev, packet),
@@ -290,6 +351,11 @@ impl Correlator {
         } else {
             o.tl.consumed_at = Some(ev.location);
         }
+    }
+
+    /// Flow notes since the last call.
+    pub fn take_notes(&mut self) -> Vec<Note> {
+        std::mem::take(&mut self.notes)
     }
 
     /// Timelines that are complete at monotonic time `now_ns`.

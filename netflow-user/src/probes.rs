@@ -90,7 +90,7 @@ pub struct NetfilterPlan {
 
 /// tp_btf programs: (program, tracepoint, what the user loses without it).
 /// The first two are required; without the others netflow runs and says what is missing.
-const TRACEPOINTS: [(&str, &str, &str); 6] = [
+const TRACEPOINTS: [(&str, &str, &str); 8] = [
     (names::PROG_RX, "netif_receive_skb", "no receive hops"),
     (names::PROG_TX, "net_dev_queue", "no transmit hops"),
     (names::PROG_KFREE, "kfree_skb", "no drop reasons"),
@@ -108,6 +108,16 @@ const TRACEPOINTS: [(&str, &str, &str); 6] = [
         names::PROG_TCP_RCV,
         "tcp_probe",
         "no delivered verdicts for TCP ACKs",
+    ),
+    (
+        names::PROG_TCP_RETRANSMIT,
+        "tcp_retransmit_skb",
+        "no TCP retransmission notes",
+    ),
+    (
+        names::PROG_TCP_RESET,
+        "tcp_send_reset",
+        "no TCP reset notes",
     ),
 ];
 const REQUIRED: [&str; 2] = [names::PROG_RX, names::PROG_TX];

@@ -123,12 +123,18 @@ pub async fn run(opts: TraceOptions) -> anyhow::Result<Stats> {
                 if ticks.is_multiple_of(400) {
                     names.refresh();
                 }
-                emit(corr.expire(monotonic_ns()), sink.as_mut(), &names, &mut stats)?;
+                emit(corr.expire(monotonic_ns()), corr.take_notes(), sink.as_mut(), &names, &mut stats)?;
             }
         }
     }
     drain(ring.get_mut(), &mut corr, &mut stats);
-    emit(corr.flush(), sink.as_mut(), &names, &mut stats)?;
+    emit(
+        corr.flush(),
+        corr.take_notes(),
+        sink.as_mut(),
+        &names,
+        &mut stats,
+    )?;
     stats.lost = probes.lost();
     sink.stats(&stats)?;
     sink.flush()?;
@@ -157,10 +163,15 @@ fn drain(ring: &mut RingBuf<MapData>, corr: &mut Correlator, stats: &mut Stats) 
 
 fn emit(
     tls: Vec<crate::correlate::Timeline>,
+    notes: Vec<crate::correlate::Note>,
     sink: &mut dyn Sink,
     names: &Names,
     stats: &mut Stats,
 ) -> std::io::Result<()> {
+    for n in notes {
+        stats.notes += 1;
+        sink.note(&n, names)?;
+    }
     for tl in tls {
         if tl.hops.is_empty() {
             continue;

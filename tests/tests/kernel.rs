@@ -501,3 +501,203 @@ fn service_vip_dnat_and_reverse_translation() {
         assert_eq!(nat[0]["nat"]["to"], "10.96.0.10:80");
     }
 }
+
+/// A SYN to a closed port: dropped with NO_SOCKET and a hint, the kernel's
+/// RST in reply shows as a hop of that SYN, and the RST itself is followed back.
+#[test]
+fn closed_port_no_socket_and_reset() {
+    let mut lab = Lab::new("cp");
+    let (a, b) = (lab.netns("a"), lab.netns("b"));
+    sh(&format!(
+        "ip link add eth0 netns {a} type veth peer name eth0 netns {b}"
+    ));
+    sh(&format!(
+        "ip -n {a} addr add 10.208.0.1/24 dev eth0 && ip -n {a} link set eth0 up"
+    ));
+    sh(&format!(
+        "ip -n {b} addr add 10.208.0.2/24 dev eth0 && ip -n {b} link set eth0 up"
+    ));
+    lab.exec(&a, "ping -c1 -W2 10.208.0.2");
+
+    let t = Tracer::start(&["--netns", &a, "--proto", "tcp"]);
+    sh_quiet(&format!(
+        "ip netns exec {a} python3 -c \"import socket; socket.create_connection(('10.208.0.2', 9), timeout=2)\""
+    ));
+    let lines = t.stop();
+    let pkts = packets(&lines);
+    let syn = pkts
+        .iter()
+        .find(|p| p["flow"]["dport"] == 9 && p["hops"][0]["tcp_flags"] == "S")
+        .unwrap_or_else(|| panic!("the SYN: {pkts:#?}"));
+    assert_eq!(syn["verdict"], "dropped", "{syn:#}");
+    assert_eq!(syn["drop"]["reason"], "NO_SOCKET", "{syn:#}");
+    assert!(
+        syn["drop"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("nothing listens"),
+        "{syn:#}"
+    );
+    let hops = hop_list(syn);
+    assert!(
+        in_order(
+            &hops,
+            &[
+                ("tx", "eth0", &a, "egress"),
+                ("rx", "eth0", &b, "ingress"),
+                ("tcp_reset", "eth0", &b, "")
+            ]
+        ),
+        "{hops:#?}"
+    );
+    let rst = pkts
+        .iter()
+        .find(|p| {
+            p["flow"]["sport"] == 9
+                && p["hops"][0]["tcp_flags"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains('R')
+        })
+        .unwrap_or_else(|| panic!("the RST back: {pkts:#?}"));
+    assert!(in_order(
+        &hop_list(rst),
+        &[("tx", "eth0", &b, "egress"), ("rx", "eth0", &a, "ingress")]
+    ));
+}
+
+/// A SYN dropped by a firewall is retransmitted: the flow gets a note
+/// "retransmit, SYN_SENT" with a count, besides the dropped SYN timelines.
+#[test]
+fn syn_retransmissions_are_noted() {
+    let (lab, node, a, _b, _va, _vb) = routed_lab("rx", "10.209.0");
+    lab.exec(&a, "ping -c1 -W2 10.209.0.2");
+    sh(&format!(
+        "ip netns exec {node} nft 'add table ip fw; add chain ip fw forward_chain {{ type filter hook forward priority 0; }}; add rule ip fw forward_chain tcp dport 80 drop'"
+    ));
+    let t = Tracer::start(&["--netns", &a, "--proto", "tcp", "--nf-netns", &node]);
+    sh_quiet(&format!(
+        "ip netns exec {a} python3 -c \"import socket; socket.create_connection(('10.209.0.2', 80), timeout=2.5)\""
+    ));
+    let lines = t.stop();
+    let notes: Vec<_> = lines
+        .iter()
+        .filter(|v| v["kind"] == "tcp" && v["event"] == "retransmit")
+        .collect();
+    assert!(!notes.is_empty(), "{lines:#?}");
+    for n in &notes {
+        assert_eq!(n["state"], "SYN_SENT", "{n:#}");
+        assert_eq!(n["flow"]["dst"], "10.209.0.2");
+        assert_eq!(n["flow"]["dport"], 80);
+        assert_eq!(n["netns_name"], a.as_str());
+    }
+    assert_eq!(notes.last().unwrap()["count"], notes.len() as u64);
+    let syns: Vec<_> = packets(&lines)
+        .into_iter()
+        .filter(|p| p["flow"]["dport"] == 80)
+        .collect();
+    assert!(
+        syns.len() > notes.len(),
+        "the first SYN and each retransmission: {syns:#?}"
+    );
+    assert!(syns
+        .iter()
+        .all(|p| p["drop"]["reason"] == "NETFILTER_DROP" && p["drop"]["hook"] == "forward"));
+}
+
+/// Strict reverse-path filtering on the node drops a packet with a source
+/// that does not route back through its arrival device: IP_RPFILTER + hint.
+#[test]
+fn rp_filter_drop() {
+    let (lab, node, a, _b, va, _vb) = routed_lab("rp", "10.210.1");
+    sh(&format!("ip -n {a} addr add 10.99.77.7/32 dev eth0"));
+    sh(&format!(
+        "ip netns exec {node} sysctl -qw net.ipv4.conf.all.rp_filter=1"
+    ));
+    sh(&format!(
+        "ip netns exec {node} sysctl -qw net.ipv4.conf.{va}.rp_filter=1"
+    ));
+    lab.exec(&a, "ping -c1 -W2 10.210.1.2");
+    let t = Tracer::start(&["--host", "10.99.77.7"]);
+    sh_quiet(&format!(
+        "ip netns exec {a} ping -c2 -i0.2 -W1 -I 10.99.77.7 10.210.1.2"
+    ));
+    let lines = t.stop();
+    let pkts = packets(&lines);
+    let spoofed = flows(&pkts, "icmp", "10.99.77.7", "10.210.1.2");
+    assert!(spoofed.len() >= 2, "{pkts:#?}");
+    for p in &spoofed {
+        assert_eq!(p["drop"]["reason"], "IP_RPFILTER", "{p:#}");
+        assert!(p["drop"]["hint"].as_str().unwrap().contains("rp_filter"));
+        assert!(in_order(
+            &hop_list(p),
+            &[("rx", &va, &node, "ingress"), ("kfree_skb", &va, &node, "")]
+        ));
+    }
+}
+
+/// Pods leaving the node are masqueraded (SNAT) towards an "external"
+/// network: the SNAT hop at POSTROUTING and the reply's reverse translation.
+#[test]
+fn masquerade_to_external_network() {
+    let (mut lab, node, a, _b, _va, _vb) = routed_lab("mq", "10.211.1");
+    let ext = lab.netns("x");
+    sh(&format!(
+        "ip link add up9 netns {node} type veth peer name eth0 netns {ext}"
+    ));
+    sh(&format!(
+        "ip -n {node} addr add 192.168.211.1/24 dev up9 && ip -n {node} link set up9 up"
+    ));
+    sh(&format!(
+        "ip -n {ext} addr add 192.168.211.2/24 dev eth0 && ip -n {ext} link set eth0 up"
+    ));
+    sh(&format!(
+        "ip netns exec {node} nft 'add table ip mq; add chain ip mq post {{ type nat hook postrouting priority 100; }}; add rule ip mq post ip saddr 10.211.1.0/24 oifname up9 masquerade'"
+    ));
+    lab.exec(&a, "ping -c1 -W2 192.168.211.2");
+    let t = Tracer::start(&["--netns", &a, "--proto", "icmp", "--nf-netns", &node]);
+    lab.exec(&a, "ping -c2 -i0.2 -W2 192.168.211.2");
+    let lines = t.stop();
+    let pkts = packets(&lines);
+    let out = flows(&pkts, "icmp", "10.211.1.1", "192.168.211.2");
+    assert!(out.len() >= 2, "{pkts:#?}");
+    for p in &out {
+        let nat: Vec<_> = p["hops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| !h["nat"].is_null())
+            .collect();
+        assert_eq!(nat.len(), 1, "{p:#}");
+        assert_eq!(nat[0]["hook"], "postrouting");
+        assert_eq!(nat[0]["nat"]["kind"], "snat");
+        assert_eq!(nat[0]["nat"]["from"], "10.211.1.1");
+        assert_eq!(nat[0]["nat"]["to"], "192.168.211.1");
+        assert!(in_order(
+            &hop_list(p),
+            &[
+                ("tx", "up9", &node, "egress"),
+                ("rx", "eth0", &ext, "ingress")
+            ]
+        ));
+    }
+    // Replies come back to the node's address and are un-NATed to the pod.
+    let back = flows(&pkts, "icmp", "192.168.211.2", "192.168.211.1");
+    assert!(
+        back.len() >= 2,
+        "replies selected after translation: {pkts:#?}"
+    );
+    for p in &back {
+        let nat: Vec<_> = p["hops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| !h["nat"].is_null())
+            .collect();
+        assert_eq!(nat.len(), 1, "{p:#}");
+        assert_eq!(nat[0]["hook"], "prerouting");
+        assert_eq!(nat[0]["nat"]["kind"], "dnat");
+        assert_eq!(nat[0]["nat"]["to"], "10.211.1.1");
+        assert!(in_order(&hop_list(p), &[("rx", "eth0", &a, "ingress")]));
+    }
+}

@@ -119,6 +119,16 @@ impl KernelBtf {
             nf_state_in: self.offset_of("nf_hook_state", "in")?,
             nf_state_out: self.offset_of("nf_hook_state", "out")?,
             nf_state_net: self.offset_of("nf_hook_state", "net")?,
+            sk_daddr: self.offset_of("sock_common", "skc_daddr")?,
+            sk_rcv_saddr: self.offset_of("sock_common", "skc_rcv_saddr")?,
+            sk_dport: self.offset_of("sock_common", "skc_dport")?,
+            sk_num: self.offset_of("sock_common", "skc_num")?,
+            sk_family: self.offset_of("sock_common", "skc_family")?,
+            sk_state: self.offset_of("sock_common", "skc_state")?,
+            sk_net: self.offset_of("sock_common", "skc_net.net")?,
+            sk_v6_daddr: self.offset_of("sock_common", "skc_v6_daddr")?,
+            sk_v6_rcv_saddr: self.offset_of("sock_common", "skc_v6_rcv_saddr")?,
+            _pad: 0,
         })
     }
 

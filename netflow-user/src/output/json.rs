@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{Sink, Stats};
 use crate::{
-    correlate::{NatKind, Timeline, Verdict},
+    correlate::{tcp_state_name, NatKind, Note, NoteKind, Timeline, Verdict},
     diagnose::{hint, hook_name},
     names::Names,
     packet::{Encap, Proto},
@@ -88,6 +88,8 @@ pub fn point_name(p: Point) -> &'static str {
         Point::Consume => "consume_skb",
         Point::Deliver => "socket",
         Point::NfEarly | Point::NfLate => "nf",
+        Point::TcpRetransmit => "tcp_retransmit",
+        Point::TcpReset => "tcp_reset",
     }
 }
 
@@ -95,7 +97,7 @@ pub fn direction(p: Point) -> Option<&'static str> {
     match p {
         Point::Rx | Point::TcIngress => Some("ingress"),
         Point::Tx | Point::TcEgress => Some("egress"),
-        Point::Drop | Point::Consume | Point::Deliver | Point::NfEarly | Point::NfLate => None,
+        _ => None,
     }
 }
 
@@ -159,6 +161,37 @@ pub fn timeline_json(tl: &Timeline, names: &Names) -> JsonTimeline {
     }
 }
 
+#[derive(Debug, Serialize)]
+pub struct JsonNote {
+    pub kind: &'static str,
+    pub event: NoteKind,
+    pub flow: JsonFlow,
+    pub ts_ns: u64,
+    pub netns: u32,
+    pub netns_name: Option<String>,
+    pub state: &'static str,
+    pub count: u32,
+}
+
+pub fn note_json(n: &Note, names: &Names) -> JsonNote {
+    JsonNote {
+        kind: "tcp",
+        event: n.kind,
+        flow: JsonFlow {
+            proto: n.tuple.proto,
+            src: n.tuple.src,
+            dst: n.tuple.dst,
+            sport: n.tuple.sport,
+            dport: n.tuple.dport,
+        },
+        ts_ns: n.ts_ns,
+        netns: n.netns,
+        netns_name: names.netns(n.netns).map(str::to_string),
+        state: tcp_state_name(n.tcp_state),
+        count: n.count,
+    }
+}
+
 pub struct Json {
     out: Box<dyn Write + Send>,
 }
@@ -172,6 +205,11 @@ impl Json {
 impl Sink for Json {
     fn timeline(&mut self, tl: &Timeline, names: &Names) -> std::io::Result<()> {
         serde_json::to_writer(&mut self.out, &timeline_json(tl, names))?;
+        self.out.write_all(b"\n")
+    }
+
+    fn note(&mut self, n: &Note, names: &Names) -> std::io::Result<()> {
+        serde_json::to_writer(&mut self.out, &note_json(n, names))?;
         self.out.write_all(b"\n")
     }
 

@@ -6,7 +6,10 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::{correlate::Timeline, names::Names};
+use crate::{
+    correlate::{Note, Timeline},
+    names::Names,
+};
 
 /// Output format, chosen once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,10 +30,13 @@ pub struct Stats {
     /// Packet timelines printed.
     pub packets: u64,
     pub dropped: u64,
+    /// Flow notes (TCP retransmissions and resets).
+    pub notes: u64,
 }
 
 pub trait Sink {
     fn timeline(&mut self, tl: &Timeline, names: &Names) -> std::io::Result<()>;
+    fn note(&mut self, n: &Note, names: &Names) -> std::io::Result<()>;
     fn stats(&mut self, s: &Stats) -> std::io::Result<()>;
     /// Push out what is buffered (called after each batch of timelines).
     fn flush(&mut self) -> std::io::Result<()>;

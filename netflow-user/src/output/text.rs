@@ -5,7 +5,7 @@ use netflow_common::Point;
 
 use super::{Sink, Stats};
 use crate::{
-    correlate::{NatKind, Timeline, Verdict},
+    correlate::{tcp_state_name, NatKind, Note, NoteKind, Timeline, Verdict},
     diagnose::{hint, hook_name},
     names::Names,
     packet::{EncapKind, Tuple},
@@ -32,6 +32,8 @@ fn point_label(p: Point) -> &'static str {
         Point::Deliver => "socket",
         Point::NfEarly => "nf",
         Point::NfLate => "nf-after",
+        Point::TcpRetransmit => "tcp-retransmit",
+        Point::TcpReset => "tcp-reset",
     }
 }
 
@@ -133,6 +135,19 @@ impl Sink for Text {
             writeln!(self.out, "  hint: {}", hint(&reason, hook))?;
         }
         Ok(())
+    }
+
+    fn note(&mut self, n: &Note, _names: &Names) -> std::io::Result<()> {
+        let what = match (n.kind, n.tcp_state) {
+            (NoteKind::Retransmit, 2) => {
+                format!("SYN retransmitted ({} so far), no answer", n.count)
+            }
+            (NoteKind::Retransmit, s) => {
+                format!("retransmission #{} ({})", n.count, tcp_state_name(s))
+            }
+            (NoteKind::Reset, s) => format!("RST sent by the socket ({})", tcp_state_name(s)),
+        };
+        writeln!(self.out, "{}: {what}", n.tuple)
     }
 
     fn stats(&mut self, _s: &Stats) -> std::io::Result<()> {
