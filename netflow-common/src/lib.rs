@@ -14,6 +14,8 @@ pub mod names {
     pub const SEL_NETS: &str = "SEL_NETS";
     pub const SEL_NETNS: &str = "SEL_NETNS";
     pub const SEL_IFACES: &str = "SEL_IFACES";
+    pub const SEL_FLOWS: &str = "SEL_FLOWS";
+    pub const FLOWS_ACTIVE: &str = "FLOWS_ACTIVE";
 
     pub const PROG_RX: &str = "netflow_rx";
     pub const PROG_TX: &str = "netflow_tx";
@@ -141,6 +143,19 @@ pub struct PacketEvent {
     pub data: [u8; CAPTURE_BYTES],
 }
 
+/// A connection as conntrack keys one direction of it: addresses (IPv4
+/// mapped into IPv6), ports (ICMP: echo id, 0) and protocol. Key of SEL_FLOWS.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowKey {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+
 /// Value of the TRACKED map.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -182,7 +197,17 @@ pub struct Offsets {
     pub sk_net: u32,
     pub sk_v6_daddr: u32,
     pub sk_v6_rcv_saddr: u32,
-    pub _pad: u32,
+    /// `sk_buff._nfct` (conntrack entry | ctinfo).
+    pub skb_nfct: u32,
+    /// `struct nf_conn` → `tuplehash[IP_CT_DIR_REPLY].tuple`.
+    pub ct_reply_tuple: u32,
+    /// In `struct nf_conntrack_tuple`: src.u3, src.u, src.l3num, dst.u3, dst.u, dst.protonum.
+    pub tuple_src_addr: u32,
+    pub tuple_src_port: u32,
+    pub tuple_l3num: u32,
+    pub tuple_dst_addr: u32,
+    pub tuple_dst_port: u32,
+    pub tuple_proto: u32,
 }
 
 pub mod filter_flags {

@@ -17,11 +17,11 @@ use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_UNSPEC},
     helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel, generated},
     macros::{btf_tracepoint, classifier, kprobe, map},
-    maps::{lpm_trie::Key, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, ProbeContext, TcContext},
 };
 use netflow_common::{
-    filter_flags as ff, AddrKey, EventHeader, Filter, Offsets, PacketEvent, Point, Track,
+    filter_flags as ff, AddrKey, EventHeader, Filter, FlowKey, Offsets, PacketEvent, Point, Track,
     ADDR_HOST, ADDR_NETNS, CAPTURE_BYTES, EVENT_VERSION, MAX_PORTS, RING_BYTES, TRACKED_ENTRIES,
 };
 
@@ -52,7 +52,14 @@ static OFFSETS: Offsets = Offsets {
     sk_net: 0,
     sk_v6_daddr: 0,
     sk_v6_rcv_saddr: 0,
-    _pad: 0,
+    skb_nfct: 0,
+    ct_reply_tuple: 0,
+    tuple_src_addr: 0,
+    tuple_src_port: 0,
+    tuple_l3num: 0,
+    tuple_dst_addr: 0,
+    tuple_dst_port: 0,
+    tuple_proto: 0,
 };
 
 #[no_mangle]
@@ -85,18 +92,37 @@ static SEL_NETS: LpmTrie<AddrKey, u32> = LpmTrie::with_max_entries(1024, 0);
 #[map]
 static SEL_NETNS: HashMap<u32, u8> = HashMap::with_max_entries(256, 0);
 
+/// Connections of selected packets, keyed by their reply direction as
+/// conntrack knows it after NAT: a reply to a translated packet is selected
+/// wherever it is seen, before its translation is undone.
+#[map]
+static SEL_FLOWS: LruHashMap<FlowKey, u8> = LruHashMap::with_max_entries(16384, 0);
+
+/// SEL_FLOWS has entries (spares the lookup until then).
+#[map]
+static FLOWS_ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
+
 /// `--iface`: (netns inode << 32 | ifindex) of the devices we look at.
 #[map]
 static SEL_IFACES: HashMap<u64, u8> = HashMap::with_max_entries(256, 0);
 
+/// The globals are read field by field with volatile loads: the compiler
+/// must not fold their (link-time zero) values, and copying the whole
+/// structs would cost stack the verifier limits to 512 bytes.
 #[inline(always)]
-fn offsets() -> Offsets {
-    unsafe { read_volatile(&OFFSETS) }
+fn offsets() -> &'static Offsets {
+    &OFFSETS
 }
 
 #[inline(always)]
-fn filter() -> Filter {
-    unsafe { read_volatile(&FILTER) }
+fn filter() -> &'static Filter {
+    &FILTER
+}
+
+/// Volatile read of a global's field.
+#[inline(always)]
+pub(crate) fn v<T: Copy>(p: &T) -> T {
+    unsafe { read_volatile(p) }
 }
 
 /// How kernel memory is read. tp_btf programs get a BTF-typed `struct
@@ -225,8 +251,8 @@ pub fn netflow_tcp_reset(ctx: BtfTracePointContext) -> i32 {
     let skb: *const u8 = ctx.arg(1);
     if !skb.is_null() {
         let o = offsets();
-        let dev = device::<Btf>(skb, &o);
-        let _ = on_hop::<Btf>(skb, Point::TcpReset, &o, &dev, 0, 0);
+        let dev = device::<Btf>(skb, o);
+        let _ = on_hop::<Btf>(skb, Point::TcpReset, o, &dev, 0, 0);
     } else if !sk.is_null() {
         let _ = on_sock(sk, Point::TcpReset);
     }
@@ -243,13 +269,13 @@ const AF_INET6: u16 = 10;
 fn on_sock(sk: *const u8, point: Point) -> Result<(), ()> {
     let f = filter();
     let o = offsets();
-    let family: u16 = unsafe { Btf::read(sk, o.sk_family)? };
+    let family: u16 = unsafe { Btf::read(sk, v(&o.sk_family))? };
     let ev = scratch()?;
     let d = &mut ev.data;
     let l4 = match family {
         AF_INET => {
-            let src: [u8; 4] = unsafe { Btf::read(sk, o.sk_rcv_saddr)? };
-            let dst: [u8; 4] = unsafe { Btf::read(sk, o.sk_daddr)? };
+            let src: [u8; 4] = unsafe { Btf::read(sk, v(&o.sk_rcv_saddr))? };
+            let dst: [u8; 4] = unsafe { Btf::read(sk, v(&o.sk_daddr))? };
             *d = [0; CAPTURE_BYTES];
             d[0] = 0x45;
             d[3] = 40;
@@ -261,8 +287,8 @@ fn on_sock(sk: *const u8, point: Point) -> Result<(), ()> {
             20
         }
         AF_INET6 => {
-            let src: [u8; 16] = unsafe { Btf::read(sk, o.sk_v6_rcv_saddr)? };
-            let dst: [u8; 16] = unsafe { Btf::read(sk, o.sk_v6_daddr)? };
+            let src: [u8; 16] = unsafe { Btf::read(sk, v(&o.sk_v6_rcv_saddr))? };
+            let dst: [u8; 16] = unsafe { Btf::read(sk, v(&o.sk_v6_daddr))? };
             *d = [0; CAPTURE_BYTES];
             d[0] = 0x60;
             d[5] = 20;
@@ -275,22 +301,22 @@ fn on_sock(sk: *const u8, point: Point) -> Result<(), ()> {
         }
         _ => return Ok(()),
     };
-    let sport: u16 = unsafe { Btf::read(sk, o.sk_num)? };
-    let dport: u16 = unsafe { Btf::read(sk, o.sk_dport)? };
+    let sport: u16 = unsafe { Btf::read(sk, v(&o.sk_num))? };
+    let dport: u16 = unsafe { Btf::read(sk, v(&o.sk_dport))? };
     d[l4..l4 + 2].copy_from_slice(&sport.to_be_bytes());
     d[l4 + 2..l4 + 4].copy_from_slice(&dport.to_ne_bytes());
     d[l4 + 12] = 0x50;
     ev.hdr.cap_len = (l4 + 20) as u16;
     ev.hdr.len = (l4 + 20) as u32;
-    let netns: u32 = match unsafe { Btf::read::<*const u8>(sk, o.sk_net) } {
-        Ok(net) => unsafe { Btf::read(net, o.net_inum) }.unwrap_or(0),
+    let netns: u32 = match unsafe { Btf::read::<*const u8>(sk, v(&o.sk_net)) } {
+        Ok(net) => unsafe { Btf::read(net, v(&o.net_inum)) }.unwrap_or(0),
         Err(()) => 0,
     };
-    let netns_hit = f.flags & ff::NETNS != 0 && unsafe { SEL_NETNS.get(netns) }.is_some();
-    if !selected(ev, &f, netns_hit) {
+    let netns_hit = v(&f.flags) & ff::NETNS != 0 && unsafe { SEL_NETNS.get(netns) }.is_some();
+    if !selected(ev, f, netns_hit) {
         return Ok(());
     }
-    let state: u8 = unsafe { Btf::read(sk, o.sk_state) }.unwrap_or(0);
+    let state: u8 = unsafe { Btf::read(sk, v(&o.sk_state)) }.unwrap_or(0);
     let h = &mut ev.hdr;
     h.ts_ns = unsafe { bpf_ktime_get_ns() };
     // No skb: these events describe the socket, not one packet.
@@ -343,12 +369,12 @@ fn on_netfilter(ctx: *const u8, point: Point) {
     let pf: u8 = unsafe { Btf::read(state, 1) }.unwrap_or(0);
     // The device the packet came in on (PREROUTING, INPUT, FORWARD) or goes out of.
     let dev_off = match hook {
-        NF_INET_PRE_ROUTING | NF_INET_LOCAL_IN | NF_INET_FORWARD => o.nf_state_in,
-        _ => o.nf_state_out,
+        NF_INET_PRE_ROUTING | NF_INET_LOCAL_IN | NF_INET_FORWARD => v(&o.nf_state_in),
+        _ => v(&o.nf_state_out),
     };
     let ptr: *const u8 = unsafe { Btf::read(state, dev_off) }.unwrap_or(core::ptr::null());
-    let dev = dev_at::<Btf>(ptr, &o);
-    let _ = on_hop::<Btf>(skb, point, &o, &dev, hook, pf);
+    let dev = dev_at::<Btf>(ptr, o);
+    let _ = on_hop::<Btf>(skb, point, o, &dev, hook, pf);
 }
 
 /// Same drop report through a kprobe on `sk_skb_reason_drop(sk, skb, reason)`,
@@ -367,31 +393,30 @@ pub fn netflow_kprobe_kfree_skb_reason(ctx: ProbeContext) -> u32 {
 #[inline(always)]
 fn on_drop<M: Mem>(skb: *const u8, location: u64, reason: u32) -> Result<(), ()> {
     let f = filter();
-    if reason == 0 || reason == f.reason_consumed {
+    if reason == 0 || reason == v(&f.reason_consumed) {
         return Ok(());
     }
     let o = offsets();
     let key = skb as u64;
-    let dev = device::<M>(skb, &o);
+    let dev = device::<M>(skb, o);
     let ev = scratch()?;
-    read_packet::<M>(skb, &o, ev)?;
+    read_packet::<M>(skb, o, ev)?;
     let tracked = match unsafe { TRACKED.get(key) } {
         Some(t) => {
             let _ = TRACKED.remove(key);
-            t.fp == parse::fingerprint(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, &f)
+            t.fp == parse::fingerprint(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, f)
         }
         None => false,
     };
     if !tracked {
         // Not seen before: report it when its headers match the selection.
-        let netns_hit = f.flags & ff::NETNS != 0 && unsafe { SEL_NETNS.get(dev.netns) }.is_some();
-        if !selected(ev, &f, netns_hit) {
+        let netns_hit =
+            v(&f.flags) & ff::NETNS != 0 && unsafe { SEL_NETNS.get(dev.netns) }.is_some();
+        if !selected(ev, f, netns_hit) {
             return Ok(());
         }
     }
-    fill_meta::<M>(ev, skb, &o, &dev, Point::Drop, unsafe {
-        bpf_ktime_get_ns()
-    });
+    fill_meta::<M>(ev, skb, o, &dev, Point::Drop, unsafe { bpf_ktime_get_ns() });
     ev.hdr.location = location;
     ev.hdr.reason = reason;
     output(ev);
@@ -407,7 +432,7 @@ struct Dev {
 
 #[inline(always)]
 fn device<M: Mem>(skb: *const u8, o: &Offsets) -> Dev {
-    let ptr: *const u8 = unsafe { M::read(skb, o.skb_dev) }.unwrap_or(core::ptr::null());
+    let ptr: *const u8 = unsafe { M::read(skb, v(&o.skb_dev)) }.unwrap_or(core::ptr::null());
     dev_at::<M>(ptr, o)
 }
 
@@ -420,9 +445,9 @@ fn dev_at<M: Mem>(ptr: *const u8, o: &Offsets) -> Dev {
             netns: 0,
         };
     }
-    let ifindex = unsafe { M::read(ptr, o.dev_ifindex) }.unwrap_or(0);
-    let netns = match unsafe { M::read::<*const u8>(ptr, o.dev_nd_net) } {
-        Ok(net) => unsafe { M::read(net, o.net_inum) }.unwrap_or(0),
+    let ifindex = unsafe { M::read(ptr, v(&o.dev_ifindex)) }.unwrap_or(0);
+    let netns = match unsafe { M::read::<*const u8>(ptr, v(&o.dev_nd_net)) } {
+        Ok(net) => unsafe { M::read(net, v(&o.net_inum)) }.unwrap_or(0),
         Err(()) => 0,
     };
     Dev {
@@ -441,8 +466,8 @@ fn dev_at<M: Mem>(ptr: *const u8, o: &Offsets) -> Dev {
 #[inline(always)]
 fn on_device<M: Mem>(skb: *const u8, point: Point) -> Result<(), ()> {
     let o = offsets();
-    let dev = device::<M>(skb, &o);
-    on_hop::<M>(skb, point, &o, &dev, 0, 0)
+    let dev = device::<M>(skb, o);
+    on_hop::<M>(skb, point, o, &dev, 0, 0)
 }
 
 /// A hop at a device (or a netfilter hook with its device): the common path.
@@ -459,7 +484,7 @@ fn on_hop<M: Mem>(
     if dev.ptr.is_null() {
         return Ok(());
     }
-    if f.flags & ff::IFACE != 0 {
+    if v(&f.flags) & ff::IFACE != 0 {
         let k = ((dev.netns as u64) << 32) | dev.ifindex as u64;
         if unsafe { SEL_IFACES.get(k) }.is_none() {
             return Ok(());
@@ -474,20 +499,21 @@ fn on_hop<M: Mem>(
     let ev = scratch()?;
     read_packet::<M>(skb, o, ev)?;
     let fp_of = |ev: &PacketEvent| {
-        parse::fingerprint(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, &f)
+        parse::fingerprint(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, f)
     };
     let now = unsafe { bpf_ktime_get_ns() };
     let mut fp = 0;
     let tracked = match slot {
         Some(t) => {
             fp = fp_of(ev);
-            unsafe { (*t).fp == fp && now.wrapping_sub((*t).ts) < f.stale_ns }
+            unsafe { (*t).fp == fp && now.wrapping_sub((*t).ts) < v(&f.stale_ns) }
         }
         None => false,
     };
     if !tracked {
-        let netns_hit = f.flags & ff::NETNS != 0 && unsafe { SEL_NETNS.get(dev.netns) }.is_some();
-        if !selected(ev, &f, netns_hit) {
+        let netns_hit =
+            v(&f.flags) & ff::NETNS != 0 && unsafe { SEL_NETNS.get(dev.netns) }.is_some();
+        if !selected(ev, f, netns_hit) {
             if slot.is_some() {
                 // A different packet in a reused skb: forget the old one.
                 let _ = TRACKED.remove(key);
@@ -504,6 +530,9 @@ fn on_hop<M: Mem>(
         None => {
             let _ = TRACKED.insert(key, track, 0);
         }
+    }
+    if point == Point::NfLate {
+        remember_reply(skb, o);
     }
     fill_meta::<M>(ev, skb, o, dev, point, now);
     ev.hdr.hook = hook;
@@ -572,12 +601,12 @@ fn fill_meta<M: Mem>(
     h.version = EVENT_VERSION;
     h.hook = 0;
     h.pf = 0;
-    h.mark = unsafe { M::read(skb, o.skb_mark) }.unwrap_or(0);
+    h.mark = unsafe { M::read(skb, v(&o.skb_mark)) }.unwrap_or(0);
     h.ifindex = dev.ifindex;
     h.netns = dev.netns;
     if dev.ptr.is_null() {
         zero16(&mut h.ifname);
-    } else if let Ok(name) = unsafe { M::read::<[u8; 16]>(dev.ptr, o.dev_name) } {
+    } else if let Ok(name) = unsafe { M::read::<[u8; 16]>(dev.ptr, v(&o.dev_name)) } {
         h.ifname = name;
     } else {
         zero16(&mut h.ifname);
@@ -592,11 +621,11 @@ fn fill_meta<M: Mem>(
 fn read_packet<M: Mem>(skb: *const u8, o: &Offsets, ev: &mut PacketEvent) -> Result<(), ()> {
     let h = &mut ev.hdr;
     h.cap_len = 0;
-    h.len = unsafe { M::read(skb, o.skb_len)? };
-    let proto: u16 = unsafe { M::read(skb, o.skb_protocol)? };
+    h.len = unsafe { M::read(skb, v(&o.skb_len))? };
+    let proto: u16 = unsafe { M::read(skb, v(&o.skb_protocol))? };
     h.l3_proto = u16::from_be(proto);
-    let nh: u16 = unsafe { M::read(skb, o.skb_network_header)? };
-    let tail: u32 = unsafe { M::read(skb, o.skb_tail)? };
+    let nh: u16 = unsafe { M::read(skb, v(&o.skb_network_header))? };
+    let tail: u32 = unsafe { M::read(skb, v(&o.skb_tail))? };
     if nh == 0xffff || tail <= nh as u32 {
         return Ok(());
     }
@@ -606,7 +635,7 @@ fn read_packet<M: Mem>(skb: *const u8, o: &Offsets, ev: &mut PacketEvent) -> Res
     } else {
         avail
     };
-    let head: *const u8 = unsafe { M::read(skb, o.skb_head)? };
+    let head: *const u8 = unsafe { M::read(skb, v(&o.skb_head))? };
     let r = unsafe {
         generated::bpf_probe_read_kernel(
             ev.data.as_mut_ptr() as *mut _,
@@ -623,33 +652,103 @@ fn read_packet<M: Mem>(skb: *const u8, o: &Offsets, ev: &mut PacketEvent) -> Res
 /// Does the packet (outer or, when encapsulated, inner headers) match?
 #[inline(always)]
 fn selected(ev: &PacketEvent, f: &Filter, netns_hit: bool) -> bool {
-    if f.flags & ff::ALL != 0 {
+    if v(&f.flags) & ff::ALL != 0 {
         return true;
     }
     let cap = ev.hdr.cap_len as usize;
     let Some(outer) = parse::outer(&ev.data, cap, ev.hdr.l3_proto) else {
         return false;
     };
-    if matches(&ev.data, &outer, f, netns_hit) {
+    if matches(&ev.data, &outer, f, netns_hit) || reply_of_selected(&ev.data, &outer) {
         return true;
     }
     match parse::inner(&ev.data, cap, &outer, f) {
-        Some(t) => matches(&ev.data, &t, f, netns_hit),
+        Some(t) => matches(&ev.data, &t, f, netns_hit) || reply_of_selected(&ev.data, &t),
         None => false,
+    }
+}
+
+/// Is this packet the reply direction of a selected, translated connection?
+#[inline(always)]
+fn reply_of_selected(buf: &[u8; CAPTURE_BYTES], t: &Tuple) -> bool {
+    match FLOWS_ACTIVE.get(0) {
+        Some(n) if *n != 0 => {}
+        _ => return false,
+    }
+    let mut k = FlowKey {
+        src: [0; 16],
+        dst: [0; 16],
+        sport: t.flow_sport,
+        dport: t.flow_dport,
+        proto: t.proto,
+        _pad: [0; 3],
+    };
+    parse::copy_addr(buf, t.addr, t.addr_len, &mut k.src);
+    parse::copy_addr(buf, t.addr + t.addr_len, t.addr_len, &mut k.dst);
+    unsafe { SEL_FLOWS.get(&k) }.is_some()
+}
+
+/// A selected packet after the hook's NAT: remember the reply direction of
+/// its connection (conntrack's reply tuple, translated addresses included).
+#[inline(always)]
+fn remember_reply(skb: *const u8, o: &Offsets) {
+    let Ok(nfct) = (unsafe { Btf::read::<u64>(skb, v(&o.skb_nfct)) }) else {
+        return;
+    };
+    let ct = (nfct & !7) as *const u8;
+    if ct.is_null() {
+        return;
+    }
+    let tuple = unsafe { ct.add(v(&o.ct_reply_tuple) as usize) };
+    let rd = |off: u32| -> Result<[u8; 16], ()> { unsafe { Probe::read(tuple, off) } };
+    let (Ok(src), Ok(dst)) = (rd(v(&o.tuple_src_addr)), rd(v(&o.tuple_dst_addr))) else {
+        return;
+    };
+    let l3num: u16 = unsafe { Probe::read(tuple, v(&o.tuple_l3num)) }.unwrap_or(0);
+    let proto: u8 = unsafe { Probe::read(tuple, v(&o.tuple_proto)) }.unwrap_or(0);
+    let sport: u16 = unsafe { Probe::read(tuple, v(&o.tuple_src_port)) }.unwrap_or(0);
+    let dport: u16 = unsafe { Probe::read(tuple, v(&o.tuple_dst_port)) }.unwrap_or(0);
+    let mut k = FlowKey {
+        src: [0; 16],
+        dst: [0; 16],
+        sport: u16::from_be(sport),
+        // ICMP: the destination side holds type/code, not a port.
+        dport: if proto == 1 || proto == 58 {
+            0
+        } else {
+            u16::from_be(dport)
+        },
+        proto,
+        _pad: [0; 3],
+    };
+    if l3num == AF_INET {
+        k.src[10] = 0xff;
+        k.src[11] = 0xff;
+        k.dst[10] = 0xff;
+        k.dst[11] = 0xff;
+        k.src[12..16].copy_from_slice(&src[..4]);
+        k.dst[12..16].copy_from_slice(&dst[..4]);
+    } else {
+        k.src = src;
+        k.dst = dst;
+    }
+    let _ = SEL_FLOWS.insert(&k, 1, 0);
+    if let Some(n) = FLOWS_ACTIVE.get_ptr_mut(0) {
+        unsafe { *n = 1 };
     }
 }
 
 #[inline(always)]
 fn matches(buf: &[u8; CAPTURE_BYTES], t: &Tuple, f: &Filter, netns_hit: bool) -> bool {
-    if f.flags & ff::PROTO != 0 && t.proto != f.proto {
+    if v(&f.flags) & ff::PROTO != 0 && t.proto != v(&f.proto) {
         return false;
     }
-    if f.flags & ff::PORT != 0 {
+    if v(&f.flags) & ff::PORT != 0 {
         let mut hit = false;
         let mut i = 0;
         while i < MAX_PORTS {
-            if i < f.n_ports as usize {
-                let p = f.ports[i];
+            if i < v(&f.n_ports) as usize {
+                let p = v(&f.ports[i]);
                 if t.has_ports && (p == t.sport || p == t.dport) {
                     hit = true;
                 }
@@ -660,13 +759,13 @@ fn matches(buf: &[u8; CAPTURE_BYTES], t: &Tuple, f: &Filter, netns_hit: bool) ->
             return false;
         }
     }
-    if f.flags & (ff::HOST | ff::NETNS) != 0 {
+    if v(&f.flags) & (ff::HOST | ff::NETNS) != 0 {
         let bits = addr_bits(buf, t.addr, t.addr_len, f)
             | addr_bits(buf, t.addr + t.addr_len, t.addr_len, f);
-        if f.flags & ff::HOST != 0 && bits & ADDR_HOST == 0 {
+        if v(&f.flags) & ff::HOST != 0 && bits & ADDR_HOST == 0 {
             return false;
         }
-        if f.flags & ff::NETNS != 0 && !netns_hit && bits & ADDR_NETNS == 0 {
+        if v(&f.flags) & ff::NETNS != 0 && !netns_hit && bits & ADDR_NETNS == 0 {
             return false;
         }
     }
@@ -678,7 +777,7 @@ fn addr_bits(buf: &[u8; CAPTURE_BYTES], off: usize, len: usize, f: &Filter) -> u
     let mut key = Key::new(128, AddrKey { addr: [0; 16] });
     parse::copy_addr(buf, off, len, &mut key.data.addr);
     let mut bits = unsafe { SEL_ADDRS.get(key.data) }.copied().unwrap_or(0);
-    if f.flags & ff::NETS != 0 {
+    if v(&f.flags) & ff::NETS != 0 {
         bits |= SEL_NETS.get(&key).copied().unwrap_or(0);
     }
     bits

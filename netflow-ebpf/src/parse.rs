@@ -11,6 +11,8 @@ const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 const IPPROTO_IPV6: u8 = 41;
 const IPPROTO_SCTP: u8 = 132;
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_ICMPV6: u8 = 58;
 
 pub struct Tuple {
     /// Offset of the source address; the destination follows it.
@@ -23,6 +25,9 @@ pub struct Tuple {
     pub dport: u16,
     /// Offset of the L4 header in the buffer.
     pub l4: usize,
+    /// Ports as conntrack keys the flow (ICMP: echo id, 0).
+    pub flow_sport: u16,
+    pub flow_dport: u16,
 }
 
 #[inline(always)]
@@ -65,6 +70,8 @@ fn ip(buf: &[u8; CAPTURE_BYTES], off: usize, cap: usize, ethertype: u16) -> Opti
         sport: 0,
         dport: 0,
         l4: 0,
+        flow_sport: 0,
+        flow_dport: 0,
     };
     let l4 = match ethertype {
         ETH_P_IP => {
@@ -93,10 +100,16 @@ fn ip(buf: &[u8; CAPTURE_BYTES], off: usize, cap: usize, ethertype: u16) -> Opti
         _ => return None,
     };
     t.l4 = l4;
+    if matches!(t.proto, IPPROTO_ICMP | IPPROTO_ICMPV6) && l4 + 8 <= cap {
+        // Echo id in place of the source port, as conntrack keys ICMP.
+        t.flow_sport = be16(buf, l4 + 4);
+    }
     if matches!(t.proto, IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP) && l4 + 4 <= cap {
         t.has_ports = true;
         t.sport = be16(buf, l4);
         t.dport = be16(buf, l4 + 2);
+        t.flow_sport = t.sport;
+        t.flow_dport = t.dport;
     }
     Some(t)
 }
@@ -126,7 +139,7 @@ pub fn inner(buf: &[u8; CAPTURE_BYTES], cap: usize, outer: &Tuple, f: &Filter) -
 fn is_vxlan(port: u16, f: &Filter) -> bool {
     let mut i = 0;
     while i < MAX_VXLAN_PORTS {
-        if i < f.n_vxlan_ports as usize && f.vxlan_ports[i] == port {
+        if i < crate::v(&f.n_vxlan_ports) as usize && crate::v(&f.vxlan_ports[i]) == port {
             return true;
         }
         i += 1;

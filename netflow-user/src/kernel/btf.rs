@@ -87,6 +87,11 @@ impl KernelBtf {
         Ok(total)
     }
 
+    /// Size of a struct.
+    pub fn size_of(&self, strct: &str) -> Result<u32> {
+        Ok(self.find_struct(strct)?.size() as u32)
+    }
+
     /// Follow typedefs and qualifiers to the underlying type.
     fn strip(&self, mut ty: Type) -> Type {
         loop {
@@ -128,7 +133,17 @@ impl KernelBtf {
             sk_net: self.offset_of("sock_common", "skc_net.net")?,
             sk_v6_daddr: self.offset_of("sock_common", "skc_v6_daddr")?,
             sk_v6_rcv_saddr: self.offset_of("sock_common", "skc_v6_rcv_saddr")?,
-            _pad: 0,
+            skb_nfct: self.offset_of("sk_buff", "_nfct")?,
+            // tuplehash[1].tuple: one nf_conntrack_tuple_hash past tuplehash[0].
+            ct_reply_tuple: self.offset_of("nf_conn", "tuplehash")?
+                + self.size_of("nf_conntrack_tuple_hash")?
+                + self.offset_of("nf_conntrack_tuple_hash", "tuple")?,
+            tuple_src_addr: self.offset_of("nf_conntrack_tuple", "src.u3")?,
+            tuple_src_port: self.offset_of("nf_conntrack_tuple", "src.u")?,
+            tuple_l3num: self.offset_of("nf_conntrack_tuple", "src.l3num")?,
+            tuple_dst_addr: self.offset_of("nf_conntrack_tuple", "dst.u3")?,
+            tuple_dst_port: self.offset_of("nf_conntrack_tuple", "dst.u")?,
+            tuple_proto: self.offset_of("nf_conntrack_tuple", "dst.protonum")?,
         })
     }
 
