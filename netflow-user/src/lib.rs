@@ -5,6 +5,7 @@
 //! [`correlate`] → [`output`]. [`select`] turns selectors into the kernel's
 //! packet selection; [`kernel`] reads what the running kernel offers.
 pub mod correlate;
+pub mod cri;
 pub mod decode;
 pub mod diagnose;
 pub mod kernel;
@@ -12,6 +13,7 @@ pub mod names;
 pub mod netfilter;
 pub mod output;
 pub mod packet;
+pub mod pod;
 pub mod probes;
 pub mod select;
 pub mod trace;

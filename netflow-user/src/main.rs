@@ -30,6 +30,16 @@ enum Command {
 
 #[derive(Args)]
 struct TraceArgs {
+    /// Packets of this pod, `NAME` or `NAMESPACE/NAME`: asked of the container
+    /// runtime over CRI, else a named network namespace (`ip netns`). Repeatable.
+    #[arg(long, value_name = "[NAMESPACE/]NAME")]
+    pod: Vec<String>,
+    /// Packets of the pod that has this address. Repeatable.
+    #[arg(long, value_name = "IP")]
+    pod_ip: Vec<String>,
+    /// CRI socket (default: containerd's, then CRI-O's, as crictl).
+    #[arg(long, value_name = "unix:///PATH")]
+    runtime_endpoint: Option<String>,
     /// Packets entering or leaving this network namespace: a name from
     /// `ip netns` or a path such as /proc/PID/ns/net. Repeatable.
     #[arg(long, value_name = "NAME|PATH")]
@@ -109,6 +119,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Trace(a) => rt.block_on(trace::run(TraceOptions {
             selectors: Selectors {
+                pods: a.pod,
+                pod_ips: a.pod_ip,
+                runtime_endpoint: a.runtime_endpoint,
                 netns: a.netns,
                 hosts: a.host,
                 ports: a.port,

@@ -12,6 +12,8 @@ pub struct Names {
     /// Bridge (or other master) of each device of the tracer's namespace:
     /// (netns inode, ifindex) -> master name.
     pub masters: HashMap<(u32, u32), String>,
+    /// Labels of the selected pods' namespaces (they win over netns names).
+    pub pods: HashMap<u32, String>,
 }
 
 impl Names {
@@ -80,7 +82,10 @@ impl Names {
     }
 
     pub fn netns(&self, ino: u32) -> Option<&str> {
-        self.netns.get(&ino).map(|s| s.as_str())
+        self.pods
+            .get(&ino)
+            .or_else(|| self.netns.get(&ino))
+            .map(|s| s.as_str())
     }
 
     /// Name when known, else the inode number.

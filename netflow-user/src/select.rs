@@ -37,6 +37,16 @@ pub enum SelectError {
     BadHost(String),
     #[error("invalid --proto {0:?}: expected tcp, udp, icmp, icmpv6 or a protocol number")]
     BadProto(String),
+    #[error("invalid pod {0:?}: expected NAME or NAMESPACE/NAME")]
+    BadPod(String),
+    #[error("pod {pod} not found on this node; closest: {closest}")]
+    NoPod { pod: String, closest: String },
+    #[error("several pods are named {pod} (namespaces {namespaces}): give NAMESPACE/{pod}")]
+    AmbiguousPod { pod: String, namespaces: String },
+    #[error("no pod on this node has the address {0}")]
+    NoPodIp(String),
+    #[error("failed to ask the container runtime: {0}")]
+    Runtime(String),
     #[error("too many {what}: at most {max}")]
     TooMany { what: &'static str, max: usize },
 }
@@ -44,6 +54,12 @@ pub enum SelectError {
 /// The selectors as given on the command line.
 #[derive(Debug, Clone, Default)]
 pub struct Selectors {
+    /// `[namespace/]name`: a pod (CRI, else a named netns).
+    pub pods: Vec<String>,
+    /// A pod by one of its addresses.
+    pub pod_ips: Vec<String>,
+    /// CRI socket; None: the standard containerd and CRI-O paths.
+    pub runtime_endpoint: Option<String>,
     pub netns: Vec<String>,
     pub hosts: Vec<String>,
     pub ports: Vec<u16>,
@@ -225,11 +241,38 @@ impl Selectors {
         f.stale_ns = 2_000_000_000;
         let mut summary = Vec::new();
 
-        let netns = self
+        let mut netns = self
             .netns
             .iter()
             .map(|n| resolve_netns(n))
             .collect::<Result<Vec<_>, _>>()?;
+        // Pods are their network namespaces, with the pod's addresses.
+        if !self.pods.is_empty() || !self.pod_ips.is_empty() {
+            let known = crate::cri::list_pods(self.runtime_endpoint.as_deref())?;
+            let mut pods = Vec::new();
+            for spec in &self.pods {
+                pods.push(crate::pod::choose(
+                    &crate::pod::PodRef::parse(spec)?,
+                    known.clone(),
+                )?);
+            }
+            for ip in &self.pod_ips {
+                let want: IpAddr = ip.parse().map_err(|_| SelectError::BadHost(ip.clone()))?;
+                let p = known
+                    .iter()
+                    .find(|p| p.ips.contains(&want))
+                    .ok_or_else(|| SelectError::NoPodIp(ip.clone()))?;
+                pods.push(p.clone());
+            }
+            for p in pods {
+                let mut n = resolve_netns(&p.netns.display().to_string())?;
+                n.name = p.label();
+                n.addrs.extend(p.ips.iter().copied());
+                n.addrs.sort();
+                n.addrs.dedup();
+                netns.push(n);
+            }
+        }
         if !netns.is_empty() {
             f.flags |= ff::NETNS;
             for n in &netns {

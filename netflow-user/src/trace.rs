@@ -59,6 +59,15 @@ pub async fn run(opts: TraceOptions) -> anyhow::Result<Stats> {
         ..Names::default()
     };
     names.refresh();
+    names.pods = sel
+        .netns
+        .iter()
+        .filter_map(|n| {
+            n.name
+                .strip_prefix("pod ")
+                .map(|p| (n.inode, p.to_string()))
+        })
+        .collect();
     let mut plan = NetfilterPlan {
         enabled: opts.netfilter,
         netns: Vec::new(),
@@ -109,23 +118,28 @@ pub async fn run(opts: TraceOptions) -> anyhow::Result<Stats> {
 
     loop {
         tokio::select! {
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
-            _ = &mut deadline => break,
-            guard = ring.readable_mut() => {
-                let mut guard = guard?;
-                drain(guard.get_inner_mut(), &mut corr, &mut stats);
-                guard.clear_ready();
-            }
-            _ = tick.tick() => {
-                drain(ring.get_mut(), &mut corr, &mut stats);
-                ticks += 1;
-                if ticks.is_multiple_of(400) {
-                    names.refresh();
+                _ = sigint.recv() => break,
+                _ = sigterm.recv() => break,
+                _ = &mut deadline => break,
+                guard = ring.readable_mut() => {
+                    let mut guard = guard?;
+                    drain(guard.get_inner_mut(), &mut corr, &mut stats);
+                    guard.clear_ready();
                 }
-                emit(corr.expire(monotonic_ns()), corr.take_notes(), sink.as_mut(), &names, &mut stats)?;
+                _ = tick.tick() => {
+                    drain(ring.get_mut(), &mut corr, &mut stats);
+                    ticks += 1;
+                    if ticks.is_multiple_of(400) {
+                        names.refresh();
+        names.pods = sel
+            .netns
+            .iter()
+            .filter_map(|n| n.name.strip_prefix("pod ").map(|p| (n.inode, p.to_string())))
+            .collect();
+                    }
+                    emit(corr.expire(monotonic_ns()), corr.take_notes(), sink.as_mut(), &names, &mut stats)?;
+                }
             }
-        }
     }
     drain(ring.get_mut(), &mut corr, &mut stats);
     emit(

@@ -701,3 +701,43 @@ fn masquerade_to_external_network() {
         assert!(in_order(&hop_list(p), &[("rx", "eth0", &a, "ingress")]));
     }
 }
+
+/// Off Kubernetes a named network namespace is a pod: `--pod NAME` selects
+/// its packets (also by `--pod-ip`), and an unknown pod gets the closest names.
+#[test]
+fn pod_by_name_and_ip_from_named_netns() {
+    let mut lab = Lab::new("pd");
+    let (a, b) = (lab.netns("web"), lab.netns("db"));
+    sh(&format!(
+        "ip link add eth0 netns {a} type veth peer name eth0 netns {b}"
+    ));
+    sh(&format!(
+        "ip -n {a} addr add 10.212.0.1/24 dev eth0 && ip -n {a} link set eth0 up"
+    ));
+    sh(&format!(
+        "ip -n {b} addr add 10.212.0.2/24 dev eth0 && ip -n {b} link set eth0 up"
+    ));
+    lab.exec(&a, "ping -c1 -W2 10.212.0.2");
+
+    for sel in [["--pod", a.as_str()], ["--pod-ip", "10.212.0.2"]] {
+        let t = Tracer::start(&[sel[0], sel[1], "--proto", "icmp"]);
+        lab.exec(&a, "ping -c2 -i0.2 -W2 10.212.0.2");
+        let lines = t.stop();
+        let pkts = packets(&lines);
+        let reqs = flows(&pkts, "icmp", "10.212.0.1", "10.212.0.2");
+        assert!(reqs.len() >= 2, "{sel:?}: {pkts:#?}");
+        assert!(in_order(
+            &hop_list(reqs[0]),
+            &[("tx", "eth0", &a, "egress"), ("rx", "eth0", &b, "ingress")]
+        ));
+    }
+
+    let out = std::process::Command::new(netflow_bin())
+        .args(["trace", "--pod", &format!("{a}x"), "--duration", "1s"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("pod {a}x not found")), "{err}");
+    assert!(err.contains(&a), "closest names include {a}: {err}");
+}
