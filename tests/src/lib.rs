@@ -13,6 +13,8 @@ use std::{
 
 use serde_json::Value;
 
+pub mod cri;
+
 /// Run a shell command; panic with its output when it fails.
 pub fn sh(cmd: &str) -> String {
     let out = Command::new("sh")

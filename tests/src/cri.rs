@@ -1,0 +1,200 @@
+//! A real containerd for the CRI tests: started with its own root, state,
+//! sockets and CNI config under a temp dir, a pause image built locally
+//! (busybox) and imported with `ctr`. Dropping it removes the pods, stops
+//! containerd and removes what it left (bridge, IPAM state, mounts).
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1::{
+    runtime_service_client::RuntimeServiceClient, PodSandboxConfig, PodSandboxMetadata,
+    RemovePodSandboxRequest, RunPodSandboxRequest, StopPodSandboxRequest,
+};
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::{sh, sh_quiet};
+
+pub struct Containerd {
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    bridge: String,
+    net_name: String,
+    child: Option<Child>,
+    pods: Vec<String>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Containerd {
+    /// `tag` makes names unique; `subnet` is an unused /16 (e.g. "10.213").
+    pub fn start(tag: &str, subnet: &str) -> Self {
+        crate::require_root();
+        for bin in ["containerd", "ctr", "runc"] {
+            assert!(
+                Command::new("sh")
+                    .arg("-c")
+                    .arg(format!("command -v {bin}"))
+                    .status()
+                    .unwrap()
+                    .success(),
+                "{bin} not installed: run scripts/setup.sh"
+            );
+        }
+        let dir = std::env::temp_dir().join(format!("netflow-cri-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("cni")).unwrap();
+        let socket = dir.join("containerd.sock");
+        let bridge = format!("nfcni{tag}");
+        let net_name = format!("netflow-test-{tag}");
+        std::fs::write(
+            dir.join("cni/10-test.conflist"),
+            format!(
+                r#"{{"cniVersion":"0.4.0","name":"{net_name}","plugins":[{{"type":"bridge","bridge":"{bridge}","isGateway":true,"ipMasq":false,"ipam":{{"type":"host-local","ranges":[[{{"subnet":"{subnet}.0.0/16"}}]]}}}}]}}"#
+            ),
+        )
+        .unwrap();
+        let d = dir.display();
+        std::fs::write(
+            dir.join("config.toml"),
+            format!(
+                "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n[grpc]\n  address = \"{d}/containerd.sock\"\n[ttrpc]\n  address = \"{d}/containerd.sock.ttrpc\"\n\
+                 [plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"localhost/pause:test\"\n  restrict_oom_score_adj = true\n\
+                 [plugins.\"io.containerd.grpc.v1.cri\".cni]\n    bin_dir = \"/usr/lib/cni\"\n    conf_dir = \"{d}/cni\"\n"
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start containerd");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut c = Containerd {
+            dir,
+            socket,
+            bridge,
+            net_name,
+            child: Some(child),
+            pods: Vec::new(),
+            rt,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !c.socket.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "containerd did not start: {}",
+                c.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let tar = c.dir.join("pause.tar");
+        sh(&format!(
+            "python3 {}/src/mkpause.py {}",
+            env!("CARGO_MANIFEST_DIR"),
+            tar.display()
+        ));
+        sh(&format!(
+            "ctr -a {} -n k8s.io images import {}",
+            c.socket.display(),
+            tar.display()
+        ));
+        c
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default()
+    }
+
+    fn client(&self) -> RuntimeServiceClient<Channel> {
+        let sock = self.socket.clone();
+        let channel = self
+            .rt
+            .block_on(
+                Endpoint::try_from("http://[::]:50051")
+                    .unwrap()
+                    .connect_with_connector(tower::service_fn(move |_: Uri| {
+                        let sock = sock.clone();
+                        async move {
+                            Ok::<_, std::io::Error>(TokioIo::new(
+                                tokio::net::UnixStream::connect(sock).await?,
+                            ))
+                        }
+                    })),
+            )
+            .expect("connect to containerd");
+        RuntimeServiceClient::new(channel)
+    }
+
+    /// RunPodSandbox: a real pod sandbox with its network namespace from CNI.
+    pub fn run_pod(&mut self, namespace: &str, name: &str) -> String {
+        let mut client = self.client();
+        let req = RunPodSandboxRequest {
+            config: Some(PodSandboxConfig {
+                metadata: Some(PodSandboxMetadata {
+                    name: name.into(),
+                    namespace: namespace.into(),
+                    uid: format!("uid-{namespace}-{name}"),
+                    attempt: 0,
+                }),
+                ..Default::default()
+            }),
+            runtime_handler: String::new(),
+        };
+        let id = self
+            .rt
+            .block_on(client.run_pod_sandbox(req))
+            .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", self.log()))
+            .into_inner()
+            .pod_sandbox_id;
+        self.pods.push(id.clone());
+        id
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        if self.socket.exists() {
+            let mut client = self.client();
+            for id in std::mem::take(&mut self.pods) {
+                let _ = self
+                    .rt
+                    .block_on(client.stop_pod_sandbox(StopPodSandboxRequest {
+                        pod_sandbox_id: id.clone(),
+                    }));
+                let _ = self.rt.block_on(
+                    client.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id }),
+                );
+            }
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        sh_quiet(&format!("ip link del {}", self.bridge));
+        sh_quiet(&format!(
+            "rm -rf /var/lib/cni/networks/{} /var/lib/cni/results/{}-*",
+            self.net_name, self.net_name
+        ));
+        // Mounts containerd made under its root/state (snapshots, shm).
+        sh_quiet(&format!(
+            "grep -o ' {d}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l",
+            d = self.dir.display()
+        ));
+        let _ = std::fs::remove_dir_all(&self.dir);
+        // Directories containerd and CNI create outside it, removed only when
+        // empty (a runtime of the machine's own keeps its files).
+        sh_quiet(
+            "rmdir /run/containerd/s /run/containerd/runc/k8s.io /run/containerd/runc /run/containerd \
+             /var/lib/cni/networks /var/lib/cni/results /var/lib/cni 2>/dev/null; \
+             for c in /sys/fs/cgroup/*/k8s.io; do rmdir \"$c\"/* \"$c\" 2>/dev/null; done",
+        );
+    }
+}
