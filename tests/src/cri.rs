@@ -77,7 +77,7 @@ impl Containerd {
             .enable_all()
             .build()
             .unwrap();
-        let mut c = Containerd {
+        let c = Containerd {
             dir,
             socket,
             bridge,
