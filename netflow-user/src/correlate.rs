@@ -49,6 +49,26 @@ pub struct Hop {
     pub nat: Option<Nat>,
 }
 
+impl Hop {
+    fn new(ev: Event, packet: Option<Packet>) -> Self {
+        Hop {
+            ts_ns: ev.ts_ns,
+            point: ev.point,
+            skb: ev.skb,
+            netns: ev.netns,
+            ifindex: ev.ifindex,
+            ifname: ev.ifname,
+            len: ev.len,
+            mark: ev.mark,
+            hook: ev.hook,
+            pf: ev.pf,
+            packet,
+            data: ev.data,
+            nat: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NatKind {
@@ -298,21 +318,7 @@ impl Correlator {
         if o.fp.is_none() {
             o.fp = fp;
         }
-        o.tl.hops.push(Hop {
-            ts_ns: ev.ts_ns,
-            point: ev.point,
-            skb: ev.skb,
-            netns: ev.netns,
-            ifindex: ev.ifindex,
-            ifname: ev.ifname,
-            len: ev.len,
-            mark: ev.mark,
-            hook: ev.hook,
-            pf: ev.pf,
-            packet,
-            data: ev.data,
-            nat: None,
-        });
+        o.tl.hops.push(Hop::new(ev, packet));
     }
 
     fn end(&mut self, ev: Event, packet: Option<Packet>) {
@@ -331,21 +337,7 @@ impl Correlator {
                 reason: ev.reason,
                 location: ev.location,
             });
-            o.tl.hops.push(Hop {
-                ts_ns: ev.ts_ns,
-                point: ev.point,
-                skb: ev.skb,
-                netns: ev.netns,
-                ifindex: ev.ifindex,
-                ifname: ev.ifname,
-                len: ev.len,
-                mark: ev.mark,
-                hook: ev.hook,
-                pf: ev.pf,
-                packet,
-                data: ev.data,
-                nat: None,
-            });
+            o.tl.hops.push(Hop::new(ev, packet));
         } else if ev.point == Point::Deliver {
             o.tl.delivered = true;
         } else {

@@ -214,16 +214,7 @@ impl Probes {
             (names::PROG_TC_INGRESS, TcAttachType::Ingress),
             (names::PROG_TC_EGRESS, TcAttachType::Egress),
         ] {
-            let p: &mut SchedClassifier = self
-                .ebpf
-                .program_mut(prog)
-                .ok_or(ProbeError::Missing("program", prog))?
-                .try_into()
-                .map_err(|source| ProbeError::Load {
-                    prog,
-                    target: "tc".into(),
-                    source,
-                })?;
+            let p: &mut SchedClassifier = program(&mut self.ebpf, prog, "tc")?;
             p.load().map_err(|source| ProbeError::Load {
                 prog,
                 target: "tc".into(),
@@ -344,17 +335,24 @@ fn attach_netfilter(
     Some((progs, links))
 }
 
-fn attach_tp(ebpf: &mut Ebpf, prog: &'static str, tp: &str, btf: &Btf) -> Result<()> {
-    let target = format!("tp_btf/{tp}");
-    let p: &mut BtfTracePoint = ebpf
-        .program_mut(prog)
+/// The program `prog` of `ebpf` as its concrete type.
+fn program<'a, T>(ebpf: &'a mut Ebpf, prog: &'static str, target: &str) -> Result<&'a mut T>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(prog)
         .ok_or(ProbeError::Missing("program", prog))?
         .try_into()
         .map_err(|source| ProbeError::Load {
             prog,
-            target: target.clone(),
+            target: target.into(),
             source,
-        })?;
+        })
+}
+
+fn attach_tp(ebpf: &mut Ebpf, prog: &'static str, tp: &str, btf: &Btf) -> Result<()> {
+    let target = format!("tp_btf/{tp}");
+    let p: &mut BtfTracePoint = program(ebpf, prog, &target)?;
     p.load(tp, btf).map_err(|source| ProbeError::Load {
         prog,
         target: target.clone(),
@@ -432,15 +430,7 @@ pub fn verify_kprobe_drop(kbtf: &KernelBtf) -> Result<()> {
         .map_err(ProbeError::Object)?;
     let prog = names::PROG_KPROBE_DROP;
     let target = "kprobe/sk_skb_reason_drop".to_string();
-    let p: &mut KProbe = ebpf
-        .program_mut(prog)
-        .ok_or(ProbeError::Missing("program", prog))?
-        .try_into()
-        .map_err(|source| ProbeError::Load {
-            prog,
-            target: target.clone(),
-            source,
-        })?;
+    let p: &mut KProbe = program(&mut ebpf, prog, &target)?;
     p.load().map_err(|source| ProbeError::Load {
         prog,
         target,

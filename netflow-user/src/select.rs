@@ -277,7 +277,11 @@ impl Selectors {
             f.flags |= ff::NETNS;
             for n in &netns {
                 let a: Vec<String> = n.addrs.iter().map(|a| a.to_string()).collect();
-                let what = if n.name.starts_with("pod ") { n.name.clone() } else { format!("netns {}", n.name) };
+                let what = if n.name.starts_with("pod ") {
+                    n.name.clone()
+                } else {
+                    format!("netns {}", n.name)
+                };
                 summary.push(format!("{what} ({})", a.join(", ")));
             }
         }
