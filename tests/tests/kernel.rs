@@ -741,3 +741,179 @@ fn pod_by_name_and_ip_from_named_netns() {
     assert!(err.contains(&format!("pod {a}x not found")), "{err}");
     assert!(err.contains(&a), "closest names include {a}: {err}");
 }
+
+/// Two "nodes" joined by VXLAN, a routed pod behind each (flannel/calico
+/// style): selected by the sender pod, one timeline from the pod, through
+/// its node, the tunnel (outer header on the underlay), the other node, to
+/// the other pod.
+#[test]
+fn cross_node_pod_to_pod_over_vxlan() {
+    let mut lab = Lab::new("xn");
+    let (n1, n2) = (lab.netns("n1"), lab.netns("n2"));
+    let (p1, p2) = (lab.netns("p1"), lab.netns("p2"));
+    let (u1, u2) = (lab.name("u1"), lab.name("u2"));
+    sh(&format!(
+        "ip link add {u1} netns {n1} type veth peer name {u2} netns {n2}"
+    ));
+    for (n, u, local, remote, over, pod, pod_ip, other_pods, other_over) in [
+        (
+            &n1,
+            &u1,
+            "192.168.218.1",
+            "192.168.218.2",
+            "10.218.0.1",
+            &p1,
+            "10.218.1.2",
+            "10.218.2.0/24",
+            "10.218.0.2",
+        ),
+        (
+            &n2,
+            &u2,
+            "192.168.218.2",
+            "192.168.218.1",
+            "10.218.0.2",
+            &p2,
+            "10.218.2.2",
+            "10.218.1.0/24",
+            "10.218.0.1",
+        ),
+    ] {
+        sh(&format!(
+            "ip -n {n} addr add {local}/24 dev {u} && ip -n {n} link set {u} up"
+        ));
+        sh(&format!(
+            "ip netns exec {n} sysctl -qw net.ipv4.ip_forward=1"
+        ));
+        // A default route, so proxy ARP answers for the pods' gateway.
+        sh(&format!(
+            "ip -n {n} link add up0 type veth peer name up1 && ip -n {n} link set up0 up && ip -n {n} link set up1 up && ip -n {n} route add default dev up0"
+        ));
+        sh(&format!("ip -n {n} link add vx0 type vxlan id 7 local {local} remote {remote} dstport 8472 dev {u}"));
+        sh(&format!(
+            "ip -n {n} addr add {over}/24 dev vx0 && ip -n {n} link set vx0 up"
+        ));
+        sh(&format!(
+            "ip -n {n} route add {other_pods} via {other_over} dev vx0"
+        ));
+        let veth = format!("v{pod}");
+        sh(&format!(
+            "ip link add eth0 netns {pod} type veth peer name {veth} netns {n}"
+        ));
+        sh(&format!(
+            "ip -n {pod} addr add {pod_ip}/32 dev eth0 && ip -n {pod} link set eth0 up"
+        ));
+        sh(&format!("ip -n {pod} route add 169.254.1.1 dev eth0 scope link && ip -n {pod} route add default via 169.254.1.1 dev eth0"));
+        sh(&format!(
+            "ip -n {n} link set {veth} up && ip -n {n} route add {pod_ip}/32 dev {veth}"
+        ));
+        sh(&format!(
+            "ip netns exec {n} sysctl -qw net.ipv4.conf.{veth}.proxy_arp=1"
+        ));
+    }
+    lab.exec(&p1, "ping -c1 -W2 10.218.2.2");
+
+    let t = Tracer::start(&["--pod", &p1, "--proto", "icmp"]);
+    lab.exec(&p1, "ping -c2 -i0.2 -W2 10.218.2.2");
+    let lines = t.stop();
+    let pkts = packets(&lines);
+    let reqs = flows(&pkts, "icmp", "10.218.1.2", "10.218.2.2");
+    assert!(reqs.len() >= 2, "{pkts:#?}");
+    let (v1, v2) = (format!("v{p1}"), format!("v{p2}"));
+    for r in &reqs {
+        let hops = hop_list(r);
+        assert!(
+            in_order(
+                &hops,
+                &[
+                    ("tx", "eth0", &p1, "egress"),
+                    ("rx", &v1, &n1, "ingress"),
+                    ("tx", "vx0", &n1, "egress"),
+                    ("tx", &u1, &n1, "egress"),
+                    ("rx", &u2, &n2, "ingress"),
+                    ("rx", "vx0", &n2, "ingress"),
+                    ("tx", &v2, &n2, "egress"),
+                    ("rx", "eth0", &p2, "ingress"),
+                ]
+            ),
+            "{hops:#?}"
+        );
+        let under: Vec<_> = r["hops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["ifname"] == u1.as_str() || h["ifname"] == u2.as_str())
+            .collect();
+        assert!(
+            under.iter().all(|h| h["encap"]["kind"] == "vxlan"
+                && h["encap"]["vni"] == 7
+                && h["encap"]["outer_src"] == "192.168.218.1"),
+            "{under:#?}"
+        );
+        assert_eq!(r["verdict"], "delivered");
+    }
+    // The replies come back the same way, selected by the pod's address.
+    assert!(
+        flows(&pkts, "icmp", "10.218.2.2", "10.218.1.2").len() >= 2,
+        "{pkts:#?}"
+    );
+}
+
+/// A Service VIP DNATed by iptables in the pod's own OUTPUT chain (sidecar
+/// style): the DNAT hop at OUTPUT in the pod's namespace, and the reply's
+/// reverse translation at INPUT.
+#[test]
+fn output_dnat_with_iptables_in_the_pod() {
+    let mut lab = Lab::new("od");
+    let (a, b) = (lab.netns("a"), lab.netns("b"));
+    sh(&format!(
+        "ip link add eth0 netns {a} type veth peer name eth0 netns {b}"
+    ));
+    sh(&format!(
+        "ip -n {a} addr add 10.219.0.1/24 dev eth0 && ip -n {a} link set eth0 up"
+    ));
+    sh(&format!(
+        "ip -n {b} addr add 10.219.0.2/24 dev eth0 && ip -n {b} link set eth0 up"
+    ));
+    sh(&format!("ip -n {a} route add 10.96.3.0/24 dev eth0"));
+    sh(&format!(
+        "ip netns exec {a} iptables -t nat -A OUTPUT -d 10.96.3.10 -p tcp --dport 80 -j DNAT --to-destination 10.219.0.2:8080"
+    ));
+    let _server = tcp_server(&b, "10.219.0.2", 8080);
+
+    let t = Tracer::start(&["--pod", &a, "--proto", "tcp"]);
+    tcp_client(&a, "10.96.3.10", 80);
+    let lines = t.stop();
+    let pkts = packets(&lines);
+    let syn = pkts
+        .iter()
+        .find(|p| p["flow"]["dst"] == "10.96.3.10" && p["hops"][0]["tcp_flags"] == "S")
+        .unwrap_or_else(|| panic!("{pkts:#?}"));
+    let nat: Vec<_> = syn["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| !h["nat"].is_null())
+        .collect();
+    assert_eq!(nat.len(), 1, "{syn:#}");
+    assert_eq!(nat[0]["hook"], "output");
+    assert_eq!(nat[0]["netns_name"], a.as_str());
+    assert_eq!(nat[0]["nat"]["to"], "10.219.0.2:8080");
+    assert!(in_order(
+        &hop_list(syn),
+        &[("tx", "eth0", &a, "egress"), ("rx", "eth0", &b, "ingress")]
+    ));
+    let synack = pkts
+        .iter()
+        .find(|p| p["flow"]["src"] == "10.219.0.2" && p["hops"][0]["tcp_flags"] == "S.")
+        .unwrap_or_else(|| panic!("{pkts:#?}"));
+    let nat: Vec<_> = synack["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| !h["nat"].is_null())
+        .collect();
+    assert_eq!(nat.len(), 1, "{synack:#}");
+    assert_eq!(nat[0]["hook"], "input");
+    assert_eq!(nat[0]["nat"]["to"], "10.96.3.10:80");
+}
