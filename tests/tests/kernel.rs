@@ -917,3 +917,94 @@ fn output_dnat_with_iptables_in_the_pod() {
     assert_eq!(nat[0]["hook"], "input");
     assert_eq!(nat[0]["nat"]["to"], "10.96.3.10:80");
 }
+
+/// A Service whose backend shares the client's bridge (docker/flannel style
+/// with `bridge-nf-call-iptables`): the SYN is DNATed at the node's
+/// PREROUTING, and the backend's reply, bridged straight back, passes
+/// netfilter through br_netfilter, where the reverse translation shows.
+#[test]
+fn bridged_backend_dnat_with_bridge_nf_call_iptables() {
+    let mut lab = Lab::new("bn");
+    let node = lab.netns("n");
+    let (a, b) = (lab.netns("a"), lab.netns("b"));
+    sh(&format!(
+        "ip -n {node} link add br0 type bridge && ip -n {node} link set br0 up"
+    ));
+    sh(&format!("ip -n {node} addr add 10.220.0.254/24 dev br0"));
+    sh(&format!(
+        "ip netns exec {node} sysctl -qw net.ipv4.ip_forward=1"
+    ));
+    sh(&format!(
+        "ip netns exec {node} sysctl -qw net.bridge.bridge-nf-call-iptables=1"
+    ));
+    for (pod, ip) in [(&a, "10.220.0.1"), (&b, "10.220.0.2")] {
+        let veth = format!("v{pod}");
+        sh(&format!(
+            "ip link add eth0 netns {pod} type veth peer name {veth} netns {node}"
+        ));
+        sh(&format!(
+            "ip -n {node} link set {veth} master br0 && ip -n {node} link set {veth} up"
+        ));
+        sh(&format!(
+            "ip -n {pod} addr add {ip}/24 dev eth0 && ip -n {pod} link set eth0 up"
+        ));
+        sh(&format!("ip -n {pod} route add default via 10.220.0.254"));
+    }
+    sh(&format!(
+        "ip netns exec {node} nft 'add table ip svc; add chain ip svc pre {{ type nat hook prerouting priority -100; }}; add rule ip svc pre ip daddr 10.96.4.10 tcp dport 80 dnat to 10.220.0.2:8080'"
+    ));
+    let _server = tcp_server(&b, "10.220.0.2", 8080);
+    lab.exec(&a, "ping -c1 -W2 10.220.0.2");
+
+    let t = Tracer::start(&["--pod", &a, "--proto", "tcp", "--nf-netns", &node]);
+    // Works only if the bridged reply is un-DNATed: the client checks the answer.
+    tcp_client(&a, "10.96.4.10", 80);
+    let lines = t.stop();
+    let pkts = packets(&lines);
+    let syn = pkts
+        .iter()
+        .find(|p| p["flow"]["dst"] == "10.96.4.10" && p["hops"][0]["tcp_flags"] == "S")
+        .unwrap_or_else(|| panic!("{pkts:#?}"));
+    let nat: Vec<_> = syn["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| !h["nat"].is_null())
+        .collect();
+    assert_eq!(nat.len(), 1, "{syn:#}");
+    assert_eq!(
+        (nat[0]["hook"].as_str(), nat[0]["netns_name"].as_str()),
+        (Some("prerouting"), Some(node.as_str()))
+    );
+    assert_eq!(nat[0]["nat"]["to"], "10.220.0.2:8080");
+    assert!(in_order(
+        &hop_list(syn),
+        &[("tx", "eth0", &a, "egress"), ("rx", "eth0", &b, "ingress")]
+    ));
+    let synack = pkts
+        .iter()
+        .find(|p| p["flow"]["src"] == "10.220.0.2" && p["hops"][0]["tcp_flags"] == "S.")
+        .unwrap_or_else(|| panic!("the reply, selected after translation: {pkts:#?}"));
+    let nat: Vec<_> = synack["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| !h["nat"].is_null())
+        .collect();
+    assert_eq!(nat.len(), 1, "{synack:#}");
+    assert_eq!(nat[0]["nat"]["from"], "10.220.0.2:8080");
+    assert_eq!(nat[0]["nat"]["to"], "10.96.4.10:80");
+    let vb = format!("v{b}");
+    assert!(
+        in_order(
+            &hop_list(synack),
+            &[
+                ("tx", "eth0", &b, "egress"),
+                ("rx", &vb, &node, "ingress"),
+                ("rx", "eth0", &a, "ingress")
+            ]
+        ),
+        "bridged straight back: {:#?}",
+        hop_list(synack)
+    );
+}
