@@ -33,6 +33,8 @@ pub mod names {
     pub const PROG_TC_EGRESS: &str = "netflow_tc_egress";
     /// Loaded (verifier) but only attached where the kernel has kprobes.
     pub const PROG_KPROBE_DROP: &str = "netflow_kprobe_kfree_skb_reason";
+    /// Upgrade where kprobes exist: nftables table and chain names.
+    pub const PROG_KPROBE_NFT: &str = "netflow_kprobe_nft_do_chain";
 
     pub const GLOBAL_OFFSETS: &str = "OFFSETS";
     pub const GLOBAL_FILTER: &str = "FILTER";
@@ -75,6 +77,9 @@ pub enum Point {
     TcpRetransmit = 10,
     /// `tcp:tcp_send_reset`: a RST is sent (in reply to this packet, or by the socket).
     TcpReset = 11,
+    /// kprobe on `nft_do_chain`: an nftables chain evaluates the packet. The
+    /// event's data holds the table and chain names (NUL-terminated, 64 bytes each).
+    NftChain = 12,
 }
 
 impl Point {
@@ -91,6 +96,7 @@ impl Point {
             9 => Self::NfLate,
             10 => Self::TcpRetransmit,
             11 => Self::TcpReset,
+            12 => Self::NftChain,
             _ => return None,
         })
     }
@@ -208,6 +214,14 @@ pub struct Offsets {
     pub tuple_dst_addr: u32,
     pub tuple_dst_port: u32,
     pub tuple_proto: u32,
+    /// nftables (0 when the kernel has no nf_tables): `nft_pktinfo.skb`,
+    /// `nft_pktinfo.state`, `nft_chain.name`, `nft_chain.table`, `nft_table.name`.
+    pub nft_pkt_skb: u32,
+    pub nft_pkt_state: u32,
+    pub nft_chain_name: u32,
+    pub nft_chain_table: u32,
+    pub nft_table_name: u32,
+    pub _pad2: u32,
 }
 
 pub mod filter_flags {

@@ -60,6 +60,12 @@ static OFFSETS: Offsets = Offsets {
     tuple_dst_addr: 0,
     tuple_dst_port: 0,
     tuple_proto: 0,
+    nft_pkt_skb: 0,
+    nft_pkt_state: 0,
+    nft_chain_name: 0,
+    nft_chain_table: 0,
+    nft_table_name: 0,
+    _pad2: 0,
 };
 
 #[no_mangle]
@@ -375,6 +381,57 @@ fn on_netfilter(ctx: *const u8, point: Point) {
     let ptr: *const u8 = unsafe { Btf::read(state, dev_off) }.unwrap_or(core::ptr::null());
     let dev = dev_at::<Btf>(ptr, o);
     let _ = on_hop::<Btf>(skb, point, o, &dev, hook, pf);
+}
+
+/// `nft_do_chain(struct nft_pktinfo *pkt, void *priv)`, `priv` being the
+/// chain: for a tracked packet, which nftables table and chain (and hook)
+/// evaluate it. An upgrade for kernels with kprobes; loaded (verifier-
+/// checked) everywhere.
+#[kprobe]
+pub fn netflow_kprobe_nft_do_chain(ctx: ProbeContext) -> u32 {
+    let pkt: *const u8 = ctx.arg(0).unwrap_or_default();
+    let chain: *const u8 = ctx.arg(1).unwrap_or_default();
+    let _ = on_nft_chain(pkt, chain);
+    0
+}
+
+#[inline(always)]
+fn on_nft_chain(pkt: *const u8, chain: *const u8) -> Result<(), ()> {
+    let o = offsets();
+    if pkt.is_null() || chain.is_null() || v(&o.nft_chain_name) == 0 {
+        return Ok(());
+    }
+    let skb: *const u8 = unsafe { Probe::read(pkt, v(&o.nft_pkt_skb))? };
+    if unsafe { TRACKED.get(skb as u64) }.is_none() {
+        return Ok(());
+    }
+    let state: *const u8 = unsafe { Probe::read(pkt, v(&o.nft_pkt_state))? };
+    let hook: u8 = unsafe { Probe::read(state, 0) }.unwrap_or(0);
+    let pf: u8 = unsafe { Probe::read(state, 1) }.unwrap_or(0);
+    let ev = scratch()?;
+    let chain_name: *const u8 = unsafe { Probe::read(chain, v(&o.nft_chain_name))? };
+    let table: *const u8 = unsafe { Probe::read(chain, v(&o.nft_chain_table))? };
+    let table_name: *const u8 = unsafe { Probe::read(table, v(&o.nft_table_name))? };
+    let (t, c) = ev.data.split_at_mut(CAPTURE_BYTES / 2);
+    unsafe {
+        let _ = aya_ebpf::helpers::bpf_probe_read_kernel_str_bytes(table_name, t);
+        let _ = aya_ebpf::helpers::bpf_probe_read_kernel_str_bytes(chain_name, c);
+    }
+    let dev = Dev {
+        ptr: core::ptr::null(),
+        ifindex: 0,
+        netns: 0,
+    };
+    fill_meta::<Probe>(ev, skb, o, &dev, Point::NftChain, unsafe {
+        bpf_ktime_get_ns()
+    });
+    ev.hdr.hook = hook;
+    ev.hdr.pf = pf;
+    ev.hdr.l3_proto = 0;
+    ev.hdr.len = 0;
+    ev.hdr.cap_len = CAPTURE_BYTES as u16;
+    output(ev);
+    Ok(())
 }
 
 /// Same drop report through a kprobe on `sk_skb_reason_drop(sk, skb, reason)`,

@@ -47,6 +47,8 @@ pub struct Hop {
     pub data: Vec<u8>,
     /// The tuple changed since the previous hop: NAT.
     pub nat: Option<Nat>,
+    /// nftables table and chain (kprobe upgrade on `nft_do_chain`).
+    pub nft: Option<(String, String)>,
 }
 
 impl Hop {
@@ -63,10 +65,21 @@ impl Hop {
             hook: ev.hook,
             pf: ev.pf,
             packet,
+            nft: (ev.point == Point::NftChain).then(|| nft_names(&ev.data)),
             data: ev.data,
             nat: None,
         }
     }
+}
+
+/// Table and chain names of an `NftChain` event: two NUL-terminated halves.
+fn nft_names(data: &[u8]) -> (String, String) {
+    let half = data.len() / 2;
+    let s = |b: &[u8]| {
+        let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
+        String::from_utf8_lossy(&b[..end]).into_owned()
+    };
+    (s(&data[..half]), s(&data[half..]))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -187,6 +187,9 @@ impl Probes {
         } else {
             None
         };
+        if nf.is_some() {
+            attach_kprobes(&mut ebpf, &mut status);
+        }
         let lost = PerCpuArray::try_from(
             ebpf.take_map(names::LOST)
                 .ok_or(ProbeError::Missing("map", names::LOST))?,
@@ -420,20 +423,70 @@ fn fill_selection(ebpf: &mut Ebpf, sel: &Selection) -> Result<()> {
     Ok(())
 }
 
-/// Load the kprobe variant of the drop probe without attaching it: proves it
-/// passes this kernel's verifier (kernels with kprobes attach it as an upgrade).
-pub fn verify_kprobe_drop(kbtf: &KernelBtf) -> Result<()> {
+/// Load a kprobe upgrade without attaching it: proves it passes this
+/// kernel's verifier (kernels with kprobes attach it).
+pub fn verify_kprobe(kbtf: &KernelBtf, prog: &'static str) -> Result<()> {
     let offsets = kbtf.offsets()?;
     let filter = netflow_common::Filter::empty();
     let mut ebpf = loader(&offsets, &filter)
         .load(EBPF_OBJECT)
         .map_err(ProbeError::Object)?;
-    let prog = names::PROG_KPROBE_DROP;
-    let target = "kprobe/sk_skb_reason_drop".to_string();
+    let target = format!("kprobe ({prog})");
     let p: &mut KProbe = program(&mut ebpf, prog, &target)?;
     p.load().map_err(|source| ProbeError::Load {
         prog,
         target,
         source,
     })
+}
+
+/// The kernel was built with kprobes (CONFIG_KPROBES: `register_kprobe`
+/// is a kernel symbol). Needs no mounted tracefs.
+pub fn has_kprobes() -> bool {
+    std::fs::read_to_string("/proc/kallsyms")
+        .map(|s| s.lines().any(|l| l.ends_with(" register_kprobe")))
+        .unwrap_or(false)
+}
+
+/// kprobe upgrades: attached where the kernel has kprobes, else said so.
+fn attach_kprobes(ebpf: &mut Ebpf, status: &mut Vec<ProbeStatus>) {
+    let target = "kprobe/nft_do_chain".to_string();
+    let name = names::PROG_KPROBE_NFT;
+    if !has_kprobes() {
+        status.push(ProbeStatus {
+            name,
+            target,
+            active: false,
+            note: "this kernel has no kprobes: no nftables table/chain names".into(),
+        });
+        return;
+    }
+    let r = program::<KProbe>(ebpf, name, &target).and_then(|p| {
+        p.load().map_err(|source| ProbeError::Load {
+            prog: name,
+            target: target.clone(),
+            source,
+        })?;
+        p.attach("nft_do_chain", 0)
+            .map_err(|source| ProbeError::Attach {
+                prog: name,
+                target: target.clone(),
+                source,
+            })?;
+        Ok(())
+    });
+    status.push(match r {
+        Ok(()) => ProbeStatus {
+            name,
+            target,
+            active: true,
+            note: "nftables table/chain names".into(),
+        },
+        Err(e) => ProbeStatus {
+            name,
+            target,
+            active: false,
+            note: format!("no table/chain names: {e}"),
+        },
+    });
 }

@@ -40,6 +40,16 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Tests that cannot do everything here say so on stdout (e.g. a kprobe
+/// that is verified but not attached): show it for passing tests too.
+fn with_show_output(mut args: Vec<String>) -> Vec<String> {
+    if !args.iter().any(|a| a == "--") {
+        args.push("--".into());
+    }
+    args.push("--show-output".into());
+    args
+}
+
 /// Run `cargo test`, echo its output, and close with one summary line
 /// over every test binary ("summary: N passed, N failed").
 fn test(cmd: &mut Command) -> Result<()> {
@@ -100,7 +110,7 @@ fn main() -> Result<()> {
                     .current_dir(&root)
                     .env("NETFLOW_BIN", &bin)
                     .args(["test", "--workspace", "--exclude", "netflow-ebpf"])
-                    .args(&args),
+                    .args(with_show_output(args)),
             )
         }
         Cmd::Bench(a) => bench::run(&root, a),

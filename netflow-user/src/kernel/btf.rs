@@ -144,6 +144,12 @@ impl KernelBtf {
             tuple_dst_addr: self.offset_of("nf_conntrack_tuple", "dst.u3")?,
             tuple_dst_port: self.offset_of("nf_conntrack_tuple", "dst.u")?,
             tuple_proto: self.offset_of("nf_conntrack_tuple", "dst.protonum")?,
+            nft_pkt_skb: self.offset_of("nft_pktinfo", "skb").unwrap_or(0),
+            nft_pkt_state: self.offset_of("nft_pktinfo", "state").unwrap_or(0),
+            nft_chain_name: self.offset_of("nft_chain", "name").unwrap_or(0),
+            nft_chain_table: self.offset_of("nft_chain", "table").unwrap_or(0),
+            nft_table_name: self.offset_of("nft_table", "name").unwrap_or(0),
+            _pad2: 0,
         })
     }
 

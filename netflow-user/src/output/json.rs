@@ -44,6 +44,9 @@ pub struct JsonHop {
     pub hook: Option<&'static str>,
     pub stage: Option<&'static str>,
     pub nat: Option<JsonNat>,
+    /// nftables table and chain, where the kernel lets netflow see them.
+    pub table: Option<String>,
+    pub chain: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -90,6 +93,7 @@ pub fn point_name(p: Point) -> &'static str {
         Point::NfEarly | Point::NfLate => "nf",
         Point::TcpRetransmit => "tcp_retransmit",
         Point::TcpReset => "tcp_reset",
+        Point::NftChain => "nft_chain",
     }
 }
 
@@ -133,8 +137,10 @@ pub fn timeline_json(tl: &Timeline, names: &Names) -> JsonTimeline {
                     len: h.len,
                     tcp_flags: h.packet.as_ref().and_then(|p| p.tcp_flags.clone()),
                     encap: h.packet.as_ref().and_then(|p| p.encap),
-                    hook: matches!(h.point, Point::NfEarly | Point::NfLate)
+                    hook: matches!(h.point, Point::NfEarly | Point::NfLate | Point::NftChain)
                         .then(|| hook_name(h.hook)),
+                    table: h.nft.as_ref().map(|n| n.0.clone()),
+                    chain: h.nft.as_ref().map(|n| n.1.clone()),
                     stage: match h.point {
                         Point::NfEarly => Some("early"),
                         Point::NfLate => Some("late"),

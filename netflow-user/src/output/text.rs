@@ -34,6 +34,7 @@ fn point_label(p: Point) -> &'static str {
         Point::NfLate => "nf-after",
         Point::TcpRetransmit => "tcp-retransmit",
         Point::TcpReset => "tcp-reset",
+        Point::NftChain => "nft-chain",
     }
 }
 
@@ -89,8 +90,11 @@ impl Sink for Text {
                 point_label(h.point),
                 names.netns_label(h.netns),
             );
-            if matches!(h.point, Point::NfEarly | Point::NfLate) {
+            if matches!(h.point, Point::NfEarly | Point::NfLate | Point::NftChain) {
                 line.push_str(&format!("  {}", hook_name(h.hook).to_uppercase()));
+            }
+            if let Some((table, chain)) = &h.nft {
+                line.push_str(&format!(" table {table} chain {chain}"));
             }
             if let Some(n) = h.nat {
                 let kind = match n.kind {
