@@ -2,9 +2,12 @@
 use std::{process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
 use netflow::{
-    output::Mode,
-    select::Selectors,
+    output::{self, Mode},
+    replay,
+    select::{FlowFilter, Selectors},
     trace::{self, TraceOptions},
 };
 
@@ -26,20 +29,20 @@ enum Command {
     /// Selectors pick packets, not devices: a selected packet is shown on
     /// every device it crosses. With no selector every packet is traced.
     Trace(TraceArgs),
+    /// Print the timelines of a recording (`trace --write`), as `trace` did.
+    /// Needs no root; the selectors filter the recorded packets.
+    Replay(ReplayArgs),
+    /// Turn a recording into pcapng (one packet per hop) or JSON lines.
+    Export(ExportArgs),
 }
 
+/// Which packets: shared by `trace` (in the kernel) and `replay`/`export`.
 #[derive(Args)]
-struct TraceArgs {
+struct SelectArgs {
     /// Packets of this pod, `NAME` or `NAMESPACE/NAME`: asked of the container
     /// runtime over CRI, else a named network namespace (`ip netns`). Repeatable.
     #[arg(long, value_name = "[NAMESPACE/]NAME")]
     pod: Vec<String>,
-    /// Packets of the pod that has this address. Repeatable.
-    #[arg(long, value_name = "IP")]
-    pod_ip: Vec<String>,
-    /// CRI socket (default: containerd's, then CRI-O's, as crictl).
-    #[arg(long, value_name = "unix:///PATH")]
-    runtime_endpoint: Option<String>,
     /// Packets entering or leaving this network namespace: a name from
     /// `ip netns` or a path such as /proc/PID/ns/net. Repeatable.
     #[arg(long, value_name = "NAME|PATH")]
@@ -53,6 +56,18 @@ struct TraceArgs {
     /// Only this protocol: tcp, udp, icmp, icmpv6 or a number.
     #[arg(long, value_name = "PROTO")]
     proto: Option<String>,
+}
+
+#[derive(Args)]
+struct TraceArgs {
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Packets of the pod that has this address. Repeatable.
+    #[arg(long, value_name = "IP")]
+    pod_ip: Vec<String>,
+    /// CRI socket (default: containerd's, then CRI-O's, as crictl).
+    #[arg(long, value_name = "unix:///PATH")]
+    runtime_endpoint: Option<String>,
     /// Only look at these devices (of this network namespace). Repeatable.
     #[arg(long, value_name = "DEV")]
     iface: Vec<String>,
@@ -65,7 +80,7 @@ struct TraceArgs {
     #[arg(long)]
     no_netfilter: bool,
     /// Also watch netfilter in this network namespace (netflow's own and the
-    /// --netns ones are watched already). Repeatable.
+    /// --netns/--pod ones are watched already). Repeatable.
     #[arg(long, value_name = "NAME|PATH")]
     nf_netns: Vec<String>,
     /// UDP ports that carry VXLAN (default 4789 and 8472). Repeatable.
@@ -80,6 +95,47 @@ struct TraceArgs {
     /// JSON lines (one object per packet, then a stats line) instead of text.
     #[arg(long)]
     json: bool,
+    /// Also record every event to FILE, for `netflow replay` and `netflow export`.
+    #[arg(long, value_name = "FILE")]
+    write: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// A recording made with `netflow trace --write`.
+    file: PathBuf,
+    #[command(flatten)]
+    select: SelectArgs,
+    /// JSON lines instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// A recording made with `netflow trace --write`.
+    file: PathBuf,
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Write pcapng (one packet per hop) to OUT (`-`: stdout), for Wireshark/tshark.
+    #[arg(long, value_name = "OUT", required_unless_present = "json")]
+    pcapng: Option<PathBuf>,
+    /// Write the JSON lines of `trace --json` to OUT (`-`: stdout).
+    #[arg(long, value_name = "OUT")]
+    json: Option<PathBuf>,
+}
+
+impl SelectArgs {
+    fn selectors(self) -> Selectors {
+        Selectors {
+            pods: self.pod,
+            netns: self.netns,
+            hosts: self.host,
+            ports: self.port,
+            proto: self.proto,
+            ..Selectors::default()
+        }
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -103,6 +159,58 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+fn replay_cmd(a: ReplayArgs) -> anyhow::Result<()> {
+    let filter = FlowFilter::new(&a.select.selectors())?;
+    let mode = if a.json { Mode::Json } else { Mode::Text };
+    let r = replay::replay(
+        &a.file,
+        output::sink(mode, Box::new(std::io::stdout())),
+        filter,
+    )?;
+    replay::summary(&r, &a.file, &mut std::io::stderr())?;
+    if r.truncated {
+        anyhow::bail!("{} is truncated", a.file.display());
+    }
+    Ok(())
+}
+
+fn export_cmd(a: ExportArgs) -> anyhow::Result<()> {
+    let filter = FlowFilter::new(&a.select.selectors())?;
+    let create = |p: &PathBuf| -> anyhow::Result<Box<dyn std::io::Write + Send>> {
+        if p.as_os_str() == "-" {
+            return Ok(Box::new(std::io::stdout()));
+        }
+        let f = std::fs::File::create(p)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", p.display()))?;
+        Ok(Box::new(std::io::BufWriter::new(f)))
+    };
+    let mut truncated = false;
+    if let Some(out) = &a.json {
+        let r = replay::replay(
+            &a.file,
+            output::sink(Mode::Json, create(out)?),
+            filter.clone(),
+        )?;
+        truncated |= r.truncated;
+        replay::summary(&r, &a.file, &mut std::io::stderr())?;
+    }
+    if let Some(out) = &a.pcapng {
+        let offset = replay::meta(&a.file)?.realtime_offset_ns;
+        let sink = netflow::export::Pcapng::new(create(out)?, offset)?;
+        let r = replay::replay(&a.file, Box::new(sink), filter)?;
+        truncated |= r.truncated;
+        eprintln!(
+            "netflow: wrote {} ({} packet timelines, one pcapng packet per hop)",
+            out.display(),
+            r.stats.packets
+        );
+    }
+    if truncated {
+        anyhow::bail!("{} is truncated: exported what it holds", a.file.display());
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
@@ -117,25 +225,26 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Trace(a) => rt.block_on(trace::run(TraceOptions {
-            selectors: Selectors {
-                pods: a.pod,
-                pod_ips: a.pod_ip,
-                runtime_endpoint: a.runtime_endpoint,
-                netns: a.netns,
-                hosts: a.host,
-                ports: a.port,
-                proto: a.proto,
-                ifaces: a.iface,
-                vxlan_ports: a.vxlan_port,
-            },
-            tc: a.tc,
-            netfilter: !a.no_netfilter,
-            nf_netns: a.nf_netns,
-            duration: a.duration,
-            mode: if a.json { Mode::Json } else { Mode::Text },
-            idle: a.idle,
-        })),
+        Command::Trace(a) => {
+            let mut selectors = a.select.selectors();
+            selectors.pod_ips = a.pod_ip;
+            selectors.runtime_endpoint = a.runtime_endpoint;
+            selectors.ifaces = a.iface;
+            selectors.vxlan_ports = a.vxlan_port;
+            rt.block_on(trace::run(TraceOptions {
+                selectors,
+                tc: a.tc,
+                netfilter: !a.no_netfilter,
+                nf_netns: a.nf_netns,
+                duration: a.duration,
+                mode: if a.json { Mode::Json } else { Mode::Text },
+                idle: a.idle,
+                write: a.write,
+            }))
+            .map(|_| ())
+        }
+        Command::Replay(a) => replay_cmd(a),
+        Command::Export(a) => export_cmd(a),
     };
     match result {
         Ok(_) => ExitCode::SUCCESS,

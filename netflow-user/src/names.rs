@@ -14,6 +14,8 @@ pub struct Names {
     pub masters: HashMap<(u32, u32), String>,
     /// Labels of the selected pods' namespaces (they win over netns names).
     pub pods: HashMap<u32, String>,
+    /// Symbols from a recording (they win over kallsyms).
+    pub syms: HashMap<u64, String>,
 }
 
 impl Names {
@@ -78,7 +80,35 @@ impl Names {
     }
 
     pub fn location(&self, addr: u64) -> String {
-        self.kallsyms.symbolize(addr)
+        match self.syms.get(&addr) {
+            Some(s) => s.clone(),
+            None => self.kallsyms.symbolize(addr),
+        }
+    }
+
+    pub fn snapshot(&self) -> crate::record::NamesSnapshot {
+        let sorted = |m: &HashMap<u32, String>| {
+            let mut v: Vec<(u32, String)> = m.iter().map(|(k, v)| (*k, v.clone())).collect();
+            v.sort();
+            v
+        };
+        let mut masters: Vec<((u32, u32), String)> =
+            self.masters.iter().map(|(k, v)| (*k, v.clone())).collect();
+        masters.sort();
+        crate::record::NamesSnapshot {
+            reasons: sorted(&self.reasons),
+            netns: sorted(&self.netns),
+            masters,
+            pods: sorted(&self.pods),
+        }
+    }
+
+    /// Take the names a recording holds (symbols stay).
+    pub fn restore(&mut self, s: crate::record::NamesSnapshot) {
+        self.reasons = s.reasons.into_iter().collect();
+        self.netns = s.netns.into_iter().collect();
+        self.masters = s.masters.into_iter().collect();
+        self.pods = s.pods.into_iter().collect();
     }
 
     pub fn netns(&self, ino: u32) -> Option<&str> {

@@ -216,6 +216,62 @@ fn iface_index(name: &str) -> Result<u32, SelectError> {
     })
 }
 
+/// The selectors that make sense for recorded timelines (replay, export):
+/// a timeline matches when one of its hops matches all of them.
+#[derive(Debug, Clone, Default)]
+pub struct FlowFilter {
+    pub hosts: Vec<IpNet>,
+    pub ports: Vec<u16>,
+    pub proto: Option<Proto>,
+    /// Namespace or pod names (as printed).
+    pub netns: Vec<String>,
+}
+
+impl FlowFilter {
+    pub fn new(s: &Selectors) -> Result<Self, SelectError> {
+        Ok(FlowFilter {
+            hosts: s
+                .hosts
+                .iter()
+                .map(|h| parse_host(h))
+                .collect::<Result<_, _>>()?,
+            ports: s.ports.clone(),
+            proto: s.proto.as_deref().map(parse_proto).transpose()?,
+            netns: s.netns.iter().chain(&s.pods).cloned().collect(),
+        })
+    }
+
+    pub fn tuple(&self, t: &crate::packet::Tuple) -> bool {
+        (self.hosts.is_empty()
+            || self
+                .hosts
+                .iter()
+                .any(|h| h.contains(&t.src) || h.contains(&t.dst)))
+            && (self.ports.is_empty()
+                || self
+                    .ports
+                    .iter()
+                    .any(|p| Some(*p) == t.sport || Some(*p) == t.dport))
+            && self.proto.is_none_or(|p| p == t.proto)
+    }
+
+    pub fn timeline(&self, tl: &crate::correlate::Timeline, names: &crate::names::Names) -> bool {
+        let tuples = tl
+            .hops
+            .iter()
+            .filter_map(|h| h.packet.as_ref().map(|p| p.tuple));
+        let by_tuple = self.hosts.is_empty() && self.ports.is_empty() && self.proto.is_none()
+            || tuples.clone().any(|t| self.tuple(&t));
+        by_tuple
+            && (self.netns.is_empty()
+                || tl.hops.iter().any(|h| {
+                    names
+                        .netns(h.netns)
+                        .is_some_and(|n| self.netns.iter().any(|s| s == n))
+                }))
+    }
+}
+
 /// Devices for tc programs: the `--iface` ones, else every device of this
 /// namespace except loopback and bridges (veths, tunnels, uplinks).
 pub fn tc_devices(ifaces: &[String]) -> Vec<String> {

@@ -1,18 +1,19 @@
-//! `netflow trace`: kernel programs → ring buffer → decoder → correlator →
-//! output, until Ctrl-C, SIGTERM or `--duration`.
-use std::{io::Write, time::Duration};
+//! `netflow trace`: kernel programs → ring buffer → [`Pipeline`] (decoder →
+//! correlator → output), until Ctrl-C, SIGTERM or `--duration`.
+use std::{io::Write, path::PathBuf, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
 use tokio::{io::unix::AsyncFd, signal::unix::SignalKind};
 
 use crate::{
-    correlate::{Config, Correlator},
-    decode::Event,
+    correlate::Config,
     kernel::{btf::KernelBtf, kallsyms::Kallsyms, preflight},
     names::Names,
-    output::{self, Mode, Sink, Stats},
+    output::{self, Mode, Stats},
+    pipeline::Pipeline,
     probes::{NetfilterPlan, Probes},
-    select::Selectors,
+    record::{Meta, Writer},
+    select::{FlowFilter, Selection, Selectors},
 };
 
 #[derive(Debug, Clone)]
@@ -27,21 +28,60 @@ pub struct TraceOptions {
     pub mode: Mode,
     /// A packet with no event for this long is complete.
     pub idle: Duration,
+    /// Record every raw event here (see `record`).
+    pub write: Option<PathBuf>,
 }
 
-/// CLOCK_MONOTONIC, the clock of `bpf_ktime_get_ns`.
-pub fn monotonic_ns() -> u64 {
+fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: valid pointer to a timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// CLOCK_MONOTONIC, the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
 }
 
 /// How often the ring buffer is drained when the kernel did not wake us.
 const POLL: Duration = Duration::from_millis(5);
+/// How often names of namespaces and devices are read again (in polls).
+const REFRESH_POLLS: u64 = 400;
+
+fn pod_labels(sel: &Selection) -> std::collections::HashMap<u32, String> {
+    sel.netns
+        .iter()
+        .filter_map(|n| {
+            n.name
+                .strip_prefix("pod ")
+                .map(|p| (n.inode, p.to_string()))
+        })
+        .collect()
+}
+
+fn meta(sel: &Selection, probes: &Probes, opts: &TraceOptions) -> Meta {
+    let uname = nix::sys::utsname::uname().ok();
+    let field = |f: fn(&nix::sys::utsname::UtsName) -> &std::ffi::OsStr| {
+        uname
+            .as_ref()
+            .map(|u| f(u).to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    Meta {
+        netflow_version: env!("CARGO_PKG_VERSION").into(),
+        kernel: field(|u| u.release()),
+        hostname: field(|u| u.nodename()),
+        realtime_offset_ns: clock_ns(libc::CLOCK_REALTIME) as i128 - monotonic_ns() as i128,
+        summary: sel.summary.clone(),
+        probes: probes.status.iter().map(|p| p.to_string()).collect(),
+        idle_ns: opts.idle.as_nanos() as u64,
+        vxlan_ports: sel.vxlan_ports.clone(),
+    }
+}
 
 pub async fn run(opts: TraceOptions) -> anyhow::Result<Stats> {
     preflight::check()?;
@@ -59,15 +99,7 @@ pub async fn run(opts: TraceOptions) -> anyhow::Result<Stats> {
         ..Names::default()
     };
     names.refresh();
-    names.pods = sel
-        .netns
-        .iter()
-        .filter_map(|n| {
-            n.name
-                .strip_prefix("pod ")
-                .map(|p| (n.inode, p.to_string()))
-        })
-        .collect();
+    names.pods = pod_labels(&sel);
     let mut plan = NetfilterPlan {
         enabled: opts.netfilter,
         netns: Vec::new(),
@@ -87,22 +119,32 @@ pub async fn run(opts: TraceOptions) -> anyhow::Result<Stats> {
     let mut ring = unsafe { AsyncFd::register(probes.take_events()?) }
         .map_err(|e| anyhow::anyhow!("failed to watch the event ring buffer: {e}"))?;
 
+    let recorder = match &opts.write {
+        Some(path) => Some(Writer::create(path, &meta(&sel, &probes, &opts))?),
+        None => None,
+    };
     {
         let mut err = std::io::stderr().lock();
         writeln!(err, "netflow: tracing {}", sel.summary)?;
         for p in &probes.status {
             writeln!(err, "  probe {p}")?;
         }
+        if let Some(p) = &opts.write {
+            writeln!(err, "  recording to {}", p.display())?;
+        }
         writeln!(err, "  Ctrl-C to stop")?;
     }
 
-    let mut sink = output::sink(opts.mode, Box::new(std::io::stdout()));
-    let mut corr = Correlator::new(Config {
+    let cfg = Config {
         idle_ns: opts.idle.as_nanos() as u64,
         vxlan_ports: sel.vxlan_ports.clone(),
         ..Config::default()
-    });
-    let mut stats = Stats::default();
+    };
+    let sink = output::sink(opts.mode, Box::new(std::io::stdout()));
+    // The kernel selected the packets: no filter after it.
+    let mut pipe = Pipeline::new(cfg, sink, names, recorder, FlowFilter::default());
+    pipe.names_changed()?;
+
     let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
     let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt())?;
     let deadline = async {
@@ -114,44 +156,35 @@ pub async fn run(opts: TraceOptions) -> anyhow::Result<Stats> {
     tokio::pin!(deadline);
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut ticks: u64 = 0;
+    let mut polls: u64 = 0;
 
     loop {
         tokio::select! {
-                _ = sigint.recv() => break,
-                _ = sigterm.recv() => break,
-                _ = &mut deadline => break,
-                guard = ring.readable_mut() => {
-                    let mut guard = guard?;
-                    drain(guard.get_inner_mut(), &mut corr, &mut stats);
-                    guard.clear_ready();
-                }
-                _ = tick.tick() => {
-                    drain(ring.get_mut(), &mut corr, &mut stats);
-                    ticks += 1;
-                    if ticks.is_multiple_of(400) {
-                        names.refresh();
-        names.pods = sel
-            .netns
-            .iter()
-            .filter_map(|n| n.name.strip_prefix("pod ").map(|p| (n.inode, p.to_string())))
-            .collect();
-                    }
-                    emit(corr.expire(monotonic_ns()), corr.take_notes(), sink.as_mut(), &names, &mut stats)?;
-                }
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            _ = &mut deadline => break,
+            guard = ring.readable_mut() => {
+                let mut guard = guard?;
+                drain(guard.get_inner_mut(), &mut pipe)?;
+                guard.clear_ready();
             }
+            _ = tick.tick() => {
+                drain(ring.get_mut(), &mut pipe)?;
+                polls += 1;
+                if polls.is_multiple_of(REFRESH_POLLS) {
+                    let before = pipe.names.snapshot();
+                    pipe.names.refresh();
+                    pipe.names.pods = pod_labels(&sel);
+                    if pipe.names.snapshot() != before {
+                        pipe.names_changed()?;
+                    }
+                }
+                pipe.tick(monotonic_ns())?;
+            }
+        }
     }
-    drain(ring.get_mut(), &mut corr, &mut stats);
-    emit(
-        corr.flush(),
-        corr.take_notes(),
-        sink.as_mut(),
-        &names,
-        &mut stats,
-    )?;
-    stats.lost = probes.lost();
-    sink.stats(&stats)?;
-    sink.flush()?;
+    drain(ring.get_mut(), &mut pipe)?;
+    let stats = pipe.finish(probes.lost())?;
     eprintln!(
         "netflow: {} packets ({} dropped), {} events, {} lost, {} undecodable",
         stats.packets, stats.dropped, stats.events, stats.lost, stats.decode_errors
@@ -162,39 +195,9 @@ pub async fn run(opts: TraceOptions) -> anyhow::Result<Stats> {
     Ok(stats)
 }
 
-fn drain(ring: &mut RingBuf<MapData>, corr: &mut Correlator, stats: &mut Stats) {
+fn drain(ring: &mut RingBuf<MapData>, pipe: &mut Pipeline) -> std::io::Result<()> {
     while let Some(item) = ring.next() {
-        stats.events += 1;
-        match Event::try_from(&*item) {
-            Ok(ev) => corr.push(ev),
-            Err(e) => {
-                stats.decode_errors += 1;
-                log::debug!("undecodable event: {e}");
-            }
-        }
+        pipe.event(&item)?;
     }
-}
-
-fn emit(
-    tls: Vec<crate::correlate::Timeline>,
-    notes: Vec<crate::correlate::Note>,
-    sink: &mut dyn Sink,
-    names: &Names,
-    stats: &mut Stats,
-) -> std::io::Result<()> {
-    for n in notes {
-        stats.notes += 1;
-        sink.note(&n, names)?;
-    }
-    for tl in tls {
-        if tl.hops.is_empty() {
-            continue;
-        }
-        stats.packets += 1;
-        if tl.drop.is_some() {
-            stats.dropped += 1;
-        }
-        sink.timeline(&tl, names)?;
-    }
-    sink.flush()
+    Ok(())
 }

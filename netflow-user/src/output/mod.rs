@@ -1,5 +1,5 @@
 //! The last step of an event's path: printing completed timelines.
-mod json;
+pub mod json;
 mod text;
 
 use std::io::Write;

@@ -1,0 +1,123 @@
+//! decoder → correlator → output, driven the same way by a live trace and
+//! by a replay: `event` for each raw ring-buffer record, `tick` when the
+//! clock advanced, `finish` at the end. A live run also records here.
+use crate::{
+    correlate::{Config, Correlator, Timeline},
+    decode::Event,
+    names::Names,
+    output::{Sink, Stats},
+    record::{End, Writer},
+    select::FlowFilter,
+};
+
+pub struct Pipeline {
+    corr: Correlator,
+    sink: Box<dyn Sink + Send>,
+    pub names: Names,
+    pub stats: Stats,
+    recorder: Option<Writer>,
+    filter: FlowFilter,
+}
+
+impl Pipeline {
+    pub fn new(
+        cfg: Config,
+        sink: Box<dyn Sink + Send>,
+        names: Names,
+        recorder: Option<Writer>,
+        filter: FlowFilter,
+    ) -> Self {
+        Pipeline {
+            corr: Correlator::new(cfg),
+            sink,
+            names,
+            stats: Stats::default(),
+            recorder,
+            filter,
+        }
+    }
+
+    /// One record as the kernel wrote it.
+    pub fn event(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stats.events += 1;
+        if let Some(r) = &mut self.recorder {
+            r.event(bytes)?;
+        }
+        match Event::try_from(bytes) {
+            Ok(ev) => {
+                if let Some(r) = &mut self.recorder {
+                    r.symbol(ev.location, &self.names.location(ev.location))?;
+                }
+                self.corr.push(ev);
+            }
+            Err(e) => {
+                self.stats.decode_errors += 1;
+                log::debug!("undecodable event: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// The monotonic clock reads `now`: print what is complete.
+    pub fn tick(&mut self, now: u64) -> std::io::Result<()> {
+        let tls = self.corr.expire(now);
+        let notes = self.corr.take_notes();
+        if tls.is_empty() && notes.is_empty() {
+            return Ok(());
+        }
+        if let Some(r) = &mut self.recorder {
+            r.tick(now)?;
+        }
+        self.emit(tls, notes)
+    }
+
+    /// Names changed (namespaces or devices came and went).
+    pub fn names_changed(&mut self) -> std::io::Result<()> {
+        if let Some(r) = &mut self.recorder {
+            r.names(&self.names.snapshot())?;
+        }
+        Ok(())
+    }
+
+    fn emit(
+        &mut self,
+        tls: Vec<Timeline>,
+        notes: Vec<crate::correlate::Note>,
+    ) -> std::io::Result<()> {
+        for n in notes {
+            if !self.filter.tuple(&n.tuple) {
+                continue;
+            }
+            self.stats.notes += 1;
+            self.sink.note(&n, &self.names)?;
+        }
+        for tl in tls {
+            if tl.hops.is_empty() || !self.filter.timeline(&tl, &self.names) {
+                continue;
+            }
+            self.stats.packets += 1;
+            if tl.drop.is_some() {
+                self.stats.dropped += 1;
+            }
+            self.sink.timeline(&tl, &self.names)?;
+        }
+        self.sink.flush()
+    }
+
+    /// Everything still open, the stats line; `lost` as the kernel counted.
+    pub fn finish(mut self, lost: u64) -> std::io::Result<Stats> {
+        let tls = self.corr.flush();
+        let notes = self.corr.take_notes();
+        self.emit(tls, notes)?;
+        self.stats.lost = lost;
+        self.sink.stats(&self.stats)?;
+        self.sink.flush()?;
+        if let Some(r) = self.recorder.take() {
+            r.end(&End {
+                events: self.stats.events,
+                lost,
+            })?;
+        }
+        Ok(self.stats)
+    }
+}

@@ -1,0 +1,223 @@
+//! Record, replay and export: a live run recorded with `--write` replays to
+//! the same JSON without root; pcapng opens in tshark with one packet per
+//! hop; bad files are refused with a clear error.
+use std::process::Command;
+
+use netflow_tests::*;
+
+fn unprivileged(args: &[&str]) -> std::process::Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(netflow_bin())
+        .args(args)
+        .output()
+        .expect("setpriv")
+}
+
+#[test]
+fn recording_replays_to_the_live_json_and_exports_pcapng() {
+    let mut lab = Lab::new("rc");
+    let (a, b) = (lab.netns("a"), lab.netns("b"));
+    sh(&format!(
+        "ip link add eth0 netns {a} type veth peer name eth0 netns {b}"
+    ));
+    sh(&format!(
+        "ip -n {a} addr add 10.221.0.1/24 dev eth0 && ip -n {a} link set eth0 up"
+    ));
+    sh(&format!(
+        "ip -n {b} addr add 10.221.0.2/24 dev eth0 && ip -n {b} link set eth0 up"
+    ));
+    lab.exec(&a, "ping -c1 -W2 10.221.0.2");
+    let dir = std::env::temp_dir().join(format!("netflow-rec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Readable by the unprivileged replay below.
+    sh(&format!("chmod 755 {}", dir.display()));
+    let rec = dir.join("run.nflw");
+    let rec_s = rec.to_str().unwrap();
+
+    let t = Tracer::start(&["--pod", &a, "--write", rec_s]);
+    lab.exec(&a, "ping -c3 -i0.2 -W2 10.221.0.2");
+    sh_quiet(&format!("ip netns exec {a} python3 -c \"import socket; socket.create_connection(('10.221.0.2', 9), timeout=1)\""));
+    let live = t.stop();
+    sh(&format!("chmod 644 {rec_s}"));
+    let live_pkts = packets(&live);
+    assert!(live_pkts.len() >= 6, "{live:#?}");
+
+    // Replay as nobody: same packets, same order, same stats.
+    let out = unprivileged(&["replay", rec_s, "--json"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let replayed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(replayed, live, "replay reproduces the live run exactly");
+    assert!(err.contains("replayed"), "{err}");
+
+    // Filters apply to replay as to trace.
+    let out = unprivileged(&["replay", rec_s, "--json", "--proto", "tcp"]);
+    let tcp: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let tcp_pkts = packets(&tcp);
+    assert!(
+        !tcp_pkts.is_empty() && tcp_pkts.iter().all(|p| p["flow"]["proto"] == "tcp"),
+        "{tcp:#?}"
+    );
+    assert!(tcp_pkts.len() < live_pkts.len());
+
+    // pcapng: one packet per hop that carries bytes, interfaces named after devices.
+    let pcap = dir.join("run.pcapng");
+    let out = unprivileged(&["export", rec_s, "--pcapng", "-"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&pcap, &out.stdout).unwrap();
+    let hops_with_bytes: usize = live_pkts
+        .iter()
+        .map(|p| {
+            p["hops"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|h| !h["src"].is_null())
+                .count()
+        })
+        .sum();
+    let fields = sh(&format!(
+        "tshark -r {} -T fields -e frame.interface_description -e ip.src -e frame.comment 2>/dev/null",
+        pcap.display()
+    ));
+    let lines: Vec<&str> = fields.lines().collect();
+    assert_eq!(
+        lines.len(),
+        hops_with_bytes,
+        "one pcapng packet per hop: {fields}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("eth0 in netns {a}")) && l.contains("10.221.0.1")),
+        "{fields}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("verdict dropped, drop NO_SOCKET")),
+        "{fields}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_recordings_are_refused_clearly() {
+    let dir = std::env::temp_dir().join(format!("netflow-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |f: &std::path::Path| {
+        let out = Command::new(netflow_bin())
+            .args(["replay", f.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!err.contains("panicked"), "{err}");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            err,
+        )
+    };
+    let not_ours = dir.join("x.txt");
+    std::fs::write(&not_ours, "hello").unwrap();
+    let (code, _, err) = run(&not_ours);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("is not a netflow recording"), "{err}");
+
+    let mut future = b"NFLOWREC".to_vec();
+    future.extend_from_slice(&[7, 0, 0, 0]);
+    let f = dir.join("future.nflw");
+    std::fs::write(&f, &future).unwrap();
+    let (code, _, err) = run(&f);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("newer netflow"), "{err}");
+
+    // A real recording with events, then cut, then corrupted.
+    let rec = dir.join("ok.nflw");
+    write_sample(&rec);
+    let (code, out, err) = run(&rec);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("10.9.0.1 -> 10.9.0.2"), "{out}");
+    let full = std::fs::read(&rec).unwrap();
+    let cut = dir.join("cut.nflw");
+    std::fs::write(&cut, &full[..full.len() - 12]).unwrap();
+    let (code, _, err) = run(&cut);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("cut short"), "{err}");
+    let mut bad = full.clone();
+    for b in bad.iter_mut().skip(40).step_by(7) {
+        *b ^= 0x5a;
+    }
+    let corrupt = dir.join("corrupt.nflw");
+    std::fs::write(&corrupt, &bad).unwrap();
+    let (code, _, err) = run(&corrupt);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("corrupted") || err.contains("cut short"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A small recording made with the library: two hops of one ICMP packet.
+fn write_sample(path: &std::path::Path) {
+    use netflow::{
+        decode::{encode, Event},
+        record::*,
+    };
+    let meta = Meta {
+        netflow_version: "test".into(),
+        kernel: "test".into(),
+        hostname: "test".into(),
+        realtime_offset_ns: 0,
+        summary: "sample".into(),
+        probes: vec![],
+        idle_ns: 1_000_000_000,
+        vxlan_ports: vec![4789],
+    };
+    let mut w = Writer::create(path, &meta).unwrap();
+    let mut pkt = vec![
+        0x45, 0, 0, 28, 0, 7, 0, 0, 64, 1, 0, 0, 10, 9, 0, 1, 10, 9, 0, 2,
+    ];
+    pkt.extend_from_slice(&[8, 0, 0, 0, 0, 1, 0, 1]);
+    for (ts, point, dev) in [
+        (10, netflow_common::Point::Tx, "eth0"),
+        (20, netflow_common::Point::Rx, "veth0"),
+    ] {
+        let ev = Event {
+            ts_ns: ts,
+            skb: 0xabc,
+            point,
+            netns: 1,
+            ifindex: 2,
+            ifname: dev.into(),
+            len: pkt.len() as u32,
+            mark: 0,
+            reason: 0,
+            location: 0,
+            l3_proto: 0x0800,
+            hook: 0,
+            pf: 0,
+            data: pkt.clone(),
+        };
+        w.event(&encode(&ev)).unwrap();
+    }
+    w.tick(5_000_000_000).unwrap();
+    w.end(&End { events: 2, lost: 0 }).unwrap();
+}
