@@ -6,6 +6,7 @@
 //! packet selection; [`kernel`] reads what the running kernel offers.
 pub mod correlate;
 pub mod cri;
+pub mod dashboard;
 pub mod decode;
 pub mod diagnose;
 pub mod export;

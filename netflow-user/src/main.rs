@@ -34,6 +34,9 @@ enum Command {
     Replay(ReplayArgs),
     /// Turn a recording into pcapng (one packet per hop) or JSON lines.
     Export(ExportArgs),
+    /// A live terminal view of many flows (needs root), or of a recording
+    /// with --replay (no root): flows, hop timelines, drop reasons, rates.
+    Dashboard(DashboardArgs),
 }
 
 /// Which packets: shared by `trace` (in the kernel) and `replay`/`export`.
@@ -58,8 +61,9 @@ struct SelectArgs {
     proto: Option<String>,
 }
 
+/// What `trace` and `dashboard` attach and select, live.
 #[derive(Args)]
-struct TraceArgs {
+struct LiveArgs {
     #[command(flatten)]
     select: SelectArgs,
     /// Packets of the pod that has this address. Repeatable.
@@ -92,12 +96,47 @@ struct TraceArgs {
     /// A packet with no new hop for this long is complete.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     idle: Duration,
-    /// JSON lines (one object per packet, then a stats line) instead of text.
-    #[arg(long)]
-    json: bool,
     /// Also record every event to FILE, for `netflow replay` and `netflow export`.
     #[arg(long, value_name = "FILE")]
     write: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct TraceArgs {
+    #[command(flatten)]
+    live: LiveArgs,
+    /// JSON lines (one object per packet, then a stats line) instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct DashboardArgs {
+    #[command(flatten)]
+    live: LiveArgs,
+    /// Show a recording (`trace --write`) instead of live traffic; needs no root.
+    #[arg(long, value_name = "FILE")]
+    replay: Option<PathBuf>,
+}
+
+impl LiveArgs {
+    fn options(self, mode: Mode) -> TraceOptions {
+        let mut selectors = self.select.selectors();
+        selectors.pod_ips = self.pod_ip;
+        selectors.runtime_endpoint = self.runtime_endpoint;
+        selectors.ifaces = self.iface;
+        selectors.vxlan_ports = self.vxlan_port;
+        TraceOptions {
+            selectors,
+            tc: self.tc,
+            netfilter: !self.no_netfilter,
+            nf_netns: self.nf_netns,
+            duration: self.duration,
+            mode,
+            idle: self.idle,
+            write: self.write,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -211,6 +250,66 @@ fn export_cmd(a: ExportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn dashboard_cmd(a: DashboardArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+    use std::sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    };
+
+    use netflow::dashboard::{run_ui, App, DashboardSink};
+
+    let app = Arc::new(Mutex::new(App::default()));
+    if let Some(file) = &a.replay {
+        let filter = FlowFilter::new(&a.live.select.selectors())?;
+        app.lock().expect("state").state.source = format!("replay {}", file.display());
+        let r = replay::replay(file, Box::new(DashboardSink(app.clone())), filter)?;
+        {
+            let mut st = app.lock().expect("state");
+            st.state.selection = r.meta.summary.clone();
+            st.state.probes = r.meta.probes.clone();
+            st.state.lost = r.stats.lost;
+        }
+        run_ui(app, || false)?;
+        if r.truncated {
+            eprintln!(
+                "netflow: {} was cut short: showed what it holds",
+                file.display()
+            );
+        }
+        return Ok(());
+    }
+    // Live: the trace runs here, the terminal UI in its own thread; either
+    // ending stops the other.
+    netflow::kernel::preflight::check()?;
+    app.lock().expect("state").state.source = "live".into();
+    let done = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let ui = {
+        let (app, done) = (app.clone(), done.clone());
+        std::thread::spawn(move || {
+            let r = run_ui(app, || done.load(Ordering::Relaxed));
+            let _ = tx.send(());
+            r
+        })
+    };
+    let opts = a.live.options(Mode::Text);
+    let traced = rt.block_on(trace::run_with(
+        opts,
+        Box::new(DashboardSink(app)),
+        true,
+        async {
+            let _ = rx.await;
+        },
+    ));
+    done.store(true, Ordering::Relaxed);
+    let ui = ui
+        .join()
+        .map_err(|_| anyhow::anyhow!("the dashboard thread panicked"))?;
+    traced?;
+    ui?;
+    Ok(())
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
@@ -226,23 +325,10 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Trace(a) => {
-            let mut selectors = a.select.selectors();
-            selectors.pod_ips = a.pod_ip;
-            selectors.runtime_endpoint = a.runtime_endpoint;
-            selectors.ifaces = a.iface;
-            selectors.vxlan_ports = a.vxlan_port;
-            rt.block_on(trace::run(TraceOptions {
-                selectors,
-                tc: a.tc,
-                netfilter: !a.no_netfilter,
-                nf_netns: a.nf_netns,
-                duration: a.duration,
-                mode: if a.json { Mode::Json } else { Mode::Text },
-                idle: a.idle,
-                write: a.write,
-            }))
-            .map(|_| ())
+            let mode = if a.json { Mode::Json } else { Mode::Text };
+            rt.block_on(trace::run(a.live.options(mode))).map(|_| ())
         }
+        Command::Dashboard(a) => dashboard_cmd(a, &rt),
         Command::Replay(a) => replay_cmd(a),
         Command::Export(a) => export_cmd(a),
     };

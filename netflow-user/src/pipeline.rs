@@ -60,6 +60,7 @@ impl Pipeline {
 
     /// The monotonic clock reads `now`: print what is complete.
     pub fn tick(&mut self, now: u64) -> std::io::Result<()> {
+        self.sink.progress(&self.stats);
         let tls = self.corr.expire(now);
         let notes = self.corr.take_notes();
         if tls.is_empty() && notes.is_empty() {
@@ -69,6 +70,15 @@ impl Pipeline {
             r.tick(now)?;
         }
         self.emit(tls, notes)
+    }
+
+    /// Tell the output what is traced.
+    pub fn start(
+        &mut self,
+        summary: &str,
+        probes: &[crate::probes::ProbeStatus],
+    ) -> std::io::Result<()> {
+        self.sink.start(summary, probes)
     }
 
     /// Names changed (namespaces or devices came and went).

@@ -83,7 +83,20 @@ fn meta(sel: &Selection, probes: &Probes, opts: &TraceOptions) -> Meta {
     }
 }
 
+/// Trace to stdout until Ctrl-C, SIGTERM or `--duration`.
 pub async fn run(opts: TraceOptions) -> anyhow::Result<Stats> {
+    let sink = output::sink(opts.mode, Box::new(std::io::stdout()));
+    run_with(opts, sink, false, std::future::pending()).await
+}
+
+/// Trace into `sink` until Ctrl-C, SIGTERM, `--duration` or `stop`
+/// completes; `quiet`: nothing on stderr (a terminal UI owns the screen).
+pub async fn run_with(
+    opts: TraceOptions,
+    sink: Box<dyn crate::output::Sink + Send>,
+    quiet: bool,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<Stats> {
     preflight::check()?;
     let sel = opts.selectors.resolve()?;
     let kbtf = KernelBtf::load()?;
@@ -123,7 +136,7 @@ pub async fn run(opts: TraceOptions) -> anyhow::Result<Stats> {
         Some(path) => Some(Writer::create(path, &meta(&sel, &probes, &opts))?),
         None => None,
     };
-    {
+    if !quiet {
         let mut err = std::io::stderr().lock();
         writeln!(err, "netflow: tracing {}", sel.summary)?;
         for p in &probes.status {
@@ -140,9 +153,9 @@ pub async fn run(opts: TraceOptions) -> anyhow::Result<Stats> {
         vxlan_ports: sel.vxlan_ports.clone(),
         ..Config::default()
     };
-    let sink = output::sink(opts.mode, Box::new(std::io::stdout()));
     // The kernel selected the packets: no filter after it.
     let mut pipe = Pipeline::new(cfg, sink, names, recorder, FlowFilter::default());
+    pipe.start(&sel.summary, &probes.status)?;
     pipe.names_changed()?;
 
     let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
@@ -154,6 +167,7 @@ pub async fn run(opts: TraceOptions) -> anyhow::Result<Stats> {
         }
     };
     tokio::pin!(deadline);
+    tokio::pin!(stop);
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut polls: u64 = 0;
@@ -163,6 +177,7 @@ pub async fn run(opts: TraceOptions) -> anyhow::Result<Stats> {
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = &mut deadline => break,
+            _ = &mut stop => break,
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
                 drain(guard.get_inner_mut(), &mut pipe)?;
@@ -171,6 +186,9 @@ pub async fn run(opts: TraceOptions) -> anyhow::Result<Stats> {
             _ = tick.tick() => {
                 drain(ring.get_mut(), &mut pipe)?;
                 polls += 1;
+                if polls.is_multiple_of(40) {
+                    pipe.stats.lost = probes.lost();
+                }
                 if polls.is_multiple_of(REFRESH_POLLS) {
                     let before = pipe.names.snapshot();
                     pipe.names.refresh();
@@ -185,10 +203,12 @@ pub async fn run(opts: TraceOptions) -> anyhow::Result<Stats> {
     }
     drain(ring.get_mut(), &mut pipe)?;
     let stats = pipe.finish(probes.lost())?;
-    eprintln!(
-        "netflow: {} packets ({} dropped), {} events, {} lost, {} undecodable",
-        stats.packets, stats.dropped, stats.events, stats.lost, stats.decode_errors
-    );
+    if !quiet {
+        eprintln!(
+            "netflow: {} packets ({} dropped), {} events, {} lost, {} undecodable",
+            stats.packets, stats.dropped, stats.events, stats.lost, stats.decode_errors
+        );
+    }
     // Dropping the probes detaches every program.
     drop(ring);
     drop(probes);

@@ -13,7 +13,7 @@ use crate::{
     packet::{Encap, Proto},
 };
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct JsonFlow {
     pub proto: Proto,
     pub src: IpAddr,
@@ -22,7 +22,7 @@ pub struct JsonFlow {
     pub dport: Option<u16>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct JsonHop {
     pub ts_ns: u64,
     pub point: &'static str,
@@ -49,7 +49,7 @@ pub struct JsonHop {
     pub chain: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct JsonNat {
     pub kind: NatKind,
     pub from: String,
@@ -64,7 +64,7 @@ fn endpoint((ip, port): (IpAddr, Option<u16>)) -> String {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct JsonDrop {
     pub reason: String,
     pub location: String,
@@ -73,7 +73,7 @@ pub struct JsonDrop {
     pub hook: Option<&'static str>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct JsonTimeline {
     pub kind: &'static str,
     pub flow: Option<JsonFlow>,
@@ -167,7 +167,7 @@ pub fn timeline_json(tl: &Timeline, names: &Names) -> JsonTimeline {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct JsonNote {
     pub kind: &'static str,
     pub event: NoteKind,

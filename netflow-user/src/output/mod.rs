@@ -35,7 +35,17 @@ pub struct Stats {
 }
 
 pub trait Sink {
+    /// Tracing starts: what is selected and which probes run.
+    fn start(
+        &mut self,
+        _summary: &str,
+        _probes: &[crate::probes::ProbeStatus],
+    ) -> std::io::Result<()> {
+        Ok(())
+    }
     fn timeline(&mut self, tl: &Timeline, names: &Names) -> std::io::Result<()>;
+    /// Counters so far (every poll).
+    fn progress(&mut self, _s: &Stats) {}
     fn note(&mut self, n: &Note, names: &Names) -> std::io::Result<()>;
     fn stats(&mut self, s: &Stats) -> std::io::Result<()>;
     /// Push out what is buffered (called after each batch of timelines).

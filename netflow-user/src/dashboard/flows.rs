@@ -1,0 +1,85 @@
+//! The flows table.
+use ratatui::{
+    layout::{Constraint, Rect},
+    style::{Color, Modifier, Style},
+    widgets::{Block, Borders, Cell, Row, Table, TableState},
+    Frame,
+};
+
+use super::state::{Flow, SortBy};
+use crate::correlate::Verdict;
+
+fn port(p: Option<u16>) -> String {
+    p.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
+}
+
+fn verdict(v: Verdict) -> (&'static str, Color) {
+    match v {
+        Verdict::Delivered => ("delivered", Color::Green),
+        Verdict::Forwarded => ("forwarded", Color::Cyan),
+        Verdict::Dropped => ("DROPPED", Color::Red),
+        Verdict::Unknown => ("unknown", Color::Gray),
+    }
+}
+
+pub fn draw(
+    f: &mut Frame,
+    area: Rect,
+    rows: &[&Flow],
+    selected: usize,
+    sort: SortBy,
+    reverse: bool,
+) {
+    let header = Row::new([
+        "endpoint", "peer", "proto", "ports", "pkts", "bytes", "drops", "verdict", "p50 µs",
+        "p99 µs",
+    ])
+    .style(Style::default().add_modifier(Modifier::BOLD));
+    let body = rows.iter().map(|fl| {
+        let k = fl.key;
+        let (v, color) = verdict(fl.last_verdict);
+        Row::new(vec![
+            Cell::from(fl.endpoint.clone()),
+            Cell::from(k.dst.to_string()),
+            Cell::from(k.proto.to_string()),
+            Cell::from(format!("{}→{}", port(k.sport), port(k.dport))),
+            Cell::from(fl.packets.to_string()),
+            Cell::from(fl.bytes.to_string()),
+            Cell::from(fl.drops.to_string()).style(if fl.drops > 0 {
+                Style::default().fg(Color::Red)
+            } else {
+                Style::default()
+            }),
+            Cell::from(v).style(Style::default().fg(color)),
+            Cell::from(format!("{:.1}", fl.median_us())),
+            Cell::from(format!("{:.1}", fl.p99_us())),
+        ])
+    });
+    let widths = [
+        Constraint::Min(10),
+        Constraint::Length(15),
+        Constraint::Length(6),
+        Constraint::Length(12),
+        Constraint::Length(6),
+        Constraint::Length(8),
+        Constraint::Length(5),
+        Constraint::Length(9),
+        Constraint::Length(8),
+        Constraint::Length(8),
+    ];
+    let title = format!(
+        " flows ({}) sorted by {}{} ",
+        rows.len(),
+        sort.label(),
+        if reverse { ", reversed" } else { "" }
+    );
+    let table = Table::new(body, widths)
+        .header(header)
+        .block(Block::default().borders(Borders::ALL).title(title))
+        .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
+    let mut st = TableState::default();
+    if !rows.is_empty() {
+        st.select(Some(selected.min(rows.len() - 1)));
+    }
+    f.render_stateful_widget(table, area, &mut st);
+}
