@@ -43,12 +43,6 @@ pub struct App {
     pub quit: bool,
 }
 
-impl Default for SortBy {
-    fn default() -> Self {
-        SortBy::LastSeen
-    }
-}
-
 impl App {
     pub fn shown(&self) -> &State {
         self.frozen.as_ref().unwrap_or(&self.state)
