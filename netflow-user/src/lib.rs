@@ -8,6 +8,7 @@ pub mod correlate;
 pub mod cri;
 pub mod dashboard;
 pub mod decode;
+pub mod demo;
 pub mod diagnose;
 pub mod export;
 pub mod kernel;

@@ -37,6 +37,17 @@ enum Command {
     /// A live terminal view of many flows (needs root), or of a recording
     /// with --replay (no root): flows, hop timelines, drop reasons, rates.
     Dashboard(DashboardArgs),
+    /// Build a small lab here (pods on a bridge, a Service VIP, a pod behind
+    /// VXLAN, a policy drop), send traffic and show it in the dashboard.
+    /// Needs root; removes everything on exit.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Instead of the dashboard, print JSON lines for this long (e.g. 5s).
+    #[arg(long, value_parser = parse_duration)]
+    json_for: Option<Duration>,
 }
 
 /// Which packets: shared by `trace` (in the kernel) and `replay`/`export`.
@@ -251,10 +262,7 @@ fn export_cmd(a: ExportArgs) -> anyhow::Result<()> {
 }
 
 fn dashboard_cmd(a: DashboardArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
-    use std::sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc, Mutex,
-    };
+    use std::sync::{Arc, Mutex};
 
     use netflow::dashboard::{run_ui, App, DashboardSink};
 
@@ -278,10 +286,26 @@ fn dashboard_cmd(a: DashboardArgs, rt: &tokio::runtime::Runtime) -> anyhow::Resu
         }
         return Ok(());
     }
-    // Live: the trace runs here, the terminal UI in its own thread; either
-    // ending stops the other.
     netflow::kernel::preflight::check()?;
-    app.lock().expect("state").state.source = "live".into();
+    live_dashboard(a.live.options(Mode::Text), "live", rt)
+}
+
+/// The trace runs here, the terminal UI in its own thread; either ending
+/// stops the other.
+fn live_dashboard(
+    opts: TraceOptions,
+    source: &str,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<()> {
+    use std::sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    };
+
+    use netflow::dashboard::{run_ui, App, DashboardSink};
+
+    let app = Arc::new(Mutex::new(App::default()));
+    app.lock().expect("state").state.source = source.into();
     let done = Arc::new(AtomicBool::new(false));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let ui = {
@@ -292,7 +316,6 @@ fn dashboard_cmd(a: DashboardArgs, rt: &tokio::runtime::Runtime) -> anyhow::Resu
             r
         })
     };
-    let opts = a.live.options(Mode::Text);
     let traced = rt.block_on(trace::run_with(
         opts,
         Box::new(DashboardSink(app)),
@@ -308,6 +331,35 @@ fn dashboard_cmd(a: DashboardArgs, rt: &tokio::runtime::Runtime) -> anyhow::Resu
     traced?;
     ui?;
     Ok(())
+}
+
+fn demo_cmd(a: DemoArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+    use netflow::demo;
+
+    netflow::kernel::preflight::check()?;
+    eprintln!("netflow demo: building the lab (namespaces nfdemo-*)...");
+    let mut lab = demo::Lab::build()?;
+    lab.start_traffic();
+    let opts = TraceOptions {
+        selectors: Selectors {
+            pods: vec![demo::WEB.into()],
+            ..Selectors::default()
+        },
+        tc: false,
+        netfilter: true,
+        nf_netns: vec![demo::NODE.into(), demo::NODE2.into()],
+        duration: a.json_for,
+        mode: Mode::Json,
+        idle: Duration::from_secs(1),
+        write: None,
+    };
+    let result = match a.json_for {
+        Some(_) => rt.block_on(trace::run(opts)).map(|_| ()),
+        None => live_dashboard(opts, "demo", rt),
+    };
+    drop(lab);
+    eprintln!("netflow demo: lab removed");
+    result
 }
 
 fn main() -> ExitCode {
@@ -329,6 +381,7 @@ fn main() -> ExitCode {
             rt.block_on(trace::run(a.live.options(mode))).map(|_| ())
         }
         Command::Dashboard(a) => dashboard_cmd(a, &rt),
+        Command::Demo(a) => demo_cmd(a, &rt),
         Command::Replay(a) => replay_cmd(a),
         Command::Export(a) => export_cmd(a),
     };
