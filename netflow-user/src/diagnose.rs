@@ -7,8 +7,14 @@ pub fn hook_name(hook: u8) -> &'static str {
 }
 
 /// A hint for a drop reason (names as the kernel's `enum skb_drop_reason`,
-/// without the prefix), with the netfilter hook where the packet died if known.
-pub fn hint(reason: &str, hook: Option<u8>) -> String {
+/// without the prefix), with the netfilter hook where the packet died if
+/// known and the kernel function that freed it.
+pub fn hint(reason: &str, hook: Option<u8>, location: &str) -> String {
+    if reason == "NO_SOCKET" && location.starts_with("ping_rcv") {
+        return "no ping socket took this ICMP reply; when ping runs as root a raw socket gets a copy \
+                first, so this is expected"
+            .into();
+    }
     let at = hook
         .map(|h| format!(" in {}", hook_name(h).to_uppercase()))
         .unwrap_or_default();
@@ -64,10 +70,11 @@ mod tests {
 
     #[test]
     fn hints_name_the_hook_and_the_fix() {
-        assert!(hint("NETFILTER_DROP", Some(2)).contains("in FORWARD"));
-        assert!(hint("NO_SOCKET", None).contains("listens"));
-        assert!(hint("IP_RPFILTER", None).contains("rp_filter"));
-        assert!(hint("SOMETHING_NEW", None).contains("SOMETHING_NEW"));
+        assert!(hint("NETFILTER_DROP", Some(2), "nft_do_chain+0x3e8").contains("in FORWARD"));
+        assert!(hint("NO_SOCKET", None, "tcp_v4_rcv+0x10").contains("listens"));
+        assert!(hint("NO_SOCKET", None, "ping_rcv+0xab").contains("raw socket"));
+        assert!(hint("IP_RPFILTER", None, "").contains("rp_filter"));
+        assert!(hint("SOMETHING_NEW", None, "").contains("SOMETHING_NEW"));
         assert_eq!(hook_name(0), "prerouting");
         assert_eq!(hook_name(9), "unknown-hook");
     }

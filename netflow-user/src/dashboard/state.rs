@@ -4,7 +4,6 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::{
     correlate::{Timeline, Verdict},
-    diagnose::hint,
     names::Names,
     output::json::{timeline_json, JsonTimeline},
     packet::Tuple,
@@ -181,7 +180,7 @@ impl State {
             let e = self
                 .drops
                 .entry(d.reason.clone())
-                .or_insert((0, hint(&d.reason, tl.drop_hook.map(|h| h.0))));
+                .or_insert((0, d.hint.clone()));
             e.0 += 1;
             f.latest_drop = Some(timeline_json(tl, names));
         }

@@ -157,11 +157,12 @@ pub fn timeline_json(tl: &Timeline, names: &Names) -> JsonTimeline {
         drop: tl.drop.map(|d| {
             let reason = names.reason(d.reason);
             let hook = tl.drop_hook.map(|(h, _)| h);
+            let location = names.location(d.location);
             JsonDrop {
-                hint: hint(&reason, hook),
+                hint: hint(&reason, hook, &location),
                 hook: hook.map(hook_name),
                 reason,
-                location: names.location(d.location),
+                location,
             }
         }),
     }

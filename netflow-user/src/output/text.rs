@@ -136,7 +136,11 @@ impl Sink for Text {
                 "  dropped{at}: {reason} at {}",
                 names.location(d.location)
             )?;
-            writeln!(self.out, "  hint: {}", hint(&reason, hook))?;
+            writeln!(
+                self.out,
+                "  hint: {}",
+                hint(&reason, hook, &names.location(d.location))
+            )?;
         }
         Ok(())
     }
