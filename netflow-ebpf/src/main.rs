@@ -71,6 +71,10 @@ static OFFSETS: Offsets = Offsets {
 #[no_mangle]
 static FILTER: Filter = Filter::empty();
 
+/// Bytes read to decide on an unselected packet (IPv4/IPv6 + ports); VXLAN
+/// and IP-in-IP packets are read in full for their inner headers.
+const FILTER_BYTES: u32 = 64;
+
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
 
@@ -457,7 +461,7 @@ fn on_drop<M: Mem>(skb: *const u8, location: u64, reason: u32) -> Result<(), ()>
     let key = skb as u64;
     let dev = device::<M>(skb, o);
     let ev = scratch()?;
-    read_packet::<M>(skb, o, ev)?;
+    read_packet::<M>(skb, o, ev, CAPTURE_BYTES as u32)?;
     let tracked = match unsafe { TRACKED.get(key) } {
         Some(t) => {
             let _ = TRACKED.remove(key);
@@ -552,22 +556,39 @@ fn on_hop<M: Mem>(
     }
 
     let key = skb as u64;
+    let all = v(&f.flags) & ff::ALL != 0;
     let slot = TRACKED.get_ptr_mut(key);
     let ev = scratch()?;
-    read_packet::<M>(skb, o, ev)?;
     let fp_of = |ev: &PacketEvent| {
         parse::fingerprint(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, f)
     };
-    let now = unsafe { bpf_ktime_get_ns() };
     let mut fp = 0;
+    let mut now = 0;
     let tracked = match slot {
         Some(t) => {
+            read_packet::<M>(skb, o, ev, CAPTURE_BYTES as u32)?;
             fp = fp_of(ev);
+            now = unsafe { bpf_ktime_get_ns() };
             unsafe { (*t).fp == fp && now.wrapping_sub((*t).ts) < v(&f.stale_ns) }
         }
-        None => false,
+        None => {
+            // Most packets are not selected: read just the headers first
+            // (everything when everything is selected).
+            let first = if all {
+                CAPTURE_BYTES as u32
+            } else {
+                FILTER_BYTES
+            };
+            read_packet::<M>(skb, o, ev, first)?;
+            false
+        }
     };
+    let mut full = slot.is_some() || all;
     if !tracked {
+        if !full && parse::has_inner(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, f) {
+            read_packet::<M>(skb, o, ev, CAPTURE_BYTES as u32)?;
+            full = true;
+        }
         let netns_hit =
             v(&f.flags) & ff::NETNS != 0 && unsafe { SEL_NETNS.get(dev.netns) }.is_some();
         if !selected(ev, f, netns_hit) {
@@ -578,7 +599,12 @@ fn on_hop<M: Mem>(
             return Ok(());
         }
         if slot.is_none() {
+            // Selected: the event carries the full capture.
+            if !full {
+                read_packet::<M>(skb, o, ev, CAPTURE_BYTES as u32)?;
+            }
             fp = fp_of(ev);
+            now = unsafe { bpf_ktime_get_ns() };
         }
     }
     let track = Track { ts: now, fp };
@@ -675,7 +701,12 @@ fn fill_meta<M: Mem>(
 /// `network_header`, so no pointer arithmetic on `data` is needed (the header
 /// may lie before `data` once the stack pulled it).
 #[inline(always)]
-fn read_packet<M: Mem>(skb: *const u8, o: &Offsets, ev: &mut PacketEvent) -> Result<(), ()> {
+fn read_packet<M: Mem>(
+    skb: *const u8,
+    o: &Offsets,
+    ev: &mut PacketEvent,
+    max: u32,
+) -> Result<(), ()> {
     let h = &mut ev.hdr;
     h.cap_len = 0;
     h.len = unsafe { M::read(skb, v(&o.skb_len))? };
@@ -687,10 +718,11 @@ fn read_packet<M: Mem>(skb: *const u8, o: &Offsets, ev: &mut PacketEvent) -> Res
         return Ok(());
     }
     let avail = tail - nh as u32;
-    let n = if avail > CAPTURE_BYTES as u32 {
+    let n = if avail > max { max } else { avail };
+    let n = if n > CAPTURE_BYTES as u32 {
         CAPTURE_BYTES as u32
     } else {
-        avail
+        n
     };
     let head: *const u8 = unsafe { M::read(skb, v(&o.skb_head))? };
     let r = unsafe {

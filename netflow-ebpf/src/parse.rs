@@ -174,3 +174,16 @@ pub fn fingerprint(buf: &[u8; CAPTURE_BYTES], cap: usize, ethertype: u16, f: &Fi
     };
     (t.proto as u64) << 48 | id << 32 | word
 }
+
+/// Does the packet carry an inner packet (VXLAN, IP-in-IP) to look into?
+#[inline(always)]
+pub fn has_inner(buf: &[u8; CAPTURE_BYTES], cap: usize, ethertype: u16, f: &Filter) -> bool {
+    match outer(buf, cap, ethertype) {
+        Some(t) => match t.proto {
+            IPPROTO_IPIP | IPPROTO_IPV6 => true,
+            IPPROTO_UDP => t.has_ports && is_vxlan(t.dport, f),
+            _ => false,
+        },
+        None => false,
+    }
+}
