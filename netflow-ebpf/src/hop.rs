@@ -1,0 +1,266 @@
+//! One hop of a packet at a device (rx, tx, tc) or netfilter hook, and its
+//! end (a drop): decide whether the packet is selected, remember it, and
+//! build its event.
+use aya_ebpf::helpers::{bpf_ktime_get_ns, generated};
+use netflow_common::{
+    filter_flags as ff, Offsets, PacketEvent, Point, Track, CAPTURE_BYTES, EVENT_VERSION,
+};
+
+use crate::{
+    emit::{output, zero16},
+    globals::*,
+    netfilter::remember_reply,
+    parse,
+    select::selected,
+};
+
+#[inline(always)]
+pub(crate) fn on_drop<M: Mem>(skb: *const u8, location: u64, reason: u32) -> Result<(), ()> {
+    let f = filter();
+    if reason == 0 || reason == v(&f.reason_consumed) {
+        return Ok(());
+    }
+    let o = offsets();
+    let key = skb as u64;
+    let dev = device::<M>(skb, o);
+    let ev = scratch()?;
+    read_packet::<M>(skb, o, ev, CAPTURE_BYTES as u32)?;
+    let tracked = match unsafe { TRACKED.get(key) } {
+        Some(t) => {
+            let _ = TRACKED.remove(key);
+            t.fp == parse::fingerprint(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, f)
+        }
+        None => false,
+    };
+    if !tracked {
+        // Not seen before: report it when its headers match the selection.
+        let netns_hit =
+            v(&f.flags) & ff::NETNS != 0 && unsafe { SEL_NETNS.get(dev.netns) }.is_some();
+        if !selected(ev, f, netns_hit) {
+            return Ok(());
+        }
+    }
+    fill_meta::<M>(ev, skb, o, &dev, Point::Drop, unsafe { bpf_ktime_get_ns() });
+    ev.hdr.location = location;
+    ev.hdr.reason = reason;
+    output(ev);
+    Ok(())
+}
+
+/// The device an skb is on: pointer, ifindex, netns inode (zeros if none).
+pub(crate) struct Dev {
+    pub ptr: *const u8,
+    pub ifindex: u32,
+    pub netns: u32,
+}
+
+#[inline(always)]
+pub(crate) fn device<M: Mem>(skb: *const u8, o: &Offsets) -> Dev {
+    let ptr: *const u8 = unsafe { M::read(skb, v(&o.skb_dev)) }.unwrap_or(core::ptr::null());
+    dev_at::<M>(ptr, o)
+}
+
+#[inline(always)]
+pub(crate) fn dev_at<M: Mem>(ptr: *const u8, o: &Offsets) -> Dev {
+    if ptr.is_null() {
+        return Dev {
+            ptr,
+            ifindex: 0,
+            netns: 0,
+        };
+    }
+    let ifindex = unsafe { M::read(ptr, v(&o.dev_ifindex)) }.unwrap_or(0);
+    let netns = match unsafe { M::read::<*const u8>(ptr, v(&o.dev_nd_net)) } {
+        Ok(net) => unsafe { M::read(net, v(&o.net_inum)) }.unwrap_or(0),
+        Err(()) => 0,
+    };
+    Dev {
+        ptr,
+        ifindex,
+        netns,
+    }
+}
+
+/// rx, tx and tc: report a tracked packet; select (and track) a new one.
+///
+/// An skb can be freed without any tracepoint (TCP, GRO) and its memory
+/// reused for another packet, so a tracked skb counts as the same packet only
+/// while its fingerprint (innermost IPv4 ID and TCP seq / UDP length+checksum
+/// / ICMP id+seq) is unchanged; NAT and encapsulation leave it unchanged.
+#[inline(always)]
+pub(crate) fn on_device<M: Mem>(skb: *const u8, point: Point) -> Result<(), ()> {
+    let o = offsets();
+    let dev = device::<M>(skb, o);
+    on_hop::<M>(skb, point, o, &dev, 0, 0)
+}
+
+/// A hop at a device (or a netfilter hook with its device): the common path.
+#[inline(always)]
+pub(crate) fn on_hop<M: Mem>(
+    skb: *const u8,
+    point: Point,
+    o: &Offsets,
+    dev: &Dev,
+    hook: u8,
+    pf: u8,
+) -> Result<(), ()> {
+    let f = filter();
+    if dev.ptr.is_null() {
+        return Ok(());
+    }
+    if v(&f.flags) & ff::IFACE != 0 {
+        let k = ((dev.netns as u64) << 32) | dev.ifindex as u64;
+        if unsafe { SEL_IFACES.get(k) }.is_none() {
+            return Ok(());
+        }
+    } else if dev.ifindex == 1 {
+        // Loopback: never part of a packet's path across the node.
+        return Ok(());
+    }
+
+    let key = skb as u64;
+    let all = v(&f.flags) & ff::ALL != 0;
+    let slot = TRACKED.get_ptr_mut(key);
+    let ev = scratch()?;
+    let fp_of = |ev: &PacketEvent| {
+        parse::fingerprint(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, f)
+    };
+    let mut fp = 0;
+    let mut now = 0;
+    let tracked = match slot {
+        Some(t) => {
+            read_packet::<M>(skb, o, ev, CAPTURE_BYTES as u32)?;
+            fp = fp_of(ev);
+            now = unsafe { bpf_ktime_get_ns() };
+            unsafe { (*t).fp == fp && now.wrapping_sub((*t).ts) < v(&f.stale_ns) }
+        }
+        None => {
+            // Most packets are not selected: read just the headers first
+            // (everything when everything is selected).
+            let first = if all {
+                CAPTURE_BYTES as u32
+            } else {
+                FILTER_BYTES
+            };
+            read_packet::<M>(skb, o, ev, first)?;
+            false
+        }
+    };
+    let mut full = slot.is_some() || all;
+    if !tracked {
+        if !full && parse::has_inner(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, f) {
+            read_packet::<M>(skb, o, ev, CAPTURE_BYTES as u32)?;
+            full = true;
+        }
+        let netns_hit =
+            v(&f.flags) & ff::NETNS != 0 && unsafe { SEL_NETNS.get(dev.netns) }.is_some();
+        if !selected(ev, f, netns_hit) {
+            if slot.is_some() {
+                // A different packet in a reused skb: forget the old one.
+                let _ = TRACKED.remove(key);
+            }
+            return Ok(());
+        }
+        if slot.is_none() {
+            // Selected: the event carries the full capture.
+            if !full {
+                read_packet::<M>(skb, o, ev, CAPTURE_BYTES as u32)?;
+            }
+            fp = fp_of(ev);
+            now = unsafe { bpf_ktime_get_ns() };
+        }
+    }
+    let track = Track { ts: now, fp };
+    match slot {
+        Some(t) => unsafe { *t = track },
+        None => {
+            let _ = TRACKED.insert(key, track, 0);
+        }
+    }
+    if point == Point::NfLate {
+        remember_reply(skb, o);
+    }
+    fill_meta::<M>(ev, skb, o, dev, point, now);
+    ev.hdr.hook = hook;
+    ev.hdr.pf = pf;
+    output(ev);
+    Ok(())
+}
+
+#[inline(always)]
+pub(crate) fn scratch() -> Result<&'static mut PacketEvent, ()> {
+    SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p }).ok_or(())
+}
+
+/// Everything but the packet bytes.
+#[inline(always)]
+pub(crate) fn fill_meta<M: Mem>(
+    ev: &mut PacketEvent,
+    skb: *const u8,
+    o: &Offsets,
+    dev: &Dev,
+    point: Point,
+    now: u64,
+) {
+    let h = &mut ev.hdr;
+    h.ts_ns = now;
+    h.skb = skb as u64;
+    h.location = 0;
+    h.reason = 0;
+    h.point = point as u8;
+    h.version = EVENT_VERSION;
+    h.hook = 0;
+    h.pf = 0;
+    h.mark = unsafe { M::read(skb, v(&o.skb_mark)) }.unwrap_or(0);
+    h.ifindex = dev.ifindex;
+    h.netns = dev.netns;
+    if dev.ptr.is_null() {
+        zero16(&mut h.ifname);
+    } else if let Ok(name) = unsafe { M::read::<[u8; 16]>(dev.ptr, v(&o.dev_name)) } {
+        h.ifname = name;
+    } else {
+        zero16(&mut h.ifname);
+    }
+}
+
+/// Length, ethertype and the bytes from the network header to the end of
+/// the linear buffer. On 64-bit kernels `tail` is an offset from `head`, like
+/// `network_header`, so no pointer arithmetic on `data` is needed (the header
+/// may lie before `data` once the stack pulled it).
+#[inline(always)]
+pub(crate) fn read_packet<M: Mem>(
+    skb: *const u8,
+    o: &Offsets,
+    ev: &mut PacketEvent,
+    max: u32,
+) -> Result<(), ()> {
+    let h = &mut ev.hdr;
+    h.cap_len = 0;
+    h.len = unsafe { M::read(skb, v(&o.skb_len))? };
+    let proto: u16 = unsafe { M::read(skb, v(&o.skb_protocol))? };
+    h.l3_proto = u16::from_be(proto);
+    let nh: u16 = unsafe { M::read(skb, v(&o.skb_network_header))? };
+    let tail: u32 = unsafe { M::read(skb, v(&o.skb_tail))? };
+    if nh == 0xffff || tail <= nh as u32 {
+        return Ok(());
+    }
+    let avail = tail - nh as u32;
+    let n = if avail > max { max } else { avail };
+    let n = if n > CAPTURE_BYTES as u32 {
+        CAPTURE_BYTES as u32
+    } else {
+        n
+    };
+    let head: *const u8 = unsafe { M::read(skb, v(&o.skb_head))? };
+    let r = unsafe {
+        generated::bpf_probe_read_kernel(
+            ev.data.as_mut_ptr() as *mut _,
+            n,
+            head.add(nh as usize) as *const core::ffi::c_void,
+        )
+    };
+    if r == 0 {
+        ev.hdr.cap_len = n as u16;
+    }
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! Netfilter: the hop at a hook (BPF netfilter programs), conntrack's reply
+//! tuple of selected packets, and nftables chain names (kprobe upgrade).
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use netflow_common::{FlowKey, Offsets, Point, CAPTURE_BYTES};
+
+use crate::{
+    emit::output,
+    globals::*,
+    hop::{dev_at, fill_meta, on_hop, scratch, Dev},
+    sock::AF_INET,
+};
+
+pub(crate) const NF_ACCEPT: i32 = 1;
+pub(crate) const NF_INET_PRE_ROUTING: u8 = 0;
+pub(crate) const NF_INET_LOCAL_IN: u8 = 1;
+pub(crate) const NF_INET_FORWARD: u8 = 2;
+
+#[inline(always)]
+pub(crate) fn on_netfilter(ctx: *const u8, point: Point) {
+    // Direct context loads: the verifier types them as BTF pointers.
+    let state: *const u8 = unsafe { core::ptr::read_volatile(ctx as *const *const u8) };
+    let skb: *const u8 = unsafe { core::ptr::read_volatile((ctx as *const *const u8).add(1)) };
+    let o = offsets();
+    let hook: u8 = unsafe { Btf::read(state, 0) }.unwrap_or(0);
+    let pf: u8 = unsafe { Btf::read(state, 1) }.unwrap_or(0);
+    // The device the packet came in on (PREROUTING, INPUT, FORWARD) or goes out of.
+    let dev_off = match hook {
+        NF_INET_PRE_ROUTING | NF_INET_LOCAL_IN | NF_INET_FORWARD => v(&o.nf_state_in),
+        _ => v(&o.nf_state_out),
+    };
+    let ptr: *const u8 = unsafe { Btf::read(state, dev_off) }.unwrap_or(core::ptr::null());
+    let dev = dev_at::<Btf>(ptr, o);
+    let _ = on_hop::<Btf>(skb, point, o, &dev, hook, pf);
+}
+
+#[inline(always)]
+pub(crate) fn on_nft_chain(pkt: *const u8, chain: *const u8) -> Result<(), ()> {
+    let o = offsets();
+    if pkt.is_null() || chain.is_null() || v(&o.nft_chain_name) == 0 {
+        return Ok(());
+    }
+    let skb: *const u8 = unsafe { Probe::read(pkt, v(&o.nft_pkt_skb))? };
+    if unsafe { TRACKED.get(skb as u64) }.is_none() {
+        return Ok(());
+    }
+    let state: *const u8 = unsafe { Probe::read(pkt, v(&o.nft_pkt_state))? };
+    let hook: u8 = unsafe { Probe::read(state, 0) }.unwrap_or(0);
+    let pf: u8 = unsafe { Probe::read(state, 1) }.unwrap_or(0);
+    let ev = scratch()?;
+    let chain_name: *const u8 = unsafe { Probe::read(chain, v(&o.nft_chain_name))? };
+    let table: *const u8 = unsafe { Probe::read(chain, v(&o.nft_chain_table))? };
+    let table_name: *const u8 = unsafe { Probe::read(table, v(&o.nft_table_name))? };
+    let (t, c) = ev.data.split_at_mut(CAPTURE_BYTES / 2);
+    unsafe {
+        let _ = aya_ebpf::helpers::bpf_probe_read_kernel_str_bytes(table_name, t);
+        let _ = aya_ebpf::helpers::bpf_probe_read_kernel_str_bytes(chain_name, c);
+    }
+    let dev = Dev {
+        ptr: core::ptr::null(),
+        ifindex: 0,
+        netns: 0,
+    };
+    fill_meta::<Probe>(ev, skb, o, &dev, Point::NftChain, unsafe {
+        bpf_ktime_get_ns()
+    });
+    ev.hdr.hook = hook;
+    ev.hdr.pf = pf;
+    ev.hdr.l3_proto = 0;
+    ev.hdr.len = 0;
+    ev.hdr.cap_len = CAPTURE_BYTES as u16;
+    output(ev);
+    Ok(())
+}
+
+/// A selected packet after the hook's NAT: remember the reply direction of
+/// its connection (conntrack's reply tuple, translated addresses included).
+#[inline(always)]
+pub(crate) fn remember_reply(skb: *const u8, o: &Offsets) {
+    let Ok(nfct) = (unsafe { Btf::read::<u64>(skb, v(&o.skb_nfct)) }) else {
+        return;
+    };
+    let ct = (nfct & !7) as *const u8;
+    if ct.is_null() {
+        return;
+    }
+    let tuple = unsafe { ct.add(v(&o.ct_reply_tuple) as usize) };
+    let rd = |off: u32| -> Result<[u8; 16], ()> { unsafe { Probe::read(tuple, off) } };
+    let (Ok(src), Ok(dst)) = (rd(v(&o.tuple_src_addr)), rd(v(&o.tuple_dst_addr))) else {
+        return;
+    };
+    let l3num: u16 = unsafe { Probe::read(tuple, v(&o.tuple_l3num)) }.unwrap_or(0);
+    let proto: u8 = unsafe { Probe::read(tuple, v(&o.tuple_proto)) }.unwrap_or(0);
+    let sport: u16 = unsafe { Probe::read(tuple, v(&o.tuple_src_port)) }.unwrap_or(0);
+    let dport: u16 = unsafe { Probe::read(tuple, v(&o.tuple_dst_port)) }.unwrap_or(0);
+    let mut k = FlowKey {
+        src: [0; 16],
+        dst: [0; 16],
+        sport: u16::from_be(sport),
+        // ICMP: the destination side holds type/code, not a port.
+        dport: if proto == 1 || proto == 58 {
+            0
+        } else {
+            u16::from_be(dport)
+        },
+        proto,
+        _pad: [0; 3],
+    };
+    if l3num == AF_INET {
+        k.src[10] = 0xff;
+        k.src[11] = 0xff;
+        k.dst[10] = 0xff;
+        k.dst[11] = 0xff;
+        k.src[12..16].copy_from_slice(&src[..4]);
+        k.dst[12..16].copy_from_slice(&dst[..4]);
+    } else {
+        k.src = src;
+        k.dst = dst;
+    }
+    let _ = SEL_FLOWS.insert(k, 1, 0);
+    if let Some(n) = FLOWS_ACTIVE.get_ptr_mut(0) {
+        unsafe { *n = 1 };
+    }
+}

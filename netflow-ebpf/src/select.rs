@@ -1,0 +1,94 @@
+//! The packet selection, in the kernel: outer and inner headers against
+//! the selected addresses, networks, ports, protocol and namespaces, and
+//! replies of selected translated connections.
+use aya_ebpf::maps::lpm_trie::Key;
+use netflow_common::{
+    filter_flags as ff, AddrKey, Filter, FlowKey, PacketEvent, ADDR_HOST, ADDR_NETNS,
+    CAPTURE_BYTES, MAX_PORTS,
+};
+
+use crate::{globals::*, parse, parse::Tuple};
+
+/// Does the packet (outer or, when encapsulated, inner headers) match?
+#[inline(always)]
+pub(crate) fn selected(ev: &PacketEvent, f: &Filter, netns_hit: bool) -> bool {
+    if v(&f.flags) & ff::ALL != 0 {
+        return true;
+    }
+    let cap = ev.hdr.cap_len as usize;
+    let Some(outer) = parse::outer(&ev.data, cap, ev.hdr.l3_proto) else {
+        return false;
+    };
+    if matches(&ev.data, &outer, f, netns_hit) || reply_of_selected(&ev.data, &outer) {
+        return true;
+    }
+    match parse::inner(&ev.data, cap, &outer, f) {
+        Some(t) => matches(&ev.data, &t, f, netns_hit) || reply_of_selected(&ev.data, &t),
+        None => false,
+    }
+}
+
+/// Is this packet the reply direction of a selected, translated connection?
+#[inline(always)]
+pub(crate) fn reply_of_selected(buf: &[u8; CAPTURE_BYTES], t: &Tuple) -> bool {
+    match FLOWS_ACTIVE.get(0) {
+        Some(n) if *n != 0 => {}
+        _ => return false,
+    }
+    let mut k = FlowKey {
+        src: [0; 16],
+        dst: [0; 16],
+        sport: t.flow_sport,
+        dport: t.flow_dport,
+        proto: t.proto,
+        _pad: [0; 3],
+    };
+    parse::copy_addr(buf, t.addr, t.addr_len, &mut k.src);
+    parse::copy_addr(buf, t.addr + t.addr_len, t.addr_len, &mut k.dst);
+    unsafe { SEL_FLOWS.get(k) }.is_some()
+}
+
+#[inline(always)]
+pub(crate) fn matches(buf: &[u8; CAPTURE_BYTES], t: &Tuple, f: &Filter, netns_hit: bool) -> bool {
+    if v(&f.flags) & ff::PROTO != 0 && t.proto != v(&f.proto) {
+        return false;
+    }
+    if v(&f.flags) & ff::PORT != 0 {
+        let mut hit = false;
+        let mut i = 0;
+        while i < MAX_PORTS {
+            if i < v(&f.n_ports) as usize {
+                let p = v(&f.ports[i]);
+                if t.has_ports && (p == t.sport || p == t.dport) {
+                    hit = true;
+                }
+            }
+            i += 1;
+        }
+        if !hit {
+            return false;
+        }
+    }
+    if v(&f.flags) & (ff::HOST | ff::NETNS) != 0 {
+        let bits = addr_bits(buf, t.addr, t.addr_len, f)
+            | addr_bits(buf, t.addr + t.addr_len, t.addr_len, f);
+        if v(&f.flags) & ff::HOST != 0 && bits & ADDR_HOST == 0 {
+            return false;
+        }
+        if v(&f.flags) & ff::NETNS != 0 && !netns_hit && bits & ADDR_NETNS == 0 {
+            return false;
+        }
+    }
+    true
+}
+
+#[inline(always)]
+pub(crate) fn addr_bits(buf: &[u8; CAPTURE_BYTES], off: usize, len: usize, f: &Filter) -> u32 {
+    let mut key = Key::new(128, AddrKey { addr: [0; 16] });
+    parse::copy_addr(buf, off, len, &mut key.data.addr);
+    let mut bits = unsafe { SEL_ADDRS.get(key.data) }.copied().unwrap_or(0);
+    if v(&f.flags) & ff::NETS != 0 {
+        bits |= SEL_NETS.get(&key).copied().unwrap_or(0);
+    }
+    bits
+}
