@@ -420,3 +420,130 @@ pub fn bpf_prog_exists(id: u32) -> bool {
         .expect("run bpftool (installed by scripts/setup.sh)")
         .success()
 }
+
+/// Routed pods behind a node (calico style: /32 routes, proxy ARP,
+/// 169.254.1.1 as the pods' gateway); the node is its own namespace.
+pub fn routed_lab(tag: &str, subnet: &str) -> (Lab, String, String, String, String, String) {
+    let mut lab = Lab::new(tag);
+    let node = lab.netns("n");
+    let (a, b) = (lab.netns("a"), lab.netns("b"));
+    let (va, vb) = (lab.name("va"), lab.name("vb"));
+    sh(&format!(
+        "ip netns exec {node} sysctl -qw net.ipv4.ip_forward=1"
+    ));
+    // The node's default route (proxy ARP answers for targets it can route).
+    sh(&format!(
+        "ip -n {node} link add up0 type veth peer name up1 && ip -n {node} link set up0 up && ip -n {node} link set up1 up && ip -n {node} route add default dev up0"
+    ));
+    for (pod, veth, ip) in [
+        (&a, &va, format!("{subnet}.1")),
+        (&b, &vb, format!("{subnet}.2")),
+    ] {
+        sh(&format!(
+            "ip link add eth0 netns {pod} type veth peer name {veth} netns {node}"
+        ));
+        sh(&format!(
+            "ip -n {pod} addr add {ip}/32 dev eth0 && ip -n {pod} link set eth0 up"
+        ));
+        sh(&format!(
+            "ip -n {pod} route add 169.254.1.1 dev eth0 scope link && ip -n {pod} route add default via 169.254.1.1 dev eth0"
+        ));
+        sh(&format!("ip -n {node} link set {veth} up"));
+        sh(&format!(
+            "ip netns exec {node} sysctl -qw net.ipv4.conf.{veth}.proxy_arp=1"
+        ));
+        sh(&format!("ip -n {node} route add {ip}/32 dev {veth}"));
+    }
+    (lab, node, a, b, va, vb)
+}
+
+/// The hops of a packet that carry a NAT translation.
+pub fn nat_hops(p: &Value) -> Vec<&Value> {
+    p["hops"]
+        .as_array()
+        .map(|h| h.iter().filter(|h| !h["nat"].is_null()).collect())
+        .unwrap_or_default()
+}
+
+/// Run `netflow ARGS` as user nobody with no capabilities.
+pub fn unprivileged(args: &[&str]) -> std::process::Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(netflow_bin())
+        .args(args)
+        .output()
+        .expect("setpriv (util-linux)")
+}
+
+/// A tmux session running a command, killed when dropped.
+pub struct Tmux(pub String);
+
+impl Tmux {
+    pub fn start(name: &str, cmd: &str) -> Self {
+        let out = Command::new("tmux")
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                name,
+                "-x",
+                "160",
+                "-y",
+                "45",
+                "sh",
+                "-c",
+                cmd,
+            ])
+            .output()
+            .expect("tmux (scripts/setup.sh installs it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmux(name.to_string())
+    }
+
+    pub fn keys(&self, keys: &str) {
+        let _ = Command::new("tmux")
+            .args(["send-keys", "-t", &self.0, keys])
+            .output();
+    }
+
+    pub fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.0])
+            .output()
+            .expect("tmux");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Wait until the screen shows `what`, then return it.
+    pub fn wait_for(&self, what: &str, secs: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.screen();
+            if s.contains(what) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "screen never showed {what:?}:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .output();
+    }
+}

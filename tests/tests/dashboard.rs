@@ -3,9 +3,7 @@
 //! screens rendered with ratatui's TestBackend, and the real binary in tmux.
 use std::{
     path::PathBuf,
-    process::Command,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
 };
 
 use netflow::{
@@ -13,6 +11,7 @@ use netflow::{
     replay,
     select::FlowFilter,
 };
+use netflow_tests::Tmux;
 use ratatui::{
     backend::TestBackend,
     crossterm::event::{KeyCode, KeyEvent, KeyModifiers},
@@ -137,69 +136,19 @@ fn tiny_terminal_does_not_panic() {
 /// cleanly and leaves the terminal usable.
 #[test]
 fn real_binary_in_tmux() {
-    let session = format!("nfdash{}", std::process::id());
-    let tmux = |args: &[&str]| {
-        Command::new("tmux")
-            .args(args)
-            .output()
-            .expect("tmux (scripts/setup.sh installs it)")
-    };
     let cmd = format!(
-        "{} dashboard --replay {}; echo EXITED=$?",
+        "{} dashboard --replay {}; echo EXITED=$?; sleep 30",
         netflow_tests::netflow_bin().display(),
         fixture().display()
     );
-    let out = tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "160",
-        "-y",
-        "45",
-        "sh",
-        "-c",
-        &format!("{cmd}; sleep 30"),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    struct Kill(String);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = Command::new("tmux")
-                .args(["kill-session", "-t", &self.0])
-                .output();
-        }
-    }
-    let _kill = Kill(session.clone());
-    let capture = || {
-        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned()
-    };
-    let wait_for = |what: &str| {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let s = capture();
-            if s.contains(what) {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "screen never showed {what:?}:\n{s}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
-    let s = wait_for("drop reasons");
+    let t = Tmux::start(&format!("nfdash{}", std::process::id()), &cmd);
+    let s = t.wait_for("drop reasons", 15);
     assert!(s.contains("NETFILTER_DROP"), "{s}");
-    tmux(&["send-keys", "-t", &session, "?"]);
-    wait_for(" keys ");
-    tmux(&["send-keys", "-t", &session, "q"]);
-    tmux(&["send-keys", "-t", &session, "q"]);
-    let s = wait_for("EXITED=");
+    t.keys("?");
+    t.wait_for(" keys ", 15);
+    t.keys("q");
+    t.keys("q");
+    let s = t.wait_for("EXITED=", 15);
     assert!(s.contains("EXITED=0"), "{s}");
     assert!(
         !s.contains("drop reasons"),

@@ -1,12 +1,9 @@
 //! `netflow demo`: builds its lab, shows the Service DNAT, the VXLAN hop,
 //! the policy drop and the closed port, and removes everything on exit.
 //! One test: the demo's namespaces have fixed names.
-use std::{
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::process::Command;
 
-use netflow_tests::{netflow_bin, require_root};
+use netflow_tests::{netflow_bin, require_root, Tmux};
 
 fn demo_netns_left() -> Vec<String> {
     std::fs::read_dir("/run/netns")
@@ -64,53 +61,24 @@ fn demo_shows_the_lab_and_cleans_up() {
     );
 
     // Dashboard mode in a real terminal, quit with q.
-    let session = format!("nfdemo{}", std::process::id());
-    let tmux = |args: &[&str]| Command::new("tmux").args(args).output().unwrap();
-    let cmd = format!("{} demo; echo EXITED=$?; sleep 30", netflow_bin().display());
-    assert!(tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "160",
-        "-y",
-        "45",
-        "sh",
-        "-c",
-        &cmd
-    ])
-    .status
-    .success());
-    struct Kill(String);
-    impl Drop for Kill {
+    struct Cleanup;
+    impl Drop for Cleanup {
         fn drop(&mut self) {
-            let _ = Command::new("tmux")
-                .args(["kill-session", "-t", &self.0])
-                .output();
             for n in demo_netns_left() {
                 let _ = Command::new("ip").args(["netns", "del", &n]).output();
             }
         }
     }
-    let _kill = Kill(session.clone());
-    let wait_for = |what: &str| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let s = String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout)
-                .into_owned();
-            if s.contains(what) {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "never saw {what:?}:\n{s}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
-    wait_for("NETFILTER_DROP");
-    let s = wait_for("10.96.250.10");
+    let _cleanup = Cleanup;
+    let t = Tmux::start(
+        &format!("nfdemo{}", std::process::id()),
+        &format!("{} demo; echo EXITED=$?; sleep 30", netflow_bin().display()),
+    );
+    t.wait_for("NETFILTER_DROP", 30);
+    let s = t.wait_for("10.96.250.10", 30);
     assert!(s.contains("demo"), "{s}");
-    tmux(&["send-keys", "-t", &session, "q"]);
-    let s = wait_for("EXITED=");
+    t.keys("q");
+    let s = t.wait_for("EXITED=", 30);
     assert!(s.contains("EXITED=0"), "{s}");
     assert!(
         demo_netns_left().is_empty(),

@@ -5,20 +5,6 @@ use std::process::Command;
 
 use netflow_tests::*;
 
-fn unprivileged(args: &[&str]) -> std::process::Output {
-    Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ])
-        .arg(netflow_bin())
-        .args(args)
-        .output()
-        .expect("setpriv")
-}
-
 #[test]
 fn recording_replays_to_the_live_json_and_exports_pcapng() {
     let mut lab = Lab::new("rc");
