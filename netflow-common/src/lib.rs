@@ -239,6 +239,8 @@ pub mod filter_flags {
     pub const IFACE: u32 = 1 << 5;
     /// `--host` has networks (SEL_NETS, an LPM trie) besides single addresses.
     pub const NETS: u32 = 1 << 6;
+    /// Every selected IPv4 address is in `Filter::v4`: no map lookup for IPv4.
+    pub const V4_INLINE: u32 = 1 << 7;
 }
 
 /// Bits of a SEL_ADDRS value.
@@ -262,7 +264,16 @@ pub struct Filter {
     /// Value of `SKB_CONSUMED` in `enum skb_drop_reason` (not a drop).
     pub reason_consumed: u32,
     pub _pad2: u32,
+    /// [`filter_flags::V4_INLINE`]: the selected IPv4 addresses (big-endian
+    /// value of a.b.c.d) and their ADDR_* bits, compared in place of a map lookup.
+    pub n_v4: u32,
+    pub _pad3: u32,
+    pub v4: [u32; MAX_INLINE_V4],
+    pub v4_bits: [u32; MAX_INLINE_V4],
 }
+
+/// Selected IPv4 addresses kept in the filter itself (beyond: the map).
+pub const MAX_INLINE_V4: usize = 8;
 
 impl Filter {
     pub const fn empty() -> Self {
@@ -277,6 +288,10 @@ impl Filter {
             stale_ns: 0,
             reason_consumed: 1,
             _pad2: 0,
+            n_v4: 0,
+            _pad3: 0,
+            v4: [0; MAX_INLINE_V4],
+            v4_bits: [0; MAX_INLINE_V4],
         }
     }
 }

@@ -148,7 +148,7 @@ fn is_vxlan(port: u16, f: &Filter) -> bool {
 }
 
 #[inline(always)]
-fn be32(buf: &[u8; CAPTURE_BYTES], off: usize) -> u32 {
+pub fn be32(buf: &[u8; CAPTURE_BYTES], off: usize) -> u32 {
     ((be16(buf, off) as u32) << 16) | be16(buf, off + 2) as u32
 }
 

@@ -12,7 +12,7 @@ use std::{
 
 use ipnet::IpNet;
 use netflow_common::{
-    filter_flags as ff, Filter, ADDR_HOST, ADDR_NETNS, MAX_PORTS, MAX_VXLAN_PORTS,
+    filter_flags as ff, Filter, ADDR_HOST, ADDR_NETNS, MAX_INLINE_V4, MAX_PORTS, MAX_VXLAN_PORTS,
 };
 
 use crate::packet::Proto;
@@ -381,6 +381,20 @@ impl Selectors {
         }
         if !nets.is_empty() {
             f.flags |= ff::NETS;
+        }
+        // Few IPv4 addresses (a pod's): the kernel compares them in place.
+        let v4: Vec<(u32, u32)> = addrs
+            .iter()
+            .filter(|(a, _)| a[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff])
+            .map(|(a, bits)| (u32::from_be_bytes([a[12], a[13], a[14], a[15]]), *bits))
+            .collect();
+        if v4.len() <= MAX_INLINE_V4 {
+            f.flags |= ff::V4_INLINE;
+            f.n_v4 = v4.len() as u32;
+            for (i, (a, bits)) in v4.into_iter().enumerate() {
+                f.v4[i] = a;
+                f.v4_bits[i] = bits;
+            }
         }
 
         if !self.ports.is_empty() {

@@ -23,6 +23,9 @@ pub struct BenchArgs {
     /// Seconds of iperf3 per measurement.
     #[arg(long, default_value_t = 4)]
     seconds: u32,
+    /// Only these modes (off, filtered, all, tcpdump); default all four.
+    #[arg(long, value_delimiter = ',')]
+    modes: Vec<String>,
 }
 
 const NS_A: &str = "nfbench-a";
@@ -110,6 +113,15 @@ enum Mode {
 }
 
 impl Mode {
+    fn key(self) -> &'static str {
+        match self {
+            Mode::Off => "off",
+            Mode::Filtered => "filtered",
+            Mode::All => "all",
+            Mode::Tcpdump => "tcpdump",
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Mode::Off => "off",
@@ -279,7 +291,10 @@ pub fn run(root: &Path, a: BenchArgs) -> Result<()> {
 fn bench(bin: &Path, a: &BenchArgs) -> Result<()> {
     let mut lab = Lab::new()?;
     lab.start_server()?;
-    let modes = [Mode::Off, Mode::Filtered, Mode::All, Mode::Tcpdump];
+    let modes: Vec<Mode> = [Mode::Off, Mode::Filtered, Mode::All, Mode::Tcpdump]
+        .into_iter()
+        .filter(|m| a.modes.is_empty() || a.modes.iter().any(|n| n == m.key()))
+        .collect();
     let mut tput: BTreeMap<Mode, Vec<f64>> = BTreeMap::new();
     let mut events: BTreeMap<Mode, (u64, u64, f64)> = BTreeMap::new();
     let mut progs: BTreeMap<(Mode, String), (u64, u64)> = BTreeMap::new();
@@ -329,13 +344,13 @@ fn bench(bin: &Path, a: &BenchArgs) -> Result<()> {
             );
         }
     }
-    let off = median(&mut tput.get(&Mode::Off).cloned().unwrap_or_default());
+    let off = median(&mut tput.get(&Mode::Off).cloned().unwrap_or_default()).max(1.0);
     println!();
     println!(
         "{:<22} {:>12} {:>9} {:>12} {:>8}",
         "mode", "Gbit/s (med)", "vs off", "events/s", "lost"
     );
-    for mode in modes {
+    for &mode in &modes {
         let m = median(&mut tput.get(&mode).cloned().unwrap_or_default());
         let (ev, lost, secs) = events.get(&mode).copied().unwrap_or((0, 0, 0.0));
         let evs = if secs > 0.0 {
