@@ -55,17 +55,18 @@ pub fn draw(
             Cell::from(format!("{:.1}", fl.p99_us())),
         ])
     });
+    // Addresses and ports keep their width; the endpoint name gives way.
     let widths = [
-        Constraint::Min(10),
+        Constraint::Min(8),
         Constraint::Length(15),
         Constraint::Length(6),
-        Constraint::Length(12),
-        Constraint::Length(6),
-        Constraint::Length(8),
+        Constraint::Length(11),
+        Constraint::Length(5),
+        Constraint::Length(7),
         Constraint::Length(5),
         Constraint::Length(9),
-        Constraint::Length(8),
-        Constraint::Length(8),
+        Constraint::Length(7),
+        Constraint::Length(7),
     ];
     let title = format!(
         " flows ({}) sorted by {}{} ",

@@ -125,7 +125,7 @@ pub fn draw(f: &mut Frame, app: &App) {
     ])
     .areas(f.area());
     let [left, right] =
-        Layout::horizontal([Constraint::Percentage(58), Constraint::Percentage(42)]).areas(main);
+        Layout::horizontal([Constraint::Percentage(62), Constraint::Percentage(38)]).areas(main);
     let [detail_area, drops_area] =
         Layout::vertical([Constraint::Percentage(65), Constraint::Percentage(35)]).areas(right);
     let state = app.shown();
