@@ -100,6 +100,21 @@ impl Lab {
         self.undo.push(cmd);
     }
 
+    /// Two namespaces joined by a veth pair, `eth0` in each, with
+    /// `{subnet}.1/24` and `{subnet}.2/24`.
+    pub fn pair(&mut self, a: &str, b: &str, subnet: &str) -> (String, String) {
+        let (a, b) = (self.netns(a), self.netns(b));
+        sh(&format!(
+            "ip link add eth0 netns {a} type veth peer name eth0 netns {b}"
+        ));
+        for (ns, host) in [(&a, 1), (&b, 2)] {
+            sh(&format!(
+                "ip -n {ns} addr add {subnet}.{host}/24 dev eth0 && ip -n {ns} link set eth0 up"
+            ));
+        }
+        (a, b)
+    }
+
     /// veth pair: `host` end in the host, `eth0` in `ns` with `addr` (CIDR).
     pub fn pod(&mut self, ns: &str, host: &str, addr: &str) {
         sh(&format!(

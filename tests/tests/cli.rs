@@ -52,17 +52,7 @@ fn bad_values_are_refused_before_loading_anything() {
 fn without_privileges_it_says_which_are_missing() {
     require_root();
     // Drop to an unprivileged user for this one run.
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ])
-        .arg(netflow_bin())
-        .args(["trace", "--duration", "1s"])
-        .output()
-        .expect("setpriv (util-linux)");
+    let out = netflow_tests::unprivileged(&["trace", "--duration", "1s"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("needs root or the capabilities"), "{err}");

@@ -230,16 +230,7 @@ fn masquerade_to_external_network() {
 #[test]
 fn output_dnat_with_iptables_in_the_pod() {
     let mut lab = Lab::new("od");
-    let (a, b) = (lab.netns("a"), lab.netns("b"));
-    sh(&format!(
-        "ip link add eth0 netns {a} type veth peer name eth0 netns {b}"
-    ));
-    sh(&format!(
-        "ip -n {a} addr add 10.219.0.1/24 dev eth0 && ip -n {a} link set eth0 up"
-    ));
-    sh(&format!(
-        "ip -n {b} addr add 10.219.0.2/24 dev eth0 && ip -n {b} link set eth0 up"
-    ));
+    let (a, b) = lab.pair("a", "b", "10.219.0");
     sh(&format!("ip -n {a} route add 10.96.3.0/24 dev eth0"));
     sh(&format!(
         "ip netns exec {a} iptables -t nat -A OUTPUT -d 10.96.3.10 -p tcp --dport 80 -j DNAT --to-destination 10.219.0.2:8080"

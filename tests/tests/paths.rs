@@ -201,16 +201,7 @@ fn vxlan_inner_and_outer_headers_in_one_timeline() {
 #[test]
 fn ipip_inner_tuple_decoded() {
     let mut lab = Lab::new("ip");
-    let (a, b) = (lab.netns("a"), lab.netns("b"));
-    sh(&format!(
-        "ip link add eth0 netns {a} type veth peer name eth0 netns {b}"
-    ));
-    sh(&format!(
-        "ip -n {a} addr add 10.205.0.1/24 dev eth0 && ip -n {a} link set eth0 up"
-    ));
-    sh(&format!(
-        "ip -n {b} addr add 10.205.0.2/24 dev eth0 && ip -n {b} link set eth0 up"
-    ));
+    let (a, b) = lab.pair("a", "b", "10.205.0");
     lab.exec(&a, "ping -c1 -W2 10.205.0.2");
 
     let t = Tracer::start(&["--host", "10.55.0.2"]);
@@ -378,16 +369,7 @@ fn cross_node_pod_to_pod_over_vxlan() {
 #[test]
 fn pod_by_name_and_ip_from_named_netns() {
     let mut lab = Lab::new("pd");
-    let (a, b) = (lab.netns("web"), lab.netns("db"));
-    sh(&format!(
-        "ip link add eth0 netns {a} type veth peer name eth0 netns {b}"
-    ));
-    sh(&format!(
-        "ip -n {a} addr add 10.212.0.1/24 dev eth0 && ip -n {a} link set eth0 up"
-    ));
-    sh(&format!(
-        "ip -n {b} addr add 10.212.0.2/24 dev eth0 && ip -n {b} link set eth0 up"
-    ));
+    let (a, b) = lab.pair("web", "db", "10.212.0");
     lab.exec(&a, "ping -c1 -W2 10.212.0.2");
 
     for sel in [["--pod", a.as_str()], ["--pod-ip", "10.212.0.2"]] {

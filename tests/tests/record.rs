@@ -8,16 +8,7 @@ use netflow_tests::*;
 #[test]
 fn recording_replays_to_the_live_json_and_exports_pcapng() {
     let mut lab = Lab::new("rc");
-    let (a, b) = (lab.netns("a"), lab.netns("b"));
-    sh(&format!(
-        "ip link add eth0 netns {a} type veth peer name eth0 netns {b}"
-    ));
-    sh(&format!(
-        "ip -n {a} addr add 10.221.0.1/24 dev eth0 && ip -n {a} link set eth0 up"
-    ));
-    sh(&format!(
-        "ip -n {b} addr add 10.221.0.2/24 dev eth0 && ip -n {b} link set eth0 up"
-    ));
+    let (a, _b) = lab.pair("a", "b", "10.221.0");
     lab.exec(&a, "ping -c1 -W2 10.221.0.2");
     let dir = std::env::temp_dir().join(format!("netflow-rec-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -10,16 +10,7 @@ use netflow_tests::*;
 #[test]
 fn closed_port_no_socket_and_reset() {
     let mut lab = Lab::new("cp");
-    let (a, b) = (lab.netns("a"), lab.netns("b"));
-    sh(&format!(
-        "ip link add eth0 netns {a} type veth peer name eth0 netns {b}"
-    ));
-    sh(&format!(
-        "ip -n {a} addr add 10.208.0.1/24 dev eth0 && ip -n {a} link set eth0 up"
-    ));
-    sh(&format!(
-        "ip -n {b} addr add 10.208.0.2/24 dev eth0 && ip -n {b} link set eth0 up"
-    ));
+    let (a, b) = lab.pair("a", "b", "10.208.0");
     lab.exec(&a, "ping -c1 -W2 10.208.0.2");
 
     let t = Tracer::start(&["--netns", &a, "--proto", "tcp"]);
