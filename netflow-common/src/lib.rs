@@ -189,10 +189,9 @@ pub struct Offsets {
     pub dev_nd_net: u32,
     /// `struct net` → `ns.inum`.
     pub net_inum: u32,
-    /// `struct nf_hook_state` → `in`, `out`, `net`.
+    /// `struct nf_hook_state` → `in`, `out`.
     pub nf_state_in: u32,
     pub nf_state_out: u32,
-    pub nf_state_net: u32,
     /// `struct sock_common` (at the start of `struct sock`).
     pub sk_daddr: u32,
     pub sk_rcv_saddr: u32,

@@ -26,7 +26,6 @@ pub(crate) static OFFSETS: Offsets = Offsets {
     net_inum: 0,
     nf_state_in: 0,
     nf_state_out: 0,
-    nf_state_net: 0,
     sk_daddr: 0,
     sk_rcv_saddr: 0,
     sk_dport: 0,

@@ -123,7 +123,6 @@ impl KernelBtf {
             net_inum: self.offset_of("net", "ns.inum")?,
             nf_state_in: self.offset_of("nf_hook_state", "in")?,
             nf_state_out: self.offset_of("nf_hook_state", "out")?,
-            nf_state_net: self.offset_of("nf_hook_state", "net")?,
             sk_daddr: self.offset_of("sock_common", "skc_daddr")?,
             sk_rcv_saddr: self.offset_of("sock_common", "skc_rcv_saddr")?,
             sk_dport: self.offset_of("sock_common", "skc_dport")?,
@@ -224,13 +223,6 @@ impl KernelBtf {
         }
     }
 
-    /// Is there a function of that name (a kprobe/fentry target)?
-    pub fn has_func(&self, name: &str) -> bool {
-        self.btf
-            .resolve_types_by_name(name)
-            .map(|ts| ts.iter().any(|t| matches!(t, Type::Func(_))))
-            .unwrap_or(false)
-    }
 }
 
 impl std::fmt::Debug for KernelBtf {
@@ -238,6 +230,3 @@ impl std::fmt::Debug for KernelBtf {
         f.write_str("KernelBtf")
     }
 }
-
-#[allow(dead_code)]
-fn _assert_btf_type<T: BtfType>() {}
