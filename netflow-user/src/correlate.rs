@@ -10,7 +10,8 @@
 //! A timeline ends when the packet is freed (dropped with a reason, or
 //! consumed), or when no event arrived for `idle_ns`. Ended timelines are
 //! held for `grace_ns` so that a copy made just before the free still joins.
-use std::collections::HashMap;
+// The per-event maps: a fast hasher (keys are kernel addresses and tuples).
+use rustc_hash::FxHashMap as HashMap;
 
 use netflow_common::Point;
 

@@ -222,7 +222,6 @@ impl KernelBtf {
             other => other.name().to_string(),
         }
     }
-
 }
 
 impl std::fmt::Debug for KernelBtf {

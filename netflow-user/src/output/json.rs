@@ -31,6 +31,7 @@ pub struct JsonHop {
     pub netns: u32,
     pub netns_name: Option<String>,
     /// The bridge (or bond, VRF) this device is a port of.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub master: Option<String>,
     pub dir: Option<&'static str>,
     pub src: Option<IpAddr>,
@@ -38,14 +39,20 @@ pub struct JsonHop {
     pub sport: Option<u16>,
     pub dport: Option<u16>,
     pub len: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tcp_flags: Option<String>,
     pub encap: Option<Encap>,
     /// Netfilter points: the hook, and whether before or after its built-in hooks.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hook: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub stage: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub nat: Option<JsonNat>,
     /// nftables table and chain, where the kernel lets netflow see them.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub table: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub chain: Option<String>,
 }
 
@@ -201,23 +208,34 @@ pub fn note_json(n: &Note, names: &Names) -> JsonNote {
 
 pub struct Json {
     out: Box<dyn Write + Send>,
+    /// One line is built here, then written at once (serde_json writes in
+    /// many small pieces).
+    line: Vec<u8>,
 }
 
 impl Json {
     pub fn new(out: Box<dyn Write + Send>) -> Self {
-        Self { out }
+        Self {
+            out,
+            line: Vec::with_capacity(4096),
+        }
+    }
+
+    fn write_line<T: Serialize>(&mut self, v: &T) -> std::io::Result<()> {
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, v)?;
+        self.line.push(b'\n');
+        self.out.write_all(&self.line)
     }
 }
 
 impl Sink for Json {
     fn timeline(&mut self, tl: &Timeline, names: &Names) -> std::io::Result<()> {
-        serde_json::to_writer(&mut self.out, &timeline_json(tl, names))?;
-        self.out.write_all(b"\n")
+        self.write_line(&timeline_json(tl, names))
     }
 
     fn note(&mut self, n: &Note, names: &Names) -> std::io::Result<()> {
-        serde_json::to_writer(&mut self.out, &note_json(n, names))?;
-        self.out.write_all(b"\n")
+        self.write_line(&note_json(n, names))
     }
 
     fn stats(&mut self, s: &Stats) -> std::io::Result<()> {
