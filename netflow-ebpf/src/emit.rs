@@ -7,28 +7,42 @@ use netflow_common::{EventHeader, Point, EVENT_VERSION, RING_BYTES};
 
 use crate::globals::*;
 
-/// End of a tracked packet (consumed, or delivered to a socket): header only.
+/// The fields every event sets the same way; the caller fills in the rest
+/// (device, packet, reason, location).
 #[inline(always)]
-pub(crate) fn emit_end(skb: *const u8, point: Point, location: u64) {
+pub(crate) fn header(h: &mut EventHeader, skb: u64, point: Point, ts: u64) {
+    h.ts_ns = ts;
+    h.skb = skb;
+    h.location = 0;
+    h.reason = 0;
+    h.mark = 0;
+    h.point = point as u8;
+    h.version = EVENT_VERSION;
+    h.hook = 0;
+    h.pf = 0;
+}
+
+/// A tracked packet's journey ends here (consumed, or taken by a socket):
+/// forget it and say so with a header-only event. Untracked: nothing to do.
+#[inline(always)]
+pub(crate) fn end_tracked(skb: *const u8, point: Point, location: u64) {
+    let key = skb as u64;
+    if unsafe { TRACKED.get(key) }.is_none() {
+        return;
+    }
+    let _ = TRACKED.remove(key);
     let Some(mut entry) = EVENTS.reserve::<EventHeader>(0) else {
         count_lost();
         return;
     };
     let h = unsafe { &mut *entry.as_mut_ptr() };
-    h.ts_ns = unsafe { bpf_ktime_get_ns() };
-    h.skb = skb as u64;
+    header(h, key, point, unsafe { bpf_ktime_get_ns() });
     h.location = location;
     h.netns = 0;
     h.ifindex = 0;
     h.len = 0;
-    h.mark = 0;
-    h.reason = 0;
     h.l3_proto = 0;
     h.cap_len = 0;
-    h.point = point as u8;
-    h.version = EVENT_VERSION;
-    h.hook = 0;
-    h.pf = 0;
     zero16(&mut h.ifname);
     entry.submit(wake_flags());
 }

@@ -2,12 +2,10 @@
 //! end (a drop): decide whether the packet is selected, remember it, and
 //! build its event.
 use aya_ebpf::helpers::{bpf_ktime_get_ns, generated};
-use netflow_common::{
-    filter_flags as ff, Offsets, PacketEvent, Point, Track, CAPTURE_BYTES, EVENT_VERSION,
-};
+use netflow_common::{filter_flags as ff, Offsets, PacketEvent, Point, Track, CAPTURE_BYTES};
 
 use crate::{
-    emit::{output, zero16},
+    emit::{header, output, zero16},
     globals::*,
     netfilter::remember_reply,
     parse,
@@ -203,14 +201,7 @@ pub(crate) fn fill_meta<M: Mem>(
     now: u64,
 ) {
     let h = &mut ev.hdr;
-    h.ts_ns = now;
-    h.skb = skb as u64;
-    h.location = 0;
-    h.reason = 0;
-    h.point = point as u8;
-    h.version = EVENT_VERSION;
-    h.hook = 0;
-    h.pf = 0;
+    header(h, skb as u64, point, now);
     h.mark = unsafe { M::read(skb, v(&o.skb_mark)) }.unwrap_or(0);
     h.ifindex = dev.ifindex;
     h.netns = dev.netns;

@@ -26,8 +26,8 @@ use netflow_common::Point;
 
 pub(crate) use crate::globals::v;
 use crate::{
-    emit::emit_end,
-    globals::{offsets, Btf, Probe, TRACKED},
+    emit::end_tracked,
+    globals::{offsets, Btf, Probe},
     hop::{device, on_device, on_drop, on_hop},
     netfilter::{on_netfilter, on_nft_chain, NF_ACCEPT},
     sock::on_sock,
@@ -76,14 +76,7 @@ pub fn netflow_kfree_skb(ctx: BtfTracePointContext) -> i32 {
 /// `TP_PROTO(struct sk_buff *skb, void *location)`.
 #[btf_tracepoint(function = "consume_skb")]
 pub fn netflow_consume_skb(ctx: BtfTracePointContext) -> i32 {
-    let skb: *const u8 = ctx.arg(0);
-    let location: u64 = ctx.arg(1);
-    let key = skb as u64;
-    if unsafe { TRACKED.get(key) }.is_none() {
-        return 0;
-    }
-    let _ = TRACKED.remove(key);
-    emit_end(skb, Point::Consume, location);
+    end_tracked(ctx.arg(0), Point::Consume, ctx.arg(1));
     0
 }
 
@@ -93,12 +86,8 @@ pub fn netflow_consume_skb(ctx: BtfTracePointContext) -> i32 {
 /// "delivered", and it ends the packet's timeline.
 #[btf_tracepoint(function = "skb_copy_datagram_iovec")]
 pub fn netflow_deliver(ctx: BtfTracePointContext) -> i32 {
-    let skb: *const u8 = ctx.arg(0);
-    if unsafe { TRACKED.get(skb as u64) }.is_some() {
-        // Delivered: the journey ends here (later reads of it are not news).
-        let _ = TRACKED.remove(skb as u64);
-        emit_end(skb, Point::Deliver, 0);
-    }
+    // Later reads of the same packet are not news: it stops being tracked.
+    end_tracked(ctx.arg(0), Point::Deliver, 0);
     0
 }
 
@@ -107,11 +96,7 @@ pub fn netflow_deliver(ctx: BtfTracePointContext) -> i32 {
 /// TCP frees without a tracepoint).
 #[btf_tracepoint(function = "tcp_probe")]
 pub fn netflow_tcp_rcv(ctx: BtfTracePointContext) -> i32 {
-    let skb: *const u8 = ctx.arg(1);
-    if unsafe { TRACKED.get(skb as u64) }.is_some() {
-        let _ = TRACKED.remove(skb as u64);
-        emit_end(skb, Point::Deliver, 0);
-    }
+    end_tracked(ctx.arg(1), Point::Deliver, 0);
     0
 }
 

@@ -1,9 +1,9 @@
 //! TCP events known by their socket (retransmissions, resets).
 use aya_ebpf::helpers::bpf_ktime_get_ns;
-use netflow_common::{filter_flags as ff, Point, CAPTURE_BYTES, EVENT_VERSION};
+use netflow_common::{filter_flags as ff, Point, CAPTURE_BYTES};
 
 use crate::{
-    emit::{output, zero16},
+    emit::{header, output, zero16},
     globals::*,
     hop::scratch,
     select::selected,
@@ -68,18 +68,11 @@ pub(crate) fn on_sock(sk: *const u8, point: Point) -> Result<(), ()> {
     }
     let state: u8 = unsafe { Btf::read(sk, v(&o.sk_state)) }.unwrap_or(0);
     let h = &mut ev.hdr;
-    h.ts_ns = unsafe { bpf_ktime_get_ns() };
     // No skb: these events describe the socket, not one packet.
-    h.skb = 0;
-    h.location = 0;
+    header(h, 0, point, unsafe { bpf_ktime_get_ns() });
     h.netns = netns;
     h.ifindex = 0;
-    h.mark = 0;
     h.reason = state as u32;
-    h.point = point as u8;
-    h.version = EVENT_VERSION;
-    h.hook = 0;
-    h.pf = 0;
     zero16(&mut h.ifname);
     output(ev);
     Ok(())
