@@ -480,6 +480,13 @@ pub fn nat_hops(p: &Value) -> Vec<&Value> {
         .unwrap_or_default()
 }
 
+/// The one hop of a packet that carries a NAT translation (panics otherwise).
+pub fn one_nat_hop(p: &Value) -> &Value {
+    let nat = nat_hops(p);
+    assert_eq!(nat.len(), 1, "exactly one translation: {p:#}");
+    nat[0]
+}
+
 /// Run `netflow ARGS` as user nobody with no capabilities.
 pub fn unprivileged(args: &[&str]) -> std::process::Output {
     Command::new("setpriv")

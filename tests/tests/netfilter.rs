@@ -88,9 +88,7 @@ fn service_vip_dnat_and_reverse_translation() {
     assert!(to_vip.len() >= 2, "SYN and data towards the VIP: {pkts:#?}");
     for p in &to_vip {
         let hops = p["hops"].as_array().unwrap();
-        let nat: Vec<_> = hops.iter().filter(|h| !h["nat"].is_null()).collect();
-        assert_eq!(nat.len(), 1, "exactly one translation: {p:#}");
-        let h = nat[0];
+        let h = one_nat_hop(p);
         assert_eq!(h["point"], "nf");
         assert_eq!(h["hook"], "prerouting");
         assert_eq!(h["stage"], "late");
@@ -129,11 +127,10 @@ fn service_vip_dnat_and_reverse_translation() {
         .collect();
     assert!(!replies.is_empty(), "{pkts:#?}");
     for p in &replies {
-        let nat: Vec<_> = nat_hops(p);
-        assert_eq!(nat.len(), 1, "{p:#}");
-        assert_eq!(nat[0]["hook"], "postrouting");
-        assert_eq!(nat[0]["nat"]["from"], "10.207.0.2:8080");
-        assert_eq!(nat[0]["nat"]["to"], "10.96.0.10:80");
+        let nat = one_nat_hop(p);
+        assert_eq!(nat["hook"], "postrouting");
+        assert_eq!(nat["nat"]["from"], "10.207.0.2:8080");
+        assert_eq!(nat["nat"]["to"], "10.96.0.10:80");
     }
 }
 
@@ -194,12 +191,11 @@ fn masquerade_to_external_network() {
     let out = flows(&pkts, "icmp", "10.211.1.1", "192.168.211.2");
     assert!(out.len() >= 2, "{pkts:#?}");
     for p in &out {
-        let nat: Vec<_> = nat_hops(p);
-        assert_eq!(nat.len(), 1, "{p:#}");
-        assert_eq!(nat[0]["hook"], "postrouting");
-        assert_eq!(nat[0]["nat"]["kind"], "snat");
-        assert_eq!(nat[0]["nat"]["from"], "10.211.1.1");
-        assert_eq!(nat[0]["nat"]["to"], "192.168.211.1");
+        let nat = one_nat_hop(p);
+        assert_eq!(nat["hook"], "postrouting");
+        assert_eq!(nat["nat"]["kind"], "snat");
+        assert_eq!(nat["nat"]["from"], "10.211.1.1");
+        assert_eq!(nat["nat"]["to"], "192.168.211.1");
         assert!(in_order(
             &hop_list(p),
             &[
@@ -215,11 +211,10 @@ fn masquerade_to_external_network() {
         "replies selected after translation: {pkts:#?}"
     );
     for p in &back {
-        let nat: Vec<_> = nat_hops(p);
-        assert_eq!(nat.len(), 1, "{p:#}");
-        assert_eq!(nat[0]["hook"], "prerouting");
-        assert_eq!(nat[0]["nat"]["kind"], "dnat");
-        assert_eq!(nat[0]["nat"]["to"], "10.211.1.1");
+        let nat = one_nat_hop(p);
+        assert_eq!(nat["hook"], "prerouting");
+        assert_eq!(nat["nat"]["kind"], "dnat");
+        assert_eq!(nat["nat"]["to"], "10.211.1.1");
         assert!(in_order(&hop_list(p), &[("rx", "eth0", &a, "ingress")]));
     }
 }
@@ -245,11 +240,10 @@ fn output_dnat_with_iptables_in_the_pod() {
         .iter()
         .find(|p| p["flow"]["dst"] == "10.96.3.10" && p["hops"][0]["tcp_flags"] == "S")
         .unwrap_or_else(|| panic!("{pkts:#?}"));
-    let nat: Vec<_> = nat_hops(syn);
-    assert_eq!(nat.len(), 1, "{syn:#}");
-    assert_eq!(nat[0]["hook"], "output");
-    assert_eq!(nat[0]["netns_name"], a.as_str());
-    assert_eq!(nat[0]["nat"]["to"], "10.219.0.2:8080");
+    let nat = one_nat_hop(syn);
+    assert_eq!(nat["hook"], "output");
+    assert_eq!(nat["netns_name"], a.as_str());
+    assert_eq!(nat["nat"]["to"], "10.219.0.2:8080");
     assert!(in_order(
         &hop_list(syn),
         &[("tx", "eth0", &a, "egress"), ("rx", "eth0", &b, "ingress")]
@@ -258,10 +252,9 @@ fn output_dnat_with_iptables_in_the_pod() {
         .iter()
         .find(|p| p["flow"]["src"] == "10.219.0.2" && p["hops"][0]["tcp_flags"] == "S.")
         .unwrap_or_else(|| panic!("{pkts:#?}"));
-    let nat: Vec<_> = nat_hops(synack);
-    assert_eq!(nat.len(), 1, "{synack:#}");
-    assert_eq!(nat[0]["hook"], "input");
-    assert_eq!(nat[0]["nat"]["to"], "10.96.3.10:80");
+    let nat = one_nat_hop(synack);
+    assert_eq!(nat["hook"], "input");
+    assert_eq!(nat["nat"]["to"], "10.96.3.10:80");
 }
 
 /// A Service whose backend shares the client's bridge (docker/flannel style
@@ -311,13 +304,12 @@ fn bridged_backend_dnat_with_bridge_nf_call_iptables() {
         .iter()
         .find(|p| p["flow"]["dst"] == "10.96.4.10" && p["hops"][0]["tcp_flags"] == "S")
         .unwrap_or_else(|| panic!("{pkts:#?}"));
-    let nat: Vec<_> = nat_hops(syn);
-    assert_eq!(nat.len(), 1, "{syn:#}");
+    let nat = one_nat_hop(syn);
     assert_eq!(
-        (nat[0]["hook"].as_str(), nat[0]["netns_name"].as_str()),
+        (nat["hook"].as_str(), nat["netns_name"].as_str()),
         (Some("prerouting"), Some(node.as_str()))
     );
-    assert_eq!(nat[0]["nat"]["to"], "10.220.0.2:8080");
+    assert_eq!(nat["nat"]["to"], "10.220.0.2:8080");
     assert!(in_order(
         &hop_list(syn),
         &[("tx", "eth0", &a, "egress"), ("rx", "eth0", &b, "ingress")]
@@ -326,10 +318,9 @@ fn bridged_backend_dnat_with_bridge_nf_call_iptables() {
         .iter()
         .find(|p| p["flow"]["src"] == "10.220.0.2" && p["hops"][0]["tcp_flags"] == "S.")
         .unwrap_or_else(|| panic!("the reply, selected after translation: {pkts:#?}"));
-    let nat: Vec<_> = nat_hops(synack);
-    assert_eq!(nat.len(), 1, "{synack:#}");
-    assert_eq!(nat[0]["nat"]["from"], "10.220.0.2:8080");
-    assert_eq!(nat[0]["nat"]["to"], "10.96.4.10:80");
+    let nat = one_nat_hop(synack);
+    assert_eq!(nat["nat"]["from"], "10.220.0.2:8080");
+    assert_eq!(nat["nat"]["to"], "10.96.4.10:80");
     let vb = format!("v{b}");
     assert!(
         in_order(
