@@ -23,6 +23,8 @@ pub mod names {
     pub const PROG_CONSUME: &str = "netflow_consume_skb";
     pub const PROG_DELIVER: &str = "netflow_deliver";
     pub const PROG_TCP_RCV: &str = "netflow_tcp_rcv";
+    /// cgroup_skb ingress on the cgroup v2 root: a socket takes the packet.
+    pub const PROG_SOCK_IN: &str = "netflow_sock_in";
     /// BPF_PROG_TYPE_NETFILTER programs, kept in a section aya accepts and
     /// loaded by netflow's own loader.
     pub const PROG_TCP_RETRANSMIT: &str = "netflow_tcp_retransmit";
@@ -80,6 +82,10 @@ pub enum Point {
     /// kprobe on `nft_do_chain`: an nftables chain evaluates the packet. The
     /// event's data holds the table and chain names (NUL-terminated, 64 bytes each).
     NftChain = 12,
+    /// cgroup_skb ingress: a socket takes the packet (after INPUT, after the
+    /// socket lookup). Carries the device it came in on; packet bytes only
+    /// when the skb was not tracked (a copy, e.g. for a raw socket).
+    Socket = 13,
 }
 
 impl Point {
@@ -97,6 +103,7 @@ impl Point {
             10 => Self::TcpRetransmit,
             11 => Self::TcpReset,
             12 => Self::NftChain,
+            13 => Self::Socket,
             _ => return None,
         })
     }
@@ -134,12 +141,23 @@ pub struct EventHeader {
     pub hook: u8,
     /// Protocol family (NFPROTO_IPV4 2, NFPROTO_IPV6 10) for netfilter points.
     pub pf: u8,
-    pub _pad: [u8; 4],
+    /// [`event_flags`] bits.
+    pub flags: u8,
+    pub _pad: [u8; 3],
     /// Device name (`dev->name`), NUL padded.
     pub ifname: [u8; 16],
 }
 
+/// Layout version 1; `flags` (a former padding byte, zero in older
+/// recordings) needs no new version.
 pub const EVENT_VERSION: u8 = 1;
+
+/// Bits of [`EventHeader::flags`].
+pub mod event_flags {
+    /// A drop of a packet a socket had already taken (e.g. QUEUE_PURGE when
+    /// the socket closed): not a drop on the packet's path.
+    pub const AFTER_DELIVERY: u8 = 1;
+}
 
 /// A whole event as the kernel builds it in per-CPU scratch memory.
 #[repr(C)]
@@ -170,6 +188,9 @@ pub struct Track {
     pub ts: u64,
     /// Its fingerprint (see the kernel parser), to notice a reused skb.
     pub fp: u64,
+    /// A socket took it (a later free is not a drop on its path).
+    pub delivered: u32,
+    pub _pad: u32,
 }
 
 /// Kernel struct member offsets, read from BTF at load time.

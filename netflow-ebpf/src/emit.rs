@@ -20,17 +20,23 @@ pub(crate) fn header(h: &mut EventHeader, skb: u64, point: Point, ts: u64) {
     h.version = EVENT_VERSION;
     h.hook = 0;
     h.pf = 0;
+    h.flags = 0;
 }
 
 /// A tracked packet's journey ends here (consumed, or taken by a socket):
-/// forget it and say so with a header-only event. Untracked: nothing to do.
+/// forget it and say so with a header-only event. Untracked, or already
+/// reported taken by a socket: nothing to say.
 #[inline(always)]
 pub(crate) fn end_tracked(skb: *const u8, point: Point, location: u64) {
     let key = skb as u64;
-    if unsafe { TRACKED.get(key) }.is_none() {
+    let delivered = match unsafe { TRACKED.get(key) } {
+        None => return,
+        Some(t) => t.delivered != 0,
+    };
+    let _ = TRACKED.remove(key);
+    if delivered {
         return;
     }
-    let _ = TRACKED.remove(key);
     let Some(mut entry) = EVENTS.reserve::<EventHeader>(0) else {
         count_lost();
         return;

@@ -2,7 +2,9 @@
 //! end (a drop): decide whether the packet is selected, remember it, and
 //! build its event.
 use aya_ebpf::helpers::{bpf_ktime_get_ns, generated};
-use netflow_common::{filter_flags as ff, Offsets, PacketEvent, Point, Track, CAPTURE_BYTES};
+use netflow_common::{
+    event_flags, filter_flags as ff, Offsets, PacketEvent, Point, Track, CAPTURE_BYTES,
+};
 
 use crate::{
     emit::{header, output, zero16},
@@ -23,12 +25,15 @@ pub(crate) fn on_drop<M: Mem>(skb: *const u8, location: u64, reason: u32) -> Res
     let dev = device::<M>(skb, o);
     let ev = scratch()?;
     read_packet::<M>(skb, o, ev, CAPTURE_BYTES as u32)?;
-    let tracked = match unsafe { TRACKED.get(key) } {
+    let (tracked, delivered) = match unsafe { TRACKED.get(key) } {
         Some(t) => {
+            let (fp, delivered) = (t.fp, t.delivered != 0);
             let _ = TRACKED.remove(key);
-            t.fp == parse::fingerprint(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, f)
+            let same =
+                fp == parse::fingerprint(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, f);
+            (same, same && delivered)
         }
-        None => false,
+        None => (false, false),
     };
     if !tracked {
         // Not seen before: report it when its headers match the selection.
@@ -41,6 +46,9 @@ pub(crate) fn on_drop<M: Mem>(skb: *const u8, location: u64, reason: u32) -> Res
     fill_meta::<M>(ev, skb, o, &dev, Point::Drop, unsafe { bpf_ktime_get_ns() });
     ev.hdr.location = location;
     ev.hdr.reason = reason;
+    if delivered {
+        ev.hdr.flags = event_flags::AFTER_DELIVERY;
+    }
     output(ev);
     Ok(())
 }
@@ -168,7 +176,12 @@ pub(crate) fn on_hop<M: Mem>(
             now = unsafe { bpf_ktime_get_ns() };
         }
     }
-    let track = Track { ts: now, fp };
+    let track = Track {
+        ts: now,
+        fp,
+        delivered: 0,
+        _pad: 0,
+    };
     match slot {
         Some(t) => unsafe { *t = track },
         None => {

@@ -9,6 +9,7 @@
 #![no_std]
 #![no_main]
 
+mod deliver;
 mod emit;
 mod globals;
 mod hop;
@@ -19,13 +20,14 @@ mod sock;
 
 use aya_ebpf::{
     bindings::TC_ACT_UNSPEC,
-    macros::{btf_tracepoint, classifier, kprobe},
-    programs::{BtfTracePointContext, ProbeContext, TcContext},
+    macros::{btf_tracepoint, cgroup_skb, classifier, kprobe},
+    programs::{BtfTracePointContext, ProbeContext, SkBuffContext, TcContext},
 };
 use netflow_common::Point;
 
 pub(crate) use crate::globals::v;
 use crate::{
+    deliver::on_deliver,
     emit::end_tracked,
     globals::{offsets, Btf, Probe},
     hop::{device, on_device, on_drop, on_hop},
@@ -98,6 +100,16 @@ pub fn netflow_deliver(ctx: BtfTracePointContext) -> i32 {
 pub fn netflow_tcp_rcv(ctx: BtfTracePointContext) -> i32 {
     end_tracked(ctx.arg(1), Point::Deliver, 0);
     0
+}
+
+/// cgroup_skb ingress, attached with a link on the cgroup v2 root: a socket
+/// takes the packet. The context pointer is the kernel's `struct sk_buff *`
+/// (as for tc), so this joins the packet's timeline by skb address. Always
+/// returns 1 (allow): the packet goes on untouched.
+#[cgroup_skb(ingress)]
+pub fn netflow_sock_in(ctx: SkBuffContext) -> i32 {
+    let _ = on_deliver(ctx.skb.skb as *const u8);
+    1
 }
 
 /// `TP_PROTO(const struct sock *sk, const struct sk_buff *skb, int err)`:

@@ -13,7 +13,7 @@
 // The per-event maps: a fast hasher (keys are kernel addresses and tuples).
 use rustc_hash::FxHashMap as HashMap;
 
-use netflow_common::Point;
+use netflow_common::{event_flags, Point};
 
 use crate::{
     decode::Event,
@@ -26,6 +26,9 @@ pub enum Verdict {
     Forwarded,
     Delivered,
     Dropped,
+    /// A multicast or broadcast packet that no socket on the node took (a
+    /// router solicitation nobody answers): nobody's traffic was lost.
+    Unclaimed,
     Unknown,
 }
 
@@ -112,8 +115,16 @@ pub struct Timeline {
     pub drop: Option<DropInfo>,
     /// Where a consumed packet was freed.
     pub consumed_at: Option<u64>,
-    /// A socket's reader took the packet's data.
+    /// A socket took the packet (or, without the socket probe, its reader
+    /// copied the data).
     pub delivered: bool,
+    /// Freed after a socket took it (QUEUE_PURGE when the socket closed, a
+    /// duplicate, a full receive queue), or a copy freed once another copy
+    /// was delivered: not a drop on its path.
+    pub after: Option<DropInfo>,
+    /// Events of this packet may be missing (the ring buffer was full while
+    /// it was open).
+    pub incomplete: bool,
     /// Netfilter hook (and family) where a dropped packet was last seen
     /// before its hook's filtering and never after.
     pub drop_hook: Option<(u8, u8)>,
@@ -215,6 +226,7 @@ pub struct Correlator {
     by_fp: HashMap<Fingerprint, u64>,
     open: HashMap<u64, Open>,
     next_id: u64,
+    late_after: u64,
 }
 
 /// Only fingerprints that tell packets apart are used for joining.
@@ -257,8 +269,70 @@ impl Correlator {
             return;
         }
         match ev.point {
+            Point::Drop if ev.flags & event_flags::AFTER_DELIVERY != 0 => self.after_delivery(ev),
             Point::Drop | Point::Consume | Point::Deliver => self.end(ev, packet),
+            Point::Socket => self.socket(ev, packet),
             _ => self.hop(ev, packet),
+        }
+    }
+
+    /// A socket took the packet: the skb as tracked, or a copy of it (joined
+    /// by fingerprint). The timeline ends, held for the grace period (and
+    /// its skb kept) so that a free right after is known as "after".
+    fn socket(&mut self, ev: Event, packet: Option<Packet>) {
+        let grace = self.cfg.grace_ns;
+        let open = |o: &Open| {
+            o.ended_at
+                .is_none_or(|e| ev.ts_ns.saturating_sub(e) < grace)
+        };
+        let id = self
+            .by_skb
+            .get(&ev.skb)
+            .copied()
+            .filter(|id| self.open.get(id).is_some_and(open))
+            .or_else(|| {
+                let fp = packet.as_ref().map(|p| p.fp).filter(joinable)?;
+                let id = self.by_fp.get(&fp).copied()?;
+                self.open.get(&id).is_some_and(open).then_some(id)
+            });
+        // A packet never seen on a device (loopback): not on a path.
+        let Some(id) = id else { return };
+        let o = self.open.get_mut(&id).expect("timeline is open");
+        if self.by_skb.insert(ev.skb, id) != Some(id) {
+            o.skbs.push(ev.skb);
+        }
+        o.last_ts = o.last_ts.max(ev.ts_ns);
+        o.ended_at = Some(ev.ts_ns);
+        o.tl.delivered = true;
+        o.tl.hops.push(Hop::new(ev, packet));
+    }
+
+    /// The kernel freed a packet a socket had taken. On its timeline when
+    /// that is still open, else only counted.
+    fn after_delivery(&mut self, ev: Event) {
+        let info = DropInfo {
+            reason: ev.reason,
+            location: ev.location,
+        };
+        match self
+            .by_skb
+            .get(&ev.skb)
+            .and_then(|id| self.open.get_mut(id))
+        {
+            Some(o) => o.tl.after = Some(info),
+            None => self.late_after += 1,
+        }
+    }
+
+    /// Drops after delivery that came when their packet was already out.
+    pub fn take_late_after(&mut self) -> u64 {
+        std::mem::take(&mut self.late_after)
+    }
+
+    /// The kernel lost events: every open timeline may miss some.
+    pub fn mark_incomplete(&mut self) {
+        for o in self.open.values_mut() {
+            o.tl.incomplete = true;
         }
     }
 
@@ -275,6 +349,8 @@ impl Correlator {
                     drop: None,
                     consumed_at: None,
                     delivered: false,
+                    after: None,
+                    incomplete: false,
                     drop_hook: None,
                 },
                 skbs: Vec::new(),
@@ -392,7 +468,11 @@ impl Correlator {
             let Some(mut o) = self.open.remove(&id) else {
                 continue;
             };
-            self.by_skb.retain(|_, v| *v != id);
+            for skb in &o.skbs {
+                if self.by_skb.get(skb) == Some(&id) {
+                    self.by_skb.remove(skb);
+                }
+            }
             if let Some(fp) = o.fp {
                 if self.by_fp.get(&fp) == Some(&id) {
                     self.by_fp.remove(&fp);
@@ -400,6 +480,12 @@ impl Correlator {
             }
             o.tl.hops.sort_by_key(|h| h.ts_ns);
             annotate_nat(&mut o.tl.hops);
+            if o.tl.delivered {
+                // Another copy was freed: the packet still reached its socket.
+                if let Some(d) = o.tl.drop.take() {
+                    o.tl.after.get_or_insert(d);
+                }
+            }
             o.tl.drop_hook = drop_hook(&o.tl);
             o.tl.verdict = verdict(&o.tl);
             out.push(o.tl);
@@ -448,12 +534,27 @@ fn drop_hook(tl: &Timeline) -> Option<(u8, u8)> {
     (last_nf.point == Point::NfEarly).then_some((last_nf.hook, last_nf.pf))
 }
 
-fn verdict(tl: &Timeline) -> Verdict {
-    if tl.drop.is_some() {
-        return Verdict::Dropped;
+/// Multicast and broadcast destinations: copies go wherever someone might
+/// listen, and a copy nobody wants is no loss.
+pub fn is_group_addr(ip: &std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(a) => a.is_multicast() || a.is_broadcast(),
+        std::net::IpAddr::V6(a) => a.is_multicast(),
     }
+}
+
+fn verdict(tl: &Timeline) -> Verdict {
     if tl.delivered {
         return Verdict::Delivered;
+    }
+    if tl.drop.is_some() {
+        // A group packet nobody listens for, unless a firewall hook took it.
+        let group = tl.tuple().is_some_and(|t| is_group_addr(&t.dst));
+        return if group && tl.drop_hook.is_none() {
+            Verdict::Unclaimed
+        } else {
+            Verdict::Dropped
+        };
     }
     let last = tl.hops.iter().rev().find(|h| {
         matches!(
@@ -500,6 +601,7 @@ mod tests {
             l3_proto: 0x0800,
             hook: 0,
             pf: 0,
+            flags: 0,
             data: data.to_vec(),
         }
     }

@@ -36,6 +36,8 @@ pub struct Event {
     /// Netfilter hook and family (netfilter points only).
     pub hook: u8,
     pub pf: u8,
+    /// `netflow_common::event_flags` bits.
+    pub flags: u8,
     /// Packet bytes from the network header (possibly truncated).
     #[serde(skip)]
     pub data: Vec<u8>,
@@ -79,6 +81,7 @@ impl TryFrom<&[u8]> for Event {
             l3_proto: u16_at(std::mem::offset_of!(EventHeader, l3_proto)),
             hook: buf[std::mem::offset_of!(EventHeader, hook)],
             pf: buf[std::mem::offset_of!(EventHeader, pf)],
+            flags: buf[std::mem::offset_of!(EventHeader, flags)],
             ifname: String::from_utf8_lossy(&name[..name_len]).into_owned(),
             point,
             data: buf[hsize..hsize + cap].to_vec(),
@@ -113,7 +116,8 @@ pub fn encode(ev: &Event) -> Vec<u8> {
         version: EVENT_VERSION,
         hook: ev.hook,
         pf: ev.pf,
-        _pad: [0; 4],
+        flags: ev.flags,
+        _pad: [0; 3],
         ifname: {
             let mut n = [0u8; 16];
             let b = ev.ifname.as_bytes();
@@ -135,6 +139,7 @@ pub fn encode(ev: &Event) -> Vec<u8> {
     out.push(hdr.version);
     out.push(hdr.hook);
     out.push(hdr.pf);
+    out.push(hdr.flags);
     out.extend_from_slice(&hdr._pad);
     out.extend_from_slice(&hdr.ifname);
     debug_assert_eq!(out.len(), std::mem::size_of::<EventHeader>());
@@ -161,6 +166,7 @@ mod tests {
             l3_proto: 0x0800,
             hook: 0,
             pf: 0,
+            flags: 0,
             data: vec![0x45, 0, 0, 84],
         }
     }

@@ -1,5 +1,6 @@
-//! One line an SRE can act on, for a dropped packet.
-use crate::netfilter::HOOKS;
+//! One line an SRE can act on, for a dropped packet or a connection that
+//! went wrong.
+use crate::{connections::Outcome, netfilter::HOOKS};
 
 /// Hook name for a netfilter hook number.
 pub fn hook_name(hook: u8) -> &'static str {
@@ -62,6 +63,27 @@ pub fn hint(reason: &str, hook: Option<u8>, location: &str) -> String {
         "NOT_SPECIFIED" => "the kernel gave no reason for this free".into(),
         other => format!("kernel drop reason {other}"),
     }
+}
+
+/// A hint for a connection's outcome. `drop_hint`: the hint of the drop
+/// where it went wrong, if it was a drop; `at`: where, in words.
+pub fn outcome_hint(outcome: Outcome, drop_hint: Option<String>, at: &str) -> Option<String> {
+    Some(match outcome {
+        Outcome::Ok => return None,
+        Outcome::RequestLost => drop_hint.unwrap_or_else(|| {
+            format!("the request was last seen {at} and never reached a socket: look past that point (routes, the next node, a tunnel)")
+        }),
+        Outcome::NoReply => format!(
+            "the server's socket took the request {at} and sent nothing back: check the application (is it up, does it answer this request, is it overloaded?)"
+        ),
+        Outcome::ReplyLost => drop_hint.unwrap_or_else(|| {
+            format!("the reply was last seen {at} and never reached the client's socket: look past that point (return route, SNAT, rp_filter)")
+        }),
+        Outcome::Refused => drop_hint.unwrap_or_else(|| {
+            format!("refused {at}: nothing listens on that port, or a firewall rejects it; check the Service's targetPort and the server's listening ports")
+        }),
+        Outcome::Incomplete => "netflow did not see all of this connection (events lost while the ring buffer was full, or it began before the trace): no answer given; narrow the selection".into(),
+    })
 }
 
 #[cfg(test)]

@@ -127,6 +127,14 @@ impl<W: Write + Send> Sink for Pcapng<W> {
         Ok(())
     }
 
+    fn connection(
+        &mut self,
+        _c: &crate::connections::Connection,
+        _names: &Names,
+    ) -> std::io::Result<()> {
+        Ok(())
+    }
+
     fn stats(&mut self, _s: &Stats) -> std::io::Result<()> {
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! [`probes`] (kernel programs) → ring buffer → [`decode`] (+ [`packet`]) →
 //! [`correlate`] → [`output`]. [`select`] turns selectors into the kernel's
 //! packet selection; [`kernel`] reads what the running kernel offers.
+pub mod connections;
 pub mod correlate;
 pub mod cri;
 pub mod dashboard;

@@ -110,6 +110,28 @@ struct LiveArgs {
     /// Also record every event to FILE, for `netflow replay` and `netflow export`.
     #[arg(long, value_name = "FILE")]
     write: Option<PathBuf>,
+    /// Size of the kernel's event ring buffer (a power of two, at least 4K;
+    /// e.g. 64M for a busy node). Events that do not fit are counted as lost
+    /// and mark their connections incomplete.
+    #[arg(long, value_name = "BYTES", default_value = "8M", value_parser = parse_ring_size)]
+    ring_size: u32,
+}
+
+fn parse_ring_size(s: &str) -> Result<u32, String> {
+    let err = || format!("invalid ring size {s:?}: a power of two from 4K to 1G (e.g. 8M)");
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&t[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&t[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&t[..i], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: u64 = num.parse().map_err(|_| err())?;
+    let bytes = n.checked_mul(mult).ok_or_else(err)?;
+    if !bytes.is_power_of_two() || !(4096..=1 << 30).contains(&bytes) {
+        return Err(err());
+    }
+    Ok(bytes as u32)
 }
 
 #[derive(Args)]
@@ -146,6 +168,7 @@ impl LiveArgs {
             mode,
             idle: self.idle,
             write: self.write,
+            ring_bytes: self.ring_size,
         }
     }
 }
@@ -352,6 +375,7 @@ fn demo_cmd(a: DemoArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
         mode: Mode::Json,
         idle: Duration::from_secs(1),
         write: None,
+        ring_bytes: netflow_common::RING_BYTES,
     };
     let result = match a.json_for {
         Some(_) => rt.block_on(trace::run(opts)).map(|_| ()),

@@ -2,7 +2,8 @@
 //! by a replay: `event` for each raw ring-buffer record, `tick` when the
 //! clock advanced, `finish` at the end. A live run also records here.
 use crate::{
-    correlate::{Config, Correlator, Timeline},
+    connections::{self, Connection, Connections},
+    correlate::{Config, Correlator, Timeline, Verdict},
     decode::Event,
     names::Names,
     output::{Sink, Stats},
@@ -12,6 +13,7 @@ use crate::{
 
 pub struct Pipeline {
     corr: Correlator,
+    conns: Connections,
     sink: Box<dyn Sink + Send>,
     pub names: Names,
     pub stats: Stats,
@@ -29,6 +31,7 @@ impl Pipeline {
     ) -> Self {
         Pipeline {
             corr: Correlator::new(cfg),
+            conns: Connections::new(connections::Config::default()),
             sink,
             names,
             stats: Stats::default(),
@@ -62,14 +65,27 @@ impl Pipeline {
     pub fn tick(&mut self, now: u64) -> std::io::Result<()> {
         self.sink.progress(&self.stats);
         let tls = self.corr.expire(now);
+        let tls = self.completed(tls);
         let notes = self.corr.take_notes();
-        if tls.is_empty() && notes.is_empty() {
+        let conns = self.conns.expire(now);
+        if tls.is_empty() && notes.is_empty() && conns.is_empty() {
             return Ok(());
         }
         if let Some(r) = &mut self.recorder {
             r.tick(now)?;
         }
-        self.emit(tls, notes)
+        self.emit(tls, notes)?;
+        self.emit_connections(conns)
+    }
+
+    /// The kernel's count of lost events, read at monotonic time `now`:
+    /// what was open when events went missing is incomplete.
+    pub fn lost(&mut self, total: u64, now: u64) {
+        if total > self.stats.lost {
+            self.stats.lost = total;
+            self.corr.mark_incomplete();
+            self.conns.mark_incomplete(now);
+        }
     }
 
     /// Tell the output what is traced.
@@ -89,6 +105,15 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Completed timelines that pass the filter, counted into their connections.
+    fn completed(&mut self, mut tls: Vec<Timeline>) -> Vec<Timeline> {
+        tls.retain(|tl| !tl.hops.is_empty() && self.filter.timeline(tl, &self.names));
+        for tl in &tls {
+            self.conns.add(tl);
+        }
+        tls
+    }
+
     fn emit(
         &mut self,
         tls: Vec<Timeline>,
@@ -102,24 +127,45 @@ impl Pipeline {
             self.sink.note(&n, &self.names)?;
         }
         for tl in tls {
-            if tl.hops.is_empty() || !self.filter.timeline(&tl, &self.names) {
-                continue;
-            }
             self.stats.packets += 1;
-            if tl.drop.is_some() {
-                self.stats.dropped += 1;
+            match tl.verdict {
+                Verdict::Dropped => self.stats.dropped += 1,
+                Verdict::Unknown => self.stats.unknown += 1,
+                Verdict::Unclaimed => self.stats.unclaimed += 1,
+                Verdict::Delivered | Verdict::Forwarded => {}
+            }
+            if tl.after.is_some() {
+                self.stats.after_delivery += 1;
             }
             self.sink.timeline(&tl, &self.names)?;
+        }
+        self.stats.after_delivery += self.corr.take_late_after();
+        self.sink.flush()
+    }
+
+    fn emit_connections(&mut self, conns: Vec<Connection>) -> std::io::Result<()> {
+        if conns.is_empty() {
+            return Ok(());
+        }
+        for c in conns {
+            self.stats.connections += 1;
+            if c.outcome != connections::Outcome::Ok {
+                self.stats.connections_failed += 1;
+            }
+            self.sink.connection(&c, &self.names)?;
         }
         self.sink.flush()
     }
 
     /// Everything still open, the stats line; `lost` as the kernel counted.
-    pub fn finish(mut self, lost: u64) -> std::io::Result<Stats> {
+    pub fn finish(mut self, lost: u64, now: u64) -> std::io::Result<Stats> {
+        self.lost(lost, now);
         let tls = self.corr.flush();
+        let tls = self.completed(tls);
         let notes = self.corr.take_notes();
         self.emit(tls, notes)?;
-        self.stats.lost = lost;
+        let conns = self.conns.flush();
+        self.emit_connections(conns)?;
         self.sink.stats(&self.stats)?;
         self.sink.flush()?;
         if let Some(r) = self.recorder.take() {

@@ -7,7 +7,10 @@ use aya::{
         lpm_trie::{Key, LpmTrie},
         HashMap, MapData, PerCpuArray, RingBuf,
     },
-    programs::{tc, BtfTracePoint, KProbe, SchedClassifier, TcAttachType},
+    programs::{
+        tc, BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, KProbe, ProgramError,
+        SchedClassifier, TcAttachType,
+    },
     Btf, Ebpf, EbpfLoader,
 };
 use netflow_common::{names, AddrKey};
@@ -121,6 +124,70 @@ const TRACEPOINTS: [(&str, &str, &str); 8] = [
     ),
 ];
 const REQUIRED: [&str; 2] = [names::PROG_RX, names::PROG_TX];
+/// Where the socket-delivery program cannot attach, these tell delivery
+/// for most packets (not the handshake ACK at a listener, the SYN-ACK at a
+/// connecting socket or FINs).
+const DELIVERY_FALLBACKS: [&str; 2] = [names::PROG_DELIVER, names::PROG_TCP_RCV];
+
+/// An error in one line: a load failure without the verifier's log (that
+/// goes to the debug log, `RUST_LOG=debug`).
+fn short(e: &ProgramError) -> String {
+    match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            log::debug!("verifier log:\n{verifier_log}");
+            format!("the kernel refused the program ({io_error})")
+        }
+        e => {
+            // aya puts the errno in the source: show it.
+            let mut s = e.to_string();
+            let mut src = std::error::Error::source(e);
+            while let Some(c) = src {
+                s.push_str(&format!(": {c}"));
+                src = c.source();
+            }
+            s
+        }
+    }
+}
+
+/// `cgroup_skb` ingress on the cgroup v2 root (a link: it dies with the
+/// process): the moment a socket takes a packet. True when attached.
+fn attach_sock_in(ebpf: &mut Ebpf, status: &mut Vec<ProbeStatus>) -> bool {
+    let name = names::PROG_SOCK_IN;
+    let target = "cgroup_skb/ingress".to_string();
+    let r = crate::kernel::cgroup::open_root()
+        .map_err(|e| e.to_string())
+        .and_then(|root| {
+            let p: &mut CgroupSkb = program(ebpf, name, &target).map_err(|e| e.to_string())?;
+            p.load().map_err(|e| short(&e))?;
+            // A link (5.7+) shares the cgroup with other programs whatever
+            // the mode, and the kernel wants no mode flags with it.
+            p.attach(
+                &root.fd,
+                CgroupSkbAttachType::Ingress,
+                CgroupAttachMode::Single,
+            )
+            .map_err(|e| short(&e))?;
+            Ok(root.how)
+        });
+    let (active, note) = match r {
+        Ok(how) => (true, format!("socket delivery ({how})")),
+        Err(e) => (
+            false,
+            format!("handshake ACKs, SYN-ACKs and FINs may read unknown: {e}"),
+        ),
+    };
+    status.push(ProbeStatus {
+        name,
+        target,
+        active,
+        note,
+    });
+    active
+}
 
 fn loader<'a>(
     offsets: &'a netflow_common::Offsets,
@@ -139,19 +206,31 @@ impl Probes {
         kbtf: &KernelBtf,
         reason_consumed: u32,
         nf: &NetfilterPlan,
+        ring_bytes: u32,
     ) -> Result<Self> {
         let offsets = kbtf.offsets()?;
         let mut filter = sel.filter;
         filter.reason_consumed = reason_consumed;
         let mut ebpf = loader(&offsets, &filter)
+            .map_max_entries(names::EVENTS, ring_bytes)
             .load(EBPF_OBJECT)
             .map_err(ProbeError::Object)?;
         fill_selection(&mut ebpf, sel)?;
         let btf = Btf::from_sys_fs().map_err(ProbeError::Btf)?;
 
         let mut status = Vec::new();
+        let sockets = attach_sock_in(&mut ebpf, &mut status);
         for (prog, tp, loss) in TRACEPOINTS {
             let target = format!("tp_btf/{tp}");
+            if sockets && DELIVERY_FALLBACKS.contains(&prog) {
+                status.push(ProbeStatus {
+                    name: prog,
+                    target,
+                    active: false,
+                    note: "not needed: cgroup_skb sees every socket delivery".into(),
+                });
+                continue;
+            }
             if tp == "kfree_skb" {
                 // The program reads (skb, location, reason): check the prototype.
                 let params = kbtf.tracepoint_args(tp).unwrap_or_default();

@@ -59,7 +59,7 @@ fn replay_with(
         _ => return Err(ReplayError::Empty(path.display().to_string())),
     };
     let mut pipe = make(&meta, Names::default());
-    let mut lost = 0;
+    let (mut lost, mut last_tick) = (0, 0);
     while let Some(rec) = r.next_record()? {
         match rec {
             Record::Meta(_) => {}
@@ -68,12 +68,15 @@ fn replay_with(
                 pipe.names.syms.insert(a, s);
             }
             Record::Event(bytes) => pipe.event(&bytes)?,
-            Record::Tick(now) => pipe.tick(now)?,
+            Record::Tick(now) => {
+                last_tick = now;
+                pipe.tick(now)?
+            }
             Record::End(end) => lost = end.lost,
         }
     }
     let truncated = r.truncated;
-    let stats = pipe.finish(lost)?;
+    let stats = pipe.finish(lost, last_tick)?;
     Ok(Replayed {
         meta,
         stats,

@@ -30,6 +30,8 @@ pub struct TraceOptions {
     pub idle: Duration,
     /// Record every raw event here (see `record`).
     pub write: Option<PathBuf>,
+    /// Size of the event ring buffer.
+    pub ring_bytes: u32,
 }
 
 fn clock_ns(clock: libc::clockid_t) -> u64 {
@@ -124,7 +126,7 @@ pub async fn run_with(
         let n = crate::select::resolve_netns(spec)?;
         plan.netns.push((n.name, n.path));
     }
-    let mut probes = Probes::start(&sel, &kbtf, consumed, &plan)?;
+    let mut probes = Probes::start(&sel, &kbtf, consumed, &plan, opts.ring_bytes)?;
     if opts.tc {
         probes.attach_tc(&crate::select::tc_devices(&opts.selectors.ifaces))?;
     }
@@ -186,8 +188,8 @@ pub async fn run_with(
             _ = tick.tick() => {
                 drain(ring.get_mut(), &mut pipe)?;
                 polls += 1;
-                if polls.is_multiple_of(40) {
-                    pipe.stats.lost = probes.lost();
+                if polls.is_multiple_of(4) {
+                    pipe.lost(probes.lost(), monotonic_ns());
                 }
                 if polls.is_multiple_of(REFRESH_POLLS) {
                     let before = pipe.names.snapshot();
@@ -202,7 +204,7 @@ pub async fn run_with(
         }
     }
     drain(ring.get_mut(), &mut pipe)?;
-    let stats = pipe.finish(probes.lost())?;
+    let stats = pipe.finish(probes.lost(), monotonic_ns())?;
     if !quiet {
         eprintln!(
             "netflow: {} packets ({} dropped), {} events, {} lost, {} undecodable",

@@ -472,6 +472,136 @@ pub fn routed_lab(tag: &str, subnet: &str) -> (Lab, String, String, String, Stri
     (lab, node, a, b, va, vb)
 }
 
+/// Two "nodes" joined by VXLAN (VNI 7, UDP 8472) over an underlay veth,
+/// with a routed pod behind each (flannel/calico style). `o` is the second
+/// octet of every address: pods `10.o.1.2` and `10.o.2.2`, nodes'
+/// underlay `192.168.o.1/.2`, overlay `10.o.0.1/.2`.
+pub struct VxlanNodes {
+    pub lab: Lab,
+    pub n1: String,
+    pub n2: String,
+    pub p1: String,
+    pub p2: String,
+    pub u1: String,
+    pub u2: String,
+}
+
+pub fn vxlan_nodes(tag: &str, o: u8) -> VxlanNodes {
+    let mut lab = Lab::new(tag);
+    let (n1, n2) = (lab.netns("n1"), lab.netns("n2"));
+    let (p1, p2) = (lab.netns("p1"), lab.netns("p2"));
+    let (u1, u2) = (lab.name("u1"), lab.name("u2"));
+    sh(&format!(
+        "ip link add {u1} netns {n1} type veth peer name {u2} netns {n2}"
+    ));
+    for (n, u, me, other, pod) in [(&n1, &u1, 1, 2, &p1), (&n2, &u2, 2, 1, &p2)] {
+        sh(&format!(
+            "ip -n {n} addr add 192.168.{o}.{me}/24 dev {u} && ip -n {n} link set {u} up"
+        ));
+        sh(&format!(
+            "ip netns exec {n} sysctl -qw net.ipv4.ip_forward=1"
+        ));
+        // A default route, so proxy ARP answers for the pods' gateway.
+        sh(&format!(
+            "ip -n {n} link add up0 type veth peer name up1 && ip -n {n} link set up0 up && ip -n {n} link set up1 up && ip -n {n} route add default dev up0"
+        ));
+        sh(&format!("ip -n {n} link add vx0 type vxlan id 7 local 192.168.{o}.{me} remote 192.168.{o}.{other} dstport 8472 dev {u}"));
+        sh(&format!(
+            "ip -n {n} addr add 10.{o}.0.{me}/24 dev vx0 && ip -n {n} link set vx0 up"
+        ));
+        sh(&format!(
+            "ip -n {n} route add 10.{o}.{other}.0/24 via 10.{o}.0.{other} dev vx0"
+        ));
+        let veth = format!("v{pod}");
+        sh(&format!(
+            "ip link add eth0 netns {pod} type veth peer name {veth} netns {n}"
+        ));
+        sh(&format!(
+            "ip -n {pod} addr add 10.{o}.{me}.2/32 dev eth0 && ip -n {pod} link set eth0 up"
+        ));
+        sh(&format!("ip -n {pod} route add 169.254.1.1 dev eth0 scope link && ip -n {pod} route add default via 169.254.1.1 dev eth0"));
+        sh(&format!(
+            "ip -n {n} link set {veth} up && ip -n {n} route add 10.{o}.{me}.2/32 dev {veth}"
+        ));
+        sh(&format!(
+            "ip netns exec {n} sysctl -qw net.ipv4.conf.{veth}.proxy_arp=1"
+        ));
+    }
+    VxlanNodes {
+        lab,
+        n1,
+        n2,
+        p1,
+        p2,
+        u1,
+        u2,
+    }
+}
+
+/// Connection records (`"kind":"flow"`).
+pub fn connections(lines: &[Value]) -> Vec<&Value> {
+    lines.iter().filter(|v| v["kind"] == "flow").collect()
+}
+
+/// A UDP server in `ns` on `addr:port` (IPv4 or IPv6) that answers each
+/// datagram with "ok:" + the datagram, or never answers (`answer` false).
+pub fn udp_server(ns: &str, addr: &str, port: u16, answer: bool) -> Background {
+    let family = if addr.contains(':') {
+        "AF_INET6"
+    } else {
+        "AF_INET"
+    };
+    let script = std::env::temp_dir().join(format!("netflow-test-udp-{ns}-{port}.py"));
+    let reply = if answer {
+        "s.sendto(b'ok:'+d,a)"
+    } else {
+        "pass"
+    };
+    std::fs::write(
+        &script,
+        format!(
+            "import socket\ns=socket.socket(socket.{family},socket.SOCK_DGRAM)\ns.bind(('{addr}',{port}))\nwhile True:\n    d,a=s.recvfrom(2000)\n    {reply}\n"
+        ),
+    )
+    .expect("write test server script");
+    let mut bg = Background::spawn(&format!("ip netns exec {ns} python3 {}", script.display()));
+    bg.1 = Some(script);
+    for _ in 0..100 {
+        if Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "ss",
+                "-lunH",
+                &format!("sport = :{port}"),
+            ])
+            .output()
+            .map(|o| !o.stdout.is_empty())
+            .unwrap_or(false)
+        {
+            return bg;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("UDP server in {ns} did not bind {addr}:{port}");
+}
+
+/// Send `n` datagrams from `ns` to `addr:port`, each from its own socket
+/// (its own connection), waiting up to `wait` seconds for each answer.
+/// Returns how many were answered.
+pub fn udp_client(ns: &str, addr: &str, port: u16, n: u32, wait: f32) -> u32 {
+    let family = if addr.contains(':') {
+        "AF_INET6"
+    } else {
+        "AF_INET"
+    };
+    let out = sh(&format!(
+        "ip netns exec {ns} python3 -c \"import socket\nk=0\nfor i in range({n}):\n s=socket.socket(socket.{family},socket.SOCK_DGRAM); s.settimeout({wait})\n s.sendto(b'q%d'%i,('{addr}',{port}))\n try:\n  s.recvfrom(100); k+=1\n except OSError: pass\n s.close()\nprint(k)\""
+    ));
+    out.trim().parse().expect("answered count")
+}
+
 /// The hops of a packet that carry a NAT translation.
 pub fn nat_hops(p: &Value) -> Vec<&Value> {
     p["hops"]

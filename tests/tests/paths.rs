@@ -253,69 +253,15 @@ for _ in range(3):
 /// the other pod.
 #[test]
 fn cross_node_pod_to_pod_over_vxlan() {
-    let mut lab = Lab::new("xn");
-    let (n1, n2) = (lab.netns("n1"), lab.netns("n2"));
-    let (p1, p2) = (lab.netns("p1"), lab.netns("p2"));
-    let (u1, u2) = (lab.name("u1"), lab.name("u2"));
-    sh(&format!(
-        "ip link add {u1} netns {n1} type veth peer name {u2} netns {n2}"
-    ));
-    for (n, u, local, remote, over, pod, pod_ip, other_pods, other_over) in [
-        (
-            &n1,
-            &u1,
-            "192.168.218.1",
-            "192.168.218.2",
-            "10.218.0.1",
-            &p1,
-            "10.218.1.2",
-            "10.218.2.0/24",
-            "10.218.0.2",
-        ),
-        (
-            &n2,
-            &u2,
-            "192.168.218.2",
-            "192.168.218.1",
-            "10.218.0.2",
-            &p2,
-            "10.218.2.2",
-            "10.218.1.0/24",
-            "10.218.0.1",
-        ),
-    ] {
-        sh(&format!(
-            "ip -n {n} addr add {local}/24 dev {u} && ip -n {n} link set {u} up"
-        ));
-        sh(&format!(
-            "ip netns exec {n} sysctl -qw net.ipv4.ip_forward=1"
-        ));
-        // A default route, so proxy ARP answers for the pods' gateway.
-        sh(&format!(
-            "ip -n {n} link add up0 type veth peer name up1 && ip -n {n} link set up0 up && ip -n {n} link set up1 up && ip -n {n} route add default dev up0"
-        ));
-        sh(&format!("ip -n {n} link add vx0 type vxlan id 7 local {local} remote {remote} dstport 8472 dev {u}"));
-        sh(&format!(
-            "ip -n {n} addr add {over}/24 dev vx0 && ip -n {n} link set vx0 up"
-        ));
-        sh(&format!(
-            "ip -n {n} route add {other_pods} via {other_over} dev vx0"
-        ));
-        let veth = format!("v{pod}");
-        sh(&format!(
-            "ip link add eth0 netns {pod} type veth peer name {veth} netns {n}"
-        ));
-        sh(&format!(
-            "ip -n {pod} addr add {pod_ip}/32 dev eth0 && ip -n {pod} link set eth0 up"
-        ));
-        sh(&format!("ip -n {pod} route add 169.254.1.1 dev eth0 scope link && ip -n {pod} route add default via 169.254.1.1 dev eth0"));
-        sh(&format!(
-            "ip -n {n} link set {veth} up && ip -n {n} route add {pod_ip}/32 dev {veth}"
-        ));
-        sh(&format!(
-            "ip netns exec {n} sysctl -qw net.ipv4.conf.{veth}.proxy_arp=1"
-        ));
-    }
+    let VxlanNodes {
+        lab,
+        n1,
+        n2,
+        p1,
+        p2,
+        u1,
+        u2,
+    } = vxlan_nodes("xn", 218);
     lab.exec(&p1, "ping -c1 -W2 10.218.2.2");
 
     let t = Tracer::start(&["--pod", &p1, "--proto", "icmp"]);

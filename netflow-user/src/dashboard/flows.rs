@@ -7,7 +7,7 @@ use ratatui::{
 };
 
 use super::state::{Flow, SortBy};
-use crate::correlate::Verdict;
+use crate::{connections::Outcome, correlate::Verdict};
 
 fn port(p: Option<u16>) -> String {
     p.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
@@ -18,7 +18,17 @@ fn verdict(v: Verdict) -> (&'static str, Color) {
         Verdict::Delivered => ("delivered", Color::Green),
         Verdict::Forwarded => ("forwarded", Color::Cyan),
         Verdict::Dropped => ("DROPPED", Color::Red),
+        Verdict::Unclaimed => ("unclaimed", Color::Gray),
         Verdict::Unknown => ("unknown", Color::Gray),
+    }
+}
+
+fn outcome(o: Option<Outcome>) -> (&'static str, Color) {
+    match o {
+        None => ("open", Color::Gray),
+        Some(Outcome::Ok) => ("ok", Color::Green),
+        Some(Outcome::Incomplete) => ("incomplete", Color::Yellow),
+        Some(o) => (o.as_str(), Color::Red),
     }
 }
 
@@ -31,13 +41,14 @@ pub fn draw(
     reverse: bool,
 ) {
     let header = Row::new([
-        "endpoint", "peer", "proto", "ports", "pkts", "bytes", "drops", "verdict", "p50 µs",
-        "p99 µs",
+        "endpoint", "peer", "proto", "ports", "pkts", "bytes", "drops", "verdict", "outcome",
+        "p50 µs", "p99 µs",
     ])
     .style(Style::default().add_modifier(Modifier::BOLD));
     let body = rows.iter().map(|fl| {
         let k = fl.key;
         let (v, color) = verdict(fl.last_verdict);
+        let (o, ocolor) = outcome(fl.outcome);
         Row::new(vec![
             Cell::from(fl.endpoint.clone()),
             Cell::from(k.dst.to_string()),
@@ -51,6 +62,7 @@ pub fn draw(
                 Style::default()
             }),
             Cell::from(v).style(Style::default().fg(color)),
+            Cell::from(o).style(Style::default().fg(ocolor)),
             Cell::from(format!("{:.1}", fl.median_us())),
             Cell::from(format!("{:.1}", fl.p99_us())),
         ])
@@ -65,6 +77,7 @@ pub fn draw(
         Constraint::Length(7),
         Constraint::Length(5),
         Constraint::Length(9),
+        Constraint::Length(12),
         Constraint::Length(7),
         Constraint::Length(7),
     ];

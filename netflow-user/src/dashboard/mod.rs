@@ -164,6 +164,15 @@ impl Sink for DashboardSink {
         Ok(())
     }
 
+    fn connection(
+        &mut self,
+        c: &crate::connections::Connection,
+        _names: &Names,
+    ) -> std::io::Result<()> {
+        self.0.lock().expect("dashboard state").state.connection(c);
+        Ok(())
+    }
+
     fn progress(&mut self, s: &Stats) {
         let mut app = self.0.lock().expect("dashboard state");
         app.state.events = s.events;

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::{
+    connections::{Connection, Outcome},
     correlate::{Timeline, Verdict},
     names::Names,
     output::json::{timeline_json, JsonTimeline},
@@ -24,6 +25,8 @@ pub struct Flow {
     pub latest: JsonTimeline,
     pub latest_drop: Option<JsonTimeline>,
     pub last_ts: u64,
+    /// The outcome of its last connection that ended.
+    pub outcome: Option<Outcome>,
 }
 
 impl Flow {
@@ -167,6 +170,7 @@ impl State {
             latest: timeline_json(tl, names),
             latest_drop: None,
             last_ts: 0,
+            outcome: None,
         });
         f.packets += 1;
         f.bytes += first.len as u64;
@@ -175,7 +179,9 @@ impl State {
         if f.spans_us.len() < 10_000 {
             f.spans_us.push(span);
         }
-        if let Some(d) = &js.drop {
+        // Only drops on a packet's path count (not group packets nobody
+        // wanted, not frees after delivery).
+        if let Some(d) = js.drop.as_ref().filter(|_| tl.verdict == Verdict::Dropped) {
             f.drops += 1;
             let e = self
                 .drops
@@ -208,6 +214,19 @@ impl State {
         }
         while self.rate.len() > HISTORY {
             self.rate.pop_front();
+        }
+    }
+
+    /// A connection ended: its flow shows the outcome.
+    pub fn connection(&mut self, c: &Connection) {
+        let k = flow_key(c.tuple);
+        let key = if self.flows.contains_key(&k) {
+            Some(k)
+        } else {
+            self.aliases.get(&k).copied()
+        };
+        if let Some(f) = key.and_then(|k| self.flows.get_mut(&k)) {
+            f.outcome = Some(c.outcome);
         }
     }
 

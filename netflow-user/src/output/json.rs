@@ -7,10 +7,11 @@ use serde::Serialize;
 
 use super::{Sink, Stats};
 use crate::{
-    correlate::{tcp_state_name, NatKind, Note, NoteKind, Timeline, Verdict},
-    diagnose::{hint, hook_name},
+    connections::{Connection, DirCounts, Outcome, Where},
+    correlate::{tcp_state_name, DropInfo, Hop, Nat, NatKind, Note, NoteKind, Timeline, Verdict},
+    diagnose::{hint, hook_name, outcome_hint},
     names::Names,
-    packet::{Encap, Proto},
+    packet::{Encap, Proto, Tuple},
 };
 
 #[derive(Debug, Clone, Serialize)]
@@ -63,7 +64,7 @@ pub struct JsonNat {
     pub to: String,
 }
 
-fn endpoint((ip, port): (IpAddr, Option<u16>)) -> String {
+pub fn endpoint((ip, port): (IpAddr, Option<u16>)) -> String {
     match (ip, port) {
         (IpAddr::V6(a), Some(p)) => format!("[{a}]:{p}"),
         (a, Some(p)) => format!("{a}:{p}"),
@@ -87,6 +88,15 @@ pub struct JsonTimeline {
     pub verdict: Verdict,
     pub hops: Vec<JsonHop>,
     pub drop: Option<JsonDrop>,
+    /// Freed after a socket took it: not a drop on its path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<JsonDrop>,
+    /// `unknown` packets: where they were last seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<JsonHop>,
+    /// Events of this packet may be missing (ring buffer full).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub incomplete: bool,
 }
 
 pub fn point_name(p: Point) -> &'static str {
@@ -101,6 +111,7 @@ pub fn point_name(p: Point) -> &'static str {
         Point::TcpRetransmit => "tcp_retransmit",
         Point::TcpReset => "tcp_reset",
         Point::NftChain => "nft_chain",
+        Point::Socket => "socket",
     }
 }
 
@@ -112,66 +123,149 @@ pub fn direction(p: Point) -> Option<&'static str> {
     }
 }
 
+pub fn flow_json(t: &Tuple) -> JsonFlow {
+    JsonFlow {
+        proto: t.proto,
+        src: t.src,
+        dst: t.dst,
+        sport: t.sport,
+        dport: t.dport,
+    }
+}
+
+pub fn hop_json(h: &Hop, names: &Names) -> JsonHop {
+    let t = h.packet.as_ref().map(|p| p.tuple);
+    JsonHop {
+        ts_ns: h.ts_ns,
+        point: point_name(h.point),
+        ifname: h.ifname.clone(),
+        ifindex: h.ifindex,
+        netns: h.netns,
+        netns_name: names.netns(h.netns).map(str::to_string),
+        master: names.master(h.netns, h.ifindex).map(str::to_string),
+        dir: direction(h.point),
+        src: t.map(|t| t.src),
+        dst: t.map(|t| t.dst),
+        sport: t.and_then(|t| t.sport),
+        dport: t.and_then(|t| t.dport),
+        len: h.len,
+        tcp_flags: h.packet.as_ref().and_then(|p| p.tcp_flags.clone()),
+        encap: h.packet.as_ref().and_then(|p| p.encap),
+        hook: matches!(h.point, Point::NfEarly | Point::NfLate | Point::NftChain)
+            .then(|| hook_name(h.hook)),
+        table: h.nft.as_ref().map(|n| n.0.clone()),
+        chain: h.nft.as_ref().map(|n| n.1.clone()),
+        stage: match h.point {
+            Point::NfEarly => Some("early"),
+            Point::NfLate => Some("late"),
+            _ => None,
+        },
+        nat: h.nat.map(nat_json),
+    }
+}
+
+fn nat_json(n: Nat) -> JsonNat {
+    JsonNat {
+        kind: n.kind,
+        from: endpoint(n.from),
+        to: endpoint(n.to),
+    }
+}
+
+/// A drop with its reason and location names, and the hint.
+pub fn drop_json(d: DropInfo, hook: Option<u8>, names: &Names) -> JsonDrop {
+    let reason = names.reason(d.reason);
+    let location = names.location(d.location);
+    JsonDrop {
+        hint: hint(&reason, hook, &location),
+        hook: hook.map(hook_name),
+        reason,
+        location,
+    }
+}
+
 pub fn timeline_json(tl: &Timeline, names: &Names) -> JsonTimeline {
     JsonTimeline {
         kind: "packet",
-        flow: tl.tuple().map(|t| JsonFlow {
-            proto: t.proto,
-            src: t.src,
-            dst: t.dst,
-            sport: t.sport,
-            dport: t.dport,
-        }),
+        flow: tl.tuple().as_ref().map(flow_json),
         verdict: tl.verdict,
-        hops: tl
-            .hops
-            .iter()
-            .map(|h| {
-                let t = h.packet.as_ref().map(|p| p.tuple);
-                JsonHop {
-                    ts_ns: h.ts_ns,
-                    point: point_name(h.point),
-                    ifname: h.ifname.clone(),
-                    ifindex: h.ifindex,
-                    netns: h.netns,
-                    netns_name: names.netns(h.netns).map(str::to_string),
-                    master: names.master(h.netns, h.ifindex).map(str::to_string),
-                    dir: direction(h.point),
-                    src: t.map(|t| t.src),
-                    dst: t.map(|t| t.dst),
-                    sport: t.and_then(|t| t.sport),
-                    dport: t.and_then(|t| t.dport),
-                    len: h.len,
-                    tcp_flags: h.packet.as_ref().and_then(|p| p.tcp_flags.clone()),
-                    encap: h.packet.as_ref().and_then(|p| p.encap),
-                    hook: matches!(h.point, Point::NfEarly | Point::NfLate | Point::NftChain)
-                        .then(|| hook_name(h.hook)),
-                    table: h.nft.as_ref().map(|n| n.0.clone()),
-                    chain: h.nft.as_ref().map(|n| n.1.clone()),
-                    stage: match h.point {
-                        Point::NfEarly => Some("early"),
-                        Point::NfLate => Some("late"),
-                        _ => None,
-                    },
-                    nat: h.nat.map(|n| JsonNat {
-                        kind: n.kind,
-                        from: endpoint(n.from),
-                        to: endpoint(n.to),
-                    }),
-                }
-            })
-            .collect(),
-        drop: tl.drop.map(|d| {
-            let reason = names.reason(d.reason);
-            let hook = tl.drop_hook.map(|(h, _)| h);
-            let location = names.location(d.location);
-            JsonDrop {
-                hint: hint(&reason, hook, &location),
-                hook: hook.map(hook_name),
-                reason,
-                location,
-            }
-        }),
+        hops: tl.hops.iter().map(|h| hop_json(h, names)).collect(),
+        drop: tl
+            .drop
+            .map(|d| drop_json(d, tl.drop_hook.map(|(h, _)| h), names)),
+        after: tl.after.map(|d| drop_json(d, None, names)),
+        last_seen: (tl.verdict == Verdict::Unknown)
+            .then(|| tl.hops.last().map(|h| hop_json(h, names)))
+            .flatten(),
+        incomplete: tl.incomplete,
+    }
+}
+
+/// One connection: `{"kind":"flow", ...}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct JsonConnection {
+    pub kind: &'static str,
+    pub flow: JsonFlow,
+    pub outcome: Outcome,
+    /// The hop where it went wrong.
+    #[serde(rename = "where")]
+    pub at: Option<JsonHop>,
+    pub reason: Option<String>,
+    pub location: Option<String>,
+    /// The netfilter hook that dropped it, when a filter did.
+    pub hook: Option<&'static str>,
+    pub hint: Option<String>,
+    pub fwd: DirCounts,
+    pub rev: DirCounts,
+    pub first_ts_ns: u64,
+    pub last_ts_ns: u64,
+    pub nat: Option<JsonNat>,
+}
+
+/// Where a connection went wrong, in words: "at FORWARD on vclient in netns node".
+pub fn where_words(w: &Where, names: &Names) -> String {
+    let h = &w.hop;
+    let mut s = String::from("at ");
+    if let Some((hook, _)) = w.drop_hook {
+        s.push_str(&hook_name(hook).to_uppercase());
+        s.push(' ');
+    } else {
+        s.push_str(point_name(h.point));
+        s.push(' ');
+    }
+    if !h.ifname.is_empty() {
+        s.push_str(&format!("on {} ", h.ifname));
+    }
+    match names.netns(h.netns) {
+        Some(n) => s.push_str(&format!("in netns {n}")),
+        None => s.push_str(&format!("in netns {}", h.netns)),
+    }
+    s
+}
+
+pub fn connection_json(c: &Connection, names: &Names) -> JsonConnection {
+    let drop = c.at.as_ref().and_then(|w| {
+        w.drop
+            .map(|d| drop_json(d, w.drop_hook.map(|(h, _)| h), names))
+    });
+    let at_words =
+        c.at.as_ref()
+            .map(|w| where_words(w, names))
+            .unwrap_or_default();
+    JsonConnection {
+        kind: "flow",
+        flow: flow_json(&c.tuple),
+        outcome: c.outcome,
+        at: c.at.as_ref().map(|w| hop_json(&w.hop, names)),
+        hint: outcome_hint(c.outcome, drop.as_ref().map(|d| d.hint.clone()), &at_words),
+        reason: drop.as_ref().map(|d| d.reason.clone()),
+        hook: drop.as_ref().and_then(|d| d.hook),
+        location: drop.map(|d| d.location),
+        fwd: c.fwd,
+        rev: c.rev,
+        first_ts_ns: c.first_ts_ns,
+        last_ts_ns: c.last_ts_ns,
+        nat: c.nat.map(nat_json),
     }
 }
 
@@ -191,13 +285,7 @@ pub fn note_json(n: &Note, names: &Names) -> JsonNote {
     JsonNote {
         kind: "tcp",
         event: n.kind,
-        flow: JsonFlow {
-            proto: n.tuple.proto,
-            src: n.tuple.src,
-            dst: n.tuple.dst,
-            sport: n.tuple.sport,
-            dport: n.tuple.dport,
-        },
+        flow: flow_json(&n.tuple),
         ts_ns: n.ts_ns,
         netns: n.netns,
         netns_name: names.netns(n.netns).map(str::to_string),
@@ -236,6 +324,10 @@ impl Sink for Json {
 
     fn note(&mut self, n: &Note, names: &Names) -> std::io::Result<()> {
         self.write_line(&note_json(n, names))
+    }
+
+    fn connection(&mut self, c: &Connection, names: &Names) -> std::io::Result<()> {
+        self.write_line(&connection_json(c, names))
     }
 
     fn stats(&mut self, s: &Stats) -> std::io::Result<()> {

@@ -7,6 +7,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::{
+    connections::Connection,
     correlate::{Note, Timeline},
     names::Names,
 };
@@ -30,8 +31,17 @@ pub struct Stats {
     /// Packet timelines printed.
     pub packets: u64,
     pub dropped: u64,
+    /// Packets whose last trace is neither a socket, a device's transmit, nor a drop.
+    pub unknown: u64,
+    /// Multicast/broadcast packets no socket on the node took (not drops).
+    pub unclaimed: u64,
+    /// Packets freed after a socket took them (not drops).
+    pub after_delivery: u64,
     /// Flow notes (TCP retransmissions and resets).
     pub notes: u64,
+    /// Connection records, and how many of them had an outcome other than ok.
+    pub connections: u64,
+    pub connections_failed: u64,
 }
 
 pub trait Sink {
@@ -47,6 +57,8 @@ pub trait Sink {
     /// Counters so far (every poll).
     fn progress(&mut self, _s: &Stats) {}
     fn note(&mut self, n: &Note, names: &Names) -> std::io::Result<()>;
+    /// A connection is over (or the run is).
+    fn connection(&mut self, c: &Connection, names: &Names) -> std::io::Result<()>;
     fn stats(&mut self, s: &Stats) -> std::io::Result<()>;
     /// Push out what is buffered (called after each batch of timelines).
     fn flush(&mut self) -> std::io::Result<()>;

@@ -3,8 +3,10 @@ use std::io::Write;
 
 use netflow_common::Point;
 
+use super::json::{connection_json, endpoint, where_words};
 use super::{Sink, Stats};
 use crate::{
+    connections::{Connection, DirCounts},
     correlate::{tcp_state_name, NatKind, Note, NoteKind, Timeline, Verdict},
     diagnose::{hint, hook_name},
     names::Names,
@@ -35,6 +37,7 @@ fn point_label(p: Point) -> &'static str {
         Point::TcpRetransmit => "tcp-retransmit",
         Point::TcpReset => "tcp-reset",
         Point::NftChain => "nft-chain",
+        Point::Socket => "socket",
     }
 }
 
@@ -43,6 +46,7 @@ fn verdict_word(v: Verdict) -> &'static str {
         Verdict::Forwarded => "FORWARDED",
         Verdict::Delivered => "DELIVERED",
         Verdict::Dropped => "DROPPED",
+        Verdict::Unclaimed => "UNCLAIMED (group packet no socket took)",
         Verdict::Unknown => "UNKNOWN",
     }
 }
@@ -75,7 +79,16 @@ impl Sink for Text {
                 s
             })
             .unwrap_or_default();
-        writeln!(self.out, "{head}{detail}  => {}", verdict_word(tl.verdict))?;
+        let incomplete = if tl.incomplete {
+            " (incomplete: events lost)"
+        } else {
+            ""
+        };
+        writeln!(
+            self.out,
+            "{head}{detail}  => {}{incomplete}",
+            verdict_word(tl.verdict)
+        )?;
         let t0 = tl.hops.first().map(|h| h.ts_ns).unwrap_or(0);
         let mut last_tuple: Option<Tuple> = first;
         for h in &tl.hops {
@@ -101,11 +114,11 @@ impl Sink for Text {
                     NatKind::Dnat => "DNAT",
                     NatKind::Snat => "SNAT",
                 };
-                let ep = |(ip, port): (std::net::IpAddr, Option<u16>)| match port {
-                    Some(p) => format!("{ip}:{p}"),
-                    None => ip.to_string(),
-                };
-                line.push_str(&format!("  {kind} {} -> {}", ep(n.from), ep(n.to)));
+                line.push_str(&format!(
+                    "  {kind} {} -> {}",
+                    endpoint(n.from),
+                    endpoint(n.to)
+                ));
             }
             if let Some(p) = &h.packet {
                 if Some(p.tuple) != last_tuple && h.nat.is_none() {
@@ -141,6 +154,66 @@ impl Sink for Text {
                 "  hint: {}",
                 hint(&reason, hook, &names.location(d.location))
             )?;
+        }
+        if let Some(d) = tl.after {
+            let location = names.location(d.location);
+            writeln!(
+                self.out,
+                "  after delivery: {} at {location} (not a drop on its path)",
+                names.reason(d.reason)
+            )?;
+        }
+        if tl.verdict == Verdict::Unknown {
+            if let Some(h) = tl.hops.last() {
+                writeln!(
+                    self.out,
+                    "  last seen: {} {} in netns {}",
+                    point_label(h.point),
+                    if h.ifname.is_empty() { "-" } else { &h.ifname },
+                    names.netns_label(h.netns)
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn connection(&mut self, c: &Connection, names: &Names) -> std::io::Result<()> {
+        let j = connection_json(c, names);
+        let nat = match c.nat {
+            Some(n) => format!(
+                " ({} {} -> {})",
+                match n.kind {
+                    NatKind::Dnat => "DNAT",
+                    NatKind::Snat => "SNAT",
+                },
+                endpoint(n.from),
+                endpoint(n.to)
+            ),
+            None => String::new(),
+        };
+        let dir = |d: &DirCounts| {
+            format!(
+                "{} pkts {} B, {} delivered, {} dropped",
+                d.packets, d.bytes, d.delivered, d.dropped
+            )
+        };
+        writeln!(
+            self.out,
+            "connection {}{nat}: {}  [fwd {}; rev {}]",
+            c.tuple,
+            c.outcome.as_str().to_uppercase(),
+            dir(&c.fwd),
+            dir(&c.rev)
+        )?;
+        if let Some(w) = &c.at {
+            let mut line = format!("  {}", where_words(w, names));
+            if let (Some(r), Some(l)) = (&j.reason, &j.location) {
+                line.push_str(&format!(": {r} at {l}"));
+            }
+            writeln!(self.out, "{line}")?;
+        }
+        if let Some(h) = &j.hint {
+            writeln!(self.out, "  hint: {h}")?;
         }
         Ok(())
     }

@@ -1,0 +1,63 @@
+//! A socket takes the packet: `cgroup_skb` ingress on the cgroup v2 root,
+//! which runs after INPUT and the socket lookup, for every socket of the
+//! node (listeners and connecting sockets included).
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use netflow_common::{filter_flags as ff, Point, Track};
+
+use crate::{
+    emit::output,
+    globals::*,
+    hop::{device, fill_meta, read_packet, scratch},
+    parse,
+    select::selected,
+};
+
+/// A tracked skb (same fingerprint) is marked delivered and reported
+/// without its bytes (the daemon has them). An untracked one that matches
+/// the selection — a copy made for a raw socket, say — is reported with its
+/// bytes, so the daemon joins it to its packet by fingerprint. Either way
+/// it stays tracked as delivered: a later free of it (QUEUE_PURGE when the
+/// socket closes) is known to come after delivery.
+#[inline(always)]
+pub(crate) fn on_deliver(skb: *const u8) -> Result<(), ()> {
+    let f = filter();
+    let o = offsets();
+    let key = skb as u64;
+    let ev = scratch()?;
+    read_packet::<Probe>(skb, o, ev, FILTER_BYTES)?;
+    let fp = parse::fingerprint(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, f);
+    let tracked = match TRACKED.get_ptr_mut(key) {
+        Some(t) if unsafe { (*t).fp } == fp => {
+            unsafe { (*t).delivered = 1 };
+            true
+        }
+        _ => false,
+    };
+    let dev = device::<Probe>(skb, o);
+    let now = unsafe { bpf_ktime_get_ns() };
+    if !tracked {
+        // Loopback is never part of a path across the node; `--iface`
+        // limits where we look, and a socket is no device.
+        if dev.ifindex == 1 || v(&f.flags) & ff::IFACE != 0 {
+            return Ok(());
+        }
+        let netns_hit =
+            v(&f.flags) & ff::NETNS != 0 && unsafe { SEL_NETNS.get(dev.netns) }.is_some();
+        if !selected(ev, f, netns_hit) {
+            return Ok(());
+        }
+        let track = Track {
+            ts: now,
+            fp,
+            delivered: 1,
+            _pad: 0,
+        };
+        let _ = TRACKED.insert(key, track, 0);
+    }
+    fill_meta::<Probe>(ev, skb, o, &dev, Point::Socket, now);
+    if tracked {
+        ev.hdr.cap_len = 0;
+    }
+    output(ev);
+    Ok(())
+}

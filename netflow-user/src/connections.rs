@@ -1,0 +1,495 @@
+//! Connections: the packets of both directions of one conversation, across
+//! NAT, and the answer an SRE looks for first — did the request reach the
+//! server's socket, did the server answer, did the answer come back.
+//!
+//! Completed packet timelines come in from the correlator. A connection is
+//! keyed by each tuple its packets showed (before and after NAT, endpoints
+//! in either order), so a Service call — client → VIP, then client → pod
+//! after DNAT, and the reply un-DNAT'd on its way back — is one connection.
+//! The initiator is the side that sent the first packet, unless that packet
+//! is itself an answer (a SYN-ACK, an echo reply). ICMP errors join the
+//! connection of the packet they quote.
+//!
+//! A connection is reported when it closed (FIN both ways, or a RST) and
+//! then stayed quiet for `settle_ns`, when it was idle for `idle_ns`, and at
+//! the end of the run.
+use std::net::IpAddr;
+
+use rustc_hash::FxHashMap as HashMap;
+use serde::Serialize;
+
+use crate::{
+    correlate::{is_group_addr, DropInfo, Hop, Nat, Timeline, Verdict},
+    packet::{decode_ip, Packet, Proto, Tuple},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The request reached the responder's socket and the reply reached the initiator's.
+    Ok,
+    /// The initiator's packets never reached the responder's socket.
+    RequestLost,
+    /// The responder's socket took the request and nothing came back.
+    NoReply,
+    /// The reply left the responder but never reached the initiator's socket.
+    ReplyLost,
+    /// A RST or an ICMP unreachable answered.
+    Refused,
+    /// netflow did not see the whole connection (the kernel lost events of
+    /// it, or it began before the trace): no answer is given.
+    Incomplete,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::RequestLost => "request_lost",
+            Outcome::NoReply => "no_reply",
+            Outcome::ReplyLost => "reply_lost",
+            Outcome::Refused => "refused",
+            Outcome::Incomplete => "incomplete",
+        }
+    }
+}
+
+/// Counts of one direction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DirCounts {
+    pub packets: u64,
+    pub bytes: u64,
+    /// Taken by a socket on this node.
+    pub delivered: u64,
+    /// Dropped on their path (not after delivery).
+    pub dropped: u64,
+}
+
+/// Where a connection went wrong: the hop, and the drop there if any.
+#[derive(Debug, Clone)]
+pub struct Where {
+    pub hop: Hop,
+    pub drop: Option<DropInfo>,
+    /// Netfilter hook (and family) of a filtered drop.
+    pub drop_hook: Option<(u8, u8)>,
+}
+
+/// A connection, as reported.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// The initiator's tuple, at its first hop.
+    pub tuple: Tuple,
+    pub outcome: Outcome,
+    pub at: Option<Where>,
+    pub fwd: DirCounts,
+    pub rev: DirCounts,
+    pub first_ts_ns: u64,
+    pub last_ts_ns: u64,
+    /// The first translation the initiator's packets went through.
+    pub nat: Option<Nat>,
+}
+
+/// One side of a conversation: address and port (ICMP echo: its id).
+type Endpoint = (IpAddr, Option<u16>);
+/// Endpoints in a fixed order, and the protocol.
+type Key = (Proto, Endpoint, Endpoint);
+
+fn key(t: &Tuple) -> Key {
+    let (a, b) = ((t.src, t.sport), (t.dst, t.dport));
+    if a <= b {
+        (t.proto, a, b)
+    } else {
+        (t.proto, b, a)
+    }
+}
+
+/// What a packet is, for connections.
+enum Kind {
+    /// Part of a conversation; `answer`: it can only come from a responder.
+    Conv {
+        answer: bool,
+        reset: bool,
+        fin: bool,
+    },
+    /// An ICMP error about a packet with this tuple.
+    IcmpError(Tuple),
+    /// Not part of a conversation (neighbour discovery, group traffic).
+    Other,
+}
+
+const ICMP_ECHO: [(Proto, u8, u8); 2] = [(Proto::Icmp, 8, 0), (Proto::Icmpv6, 128, 129)];
+
+/// The packet's tuple for connections: ICMP echoes carry their id as ports.
+fn conv_tuple(p: &Packet) -> Tuple {
+    let mut t = p.tuple;
+    if let Some((_, id, _)) = p.fp.icmp {
+        if matches!(t.proto, Proto::Icmp | Proto::Icmpv6) {
+            t.sport = Some(id);
+            t.dport = Some(id);
+        }
+    }
+    t
+}
+
+fn kind(p: &Packet, data: &[u8]) -> Kind {
+    if is_group_addr(&p.tuple.dst) {
+        return Kind::Other;
+    }
+    match p.tuple.proto {
+        Proto::Tcp => {
+            let f = p.tcp_flags.as_deref().unwrap_or("");
+            Kind::Conv {
+                answer: f.contains('S') && f.contains('.'),
+                reset: f.contains('R'),
+                fin: f.contains('F'),
+            }
+        }
+        Proto::Udp => Kind::Conv {
+            answer: false,
+            reset: false,
+            fin: false,
+        },
+        proto @ (Proto::Icmp | Proto::Icmpv6) => {
+            let Some((ty, _, _)) = p.fp.icmp else {
+                return Kind::Other;
+            };
+            if let Some((_, _, reply)) = ICMP_ECHO
+                .iter()
+                .find(|(pr, req, rep)| *pr == proto && (ty == *req || ty == *rep))
+            {
+                return Kind::Conv {
+                    answer: ty == *reply,
+                    reset: false,
+                    fin: false,
+                };
+            }
+            let error = match proto {
+                Proto::Icmp => matches!(ty, 3 | 11 | 12),
+                _ => matches!(ty, 1..=4),
+            };
+            match error.then(|| quoted(data)).flatten() {
+                Some(t) => Kind::IcmpError(t),
+                None => Kind::Other,
+            }
+        }
+        Proto::Other(_) => Kind::Other,
+    }
+}
+
+/// The tuple of the packet an ICMP error quotes (after the outer IP header
+/// and the 8-byte ICMP header).
+fn quoted(data: &[u8]) -> Option<Tuple> {
+    let ip_len = match data.first()? >> 4 {
+        4 => ((data[0] & 0x0f) as usize) * 4,
+        6 => 40,
+        _ => return None,
+    };
+    let inner = data.get(ip_len + 8..)?;
+    decode_ip(inner, &[]).ok().map(|p| conv_tuple(&p))
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Quiet time after a close before the connection is reported (late
+    /// packets of it are still completing).
+    pub settle_ns: u64,
+    /// A connection with no packet for this long is reported.
+    pub idle_ns: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            settle_ns: 2_000_000_000,
+            idle_ns: 10_000_000_000,
+        }
+    }
+}
+
+/// A direction's state beyond its counts.
+#[derive(Debug, Default)]
+struct Dir {
+    counts: DirCounts,
+    /// Packets that reached a socket or left the node.
+    reached: u64,
+    /// Of those, packets that were not RSTs or ICMP errors.
+    accepted: u64,
+    /// The first packet that did not arrive: its last hop and drop.
+    failed: Option<Where>,
+    /// The last hop where one of its packets arrived.
+    arrived: Option<Hop>,
+    fin: bool,
+}
+
+struct Open {
+    tuple: Tuple,
+    /// Tuples of the initiator's direction (before and after NAT).
+    fwd_tuples: Vec<Tuple>,
+    keys: Vec<Key>,
+    fwd: Dir,
+    rev: Dir,
+    first_ts: u64,
+    last_ts: u64,
+    nat: Option<Nat>,
+    /// The responder (or a node on the way) answered with RST / ICMP unreachable.
+    refused: Option<Where>,
+    reset: bool,
+    incomplete: bool,
+}
+
+impl Open {
+    fn outcome(&self) -> (Outcome, Option<Where>) {
+        // Events lost, or only answers seen (it began before the trace).
+        if self.incomplete || self.fwd.counts.packets == 0 {
+            return (Outcome::Incomplete, None);
+        }
+        if let Some(w) = self.refused.as_ref().filter(|_| self.rev.accepted == 0) {
+            return (Outcome::Refused, Some(w.clone()));
+        }
+        if self.fwd.reached == 0 {
+            return (Outcome::RequestLost, self.fwd.failed.clone());
+        }
+        if self.rev.counts.packets == 0 {
+            let at = self.fwd.arrived.clone().map(|hop| Where {
+                hop,
+                drop: None,
+                drop_hook: None,
+            });
+            return (Outcome::NoReply, at);
+        }
+        if self.rev.reached == 0 {
+            return (Outcome::ReplyLost, self.rev.failed.clone());
+        }
+        (Outcome::Ok, None)
+    }
+
+    fn closed(&self) -> bool {
+        self.reset || (self.fwd.fin && self.rev.fin)
+    }
+}
+
+#[derive(Default)]
+pub struct Connections {
+    cfg: Config,
+    by_key: HashMap<Key, u64>,
+    open: HashMap<u64, Open>,
+    next_id: u64,
+    /// Events were lost up to this time: connections that began before it
+    /// may miss packets.
+    suspect_until: u64,
+}
+
+fn where_of(tl: &Timeline) -> Option<Where> {
+    Some(Where {
+        hop: tl.hops.last()?.clone(),
+        drop: tl.drop,
+        drop_hook: tl.drop_hook,
+    })
+}
+
+impl Connections {
+    pub fn new(cfg: Config) -> Self {
+        Self {
+            cfg,
+            ..Default::default()
+        }
+    }
+
+    /// Add a completed packet timeline.
+    pub fn add(&mut self, tl: &Timeline) {
+        let Some((first, data)) = tl
+            .hops
+            .iter()
+            .find_map(|h| h.packet.as_ref().map(|p| (p, &h.data)))
+        else {
+            return;
+        };
+        let (answer, reset, fin) = match kind(first, data) {
+            Kind::Other => return,
+            Kind::IcmpError(quoted) => return self.icmp_error(tl, &quoted),
+            Kind::Conv { answer, reset, fin } => (answer, reset, fin),
+        };
+        let mut tuples: Vec<Tuple> = Vec::with_capacity(2);
+        for p in tl.hops.iter().filter_map(|h| h.packet.as_ref()) {
+            let t = conv_tuple(p);
+            if !tuples.contains(&t) {
+                tuples.push(t);
+            }
+        }
+        let ts = tl.hops.first().map(|h| h.ts_ns).unwrap_or(0);
+        let id = match tuples.iter().find_map(|t| self.by_key.get(&key(t))) {
+            Some(id) => *id,
+            None => self.create(&tuples, answer, ts),
+        };
+        let o = self.open.get_mut(&id).expect("indexed connection is open");
+        let fwd = tuples.iter().any(|t| o.fwd_tuples.contains(t));
+        for t in &tuples {
+            let k = key(t);
+            if !o.keys.contains(&k) {
+                o.keys.push(k);
+                self.by_key.insert(k, id);
+            }
+            let f = if fwd { *t } else { t.reversed() };
+            if !o.fwd_tuples.contains(&f) {
+                o.fwd_tuples.push(f);
+            }
+        }
+        if fwd && o.nat.is_none() {
+            o.nat = tl.hops.iter().find_map(|h| h.nat);
+        }
+        o.first_ts = o.first_ts.min(ts);
+        o.last_ts = o.last_ts.max(tl.hops.last().map(|h| h.ts_ns).unwrap_or(ts));
+        o.incomplete |= tl.incomplete;
+        if reset {
+            o.reset = true;
+            if !fwd && o.refused.is_none() {
+                o.refused = where_of(tl);
+            }
+        }
+        // The kernel answered a request with a RST (nothing listens).
+        if fwd
+            && tl
+                .hops
+                .iter()
+                .any(|h| h.point == netflow_common::Point::TcpReset)
+        {
+            o.refused
+                .get_or_insert_with(|| where_of(tl).expect("a hop"));
+        }
+        let d = if fwd { &mut o.fwd } else { &mut o.rev };
+        d.fin |= fin;
+        d.counts.packets += 1;
+        d.counts.bytes += tl.hops.first().map(|h| h.len as u64).unwrap_or(0);
+        match tl.verdict {
+            Verdict::Delivered | Verdict::Forwarded => {
+                if tl.verdict == Verdict::Delivered {
+                    d.counts.delivered += 1;
+                }
+                d.reached += 1;
+                if !reset {
+                    d.accepted += 1;
+                }
+                d.arrived = tl.hops.last().cloned();
+            }
+            Verdict::Dropped | Verdict::Unknown | Verdict::Unclaimed => {
+                if tl.verdict == Verdict::Dropped {
+                    d.counts.dropped += 1;
+                }
+                if d.failed
+                    .as_ref()
+                    .is_none_or(|w| w.drop.is_none() && tl.drop.is_some())
+                {
+                    d.failed = where_of(tl);
+                }
+            }
+        }
+    }
+
+    fn create(&mut self, tuples: &[Tuple], answer: bool, ts: u64) -> u64 {
+        self.next_id += 1;
+        let fwd_tuples: Vec<Tuple> = if answer {
+            tuples.iter().map(Tuple::reversed).collect()
+        } else {
+            tuples.to_vec()
+        };
+        self.open.insert(
+            self.next_id,
+            Open {
+                tuple: fwd_tuples[0],
+                fwd_tuples,
+                keys: Vec::new(),
+                fwd: Dir::default(),
+                rev: Dir::default(),
+                first_ts: ts,
+                last_ts: ts,
+                nat: None,
+                refused: None,
+                reset: false,
+                incomplete: ts <= self.suspect_until,
+            },
+        );
+        self.next_id
+    }
+
+    /// An ICMP error quoting a packet of a connection we know: an
+    /// unreachable answers it (refused); others are left to the packet view.
+    fn icmp_error(&mut self, tl: &Timeline, quoted: &Tuple) {
+        let Some(o) = self
+            .by_key
+            .get(&key(quoted))
+            .and_then(|id| self.open.get_mut(id))
+        else {
+            return;
+        };
+        let unreachable = tl
+            .hops
+            .iter()
+            .find_map(|h| h.packet.as_ref())
+            .and_then(|p| p.fp.icmp)
+            .is_some_and(|(ty, _, _)| ty == 3 || ty == 1);
+        if unreachable && o.refused.is_none() {
+            // Where the request ended is the better answer than the error's path.
+            o.refused = o.fwd.failed.clone().or_else(|| where_of(tl));
+        }
+        o.last_ts = o.last_ts.max(tl.hops.last().map(|h| h.ts_ns).unwrap_or(0));
+    }
+
+    /// The kernel lost events up to `now_ns`: connections open now, and those
+    /// whose first packet is older, may miss packets.
+    pub fn mark_incomplete(&mut self, now_ns: u64) {
+        self.suspect_until = now_ns;
+        for o in self.open.values_mut() {
+            o.incomplete = true;
+        }
+    }
+
+    /// Connections that are over at `now_ns`.
+    pub fn expire(&mut self, now_ns: u64) -> Vec<Connection> {
+        let (settle, idle) = (self.cfg.settle_ns, self.cfg.idle_ns);
+        let done: Vec<u64> = self
+            .open
+            .iter()
+            .filter(|(_, o)| {
+                let quiet = now_ns.saturating_sub(o.last_ts);
+                quiet >= idle || (o.closed() && quiet >= settle)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        self.finish(done)
+    }
+
+    /// Every connection (end of the run).
+    pub fn flush(&mut self) -> Vec<Connection> {
+        let all: Vec<u64> = self.open.keys().copied().collect();
+        self.finish(all)
+    }
+
+    fn finish(&mut self, mut ids: Vec<u64>) -> Vec<Connection> {
+        ids.sort_unstable();
+        ids.into_iter()
+            .filter_map(|id| {
+                let o = self.open.remove(&id)?;
+                for k in &o.keys {
+                    if self.by_key.get(k) == Some(&id) {
+                        self.by_key.remove(k);
+                    }
+                }
+                let (outcome, at) = o.outcome();
+                Some(Connection {
+                    tuple: o.tuple,
+                    outcome,
+                    at,
+                    fwd: o.fwd.counts,
+                    rev: o.rev.counts,
+                    first_ts_ns: o.first_ts,
+                    last_ts_ns: o.last_ts,
+                    nat: o.nat,
+                })
+            })
+            .collect()
+    }
+
+    pub fn open_count(&self) -> usize {
+        self.open.len()
+    }
+}
