@@ -570,12 +570,12 @@ fn verdict(tl: &Timeline) -> Verdict {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use etherparse::PacketBuilder;
 
     use super::*;
 
-    fn icmp(src: [u8; 4], dst: [u8; 4], id: u16, seq: u16, ip_id: u16) -> Vec<u8> {
+    pub(crate) fn icmp(src: [u8; 4], dst: [u8; 4], id: u16, seq: u16, ip_id: u16) -> Vec<u8> {
         let mut out = Vec::new();
         PacketBuilder::ipv4(src, dst, 64)
             .icmpv4_echo_request(id, seq)
@@ -586,7 +586,7 @@ mod tests {
         out
     }
 
-    fn ev(ts: u64, skb: u64, point: Point, ifname: &str, data: &[u8]) -> Event {
+    pub(crate) fn ev(ts: u64, skb: u64, point: Point, ifname: &str, data: &[u8]) -> Event {
         Event {
             ts_ns: ts,
             skb,
@@ -696,6 +696,64 @@ mod tests {
         assert_eq!(out[1].hops.len(), 1);
         assert_eq!(out[1].verdict, Verdict::Delivered);
         assert_eq!(out[0].verdict, Verdict::Unknown);
+    }
+
+    #[test]
+    fn socket_delivery_ends_the_timeline_and_a_later_free_is_after() {
+        let p = icmp([10, 0, 0, 2], [10, 0, 0, 1], 1, 1, 100);
+        let mut c = Correlator::new(Config::default());
+        c.push(ev(10, 0xa, Point::Tx, "eth0", &p));
+        c.push(ev(20, 0xa, Point::Rx, "eth0", &p));
+        c.push(ev(30, 0xa, Point::Socket, "eth0", &[]));
+        let mut purge = ev(40, 0xa, Point::Drop, "eth0", &p);
+        purge.flags = event_flags::AFTER_DELIVERY;
+        c.push(purge);
+        let out = c.expire(40 + 20_000_000);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert_eq!(out[0].verdict, Verdict::Delivered);
+        assert!(out[0].drop.is_none());
+        assert_eq!(out[0].after.unwrap().reason, 5);
+        assert_eq!(out[0].hops.last().unwrap().point, Point::Socket);
+        // Long after: counted, never a new dropped packet.
+        let mut late = ev(5_000_000_000, 0xa, Point::Drop, "eth0", &p);
+        late.flags = event_flags::AFTER_DELIVERY;
+        c.push(late);
+        assert!(c.flush().is_empty());
+        assert_eq!(c.take_late_after(), 1);
+    }
+
+    #[test]
+    fn a_copy_delivered_to_a_raw_socket_makes_the_packet_delivered() {
+        let p = icmp([10, 0, 0, 2], [10, 0, 0, 1], 1, 1, 100);
+        let mut c = Correlator::new(Config::default());
+        c.push(ev(10, 0xa, Point::Rx, "eth0", &p));
+        // The clone (another skb, its bytes carried) reaches the raw socket;
+        // the original is then freed: no ping socket.
+        c.push(ev(20, 0xb, Point::Socket, "eth0", &p));
+        c.push(ev(30, 0xa, Point::Drop, "eth0", &p));
+        let out = c.flush();
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert_eq!(out[0].verdict, Verdict::Delivered);
+        assert!(out[0].drop.is_none() && out[0].after.is_some());
+    }
+
+    #[test]
+    fn group_packets_nobody_took_are_unclaimed() {
+        let p = icmp([10, 0, 0, 2], [224, 0, 0, 251], 1, 1, 100);
+        let mut c = Correlator::new(Config::default());
+        c.push(ev(10, 0xa, Point::Rx, "eth0", &p));
+        c.push(ev(20, 0xa, Point::Drop, "eth0", &p));
+        assert_eq!(c.flush()[0].verdict, Verdict::Unclaimed);
+    }
+
+    #[test]
+    fn lost_events_mark_open_timelines_incomplete() {
+        let p = icmp([10, 0, 0, 1], [10, 0, 0, 2], 1, 1, 100);
+        let mut c = Correlator::new(Config::default());
+        c.push(ev(10, 0xa, Point::Tx, "eth0", &p));
+        c.mark_incomplete();
+        let out = c.flush();
+        assert!(out[0].incomplete);
     }
 
     #[test]

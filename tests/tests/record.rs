@@ -191,6 +191,7 @@ fn write_sample(path: &std::path::Path) {
             l3_proto: 0x0800,
             hook: 0,
             pf: 0,
+            flags: 0,
             data: pkt.clone(),
         };
         w.event(&encode(&ev)).unwrap();
