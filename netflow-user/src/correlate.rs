@@ -120,7 +120,8 @@ pub struct Timeline {
     pub delivered: bool,
     /// Freed after a socket took it (QUEUE_PURGE when the socket closed, a
     /// duplicate, a full receive queue), or a copy freed once another copy
-    /// was delivered: not a drop on its path.
+    /// was delivered, or an unclaimed group packet let go: not a drop on its
+    /// path.
     pub after: Option<DropInfo>,
     /// Events of this packet may be missing (the ring buffer was full while
     /// it was open).
@@ -488,6 +489,10 @@ impl Correlator {
             }
             o.tl.drop_hook = drop_hook(&o.tl);
             o.tl.verdict = verdict(&o.tl);
+            if o.tl.verdict == Verdict::Unclaimed {
+                // Not a loss: what freed it is kept, as for frees after delivery.
+                o.tl.after = o.tl.drop.take();
+            }
             out.push(o.tl);
         }
         out
@@ -743,7 +748,9 @@ pub(crate) mod tests {
         let mut c = Correlator::new(Config::default());
         c.push(ev(10, 0xa, Point::Rx, "eth0", &p));
         c.push(ev(20, 0xa, Point::Drop, "eth0", &p));
-        assert_eq!(c.flush()[0].verdict, Verdict::Unclaimed);
+        let out = c.flush();
+        assert_eq!(out[0].verdict, Verdict::Unclaimed);
+        assert!(out[0].drop.is_none() && out[0].after.is_some());
     }
 
     #[test]

@@ -23,9 +23,13 @@ fn fixture() -> PathBuf {
 }
 
 fn loaded() -> Arc<Mutex<App>> {
+    loaded_from(&fixture())
+}
+
+fn loaded_from(path: &std::path::Path) -> Arc<Mutex<App>> {
     let app = Arc::new(Mutex::new(App::default()));
     let r = replay::replay(
-        &fixture(),
+        path,
         Box::new(DashboardSink(app.clone())),
         FlowFilter::default(),
     )
@@ -121,6 +125,43 @@ fn screens_from_a_recording() {
     assert!(!screen(&app.lock().unwrap()).contains(" keys "));
     key(&app, KeyCode::Char('q'));
     assert!(app.lock().unwrap().quit);
+}
+
+/// tests/fixtures/outcomes.nflw (recorded by tests/fixtures/record-outcomes.sh):
+/// one connection of each outcome; the flows table shows each, and the drop
+/// reasons count only drops on a packet's path.
+#[test]
+fn outcome_column_from_a_recording() {
+    let app =
+        loaded_from(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/outcomes.nflw"));
+    let s = screen(&app.lock().unwrap());
+    assert!(s.contains("outcome"), "{s}");
+    for (port, outcome) in [
+        ("→80", "ok"),
+        ("→9090", "request_lost"),
+        ("→5500", "no_reply"),
+        ("→5501", "reply_lost"),
+        ("→9999", "refused"),
+    ] {
+        let row = s
+            .lines()
+            .find(|l| l.contains(port))
+            .unwrap_or_else(|| panic!("no row for {port}:\n{s}"));
+        assert!(
+            row.contains(outcome),
+            "{port} should read {outcome}: {row}\n{s}"
+        );
+    }
+    // Path drops only: the FORWARD drops and the closed port; no QUEUE_PURGE
+    // (after delivery), no NOT_SPECIFIED of unclaimed multicast.
+    assert!(
+        s.contains("NETFILTER_DROP") && s.contains("NO_SOCKET"),
+        "{s}"
+    );
+    assert!(
+        !s.contains("QUEUE_PURGE") && !s.contains("NOT_SPECIFIED"),
+        "{s}"
+    );
 }
 
 #[test]

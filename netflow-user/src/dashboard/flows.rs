@@ -25,7 +25,7 @@ fn verdict(v: Verdict) -> (&'static str, Color) {
 
 fn outcome(o: Option<Outcome>) -> (&'static str, Color) {
     match o {
-        None => ("open", Color::Gray),
+        None => ("-", Color::Gray),
         Some(Outcome::Ok) => ("ok", Color::Green),
         Some(Outcome::Incomplete) => ("incomplete", Color::Yellow),
         Some(o) => (o.as_str(), Color::Red),

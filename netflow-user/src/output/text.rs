@@ -46,7 +46,7 @@ fn verdict_word(v: Verdict) -> &'static str {
         Verdict::Forwarded => "FORWARDED",
         Verdict::Delivered => "DELIVERED",
         Verdict::Dropped => "DROPPED",
-        Verdict::Unclaimed => "UNCLAIMED (group packet no socket took)",
+        Verdict::Unclaimed => "UNCLAIMED",
         Verdict::Unknown => "UNKNOWN",
     }
 }
@@ -157,9 +157,14 @@ impl Sink for Text {
         }
         if let Some(d) = tl.after {
             let location = names.location(d.location);
+            let what = if tl.verdict == Verdict::Unclaimed {
+                "no socket here listens for this group packet"
+            } else {
+                "after delivery, not a drop on its path"
+            };
             writeln!(
                 self.out,
-                "  after delivery: {} at {location} (not a drop on its path)",
+                "  freed: {} at {location} ({what})",
                 names.reason(d.reason)
             )?;
         }
