@@ -552,9 +552,10 @@ fn verdict(tl: &Timeline) -> Verdict {
     if tl.delivered {
         return Verdict::Delivered;
     }
+    // Group packets fan out as copies; one nobody took is no loss, unless
+    // a firewall hook dropped it.
+    let group = tl.tuple().is_some_and(|t| is_group_addr(&t.dst));
     if tl.drop.is_some() {
-        // A group packet nobody listens for, unless a firewall hook took it.
-        let group = tl.tuple().is_some_and(|t| is_group_addr(&t.dst));
         return if group && tl.drop_hook.is_none() {
             Verdict::Unclaimed
         } else {
@@ -570,6 +571,7 @@ fn verdict(tl: &Timeline) -> Verdict {
     match (tl.consumed_at.is_some(), last.map(|h| h.point)) {
         (true, Some(Point::Rx | Point::TcIngress)) => Verdict::Delivered,
         (_, Some(Point::Tx | Point::TcEgress)) => Verdict::Forwarded,
+        _ if group => Verdict::Unclaimed,
         _ => Verdict::Unknown,
     }
 }

@@ -253,7 +253,7 @@ fn export_cmd(a: ExportArgs) -> anyhow::Result<()> {
         if p.as_os_str() == "-" {
             return Ok(Box::new(std::io::stdout()));
         }
-        let f = std::fs::File::create(p)
+        let f = netflow::record::create_private(p)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", p.display()))?;
         Ok(Box::new(std::io::BufWriter::new(f)))
     };

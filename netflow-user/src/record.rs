@@ -91,11 +91,56 @@ pub struct Writer {
     symbols: HashMap<u64, ()>,
 }
 
+/// Create (or reuse) `path` for a file that holds packet payload: mode
+/// 0600, never through a symlink, and never truncating a file someone else
+/// owns or that is not a regular file.
+pub fn create_private(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                std::io::Error::other("it is a symbolic link: refusing to write through it")
+            } else {
+                e
+            }
+        })?;
+    let m = f.metadata()?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if !m.file_type().is_file() {
+        return Err(std::io::Error::other("it is not a regular file"));
+    }
+    if m.uid() != me {
+        return Err(std::io::Error::other(format!(
+            "it belongs to another user (uid {}): refusing to overwrite it",
+            m.uid()
+        )));
+    }
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.set_len(0)?;
+    Ok(f)
+}
+
 impl Writer {
     pub fn create(path: &Path, meta: &Meta) -> Result<Self, RecordError> {
+        let f = Self::open(path)?;
+        Self::start(f, path, meta)
+    }
+
+    /// The file of a recording, created private (see [`create_private`]).
+    pub fn open(path: &Path) -> Result<File, RecordError> {
+        create_private(path)
+            .map_err(|e| RecordError::Io(format!("cannot create {}", path.display()), e))
+    }
+
+    /// Start a recording in `f` (from [`Writer::open`]).
+    pub fn start(mut f: File, path: &Path, meta: &Meta) -> Result<Self, RecordError> {
         let name = path.display().to_string();
-        let mut f =
-            File::create(path).map_err(|e| RecordError::Io(format!("cannot create {name}"), e))?;
         let mut head = MAGIC.to_vec();
         head.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         head.extend_from_slice(&0u16.to_le_bytes());

@@ -100,6 +100,8 @@ pub async fn run_with(
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<Stats> {
     preflight::check()?;
+    // A bad recording path fails before anything is loaded.
+    let record_file = opts.write.as_deref().map(Writer::open).transpose()?;
     let sel = opts.selectors.resolve()?;
     let kbtf = KernelBtf::load()?;
     let reasons = kbtf.drop_reasons()?;
@@ -134,9 +136,9 @@ pub async fn run_with(
     let mut ring = unsafe { AsyncFd::register(probes.take_events()?) }
         .map_err(|e| anyhow::anyhow!("failed to watch the event ring buffer: {e}"))?;
 
-    let recorder = match &opts.write {
-        Some(path) => Some(Writer::create(path, &meta(&sel, &probes, &opts))?),
-        None => None,
+    let recorder = match (record_file, &opts.write) {
+        (Some(f), Some(path)) => Some(Writer::start(f, path, &meta(&sel, &probes, &opts))?),
+        _ => None,
     };
     if !quiet {
         let mut err = std::io::stderr().lock();
@@ -207,8 +209,15 @@ pub async fn run_with(
     let stats = pipe.finish(probes.lost(), monotonic_ns())?;
     if !quiet {
         eprintln!(
-            "netflow: {} packets ({} dropped), {} events, {} lost, {} undecodable",
-            stats.packets, stats.dropped, stats.events, stats.lost, stats.decode_errors
+            "netflow: {} packets ({} dropped, {} unknown), {} connections ({} not ok), {} events, {} lost, {} undecodable",
+            stats.packets,
+            stats.dropped,
+            stats.unknown,
+            stats.connections,
+            stats.connections_failed,
+            stats.events,
+            stats.lost,
+            stats.decode_errors
         );
     }
     // Dropping the probes detaches every program.

@@ -199,3 +199,77 @@ fn write_sample(path: &std::path::Path) {
     w.tick(5_000_000_000).unwrap();
     w.end(&End { events: 2, lost: 0 }).unwrap();
 }
+
+/// Recordings and exports hold packet payload: written with mode 0600, never
+/// through a symlink, never over a file someone else owns.
+#[test]
+fn recording_paths_are_private_and_never_followed() {
+    let dir = std::env::temp_dir().join(format!("netflow-priv-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/outcomes.nflw");
+    let target = dir.join("precious");
+    std::fs::write(&target, "keep me").unwrap();
+    let link = dir.join("link.json");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+
+    // export through a symlink: refused, the target untouched.
+    let out = Command::new(netflow_bin())
+        .args(["export", fixture.to_str().unwrap(), "--json"])
+        .arg(&link)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("symbolic link"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
+
+    // trace --write through a symlink: refused before anything is traced.
+    let out = Command::new(netflow_bin())
+        .args(["trace", "--duration", "1s", "--write"])
+        .arg(&link)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("symbolic link"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
+
+    // A file of another user is not overwritten; a new file is 0600.
+    let theirs = dir.join("theirs.json");
+    std::fs::write(&theirs, "theirs").unwrap();
+    sh(&format!("chown 65534 {}", theirs.display()));
+    let out = Command::new(netflow_bin())
+        .args(["export", fixture.to_str().unwrap(), "--json"])
+        .arg(&theirs)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&theirs).unwrap(), "theirs");
+    let mine = dir.join("mine.json");
+    let out = Command::new(netflow_bin())
+        .args(["export", fixture.to_str().unwrap(), "--json"])
+        .arg(&mine)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&mine).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(std::fs::read_to_string(&mine)
+        .unwrap()
+        .contains("\"kind\":\"flow\""));
+    let _ = std::fs::remove_dir_all(&dir);
+}

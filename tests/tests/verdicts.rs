@@ -1,7 +1,8 @@
 //! Real-kernel tests of verdicts and connection outcomes: healthy traffic
 //! reads healthy (every packet delivered or forwarded, every connection
 //! ok), and each way a connection goes wrong is named for the right
-//! connection, with where and why. Subnets 10.230–10.239.
+//! connection, with where and why. Subnets 10.230–10.239 (10.238 is the
+//! fixture recipe's).
 use netflow_tests::*;
 use serde_json::Value;
 
@@ -297,4 +298,38 @@ fn lost_events_make_connections_incomplete() {
         }
     }
     assert!(incomplete > 0, "{conns:#?}");
+}
+
+/// Two pods on a bridge in the host namespace: TCP, UDP and ping read
+/// healthy (the bridge hops are forwarded, the sockets take every packet).
+#[test]
+fn bridged_pods_read_healthy() {
+    let mut lab = Lab::new("vbr");
+    let (a, b) = (lab.netns("a"), lab.netns("b"));
+    let br = lab.name("br");
+    sh(&format!(
+        "ip link add {br} type bridge && ip link set {br} up"
+    ));
+    lab.host_link(&br);
+    let (va, vb) = (lab.name("va"), lab.name("vb"));
+    lab.pod(&a, &va, "10.239.0.1/24");
+    lab.pod(&b, &vb, "10.239.0.2/24");
+    sh(&format!(
+        "ip link set {va} master {br} && ip link set {vb} master {br}"
+    ));
+    let _tcp = tcp_server(&b, "10.239.0.2", 7100);
+    let _udp = udp_server(&b, "10.239.0.2", 7101, true);
+    lab.exec(&a, "ping -c1 -W2 10.239.0.2");
+
+    let t = Tracer::start(&["--netns", &a]);
+    tcp_client(&a, "10.239.0.2", 7100);
+    assert_eq!(udp_client(&a, "10.239.0.2", 7101, 1, 2.0), 1);
+    lab.exec(&a, "ping -c2 -i0.2 -W2 10.239.0.2");
+    let lines = t.stop();
+    assert_packets_healthy(&lines);
+    for (proto, port) in [("tcp", 7100), ("udp", 7101), ("icmp", 0)] {
+        let c = conns_to(&lines, proto, "10.239.0.1", "10.239.0.2", port);
+        assert_eq!(c.len(), 1, "{proto}: {:#?}", connections(&lines));
+        assert_connections_ok(&c);
+    }
 }
