@@ -93,7 +93,8 @@ pub struct NetfilterPlan {
 
 /// tp_btf programs: (program, tracepoint, what the user loses without it).
 /// The first two are required; without the others netflow runs and says what is missing.
-const TRACEPOINTS: [(&str, &str, &str); 8] = [
+type Tracepoint = (&'static str, &'static str, &'static str);
+const TRACEPOINTS: [Tracepoint; 8] = [
     (names::PROG_RX, "netif_receive_skb", "no receive hops"),
     (names::PROG_TX, "net_dev_queue", "no transmit hops"),
     (names::PROG_KFREE, "kfree_skb", "no drop reasons"),
@@ -220,46 +221,13 @@ impl Probes {
 
         let mut status = Vec::new();
         let sockets = attach_sock_in(&mut ebpf, &mut status);
-        for (prog, tp, loss) in TRACEPOINTS {
-            let target = format!("tp_btf/{tp}");
-            if sockets && DELIVERY_FALLBACKS.contains(&prog) {
-                status.push(ProbeStatus {
-                    name: prog,
-                    target,
-                    active: false,
-                    note: "not needed: cgroup_skb sees every socket delivery".into(),
-                });
-                continue;
-            }
-            if tp == "kfree_skb" {
-                // The program reads (skb, location, reason): check the prototype.
-                let params = kbtf.tracepoint_args(tp).unwrap_or_default();
-                let expected = ["sk_buff *", "void *", "enum skb_drop_reason"];
-                if params.len() < 3 || params[..3] != expected {
-                    status.push(ProbeStatus {
-                        name: prog,
-                        target,
-                        active: false,
-                        note: format!("unexpected prototype {params:?}: {loss}"),
-                    });
-                    continue;
-                }
-            }
-            match attach_tp(&mut ebpf, prog, tp, &btf) {
-                Ok(()) => status.push(ProbeStatus {
-                    name: prog,
-                    target,
-                    active: true,
-                    note: String::new(),
-                }),
-                Err(e) if !REQUIRED.contains(&prog) => status.push(ProbeStatus {
-                    name: prog,
-                    target,
-                    active: false,
-                    note: format!("{loss}: {e}"),
-                }),
-                Err(e) => return Err(e),
-            }
+        // Where packets end first, then netfilter, then where they start: a
+        // packet first seen on a device always has its end probes in place.
+        let (starts, ends): (Vec<Tracepoint>, Vec<Tracepoint>) = TRACEPOINTS
+            .into_iter()
+            .partition(|(prog, _, _)| REQUIRED.contains(prog));
+        for tp in ends {
+            attach_tracepoint(&mut ebpf, kbtf, &btf, tp, sockets, &mut status)?;
         }
         let nf = if nf.enabled {
             attach_netfilter(&ebpf, nf, &mut status)
@@ -268,6 +236,9 @@ impl Probes {
         };
         if nf.is_some() {
             attach_kprobes(&mut ebpf, &mut status);
+        }
+        for tp in starts {
+            attach_tracepoint(&mut ebpf, kbtf, &btf, tp, sockets, &mut status)?;
         }
         let lost = PerCpuArray::try_from(
             ebpf.take_map(names::LOST)
@@ -362,6 +333,52 @@ impl Probes {
             .map(|v| v.iter().copied().sum())
             .unwrap_or(0)
     }
+}
+
+/// One tp_btf program of [`TRACEPOINTS`]: attached, or said why not (only
+/// the required ones fail the start). `sockets`: the socket-delivery program
+/// is on, its fallbacks are not needed.
+fn attach_tracepoint(
+    ebpf: &mut Ebpf,
+    kbtf: &KernelBtf,
+    btf: &Btf,
+    (prog, tp, loss): Tracepoint,
+    sockets: bool,
+    status: &mut Vec<ProbeStatus>,
+) -> Result<()> {
+    let target = format!("tp_btf/{tp}");
+    let off = |note: String| ProbeStatus {
+        name: prog,
+        target: target.clone(),
+        active: false,
+        note,
+    };
+    if sockets && DELIVERY_FALLBACKS.contains(&prog) {
+        status.push(off(
+            "not needed: cgroup_skb sees every socket delivery".into()
+        ));
+        return Ok(());
+    }
+    if tp == "kfree_skb" {
+        // The program reads (skb, location, reason): check the prototype.
+        let params = kbtf.tracepoint_args(tp).unwrap_or_default();
+        let expected = ["sk_buff *", "void *", "enum skb_drop_reason"];
+        if params.len() < 3 || params[..3] != expected {
+            status.push(off(format!("unexpected prototype {params:?}: {loss}")));
+            return Ok(());
+        }
+    }
+    match attach_tp(ebpf, prog, tp, btf) {
+        Ok(()) => status.push(ProbeStatus {
+            name: prog,
+            target: target.clone(),
+            active: true,
+            note: String::new(),
+        }),
+        Err(e) if !REQUIRED.contains(&prog) => status.push(off(format!("{loss}: {e}"))),
+        Err(e) => return Err(e),
+    }
+    Ok(())
 }
 
 /// Netfilter links in each planned namespace; on failure the probe is off
