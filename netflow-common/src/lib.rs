@@ -16,6 +16,7 @@ pub mod names {
     pub const SEL_IFACES: &str = "SEL_IFACES";
     pub const SEL_FLOWS: &str = "SEL_FLOWS";
     pub const FLOWS_ACTIVE: &str = "FLOWS_ACTIVE";
+    pub const TRACKING: &str = "TRACKING";
 
     pub const PROG_RX: &str = "netflow_rx";
     pub const PROG_TX: &str = "netflow_tx";
@@ -241,6 +242,9 @@ pub struct Offsets {
     pub nft_chain_name: u32,
     pub nft_chain_table: u32,
     pub nft_table_name: u32,
+    /// `sk_buff.cloned` (a bitfield): its byte and bit mask.
+    pub skb_cloned_byte: u32,
+    pub skb_cloned_mask: u32,
     pub _pad2: u32,
 }
 

@@ -20,13 +20,27 @@ use crate::{
 /// socket closes) is known to come after delivery.
 #[inline(always)]
 pub(crate) fn on_deliver(skb: *const u8) -> Result<(), ()> {
+    // Nothing selected yet: no packet of ours can be here (a copy's
+    // original was tracked when a device first saw it).
+    if !tracking() {
+        return Ok(());
+    }
     let f = filter();
     let o = offsets();
     let key = skb as u64;
+    let slot = TRACKED.get_ptr_mut(key);
+    if slot.is_none() {
+        // Only a copy (raw sockets, multicast to several sockets) can be a
+        // selected packet we did not track: copies are cloned skbs.
+        let cloned: u8 = unsafe { Probe::read(skb, v(&o.skb_cloned_byte)) }.unwrap_or(0);
+        if cloned as u32 & v(&o.skb_cloned_mask) == 0 {
+            return Ok(());
+        }
+    }
     let ev = scratch()?;
     read_packet::<Probe>(skb, o, ev, FILTER_BYTES)?;
     let fp = parse::fingerprint(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, f);
-    let tracked = match TRACKED.get_ptr_mut(key) {
+    let tracked = match slot {
         Some(t) if unsafe { (*t).fp } == fp => {
             unsafe { (*t).delivered = 1 };
             true

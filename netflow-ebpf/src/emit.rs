@@ -28,6 +28,9 @@ pub(crate) fn header(h: &mut EventHeader, skb: u64, point: Point, ts: u64) {
 /// reported taken by a socket: nothing to say.
 #[inline(always)]
 pub(crate) fn end_tracked(skb: *const u8, point: Point, location: u64) {
+    if !tracking() {
+        return;
+    }
     let key = skb as u64;
     let delivered = match unsafe { TRACKED.get(key) } {
         None => return,

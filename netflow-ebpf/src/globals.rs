@@ -48,6 +48,8 @@ pub(crate) static OFFSETS: Offsets = Offsets {
     nft_chain_name: 0,
     nft_chain_table: 0,
     nft_table_name: 0,
+    skb_cloned_byte: 0,
+    skb_cloned_mask: 0,
     _pad2: 0,
 };
 
@@ -95,6 +97,23 @@ pub(crate) static SEL_FLOWS: LruHashMap<FlowKey, u8> = LruHashMap::with_max_entr
 /// SEL_FLOWS has entries (spares the lookup until then).
 #[map]
 pub(crate) static FLOWS_ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Non-zero once any packet was tracked: until then the programs where
+/// packets end (consumed, taken by a socket) have nothing to look up.
+#[map]
+pub(crate) static TRACKING: Array<u32> = Array::with_max_entries(1, 0);
+
+#[inline(always)]
+pub(crate) fn tracking() -> bool {
+    matches!(TRACKING.get(0), Some(n) if *n != 0)
+}
+
+#[inline(always)]
+pub(crate) fn set_tracking() {
+    if let Some(n) = TRACKING.get_ptr_mut(0) {
+        unsafe { *n = 1 };
+    }
+}
 
 /// `--iface`: (netns inode << 32 | ifindex) of the devices we look at.
 #[map]

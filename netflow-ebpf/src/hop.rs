@@ -186,6 +186,7 @@ pub(crate) fn on_hop<M: Mem>(
         Some(t) => unsafe { *t = track },
         None => {
             let _ = TRACKED.insert(key, track, 0);
+            set_tracking();
         }
     }
     if point == Point::NfLate {

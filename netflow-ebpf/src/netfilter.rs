@@ -14,6 +14,7 @@ pub(crate) const NF_ACCEPT: i32 = 1;
 pub(crate) const NF_INET_PRE_ROUTING: u8 = 0;
 pub(crate) const NF_INET_LOCAL_IN: u8 = 1;
 pub(crate) const NF_INET_FORWARD: u8 = 2;
+pub(crate) const NF_INET_LOCAL_OUT: u8 = 3;
 
 #[inline(always)]
 pub(crate) fn on_netfilter(ctx: *const u8, point: Point) {
@@ -22,6 +23,11 @@ pub(crate) fn on_netfilter(ctx: *const u8, point: Point) {
     let skb: *const u8 = unsafe { core::ptr::read_volatile((ctx as *const *const u8).add(1)) };
     let o = offsets();
     let hook: u8 = unsafe { Btf::read(state, 0) }.unwrap_or(0);
+    // A packet from a device was selected (and tracked) when the device saw
+    // it, before any hook: only at OUTPUT does a hook see a packet first.
+    if hook != NF_INET_LOCAL_OUT && unsafe { TRACKED.get(skb as u64) }.is_none() {
+        return;
+    }
     let pf: u8 = unsafe { Btf::read(state, 1) }.unwrap_or(0);
     // The device the packet came in on (PREROUTING, INPUT, FORWARD) or goes out of.
     let dev_off = match hook {

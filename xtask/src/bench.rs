@@ -23,31 +23,96 @@ pub struct BenchArgs {
     /// Seconds of iperf3 per measurement.
     #[arg(long, default_value_t = 4)]
     seconds: u32,
-    /// Only these modes (off, filtered, all, tcpdump); default all four.
+    /// Only these modes (off, filtered, pod, all, tcpdump); default all.
     #[arg(long, value_delimiter = ',')]
     modes: Vec<String>,
+    /// Only measure how fast the daemon replays this recording (events/s on
+    /// one core), instead of the traffic benchmark.
+    #[arg(long, value_name = "FILE")]
+    replay: Option<PathBuf>,
 }
 
+/// CPU time (user + system) a process used so far, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which is in parentheses).
+    let rest = stat.rsplit_once(')').map(|r| r.1).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / hz.max(1.0)
+}
+
+/// `netflow replay FILE --json` into /dev/null: events per second.
+fn replay_rate(bin: &Path, file: &Path) -> Result<(u64, f64)> {
+    let start = std::time::Instant::now();
+    let out = Command::new(bin)
+        .arg("replay")
+        .arg(file)
+        .arg("--json")
+        .stdout(Stdio::null())
+        .output()?;
+    let secs = start.elapsed().as_secs_f64();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        bail!("replay failed: {err}");
+    }
+    let (events, _) = netflow_counts(&err);
+    Ok((events, events as f64 / secs.max(1e-9)))
+}
+
+const NS_NODE: &str = "nfbench-node";
 const NS_A: &str = "nfbench-a";
 const NS_B: &str = "nfbench-b";
 const IP_B: &str = "10.210.0.2";
+/// kube-proxy-like Services in the node's rules (none of them this traffic's).
+const SERVICES: u32 = 300;
 
+/// A node as users have it: two pods on a bridge in the node's namespace,
+/// `bridge-nf-call-iptables=1` (their traffic crosses netfilter), and
+/// kube-proxy-style iptables rules (a Service VIP DNAT, and a few hundred
+/// per-Service rules that every new connection and every forwarded packet
+/// walks past).
 struct Lab {
     server: Option<Child>,
 }
 
 impl Lab {
     fn new() -> Result<Self> {
-        for ns in [NS_A, NS_B] {
+        for ns in [NS_A, NS_B, NS_NODE] {
             let _ = quiet(&format!("ip netns del {ns}"));
         }
-        sh(&format!("ip netns add {NS_A} && ip netns add {NS_B}"))?;
+        for ns in [NS_NODE, NS_A, NS_B] {
+            sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up"))?;
+        }
         let lab = Lab { server: None };
         sh(&format!(
-            "ip link add eth0 netns {NS_A} type veth peer name eth0 netns {NS_B}"
+            "ip -n {NS_NODE} link add br0 type bridge && ip -n {NS_NODE} addr add 10.210.0.254/24 dev br0 && ip -n {NS_NODE} link set br0 up"
         ))?;
-        sh(&format!("ip -n {NS_A} addr add 10.210.0.1/24 dev eth0 && ip -n {NS_A} link set eth0 up && ip -n {NS_A} link set lo up"))?;
-        sh(&format!("ip -n {NS_B} addr add {IP_B}/24 dev eth0 && ip -n {NS_B} link set eth0 up && ip -n {NS_B} link set lo up"))?;
+        for (ns, ip, veth) in [(NS_A, "10.210.0.1", "veth-a"), (NS_B, IP_B, "veth-b")] {
+            sh(&format!(
+                "ip link add eth0 netns {ns} type veth peer name {veth} netns {NS_NODE}"
+            ))?;
+            sh(&format!(
+                "ip -n {ns} addr add {ip}/24 dev eth0 && ip -n {ns} link set eth0 up && ip -n {ns} route add default via 10.210.0.254"
+            ))?;
+            sh(&format!(
+                "ip -n {NS_NODE} link set {veth} master br0 && ip -n {NS_NODE} link set {veth} up"
+            ))?;
+        }
+        sh(&format!(
+            "ip netns exec {NS_NODE} sysctl -qw net.bridge.bridge-nf-call-iptables=1 net.ipv4.ip_forward=1"
+        ))?;
+        let rules = std::env::temp_dir().join("netflow-bench-rules");
+        std::fs::write(&rules, kube_proxy_rules())?;
+        sh(&format!(
+            "ip netns exec {NS_NODE} iptables-restore < {}",
+            rules.display()
+        ))?;
+        let _ = std::fs::remove_file(&rules);
         Ok(lab)
     }
 
@@ -64,13 +129,57 @@ impl Lab {
     }
 }
 
+/// iptables-restore input in kube-proxy's layout: nat `KUBE-SERVICES` with
+/// one `KUBE-SVC-*` chain per Service (one of them, 10.96.0.10:80, pointing
+/// at pod b), and filter `KUBE-SERVICES` REJECT rules for Services without
+/// endpoints, walked by every forwarded packet of a new connection.
+fn kube_proxy_rules() -> String {
+    let mut nat = String::from(
+        "*nat\n:PREROUTING ACCEPT\n:OUTPUT ACCEPT\n:POSTROUTING ACCEPT\n:KUBE-SERVICES -\n:KUBE-MARK-MASQ -\n:KUBE-POSTROUTING -\n\
+         -A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
+         -A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
+         -A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING\n\
+         -A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000\n\
+         -A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN\n",
+    );
+    let mut filter = String::from(
+        "*filter\n:INPUT ACCEPT\n:FORWARD ACCEPT\n:OUTPUT ACCEPT\n:KUBE-SERVICES -\n:KUBE-FORWARD -\n\
+         -A FORWARD -m conntrack --ctstate NEW -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
+         -A FORWARD -m comment --comment \"kubernetes forwarding rules\" -j KUBE-FORWARD\n\
+         -A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP\n\
+         -A KUBE-FORWARD -m mark --mark 0x4000/0x4000 -j ACCEPT\n",
+    );
+    for i in 0..SERVICES {
+        let vip = format!("10.96.{}.{}", 1 + i / 250, 1 + i % 250);
+        let svc = format!("KUBE-SVC-BENCH{i:04}");
+        nat.push_str(&format!(":{svc} -\n"));
+        nat.push_str(&format!(
+            "-A KUBE-SERVICES -d {vip}/32 -p tcp -m comment --comment \"bench/svc{i}:http cluster IP\" -m tcp --dport 80 -j {svc}\n"
+        ));
+        let (ep, port) = if i == 0 {
+            (IP_B.to_string(), 5201)
+        } else {
+            (format!("10.244.{}.{}", i / 250, 1 + i % 250), 8080)
+        };
+        nat.push_str(&format!(
+            "-A {svc} -p tcp -m comment --comment \"bench/svc{i}:http -> {ep}:{port}\" -j DNAT --to-destination {ep}:{port}\n"
+        ));
+        if i % 3 == 1 {
+            filter.push_str(&format!(
+                "-A KUBE-SERVICES -d {vip}/32 -p tcp -m comment --comment \"bench/svc{i}:http has no endpoints\" -m tcp --dport 80 -j REJECT --reject-with icmp-port-unreachable\n"
+            ));
+        }
+    }
+    format!("{nat}COMMIT\n{filter}COMMIT\n")
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         if let Some(mut c) = self.server.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
-        for ns in [NS_A, NS_B] {
+        for ns in [NS_A, NS_B, NS_NODE] {
             let _ = quiet(&format!("ip netns del {ns}"));
         }
     }
@@ -108,6 +217,7 @@ fn iperf(seconds: u32) -> Result<f64> {
 enum Mode {
     Off,
     Filtered,
+    Pod,
     All,
     Tcpdump,
 }
@@ -117,6 +227,7 @@ impl Mode {
         match self {
             Mode::Off => "off",
             Mode::Filtered => "filtered",
+            Mode::Pod => "pod",
             Mode::All => "all",
             Mode::Tcpdump => "tcpdump",
         }
@@ -126,8 +237,9 @@ impl Mode {
         match self {
             Mode::Off => "off",
             Mode::Filtered => "netflow filtered out",
+            Mode::Pod => "netflow --pod a",
             Mode::All => "netflow every packet",
-            Mode::Tcpdump => "tcpdump -w /dev/null",
+            Mode::Tcpdump => "tcpdump on veth-a",
         }
     }
 }
@@ -159,10 +271,10 @@ impl Observer {
             .args([
                 "netns",
                 "exec",
-                NS_A,
+                NS_NODE,
                 "tcpdump",
                 "-i",
-                "eth0",
+                "veth-a",
                 "-w",
                 "/dev/null",
             ])
@@ -280,7 +392,15 @@ pub fn run(root: &Path, a: BenchArgs) -> Result<()> {
     let bin = root.join("target/release/netflow");
     let old_stats = sh("sysctl -n kernel.bpf_stats_enabled").unwrap_or_else(|_| "0".into());
     sh("sysctl -qw kernel.bpf_stats_enabled=1")?;
-    let result = bench(&bin, &a);
+    let result = match &a.replay {
+        Some(file) => replay_rate(&bin, file).map(|(events, rate)| {
+            println!(
+                "replay of {} ({events} events): {rate:.0} events/s",
+                file.display()
+            );
+        }),
+        None => bench(&bin, &a),
+    };
     let _ = sh(&format!(
         "sysctl -qw kernel.bpf_stats_enabled={}",
         old_stats.trim()
@@ -291,15 +411,26 @@ pub fn run(root: &Path, a: BenchArgs) -> Result<()> {
 fn bench(bin: &Path, a: &BenchArgs) -> Result<()> {
     let mut lab = Lab::new()?;
     lab.start_server()?;
-    let modes: Vec<Mode> = [Mode::Off, Mode::Filtered, Mode::All, Mode::Tcpdump]
-        .into_iter()
-        .filter(|m| a.modes.is_empty() || a.modes.iter().any(|n| n == m.key()))
-        .collect();
+    let modes: Vec<Mode> = [
+        Mode::Off,
+        Mode::Filtered,
+        Mode::Pod,
+        Mode::All,
+        Mode::Tcpdump,
+    ]
+    .into_iter()
+    .filter(|m| a.modes.is_empty() || a.modes.iter().any(|n| n == m.key()))
+    .collect();
     let mut tput: BTreeMap<Mode, Vec<f64>> = BTreeMap::new();
     let mut events: BTreeMap<Mode, (u64, u64, f64)> = BTreeMap::new();
     let mut progs: BTreeMap<(Mode, String), (u64, u64)> = BTreeMap::new();
+    let mut cpu: BTreeMap<Mode, Vec<f64>> = BTreeMap::new();
+    let recording = std::env::temp_dir().join("netflow-bench.nflw");
+    let _ = std::fs::remove_file(&recording);
+    let rec = recording.to_string_lossy().into_owned();
     println!(
-        "netflow bench: iperf3 TCP {NS_A} -> {NS_B} over a veth pair, {} rounds x {} s",
+        "netflow bench: iperf3 TCP pod {NS_A} -> pod {NS_B} across a bridge in {NS_NODE} \
+         (bridge-nf-call-iptables=1, {SERVICES} kube-proxy-style Services), {} rounds x {} s",
         a.rounds, a.seconds
     );
     for round in 0..a.rounds {
@@ -311,16 +442,31 @@ fn bench(bin: &Path, a: &BenchArgs) -> Result<()> {
                 // Attached everywhere, selecting an address this traffic never uses.
                 Mode::Filtered => Some(Observer::netflow(
                     bin,
-                    &["--host", "192.0.2.77"],
+                    &["--host", "192.0.2.77", "--nf-netns", NS_NODE],
                     "filtered",
                 )?),
-                Mode::All => Some(Observer::netflow(bin, &[], "all")?),
+                Mode::Pod => Some(Observer::netflow(
+                    bin,
+                    &["--pod", NS_A, "--nf-netns", NS_NODE],
+                    "pod",
+                )?),
+                // The last round's run is recorded, for the replay rate.
+                Mode::All if round + 1 == a.rounds => Some(Observer::netflow(
+                    bin,
+                    &["--nf-netns", NS_NODE, "--write", &rec],
+                    "all",
+                )?),
+                Mode::All => Some(Observer::netflow(bin, &["--nf-netns", NS_NODE], "all")?),
                 Mode::Tcpdump => Some(Observer::tcpdump()?),
             };
             let bps = iperf(a.seconds)?;
             tput.entry(mode).or_default().push(bps);
             if let Some(o) = observer {
-                if matches!(mode, Mode::Filtered | Mode::All) {
+                let netflow = matches!(mode, Mode::Filtered | Mode::Pod | Mode::All);
+                if netflow {
+                    cpu.entry(mode)
+                        .or_default()
+                        .push(100.0 * cpu_seconds(o.child.id()) / a.seconds as f64);
                     for (name, (t, c)) in prog_stats(o.child.id()) {
                         let e = progs.entry((mode, name)).or_insert((0, 0));
                         e.0 += t;
@@ -328,7 +474,7 @@ fn bench(bin: &Path, a: &BenchArgs) -> Result<()> {
                     }
                 }
                 let err = o.stop()?;
-                if matches!(mode, Mode::Filtered | Mode::All) {
+                if netflow {
                     let (ev, lost) = netflow_counts(&err);
                     let e = events.entry(mode).or_insert((0, 0, 0.0));
                     e.0 += ev;
@@ -347,8 +493,8 @@ fn bench(bin: &Path, a: &BenchArgs) -> Result<()> {
     let off = median(&mut tput.get(&Mode::Off).cloned().unwrap_or_default()).max(1.0);
     println!();
     println!(
-        "{:<22} {:>12} {:>9} {:>12} {:>8}",
-        "mode", "Gbit/s (med)", "vs off", "events/s", "lost"
+        "{:<22} {:>12} {:>9} {:>12} {:>8} {:>10}",
+        "mode", "Gbit/s (med)", "vs off", "events/s", "lost", "daemon CPU"
     );
     for &mode in &modes {
         let m = median(&mut tput.get(&mode).cloned().unwrap_or_default());
@@ -363,13 +509,18 @@ fn bench(bin: &Path, a: &BenchArgs) -> Result<()> {
         } else {
             "-".into()
         };
+        let cpu = match cpu.get(&mode) {
+            Some(v) => format!("{:.0}%", median(&mut v.clone())),
+            None => "-".into(),
+        };
         println!(
-            "{:<22} {:>12.2} {:>9.3} {:>12} {:>8}",
+            "{:<22} {:>12.2} {:>9.3} {:>12} {:>8} {:>10}",
             mode.label(),
             m / 1e9,
             m / off,
             evs,
-            lost
+            lost,
+            cpu
         );
     }
     println!();
@@ -384,6 +535,14 @@ fn bench(bin: &Path, a: &BenchArgs) -> Result<()> {
                 c
             );
         }
+    }
+    if recording.exists() {
+        let (events, rate) = replay_rate(bin, &recording)?;
+        println!();
+        println!(
+            "daemon replaying the last every-packet run ({events} events): {rate:.0} events/s"
+        );
+        let _ = std::fs::remove_file(&recording);
     }
     Ok(())
 }

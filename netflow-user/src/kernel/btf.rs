@@ -47,24 +47,33 @@ impl KernelBtf {
             .ok_or_else(|| BtfError::NoStruct(name.into()))
     }
 
-    /// Byte offset of `member` in `strct`, looking into anonymous structs and
+    /// Bit offset of `member` in `strct`, looking into anonymous structs and
     /// unions. Returns the offset and the member's type.
     fn member_in(&self, s: &btf_rs::Struct, member: &str) -> Option<(u32, Type)> {
         for m in &s.members {
             let name = self.btf.resolve_name(m).unwrap_or_default();
             let ty = self.btf.resolve_chained_type(m).ok()?;
             if name == member {
-                return Some((m.bit_offset() / 8, ty));
+                return Some((m.bit_offset(), ty));
             }
             if name.is_empty() {
                 if let Type::Struct(inner) | Type::Union(inner) = &ty {
                     if let Some((off, t)) = self.member_in(inner, member) {
-                        return Some((m.bit_offset() / 8 + off, t));
+                        return Some((m.bit_offset() + off, t));
                     }
                 }
             }
         }
         None
+    }
+
+    /// A one-bit bitfield member: its byte offset and mask.
+    pub fn bit_of(&self, strct: &str, member: &str) -> Result<(u32, u32)> {
+        let s = self.find_struct(strct)?;
+        let (bits, _) = self
+            .member_in(&s, member)
+            .ok_or_else(|| BtfError::NoMember(strct.into(), member.into()))?;
+        Ok((bits / 8, 1 << (bits % 8)))
     }
 
     /// Offset of a dotted member path (`ns.inum`) in struct `strct`.
@@ -76,7 +85,7 @@ impl KernelBtf {
             let (off, ty) = self
                 .member_in(&s, part)
                 .ok_or_else(|| BtfError::NoMember(strct.into(), path.into()))?;
-            total += off;
+            total += off / 8;
             if i + 1 < parts.len() {
                 s = match self.strip(ty) {
                     Type::Struct(inner) | Type::Union(inner) => inner,
@@ -109,6 +118,7 @@ impl KernelBtf {
 
     /// The offsets the kernel programs read.
     pub fn offsets(&self) -> Result<Offsets> {
+        let cloned = self.bit_of("sk_buff", "cloned")?;
         Ok(Offsets {
             skb_len: self.offset_of("sk_buff", "len")?,
             skb_head: self.offset_of("sk_buff", "head")?,
@@ -148,6 +158,8 @@ impl KernelBtf {
             nft_chain_name: self.offset_of("nft_chain", "name").unwrap_or(0),
             nft_chain_table: self.offset_of("nft_chain", "table").unwrap_or(0),
             nft_table_name: self.offset_of("nft_table", "name").unwrap_or(0),
+            skb_cloned_byte: cloned.0,
+            skb_cloned_mask: cloned.1,
             _pad2: 0,
         })
     }
