@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use crate::{
     correlate::{is_group_addr, DropInfo, Hop, Nat, Timeline, Verdict},
+    expiry::Deadlines,
     packet::{decode_ip, Packet, Proto, Tuple},
 };
 
@@ -266,6 +267,16 @@ impl Open {
     fn closed(&self) -> bool {
         self.reset || (self.fwd.fin && self.rev.fin)
     }
+
+    /// When it is reported, as things stand.
+    fn deadline(&self, cfg: &Config) -> u64 {
+        self.last_ts
+            + if self.closed() {
+                cfg.settle_ns
+            } else {
+                cfg.idle_ns
+            }
+    }
 }
 
 #[derive(Default)]
@@ -273,6 +284,7 @@ pub struct Connections {
     cfg: Config,
     by_key: HashMap<Key, u64>,
     open: HashMap<u64, Open>,
+    due: Deadlines,
     next_id: u64,
     /// Events were lost up to this time: connections that began before it
     /// may miss packets.
@@ -358,6 +370,9 @@ impl Connections {
         }
         let d = if fwd { &mut o.fwd } else { &mut o.rev };
         d.fin |= fin;
+        let dl = o.deadline(&self.cfg);
+        self.due.schedule(id, dl);
+        let d = if fwd { &mut o.fwd } else { &mut o.rev };
         d.counts.packets += 1;
         d.counts.bytes += tl.hops.first().map(|h| h.len as u64).unwrap_or(0);
         match tl.verdict {
@@ -445,22 +460,17 @@ impl Connections {
 
     /// Connections that are over at `now_ns`.
     pub fn expire(&mut self, now_ns: u64) -> Vec<Connection> {
-        let (settle, idle) = (self.cfg.settle_ns, self.cfg.idle_ns);
-        let done: Vec<u64> = self
-            .open
-            .iter()
-            .filter(|(_, o)| {
-                let quiet = now_ns.saturating_sub(o.last_ts);
-                quiet >= idle || (o.closed() && quiet >= settle)
-            })
-            .map(|(id, _)| *id)
-            .collect();
+        let (open, cfg) = (&self.open, &self.cfg);
+        let done = self
+            .due
+            .due(now_ns, |id| open.get(&id).map(|o| o.deadline(cfg)));
         self.finish(done)
     }
 
     /// Every connection (end of the run).
     pub fn flush(&mut self) -> Vec<Connection> {
         let all: Vec<u64> = self.open.keys().copied().collect();
+        self.due.clear();
         self.finish(all)
     }
 

@@ -17,6 +17,7 @@ use netflow_common::{event_flags, Point};
 
 use crate::{
     decode::Event,
+    expiry::Deadlines,
     packet::{Fingerprint, Packet, Tuple},
 };
 
@@ -167,6 +168,14 @@ struct Open {
 }
 
 impl Open {
+    /// When this timeline is complete, as things stand.
+    fn deadline(&self, cfg: &Config) -> u64 {
+        match self.ended_at {
+            Some(t) => t + cfg.grace_ns,
+            None => self.last_ts + cfg.idle_ns,
+        }
+    }
+
     /// May a new skb with this timeline's fingerprint continue it? A dropped
     /// packet never continues; a consumed one only within the grace period
     /// (a copy made just before the free).
@@ -226,6 +235,7 @@ pub struct Correlator {
     by_skb: HashMap<u64, u64>,
     by_fp: HashMap<Fingerprint, u64>,
     open: HashMap<u64, Open>,
+    due: Deadlines,
     next_id: u64,
     late_after: u64,
 }
@@ -306,6 +316,7 @@ impl Correlator {
         o.ended_at = Some(ev.ts_ns);
         o.tl.delivered = true;
         o.tl.hops.push(Hop::new(ev, packet));
+        self.due.schedule(id, o.deadline(&self.cfg));
     }
 
     /// The kernel freed a packet a socket had taken. On its timeline when
@@ -363,6 +374,7 @@ impl Correlator {
         if let Some(fp) = fp.filter(joinable) {
             self.by_fp.insert(fp, id);
         }
+        self.due.schedule(id, ts + self.cfg.idle_ns);
         id
     }
 
@@ -423,6 +435,7 @@ impl Correlator {
         let o = self.open.get_mut(&id).expect("timeline is open");
         o.last_ts = o.last_ts.max(ev.ts_ns);
         o.ended_at = Some(ev.ts_ns);
+        self.due.schedule(id, o.deadline(&self.cfg));
         if ev.point == Point::Drop {
             o.tl.drop = Some(DropInfo {
                 reason: ev.reason,
@@ -443,22 +456,17 @@ impl Correlator {
 
     /// Timelines that are complete at monotonic time `now_ns`.
     pub fn expire(&mut self, now_ns: u64) -> Vec<Timeline> {
-        let (idle, grace) = (self.cfg.idle_ns, self.cfg.grace_ns);
-        let done: Vec<u64> = self
-            .open
-            .iter()
-            .filter(|(_, o)| match o.ended_at {
-                Some(t) => now_ns.saturating_sub(t) >= grace,
-                None => now_ns.saturating_sub(o.last_ts) >= idle,
-            })
-            .map(|(id, _)| *id)
-            .collect();
+        let (open, cfg) = (&self.open, &self.cfg);
+        let done = self
+            .due
+            .due(now_ns, |id| open.get(&id).map(|o| o.deadline(cfg)));
         self.finish(done)
     }
 
     /// Every timeline, complete or not (end of the run).
     pub fn flush(&mut self) -> Vec<Timeline> {
         let all: Vec<u64> = self.open.keys().copied().collect();
+        self.due.clear();
         self.finish(all)
     }
 

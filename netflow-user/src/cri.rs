@@ -48,11 +48,24 @@ pub fn list_pods(endpoint: Option<&str>) -> Result<Vec<Pod>, SelectError> {
             .enable_all()
             .build()
             .map_err(|e| SelectError::Runtime(e.to_string()))?;
-        rt.block_on(query(path))
+        let shown = path.display().to_string();
+        rt.block_on(async {
+            tokio::time::timeout(CRI_TIMEOUT, query(path))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(SelectError::Runtime(format!(
+                        "the container runtime at {shown} did not answer within {}s: is it overloaded or stuck? (--runtime-endpoint to pick another; named network namespaces are used when no runtime socket exists)",
+                        CRI_TIMEOUT.as_secs()
+                    )))
+                })
+        })
     })
     .join()
     .map_err(|_| SelectError::Runtime("CRI client thread panicked".into()))?
 }
+
+/// The longest netflow waits for the container runtime (all calls together).
+const CRI_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn query(path: PathBuf) -> Result<Vec<Pod>, SelectError> {
     let err = |what: &str, e: &dyn std::fmt::Display| {
@@ -81,14 +94,18 @@ async fn query(path: PathBuf) -> Result<Vec<Pod>, SelectError> {
             continue; // not ready
         }
         let Some(meta) = sb.metadata else { continue };
-        let status = client
+        let status = match client
             .pod_sandbox_status(PodSandboxStatusRequest {
                 pod_sandbox_id: sb.id.clone(),
                 verbose: true,
             })
             .await
-            .map_err(|e| err("PodSandboxStatus on", &e.message()))?
-            .into_inner();
+        {
+            Ok(s) => s.into_inner(),
+            // Deleted between the list and now: not a pod any more.
+            Err(e) if e.code() == tonic::Code::NotFound => continue,
+            Err(e) => return Err(err("PodSandboxStatus on", &e.message())),
+        };
         let Some(netns) = status.info.get("info").and_then(|i| netns_from_info(i)) else {
             continue;
         };

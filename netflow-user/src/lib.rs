@@ -11,6 +11,7 @@ pub mod dashboard;
 pub mod decode;
 pub mod demo;
 pub mod diagnose;
+pub mod expiry;
 pub mod export;
 pub mod kernel;
 pub mod names;

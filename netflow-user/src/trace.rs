@@ -184,8 +184,9 @@ pub async fn run_with(
             _ = &mut stop => break,
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                drain(guard.get_inner_mut(), &mut pipe)?;
-                guard.clear_ready();
+                if !drain(guard.get_inner_mut(), &mut pipe)? {
+                    guard.clear_ready();
+                }
             }
             _ = tick.tick() => {
                 drain(ring.get_mut(), &mut pipe)?;
@@ -205,7 +206,9 @@ pub async fn run_with(
             }
         }
     }
-    drain(ring.get_mut(), &mut pipe)?;
+    // What is already in the ring, for at most a moment: stopping must be quick.
+    let until = std::time::Instant::now() + Duration::from_millis(500);
+    while drain(ring.get_mut(), &mut pipe)? && std::time::Instant::now() < until {}
     let stats = pipe.finish(probes.lost(), monotonic_ns())?;
     if !quiet {
         eprintln!(
@@ -226,9 +229,17 @@ pub async fn run_with(
     Ok(stats)
 }
 
-fn drain(ring: &mut RingBuf<MapData>, pipe: &mut Pipeline) -> std::io::Result<()> {
-    while let Some(item) = ring.next() {
-        pipe.event(&item)?;
+/// Events handled per drain at most: under any event rate the loop comes
+/// back to signals, `--duration` and the clock between batches.
+const DRAIN_MAX: usize = 16384;
+
+/// Hand the ring's events to the pipeline; true when more are waiting.
+fn drain(ring: &mut RingBuf<MapData>, pipe: &mut Pipeline) -> std::io::Result<bool> {
+    for _ in 0..DRAIN_MAX {
+        match ring.next() {
+            Some(item) => pipe.event(&item)?,
+            None => return Ok(false),
+        }
     }
-    Ok(())
+    Ok(true)
 }

@@ -313,9 +313,11 @@ impl Observer {
     }
 }
 
-/// run_time_ns and run_cnt of the programs behind a process's BPF links.
+/// run_time_ns and run_cnt of the programs behind a process's BPF links
+/// (each program once, however many links it has).
 fn prog_stats(pid: u32) -> BTreeMap<String, (u64, u64)> {
     let mut out = BTreeMap::new();
+    let mut seen = std::collections::HashSet::new();
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
         return out;
     };
@@ -333,6 +335,9 @@ fn prog_stats(pid: u32) -> BTreeMap<String, (u64, u64)> {
         else {
             continue;
         };
+        if !seen.insert(id.clone()) {
+            continue;
+        }
         let Ok(js) = sh(&format!("bpftool -j prog show id {id}")) else {
             continue;
         };
@@ -459,14 +464,16 @@ fn bench(bin: &Path, a: &BenchArgs) -> Result<()> {
                 Mode::All => Some(Observer::netflow(bin, &["--nf-netns", NS_NODE], "all")?),
                 Mode::Tcpdump => Some(Observer::tcpdump()?),
             };
+            let cpu0 = observer.as_ref().map(|o| cpu_seconds(o.child.id()));
             let bps = iperf(a.seconds)?;
             tput.entry(mode).or_default().push(bps);
             if let Some(o) = observer {
                 let netflow = matches!(mode, Mode::Filtered | Mode::Pod | Mode::All);
                 if netflow {
+                    let used = cpu_seconds(o.child.id()) - cpu0.unwrap_or(0.0);
                     cpu.entry(mode)
                         .or_default()
-                        .push(100.0 * cpu_seconds(o.child.id()) / a.seconds as f64);
+                        .push(100.0 * used / a.seconds as f64);
                     for (name, (t, c)) in prog_stats(o.child.id()) {
                         let e = progs.entry((mode, name)).or_insert((0, 0));
                         e.0 += t;
