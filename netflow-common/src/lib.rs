@@ -17,6 +17,9 @@ pub mod names {
     pub const SEL_FLOWS: &str = "SEL_FLOWS";
     pub const FLOWS_ACTIVE: &str = "FLOWS_ACTIVE";
     pub const TRACKING: &str = "TRACKING";
+    pub const CONNS: &str = "CONNS";
+    pub const BUCKET: &str = "BUCKET";
+    pub const SAMPLED: &str = "SAMPLED";
 
     pub const PROG_RX: &str = "netflow_rx";
     pub const PROG_TX: &str = "netflow_tx";
@@ -158,6 +161,9 @@ pub mod event_flags {
     /// A drop of a packet a socket had already taken (e.g. QUEUE_PURGE when
     /// the socket closed): not a drop on the packet's path.
     pub const AFTER_DELIVERY: u8 = 1;
+    /// A drop of a packet the guardrails had only counted (its count is in
+    /// CONNS already; this event is its only report).
+    pub const COUNTED: u8 = 2;
 }
 
 /// A whole event as the kernel builds it in per-CPU scratch memory.
@@ -189,9 +195,39 @@ pub struct Track {
     pub ts: u64,
     /// Its fingerprint (see the kernel parser), to notice a reused skb.
     pub fp: u64,
-    /// A socket took it (a later free is not a drop on its path).
-    pub delivered: u32,
+    /// [`track_flags`] bits.
+    pub flags: u32,
     pub _pad: u32,
+}
+
+pub mod track_flags {
+    /// A socket took it (a later free is not a drop on its path).
+    pub const DELIVERED: u32 = 1;
+    /// Only counted (guardrails): no hops reported, only a drop.
+    pub const COUNTED: u32 = 2;
+}
+
+/// Value of the CONNS map, keyed by a [`FlowKey`] with the lower endpoint
+/// (address, then port) as `src`: a connection as the guardrails see it.
+/// Index 0 of the arrays is the direction from `src`, 1 the other.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConnCount {
+    /// Selected packets of the connection so far.
+    pub total: u64,
+    /// Of those, given full detail.
+    pub full: u64,
+    /// Packets and bytes only counted (no hops reported), per direction.
+    pub pkts: [u64; 2],
+    pub bytes: [u64; 2],
+}
+
+/// A per-CPU token bucket for full-detail packets.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Bucket {
+    pub tokens: u64,
+    pub last_ns: u64,
 }
 
 /// Kernel struct member offsets, read from BTF at load time.
@@ -265,6 +301,8 @@ pub mod filter_flags {
     pub const NETS: u32 = 1 << 6;
     /// Every selected IPv4 address is in `Filter::v4`: no map lookup for IPv4.
     pub const V4_INLINE: u32 = 1 << 7;
+    /// `--every-packet`: no guardrails, full detail for every selected packet.
+    pub const EVERY_PACKET: u32 = 1 << 8;
 }
 
 /// Bits of a SEL_ADDRS value.
@@ -294,6 +332,14 @@ pub struct Filter {
     pub _pad3: u32,
     pub v4: [u32; MAX_INLINE_V4],
     pub v4_bits: [u32; MAX_INLINE_V4],
+    /// Guardrails: full detail for the first `guard_first` packets of each
+    /// connection, then one in `guard_every` (0: none), at most `guard_rate`
+    /// such packets per second per CPU; control packets (TCP SYN/FIN/RST,
+    /// not TCP/UDP) always.
+    pub guard_first: u32,
+    pub guard_every: u32,
+    pub guard_rate: u32,
+    pub _pad4: u32,
 }
 
 /// Selected IPv4 addresses kept in the filter itself (beyond: the map).
@@ -316,6 +362,10 @@ impl Filter {
             _pad3: 0,
             v4: [0; MAX_INLINE_V4],
             v4_bits: [0; MAX_INLINE_V4],
+            guard_first: 0,
+            guard_every: 0,
+            guard_rate: 0,
+            _pad4: 0,
         }
     }
 }
@@ -333,4 +383,6 @@ mod pod {
     unsafe impl aya::Pod for super::Offsets {}
     unsafe impl aya::Pod for super::Filter {}
     unsafe impl aya::Pod for super::AddrKey {}
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::ConnCount {}
 }

@@ -2,7 +2,7 @@
 //! which runs after INPUT and the socket lookup, for every socket of the
 //! node (listeners and connecting sockets included).
 use aya_ebpf::helpers::bpf_ktime_get_ns;
-use netflow_common::{filter_flags as ff, Point, Track};
+use netflow_common::{filter_flags as ff, track_flags, Point, Track};
 
 use crate::{
     emit::output,
@@ -42,7 +42,11 @@ pub(crate) fn on_deliver(skb: *const u8) -> Result<(), ()> {
     let fp = parse::fingerprint(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, f);
     let tracked = match slot {
         Some(t) if unsafe { (*t).fp } == fp => {
-            unsafe { (*t).delivered = 1 };
+            let flags = unsafe { (*t).flags };
+            unsafe { (*t).flags = flags | track_flags::DELIVERED };
+            if flags & track_flags::COUNTED != 0 {
+                return Ok(()); // only counted
+            }
             true
         }
         _ => false,
@@ -63,7 +67,7 @@ pub(crate) fn on_deliver(skb: *const u8) -> Result<(), ()> {
         let track = Track {
             ts: now,
             fp,
-            delivered: 1,
+            flags: track_flags::DELIVERED,
             _pad: 0,
         };
         let _ = TRACKED.insert(key, track, 0);

@@ -3,7 +3,7 @@ use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::bpf_ktime_get_ns,
 };
-use netflow_common::{EventHeader, Point, EVENT_VERSION, RING_BYTES};
+use netflow_common::{track_flags, EventHeader, Point, EVENT_VERSION, RING_BYTES};
 
 use crate::globals::*;
 
@@ -24,20 +24,20 @@ pub(crate) fn header(h: &mut EventHeader, skb: u64, point: Point, ts: u64) {
 }
 
 /// A tracked packet's journey ends here (consumed, or taken by a socket):
-/// forget it and say so with a header-only event. Untracked, or already
-/// reported taken by a socket: nothing to say.
+/// forget it and say so with a header-only event. Untracked, already
+/// reported taken by a socket, or only counted: nothing to say.
 #[inline(always)]
 pub(crate) fn end_tracked(skb: *const u8, point: Point, location: u64) {
     if !tracking() {
         return;
     }
     let key = skb as u64;
-    let delivered = match unsafe { TRACKED.get(key) } {
+    let quiet = match unsafe { TRACKED.get(key) } {
         None => return,
-        Some(t) => t.delivered != 0,
+        Some(t) => t.flags & (track_flags::DELIVERED | track_flags::COUNTED) != 0,
     };
     let _ = TRACKED.remove(key);
-    if delivered {
+    if quiet {
         return;
     }
     let Some(mut entry) = EVENTS.reserve::<EventHeader>(0) else {

@@ -8,7 +8,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use netflow_common::{
-    AddrKey, Filter, FlowKey, Offsets, PacketEvent, Track, RING_BYTES, TRACKED_ENTRIES,
+    AddrKey, Bucket, ConnCount, Filter, FlowKey, Offsets, PacketEvent, Track, RING_BYTES,
+    TRACKED_ENTRIES,
 };
 
 #[no_mangle]
@@ -97,6 +98,19 @@ pub(crate) static SEL_FLOWS: LruHashMap<FlowKey, u8> = LruHashMap::with_max_entr
 /// SEL_FLOWS has entries (spares the lookup until then).
 #[map]
 pub(crate) static FLOWS_ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Guardrails: connections of selected packets -> packets given full
+/// detail, and those only counted (see `guard`).
+#[map]
+pub(crate) static CONNS: LruHashMap<FlowKey, ConnCount> = LruHashMap::with_max_entries(65536, 0);
+
+/// Guardrails: the full-detail token bucket, per CPU.
+#[map]
+pub(crate) static BUCKET: PerCpuArray<Bucket> = PerCpuArray::with_max_entries(1, 0);
+
+/// Guardrails: selected packets only counted, per CPU.
+#[map]
+pub(crate) static SAMPLED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// Non-zero once any packet was tracked: until then the programs where
 /// packets end (consumed, taken by a socket) have nothing to look up.

@@ -3,12 +3,13 @@
 //! build its event.
 use aya_ebpf::helpers::{bpf_ktime_get_ns, generated};
 use netflow_common::{
-    event_flags, filter_flags as ff, Offsets, PacketEvent, Point, Track, CAPTURE_BYTES,
+    event_flags, filter_flags as ff, track_flags, Offsets, PacketEvent, Point, Track, CAPTURE_BYTES,
 };
 
 use crate::{
     emit::{header, output, zero16},
     globals::*,
+    guard,
     netfilter::remember_reply,
     parse,
     select::selected,
@@ -25,16 +26,21 @@ pub(crate) fn on_drop<M: Mem>(skb: *const u8, location: u64, reason: u32) -> Res
     let dev = device::<M>(skb, o);
     let ev = scratch()?;
     read_packet::<M>(skb, o, ev, CAPTURE_BYTES as u32)?;
-    let (tracked, delivered) = match unsafe { TRACKED.get(key) } {
+    let (tracked, flags) = match unsafe { TRACKED.get(key) } {
         Some(t) => {
-            let (fp, delivered) = (t.fp, t.delivered != 0);
+            let (fp, flags) = (t.fp, t.flags);
             let _ = TRACKED.remove(key);
             let same =
                 fp == parse::fingerprint(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, f);
-            (same, same && delivered)
+            (same, if same { flags } else { 0 })
         }
-        None => (false, false),
+        None => (false, 0),
     };
+    let delivered = flags & track_flags::DELIVERED != 0;
+    if delivered && flags & track_flags::COUNTED != 0 {
+        // Only counted, and its socket took it: nothing to tell.
+        return Ok(());
+    }
     if !tracked {
         // Not seen before: report it when its headers match the selection.
         let netns_hit =
@@ -48,6 +54,8 @@ pub(crate) fn on_drop<M: Mem>(skb: *const u8, location: u64, reason: u32) -> Res
     ev.hdr.reason = reason;
     if delivered {
         ev.hdr.flags = event_flags::AFTER_DELIVERY;
+    } else if flags & track_flags::COUNTED != 0 {
+        ev.hdr.flags = event_flags::COUNTED;
     }
     output(ev);
     Ok(())
@@ -133,11 +141,13 @@ pub(crate) fn on_hop<M: Mem>(
     };
     let mut fp = 0;
     let mut now = 0;
+    let mut flags = 0;
     let tracked = match slot {
         Some(t) => {
             read_packet::<M>(skb, o, ev, CAPTURE_BYTES as u32)?;
             fp = fp_of(ev);
             now = unsafe { bpf_ktime_get_ns() };
+            flags = unsafe { (*t).flags };
             unsafe { (*t).fp == fp && now.wrapping_sub((*t).ts) < v(&f.stale_ns) }
         }
         None => {
@@ -175,11 +185,17 @@ pub(crate) fn on_hop<M: Mem>(
             fp = fp_of(ev);
             now = unsafe { bpf_ktime_get_ns() };
         }
+        // A packet new to us: full detail, or only counted.
+        flags = if guard::full_detail(ev, f, now) {
+            0
+        } else {
+            track_flags::COUNTED
+        };
     }
     let track = Track {
         ts: now,
         fp,
-        delivered: 0,
+        flags: flags & track_flags::COUNTED,
         _pad: 0,
     };
     match slot {
@@ -188,6 +204,9 @@ pub(crate) fn on_hop<M: Mem>(
             let _ = TRACKED.insert(key, track, 0);
             set_tracking();
         }
+    }
+    if flags & track_flags::COUNTED != 0 {
+        return Ok(());
     }
     if point == Point::NfLate {
         remember_reply(skb, o);

@@ -12,6 +12,7 @@
 mod deliver;
 mod emit;
 mod globals;
+mod guard;
 mod hop;
 mod netfilter;
 mod parse;

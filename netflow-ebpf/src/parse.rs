@@ -35,6 +35,12 @@ fn b(buf: &[u8; CAPTURE_BYTES], off: usize) -> u8 {
     buf[off & MASK]
 }
 
+/// The byte at `off` (masked into the buffer).
+#[inline(always)]
+pub fn byte(buf: &[u8; CAPTURE_BYTES], off: usize) -> u8 {
+    b(buf, off)
+}
+
 #[inline(always)]
 fn be16(buf: &[u8; CAPTURE_BYTES], off: usize) -> u16 {
     ((b(buf, off) as u16) << 8) | b(buf, off + 1) as u16
@@ -154,7 +160,7 @@ pub fn be32(buf: &[u8; CAPTURE_BYTES], off: usize) -> u32 {
 
 /// What identifies one packet besides addresses and ports (unchanged by NAT
 /// and encapsulation): of the innermost IP header, the IPv4 ID, the protocol
-/// and the word after the ports (TCP seq, UDP length+checksum, ICMP id+seq).
+/// and the word after the ports (TCP seq, UDP length, ICMP id+seq).
 #[inline(always)]
 pub fn fingerprint(buf: &[u8; CAPTURE_BYTES], cap: usize, ethertype: u16, f: &Filter) -> u64 {
     let Some(o) = outer(buf, cap, ethertype) else {
@@ -167,10 +173,13 @@ pub fn fingerprint(buf: &[u8; CAPTURE_BYTES], cap: usize, ethertype: u16, f: &Fi
     } else {
         0
     };
-    let word = if t.l4 + 8 <= cap {
-        be32(buf, t.l4 + 4) as u64
-    } else {
+    // UDP: the length only (NAT rewrites the checksum).
+    let word = if t.l4 + 8 > cap {
         0
+    } else if t.proto == IPPROTO_UDP {
+        be16(buf, t.l4 + 4) as u64
+    } else {
+        be32(buf, t.l4 + 4) as u64
     };
     (t.proto as u64) << 48 | id << 32 | word
 }

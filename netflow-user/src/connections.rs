@@ -58,12 +58,48 @@ impl Outcome {
 /// Counts of one direction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct DirCounts {
+    /// Every selected packet, traced or only counted.
     pub packets: u64,
     pub bytes: u64,
-    /// Taken by a socket on this node.
+    /// Taken by a socket on this node (of the traced packets).
     pub delivered: u64,
-    /// Dropped on their path (not after delivery).
+    /// Dropped on their path (not after delivery); every drop is traced.
     pub dropped: u64,
+    /// Only counted by the guardrails (no hops reported).
+    pub sampled: u64,
+}
+
+/// Packets the kernel only counted (guardrails) for one tuple of a
+/// connection, by direction relative to that tuple.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Counted {
+    pub fwd_packets: u64,
+    pub fwd_bytes: u64,
+    pub rev_packets: u64,
+    pub rev_bytes: u64,
+}
+
+/// Where the counts of only-counted packets come from: the kernel's map in
+/// a live run, the recording in a replay. `take` removes them.
+pub trait CountSource {
+    fn take(&mut self, t: &Tuple) -> Option<Counted>;
+}
+
+/// The counts of a connection's tuple, when it is reported.
+pub type Counts<'a> = &'a mut dyn FnMut(&Tuple) -> Option<Counted>;
+
+impl Dir {
+    /// Packets only counted: those that were dropped were reported (and are
+    /// in `dropped` already); the others arrived.
+    fn add_counted(&mut self, packets: u64, bytes: u64) {
+        let arrived = packets.saturating_sub(self.counted_dropped);
+        self.counted_dropped = self.counted_dropped.saturating_sub(packets);
+        self.counts.packets += packets;
+        self.counts.bytes += bytes;
+        self.counts.sampled += arrived;
+        self.reached += arrived;
+        self.accepted += arrived;
+    }
 }
 
 /// Where a connection went wrong: the hop, and the drop there if any.
@@ -220,6 +256,8 @@ struct Dir {
     /// The last hop where one of its packets arrived.
     arrived: Option<Hop>,
     fin: bool,
+    /// Drops of packets the kernel only counted (in its counts already).
+    counted_dropped: u64,
 }
 
 struct Open {
@@ -373,8 +411,12 @@ impl Connections {
         let dl = o.deadline(&self.cfg);
         self.due.schedule(id, dl);
         let d = if fwd { &mut o.fwd } else { &mut o.rev };
-        d.counts.packets += 1;
-        d.counts.bytes += tl.hops.first().map(|h| h.len as u64).unwrap_or(0);
+        if tl.counted {
+            d.counted_dropped += 1;
+        } else {
+            d.counts.packets += 1;
+            d.counts.bytes += tl.hops.first().map(|h| h.len as u64).unwrap_or(0);
+        }
         match tl.verdict {
             Verdict::Delivered | Verdict::Forwarded => {
                 if tl.verdict == Verdict::Delivered {
@@ -458,27 +500,39 @@ impl Connections {
         }
     }
 
-    /// Connections that are over at `now_ns`.
-    pub fn expire(&mut self, now_ns: u64) -> Vec<Connection> {
+    /// Connections that are over at `now_ns`, with the packets only counted.
+    pub fn expire(&mut self, now_ns: u64, counts: Counts) -> Vec<Connection> {
         let (open, cfg) = (&self.open, &self.cfg);
         let done = self
             .due
             .due(now_ns, |id| open.get(&id).map(|o| o.deadline(cfg)));
-        self.finish(done)
+        self.finish(done, counts)
     }
 
     /// Every connection (end of the run).
-    pub fn flush(&mut self) -> Vec<Connection> {
+    pub fn flush(&mut self, counts: Counts) -> Vec<Connection> {
         let all: Vec<u64> = self.open.keys().copied().collect();
         self.due.clear();
-        self.finish(all)
+        self.finish(all, counts)
     }
 
-    fn finish(&mut self, mut ids: Vec<u64>) -> Vec<Connection> {
+    fn finish(&mut self, mut ids: Vec<u64>, counts: Counts) -> Vec<Connection> {
         ids.sort_unstable();
         ids.into_iter()
             .filter_map(|id| {
-                let o = self.open.remove(&id)?;
+                let mut o = self.open.remove(&id)?;
+                let tuples: Vec<Tuple> = o
+                    .fwd_tuples
+                    .iter()
+                    .filter(|t| matches!(t.proto, Proto::Tcp | Proto::Udp))
+                    .copied()
+                    .collect();
+                for t in &tuples {
+                    if let Some(k) = counts(t) {
+                        o.fwd.add_counted(k.fwd_packets, k.fwd_bytes);
+                        o.rev.add_counted(k.rev_packets, k.rev_bytes);
+                    }
+                }
                 for k in &o.keys {
                     if self.by_key.get(k) == Some(&id) {
                         self.by_key.remove(k);
@@ -542,7 +596,7 @@ mod tests {
         for tl in corr.flush() {
             conns.add(&tl);
         }
-        conns.flush()
+        conns.flush(&mut |_| None)
     }
 
     const C: [u8; 4] = [10, 0, 0, 1];

@@ -127,6 +127,9 @@ pub struct Timeline {
     /// Events of this packet may be missing (the ring buffer was full while
     /// it was open).
     pub incomplete: bool,
+    /// The guardrails had only counted it: its drop is its only report (its
+    /// connection has it in the kernel's counts already).
+    pub counted: bool,
     /// Netfilter hook (and family) where a dropped packet was last seen
     /// before its hook's filtering and never after.
     pub drop_hook: Option<(u8, u8)>,
@@ -363,6 +366,7 @@ impl Correlator {
                     delivered: false,
                     after: None,
                     incomplete: false,
+                    counted: false,
                     drop_hook: None,
                 },
                 skbs: Vec::new(),
@@ -437,6 +441,7 @@ impl Correlator {
         o.ended_at = Some(ev.ts_ns);
         self.due.schedule(id, o.deadline(&self.cfg));
         if ev.point == Point::Drop {
+            o.tl.counted |= ev.flags & event_flags::COUNTED != 0;
             o.tl.drop = Some(DropInfo {
                 reason: ev.reason,
                 location: ev.location,

@@ -66,7 +66,7 @@ mod tests {
     #[test]
     fn items_come_due_by_their_real_deadline() {
         let mut d = Deadlines::default();
-        let mut real = vec![100u64, 50, 200];
+        let mut real = [100u64, 50, 200];
         for (id, at) in real.iter().enumerate() {
             d.schedule(id as u64, *at);
         }

@@ -115,6 +115,12 @@ struct LiveArgs {
     /// and mark their connections incomplete.
     #[arg(long, value_name = "BYTES", default_value = "8M", value_parser = parse_ring_size)]
     ring_size: u32,
+    /// Trace every selected packet hop by hop. By default the guardrails
+    /// trace the first packets of each connection, TCP SYN/FIN/RST, non-TCP/UDP
+    /// packets, every drop and a sample of the rest (at most ~1000 packets/s
+    /// per CPU), and count the others per connection in the kernel.
+    #[arg(long)]
+    every_packet: bool,
 }
 
 fn parse_ring_size(s: &str) -> Result<u32, String> {
@@ -169,6 +175,7 @@ impl LiveArgs {
             idle: self.idle,
             write: self.write,
             ring_bytes: self.ring_size,
+            every_packet: self.every_packet,
         }
     }
 }
@@ -376,6 +383,7 @@ fn demo_cmd(a: DemoArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
         idle: Duration::from_secs(1),
         write: None,
         ring_bytes: netflow_common::RING_BYTES,
+        every_packet: false,
     };
     let result = match a.json_for {
         Some(_) => rt.block_on(trace::run(opts)).map(|_| ()),

@@ -1,19 +1,26 @@
 //! decoder → correlator → output, driven the same way by a live trace and
 //! by a replay: `event` for each raw ring-buffer record, `tick` when the
 //! clock advanced, `finish` at the end. A live run also records here.
+use std::collections::HashMap;
+
 use crate::{
-    connections::{self, Connection, Connections},
+    connections::{self, Connection, Connections, CountSource, Counted},
     correlate::{Config, Correlator, Timeline, Verdict},
     decode::Event,
     names::Names,
     output::{Sink, Stats},
-    record::{End, Writer},
+    packet::Tuple,
+    record::{CountedRecord, End, Writer},
     select::FlowFilter,
 };
 
 pub struct Pipeline {
     corr: Correlator,
     conns: Connections,
+    /// Live: the kernel's counts of only-counted packets.
+    counts: Option<Box<dyn CountSource + Send>>,
+    /// Replay: the counts the live run read, by tuple.
+    recorded_counts: HashMap<Tuple, Counted>,
     sink: Box<dyn Sink + Send>,
     pub names: Names,
     pub stats: Stats,
@@ -32,6 +39,8 @@ impl Pipeline {
         Pipeline {
             corr: Correlator::new(cfg),
             conns: Connections::new(connections::Config::default()),
+            counts: None,
+            recorded_counts: HashMap::new(),
             sink,
             names,
             stats: Stats::default(),
@@ -67,7 +76,14 @@ impl Pipeline {
         let tls = self.corr.expire(now);
         let tls = self.completed(tls);
         let notes = self.corr.take_notes();
-        let conns = self.conns.expire(now);
+        let conns = {
+            let mut counts = counts(
+                &mut self.counts,
+                &mut self.recorded_counts,
+                &mut self.recorder,
+            );
+            self.conns.expire(now, &mut counts)
+        };
         if tls.is_empty() && notes.is_empty() && conns.is_empty() {
             return Ok(());
         }
@@ -76,6 +92,21 @@ impl Pipeline {
         }
         self.emit(tls, notes)?;
         self.emit_connections(conns)
+    }
+
+    /// Where a live run reads the kernel's counts of only-counted packets.
+    pub fn set_counts(&mut self, source: Box<dyn CountSource + Send>) {
+        self.counts = Some(source);
+    }
+
+    /// A replayed record of counts the live run read.
+    pub fn recorded_counts(&mut self, t: Tuple, c: Counted) {
+        *self.recorded_counts.entry(t).or_default() = c;
+    }
+
+    /// The kernel's count of only-counted packets so far.
+    pub fn sampled(&mut self, total: u64) {
+        self.stats.sampled = total;
     }
 
     /// The kernel's count of lost events, read at monotonic time `now`:
@@ -164,7 +195,14 @@ impl Pipeline {
         let tls = self.completed(tls);
         let notes = self.corr.take_notes();
         self.emit(tls, notes)?;
-        let conns = self.conns.flush();
+        let conns = {
+            let mut counts = counts(
+                &mut self.counts,
+                &mut self.recorded_counts,
+                &mut self.recorder,
+            );
+            self.conns.flush(&mut counts)
+        };
         self.emit_connections(conns)?;
         self.sink.stats(&self.stats)?;
         self.sink.flush()?;
@@ -172,8 +210,30 @@ impl Pipeline {
             r.end(&End {
                 events: self.stats.events,
                 lost,
+                sampled: self.stats.sampled,
             })?;
         }
         Ok(self.stats)
+    }
+}
+
+/// The counts of only-counted packets of a connection's tuple: from the
+/// kernel (and recorded, for the replay) or from the recording.
+fn counts<'a>(
+    source: &'a mut Option<Box<dyn CountSource + Send>>,
+    recorded: &'a mut HashMap<Tuple, Counted>,
+    recorder: &'a mut Option<Writer>,
+) -> impl FnMut(&Tuple) -> Option<Counted> + 'a {
+    move |t: &Tuple| {
+        let k = match source {
+            Some(src) => src.take(t),
+            None => recorded.remove(t),
+        }?;
+        if let Some(r) = recorder.as_mut() {
+            if let Err(e) = r.counted(&CountedRecord::new(t, k)) {
+                log::warn!("recording: {e}");
+            }
+        }
+        Some(k)
     }
 }

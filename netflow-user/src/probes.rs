@@ -13,13 +13,15 @@ use aya::{
     },
     Btf, Ebpf, EbpfLoader,
 };
-use netflow_common::{names, AddrKey};
+use netflow_common::{names, AddrKey, ConnCount, FlowKey};
 
 use std::path::PathBuf;
 
 use crate::{
+    connections::{CountSource, Counted},
     kernel::btf::KernelBtf,
     netfilter::{NfPrograms, HOOKS},
+    packet::Tuple,
     select::Selection,
 };
 
@@ -80,6 +82,7 @@ pub struct Probes {
     ebpf: Ebpf,
     pub status: Vec<ProbeStatus>,
     lost: PerCpuArray<MapData, u64>,
+    sampled: PerCpuArray<MapData, u64>,
     /// Netfilter programs and their links (dropped with the probes).
     _nf: Option<(NfPrograms, Vec<std::os::fd::OwnedFd>)>,
 }
@@ -240,18 +243,20 @@ impl Probes {
         for tp in starts {
             attach_tracepoint(&mut ebpf, kbtf, &btf, tp, sockets, &mut status)?;
         }
-        let lost = PerCpuArray::try_from(
-            ebpf.take_map(names::LOST)
-                .ok_or(ProbeError::Missing("map", names::LOST))?,
-        )
-        .map_err(|source| ProbeError::Map {
-            map: names::LOST,
-            source,
-        })?;
+        let counter = |ebpf: &mut Ebpf, name: &'static str| {
+            PerCpuArray::try_from(
+                ebpf.take_map(name)
+                    .ok_or(ProbeError::Missing("map", name))?,
+            )
+            .map_err(|source| ProbeError::Map { map: name, source })
+        };
+        let lost = counter(&mut ebpf, names::LOST)?;
+        let sampled = counter(&mut ebpf, names::SAMPLED)?;
         Ok(Self {
             ebpf,
             status,
             lost,
+            sampled,
             _nf: nf,
         })
     }
@@ -328,12 +333,74 @@ impl Probes {
 
     /// Events the kernel could not put in the ring buffer, all CPUs.
     pub fn lost(&self) -> u64 {
-        self.lost
-            .get(&0, 0)
-            .map(|v| v.iter().copied().sum())
-            .unwrap_or(0)
+        sum(&self.lost)
+    }
+
+    /// Selected packets the guardrails only counted, all CPUs.
+    pub fn sampled(&self) -> u64 {
+        sum(&self.sampled)
+    }
+
+    /// The kernel's per-connection counts of only-counted packets.
+    pub fn take_counts(&mut self) -> Result<KernelCounts> {
+        let m = self
+            .ebpf
+            .take_map(names::CONNS)
+            .ok_or(ProbeError::Missing("map", names::CONNS))?;
+        Ok(KernelCounts(HashMap::try_from(m).map_err(|source| {
+            ProbeError::Map {
+                map: names::CONNS,
+                source,
+            }
+        })?))
     }
 }
+
+fn sum(counter: &PerCpuArray<MapData, u64>) -> u64 {
+    counter
+        .get(&0, 0)
+        .map(|v| v.iter().copied().sum())
+        .unwrap_or(0)
+}
+
+/// The CONNS map: connections keyed with their lower endpoint first (as the
+/// kernel's guardrails key them), read and removed when a connection ends.
+pub struct KernelCounts(HashMap<MapData, FlowKey, ConnCount>);
+
+impl CountSource for KernelCounts {
+    fn take(&mut self, t: &Tuple) -> Option<Counted> {
+        let mapped = |ip: std::net::IpAddr| match ip {
+            std::net::IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+            std::net::IpAddr::V6(a) => a.octets(),
+        };
+        let (a, b) = (
+            (mapped(t.src), t.sport.unwrap_or(0)),
+            (mapped(t.dst), t.dport.unwrap_or(0)),
+        );
+        let from_low = a <= b;
+        let (lo, hi) = if from_low { (a, b) } else { (b, a) };
+        let key = FlowKey {
+            src: lo.0,
+            dst: hi.0,
+            sport: lo.1,
+            dport: hi.1,
+            proto: t.proto.number(),
+            _pad: [0; 3],
+        };
+        let c = self.0.get(&key, 0).ok()?;
+        let _ = self.0.remove(&key);
+        let (fwd, rev) = if from_low { (0, 1) } else { (1, 0) };
+        Some(Counted {
+            fwd_packets: c.pkts[fwd],
+            fwd_bytes: c.bytes[fwd],
+            rev_packets: c.pkts[rev],
+            rev_bytes: c.bytes[rev],
+        })
+        .filter(|k| k.fwd_packets + k.rev_packets > 0)
+    }
+}
+
+impl Probes {}
 
 /// One tp_btf program of [`TRACEPOINTS`]: attached, or said why not (only
 /// the required ones fail the start). `sockets`: the socket-delivery program

@@ -3,7 +3,7 @@
 //! used, kernel version, clock offset), so `netflow replay` reproduces the
 //! live run's timelines on any machine without root.
 //!
-//! Format (version 1): the magic `NFLOWREC`, a little-endian u16 format
+//! Format (version 2; version 1 had no kind 7 and reads the same): the magic `NFLOWREC`, a little-endian u16 format
 //! version and u16 zero, then a gzip stream of records
 //! `[kind u8][length u32 LE][payload]`:
 //!
@@ -15,6 +15,7 @@
 //! | 4 tick | u64 LE: CLOCK_MONOTONIC when the live run completed timelines |
 //! | 5 symbol | JSON `[address, "function+0xoff"]` |
 //! | 6 end | JSON [`End`], last: its absence means the file was cut short |
+//! | 7 counted | JSON [`CountedRecord`]: packets the kernel only counted (guardrails) for a connection tuple, as the live run read them, before the tick that reported the connection |
 //!
 //! The stream is flushed at every tick, so a tracer that is killed leaves a
 //! file that replays up to its last complete record.
@@ -29,7 +30,7 @@ use flate2::{read::GzDecoder, write::GzEncoder, Compression};
 use serde::{Deserialize, Serialize};
 
 pub const MAGIC: &[u8; 8] = b"NFLOWREC";
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 /// Largest record accepted (a corrupt length must not allocate gigabytes).
 const MAX_RECORD: u32 = 16 << 20;
 
@@ -58,6 +59,43 @@ pub struct NamesSnapshot {
 pub struct End {
     pub events: u64,
     pub lost: u64,
+    /// Selected packets only counted by the guardrails (absent before format 2).
+    #[serde(default)]
+    pub sampled: u64,
+}
+
+/// Kind 7: the only-counted packets of one connection tuple.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CountedRecord {
+    pub proto: u8,
+    pub src: std::net::IpAddr,
+    pub dst: std::net::IpAddr,
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
+    pub counted: crate::connections::Counted,
+}
+
+impl CountedRecord {
+    pub fn new(t: &crate::packet::Tuple, counted: crate::connections::Counted) -> Self {
+        Self {
+            proto: t.proto.number(),
+            src: t.src,
+            dst: t.dst,
+            sport: t.sport,
+            dport: t.dport,
+            counted,
+        }
+    }
+
+    pub fn tuple(&self) -> crate::packet::Tuple {
+        crate::packet::Tuple {
+            proto: crate::packet::Proto::from_ip_number(self.proto),
+            src: self.src,
+            dst: self.dst,
+            sport: self.sport,
+            dport: self.dport,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +106,7 @@ pub enum Record {
     Tick(u64),
     Symbol(u64, String),
     End(End),
+    Counted(CountedRecord),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +227,10 @@ impl Writer {
         self.json(5, &(addr, name))
     }
 
+    pub fn counted(&mut self, c: &CountedRecord) -> std::io::Result<()> {
+        self.json(7, c)
+    }
+
     pub fn end(mut self, end: &End) -> std::io::Result<()> {
         self.json(6, end)?;
         self.out.finish()?.flush()
@@ -300,6 +343,9 @@ impl Reader {
                     serde_json::from_slice(&payload).map_err(|e| self.corrupt(json_err(e)))?,
                 )
             }
+            7 => Record::Counted(
+                serde_json::from_slice(&payload).map_err(|e| self.corrupt(json_err(e)))?,
+            ),
             k => return Err(self.corrupt(format!("unknown record kind {k}"))),
         };
         if self.records == 1 && !matches!(rec, Record::Meta(_)) {
@@ -338,7 +384,12 @@ mod tests {
         w.symbol(0xffff, "ip_rcv+0x10").unwrap();
         w.tick(42).unwrap();
         if end {
-            w.end(&End { events: 1, lost: 0 }).unwrap();
+            w.end(&End {
+                events: 1,
+                lost: 0,
+                sampled: 0,
+            })
+            .unwrap();
         }
     }
 

@@ -72,7 +72,11 @@ fn replay_with(
                 last_tick = now;
                 pipe.tick(now)?
             }
-            Record::End(end) => lost = end.lost,
+            Record::End(end) => {
+                lost = end.lost;
+                pipe.sampled(end.sampled);
+            }
+            Record::Counted(c) => pipe.recorded_counts(c.tuple(), c.counted),
         }
     }
     let truncated = r.truncated;

@@ -197,7 +197,12 @@ fn write_sample(path: &std::path::Path) {
         w.event(&encode(&ev)).unwrap();
     }
     w.tick(5_000_000_000).unwrap();
-    w.end(&End { events: 2, lost: 0 }).unwrap();
+    w.end(&End {
+        events: 2,
+        lost: 0,
+        sampled: 0,
+    })
+    .unwrap();
 }
 
 /// Recordings and exports hold packet payload: written with mode 0600, never

@@ -26,6 +26,8 @@ pub struct Stats {
     pub events: u64,
     /// Events the kernel could not hand over (ring buffer full).
     pub lost: u64,
+    /// Selected packets the guardrails only counted (no hops reported).
+    pub sampled: u64,
     /// Records that could not be decoded.
     pub decode_errors: u64,
     /// Packet timelines printed.

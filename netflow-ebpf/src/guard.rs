@@ -1,0 +1,138 @@
+//! Guardrails: full detail for what an SRE needs — TCP SYN/FIN/RST, every
+//! packet that is not TCP or UDP, the first packets of each connection and
+//! one in N of the rest, within a per-CPU rate — while every other selected
+//! packet is only counted here, per connection and direction. Drops are
+//! reported whatever this decides (see `hop::on_drop`).
+use netflow_common::{filter_flags as ff, Bucket, ConnCount, Filter, FlowKey, PacketEvent};
+
+use crate::{globals::*, parse};
+
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+/// TCP FIN, SYN, RST.
+const TCP_CONTROL: u8 = 0x07;
+
+/// Does this newly selected packet get full detail? Otherwise it is counted
+/// in CONNS (and SAMPLED) and not reported hop by hop.
+#[inline(always)]
+pub(crate) fn full_detail(ev: &PacketEvent, f: &Filter, now: u64) -> bool {
+    if v(&f.flags) & ff::EVERY_PACKET != 0 {
+        return true;
+    }
+    let cap = ev.hdr.cap_len as usize;
+    let Some(o) = parse::outer(&ev.data, cap, ev.hdr.l3_proto) else {
+        return true;
+    };
+    let t = parse::inner(&ev.data, cap, &o, f).unwrap_or(o);
+    match t.proto {
+        IPPROTO_TCP => {
+            if t.l4 + 14 > cap || parse::byte(&ev.data, t.l4 + 13) & TCP_CONTROL != 0 {
+                return true;
+            }
+        }
+        IPPROTO_UDP => {}
+        _ => return true,
+    }
+    let (key, dir) = conn_key(&ev.data, &t);
+    let c = match CONNS.get_ptr_mut(&key) {
+        Some(c) => c,
+        None => {
+            let _ = CONNS.insert(&key, &ConnCount::default(), 0);
+            match CONNS.get_ptr_mut(&key) {
+                Some(c) => c,
+                None => return true,
+            }
+        }
+    };
+    let c = unsafe { &mut *c };
+    let n = c.total;
+    c.total += 1;
+    let every = v(&f.guard_every) as u64;
+    let wanted = c.full < v(&f.guard_first) as u64 || (every != 0 && n % every == 0);
+    // A connection's first packet is like its SYN: always shown (it names
+    // the initiator); the next ones within the per-CPU rate.
+    if wanted && (n == 0 || take_token(f, now)) {
+        c.full += 1;
+        return true;
+    }
+    let len = ev.hdr.len as u64;
+    if dir == 0 {
+        c.pkts[0] += 1;
+        c.bytes[0] += len;
+    } else {
+        c.pkts[1] += 1;
+        c.bytes[1] += len;
+    }
+    if let Some(s) = SAMPLED.get_ptr_mut(0) {
+        unsafe { *s += 1 };
+    }
+    false
+}
+
+/// The connection's key (lower endpoint first) and the packet's direction
+/// (0: from the lower endpoint).
+#[inline(always)]
+fn conn_key(buf: &[u8; netflow_common::CAPTURE_BYTES], t: &parse::Tuple) -> (FlowKey, u8) {
+    let mut k = FlowKey {
+        src: [0; 16],
+        dst: [0; 16],
+        sport: t.flow_sport,
+        dport: t.flow_dport,
+        proto: t.proto,
+        _pad: [0; 3],
+    };
+    parse::copy_addr(buf, t.addr, t.addr_len, &mut k.src);
+    parse::copy_addr(buf, t.addr + t.addr_len, t.addr_len, &mut k.dst);
+    // Compare (src, sport) with (dst, dport).
+    let mut order = 0i8;
+    let mut i = 0;
+    while i < 16 {
+        if order == 0 {
+            if k.src[i] < k.dst[i] {
+                order = -1;
+            } else if k.src[i] > k.dst[i] {
+                order = 1;
+            }
+        }
+        i += 1;
+    }
+    if order == 0 && k.sport > k.dport {
+        order = 1;
+    }
+    if order > 0 {
+        core::mem::swap(&mut k.src, &mut k.dst);
+        core::mem::swap(&mut k.sport, &mut k.dport);
+        (k, 1)
+    } else {
+        (k, 0)
+    }
+}
+
+/// One full-detail packet from this CPU's bucket (`guard_rate` per second,
+/// bursts of a tenth of that).
+#[inline(always)]
+fn take_token(f: &Filter, now: u64) -> bool {
+    let rate = v(&f.guard_rate) as u64;
+    if rate == 0 {
+        return true;
+    }
+    let Some(b) = BUCKET.get_ptr_mut(0) else {
+        return true;
+    };
+    let b: &mut Bucket = unsafe { &mut *b };
+    let cap = rate / 10 + 1;
+    let refill = now.saturating_sub(b.last_ns) * rate / 1_000_000_000;
+    if refill > 0 {
+        b.tokens = if b.tokens + refill > cap {
+            cap
+        } else {
+            b.tokens + refill
+        };
+        b.last_ns = now;
+    }
+    if b.tokens == 0 {
+        return false;
+    }
+    b.tokens -= 1;
+    true
+}

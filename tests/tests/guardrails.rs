@@ -1,0 +1,155 @@
+//! Guardrails (the default): a bulk transfer is traced in part and counted
+//! in full, every drop and every SYN of a flood is reported, and
+//! `--every-packet` lifts them. Counts are checked against nftables
+//! counters on the same packets. Subnets 10.225–10.226.
+use netflow_tests::*;
+use serde_json::Value;
+
+/// An nftables counter in `ns` at OUTPUT for packets matching `expr`.
+fn output_counter(ns: &str, expr: &str) {
+    sh(&format!(
+        "ip netns exec {ns} nft 'add table ip cnt; add chain ip cnt out {{ type filter hook output priority 10; }}; add rule ip cnt out {expr} counter'"
+    ));
+}
+
+fn counter_packets(ns: &str) -> u64 {
+    let out = sh(&format!("ip netns exec {ns} nft list table ip cnt"));
+    out.split("packets ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no counter in {out}"))
+}
+
+fn the_connection(lines: &[Value], dport: u64) -> &Value {
+    let c: Vec<_> = connections(lines)
+        .into_iter()
+        .filter(|c| c["flow"]["dport"] == dport)
+        .collect();
+    assert_eq!(c.len(), 1, "{c:#?}");
+    c[0]
+}
+
+/// A bulk TCP transfer: a few packets traced, all counted exactly (the
+/// counts equal nftables' counters of the same packets), outcome ok.
+#[test]
+fn bulk_transfer_is_sampled_and_counted_exactly() {
+    let mut lab = Lab::new("gbulk");
+    let (a, b) = lab.pair("a", "b", "10.225.0");
+    let script = std::env::temp_dir().join(format!("netflow-sink-{}.py", std::process::id()));
+    std::fs::write(
+        &script,
+        "import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+         s.bind(('10.225.0.2',7300)); s.listen()\nwhile True:\n    c,_=s.accept()\n    n=0\n    while True:\n        d=c.recv(65536)\n        if not d: break\n        n+=len(d)\n    c.sendall(str(n).encode()); c.close()\n",
+    )
+    .unwrap();
+    let _server = Background::spawn(&format!("ip netns exec {b} python3 {}", script.display()));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    lab.exec(&a, "ping -c1 -W2 10.225.0.2");
+    output_counter(&a, "tcp dport 7300");
+    output_counter(&b, "tcp sport 7300");
+
+    let t = Tracer::start(&["--netns", &a]);
+    lab.exec(
+        &a,
+        "python3 -c \"import socket; s=socket.create_connection(('10.225.0.2',7300),timeout=5); s.sendall(b'x'*20000000); s.shutdown(socket.SHUT_WR); assert s.recv(20)==b'20000000'\"",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let lines = t.stop();
+    let _ = std::fs::remove_file(&script);
+    let c = the_connection(&lines, 7300);
+    assert_eq!(c["outcome"], "ok", "{c:#}");
+    let (fwd, rev) = (&c["fwd"], &c["rev"]);
+    assert_eq!(fwd["packets"].as_u64(), Some(counter_packets(&a)), "{c:#}");
+    assert_eq!(rev["packets"].as_u64(), Some(counter_packets(&b)), "{c:#}");
+    let sampled = fwd["sampled"].as_u64().unwrap() + rev["sampled"].as_u64().unwrap();
+    let traced = packets(&lines)
+        .iter()
+        .filter(|p| p["flow"]["dport"] == 7300 || p["flow"]["sport"] == 7300)
+        .count() as u64;
+    assert!(
+        sampled > 0 && traced < sampled,
+        "traced {traced}, counted {sampled}: {c:#}"
+    );
+    assert_eq!(
+        traced + sampled,
+        fwd["packets"].as_u64().unwrap() + rev["packets"].as_u64().unwrap()
+    );
+    // SYN and FINs are always traced.
+    let flags: Vec<&str> = packets(&lines)
+        .iter()
+        .filter_map(|p| p["hops"][0]["tcp_flags"].as_str())
+        .collect();
+    assert!(flags.contains(&"S") && flags.contains(&"S."), "{flags:?}");
+    assert!(
+        flags.iter().filter(|f| f.contains('F')).count() >= 2,
+        "{flags:?}"
+    );
+    assert_eq!(stats(&lines)["sampled"].as_u64(), Some(sampled));
+
+    // --every-packet: nothing only counted.
+    let t = Tracer::start(&["--netns", &a, "--every-packet"]);
+    lab.exec(
+        &a,
+        "python3 -c \"import socket; s=socket.create_connection(('10.225.0.2',7300),timeout=5); s.sendall(b'x'*2000000); s.shutdown(socket.SHUT_WR); s.recv(20)\"",
+    );
+    let lines = t.stop();
+    let c = the_connection(&lines, 7300);
+    assert_eq!(c["fwd"]["sampled"], 0, "{c:#}");
+    assert_eq!(stats(&lines)["sampled"], 0);
+}
+
+/// A flood: every dropped datagram of a busy flow is reported, and every
+/// SYN of a burst of connections, while the bulk is only counted.
+#[test]
+fn every_drop_and_every_syn_of_a_flood_is_reported() {
+    let mut lab = Lab::new("gflood");
+    let (a, b) = lab.pair("a", "b", "10.226.0");
+    let _server = tcp_server(&b, "10.226.0.2", 7400);
+    lab.exec(&a, "ping -c1 -W2 10.226.0.2");
+    sh(&format!(
+        "ip netns exec {b} nft 'add table ip f; add chain ip f in {{ type filter hook input priority 0; }}; add rule ip f in udp dport 7401 counter drop'"
+    ));
+    let t = Tracer::start(&["--netns", &a]);
+    // 3000 datagrams of one flow, all dropped by the receiver's firewall.
+    lab.exec(
+        &a,
+        "python3 -c \"import socket; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor i in range(3000): s.sendto(b'x'*100,('10.226.0.2',7401))\"",
+    );
+    // 300 connections as fast as they come.
+    lab.exec(
+        &a,
+        "python3 -c \"import socket\nfor i in range(300):\n s=socket.create_connection(('10.226.0.2',7400),timeout=3); s.sendall(b'hi'); s.recv(10); s.close()\"",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let lines = t.stop();
+    let out = sh(&format!("ip netns exec {b} nft list table ip f"));
+    let dropped_by_rule: u64 = out
+        .split("packets ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert_eq!(dropped_by_rule, 3000, "{out}");
+    let pkts = packets(&lines);
+    let drops = pkts
+        .iter()
+        .filter(|p| p["flow"]["dport"] == 7401 && p["verdict"] == "dropped")
+        .count();
+    assert_eq!(drops, 3000, "every drop reported");
+    let c = the_connection(&lines, 7401);
+    assert_eq!(c["outcome"], "request_lost", "{c:#}");
+    assert_eq!(c["fwd"]["dropped"], 3000, "{c:#}");
+    let syns = pkts
+        .iter()
+        .filter(|p| p["flow"]["dport"] == 7400 && p["hops"][0]["tcp_flags"] == "S")
+        .count();
+    assert_eq!(syns, 300, "every SYN reported");
+    let conns: Vec<_> = connections(&lines)
+        .into_iter()
+        .filter(|c| c["flow"]["dport"] == 7400)
+        .collect();
+    assert_eq!(conns.len(), 300);
+    assert!(conns.iter().all(|c| c["outcome"] == "ok"), "{conns:#?}");
+    assert_eq!(stats(&lines)["lost"], 0);
+}
