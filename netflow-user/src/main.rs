@@ -294,20 +294,22 @@ fn export_cmd(a: ExportArgs) -> anyhow::Result<()> {
 fn dashboard_cmd(a: DashboardArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     use std::sync::{Arc, Mutex};
 
-    use netflow::dashboard::{run_ui, App, DashboardSink};
+    use netflow::dashboard::{run_ui, App, DashboardSink, Inbox};
 
     let app = Arc::new(Mutex::new(App::default()));
     if let Some(file) = &a.replay {
         let filter = FlowFilter::new(&a.live.select.selectors())?;
         app.lock().expect("state").state.source = format!("replay {}", file.display());
-        let r = replay::replay(file, Box::new(DashboardSink(app.clone())), filter)?;
+        let inbox = Arc::new(Inbox::default());
+        let r = replay::replay(file, Box::new(DashboardSink(inbox.clone())), filter)?;
         {
             let mut st = app.lock().expect("state");
+            st.absorb(&inbox);
             st.state.selection = r.meta.summary.clone();
             st.state.probes = r.meta.probes.clone();
             st.state.lost = r.stats.lost;
         }
-        run_ui(app, || false)?;
+        run_ui(app, inbox, || false)?;
         if r.truncated {
             eprintln!(
                 "netflow: {} was cut short: showed what it holds",
@@ -332,23 +334,24 @@ fn live_dashboard(
         Arc, Mutex,
     };
 
-    use netflow::dashboard::{run_ui, App, DashboardSink};
+    use netflow::dashboard::{run_ui, App, DashboardSink, Inbox};
 
     let app = Arc::new(Mutex::new(App::default()));
     app.lock().expect("state").state.source = source.into();
     let done = Arc::new(AtomicBool::new(false));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let inbox = Arc::new(Inbox::default());
     let ui = {
-        let (app, done) = (app.clone(), done.clone());
+        let (app, done, inbox) = (app.clone(), done.clone(), inbox.clone());
         std::thread::spawn(move || {
-            let r = run_ui(app, || done.load(Ordering::Relaxed));
+            let r = run_ui(app, inbox, || done.load(Ordering::Relaxed));
             let _ = tx.send(());
             r
         })
     };
     let traced = rt.block_on(trace::run_with(
         opts,
-        Box::new(DashboardSink(app)),
+        Box::new(DashboardSink(inbox)),
         true,
         async {
             let _ = rx.await;

@@ -21,6 +21,9 @@ pub struct Pipeline {
     counts: Option<Box<dyn CountSource + Send>>,
     /// Replay: the counts the live run read, by tuple.
     recorded_counts: HashMap<Tuple, Counted>,
+    /// At exit: what is not printed by then is only counted (a tracer
+    /// stopped under a flood must stop now).
+    deadline: Option<std::time::Instant>,
     sink: Box<dyn Sink + Send>,
     pub names: Names,
     pub stats: Stats,
@@ -41,6 +44,7 @@ impl Pipeline {
             conns: Connections::new(connections::Config::default()),
             counts: None,
             recorded_counts: HashMap::new(),
+            deadline: None,
             sink,
             names,
             stats: Stats::default(),
@@ -136,10 +140,21 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Past the exit deadline (looked at every 256 items).
+    fn out_of_time(&self, i: usize) -> bool {
+        i.is_multiple_of(256) && self.deadline.is_some_and(|d| std::time::Instant::now() > d)
+    }
+
     /// Completed timelines that pass the filter, counted into their connections.
     fn completed(&mut self, mut tls: Vec<Timeline>) -> Vec<Timeline> {
         tls.retain(|tl| !tl.hops.is_empty() && self.filter.timeline(tl, &self.names));
-        for tl in &tls {
+        for (i, tl) in tls.iter().enumerate() {
+            if self.out_of_time(i) {
+                // Stopping under a flood: the rest is counted, not printed.
+                self.stats.unreported += (tls.len() - i) as u64;
+                tls.truncate(i);
+                break;
+            }
             self.conns.add(tl);
         }
         tls
@@ -157,7 +172,13 @@ impl Pipeline {
             self.stats.notes += 1;
             self.sink.note(&n, &self.names)?;
         }
-        for tl in tls {
+        let mut late = false;
+        for (i, tl) in tls.into_iter().enumerate() {
+            late = late || self.out_of_time(i);
+            if late {
+                self.stats.unreported += 1;
+                continue;
+            }
             self.stats.packets += 1;
             match tl.verdict {
                 Verdict::Dropped => self.stats.dropped += 1,
@@ -178,7 +199,13 @@ impl Pipeline {
         if conns.is_empty() {
             return Ok(());
         }
-        for c in conns {
+        let mut late = false;
+        for (i, c) in conns.into_iter().enumerate() {
+            late = late || self.out_of_time(i);
+            if late {
+                self.stats.unreported += 1;
+                continue;
+            }
             self.stats.connections += 1;
             if c.outcome != connections::Outcome::Ok {
                 self.stats.connections_failed += 1;
@@ -189,7 +216,15 @@ impl Pipeline {
     }
 
     /// Everything still open, the stats line; `lost` as the kernel counted.
-    pub fn finish(mut self, lost: u64, now: u64) -> std::io::Result<Stats> {
+    /// With `budget`, what is not printed within it is counted as
+    /// `unreported` instead (stopping a tracer under a flood).
+    pub fn finish(
+        mut self,
+        lost: u64,
+        now: u64,
+        budget: Option<std::time::Duration>,
+    ) -> std::io::Result<Stats> {
+        self.deadline = budget.map(|b| std::time::Instant::now() + b);
         self.lost(lost, now);
         let tls = self.corr.flush();
         let tls = self.completed(tls);

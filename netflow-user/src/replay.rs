@@ -80,7 +80,7 @@ fn replay_with(
         }
     }
     let truncated = r.truncated;
-    let stats = pipe.finish(lost, last_tick)?;
+    let stats = pipe.finish(lost, last_tick, None)?;
     Ok(Replayed {
         meta,
         stats,

@@ -230,13 +230,13 @@ pub async fn run_with(
         }
     }
     // What is already in the ring, for at most a moment: stopping must be quick.
-    let until = std::time::Instant::now() + Duration::from_millis(500);
+    let until = std::time::Instant::now() + Duration::from_millis(300);
     while drain(ring.get_mut(), &mut pipe)? && std::time::Instant::now() < until {}
     pipe.sampled(probes.sampled());
-    let stats = pipe.finish(probes.lost(), monotonic_ns())?;
+    let stats = pipe.finish(probes.lost(), monotonic_ns(), Some(EXIT_BUDGET))?;
     if !quiet {
         eprintln!(
-            "netflow: {} packets ({} dropped, {} unknown), {} only counted, {} connections ({} not ok), {} events, {} lost, {} undecodable",
+            "netflow: {} packets ({} dropped, {} unknown), {} only counted, {} connections ({} not ok), {} events, {} lost, {} undecodable, {} not printed at exit",
             stats.packets,
             stats.dropped,
             stats.unknown,
@@ -245,7 +245,8 @@ pub async fn run_with(
             stats.connections_failed,
             stats.events,
             stats.lost,
-            stats.decode_errors
+            stats.decode_errors,
+            stats.unreported
         );
     }
     // Dropping the probes detaches every program.
@@ -253,6 +254,10 @@ pub async fn run_with(
     drop(probes);
     Ok(stats)
 }
+
+/// How long a stopping tracer spends printing what is still open; the
+/// rest is counted (`unreported` in the stats).
+const EXIT_BUDGET: Duration = Duration::from_millis(1500);
 
 /// Events handled per drain at most: under any event rate the loop comes
 /// back to signals, `--duration` and the clock between batches.

@@ -221,10 +221,10 @@ pub fn netflow_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let p = root.join("target/debug/netflow");
+    let p = root.join("target/release/netflow");
     assert!(
         p.exists(),
-        "netflow binary not found at {}: build it first (cargo build -p netflow-user) or set NETFLOW_BIN; `cargo xtask test` does both",
+        "netflow binary not found at {}: build it first (cargo build --release -p netflow-user) or set NETFLOW_BIN; `cargo xtask test` does both",
         p.display()
     );
     p

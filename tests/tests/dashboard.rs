@@ -7,7 +7,7 @@ use std::{
 };
 
 use netflow::{
-    dashboard::{draw, App, DashboardSink},
+    dashboard::{draw, App, DashboardSink, Inbox},
     replay,
     select::FlowFilter,
 };
@@ -28,14 +28,16 @@ fn loaded() -> Arc<Mutex<App>> {
 
 fn loaded_from(path: &std::path::Path) -> Arc<Mutex<App>> {
     let app = Arc::new(Mutex::new(App::default()));
+    let inbox = Arc::new(Inbox::default());
     let r = replay::replay(
         path,
-        Box::new(DashboardSink(app.clone())),
+        Box::new(DashboardSink(inbox.clone())),
         FlowFilter::default(),
     )
     .unwrap();
     {
         let mut a = app.lock().unwrap();
+        a.absorb(&inbox);
         a.state.source = "replay fixture".into();
         a.state.selection = r.meta.summary;
         a.state.probes = r.meta.probes;

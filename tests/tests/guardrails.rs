@@ -153,3 +153,130 @@ fn every_drop_and_every_syn_of_a_flood_is_reported() {
     assert!(conns.iter().all(|c| c["outcome"] == "ok"), "{conns:#?}");
     assert_eq!(stats(&lines)["lost"], 0);
 }
+
+/// Datagrams from `n` new sockets (a new flow each), as fast as Python sends.
+fn flow_flood(ns: &str, dst: &str, port: u16, n: u32) -> Background {
+    Background::spawn(&format!(
+        "ip netns exec {ns} python3 -c \"import socket\nfor i in range({n}):\n s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.sendto(b'x',('{dst}',{port})); s.close()\""
+    ))
+}
+
+/// Resident memory of a process, in MB.
+fn rss_mb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .map(|kb| kb / 1024)
+        .unwrap_or(0)
+}
+
+/// A flood of new flows through the live dashboard in tmux: the screen
+/// keeps updating, memory stays bounded, `q` quits at once.
+#[test]
+fn dashboard_under_a_flood_of_new_flows() {
+    let mut lab = Lab::new("gdash");
+    let (a, b) = lab.pair("a", "b", "10.227.0");
+    let _sink = udp_server(&b, "10.227.0.2", 7500, false);
+    lab.exec(&a, "ping -c1 -W2 10.227.0.2");
+    let name = format!("nfflood{}", std::process::id());
+    let t = Tmux::start(
+        &name,
+        &format!(
+            "{} dashboard --netns {a} --proto udp; echo EXITED=$?; sleep 30",
+            netflow_bin().display()
+        ),
+    );
+    // Attached once the status bar lists the probes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while t.screen().contains("probes 0/0") || !t.screen().contains("flows (") {
+        assert!(std::time::Instant::now() < deadline, "{}", t.screen());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let pane: u32 = sh(&format!("tmux list-panes -t {name} -F '#{{pane_pid}}'"))
+        .trim()
+        .parse()
+        .expect("tmux pane pid");
+    let pid: u32 = sh(&format!("pgrep -P {pane} -x netflow"))
+        .trim()
+        .parse()
+        .expect("the dashboard's pid");
+    let _flood = flow_flood(&a, "10.227.0.2", 7500, 150_000);
+    // The packet count on the status bar keeps moving while the flood runs.
+    let packets = |s: &str| -> u64 {
+        s.split(" packets ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let mut seen = Vec::new();
+    let mut peak = 0;
+    for _ in 0..8 {
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        seen.push(packets(&t.screen()));
+        peak = peak.max(rss_mb(pid));
+    }
+    assert!(
+        seen.windows(2).filter(|w| w[1] > w[0]).count() >= 3,
+        "the screen kept updating: {seen:?}\n{}",
+        t.screen()
+    );
+    assert!(peak < 400, "dashboard RSS {peak} MB");
+    let quit = std::time::Instant::now();
+    t.keys("q");
+    let s = t.wait_for("EXITED=", 10);
+    assert!(s.contains("EXITED=0"), "{s}");
+    assert!(quit.elapsed().as_secs() < 5);
+}
+
+/// Ctrl-C while a flood is being traced: the tracer ends within seconds
+/// (what it has no time left to print is counted in its summary).
+#[test]
+fn ctrl_c_under_a_flood_stops_quickly() {
+    use std::io::BufRead;
+    let mut lab = Lab::new("gstop");
+    let (a, b) = lab.pair("a", "b", "10.228.0");
+    let _sink = udp_server(&b, "10.228.0.2", 7600, false);
+    lab.exec(&a, "ping -c1 -W2 10.228.0.2");
+    // Its output goes nowhere: this is about stopping, not printing.
+    let mut child = std::process::Command::new(netflow_bin())
+        .args(["trace", "--json", "--every-packet", "--netns", &a])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("Ctrl-C to stop") {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "netflow exited early"
+        );
+    }
+    let _flood = flow_flood(&a, "10.228.0.2", 7600, 1_000_000);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let start = std::time::Instant::now();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed().as_secs() > 20 {
+            let _ = child.kill();
+            panic!("netflow did not stop within 20s of SIGINT under a flood");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let took = start.elapsed();
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut err, &mut rest);
+    assert!(status.success(), "{rest}");
+    assert!(took.as_secs_f64() < 4.0, "stopped after {took:?}: {rest}");
+    assert!(rest.contains(" events, "), "the summary is printed: {rest}");
+}

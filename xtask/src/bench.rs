@@ -237,8 +237,8 @@ impl Mode {
         match self {
             Mode::Off => "off",
             Mode::Filtered => "netflow filtered out",
-            Mode::Pod => "netflow --pod a",
-            Mode::All => "netflow every packet",
+            Mode::Pod => "netflow --pod a (guarded)",
+            Mode::All => "netflow --every-packet",
             Mode::Tcpdump => "tcpdump on veth-a",
         }
     }
@@ -458,10 +458,14 @@ fn bench(bin: &Path, a: &BenchArgs) -> Result<()> {
                 // The last round's run is recorded, for the replay rate.
                 Mode::All if round + 1 == a.rounds => Some(Observer::netflow(
                     bin,
-                    &["--nf-netns", NS_NODE, "--write", &rec],
+                    &["--every-packet", "--nf-netns", NS_NODE, "--write", &rec],
                     "all",
                 )?),
-                Mode::All => Some(Observer::netflow(bin, &["--nf-netns", NS_NODE], "all")?),
+                Mode::All => Some(Observer::netflow(
+                    bin,
+                    &["--every-packet", "--nf-netns", NS_NODE],
+                    "all",
+                )?),
                 Mode::Tcpdump => Some(Observer::tcpdump()?),
             };
             let cpu0 = observer.as_ref().map(|o| cpu_seconds(o.child.id()));
@@ -490,7 +494,7 @@ fn bench(bin: &Path, a: &BenchArgs) -> Result<()> {
                 }
             }
             println!(
-                "  round {} {:<22} {:>7.2} Gbit/s",
+                "  round {} {:<26} {:>7.2} Gbit/s",
                 round + 1,
                 mode.label(),
                 bps / 1e9
@@ -500,7 +504,7 @@ fn bench(bin: &Path, a: &BenchArgs) -> Result<()> {
     let off = median(&mut tput.get(&Mode::Off).cloned().unwrap_or_default()).max(1.0);
     println!();
     println!(
-        "{:<22} {:>12} {:>9} {:>12} {:>8} {:>10}",
+        "{:<26} {:>12} {:>9} {:>12} {:>8} {:>10}",
         "mode", "Gbit/s (med)", "vs off", "events/s", "lost", "daemon CPU"
     );
     for &mode in &modes {
@@ -521,7 +525,7 @@ fn bench(bin: &Path, a: &BenchArgs) -> Result<()> {
             None => "-".into(),
         };
         println!(
-            "{:<22} {:>12.2} {:>9.3} {:>12} {:>8} {:>10}",
+            "{:<26} {:>12.2} {:>9.3} {:>12} {:>8} {:>10}",
             mode.label(),
             m / 1e9,
             m / off,
@@ -535,7 +539,7 @@ fn bench(bin: &Path, a: &BenchArgs) -> Result<()> {
     for ((mode, name), (t, c)) in &progs {
         if *c > 0 {
             println!(
-                "  {:<22} {:<18} {:>7.0} ns/run  ({} runs)",
+                "  {:<26} {:<24} {:>7.0} ns/run  ({} runs)",
                 mode.label(),
                 name,
                 *t as f64 / *c as f64,

@@ -97,14 +97,17 @@ fn main() -> Result<()> {
     let root = workspace_root();
     match cli.cmd {
         Cmd::Test { args } => {
+            // The binary under test is the one users run: optimized (the
+            // flood and dashboard tests measure what a release build does).
             run(cargo().current_dir(&root).args([
                 "build",
+                "--release",
                 "-p",
                 "netflow-user",
                 "--bin",
                 "netflow",
             ]))?;
-            let bin = root.join("target/debug/netflow");
+            let bin = root.join("target/release/netflow");
             test(
                 cargo()
                     .current_dir(&root)

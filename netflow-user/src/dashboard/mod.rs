@@ -20,11 +20,13 @@ use ratatui::{
     Frame,
 };
 
-use self::state::{SortBy, State};
+use self::state::{FlowUpdate, SortBy, State};
 use crate::{
+    connections::Outcome,
     correlate::{Note, Timeline},
     names::Names,
     output::{Sink, Stats},
+    packet::Tuple,
     probes::ProbeStatus,
 };
 
@@ -144,19 +146,83 @@ pub fn draw(f: &mut Frame, app: &App) {
     }
 }
 
-/// Feeds completed timelines from a pipeline into the dashboard.
-pub struct DashboardSink(pub Arc<Mutex<App>>);
+/// Updates from the tracer waiting for the screen: the tracer only ever
+/// takes this short lock (never the one held while drawing), and a screen
+/// that falls behind by more than [`MAX_PENDING`] updates has the excess
+/// counted, not queued.
+#[derive(Default)]
+pub struct Inbox(Mutex<Pending>);
+
+#[derive(Default)]
+struct Pending {
+    updates: Vec<Update>,
+    skipped: u64,
+}
+
+enum Update {
+    Start(String, Vec<String>),
+    Flow(Box<FlowUpdate>),
+    Outcome(Tuple, Outcome),
+    Progress(u64, u64, u64),
+}
+
+/// Updates waiting at most (a screen this far behind skips the rest).
+pub const MAX_PENDING: usize = 20_000;
+
+impl Inbox {
+    fn push(&self, u: Update) {
+        let mut p = self.0.lock().expect("dashboard inbox");
+        if p.updates.len() >= MAX_PENDING && matches!(u, Update::Flow(_)) {
+            p.skipped += 1;
+        } else {
+            p.updates.push(u);
+        }
+    }
+}
+
+impl App {
+    /// Apply what the tracer sent since the last frame.
+    pub fn absorb(&mut self, inbox: &Inbox) {
+        let (updates, skipped) = {
+            let mut p = inbox.0.lock().expect("dashboard inbox");
+            (std::mem::take(&mut p.updates), p.skipped)
+        };
+        let st = &mut self.state;
+        st.skipped = skipped;
+        for u in updates {
+            match u {
+                Update::Start(summary, probes) => {
+                    st.selection = summary;
+                    st.probes = probes;
+                }
+                Update::Flow(f) => st.apply(*f),
+                Update::Outcome(t, o) => st.connection(t, o),
+                Update::Progress(events, lost, sampled) => {
+                    st.events = events;
+                    st.lost = lost;
+                    st.sampled = sampled;
+                }
+            }
+        }
+    }
+}
+
+/// Feeds completed timelines from a pipeline into the dashboard's inbox.
+pub struct DashboardSink(pub Arc<Inbox>);
 
 impl Sink for DashboardSink {
     fn start(&mut self, summary: &str, probes: &[ProbeStatus]) -> std::io::Result<()> {
-        let mut app = self.0.lock().expect("dashboard state");
-        app.state.selection = summary.to_string();
-        app.state.probes = probes.iter().map(|p| p.to_string()).collect();
+        self.0.push(Update::Start(
+            summary.to_string(),
+            probes.iter().map(|p| p.to_string()).collect(),
+        ));
         Ok(())
     }
 
     fn timeline(&mut self, tl: &Timeline, names: &Names) -> std::io::Result<()> {
-        self.0.lock().expect("dashboard state").state.add(tl, names);
+        if let Some(u) = FlowUpdate::new(tl, names) {
+            self.0.push(Update::Flow(Box::new(u)));
+        }
         Ok(())
     }
 
@@ -169,14 +235,12 @@ impl Sink for DashboardSink {
         c: &crate::connections::Connection,
         _names: &Names,
     ) -> std::io::Result<()> {
-        self.0.lock().expect("dashboard state").state.connection(c);
+        self.0.push(Update::Outcome(c.tuple, c.outcome));
         Ok(())
     }
 
     fn progress(&mut self, s: &Stats) {
-        let mut app = self.0.lock().expect("dashboard state");
-        app.state.events = s.events;
-        app.state.lost = s.lost;
+        self.0.push(Update::Progress(s.events, s.lost, s.sampled));
     }
 
     fn stats(&mut self, s: &Stats) -> std::io::Result<()> {
@@ -191,15 +255,20 @@ impl Sink for DashboardSink {
 
 /// The terminal loop: draw, read keys, until `q`/Ctrl-C or `stop` says so.
 /// The terminal is restored on every way out, panics included.
-pub fn run_ui(app: Arc<Mutex<App>>, stop: impl Fn() -> bool) -> std::io::Result<()> {
+pub fn run_ui(
+    app: Arc<Mutex<App>>,
+    inbox: Arc<Inbox>,
+    stop: impl Fn() -> bool,
+) -> std::io::Result<()> {
     let mut terminal = ratatui::try_init()?;
     let result = (|| -> std::io::Result<()> {
         loop {
             {
-                let a = app.lock().expect("dashboard state");
+                let mut a = app.lock().expect("dashboard state");
                 if a.quit || stop() {
                     return Ok(());
                 }
+                a.absorb(&inbox);
                 terminal.draw(|f| draw(f, &a))?;
             }
             if event::poll(Duration::from_millis(200))? {

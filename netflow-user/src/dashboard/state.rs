@@ -1,14 +1,58 @@
 //! What the dashboard shows, built from completed timelines: flows (both
 //! directions of a 5-tuple), drop reasons, packets per second. No UI here.
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::{
+    collections::{BTreeMap, HashMap, VecDeque},
+    sync::Arc,
+};
 
 use crate::{
-    connections::{Connection, Outcome},
+    connections::Outcome,
     correlate::{Timeline, Verdict},
     names::Names,
     output::json::{timeline_json, JsonTimeline},
     packet::Tuple,
 };
+
+/// What the dashboard keeps of one completed packet, prepared where the
+/// packet is completed (the tracer) and applied where the screen is drawn.
+#[derive(Debug, Clone)]
+pub struct FlowUpdate {
+    /// The packet's first and last tuples (they differ across NAT).
+    pub first: Tuple,
+    pub last: Tuple,
+    pub endpoint: String,
+    pub len: u32,
+    pub first_ts: u64,
+    pub last_ts: u64,
+    pub span_us: f64,
+    pub js: Arc<JsonTimeline>,
+}
+
+impl FlowUpdate {
+    pub fn new(tl: &Timeline, names: &Names) -> Option<Self> {
+        let t = tl.tuple()?;
+        let first = tl.hops.first()?;
+        let last = tl.hops.last()?;
+        Some(Self {
+            first: t,
+            last: tl
+                .hops
+                .iter()
+                .rev()
+                .find_map(|h| h.packet.as_ref().map(|p| p.tuple))
+                .unwrap_or(t),
+            endpoint: names
+                .netns(first.netns)
+                .map(str::to_string)
+                .unwrap_or_else(|| first.ifname.clone()),
+            len: first.len,
+            first_ts: first.ts_ns,
+            last_ts: last.ts_ns,
+            span_us: last.ts_ns.saturating_sub(first.ts_ns) as f64 / 1000.0,
+            js: Arc::new(timeline_json(tl, names)),
+        })
+    }
+}
 
 /// A flow: both directions of one connection (endpoints in sorted order).
 #[derive(Debug, Clone)]
@@ -20,10 +64,10 @@ pub struct Flow {
     pub bytes: u64,
     pub drops: u64,
     pub last_verdict: Verdict,
-    /// Time from a packet's first to last hop, for each packet (µs).
-    pub spans_us: Vec<f64>,
-    pub latest: JsonTimeline,
-    pub latest_drop: Option<JsonTimeline>,
+    /// Time from a packet's first to last hop (µs), as a histogram.
+    pub spans: Hist,
+    pub latest: Arc<JsonTimeline>,
+    pub latest_drop: Option<Arc<JsonTimeline>>,
     pub last_ts: u64,
     /// The outcome of its last connection that ended.
     pub outcome: Option<Outcome>,
@@ -31,20 +75,64 @@ pub struct Flow {
 
 impl Flow {
     pub fn median_us(&self) -> f64 {
-        percentile(&self.spans_us, 0.5)
+        self.spans.quantile(0.5)
     }
     pub fn p99_us(&self) -> f64 {
-        percentile(&self.spans_us, 0.99)
+        self.spans.quantile(0.99)
     }
 }
 
-fn percentile(v: &[f64], q: f64) -> f64 {
-    if v.is_empty() {
-        return 0.0;
+/// Bucket `i` of [`Hist`] holds spans of [2^(i/4), 2^((i+1)/4)) µs (the
+/// first one everything below 1 µs, the last everything above ~1 minute).
+const HIST_BUCKETS: usize = 104;
+
+/// A fixed-size histogram of spans in µs: a flow's memory does not grow
+/// with its packets.
+#[derive(Debug, Clone)]
+pub struct Hist {
+    counts: [u32; HIST_BUCKETS],
+    total: u64,
+}
+
+impl Default for Hist {
+    fn default() -> Self {
+        Self {
+            counts: [0; HIST_BUCKETS],
+            total: 0,
+        }
     }
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    s[((s.len() - 1) as f64 * q).round() as usize]
+}
+
+impl Hist {
+    pub fn add(&mut self, us: f64) {
+        let i = if us < 1.0 {
+            0
+        } else {
+            ((us.log2() * 4.0) as usize + 1).min(HIST_BUCKETS - 1)
+        };
+        self.counts[i] = self.counts[i].saturating_add(1);
+        self.total += 1;
+    }
+
+    /// The value at quantile `q` (0..1): the geometric middle of its bucket.
+    pub fn quantile(&self, q: f64) -> f64 {
+        if self.total == 0 {
+            return 0.0;
+        }
+        let want = ((self.total - 1) as f64 * q).round() as u64;
+        let mut seen = 0u64;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += *c as u64;
+            if seen > want {
+                return if i == 0 {
+                    0.5
+                } else {
+                    2f64.powf((i as f64 - 1.0 + 0.5) / 4.0)
+                };
+            }
+        }
+        0.0
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -88,6 +176,10 @@ impl SortBy {
     }
 }
 
+/// Flows kept at most: beyond, the least recently seen tenth is folded
+/// into counters (memory and per-frame work stay bounded under a flood).
+pub const MAX_FLOWS: usize = 20_000;
+
 /// Seconds of packets-per-second history kept for the sparkline.
 const HISTORY: usize = 120;
 
@@ -103,7 +195,14 @@ pub struct State {
     current_second: Option<u64>,
     pub events: u64,
     pub lost: u64,
+    pub sampled: u64,
     pub packets: u64,
+    /// Flows folded away (least recently seen, beyond [`MAX_FLOWS`]) and
+    /// their packets.
+    pub folded_flows: u64,
+    pub folded_packets: u64,
+    /// Timelines the tracer could not hand to a busy screen (counted only).
+    pub skipped: u64,
     pub probes: Vec<String>,
     pub selection: String,
     pub source: String,
@@ -126,24 +225,14 @@ impl State {
     }
 
     pub fn add(&mut self, tl: &Timeline, names: &Names) {
-        let Some(t) = tl.tuple() else { return };
-        let first = &tl.hops[0];
-        let last = tl.hops.last().expect("a timeline has hops");
-        let span = last.ts_ns.saturating_sub(first.ts_ns) as f64 / 1000.0;
-        let js = timeline_json(tl, names);
-        let endpoint = names
-            .netns(first.netns)
-            .map(str::to_string)
-            .unwrap_or_else(|| first.ifname.clone());
-        // A translated connection has other tuples on the other side of the
-        // NAT: the packet's first and last tuples name the same flow.
-        let last_t = tl
-            .hops
-            .iter()
-            .rev()
-            .find_map(|h| h.packet.as_ref().map(|p| p.tuple))
-            .unwrap_or(t);
-        let keys = [flow_key(t), flow_key(last_t)];
+        if let Some(u) = FlowUpdate::new(tl, names) {
+            self.apply(u);
+        }
+    }
+
+    /// One completed packet, prepared by [`FlowUpdate::new`].
+    pub fn apply(&mut self, u: FlowUpdate) {
+        let keys = [flow_key(u.first), flow_key(u.last)];
         let key = keys
             .iter()
             .find_map(|k| {
@@ -160,40 +249,46 @@ impl State {
             }
         }
         let f = self.flows.entry(key).or_insert_with(|| Flow {
-            key: t,
-            endpoint,
+            key: u.first,
+            endpoint: u.endpoint,
             packets: 0,
             bytes: 0,
             drops: 0,
-            last_verdict: tl.verdict,
-            spans_us: Vec::new(),
-            latest: timeline_json(tl, names),
+            last_verdict: u.js.verdict,
+            spans: Hist::default(),
+            latest: u.js.clone(),
             latest_drop: None,
             last_ts: 0,
             outcome: None,
         });
         f.packets += 1;
-        f.bytes += first.len as u64;
-        f.last_verdict = tl.verdict;
-        f.last_ts = f.last_ts.max(last.ts_ns);
-        if f.spans_us.len() < 10_000 {
-            f.spans_us.push(span);
-        }
+        f.bytes += u.len as u64;
+        f.last_verdict = u.js.verdict;
+        f.last_ts = f.last_ts.max(u.last_ts);
+        f.spans.add(u.span_us);
         // Only drops on a packet's path count (not group packets nobody
         // wanted, not frees after delivery).
-        if let Some(d) = js.drop.as_ref().filter(|_| tl.verdict == Verdict::Dropped) {
+        if let Some(d) =
+            u.js.drop
+                .as_ref()
+                .filter(|_| u.js.verdict == Verdict::Dropped)
+        {
             f.drops += 1;
             let e = self
                 .drops
                 .entry(d.reason.clone())
                 .or_insert((0, d.hint.clone()));
             e.0 += 1;
-            f.latest_drop = Some(timeline_json(tl, names));
+            f.latest_drop = Some(u.js.clone());
         }
-        f.latest = js;
+        f.latest = u.js;
         self.packets += 1;
+        if self.flows.len() > MAX_FLOWS {
+            self.fold_oldest();
+        }
+        let first_ts = u.first_ts;
         // Packets per second, by the packets' own clock (live or replayed).
-        let sec = first.ts_ns / 1_000_000_000;
+        let sec = first_ts / 1_000_000_000;
         match self.current_second {
             Some(cur) if sec <= cur => {
                 if let Some(b) = self.rate.back_mut() {
@@ -217,16 +312,32 @@ impl State {
         }
     }
 
+    /// Fold the least recently seen flows, down to 90% of [`MAX_FLOWS`].
+    fn fold_oldest(&mut self) {
+        let mut by_age: Vec<(u64, Tuple)> =
+            self.flows.iter().map(|(k, f)| (f.last_ts, *k)).collect();
+        let n = self.flows.len() - MAX_FLOWS * 9 / 10;
+        by_age.select_nth_unstable(n - 1);
+        for (_, k) in &by_age[..n] {
+            if let Some(f) = self.flows.remove(k) {
+                self.folded_flows += 1;
+                self.folded_packets += f.packets;
+            }
+        }
+        let flows = &self.flows;
+        self.aliases.retain(|_, k| flows.contains_key(k));
+    }
+
     /// A connection ended: its flow shows the outcome.
-    pub fn connection(&mut self, c: &Connection) {
-        let k = flow_key(c.tuple);
+    pub fn connection(&mut self, tuple: Tuple, outcome: Outcome) {
+        let k = flow_key(tuple);
         let key = if self.flows.contains_key(&k) {
             Some(k)
         } else {
             self.aliases.get(&k).copied()
         };
         if let Some(f) = key.and_then(|k| self.flows.get_mut(&k)) {
-            f.outcome = Some(c.outcome);
+            f.outcome = Some(outcome);
         }
     }
 
@@ -273,10 +384,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percentiles() {
-        assert_eq!(percentile(&[], 0.5), 0.0);
-        assert_eq!(percentile(&[3.0, 1.0, 2.0], 0.5), 2.0);
-        assert_eq!(percentile(&[1.0, 2.0, 3.0, 100.0], 0.99), 100.0);
+    fn histogram_quantiles_within_a_bucket() {
+        let mut h = Hist::default();
+        assert_eq!(h.quantile(0.5), 0.0);
+        for us in [10.0, 12.0, 11.0, 1000.0] {
+            h.add(us);
+        }
+        let p50 = h.quantile(0.5);
+        assert!((9.0..13.5).contains(&p50), "{p50}");
+        let p99 = h.quantile(0.99);
+        assert!((850.0..1200.0).contains(&p99), "{p99}");
+        h.add(0.2);
+        assert_eq!(h.quantile(0.0), 0.5);
     }
 
     #[test]

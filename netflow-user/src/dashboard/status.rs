@@ -34,6 +34,15 @@ pub fn draw_top(f: &mut Frame, area: Rect, app: &App, state: &State) {
         ),
         Span::raw(format!(" | packets {}", state.packets)),
     ];
+    if state.sampled > 0 {
+        spans.push(Span::raw(format!(" | only counted {}", state.sampled)));
+    }
+    if state.folded_flows > 0 || state.skipped > 0 {
+        spans.push(Span::raw(format!(
+            " | folded {} flows ({} pkts), {} updates skipped",
+            state.folded_flows, state.folded_packets, state.skipped
+        )));
+    }
     if app.frozen.is_some() {
         spans.push(Span::styled(
             " FROZEN ",

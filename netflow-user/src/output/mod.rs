@@ -41,6 +41,9 @@ pub struct Stats {
     pub after_delivery: u64,
     /// Flow notes (TCP retransmissions and resets).
     pub notes: u64,
+    /// Packets and connections still open when a stopped tracer ran out of
+    /// time to print them (counted, not printed).
+    pub unreported: u64,
     /// Connection records, and how many of them had an outcome other than ok.
     pub connections: u64,
     pub connections_failed: u64,
