@@ -327,7 +327,12 @@ pub struct Connections {
     /// Events were lost up to this time: connections that began before it
     /// may miss packets.
     suspect_until: u64,
+    evicted: u64,
 }
+
+/// Open connections kept at most (memory stays bounded under a flood of
+/// new flows).
+pub const MAX_OPEN: usize = 50_000;
 
 fn where_of(tl: &Timeline) -> Option<Where> {
     Some(Where {
@@ -500,13 +505,30 @@ impl Connections {
         }
     }
 
-    /// Connections that are over at `now_ns`, with the packets only counted.
+    /// Connections that are over at `now_ns`, with the packets only counted;
+    /// beyond [`MAX_OPEN`] open ones, the least recently active are reported
+    /// early (and counted in `evicted`).
     pub fn expire(&mut self, now_ns: u64, counts: Counts) -> Vec<Connection> {
         let (open, cfg) = (&self.open, &self.cfg);
-        let done = self
+        let mut done = self
             .due
             .due(now_ns, |id| open.get(&id).map(|o| o.deadline(cfg)));
+        if self.open.len() > MAX_OPEN {
+            let mut by_age: Vec<(u64, u64)> =
+                self.open.iter().map(|(id, o)| (o.last_ts, *id)).collect();
+            let n = self.open.len() - MAX_OPEN * 9 / 10;
+            by_age.select_nth_unstable(n - 1);
+            done.extend(by_age[..n].iter().map(|(_, id)| *id));
+            done.sort_unstable();
+            done.dedup();
+            self.evicted += n as u64;
+        }
         self.finish(done, counts)
+    }
+
+    /// Connections reported early to keep the table bounded, so far.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
     }
 
     /// Every connection (end of the run).
@@ -686,5 +708,27 @@ mod tests {
         let out = run(&[(2, vec![(Point::Tx, rep), (Point::Socket, vec![])])]);
         assert_eq!(out[0].outcome, Outcome::Incomplete);
         assert_eq!(out[0].tuple.src.to_string(), "10.0.0.1");
+    }
+
+    #[test]
+    fn a_flood_of_connections_stays_bounded() {
+        let mut corr = Correlator::new(CorrConfig::default());
+        let n = MAX_OPEN as u64 + 100;
+        for i in 0..n {
+            let p = udp(C, POD, (i % 60000) as u16 + 1, 53, i as u16 + 1);
+            corr.push(ev(i * 10 + 1, i + 1, Point::Tx, "eth0", &p));
+        }
+        let mut conns = Connections::new(Config::default());
+        for tl in corr.flush() {
+            conns.add(&tl);
+        }
+        assert_eq!(conns.open_count(), n as usize);
+        let early = conns.expire(n * 10 + 100, &mut |_| None);
+        assert_eq!(conns.evicted(), early.len() as u64);
+        assert!(conns.open_count() <= MAX_OPEN, "{}", conns.open_count());
+        // The least recently active went first.
+        assert!(early
+            .iter()
+            .all(|c| c.tuple.sport.unwrap() <= early.len() as u16 + 1));
     }
 }

@@ -196,6 +196,7 @@ impl Pipeline {
     }
 
     fn emit_connections(&mut self, conns: Vec<Connection>) -> std::io::Result<()> {
+        self.stats.evicted = self.conns.evicted();
         if conns.is_empty() {
             return Ok(());
         }

@@ -167,7 +167,7 @@ enum Update {
 }
 
 /// Updates waiting at most (a screen this far behind skips the rest).
-pub const MAX_PENDING: usize = 20_000;
+pub const MAX_PENDING: usize = 10_000;
 
 impl Inbox {
     fn push(&self, u: Update) {
@@ -271,7 +271,8 @@ pub fn run_ui(
                 a.absorb(&inbox);
                 terminal.draw(|f| draw(f, &a))?;
             }
-            if event::poll(Duration::from_millis(200))? {
+            // Short: the tracer's updates are absorbed every frame, keep them few.
+            if event::poll(Duration::from_millis(50))? {
                 if let Event::Key(k) = event::read()? {
                     app.lock().expect("dashboard state").key(k);
                 }

@@ -178,7 +178,7 @@ impl SortBy {
 
 /// Flows kept at most: beyond, the least recently seen tenth is folded
 /// into counters (memory and per-frame work stay bounded under a flood).
-pub const MAX_FLOWS: usize = 20_000;
+pub const MAX_FLOWS: usize = 10_000;
 
 /// Seconds of packets-per-second history kept for the sparkline.
 const HISTORY: usize = 120;

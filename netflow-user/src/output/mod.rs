@@ -44,6 +44,8 @@ pub struct Stats {
     /// Packets and connections still open when a stopped tracer ran out of
     /// time to print them (counted, not printed).
     pub unreported: u64,
+    /// Connections reported before their end to keep the table bounded.
+    pub evicted: u64,
     /// Connection records, and how many of them had an outcome other than ok.
     pub connections: u64,
     pub connections_failed: u64,
