@@ -29,6 +29,15 @@ pub(crate) fn on_deliver(skb: *const u8) -> Result<(), ()> {
     let o = offsets();
     let key = skb as u64;
     let slot = TRACKED.get_ptr_mut(key);
+    if let Some(t) = slot {
+        // Only counted: it arrived; nothing to report, nothing to read (a
+        // reused skb went through a device program first, which noticed).
+        let flags = unsafe { (*t).flags };
+        if flags & track_flags::COUNTED != 0 {
+            unsafe { (*t).flags = flags | track_flags::DELIVERED };
+            return Ok(());
+        }
+    }
     if slot.is_none() {
         // Only a copy (raw sockets, multicast to several sockets) can be a
         // selected packet we did not track: copies are cloned skbs.

@@ -1,7 +1,7 @@
 //! Netfilter: the hop at a hook (BPF netfilter programs), conntrack's reply
 //! tuple of selected packets, and nftables chain names (kprobe upgrade).
 use aya_ebpf::helpers::bpf_ktime_get_ns;
-use netflow_common::{FlowKey, Offsets, Point, CAPTURE_BYTES};
+use netflow_common::{track_flags, FlowKey, Offsets, Point, CAPTURE_BYTES};
 
 use crate::{
     emit::output,
@@ -24,9 +24,13 @@ pub(crate) fn on_netfilter(ctx: *const u8, point: Point) {
     let o = offsets();
     let hook: u8 = unsafe { Btf::read(state, 0) }.unwrap_or(0);
     // A packet from a device was selected (and tracked) when the device saw
-    // it, before any hook: only at OUTPUT does a hook see a packet first.
-    if hook != NF_INET_LOCAL_OUT && unsafe { TRACKED.get(skb as u64) }.is_none() {
-        return;
+    // it, before any hook: only at OUTPUT does a hook see a packet first. A
+    // packet the guardrails only count has nothing to report at a hook (the
+    // device programs notice a reused skb).
+    match unsafe { TRACKED.get(skb as u64) } {
+        Some(t) if t.flags & track_flags::COUNTED != 0 => return,
+        None if hook != NF_INET_LOCAL_OUT => return,
+        _ => {}
     }
     let pf: u8 = unsafe { Btf::read(state, 1) }.unwrap_or(0);
     // The device the packet came in on (PREROUTING, INPUT, FORWARD) or goes out of.

@@ -74,7 +74,7 @@ fn screens_from_a_recording() {
     // Status bar, flows table, timeline, drop reasons, sparkline, key hints.
     assert!(s.contains("replay fixture") && s.contains("lost 0"), "{s}");
     assert!(
-        s.contains("flows (") && s.contains("sorted by last seen"),
+        s.contains("flows by peer and port (") && s.contains("sorted by last seen"),
         "{s}"
     );
     assert!(s.contains("10.96.0.10") || s.contains("10.207.0.2"), "{s}");
@@ -84,6 +84,9 @@ fn screens_from_a_recording() {
     );
     assert!(s.contains("packets/s"), "{s}");
     assert!(s.contains("q quit"), "{s}");
+    // Grouped by peer and port first; `c` shows each connection.
+    assert!(s.contains("flows by peer and port"), "{s}");
+    key(&app, KeyCode::Char('c'));
 
     // Filter to the dropped ping: its timeline shows the FORWARD drop and hint.
     key(&app, KeyCode::Char('/'));
@@ -154,6 +157,18 @@ fn outcome_column_from_a_recording() {
             "{port} should read {outcome}: {row}\n{s}"
         );
     }
+    // Enter on a group shows its connections.
+    let port_row = s.lines().position(|l| l.contains("→5501")).unwrap();
+    let first_row = s.lines().position(|l| l.contains("endpoint")).unwrap() + 1;
+    for _ in first_row..port_row {
+        key(&app, KeyCode::Down);
+    }
+    key(&app, KeyCode::Enter);
+    let s2 = screen(&app.lock().unwrap());
+    assert!(
+        s2.contains("filter \"-> 10.238.0.2:5501\"") && s2.contains(" flows (1)"),
+        "{s2}"
+    );
     // Path drops only: the FORWARD drops and the closed port; no QUEUE_PURGE
     // (after delivery), no NOT_SPECIFIED of unclaimed multicast.
     assert!(

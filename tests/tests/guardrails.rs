@@ -192,7 +192,7 @@ fn dashboard_under_a_flood_of_new_flows() {
     );
     // Attached once the status bar lists the probes.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while t.screen().contains("probes 0/0") || !t.screen().contains("flows (") {
+    while t.screen().contains("probes 0/0") || !t.screen().contains("sorted by") {
         assert!(std::time::Instant::now() < deadline, "{}", t.screen());
         std::thread::sleep(std::time::Duration::from_millis(100));
     }

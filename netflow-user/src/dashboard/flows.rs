@@ -48,7 +48,17 @@ pub fn draw(
     let body = rows.iter().map(|fl| {
         let k = fl.key;
         let (v, color) = verdict(fl.last_verdict);
-        let (o, ocolor) = outcome(fl.outcome);
+        let (o, ocolor) = match &fl.group {
+            None => {
+                let (o, c) = outcome(fl.outcome);
+                (o.to_string(), c)
+            }
+            Some(g) => match g.failed.iter().max_by_key(|(_, n)| **n) {
+                Some((name, n)) => (format!("{name} {n}/{}", g.flows), Color::Red),
+                None if g.ok > 0 => (format!("ok {}/{}", g.ok, g.flows), Color::Green),
+                None => (format!("{} open", g.flows), Color::Gray),
+            },
+        };
         Row::new(vec![
             Cell::from(fl.endpoint.clone()),
             Cell::from(k.dst.to_string()),
@@ -77,12 +87,18 @@ pub fn draw(
         Constraint::Length(7),
         Constraint::Length(5),
         Constraint::Length(9),
-        Constraint::Length(12),
+        Constraint::Length(13),
         Constraint::Length(7),
         Constraint::Length(7),
     ];
+    let grouped = rows.first().is_some_and(|r| r.group.is_some());
     let title = format!(
-        " flows ({}) sorted by {}{} ",
+        " {} ({}) sorted by {}{} ",
+        if grouped {
+            "flows by peer and port (c: per connection)"
+        } else {
+            "flows"
+        },
         rows.len(),
         sort.label(),
         if reverse { ", reversed" } else { "" }

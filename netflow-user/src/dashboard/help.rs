@@ -14,6 +14,8 @@ const KEYS: &[(&str, &str)] = &[
     ("j/k, ↓/↑", "move; PgDn/PgUp by 10, g/G first/last"),
     ("s", "sort by the next column"),
     ("r", "reverse the sort"),
+    ("c", "per connection / grouped by peer and port"),
+    ("Enter", "(grouped) the group's connections"),
 ];
 
 pub fn draw(f: &mut Frame) {

@@ -43,11 +43,22 @@ pub struct App {
     pub editing_filter: bool,
     pub help: bool,
     pub quit: bool,
+    /// One row per connection instead of per "endpoint → peer:port" group.
+    pub per_connection: bool,
 }
 
 impl App {
     pub fn shown(&self) -> &State {
         self.frozen.as_ref().unwrap_or(&self.state)
+    }
+
+    fn row_count(&self) -> usize {
+        let st = self.shown();
+        if self.per_connection {
+            st.rows(&self.filter, self.sort, self.reverse).len()
+        } else {
+            st.groups(&self.filter, self.sort, self.reverse).len()
+        }
     }
 
     pub fn key(&mut self, k: KeyEvent) {
@@ -81,10 +92,7 @@ impl App {
                 return;
             }
         }
-        let rows = self
-            .shown()
-            .rows(&self.filter, self.sort, self.reverse)
-            .len();
+        let rows = self.row_count();
         match k.code {
             KeyCode::Char('q') => self.quit = true,
             KeyCode::Char('?') => self.help = true,
@@ -104,6 +112,25 @@ impl App {
                 self.selected = 0;
             }
             KeyCode::Char('r') => self.reverse = !self.reverse,
+            KeyCode::Char('c') => {
+                self.per_connection = !self.per_connection;
+                self.selected = 0;
+            }
+            KeyCode::Enter if !self.per_connection => {
+                // Into the group: its connections.
+                let st = self.shown();
+                if let Some(g) = st
+                    .groups(&self.filter, self.sort, self.reverse)
+                    .get(self.selected)
+                {
+                    self.filter = match g.key.dport {
+                        Some(p) => format!("-> {}:{p}", g.key.dst),
+                        None => format!("-> {}", g.key.dst),
+                    };
+                    self.per_connection = true;
+                    self.selected = 0;
+                }
+            }
             KeyCode::Down | KeyCode::Char('j') => {
                 self.selected = (self.selected + 1).min(rows.saturating_sub(1))
             }
@@ -127,11 +154,17 @@ pub fn draw(f: &mut Frame, app: &App) {
     ])
     .areas(f.area());
     let [left, right] =
-        Layout::horizontal([Constraint::Percentage(62), Constraint::Percentage(38)]).areas(main);
+        Layout::horizontal([Constraint::Percentage(66), Constraint::Percentage(34)]).areas(main);
     let [detail_area, drops_area] =
         Layout::vertical([Constraint::Percentage(65), Constraint::Percentage(35)]).areas(right);
     let state = app.shown();
-    let rows = state.rows(&app.filter, app.sort, app.reverse);
+    let groups;
+    let rows: Vec<&state::Flow> = if app.per_connection {
+        state.rows(&app.filter, app.sort, app.reverse)
+    } else {
+        groups = state.groups(&app.filter, app.sort, app.reverse);
+        groups.iter().collect()
+    };
     let selected = rows
         .get(app.selected.min(rows.len().saturating_sub(1)))
         .copied();

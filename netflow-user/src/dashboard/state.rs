@@ -71,6 +71,8 @@ pub struct Flow {
     pub last_ts: u64,
     /// The outcome of its last connection that ended.
     pub outcome: Option<Outcome>,
+    /// A grouped row (see [`State::groups`]).
+    pub group: Option<GroupCounts>,
 }
 
 impl Flow {
@@ -112,6 +114,13 @@ impl Hist {
         };
         self.counts[i] = self.counts[i].saturating_add(1);
         self.total += 1;
+    }
+
+    pub fn merge(&mut self, other: &Hist) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *a = a.saturating_add(*b);
+        }
+        self.total += other.total;
     }
 
     /// The value at quantile `q` (0..1): the geometric middle of its bucket.
@@ -260,6 +269,7 @@ impl State {
             latest_drop: None,
             last_ts: 0,
             outcome: None,
+            group: None,
         });
         f.packets += 1;
         f.bytes += u.len as u64;
@@ -350,27 +360,84 @@ impl State {
             .values()
             .filter(|fl| f.is_empty() || row_text(fl).to_lowercase().contains(&f))
             .collect();
-        v.sort_by(|a, b| {
-            let o = match sort {
-                SortBy::LastSeen => b.last_ts.cmp(&a.last_ts),
-                SortBy::Endpoint => a.endpoint.cmp(&b.endpoint),
-                SortBy::Proto => a.key.proto.cmp(&b.key.proto),
-                SortBy::Packets => b.packets.cmp(&a.packets),
-                SortBy::Bytes => b.bytes.cmp(&a.bytes),
-                SortBy::Drops => b.drops.cmp(&a.drops),
-                SortBy::Latency => b
-                    .p99_us()
-                    .partial_cmp(&a.p99_us())
-                    .unwrap_or(std::cmp::Ordering::Equal),
-            }
-            .then_with(|| a.key.cmp(&b.key));
-            if reverse {
-                o.reverse()
-            } else {
-                o
-            }
-        });
+        v.sort_by(|a, b| order(a, b, sort, reverse));
         v
+    }
+
+    /// The flows grouped by endpoint, peer, protocol and destination port
+    /// ("pod → service:port"): one row per group, as a flow without a
+    /// source port whose `group` counts its connections and outcomes.
+    pub fn groups(&self, filter: &str, sort: SortBy, reverse: bool) -> Vec<Flow> {
+        let mut groups: HashMap<(String, Tuple), Flow> = HashMap::new();
+        for fl in self.rows(filter, SortBy::LastSeen, true) {
+            let mut key = fl.key;
+            key.sport = None;
+            let g = groups
+                .entry((fl.endpoint.clone(), key))
+                .or_insert_with(|| Flow {
+                    key,
+                    packets: 0,
+                    bytes: 0,
+                    drops: 0,
+                    spans: Hist::default(),
+                    outcome: None,
+                    group: Some(GroupCounts::default()),
+                    ..fl.clone()
+                });
+            g.packets += fl.packets;
+            g.bytes += fl.bytes;
+            g.drops += fl.drops;
+            g.spans.merge(&fl.spans);
+            // Rows come oldest first: the last one is the latest.
+            g.last_ts = fl.last_ts;
+            g.last_verdict = fl.last_verdict;
+            g.latest = fl.latest.clone();
+            if fl.latest_drop.is_some() {
+                g.latest_drop = fl.latest_drop.clone();
+            }
+            let c = g.group.as_mut().expect("a group");
+            c.flows += 1;
+            match fl.outcome {
+                Some(Outcome::Ok) => c.ok += 1,
+                Some(o) => {
+                    *c.failed.entry(o.as_str()).or_default() += 1;
+                }
+                None => {}
+            }
+        }
+        let mut v: Vec<Flow> = groups.into_values().collect();
+        v.sort_by(|a, b| order(a, b, sort, reverse));
+        v
+    }
+}
+
+/// Connections of a grouped row and how they ended.
+#[derive(Debug, Clone, Default)]
+pub struct GroupCounts {
+    pub flows: u64,
+    pub ok: u64,
+    /// Outcomes other than ok, by name.
+    pub failed: BTreeMap<&'static str, u64>,
+}
+
+fn order(a: &Flow, b: &Flow, sort: SortBy, reverse: bool) -> std::cmp::Ordering {
+    let o = match sort {
+        SortBy::LastSeen => b.last_ts.cmp(&a.last_ts),
+        SortBy::Endpoint => a.endpoint.cmp(&b.endpoint),
+        SortBy::Proto => a.key.proto.cmp(&b.key.proto),
+        SortBy::Packets => b.packets.cmp(&a.packets),
+        SortBy::Bytes => b.bytes.cmp(&a.bytes),
+        SortBy::Drops => b.drops.cmp(&a.drops),
+        SortBy::Latency => b
+            .p99_us()
+            .partial_cmp(&a.p99_us())
+            .unwrap_or(std::cmp::Ordering::Equal),
+    }
+    .then_with(|| a.key.cmp(&b.key));
+    if reverse {
+        o.reverse()
+    } else {
+        o
     }
 }
 

@@ -165,11 +165,12 @@ impl KernelBtf {
     }
 
     /// `enum skb_drop_reason` value → name without the `SKB_DROP_REASON_` prefix.
+    /// Names of `enum skb_drop_reason` (empty before Linux 5.17, which has
+    /// no drop reasons: drops are then known by their location only).
     pub fn drop_reasons(&self) -> Result<HashMap<u32, String>> {
-        let types = self
-            .btf
-            .resolve_types_by_name("skb_drop_reason")
-            .map_err(|e| BtfError::Other(format!("no enum skb_drop_reason: {e}")))?;
+        let Ok(types) = self.btf.resolve_types_by_name("skb_drop_reason") else {
+            return Ok(HashMap::new());
+        };
         let mut out = HashMap::new();
         for t in types {
             if let Type::Enum(e) = t {
@@ -182,9 +183,6 @@ impl KernelBtf {
                     out.insert(m.val(), short.to_string());
                 }
             }
-        }
-        if out.is_empty() {
-            return Err(BtfError::Other("enum skb_drop_reason is empty".into()));
         }
         Ok(out)
     }
