@@ -76,10 +76,11 @@ pub fn netflow_kfree_skb(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
-/// `TP_PROTO(struct sk_buff *skb, void *location)`.
+/// `TP_PROTO(struct sk_buff *skb, void *location)` (6.1 and older: only
+/// the skb): only the skb is read, so one program fits every kernel.
 #[btf_tracepoint(function = "consume_skb")]
 pub fn netflow_consume_skb(ctx: BtfTracePointContext) -> i32 {
-    end_tracked(ctx.arg(0), Point::Consume, ctx.arg(1));
+    end_tracked(ctx.arg(0), Point::Consume, 0);
     0
 }
 

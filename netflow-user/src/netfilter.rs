@@ -46,7 +46,7 @@ pub enum NetfilterError {
     Relocate(&'static str, String),
     #[error("kernel object has no program {0}")]
     Missing(&'static str),
-    #[error("failed to load netfilter program {prog}: {err}\n{log}")]
+    #[error("failed to load netfilter program {prog}: {err} (verifier log: RUST_LOG=debug)")]
     Load {
         prog: &'static str,
         err: std::io::Error,
@@ -240,6 +240,7 @@ fn load_program(
             let _ = sys_bpf(BPF_PROG_LOAD, &mut attr);
             let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
             let text = String::from_utf8_lossy(&log[..end]);
+            log::debug!("verifier log for {prog}:\n{text}");
             let tail: Vec<&str> = text.lines().rev().take(20).collect();
             Err(NetfilterError::Load {
                 prog,

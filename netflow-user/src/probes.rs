@@ -34,12 +34,12 @@ pub enum ProbeError {
     Object(#[source] aya::EbpfError),
     #[error("kernel object has no {0} {1}")]
     Missing(&'static str, &'static str),
-    #[error("failed to load program {prog} for {target}: {source}")]
+    #[error("failed to load program {prog} for {target}: {}", short(.err))]
+    /// One line: the verifier's log goes to the debug log (`RUST_LOG=debug`).
     Load {
         prog: &'static str,
         target: String,
-        #[source]
-        source: aya::programs::ProgramError,
+        err: aya::programs::ProgramError,
     },
     #[error("failed to attach program {prog} to {target}: {source}")]
     Attach {
@@ -273,10 +273,10 @@ impl Probes {
             (names::PROG_TC_EGRESS, TcAttachType::Egress),
         ] {
             let p: &mut SchedClassifier = program(&mut self.ebpf, prog, "tc")?;
-            p.load().map_err(|source| ProbeError::Load {
+            p.load().map_err(|err| ProbeError::Load {
                 prog,
                 target: "tc".into(),
-                source,
+                err,
             })?;
             for dev in devices {
                 let target = format!(
@@ -509,20 +509,20 @@ where
     ebpf.program_mut(prog)
         .ok_or(ProbeError::Missing("program", prog))?
         .try_into()
-        .map_err(|source| ProbeError::Load {
+        .map_err(|err| ProbeError::Load {
             prog,
             target: target.into(),
-            source,
+            err,
         })
 }
 
 fn attach_tp(ebpf: &mut Ebpf, prog: &'static str, tp: &str, btf: &Btf) -> Result<()> {
     let target = format!("tp_btf/{tp}");
     let p: &mut BtfTracePoint = program(ebpf, prog, &target)?;
-    p.load(tp, btf).map_err(|source| ProbeError::Load {
+    p.load(tp, btf).map_err(|err| ProbeError::Load {
         prog,
         target: target.clone(),
-        source,
+        err,
     })?;
     p.attach().map_err(|source| ProbeError::Attach {
         prog,
@@ -596,11 +596,8 @@ pub fn verify_kprobe(kbtf: &KernelBtf, prog: &'static str) -> Result<()> {
         .map_err(ProbeError::Object)?;
     let target = format!("kprobe ({prog})");
     let p: &mut KProbe = program(&mut ebpf, prog, &target)?;
-    p.load().map_err(|source| ProbeError::Load {
-        prog,
-        target,
-        source,
-    })
+    p.load()
+        .map_err(|err| ProbeError::Load { prog, target, err })
 }
 
 /// The kernel was built with kprobes (CONFIG_KPROBES: `register_kprobe`
@@ -625,10 +622,10 @@ fn attach_kprobes(ebpf: &mut Ebpf, status: &mut Vec<ProbeStatus>) {
         return;
     }
     let r = program::<KProbe>(ebpf, name, &target).and_then(|p| {
-        p.load().map_err(|source| ProbeError::Load {
+        p.load().map_err(|err| ProbeError::Load {
             prog: name,
             target: target.clone(),
-            source,
+            err,
         })?;
         p.attach("nft_do_chain", 0)
             .map_err(|source| ProbeError::Attach {
