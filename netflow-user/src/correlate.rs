@@ -359,7 +359,8 @@ impl Correlator {
             Open {
                 tl: Timeline {
                     id,
-                    hops: Vec::new(),
+                    // A packet across a node has ~10 hops: grow once at most.
+                    hops: Vec::with_capacity(12),
                     verdict: Verdict::Unknown,
                     drop: None,
                     consumed_at: None,

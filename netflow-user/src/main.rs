@@ -397,6 +397,11 @@ fn demo_cmd(a: DemoArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     result
 }
 
+/// The daemon allocates per event (hops, names, JSON): mimalloc keeps that
+/// cheap (replay of a 370k-event recording: ~25% faster than glibc's malloc).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();

@@ -3,7 +3,7 @@
 //! IP-in-IP the outer header plus the inner packet.
 use std::net::IpAddr;
 
-use etherparse::{IpNumber, LaxPacketHeaders, LaxPayloadSlice, NetHeaders, TransportHeader};
+use etherparse::{IpNumber, LaxNetSlice, LaxSlicedPacket, TransportSlice};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -138,29 +138,29 @@ pub enum PacketError {
 /// Default VXLAN UDP ports: IANA 4789 and Linux/flannel 8472.
 pub const DEFAULT_VXLAN_PORTS: [u16; 2] = [4789, 8472];
 
-/// Decode bytes starting at an IPv4 or IPv6 header.
+/// Decode bytes starting at an IPv4 or IPv6 header. Sliced (no header is
+/// copied out): this runs for every event.
 pub fn decode_ip(data: &[u8], vxlan_ports: &[u16]) -> Result<Packet, PacketError> {
-    let h = LaxPacketHeaders::from_ip(data).map_err(|e| PacketError::Malformed(e.to_string()))?;
-    let mut pkt = from_headers(&h)?;
+    let h = LaxSlicedPacket::from_ip(data).map_err(|e| PacketError::Malformed(e.to_string()))?;
+    let mut pkt = from_sliced(&h)?;
 
-    let encap = match (&h.transport, &h.payload) {
-        (Some(TransportHeader::Udp(u)), LaxPayloadSlice::Udp { payload, .. })
-            if vxlan_ports.contains(&u.destination_port) && payload.len() >= 8 + 14 =>
+    let encap = match (&h.transport, &h.net) {
+        (Some(TransportSlice::Udp(u)), _)
+            if vxlan_ports.contains(&u.destination_port()) && u.payload().len() >= 8 + 14 =>
         {
+            let payload = u.payload();
             let vni = u32::from_be_bytes([0, payload[4], payload[5], payload[6]]);
-            LaxPacketHeaders::from_ethernet(&payload[8..])
+            LaxSlicedPacket::from_ethernet(&payload[8..])
                 .ok()
-                .and_then(|inner| from_headers(&inner).ok())
+                .and_then(|inner| from_sliced(&inner).ok())
                 .map(|inner| (EncapKind::Vxlan, Some(vni), inner))
         }
-        (None, LaxPayloadSlice::Ip(p))
-            if p.ip_number == IpNumber::IPV4 || p.ip_number == IpNumber::IPV6 =>
-        {
-            LaxPacketHeaders::from_ip(p.payload)
-                .ok()
-                .and_then(|inner| from_headers(&inner).ok())
-                .map(|inner| (EncapKind::Ipip, None, inner))
-        }
+        (None, Some(net)) => net
+            .ip_payload_ref()
+            .filter(|p| p.ip_number == IpNumber::IPV4 || p.ip_number == IpNumber::IPV6)
+            .and_then(|p| LaxSlicedPacket::from_ip(p.payload).ok())
+            .and_then(|inner| from_sliced(&inner).ok())
+            .map(|inner| (EncapKind::Ipip, None, inner)),
         _ => None,
     };
     if let Some((kind, vni, inner)) = encap {
@@ -176,59 +176,65 @@ pub fn decode_ip(data: &[u8], vxlan_ports: &[u16]) -> Result<Packet, PacketError
     Ok(pkt)
 }
 
-fn from_headers(h: &LaxPacketHeaders<'_>) -> Result<Packet, PacketError> {
+fn from_sliced(h: &LaxSlicedPacket<'_>) -> Result<Packet, PacketError> {
     let mut fp = Fingerprint::default();
-    let (src, dst, proto): (IpAddr, IpAddr, u8) = match &h.net {
-        Some(NetHeaders::Ipv4(ip, _)) => {
-            fp.ip_id = Some(ip.identification);
-            fp.ip_payload_len = ip.total_len.saturating_sub(ip.header_len() as u16);
-            (ip.source.into(), ip.destination.into(), ip.protocol.0)
+    let (src, dst, payload) = match &h.net {
+        Some(LaxNetSlice::Ipv4(ip)) => {
+            let hd = ip.header();
+            fp.ip_id = Some(hd.identification());
+            fp.ip_payload_len = hd.total_len().saturating_sub(hd.slice().len() as u16);
+            (
+                IpAddr::from(hd.source_addr()),
+                IpAddr::from(hd.destination_addr()),
+                ip.payload(),
+            )
         }
-        Some(NetHeaders::Ipv6(ip, _)) => {
-            fp.ip_payload_len = ip.payload_length;
-            (ip.source.into(), ip.destination.into(), ip.next_header.0)
+        Some(LaxNetSlice::Ipv6(ip)) => {
+            let hd = ip.header();
+            fp.ip_payload_len = hd.payload_length();
+            (
+                IpAddr::from(hd.source_addr()),
+                IpAddr::from(hd.destination_addr()),
+                ip.payload(),
+            )
         }
         _ => return Err(PacketError::NotIp),
     };
-    // The L4 protocol is the one after extension headers, when parsed.
-    let proto = match &h.transport {
-        Some(TransportHeader::Tcp(_)) => 6,
-        Some(TransportHeader::Udp(_)) => 17,
-        Some(TransportHeader::Icmpv4(_)) => 1,
-        Some(TransportHeader::Icmpv6(_)) => 58,
-        None => match &h.payload {
-            LaxPayloadSlice::Ip(p) => p.ip_number.0,
-            _ => proto,
-        },
-    };
+    // The L4 protocol is the one after extension headers.
+    let mut proto = payload.ip_number.0;
     let (mut sport, mut dport, mut tcp_flags) = (None, None, None);
     match &h.transport {
-        Some(TransportHeader::Tcp(t)) => {
-            sport = Some(t.source_port);
-            dport = Some(t.destination_port);
-            fp.tcp_seq = Some(t.sequence_number);
-            fp.tcp_ack = Some(t.acknowledgment_number);
-            tcp_flags = Some(tcp_flag_string(t));
-        }
-        Some(TransportHeader::Udp(u)) => {
-            sport = Some(u.source_port);
-            dport = Some(u.destination_port);
-        }
-        Some(TransportHeader::Icmpv4(i)) => {
-            let b = i.to_bytes();
-            fp.icmp = Some((
-                b[0],
-                u16::from_be_bytes([b[4], b[5]]),
-                u16::from_be_bytes([b[6], b[7]]),
+        Some(TransportSlice::Tcp(t)) => {
+            proto = 6;
+            sport = Some(t.source_port());
+            dport = Some(t.destination_port());
+            fp.tcp_seq = Some(t.sequence_number());
+            fp.tcp_ack = Some(t.acknowledgment_number());
+            tcp_flags = Some(tcp_flag_string(
+                &[
+                    (t.syn(), 'S'),
+                    (t.fin(), 'F'),
+                    (t.rst(), 'R'),
+                    (t.psh(), 'P'),
+                    (t.urg(), 'U'),
+                    (t.ece(), 'E'),
+                    (t.cwr(), 'W'),
+                ],
+                t.ack(),
             ));
         }
-        Some(TransportHeader::Icmpv6(i)) => {
-            let b = i.to_bytes();
-            fp.icmp = Some((
-                b[0],
-                u16::from_be_bytes([b[4], b[5]]),
-                u16::from_be_bytes([b[6], b[7]]),
-            ));
+        Some(TransportSlice::Udp(u)) => {
+            proto = 17;
+            sport = Some(u.source_port());
+            dport = Some(u.destination_port());
+        }
+        Some(TransportSlice::Icmpv4(i)) => {
+            proto = 1;
+            fp.icmp = icmp_fields(i.slice());
+        }
+        Some(TransportSlice::Icmpv6(i)) => {
+            proto = 58;
+            fp.icmp = icmp_fields(i.slice());
         }
         None => {}
     }
@@ -246,22 +252,25 @@ fn from_headers(h: &LaxPacketHeaders<'_>) -> Result<Packet, PacketError> {
     })
 }
 
-fn tcp_flag_string(t: &etherparse::TcpHeader) -> String {
-    let mut s = String::new();
-    for (set, c) in [
-        (t.syn, 'S'),
-        (t.fin, 'F'),
-        (t.rst, 'R'),
-        (t.psh, 'P'),
-        (t.urg, 'U'),
-        (t.ece, 'E'),
-        (t.cwr, 'W'),
-    ] {
-        if set {
-            s.push(c);
-        }
-    }
-    if t.ack {
+/// ICMP type, and the two words after the checksum (echo id and sequence).
+fn icmp_fields(b: &[u8]) -> Option<(u8, u16, u16)> {
+    (b.len() >= 8).then(|| {
+        (
+            b[0],
+            u16::from_be_bytes([b[4], b[5]]),
+            u16::from_be_bytes([b[6], b[7]]),
+        )
+    })
+}
+
+/// TCP flags as tcpdump prints them: the set ones, then `.` for ACK.
+fn tcp_flag_string(flags: &[(bool, char)], ack: bool) -> String {
+    let mut s: String = flags
+        .iter()
+        .filter(|(set, _)| *set)
+        .map(|(_, c)| *c)
+        .collect();
+    if ack {
         s.push('.');
     }
     if s.is_empty() {
