@@ -198,6 +198,9 @@ pub struct Track {
     /// [`track_flags`] bits.
     pub flags: u32,
     pub _pad: u32,
+    /// Hash of its addresses, ports and protocols (outer and inner) as last
+    /// reported: a hop that changed none of them is reported header-only.
+    pub hdr: u64,
 }
 
 pub mod track_flags {

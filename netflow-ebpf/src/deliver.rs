@@ -78,6 +78,7 @@ pub(crate) fn on_deliver(skb: *const u8) -> Result<(), ()> {
             fp,
             flags: track_flags::DELIVERED,
             _pad: 0,
+            hdr: 0,
         };
         let _ = TRACKED.insert(key, track, 0);
     }

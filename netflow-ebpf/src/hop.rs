@@ -192,11 +192,15 @@ pub(crate) fn on_hop<M: Mem>(
             track_flags::COUNTED
         };
     }
+    let hdr = parse::tuple_hash(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, f);
+    // Reported before with these very headers: this hop needs no bytes.
+    let same_headers = tracked && slot.is_some_and(|t| unsafe { (*t).hdr } == hdr);
     let track = Track {
         ts: now,
         fp,
         flags: flags & track_flags::COUNTED,
         _pad: 0,
+        hdr,
     };
     match slot {
         Some(t) => unsafe { *t = track },
@@ -214,7 +218,12 @@ pub(crate) fn on_hop<M: Mem>(
     fill_meta::<M>(ev, skb, o, dev, point, now);
     ev.hdr.hook = hook;
     ev.hdr.pf = pf;
-    output(ev);
+    if same_headers {
+        ev.hdr.cap_len = 0;
+        output(&ev.hdr);
+    } else {
+        output(ev);
+    }
     Ok(())
 }
 

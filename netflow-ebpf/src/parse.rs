@@ -196,3 +196,31 @@ pub fn has_inner(buf: &[u8; CAPTURE_BYTES], cap: usize, ethertype: u16, f: &Filt
         None => false,
     }
 }
+
+/// A hash of the packet's addresses, ports and protocol, outer and (when
+/// encapsulated) inner: unchanged across hops unless NAT or encapsulation
+/// changed them (TTL and checksums are left out).
+#[inline(always)]
+pub fn tuple_hash(buf: &[u8; CAPTURE_BYTES], cap: usize, ethertype: u16, f: &Filter) -> u64 {
+    let Some(o) = outer(buf, cap, ethertype) else {
+        return 0;
+    };
+    let mut h = tuple_words(buf, &o, 0);
+    if let Some(t) = inner(buf, cap, &o, f) {
+        h = tuple_words(buf, &t, h.rotate_left(17));
+    }
+    h
+}
+
+#[inline(always)]
+fn tuple_words(buf: &[u8; CAPTURE_BYTES], t: &Tuple, seed: u64) -> u64 {
+    let mut h = seed ^ ((t.proto as u64) << 32 | (t.sport as u64) << 16 | t.dport as u64);
+    let mut i = 0;
+    while i < 8 {
+        if i * 4 < 2 * t.addr_len {
+            h = h.rotate_left(9) ^ be32(buf, t.addr + i * 4) as u64;
+        }
+        i += 1;
+    }
+    h
+}

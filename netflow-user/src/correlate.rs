@@ -426,6 +426,16 @@ impl Correlator {
         if o.fp.is_none() {
             o.fp = fp;
         }
+        let mut ev = ev;
+        let mut packet = packet;
+        if ev.data.is_empty() {
+            // Header-only: the kernel saw the same addresses, ports and
+            // encapsulation as at the packet's previous report.
+            if let Some(prev) = o.tl.hops.iter().rev().find(|h| h.packet.is_some()) {
+                packet = prev.packet.clone();
+                ev.data = prev.data.clone();
+            }
+        }
         o.tl.hops.push(Hop::new(ev, packet));
     }
 
