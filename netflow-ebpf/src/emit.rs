@@ -32,12 +32,17 @@ pub(crate) fn end_tracked(skb: *const u8, point: Point, location: u64) {
         return;
     }
     let key = skb as u64;
-    let quiet = match unsafe { TRACKED.get(key) } {
+    let flags = match unsafe { TRACKED.get(key) } {
         None => return,
-        Some(t) => t.flags & (track_flags::DELIVERED | track_flags::COUNTED) != 0,
+        Some(t) => t.flags,
     };
+    if flags & track_flags::COUNTED != 0 {
+        // Only counted: left for the LRU to evict (a delete costs more than
+        // the lookup; a reused skb is noticed by its fingerprint).
+        return;
+    }
     let _ = TRACKED.remove(key);
-    if quiet {
+    if flags & track_flags::DELIVERED != 0 {
         return;
     }
     let Some(mut entry) = EVENTS.reserve::<EventHeader>(0) else {

@@ -142,9 +142,21 @@ pub(crate) fn on_hop<M: Mem>(
     let mut fp = 0;
     let mut now = 0;
     let mut flags = 0;
+    // Whether `ev` holds the full capture (a packet the guardrails only
+    // count needs just its headers, to notice a reused skb).
+    let mut full = all;
     let tracked = match slot {
         Some(t) => {
-            read_packet::<M>(skb, o, ev, CAPTURE_BYTES as u32)?;
+            if unsafe { (*t).flags } & track_flags::COUNTED != 0 {
+                read_packet::<M>(skb, o, ev, FILTER_BYTES)?;
+                if parse::has_inner(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, f) {
+                    read_packet::<M>(skb, o, ev, CAPTURE_BYTES as u32)?;
+                    full = true;
+                }
+            } else {
+                read_packet::<M>(skb, o, ev, CAPTURE_BYTES as u32)?;
+                full = true;
+            }
             fp = fp_of(ev);
             now = unsafe { bpf_ktime_get_ns() };
             flags = unsafe { (*t).flags };
@@ -162,7 +174,6 @@ pub(crate) fn on_hop<M: Mem>(
             false
         }
     };
-    let mut full = slot.is_some() || all;
     if !tracked {
         if !full && parse::has_inner(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, f) {
             read_packet::<M>(skb, o, ev, CAPTURE_BYTES as u32)?;
@@ -177,7 +188,7 @@ pub(crate) fn on_hop<M: Mem>(
             }
             return Ok(());
         }
-        if slot.is_none() {
+        if slot.is_none() || !full {
             // Selected: the event carries the full capture.
             if !full {
                 read_packet::<M>(skb, o, ev, CAPTURE_BYTES as u32)?;
@@ -192,7 +203,12 @@ pub(crate) fn on_hop<M: Mem>(
             track_flags::COUNTED
         };
     }
-    let hdr = parse::tuple_hash(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, f);
+    let counted = flags & track_flags::COUNTED != 0;
+    let hdr = if counted {
+        0
+    } else {
+        parse::tuple_hash(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, f)
+    };
     // Reported before with these very headers: this hop needs no bytes.
     let same_headers = tracked && slot.is_some_and(|t| unsafe { (*t).hdr } == hdr);
     let track = Track {
@@ -209,7 +225,7 @@ pub(crate) fn on_hop<M: Mem>(
             set_tracking();
         }
     }
-    if flags & track_flags::COUNTED != 0 {
+    if counted {
         return Ok(());
     }
     if point == Point::NfLate {
