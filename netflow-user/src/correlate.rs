@@ -230,6 +230,9 @@ pub fn tcp_state_name(s: u8) -> &'static str {
     }
 }
 
+/// Flows whose retransmissions/resets are counted at most.
+const MAX_NOTE_FLOWS: usize = 65536;
+
 #[derive(Default)]
 pub struct Correlator {
     notes: Vec<Note>,
@@ -270,6 +273,10 @@ impl Correlator {
             } else {
                 NoteKind::Reset
             };
+            if self.note_counts.len() >= MAX_NOTE_FLOWS {
+                // Bounded: counts of flows long gone restart.
+                self.note_counts.clear();
+            }
             let count = self.note_counts.entry((p.tuple, kind)).or_insert(0);
             *count += 1;
             self.notes.push(Note {

@@ -73,9 +73,7 @@ pub fn outcome_hint(outcome: Outcome, drop_hint: Option<String>, at: &str) -> Op
         Outcome::RequestLost => drop_hint.unwrap_or_else(|| {
             format!("the request was last seen {at} and never reached a socket: look past that point (routes, the next node, a tunnel)")
         }),
-        Outcome::NoReply => format!(
-            "the server's socket took the request {at} and sent nothing back: check the application (is it up, does it answer this request, is it overloaded?)"
-        ),
+        Outcome::NoReply => "the server's socket took the request and nothing came back: check the application (is it up, does it answer this request, is it overloaded?)".into(),
         Outcome::ReplyLost => drop_hint.unwrap_or_else(|| {
             format!("the reply was last seen {at} and never reached the client's socket: look past that point (return route, SNAT, rp_filter)")
         }),

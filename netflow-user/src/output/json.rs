@@ -222,25 +222,25 @@ pub struct JsonConnection {
     pub nat: Option<JsonNat>,
 }
 
-/// Where a connection went wrong, in words: "at FORWARD on vclient in netns node".
+/// Where a connection went wrong, in words: "at FORWARD on vclient in
+/// netns node", "dropped on eth0 in netns server", "at the socket in netns
+/// server (arrived on eth0)".
 pub fn where_words(w: &Where, names: &Names) -> String {
     let h = &w.hop;
-    let mut s = String::from("at ");
-    if let Some((hook, _)) = w.drop_hook {
-        s.push_str(&hook_name(hook).to_uppercase());
-        s.push(' ');
-    } else {
-        s.push_str(point_name(h.point));
-        s.push(' ');
+    let netns = names
+        .netns(h.netns)
+        .map(str::to_string)
+        .unwrap_or_else(|| h.netns.to_string());
+    let dev = if h.ifname.is_empty() { "-" } else { &h.ifname };
+    match (w.drop_hook, h.point) {
+        (Some((hook, _)), _) => format!(
+            "at {} on {dev} in netns {netns}",
+            hook_name(hook).to_uppercase()
+        ),
+        (None, Point::Drop) => format!("dropped on {dev} in netns {netns}"),
+        (None, Point::Socket) => format!("at the socket in netns {netns} (arrived on {dev})"),
+        (None, p) => format!("at {} on {dev} in netns {netns}", point_name(p)),
     }
-    if !h.ifname.is_empty() {
-        s.push_str(&format!("on {} ", h.ifname));
-    }
-    match names.netns(h.netns) {
-        Some(n) => s.push_str(&format!("in netns {n}")),
-        None => s.push_str(&format!("in netns {}", h.netns)),
-    }
-    s
 }
 
 pub fn connection_json(c: &Connection, names: &Names) -> JsonConnection {
