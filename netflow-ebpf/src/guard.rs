@@ -73,16 +73,7 @@ pub(crate) fn full_detail(ev: &PacketEvent, f: &Filter, now: u64) -> bool {
 /// (0: from the lower endpoint).
 #[inline(always)]
 fn conn_key(buf: &[u8; netflow_common::CAPTURE_BYTES], t: &parse::Tuple) -> (FlowKey, u8) {
-    let mut k = FlowKey {
-        src: [0; 16],
-        dst: [0; 16],
-        sport: t.flow_sport,
-        dport: t.flow_dport,
-        proto: t.proto,
-        _pad: [0; 3],
-    };
-    parse::copy_addr(buf, t.addr, t.addr_len, &mut k.src);
-    parse::copy_addr(buf, t.addr + t.addr_len, t.addr_len, &mut k.dst);
+    let mut k = parse::flow_key(buf, t);
     // Compare (src, sport) with (dst, dport).
     let mut order = 0i8;
     let mut i = 0;

@@ -224,3 +224,19 @@ fn tuple_words(buf: &[u8; CAPTURE_BYTES], t: &Tuple, seed: u64) -> u64 {
     }
     h
 }
+
+/// The connection key of a tuple, as the packet has it (source first).
+#[inline(always)]
+pub fn flow_key(buf: &[u8; CAPTURE_BYTES], t: &Tuple) -> netflow_common::FlowKey {
+    let mut k = netflow_common::FlowKey {
+        src: [0; 16],
+        dst: [0; 16],
+        sport: t.flow_sport,
+        dport: t.flow_dport,
+        proto: t.proto,
+        _pad: [0; 3],
+    };
+    copy_addr(buf, t.addr, t.addr_len, &mut k.src);
+    copy_addr(buf, t.addr + t.addr_len, t.addr_len, &mut k.dst);
+    k
+}

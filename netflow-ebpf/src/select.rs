@@ -3,8 +3,8 @@
 //! replies of selected translated connections.
 use aya_ebpf::maps::lpm_trie::Key;
 use netflow_common::{
-    filter_flags as ff, AddrKey, Filter, FlowKey, PacketEvent, ADDR_HOST, ADDR_NETNS,
-    CAPTURE_BYTES, MAX_INLINE_V4, MAX_PORTS,
+    filter_flags as ff, AddrKey, Filter, PacketEvent, ADDR_HOST, ADDR_NETNS, CAPTURE_BYTES,
+    MAX_INLINE_V4, MAX_PORTS,
 };
 
 use crate::{globals::*, parse, parse::Tuple};
@@ -35,17 +35,7 @@ pub(crate) fn reply_of_selected(buf: &[u8; CAPTURE_BYTES], t: &Tuple) -> bool {
         Some(n) if *n != 0 => {}
         _ => return false,
     }
-    let mut k = FlowKey {
-        src: [0; 16],
-        dst: [0; 16],
-        sport: t.flow_sport,
-        dport: t.flow_dport,
-        proto: t.proto,
-        _pad: [0; 3],
-    };
-    parse::copy_addr(buf, t.addr, t.addr_len, &mut k.src);
-    parse::copy_addr(buf, t.addr + t.addr_len, t.addr_len, &mut k.dst);
-    unsafe { SEL_FLOWS.get(k) }.is_some()
+    unsafe { SEL_FLOWS.get(parse::flow_key(buf, t)) }.is_some()
 }
 
 #[inline(always)]

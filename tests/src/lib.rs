@@ -186,7 +186,12 @@ pub fn tcp_server(ns: &str, addr: &str, port: u16) -> Background {
     .expect("write test server script");
     let mut bg = Background::spawn(&format!("ip netns exec {ns} python3 {}", script.display()));
     bg.1 = Some(script);
-    // Wait until it listens.
+    wait_bound(ns, "-ltnH", addr, port);
+    bg
+}
+
+/// Wait until a socket in `ns` is bound to `port` (`ss` flags: -ltnH, -lunH).
+fn wait_bound(ns: &str, ss_flags: &str, addr: &str, port: u16) {
     for _ in 0..100 {
         if Command::new("ip")
             .args([
@@ -194,18 +199,18 @@ pub fn tcp_server(ns: &str, addr: &str, port: u16) -> Background {
                 "exec",
                 ns,
                 "ss",
-                "-ltnH",
+                ss_flags,
                 &format!("sport = :{port}"),
             ])
             .output()
             .map(|o| !o.stdout.is_empty())
             .unwrap_or(false)
         {
-            return bg;
+            return;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("test server in {ns} did not listen on {addr}:{port}");
+    panic!("test server in {ns} did not bind {addr}:{port}");
 }
 
 /// Connect from `ns` to `addr:port`, send "hi", read the answer.
@@ -566,25 +571,8 @@ pub fn udp_server(ns: &str, addr: &str, port: u16, answer: bool) -> Background {
     .expect("write test server script");
     let mut bg = Background::spawn(&format!("ip netns exec {ns} python3 {}", script.display()));
     bg.1 = Some(script);
-    for _ in 0..100 {
-        if Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                ns,
-                "ss",
-                "-lunH",
-                &format!("sport = :{port}"),
-            ])
-            .output()
-            .map(|o| !o.stdout.is_empty())
-            .unwrap_or(false)
-        {
-            return bg;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("UDP server in {ns} did not bind {addr}:{port}");
+    wait_bound(ns, "-lunH", addr, port);
+    bg
 }
 
 /// Send `n` datagrams from `ns` to `addr:port`, each from its own socket
