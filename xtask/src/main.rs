@@ -1,10 +1,11 @@
-//! Project tasks: `cargo xtask test`, `cargo xtask bench`.
+//! Project tasks: `cargo xtask test`, `cargo xtask bench`, `cargo xtask vm-test`.
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod vm;
 
 #[derive(Parser)]
 #[command(about = "netflow project tasks")]
@@ -24,6 +25,10 @@ enum Cmd {
     /// iperf3 between two namespaces with the tracer off, filtered out, and tracing
     /// every packet, and tcpdump for comparison; prints ratios and per-program cost.
     Bench(bench::BenchArgs),
+    /// The kernel matrix: boot Debian's 5.10, 6.1 and 6.12 kernels under qemu and
+    /// run the path, drop, NAT, Service, policy, VXLAN, verdict and SIGKILL tests
+    /// in each; prints a pass/fail table (also written to target/vm/matrix.md).
+    VmTest(vm::VmArgs),
 }
 
 pub fn cargo() -> Command {
@@ -117,5 +122,6 @@ fn main() -> Result<()> {
             )
         }
         Cmd::Bench(a) => bench::run(&root, a),
+        Cmd::VmTest(a) => vm::vm_test(&root, a),
     }
 }

@@ -1,0 +1,473 @@
+//! `cargo xtask vm-test`: the kernel matrix. Debian's stock 5.10, 6.1 and 6.12
+//! kernels boot here under qemu (software emulation), with this machine's root
+//! filesystem shared read-only under a tmpfs overlay, so the freshly built
+//! `netflow` and test binaries run inside them unchanged. Each VM runs a chosen
+//! set of the real-kernel tests; the host prints a pass/fail table per kernel
+//! and writes it, with the probes netflow turned on there, to
+//! `target/vm/matrix.md` (the README's kernel table comes from that file).
+use std::{
+    collections::{BTreeMap, HashSet},
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+
+use crate::{cargo, run};
+
+/// The tests each kernel runs: the path, drop, NAT, Service, policy, VXLAN,
+/// verdict and SIGKILL tests (test binary, test names).
+const SUITE: &[(&str, &[&str])] = &[
+    (
+        "paths",
+        &[
+            "bridge_ping_selected_by_sender_netns",
+            "routed_pods_with_proxy_arp",
+            "vxlan_inner_and_outer_headers_in_one_timeline",
+            "cross_node_pod_to_pod_over_vxlan",
+        ],
+    ),
+    (
+        "netfilter",
+        &[
+            "forward_drop_is_attributed_to_netfilter",
+            "service_vip_dnat_and_reverse_translation",
+            "masquerade_to_external_network",
+            "bridged_backend_dnat_with_bridge_nf_call_iptables",
+        ],
+    ),
+    (
+        "verdicts",
+        &[
+            "service_calls_read_healthy",
+            "udp_and_ping_ipv4_ipv6_read_healthy",
+            "bridged_pods_read_healthy",
+            "pod_to_pod_over_vxlan_reads_healthy",
+            "forward_drop_is_request_lost",
+            "closed_ports_are_refused",
+        ],
+    ),
+    ("tcp", &["closed_port_no_socket_and_reset"]),
+    ("probes", &["sigkill_leaves_nothing_attached"]),
+];
+
+/// Modules a node has loaded for pods, Services and policies (the guest's
+/// modprobe also loads on demand, through the initramfs's helper).
+const GUEST_MODULES: &[&str] = &[
+    "veth",
+    "bridge",
+    "br_netfilter",
+    "vxlan",
+    "ipip",
+    "nf_conntrack",
+    "nf_nat",
+    "nf_tables",
+    "nft_compat",
+    "nft_chain_nat",
+    "nft_ct",
+    "nft_masq",
+    "nft_nat",
+    "nft_reject_inet",
+    "nft_reject_ipv4",
+    "nft_reject_ipv6",
+    "xt_tcpudp",
+    "xt_conntrack",
+    "xt_comment",
+    "xt_statistic",
+    "xt_mark",
+    "xt_nat",
+    "xt_MASQUERADE",
+    "xt_addrtype",
+    "ipt_REJECT",
+    "ip6t_REJECT",
+    "iptable_filter",
+    "iptable_nat",
+    "ip6table_filter",
+    "ip6table_nat",
+    "sch_ingress",
+    "cls_bpf",
+];
+
+/// What the initramfs loads to reach the shared filesystems.
+const BOOT_MODULES: &[&str] = &["virtio_pci", "9pnet_virtio", "9p", "overlay"];
+
+#[derive(clap::Args)]
+pub struct VmArgs {
+    /// Kernel series to boot (5.10, 6.1, 6.12); all of them when not given.
+    #[arg(long = "kernel")]
+    kernels: Vec<String>,
+    /// Run only the tests whose name contains this.
+    #[arg(long)]
+    only: Option<String>,
+    /// Minutes one VM may run before it is stopped and its tests count as failed.
+    #[arg(long, default_value_t = 25)]
+    timeout_min: u64,
+}
+
+pub const SERIES: [&str; 3] = ["5.10", "6.1", "6.12"];
+
+struct Outcome {
+    release: String,
+    results: BTreeMap<String, &'static str>,
+    probes: Vec<String>,
+    secs: u64,
+}
+
+pub fn vm_test(root: &Path, args: VmArgs) -> Result<()> {
+    let series: Vec<String> = if args.kernels.is_empty() {
+        SERIES.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.kernels.clone()
+    };
+    run(Command::new("bash")
+        .arg(root.join("scripts/vm-kernels.sh"))
+        .current_dir(root))?;
+    run(cargo().current_dir(root).args([
+        "build",
+        "--release",
+        "-p",
+        "netflow-user",
+        "--bin",
+        "netflow",
+    ]))?;
+    let bins = test_binaries(root)?;
+    let netflow = root.join("target/release/netflow").canonicalize()?;
+    let vm_dir = root.join("target/vm");
+    let mut outcomes = Vec::new();
+    for s in &series {
+        let release = find_kernel(&vm_dir, s)?;
+        println!("== {s}: booting {release}");
+        let started = Instant::now();
+        let share = vm_dir.join("run").join(&release);
+        let selected = prepare_share(&share, &bins, &netflow, args.only.as_deref())?;
+        let initramfs = build_initramfs(&vm_dir, &release, &share)?;
+        boot(
+            &vm_dir.join("kernels").join(&release),
+            &initramfs,
+            &share,
+            Duration::from_secs(args.timeout_min * 60),
+        )?;
+        let results = read_results(&share, &selected)?;
+        let probes = fs::read_to_string(share.join("probes.txt"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("probe "))
+            .map(str::to_string)
+            .collect();
+        outcomes.push(Outcome {
+            release,
+            results,
+            probes,
+            secs: started.elapsed().as_secs(),
+        });
+    }
+    let table = matrix(&outcomes);
+    println!("{table}");
+    fs::write(vm_dir.join("matrix.md"), &table)?;
+    let failed: usize = outcomes
+        .iter()
+        .map(|o| o.results.values().filter(|r| **r != "pass").count())
+        .sum();
+    if failed > 0 {
+        bail!("{failed} test runs failed across the kernel matrix (logs under target/vm/run/)");
+    }
+    Ok(())
+}
+
+/// Build the test binaries and map each test target's name to its executable.
+fn test_binaries(root: &Path) -> Result<BTreeMap<String, PathBuf>> {
+    let out = cargo()
+        .current_dir(root)
+        .args([
+            "test",
+            "-p",
+            "netflow-tests",
+            "--tests",
+            "--no-run",
+            "--message-format=json",
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cargo test --no-run")?;
+    if !out.status.success() {
+        bail!("building the test binaries failed");
+    }
+    let mut bins = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if v["reason"] != "compiler-artifact" || !v["target"]["kind"][0].eq("test") {
+            continue;
+        }
+        if let (Some(name), Some(exe)) = (v["target"]["name"].as_str(), v["executable"].as_str())
+        {
+            bins.insert(name.to_string(), PathBuf::from(exe));
+        }
+    }
+    Ok(bins)
+}
+
+fn find_kernel(vm_dir: &Path, series: &str) -> Result<String> {
+    let prefix_dot = format!("{series}.");
+    let prefix_dash = format!("{series}-");
+    for e in fs::read_dir(vm_dir.join("kernels"))? {
+        let name = e?.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&prefix_dot) || name.starts_with(&prefix_dash) {
+            return Ok(name);
+        }
+    }
+    bail!("no kernel {series} under target/vm/kernels (scripts/vm-kernels.sh downloads them)")
+}
+
+/// The writable share: the guest script, what to run and the results.
+fn prepare_share(
+    share: &Path,
+    bins: &BTreeMap<String, PathBuf>,
+    netflow: &Path,
+    only: Option<&str>,
+) -> Result<Vec<String>> {
+    let _ = fs::remove_dir_all(share);
+    fs::create_dir_all(share)?;
+    fs::write(share.join("run.sh"), include_str!("vm/run.sh"))?;
+    fs::write(
+        share.join("env.sh"),
+        format!(
+            "export NETFLOW_BIN={}\nexport TEST_THREADS=1\nexport RUST_BACKTRACE=1\n",
+            netflow.display()
+        ),
+    )?;
+    fs::write(share.join("modules.txt"), GUEST_MODULES.join("\n"))?;
+    let mut tests = String::new();
+    let mut selected = Vec::new();
+    for (bin, names) in SUITE {
+        let exe = bins
+            .get(*bin)
+            .with_context(|| format!("no test binary {bin}"))?;
+        let names: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| only.is_none_or(|o| n.contains(o)))
+            .collect();
+        if names.is_empty() {
+            continue;
+        }
+        tests.push_str(&format!("{} {}\n", exe.display(), names.join(" ")));
+        selected.extend(names.iter().map(|n| n.to_string()));
+    }
+    if selected.is_empty() {
+        bail!("no test of the kernel matrix matches {only:?}");
+    }
+    fs::write(share.join("tests.txt"), tests)?;
+    Ok(selected)
+}
+
+/// A busybox initramfs with the virtio/9p/overlay modules of this kernel.
+fn build_initramfs(vm_dir: &Path, release: &str, share: &Path) -> Result<PathBuf> {
+    let kdir = vm_dir.join("kernels").join(release);
+    let tree = share.join("initramfs");
+    for d in ["bin", "sbin", "mods", "proc", "sys", "dev"] {
+        fs::create_dir_all(tree.join(d))?;
+    }
+    fs::copy("/bin/busybox", tree.join("bin/busybox"))
+        .context("/bin/busybox (package busybox-static)")?;
+    write_exec(&tree.join("init"), include_str!("vm/init.sh"))?;
+    // Modules the kernel asks for on demand are loaded inside the test root.
+    write_exec(
+        &tree.join("sbin/modprobe"),
+        "#!/bin/sh\nexec /bin/chroot /newroot /sbin/modprobe \"$@\"\n",
+    )?;
+    let order = module_order(&kdir.join("modules"), BOOT_MODULES)?;
+    let mut names = Vec::new();
+    for rel in &order {
+        let src = kdir.join("modules").join(rel);
+        let file = Path::new(rel)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let plain = file.trim_end_matches(".xz").to_string();
+        if file.ends_with(".xz") {
+            let out = Command::new("xz").arg("-dc").arg(&src).output()?;
+            if !out.status.success() {
+                bail!("xz -dc {} failed", src.display());
+            }
+            fs::write(tree.join("mods").join(&plain), out.stdout)?;
+        } else {
+            fs::copy(&src, tree.join("mods").join(&plain))?;
+        }
+        names.push(plain);
+    }
+    fs::write(tree.join("modules.order"), names.join("\n"))?;
+    let _ = Command::new("mknod")
+        .arg(tree.join("dev/console"))
+        .args(["c", "5", "1"])
+        .status();
+    let cpio = share.join("initramfs.cpio");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cd {} && find . | /bin/busybox cpio -o -H newc > {} 2>/dev/null",
+            tree.display(),
+            cpio.display()
+        ))
+        .status()?;
+    if !status.success() {
+        bail!("building the initramfs failed");
+    }
+    Ok(cpio)
+}
+
+fn write_exec(path: &Path, text: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::write(path, text)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755))?;
+    Ok(())
+}
+
+/// Modules to insmod, dependencies first, from the kernel's `modules.dep`
+/// (modules built into the kernel are not listed there and are skipped).
+fn module_order(modules: &Path, wanted: &[&str]) -> Result<Vec<String>> {
+    let dep = fs::read_to_string(modules.join("modules.dep")).context("modules.dep")?;
+    let mut deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut by_name: BTreeMap<String, String> = BTreeMap::new();
+    for line in dep.lines() {
+        let Some((m, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let name = Path::new(m)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .split('.')
+            .next()
+            .unwrap()
+            .replace('-', "_");
+        by_name.insert(name, m.to_string());
+        deps.insert(
+            m.to_string(),
+            rest.split_whitespace().map(str::to_string).collect(),
+        );
+    }
+    fn visit(
+        m: &str,
+        deps: &BTreeMap<String, Vec<String>>,
+        seen: &mut HashSet<String>,
+        out: &mut Vec<String>,
+    ) {
+        if !seen.insert(m.to_string()) {
+            return;
+        }
+        for d in deps.get(m).into_iter().flatten() {
+            visit(d, deps, seen, out);
+        }
+        out.push(m.to_string());
+    }
+    let (mut seen, mut out) = (HashSet::new(), Vec::new());
+    for w in wanted {
+        if let Some(m) = by_name.get(&w.replace('-', "_")) {
+            visit(m, &deps, &mut seen, &mut out);
+        }
+    }
+    Ok(out)
+}
+
+fn boot(kdir: &Path, initramfs: &Path, share: &Path, timeout: Duration) -> Result<()> {
+    let log = fs::File::create(share.join("boot.log"))?;
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-accel", "tcg", "-cpu", "max", "-m", "4096", "-smp", "2"])
+        .args(["-nographic", "-no-reboot", "-kernel"])
+        .arg(kdir.join("vmlinuz"))
+        .arg("-initrd")
+        .arg(initramfs)
+        .args(["-append", "console=ttyS0 quiet panic=-1"])
+        .arg("-virtfs")
+        .arg("local,path=/,mount_tag=hostroot,security_model=passthrough,readonly=on,multidevs=remap")
+        .arg("-virtfs")
+        .arg(format!(
+            "local,path={},mount_tag=mods,security_model=passthrough,readonly=on",
+            kdir.join("modules").display()
+        ))
+        .arg("-virtfs")
+        .arg(format!(
+            "local,path={},mount_tag=guest,security_model=passthrough",
+            share.display()
+        ))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("qemu-system-x86_64 (package qemu-system-x86)")?;
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            if !status.success() {
+                bail!("qemu exited with {status} (see {})", share.join("boot.log").display());
+            }
+            return Ok(());
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            println!("   stopped after {} min", timeout.as_secs() / 60);
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Each selected test's result from the guest's output: pass, FAIL or "not run".
+fn read_results(share: &Path, selected: &[String]) -> Result<BTreeMap<String, &'static str>> {
+    let text = fs::read_to_string(share.join("results.txt")).unwrap_or_default();
+    let mut results: BTreeMap<String, &'static str> =
+        selected.iter().map(|n| (n.clone(), "not run")).collect();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("test ") else {
+            continue;
+        };
+        let Some((name, verdict)) = rest.split_once(" ... ") else {
+            continue;
+        };
+        if let Some(r) = results.get_mut(name.trim()) {
+            *r = if verdict.trim() == "ok" { "pass" } else { "FAIL" };
+        }
+    }
+    Ok(results)
+}
+
+fn matrix(outcomes: &[Outcome]) -> String {
+    let mut s = String::from("| test |");
+    for o in outcomes {
+        s.push_str(&format!(" {} |", o.release));
+    }
+    s.push_str("\n| --- |");
+    for _ in outcomes {
+        s.push_str(" --- |");
+    }
+    s.push('\n');
+    let names: Vec<String> = outcomes
+        .first()
+        .map(|o| o.results.keys().cloned().collect())
+        .unwrap_or_default();
+    for n in &names {
+        s.push_str(&format!("| {n} |"));
+        for o in outcomes {
+            s.push_str(&format!(" {} |", o.results.get(n).copied().unwrap_or("-")));
+        }
+        s.push('\n');
+    }
+    s.push_str("| (VM time) |");
+    for o in outcomes {
+        s.push_str(&format!(" {} s |", o.secs));
+    }
+    s.push('\n');
+    for o in outcomes {
+        s.push_str(&format!("\nProbes on {} (netflow's start-up lines):\n\n", o.release));
+        for p in &o.probes {
+            s.push_str(&format!("    {p}\n"));
+        }
+    }
+    s
+}

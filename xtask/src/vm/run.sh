@@ -1,0 +1,27 @@
+#!/bin/sh
+# Inside the test VM, chrooted into an overlay of the host's root: mount what a
+# node has, load the network modules the tests use, say which probes netflow
+# turns on, then run the selected tests. Everything lands in /mnt/netflow-vm.
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root
+cd /mnt/netflow-vm
+mount -t tmpfs tmpfs /run && mkdir -p /run/netns /run/lock
+mount -t tmpfs tmpfs /tmp
+mount -t cgroup2 none /sys/fs/cgroup
+mount -t bpf bpf /sys/fs/bpf
+mount -t tracefs tracefs /sys/kernel/tracing
+mount -t debugfs debugfs /sys/kernel/debug
+for m in $(cat modules.txt); do modprobe -q "$m" || echo "vm: module $m not loaded"; done
+ip link set lo up
+. ./env.sh
+uname -r > kernel.txt
+# The probes netflow picks on this kernel, as it tells a user at start.
+timeout -s INT 60 "$NETFLOW_BIN" trace --host 192.0.2.1 --duration 2s > /dev/null 2> probes.txt
+: > results.txt
+while read -r bin filters; do
+  [ -n "$bin" ] || continue
+  echo "== $bin $filters" >> results.txt
+  # shellcheck disable=SC2086
+  "$bin" --exact $filters --test-threads="$TEST_THREADS" --show-output >> results.txt 2>&1
+done < tests.txt
+echo "vm: done" >> results.txt
