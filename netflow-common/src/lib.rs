@@ -41,6 +41,15 @@ pub mod names {
     pub const PROG_KPROBE_DROP: &str = "netflow_kprobe_kfree_skb_reason";
     /// Upgrade where kprobes exist: nftables table and chain names.
     pub const PROG_KPROBE_NFT: &str = "netflow_kprobe_nft_do_chain";
+    /// Drops on kernels before drop reasons (5.10-5.16): location only.
+    pub const PROG_KFREE_LOC: &str = "netflow_kfree_skb_loc";
+    /// Netfilter hops where BPF netfilter links are missing (before 6.4):
+    /// `nf_hook_slow` by fentry/fexit, else by kprobe/kretprobe.
+    pub const PROG_NF_FENTRY: &str = "netflow_nf_fentry";
+    pub const PROG_NF_FEXIT: &str = "netflow_nf_fexit";
+    pub const PROG_NF_KPROBE: &str = "netflow_nf_kprobe";
+    pub const PROG_NF_KRETPROBE: &str = "netflow_nf_kretprobe";
+    pub const NF_STACK: &str = "NF_STACK";
 
     pub const GLOBAL_OFFSETS: &str = "OFFSETS";
     pub const GLOBAL_FILTER: &str = "FILTER";
@@ -201,6 +210,19 @@ pub struct Track {
     /// Hash of its addresses, ports and protocols (outer and inner) as last
     /// reported: a hop that changed none of them is reported header-only.
     pub hdr: u64,
+}
+
+/// The drop reason of a drop on a kernel without drop reasons (5.10-5.16).
+pub const REASON_UNAVAILABLE: u32 = u32::MAX;
+
+/// `nf_hook_slow`'s (skb, state) from its kprobe to its kretprobe, per task.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct NfStack {
+    pub depth: u32,
+    pub _pad: u32,
+    pub skb: [u64; 4],
+    pub state: [u64; 4],
 }
 
 pub mod track_flags {

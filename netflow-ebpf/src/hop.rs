@@ -229,7 +229,7 @@ pub(crate) fn on_hop<M: Mem>(
         return Ok(());
     }
     if point == Point::NfLate {
-        remember_reply(skb, o);
+        remember_reply::<M>(skb, o);
     }
     fill_meta::<M>(ev, skb, o, dev, point, now);
     ev.hdr.hook = hook;

@@ -15,14 +15,18 @@ mod globals;
 mod guard;
 mod hop;
 mod netfilter;
+mod nf_stack;
 mod parse;
 mod select;
 mod sock;
 
 use aya_ebpf::{
     bindings::TC_ACT_UNSPEC,
-    macros::{btf_tracepoint, cgroup_skb, classifier, kprobe},
-    programs::{BtfTracePointContext, ProbeContext, SkBuffContext, TcContext},
+    macros::{btf_tracepoint, cgroup_skb, classifier, fentry, fexit, kprobe, kretprobe},
+    programs::{
+        BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, RetProbeContext,
+        SkBuffContext, TcContext,
+    },
 };
 use netflow_common::Point;
 
@@ -32,7 +36,7 @@ use crate::{
     emit::end_tracked,
     globals::{offsets, Btf, Probe},
     hop::{device, on_device, on_drop, on_hop},
-    netfilter::{on_netfilter, on_nft_chain, NF_ACCEPT},
+    netfilter::{on_netfilter, on_nf_hook, on_nft_chain, NF_ACCEPT},
     sock::on_sock,
 };
 
@@ -73,6 +77,16 @@ pub fn netflow_kfree_skb(ctx: BtfTracePointContext) -> i32 {
     let location: u64 = ctx.arg(1);
     let reason: u32 = ctx.arg(2);
     let _ = on_drop::<Btf>(skb, location, reason);
+    0
+}
+
+/// `TP_PROTO(struct sk_buff *skb, void *location)`: kernels before drop
+/// reasons (5.10-5.16). Drops with their location; the reason is unavailable.
+#[btf_tracepoint(function = "kfree_skb")]
+pub fn netflow_kfree_skb_loc(ctx: BtfTracePointContext) -> i32 {
+    let skb: *const u8 = ctx.arg(0);
+    let location: u64 = ctx.arg(1);
+    let _ = on_drop::<Btf>(skb, location, netflow_common::REASON_UNAVAILABLE);
     0
 }
 
@@ -158,6 +172,51 @@ pub fn netflow_nf_early(ctx: TcContext) -> i32 {
 pub fn netflow_nf_late(ctx: TcContext) -> i32 {
     on_netfilter(ctx.skb.skb as *const u8, Point::NfLate);
     NF_ACCEPT
+}
+
+/// Kernels without BPF netfilter links (before 6.4): `int nf_hook_slow(struct
+/// sk_buff *skb, struct nf_hook_state *state, const struct nf_hook_entries *e,
+/// unsigned int s)` runs every function of one hook; its entry is the early
+/// observation and its return, when it returns 1 (accepted), the late one.
+/// A drop inside shows as the kfree_skb that follows (the skb is gone then).
+#[fentry(function = "nf_hook_slow")]
+pub fn netflow_nf_fentry(ctx: FEntryContext) -> i32 {
+    on_nf_hook::<Btf>(ctx.arg(0), ctx.arg(1), Point::NfEarly);
+    0
+}
+
+#[fexit(function = "nf_hook_slow")]
+pub fn netflow_nf_fexit(ctx: FExitContext) -> i32 {
+    let ret: i32 = ctx.arg(4);
+    if ret == 1 {
+        on_nf_hook::<Btf>(ctx.arg(0), ctx.arg(1), Point::NfLate);
+    }
+    0
+}
+
+/// The same with a kprobe and a kretprobe, where fentry is refused: the entry
+/// pushes (skb, state) on a per-task stack (hooks nest: a bridge hook runs
+/// the IPv4 ones, a REJECT sends its answer through OUTPUT), the return pops.
+#[kprobe]
+pub fn netflow_nf_kprobe(ctx: ProbeContext) -> u32 {
+    let skb: *const u8 = ctx.arg(0).unwrap_or_default();
+    let state: *const u8 = ctx.arg(1).unwrap_or_default();
+    if !skb.is_null() && !state.is_null() {
+        nf_stack::push(skb, state);
+        on_nf_hook::<Probe>(skb, state, Point::NfEarly);
+    }
+    0
+}
+
+#[kretprobe]
+pub fn netflow_nf_kretprobe(ctx: RetProbeContext) -> u32 {
+    let ret: i32 = ctx.ret();
+    if let Some((skb, state)) = nf_stack::pop() {
+        if ret == 1 {
+            on_nf_hook::<Probe>(skb, state, Point::NfLate);
+        }
+    }
+    0
 }
 
 /// `nft_do_chain(struct nft_pktinfo *pkt, void *priv)`, `priv` being the

@@ -15,14 +15,26 @@ pub(crate) const NF_INET_PRE_ROUTING: u8 = 0;
 pub(crate) const NF_INET_LOCAL_IN: u8 = 1;
 pub(crate) const NF_INET_FORWARD: u8 = 2;
 pub(crate) const NF_INET_LOCAL_OUT: u8 = 3;
+pub(crate) const NFPROTO_IPV4: u8 = 2;
+pub(crate) const NFPROTO_IPV6: u8 = 10;
 
+/// A BPF netfilter program's context `struct bpf_nf_ctx { state, skb }`.
 #[inline(always)]
 pub(crate) fn on_netfilter(ctx: *const u8, point: Point) {
     // Direct context loads: the verifier types them as BTF pointers.
     let state: *const u8 = unsafe { core::ptr::read_volatile(ctx as *const *const u8) };
     let skb: *const u8 = unsafe { core::ptr::read_volatile((ctx as *const *const u8).add(1)) };
+    on_nf_hook::<Btf>(skb, state, point);
+}
+
+/// A packet at a netfilter hook (`struct nf_hook_state *state`): from a BPF
+/// netfilter link (6.4+), or from `nf_hook_slow`'s entry and return on older
+/// kernels (fentry/fexit, else kprobe/kretprobe), which run around all of a
+/// hook's functions just as the early and late links do.
+#[inline(always)]
+pub(crate) fn on_nf_hook<M: Mem>(skb: *const u8, state: *const u8, point: Point) {
     let o = offsets();
-    let hook: u8 = unsafe { Btf::read(state, 0) }.unwrap_or(0);
+    let hook: u8 = unsafe { M::read(state, 0) }.unwrap_or(0);
     // A packet from a device was selected (and tracked) when the device saw
     // it, before any hook: only at OUTPUT does a hook see a packet first. A
     // packet the guardrails only count has nothing to report at a hook (the
@@ -32,15 +44,20 @@ pub(crate) fn on_netfilter(ctx: *const u8, point: Point) {
         None if hook != NF_INET_LOCAL_OUT => return,
         _ => {}
     }
-    let pf: u8 = unsafe { Btf::read(state, 1) }.unwrap_or(0);
+    let pf: u8 = unsafe { M::read(state, 1) }.unwrap_or(0);
+    // IPv4 and IPv6 hooks only (as the links): nf_hook_slow also runs the
+    // bridge, ARP and netdev families' hooks.
+    if pf != NFPROTO_IPV4 && pf != NFPROTO_IPV6 {
+        return;
+    }
     // The device the packet came in on (PREROUTING, INPUT, FORWARD) or goes out of.
     let dev_off = match hook {
         NF_INET_PRE_ROUTING | NF_INET_LOCAL_IN | NF_INET_FORWARD => v(&o.nf_state_in),
         _ => v(&o.nf_state_out),
     };
-    let ptr: *const u8 = unsafe { Btf::read(state, dev_off) }.unwrap_or(core::ptr::null());
-    let dev = dev_at::<Btf>(ptr, o);
-    let _ = on_hop::<Btf>(skb, point, o, &dev, hook, pf);
+    let ptr: *const u8 = unsafe { M::read(state, dev_off) }.unwrap_or(core::ptr::null());
+    let dev = dev_at::<M>(ptr, o);
+    let _ = on_hop::<M>(skb, point, o, &dev, hook, pf);
 }
 
 #[inline(always)]
@@ -85,8 +102,8 @@ pub(crate) fn on_nft_chain(pkt: *const u8, chain: *const u8) -> Result<(), ()> {
 /// A selected packet after the hook's NAT: remember the reply direction of
 /// its connection (conntrack's reply tuple, translated addresses included).
 #[inline(always)]
-pub(crate) fn remember_reply(skb: *const u8, o: &Offsets) {
-    let Ok(nfct) = (unsafe { Btf::read::<u64>(skb, v(&o.skb_nfct)) }) else {
+pub(crate) fn remember_reply<M: Mem>(skb: *const u8, o: &Offsets) {
+    let Ok(nfct) = (unsafe { M::read::<u64>(skb, v(&o.skb_nfct)) }) else {
         return;
     };
     let ct = (nfct & !7) as *const u8;

@@ -7,10 +7,48 @@ pub fn hook_name(hook: u8) -> &'static str {
     HOOKS.get(hook as usize).copied().unwrap_or("unknown-hook")
 }
 
+/// The reason of a drop on a kernel without drop reasons (before 5.17).
+pub const UNAVAILABLE: &str = "unavailable";
+
+/// On kernels without drop reasons, the reason a drop most likely had, from
+/// the kernel function that freed the packet (`sym+0xoff`).
+pub fn reason_from_location(location: &str) -> Option<&'static str> {
+    let func = location.split('+').next().unwrap_or(location);
+    Some(match func {
+        "nf_hook_slow" => "NETFILTER_DROP",
+        "tcp_v4_rcv" | "tcp_v6_rcv" | "__udp4_lib_rcv" | "__udp6_lib_rcv" | "ping_rcv" => {
+            "NO_SOCKET"
+        }
+        "ip_rcv_finish" | "ip_rcv_finish_core" | "ip_rcv_finish_core.constprop.0"
+        | "fib_validate_source" => "IP_RPFILTER",
+        "ip_forward" | "ip6_forward" => "IP_INNOROUTES",
+        "neigh_invalidate" | "__neigh_event_send" | "neigh_destroy" => "NEIGH_FAILED",
+        "__dev_queue_xmit" | "__qdisc_run" | "pfifo_fast_enqueue" | "qdisc_drop" => {
+            "QDISC_DROP"
+        }
+        "ip_local_deliver_finish" | "ip_protocol_deliver_rcu" => "IP_NOPROTO",
+        "skb_queue_purge" | "__skb_queue_purge" => "QUEUE_PURGE",
+        _ => return None,
+    })
+}
+
 /// A hint for a drop reason (names as the kernel's `enum skb_drop_reason`,
 /// without the prefix), with the netfilter hook where the packet died if
 /// known and the kernel function that freed it.
 pub fn hint(reason: &str, hook: Option<u8>, location: &str) -> String {
+    if reason == UNAVAILABLE {
+        let func = location.split('+').next().unwrap_or(location);
+        return match reason_from_location(location) {
+            Some(r) => format!(
+                "{} (this kernel gives no drop reason; inferred from {func})",
+                hint(r, hook, location)
+            ),
+            None => format!(
+                "freed in {func}; this kernel (before 5.17) gives no drop reason: read that \
+                 function's error paths"
+            ),
+        };
+    }
     if reason == "NO_SOCKET" && location.starts_with("ping_rcv") {
         return "no ping socket took this ICMP reply; when ping runs as root a raw socket gets a copy \
                 first, so this is expected"
@@ -97,5 +135,8 @@ mod tests {
         assert!(hint("SOMETHING_NEW", None, "").contains("SOMETHING_NEW"));
         assert_eq!(hook_name(0), "prerouting");
         assert_eq!(hook_name(9), "unknown-hook");
+        let old = hint(UNAVAILABLE, Some(2), "nf_hook_slow+0xa3");
+        assert!(old.contains("firewall rule dropped it in FORWARD") && old.contains("inferred"));
+        assert!(hint(UNAVAILABLE, None, "some_fn+0x1").contains("freed in some_fn"));
     }
 }

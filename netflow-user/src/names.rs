@@ -69,6 +69,10 @@ impl Names {
     }
 
     pub fn reason(&self, r: u32) -> String {
+        if r == netflow_common::REASON_UNAVAILABLE {
+            // Kernels before drop reasons (5.10-5.16): the location tells.
+            return crate::diagnose::UNAVAILABLE.into();
+        }
         if let Some(n) = self.reasons.get(&r) {
             return n.clone();
         }

@@ -8,7 +8,8 @@ use aya::{
         HashMap, MapData, PerCpuArray, RingBuf,
     },
     programs::{
-        tc, BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, KProbe, ProgramError,
+        tc, BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, FEntry, FExit, KProbe,
+        ProgramError,
         SchedClassifier, TcAttachType,
     },
     Btf, Ebpf, EbpfLoader,
@@ -54,6 +55,8 @@ pub enum ProbeError {
         #[source]
         source: aya::maps::MapError,
     },
+    #[error("tracepoint {0}: {1}")]
+    Prototype(String, String),
     #[error("failed to read the kernel's BTF for program loading: {0}")]
     Btf(#[source] aya::BtfError),
     #[error(transparent)]
@@ -100,7 +103,7 @@ type Tracepoint = (&'static str, &'static str, &'static str);
 const TRACEPOINTS: [Tracepoint; 8] = [
     (names::PROG_RX, "netif_receive_skb", "no receive hops"),
     (names::PROG_TX, "net_dev_queue", "no transmit hops"),
-    (names::PROG_KFREE, "kfree_skb", "no drop reasons"),
+    (names::PROG_KFREE, "kfree_skb", "no drops"),
     (
         names::PROG_CONSUME,
         "consume_skb",
@@ -127,6 +130,44 @@ const TRACEPOINTS: [Tracepoint; 8] = [
         "no TCP reset notes",
     ),
 ];
+
+/// The leading arguments each program reads, checked against the running
+/// kernel's prototype before loading: a program that does not fit is not
+/// loaded (no verifier log), its fallback is used or the loss said.
+fn reads(prog: &str) -> &'static [&'static str] {
+    match prog {
+        p if p == names::PROG_KFREE => &["sk_buff *", "void *", "enum skb_drop_reason"],
+        p if p == names::PROG_KFREE_LOC => &["sk_buff *", "void *"],
+        p if p == names::PROG_DELIVER => &["sk_buff *"],
+        p if p == names::PROG_TCP_RCV => &["sock *", "sk_buff *"],
+        p if p == names::PROG_TCP_RETRANSMIT => &["sock *"],
+        p if p == names::PROG_TCP_RESET => &["sock *", "sk_buff *"],
+        _ => &["sk_buff *"],
+    }
+}
+
+/// The program for `tp` that fits this kernel's prototype, and a note.
+fn fitting(
+    kbtf: &KernelBtf,
+    prog: &'static str,
+    tp: &str,
+) -> std::result::Result<(&'static str, String), String> {
+    let params = kbtf.tracepoint_args(tp).map_err(|e| e.to_string())?;
+    let fits = |p: &str| {
+        let want = reads(p);
+        params.len() >= want.len() && params[..want.len()] == *want
+    };
+    if fits(prog) {
+        return Ok((prog, String::new()));
+    }
+    if prog == names::PROG_KFREE && fits(names::PROG_KFREE_LOC) {
+        return Ok((
+            names::PROG_KFREE_LOC,
+            "drops with their location; this kernel has no drop reasons (5.17+)".into(),
+        ));
+    }
+    Err(format!("unexpected prototype ({})", params.join(", ")))
+}
 const REQUIRED: [&str; 2] = [names::PROG_RX, names::PROG_TX];
 /// Where the socket-delivery program cannot attach, these tell delivery
 /// for most packets (not the handshake ACK at a listener, the SYN-ACK at a
@@ -232,12 +273,23 @@ impl Probes {
         for tp in ends {
             attach_tracepoint(&mut ebpf, kbtf, &btf, tp, sockets, &mut status)?;
         }
-        let nf = if nf.enabled {
-            attach_netfilter(&ebpf, nf, &mut status)
+        let (nf, nf_on) = if nf.enabled {
+            match attach_netfilter(&ebpf, nf) {
+                Ok((links, st)) => {
+                    status.push(st);
+                    (Some(links), true)
+                }
+                Err(why) => {
+                    let st = attach_nf_hook_slow(&mut ebpf, &btf, why);
+                    let on = st.active;
+                    status.push(st);
+                    (None, on)
+                }
+            }
         } else {
-            None
+            (None, false)
         };
-        if nf.is_some() {
+        if nf_on {
             attach_kprobes(&mut ebpf, &mut status);
         }
         for tp in starts {
@@ -426,21 +478,20 @@ fn attach_tracepoint(
         ));
         return Ok(());
     }
-    if tp == "kfree_skb" {
-        // The program reads (skb, location, reason): check the prototype.
-        let params = kbtf.tracepoint_args(tp).unwrap_or_default();
-        let expected = ["sk_buff *", "void *", "enum skb_drop_reason"];
-        if params.len() < 3 || params[..3] != expected {
-            status.push(off(format!("unexpected prototype {params:?}: {loss}")));
+    let (prog, note) = match fitting(kbtf, prog, tp) {
+        Ok(p) => p,
+        Err(e) if !REQUIRED.contains(&prog) => {
+            status.push(off(format!("{e}: {loss}")));
             return Ok(());
         }
-    }
+        Err(e) => return Err(ProbeError::Prototype(tp.to_string(), e)),
+    };
     match attach_tp(ebpf, prog, tp, btf) {
         Ok(()) => status.push(ProbeStatus {
             name: prog,
             target: target.clone(),
             active: true,
-            note: String::new(),
+            note,
         }),
         Err(e) if !REQUIRED.contains(&prog) => status.push(off(format!("{loss}: {e}"))),
         Err(e) => return Err(e),
@@ -448,57 +499,130 @@ fn attach_tracepoint(
     Ok(())
 }
 
-/// Netfilter links in each planned namespace; on failure the probe is off
-/// and the reason shown (tracing goes on without netfilter hops).
+/// Netfilter links (6.4+) in each planned namespace, or why not.
 fn attach_netfilter(
     ebpf: &Ebpf,
     plan: &NetfilterPlan,
-    status: &mut Vec<ProbeStatus>,
-) -> Option<(NfPrograms, Vec<std::os::fd::OwnedFd>)> {
-    let target = format!("netfilter ({} hooks x early/late)", HOOKS.len());
-    let off = |status: &mut Vec<ProbeStatus>, note: String| {
-        status.push(ProbeStatus {
-            name: names::PROG_NF_EARLY,
-            target: target.clone(),
-            active: false,
-            note,
-        });
-        None
-    };
-    if !aya::util::KernelVersion::current()
-        .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 4, 0))
-    {
-        return off(
-            status,
-            "BPF netfilter links need Linux 6.4: no netfilter hops, no NAT hops".into(),
-        );
+) -> std::result::Result<((NfPrograms, Vec<std::os::fd::OwnedFd>), ProbeStatus), String> {
+    if forced_nf().is_some() {
+        return Err("BPF netfilter links skipped (NETFLOW_NF_PROBE)".into());
     }
-    let progs = match NfPrograms::load(ebpf) {
-        Ok(p) => p,
-        Err(e) => return off(status, format!("no netfilter hops: {e}")),
-    };
+    // Tried, not guessed from the version: a kernel without the program
+    // type (before 6.4) refuses the load.
+    let progs = NfPrograms::load(ebpf).map_err(|e| format!("no BPF netfilter links ({e})"))?;
     let mut links = Vec::new();
     let mut where_ = vec!["host".to_string()];
-    match progs.attach(None) {
-        Ok(l) => links.extend(l),
-        Err(e) => return off(status, format!("no netfilter hops: {e}")),
-    }
+    links.extend(progs.attach(None).map_err(|e| e.to_string())?);
     for (name, path) in &plan.netns {
-        match progs.attach(Some(path)) {
-            Ok(l) => {
-                links.extend(l);
-                where_.push(name.clone());
-            }
-            Err(e) => return off(status, format!("no netfilter hops: {e}")),
-        }
+        links.extend(progs.attach(Some(path)).map_err(|e| e.to_string())?);
+        where_.push(name.clone());
     }
-    status.push(ProbeStatus {
+    let st = ProbeStatus {
         name: names::PROG_NF_EARLY,
-        target,
+        target: format!("netfilter ({} hooks x early/late)", HOOKS.len()),
         active: true,
         note: format!("netns {}", where_.join(", ")),
-    });
-    Some((progs, links))
+    };
+    Ok(((progs, links), st))
+}
+
+/// `NETFLOW_NF_PROBE=fentry|kprobe`: skip the better netfilter probes (to
+/// test a fallback on a kernel that has both).
+fn forced_nf() -> Option<String> {
+    std::env::var("NETFLOW_NF_PROBE").ok().filter(|s| !s.is_empty())
+}
+
+/// Kernels without BPF netfilter links: the same early and late hops from
+/// `nf_hook_slow` (fentry/fexit, else kprobe/kretprobe), in every namespace.
+/// Owned by `ebpf` (aya links): detached with it, and on exit.
+fn attach_nf_hook_slow(ebpf: &mut Ebpf, btf: &Btf, why_not_links: String) -> ProbeStatus {
+    const FUNC: &str = "nf_hook_slow";
+    let forced = forced_nf();
+    let mut tried = vec![why_not_links];
+    if forced.as_deref() != Some("kprobe") {
+        match attach_fentry_pair(ebpf, btf, FUNC) {
+            Ok(()) => {
+                return ProbeStatus {
+                    name: names::PROG_NF_FENTRY,
+                    target: format!("fentry+fexit/{FUNC}"),
+                    active: true,
+                    note: "netfilter and NAT hops, every namespace".into(),
+                }
+            }
+            Err(e) => tried.push(format!("fentry: {e}")),
+        }
+    }
+    if !has_kprobes() {
+        tried.push("no kprobes".into());
+    } else {
+        match attach_kprobe_pair(ebpf, FUNC) {
+            Ok(()) => {
+                return ProbeStatus {
+                    name: names::PROG_NF_KPROBE,
+                    target: format!("kprobe+kretprobe/{FUNC}"),
+                    active: true,
+                    note: "netfilter and NAT hops, every namespace".into(),
+                }
+            }
+            Err(e) => tried.push(format!("kprobe: {e}")),
+        }
+    }
+    ProbeStatus {
+        name: names::PROG_NF_EARLY,
+        target: "netfilter".into(),
+        active: false,
+        note: format!("no netfilter hops, no NAT hops: {}", tried.join("; ")),
+    }
+}
+
+fn attach_fentry_pair(ebpf: &mut Ebpf, btf: &Btf, func: &str) -> Result<()> {
+    let load = |err| ProbeError::Load {
+        prog: names::PROG_NF_FENTRY,
+        target: format!("fentry/{func}"),
+        err,
+    };
+    let p: &mut FEntry = program(ebpf, names::PROG_NF_FENTRY, "fentry")?;
+    p.load(func, btf).map_err(load)?;
+    p.attach().map_err(load)?;
+    let r = (|| {
+        let p: &mut FExit = program(ebpf, names::PROG_NF_FEXIT, "fexit")?;
+        p.load(func, btf).map_err(load)?;
+        p.attach().map_err(load)?;
+        Ok(())
+    })();
+    if r.is_err() {
+        // Both or neither: an early hop without its late one reads as a drop.
+        if let Ok(p) = program::<FEntry>(ebpf, names::PROG_NF_FENTRY, "fentry") {
+            let _ = p.unload();
+        }
+    }
+    r
+}
+
+fn attach_kprobe_pair(ebpf: &mut Ebpf, func: &str) -> Result<()> {
+    let load = |prog| {
+        move |err| ProbeError::Load {
+            prog,
+            target: format!("kprobe/{func}"),
+            err,
+        }
+    };
+    // The return probe first: an entry without its return would grow the stack.
+    let p: &mut KProbe = program(ebpf, names::PROG_NF_KRETPROBE, "kretprobe")?;
+    p.load().map_err(load(names::PROG_NF_KRETPROBE))?;
+    p.attach(func, 0).map_err(load(names::PROG_NF_KRETPROBE))?;
+    let r = (|| {
+        let p: &mut KProbe = program(ebpf, names::PROG_NF_KPROBE, "kprobe")?;
+        p.load().map_err(load(names::PROG_NF_KPROBE))?;
+        p.attach(func, 0).map_err(load(names::PROG_NF_KPROBE))?;
+        Ok(())
+    })();
+    if r.is_err() {
+        if let Ok(p) = program::<KProbe>(ebpf, names::PROG_NF_KRETPROBE, "kretprobe") {
+            let _ = p.unload();
+        }
+    }
+    r
 }
 
 /// The program `prog` of `ebpf` as its concrete type.

@@ -1,0 +1,51 @@
+//! The arguments of `nf_hook_slow` from its kprobe to its kretprobe (which
+//! only sees the return value): a small stack per task, since hooks nest (a
+//! bridge hook runs the IPv4 hooks; a REJECT target sends its answer through
+//! OUTPUT from inside INPUT or FORWARD).
+use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::map, maps::LruHashMap};
+use netflow_common::NfStack;
+
+#[map]
+static NF_STACK: LruHashMap<u64, NfStack> = LruHashMap::with_max_entries(4096, 0);
+
+const DEPTH: u32 = 4;
+
+#[inline(always)]
+pub(crate) fn push(skb: *const u8, state: *const u8) {
+    let key = bpf_get_current_pid_tgid();
+    if let Some(s) = NF_STACK.get_ptr_mut(&key) {
+        let s = unsafe { &mut *s };
+        let d = s.depth;
+        if d < DEPTH {
+            let i = (d & (DEPTH - 1)) as usize;
+            s.skb[i] = skb as u64;
+            s.state[i] = state as u64;
+        }
+        // Past the depth only the count moves: those returns report nothing.
+        s.depth = d.saturating_add(1);
+        return;
+    }
+    let s = NfStack {
+        depth: 1,
+        _pad: 0,
+        skb: [skb as u64, 0, 0, 0],
+        state: [state as u64, 0, 0, 0],
+    };
+    let _ = NF_STACK.insert(&key, &s, 0);
+}
+
+#[inline(always)]
+pub(crate) fn pop() -> Option<(*const u8, *const u8)> {
+    let key = bpf_get_current_pid_tgid();
+    let s = unsafe { &mut *NF_STACK.get_ptr_mut(&key)? };
+    if s.depth == 0 {
+        return None;
+    }
+    s.depth -= 1;
+    let d = s.depth;
+    if d >= DEPTH {
+        return None;
+    }
+    let i = (d & (DEPTH - 1)) as usize;
+    Some((s.skb[i] as *const u8, s.state[i] as *const u8))
+}
