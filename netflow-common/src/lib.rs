@@ -50,6 +50,7 @@ pub mod names {
     pub const PROG_NF_KPROBE: &str = "netflow_nf_kprobe";
     pub const PROG_NF_KRETPROBE: &str = "netflow_nf_kretprobe";
     pub const NF_STACK: &str = "NF_STACK";
+    pub const KEY_SCRATCH: &str = "KEY_SCRATCH";
 
     pub const GLOBAL_OFFSETS: &str = "OFFSETS";
     pub const GLOBAL_FILTER: &str = "FILTER";

@@ -95,6 +95,10 @@ pub(crate) static SEL_NETNS: HashMap<u32, u8> = HashMap::with_max_entries(256, 0
 #[map]
 pub(crate) static SEL_FLOWS: LruHashMap<FlowKey, u8> = LruHashMap::with_max_entries(16384, 0);
 
+/// A flow key being built, per CPU (off the stack).
+#[map]
+pub(crate) static KEY_SCRATCH: PerCpuArray<FlowKey> = PerCpuArray::with_max_entries(1, 0);
+
 /// SEL_FLOWS has entries (spares the lookup until then).
 #[map]
 pub(crate) static FLOWS_ACTIVE: Array<u32> = Array::with_max_entries(1, 0);

@@ -301,12 +301,19 @@ pub(crate) fn read_packet<M: Mem>(
         n
     };
     let head: *const u8 = unsafe { M::read(skb, v(&o.skb_head))? };
+    // Constant read sizes: older verifiers lose a variable size's bounds
+    // when the compiler spills it. Reading past `tail` stays inside the
+    // head buffer (`end` and the shared info follow it); only `n` bytes count.
+    let (dst, src) = (
+        ev.data.as_mut_ptr() as *mut core::ffi::c_void,
+        unsafe { head.add(nh as usize) } as *const core::ffi::c_void,
+    );
     let r = unsafe {
-        generated::bpf_probe_read_kernel(
-            ev.data.as_mut_ptr() as *mut _,
-            n,
-            head.add(nh as usize) as *const core::ffi::c_void,
-        )
+        if n <= FILTER_BYTES {
+            generated::bpf_probe_read_kernel(dst, FILTER_BYTES, src)
+        } else {
+            generated::bpf_probe_read_kernel(dst, CAPTURE_BYTES as u32, src)
+        }
     };
     if r == 0 {
         ev.hdr.cap_len = n as u16;

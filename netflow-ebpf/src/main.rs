@@ -174,18 +174,23 @@ pub fn netflow_nf_late(ctx: TcContext) -> i32 {
     NF_ACCEPT
 }
 
+/// (`#[inline(always)]` reaches the body the macros wrap: one frame, no
+/// BPF-to-BPF call, which older verifiers count against the 512-byte stack.)
+///
 /// Kernels without BPF netfilter links (before 6.4): `int nf_hook_slow(struct
 /// sk_buff *skb, struct nf_hook_state *state, const struct nf_hook_entries *e,
 /// unsigned int s)` runs every function of one hook; its entry is the early
 /// observation and its return, when it returns 1 (accepted), the late one.
 /// A drop inside shows as the kfree_skb that follows (the skb is gone then).
 #[fentry(function = "nf_hook_slow")]
+#[inline(always)]
 pub fn netflow_nf_fentry(ctx: FEntryContext) -> i32 {
     on_nf_hook::<Btf>(ctx.arg(0), ctx.arg(1), Point::NfEarly);
     0
 }
 
 #[fexit(function = "nf_hook_slow")]
+#[inline(always)]
 pub fn netflow_nf_fexit(ctx: FExitContext) -> i32 {
     let ret: i32 = ctx.arg(4);
     if ret == 1 {
@@ -198,6 +203,7 @@ pub fn netflow_nf_fexit(ctx: FExitContext) -> i32 {
 /// pushes (skb, state) on a per-task stack (hooks nest: a bridge hook runs
 /// the IPv4 ones, a REJECT sends its answer through OUTPUT), the return pops.
 #[kprobe]
+#[inline(always)]
 pub fn netflow_nf_kprobe(ctx: ProbeContext) -> u32 {
     let skb: *const u8 = ctx.arg(0).unwrap_or_default();
     let state: *const u8 = ctx.arg(1).unwrap_or_default();
@@ -209,6 +215,7 @@ pub fn netflow_nf_kprobe(ctx: ProbeContext) -> u32 {
 }
 
 #[kretprobe]
+#[inline(always)]
 pub fn netflow_nf_kretprobe(ctx: RetProbeContext) -> u32 {
     let ret: i32 = ctx.ret();
     if let Some((skb, state)) = nf_stack::pop() {
@@ -224,6 +231,7 @@ pub fn netflow_nf_kretprobe(ctx: RetProbeContext) -> u32 {
 /// evaluate it. An upgrade for kernels with kprobes; loaded (verifier-
 /// checked) everywhere.
 #[kprobe]
+#[inline(always)]
 pub fn netflow_kprobe_nft_do_chain(ctx: ProbeContext) -> u32 {
     let pkt: *const u8 = ctx.arg(0).unwrap_or_default();
     let chain: *const u8 = ctx.arg(1).unwrap_or_default();
@@ -235,6 +243,7 @@ pub fn netflow_kprobe_nft_do_chain(ctx: ProbeContext) -> u32 {
 /// for kernels that offer kprobes but whose tracepoint layout is unknown.
 /// Loaded (verifier-checked) everywhere; attached only where kprobes exist.
 #[kprobe]
+#[inline(always)]
 pub fn netflow_kprobe_kfree_skb_reason(ctx: ProbeContext) -> u32 {
     let skb: *const u8 = ctx.arg(1).unwrap_or_default();
     let reason: u32 = ctx.arg(2).unwrap_or(0);

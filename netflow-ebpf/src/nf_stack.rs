@@ -10,28 +10,33 @@ static NF_STACK: LruHashMap<u64, NfStack> = LruHashMap::with_max_entries(4096, 0
 
 const DEPTH: u32 = 4;
 
+/// A new task's empty stack, inserted from read-only data (a value built on
+/// the stack would push the kprobe past the 512 bytes older verifiers allow).
+static EMPTY: NfStack = NfStack {
+    depth: 0,
+    _pad: 0,
+    skb: [0; 4],
+    state: [0; 4],
+};
+
 #[inline(always)]
 pub(crate) fn push(skb: *const u8, state: *const u8) {
     let key = bpf_get_current_pid_tgid();
-    if let Some(s) = NF_STACK.get_ptr_mut(&key) {
-        let s = unsafe { &mut *s };
-        let d = s.depth;
-        if d < DEPTH {
-            let i = (d & (DEPTH - 1)) as usize;
-            s.skb[i] = skb as u64;
-            s.state[i] = state as u64;
-        }
-        // Past the depth only the count moves: those returns report nothing.
-        s.depth = d.saturating_add(1);
-        return;
+    if NF_STACK.get_ptr_mut(&key).is_none() {
+        let _ = NF_STACK.insert(&key, &EMPTY, 0);
     }
-    let s = NfStack {
-        depth: 1,
-        _pad: 0,
-        skb: [skb as u64, 0, 0, 0],
-        state: [state as u64, 0, 0, 0],
+    let Some(s) = NF_STACK.get_ptr_mut(&key) else {
+        return;
     };
-    let _ = NF_STACK.insert(&key, &s, 0);
+    let s = unsafe { &mut *s };
+    let d = s.depth;
+    if d < DEPTH {
+        let i = (d & (DEPTH - 1)) as usize;
+        s.skb[i] = skb as u64;
+        s.state[i] = state as u64;
+    }
+    // Past the depth only the count moves: those returns report nothing.
+    s.depth = d.saturating_add(1);
 }
 
 #[inline(always)]

@@ -24,7 +24,7 @@ fn forward_drop_is_attributed_to_netfilter() {
     assert!(reqs.len() >= 2, "{pkts:#?}");
     for r in &reqs {
         assert_eq!(r["verdict"], "dropped", "{r:#}");
-        assert_eq!(r["drop"]["reason"], "NETFILTER_DROP", "{r:#}");
+        assert_eq!(reason(&r["drop"]), "NETFILTER_DROP", "{r:#}");
         assert_eq!(
             r["drop"]["hook"], "forward",
             "seen before FORWARD filtering, never after: {r:#}"
@@ -156,7 +156,7 @@ fn rp_filter_drop() {
     let spoofed = flows(&pkts, "icmp", "10.99.77.7", "10.210.1.2");
     assert!(spoofed.len() >= 2, "{pkts:#?}");
     for p in &spoofed {
-        assert_eq!(p["drop"]["reason"], "IP_RPFILTER", "{p:#}");
+        assert_eq!(reason(&p["drop"]), "IP_RPFILTER", "{p:#}");
         assert!(p["drop"]["hint"].as_str().unwrap().contains("rp_filter"));
         assert!(in_order(
             &hop_list(p),

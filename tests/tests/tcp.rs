@@ -24,7 +24,7 @@ fn closed_port_no_socket_and_reset() {
         .find(|p| p["flow"]["dport"] == 9 && p["hops"][0]["tcp_flags"] == "S")
         .unwrap_or_else(|| panic!("the SYN: {pkts:#?}"));
     assert_eq!(syn["verdict"], "dropped", "{syn:#}");
-    assert_eq!(syn["drop"]["reason"], "NO_SOCKET", "{syn:#}");
+    assert_eq!(reason(&syn["drop"]), "NO_SOCKET", "{syn:#}");
     assert!(
         syn["drop"]["hint"]
             .as_str()
@@ -96,5 +96,5 @@ fn syn_retransmissions_are_noted() {
     );
     assert!(syns
         .iter()
-        .all(|p| p["drop"]["reason"] == "NETFILTER_DROP" && p["drop"]["hook"] == "forward"));
+        .all(|p| reason(&p["drop"]) == "NETFILTER_DROP" && p["drop"]["hook"] == "forward"));
 }

@@ -101,6 +101,10 @@ pub struct VmArgs {
     /// Run only the tests whose name contains this.
     #[arg(long)]
     only: Option<String>,
+    /// Instead of the tests, run this shell command in each VM and print its
+    /// output (debugging a kernel: e.g. `--exec 'RUST_LOG=debug $NETFLOW_BIN trace --duration 2s'`).
+    #[arg(long)]
+    exec: Option<String>,
     /// Minutes one VM may run before it is stopped and its tests count as failed.
     #[arg(long, default_value_t = 25)]
     timeout_min: u64,
@@ -142,6 +146,9 @@ pub fn vm_test(root: &Path, args: VmArgs) -> Result<()> {
         let started = Instant::now();
         let share = vm_dir.join("run").join(&release);
         let selected = prepare_share(&share, &bins, &netflow, args.only.as_deref())?;
+        if let Some(cmd) = &args.exec {
+            fs::write(share.join("exec.sh"), cmd)?;
+        }
         let initramfs = build_initramfs(&vm_dir, &release, &share)?;
         boot(
             &vm_dir.join("kernels").join(&release),
@@ -149,6 +156,11 @@ pub fn vm_test(root: &Path, args: VmArgs) -> Result<()> {
             &share,
             Duration::from_secs(args.timeout_min * 60),
         )?;
+        if args.exec.is_some() {
+            let out = fs::read_to_string(share.join("exec.txt")).unwrap_or_default();
+            println!("{out}");
+            continue;
+        }
         let results = read_results(&share, &selected)?;
         let probes = fs::read_to_string(share.join("probes.txt"))
             .unwrap_or_default()
@@ -235,7 +247,7 @@ fn prepare_share(
     fs::write(
         share.join("env.sh"),
         format!(
-            "export NETFLOW_BIN={}\nexport TEST_THREADS=1\nexport RUST_BACKTRACE=1\n",
+            "export NETFLOW_BIN={}\nexport TEST_THREADS=1\nexport RUST_BACKTRACE=1\nexport NETFLOW_TEST_START_SECS=300\n",
             netflow.display()
         ),
     )?;

@@ -9,7 +9,7 @@ use super::{Sink, Stats};
 use crate::{
     connections::{Connection, DirCounts, Outcome, Where},
     correlate::{tcp_state_name, DropInfo, Hop, Nat, NatKind, Note, NoteKind, Timeline, Verdict},
-    diagnose::{hint, hook_name, outcome_hint},
+    diagnose::{hint, hook_name, outcome_hint, reason_from_location, UNAVAILABLE},
     names::Names,
     packet::{Encap, Proto, Tuple},
 };
@@ -75,6 +75,10 @@ pub fn endpoint((ip, port): (IpAddr, Option<u16>)) -> String {
 #[derive(Debug, Clone, Serialize)]
 pub struct JsonDrop {
     pub reason: String,
+    /// Where the kernel gives no reason (before 5.17): the reason its
+    /// location most likely means.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub likely: Option<&'static str>,
     pub location: String,
     pub hint: String,
     /// Netfilter hook where the packet was last seen before filtering.
@@ -178,6 +182,9 @@ pub fn drop_json(d: DropInfo, hook: Option<u8>, names: &Names) -> JsonDrop {
     let location = names.location(d.location);
     JsonDrop {
         hint: hint(&reason, hook, &location),
+        likely: (reason == UNAVAILABLE)
+            .then(|| reason_from_location(&location))
+            .flatten(),
         hook: hook.map(hook_name),
         reason,
         location,
@@ -211,6 +218,8 @@ pub struct JsonConnection {
     #[serde(rename = "where")]
     pub at: Option<JsonHop>,
     pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub likely: Option<&'static str>,
     pub location: Option<String>,
     /// The netfilter hook that dropped it, when a filter did.
     pub hook: Option<&'static str>,
@@ -259,6 +268,7 @@ pub fn connection_json(c: &Connection, names: &Names) -> JsonConnection {
         at: c.at.as_ref().map(|w| hop_json(&w.hop, names)),
         hint: outcome_hint(c.outcome, drop.as_ref().map(|d| d.hint.clone()), &at_words),
         reason: drop.as_ref().map(|d| d.reason.clone()),
+        likely: drop.as_ref().and_then(|d| d.likely),
         hook: drop.as_ref().and_then(|d| d.hook),
         location: drop.map(|d| d.location),
         fwd: c.fwd,
