@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # One-time machine setup for building and testing netflow (Debian 12, root).
 # Installs: LLVM 22 (matches rustc's LLVM), bpf-linker, nightly rust-src,
-# and the network tools the real-kernel tests and the benchmark use.
+# the network tools the real-kernel tests and the benchmark use, and qemu
+# with Debian's stock kernels for the kernel matrix.
 set -euo pipefail
 export PATH="$HOME/.cargo/bin:$PATH"
 
 need_apt=()
-for p in llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 iptables nftables bpftool iputils-ping iperf3 tcpdump python3 protobuf-compiler containerd runc containernetworking-plugins busybox-static tshark tmux; do
+for p in llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 iptables nftables bpftool iputils-ping iperf3 tcpdump python3 protobuf-compiler containerd runc containernetworking-plugins busybox-static tshark tmux qemu-system-x86 kmod xz-utils; do
   dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -22,6 +23,10 @@ if ! command -v bpf-linker >/dev/null 2>&1; then
   LLVM_PREFIX=/usr/lib/llvm-22 LLVM_SYS_221_PREFIX=/usr/lib/llvm-22 \
     cargo install bpf-linker --locked --no-default-features --features llvm-22
 fi
+
+# The kernel matrix (cargo xtask vm-test): Debian's 5.10, 6.1 and 6.12 kernels,
+# cached under target/vm/.
+bash "$(dirname "$0")/vm-kernels.sh"
 
 # bpffs and tracefs may be unmounted on a fresh boot.
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf

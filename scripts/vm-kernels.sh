@@ -37,6 +37,7 @@ fetch() { # series package [apt options...]
   rm -rf "$VM/kernels/$rel"; mkdir -p "$VM/kernels/$rel"
   mv "$tmp/lib/modules/$rel" "$VM/kernels/$rel/modules"
   cp "$tmp"/boot/vmlinuz-"$rel" "$VM/kernels/$rel/vmlinuz"
+  rm -f "$deb"
   rm -rf "$tmp"
   # depmod wants <base>/lib/modules/<rel>: give it that shape with a symlink.
   mkdir -p "$VM/kernels/$rel/base/lib/modules"

@@ -304,10 +304,11 @@ pub(crate) fn read_packet<M: Mem>(
     // Constant read sizes: older verifiers lose a variable size's bounds
     // when the compiler spills it. Reading past `tail` stays inside the
     // head buffer (`end` and the shared info follow it); only `n` bytes count.
-    let (dst, src) = (
-        ev.data.as_mut_ptr() as *mut core::ffi::c_void,
-        unsafe { head.add(nh as usize) } as *const core::ffi::c_void,
-    );
+    let (dst, src) =
+        (
+            ev.data.as_mut_ptr() as *mut core::ffi::c_void,
+            unsafe { head.add(nh as usize) } as *const core::ffi::c_void,
+        );
     let r = unsafe {
         if n <= FILTER_BYTES {
             generated::bpf_probe_read_kernel(dst, FILTER_BYTES, src)

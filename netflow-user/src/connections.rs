@@ -283,7 +283,11 @@ impl Open {
             return (Outcome::Incomplete, None);
         }
         if let Some(w) = self.refused.as_ref().filter(|_| self.rev.accepted == 0) {
-            return (Outcome::Refused, Some(w.clone()));
+            // Where the request died (e.g. NO_SOCKET at the server) says more
+            // than where the RST or ICMP error went; kernels before 6.10 have
+            // no reset event without a socket, so only the drop tells.
+            let died = self.fwd.failed.clone().filter(|f| f.drop.is_some());
+            return (Outcome::Refused, Some(died.unwrap_or_else(|| w.clone())));
         }
         if self.fwd.reached == 0 {
             return (Outcome::RequestLost, self.fwd.failed.clone());

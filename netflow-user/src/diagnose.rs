@@ -19,17 +19,29 @@ pub fn reason_from_location(location: &str) -> Option<&'static str> {
         "tcp_v4_rcv" | "tcp_v6_rcv" | "__udp4_lib_rcv" | "__udp6_lib_rcv" | "ping_rcv" => {
             "NO_SOCKET"
         }
-        "ip_rcv_finish" | "ip_rcv_finish_core" | "ip_rcv_finish_core.constprop.0"
+        "ip_rcv_finish"
+        | "ip_rcv_finish_core"
+        | "ip_rcv_finish_core.constprop.0"
         | "fib_validate_source" => "IP_RPFILTER",
         "ip_forward" | "ip6_forward" => "IP_INNOROUTES",
         "neigh_invalidate" | "__neigh_event_send" | "neigh_destroy" => "NEIGH_FAILED",
-        "__dev_queue_xmit" | "__qdisc_run" | "pfifo_fast_enqueue" | "qdisc_drop" => {
-            "QDISC_DROP"
-        }
+        "__dev_queue_xmit" | "__qdisc_run" | "pfifo_fast_enqueue" | "qdisc_drop" => "QDISC_DROP",
         "ip_local_deliver_finish" | "ip_protocol_deliver_rcu" => "IP_NOPROTO",
         "skb_queue_purge" | "__skb_queue_purge" => "QUEUE_PURGE",
         _ => return None,
     })
+}
+
+/// A reason as printed: the kernel's name, or where the kernel gives none,
+/// "no reason on this kernel, likely X".
+pub fn reason_words(reason: &str, location: &str) -> String {
+    if reason != UNAVAILABLE {
+        return reason.to_string();
+    }
+    match reason_from_location(location) {
+        Some(r) => format!("(no reason on this kernel, likely {r})"),
+        None => "(no reason on this kernel)".into(),
+    }
 }
 
 /// A hint for a drop reason (names as the kernel's `enum skb_drop_reason`,

@@ -9,8 +9,7 @@ use aya::{
     },
     programs::{
         tc, BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, FEntry, FExit, KProbe,
-        ProgramError,
-        SchedClassifier, TcAttachType,
+        ProgramError, SchedClassifier, TcAttachType,
     },
     Btf, Ebpf, EbpfLoader,
 };
@@ -529,7 +528,9 @@ fn attach_netfilter(
 /// `NETFLOW_NF_PROBE=fentry|kprobe`: skip the better netfilter probes (to
 /// test a fallback on a kernel that has both).
 fn forced_nf() -> Option<String> {
-    std::env::var("NETFLOW_NF_PROBE").ok().filter(|s| !s.is_empty())
+    std::env::var("NETFLOW_NF_PROBE")
+        .ok()
+        .filter(|s| !s.is_empty())
 }
 
 /// Kernels without BPF netfilter links: the same early and late hops from

@@ -700,10 +700,22 @@ impl Drop for Tmux {
 pub fn reason(v: &Value) -> &str {
     match v["reason"].as_str() {
         Some("unavailable") => {
-            assert!(v["location"].as_str().is_some_and(|l| !l.is_empty()), "{v:#}");
+            assert!(
+                v["location"].as_str().is_some_and(|l| !l.is_empty()),
+                "{v:#}"
+            );
             v["likely"].as_str().unwrap_or("unavailable")
         }
         Some(r) => r,
         None => "",
     }
+}
+
+/// The running kernel reports a RST sent without a socket (a SYN to a closed
+/// port) through `tcp:tcp_send_reset`: since 6.10, whose prototype has the
+/// reset reason. Older kernels only report the SYN's NO_SOCKET drop.
+pub fn kernel_traces_socketless_resets() -> bool {
+    netflow_user::kernel::btf::KernelBtf::load()
+        .and_then(|b| b.tracepoint_args("tcp_send_reset"))
+        .is_ok_and(|args| args.len() >= 3)
 }

@@ -16,8 +16,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Build netflow and run every test: unit tests and the real-kernel tests (needs root).
+    /// Build netflow and run every test (needs root): unit tests and the
+    /// real-kernel tests on this kernel, then the kernel matrix (`vm-test`).
+    /// With a test filter, or --host-only, only this kernel's tests run.
     Test {
+        /// Skip the kernel matrix.
+        #[arg(long)]
+        host_only: bool,
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -101,7 +106,8 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let root = workspace_root();
     match cli.cmd {
-        Cmd::Test { args } => {
+        Cmd::Test { host_only, args } => {
+            let matrix = !host_only && args.is_empty();
             // The binary under test is the one users run: optimized (the
             // flood and dashboard tests measure what a release build does).
             run(cargo().current_dir(&root).args([
@@ -113,13 +119,20 @@ fn main() -> Result<()> {
                 "netflow",
             ]))?;
             let bin = root.join("target/release/netflow");
-            test(
+            let host = test(
                 cargo()
                     .current_dir(&root)
                     .env("NETFLOW_BIN", &bin)
                     .args(["test", "--workspace", "--exclude", "netflow-ebpf"])
                     .args(with_show_output(args)),
-            )
+            );
+            if !matrix {
+                println!("kernel matrix not run (a filter or --host-only): cargo xtask vm-test");
+                return host;
+            }
+            // The matrix runs even when a host test failed: both results count.
+            let vms = vm::vm_test(&root, vm::VmArgs::all());
+            host.and(vms)
         }
         Cmd::Bench(a) => bench::run(&root, a),
         Cmd::VmTest(a) => vm::vm_test(&root, a),

@@ -112,6 +112,18 @@ pub struct VmArgs {
 
 pub const SERIES: [&str; 3] = ["5.10", "6.1", "6.12"];
 
+impl VmArgs {
+    /// Every kernel, every test of the matrix.
+    pub fn all() -> Self {
+        Self {
+            kernels: Vec::new(),
+            only: None,
+            exec: None,
+            timeout_min: 25,
+        }
+    }
+}
+
 struct Outcome {
     release: String,
     results: BTreeMap<String, &'static str>,
@@ -214,8 +226,7 @@ fn test_binaries(root: &Path) -> Result<BTreeMap<String, PathBuf>> {
         if v["reason"] != "compiler-artifact" || !v["target"]["kind"][0].eq("test") {
             continue;
         }
-        if let (Some(name), Some(exe)) = (v["target"]["name"].as_str(), v["executable"].as_str())
-        {
+        if let (Some(name), Some(exe)) = (v["target"]["name"].as_str(), v["executable"].as_str()) {
             bins.insert(name.to_string(), PathBuf::from(exe));
         }
     }
@@ -416,7 +427,10 @@ fn boot(kdir: &Path, initramfs: &Path, share: &Path, timeout: Duration) -> Resul
     loop {
         if let Some(status) = child.try_wait()? {
             if !status.success() {
-                bail!("qemu exited with {status} (see {})", share.join("boot.log").display());
+                bail!(
+                    "qemu exited with {status} (see {})",
+                    share.join("boot.log").display()
+                );
             }
             return Ok(());
         }
@@ -443,7 +457,11 @@ fn read_results(share: &Path, selected: &[String]) -> Result<BTreeMap<String, &'
             continue;
         };
         if let Some(r) = results.get_mut(name.trim()) {
-            *r = if verdict.trim() == "ok" { "pass" } else { "FAIL" };
+            *r = if verdict.trim() == "ok" {
+                "pass"
+            } else {
+                "FAIL"
+            };
         }
     }
     Ok(results)
@@ -476,7 +494,10 @@ fn matrix(outcomes: &[Outcome]) -> String {
     }
     s.push('\n');
     for o in outcomes {
-        s.push_str(&format!("\nProbes on {} (netflow's start-up lines):\n\n", o.release));
+        s.push_str(&format!(
+            "\nProbes on {} (netflow's start-up lines):\n\n",
+            o.release
+        ));
         for p in &o.probes {
             s.push_str(&format!("    {p}\n"));
         }

@@ -139,7 +139,8 @@ impl Sink for Text {
             writeln!(self.out, "{}", line.trim_end())?;
         }
         if let Some(d) = tl.drop {
-            let reason = names.reason(d.reason);
+            let reason =
+                crate::diagnose::reason_words(&names.reason(d.reason), &names.location(d.location));
             let hook = tl.drop_hook.map(|(h, _)| h);
             let at = hook
                 .map(|h| format!(" in {}", hook_name(h).to_uppercase()))
@@ -152,7 +153,7 @@ impl Sink for Text {
             writeln!(
                 self.out,
                 "  hint: {}",
-                hint(&reason, hook, &names.location(d.location))
+                hint(&names.reason(d.reason), hook, &names.location(d.location))
             )?;
         }
         if let Some(d) = tl.after {
@@ -213,6 +214,7 @@ impl Sink for Text {
         if let Some(w) = &c.at {
             let mut line = format!("  {}", where_words(w, names));
             if let (Some(r), Some(l)) = (&j.reason, &j.location) {
+                let r = crate::diagnose::reason_words(r, l);
                 line.push_str(&format!(": {r} at {l}"));
             }
             writeln!(self.out, "{line}")?;
