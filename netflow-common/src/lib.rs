@@ -307,7 +307,9 @@ pub struct Offsets {
     /// `sk_buff.cloned` (a bitfield): its byte and bit mask.
     pub skb_cloned_byte: u32,
     pub skb_cloned_mask: u32,
-    pub _pad2: u32,
+    /// `nf_hook_state.pf` (offset 1 since 5.15's `u8 hook`; 4 when `hook`
+    /// was an `unsigned int`, as in 5.10).
+    pub nf_state_pf: u32,
 }
 
 pub mod filter_flags {

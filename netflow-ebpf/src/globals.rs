@@ -51,7 +51,7 @@ pub(crate) static OFFSETS: Offsets = Offsets {
     nft_table_name: 0,
     skb_cloned_byte: 0,
     skb_cloned_mask: 0,
-    _pad2: 0,
+    nf_state_pf: 0,
 };
 
 #[no_mangle]

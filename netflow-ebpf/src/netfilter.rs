@@ -1,7 +1,7 @@
 //! Netfilter: the hop at a hook (BPF netfilter programs), conntrack's reply
 //! tuple of selected packets, and nftables chain names (kprobe upgrade).
 use aya_ebpf::helpers::bpf_ktime_get_ns;
-use netflow_common::{track_flags, FlowKey, Offsets, Point, CAPTURE_BYTES};
+use netflow_common::{track_flags, Offsets, Point, CAPTURE_BYTES};
 
 use crate::{
     emit::output,
@@ -34,6 +34,8 @@ pub(crate) fn on_netfilter(ctx: *const u8, point: Point) {
 #[inline(always)]
 pub(crate) fn on_nf_hook<M: Mem>(skb: *const u8, state: *const u8, point: Point) {
     let o = offsets();
+    // `hook` is the first member (a u8, or an unsigned int before 5.15:
+    // its low byte on little-endian).
     let hook: u8 = unsafe { M::read(state, 0) }.unwrap_or(0);
     // A packet from a device was selected (and tracked) when the device saw
     // it, before any hook: only at OUTPUT does a hook see a packet first. A
@@ -44,7 +46,7 @@ pub(crate) fn on_nf_hook<M: Mem>(skb: *const u8, state: *const u8, point: Point)
         None if hook != NF_INET_LOCAL_OUT => return,
         _ => {}
     }
-    let pf: u8 = unsafe { M::read(state, 1) }.unwrap_or(0);
+    let pf: u8 = unsafe { M::read(state, v(&o.nf_state_pf)) }.unwrap_or(0);
     // IPv4 and IPv6 hooks only (as the links): nf_hook_slow also runs the
     // bridge, ARP and netdev families' hooks.
     if pf != NFPROTO_IPV4 && pf != NFPROTO_IPV6 {
@@ -72,7 +74,7 @@ pub(crate) fn on_nft_chain(pkt: *const u8, chain: *const u8) -> Result<(), ()> {
     }
     let state: *const u8 = unsafe { Probe::read(pkt, v(&o.nft_pkt_state))? };
     let hook: u8 = unsafe { Probe::read(state, 0) }.unwrap_or(0);
-    let pf: u8 = unsafe { Probe::read(state, 1) }.unwrap_or(0);
+    let pf: u8 = unsafe { Probe::read(state, v(&o.nf_state_pf)) }.unwrap_or(0);
     let ev = scratch()?;
     let chain_name: *const u8 = unsafe { Probe::read(chain, v(&o.nft_chain_name))? };
     let table: *const u8 = unsafe { Probe::read(chain, v(&o.nft_chain_table))? };

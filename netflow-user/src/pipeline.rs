@@ -3,6 +3,8 @@
 //! clock advanced, `finish` at the end. A live run also records here.
 use std::collections::HashMap;
 
+use netflow_common::Point;
+
 use crate::{
     connections::{self, Connection, Connections, CountSource, Counted},
     correlate::{Config, Correlator, Timeline, Verdict},
@@ -53,6 +55,25 @@ impl Pipeline {
         }
     }
 
+    /// Kernels before 6.2 free the neighbour discovery messages they have
+    /// processed with `kfree_skb` and no reason (icmpv6_rcv): that is the
+    /// kernel taking them, not a drop on their path.
+    fn kernel_processed_ndp(&self, ev: &Event) -> bool {
+        let reason = self.names.reason(ev.reason);
+        if reason != crate::diagnose::UNAVAILABLE && reason != "NOT_SPECIFIED" {
+            return false;
+        }
+        if !self.names.location(ev.location).starts_with("icmpv6_rcv") {
+            return false;
+        }
+        ev.packet(&[]).is_some_and(|p| {
+            p.tuple.proto == crate::packet::Proto::Icmpv6
+                && p.fp
+                    .icmp
+                    .is_some_and(|(ty, _, _)| (133..=137).contains(&ty))
+        })
+    }
+
     /// One record as the kernel wrote it.
     pub fn event(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stats.events += 1;
@@ -60,7 +81,10 @@ impl Pipeline {
             r.event(bytes)?;
         }
         match Event::try_from(bytes) {
-            Ok(ev) => {
+            Ok(mut ev) => {
+                if ev.point == Point::Drop && self.kernel_processed_ndp(&ev) {
+                    ev.point = Point::Consume;
+                }
                 if let Some(r) = &mut self.recorder {
                     r.symbol(ev.location, &self.names.location(ev.location))?;
                 }

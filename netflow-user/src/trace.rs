@@ -122,7 +122,8 @@ pub async fn run_with(
         .iter()
         .find(|(_, n)| n.as_str() == "CONSUMED")
         .map(|(v, _)| *v)
-        .unwrap_or(1);
+        // Before 6.2 there is no CONSUMED: a value no drop carries.
+        .unwrap_or(u32::MAX - 1);
     let mut names = Names {
         reasons,
         kallsyms: Kallsyms::load(),

@@ -258,7 +258,7 @@ fn prepare_share(
     fs::write(
         share.join("env.sh"),
         format!(
-            "export NETFLOW_BIN={}\nexport TEST_THREADS=1\nexport RUST_BACKTRACE=1\nexport NETFLOW_TEST_START_SECS=300\n",
+            "export NETFLOW_BIN={}\nexport TEST_THREADS=2\nexport RUST_BACKTRACE=1\nexport NETFLOW_TEST_START_SECS=300\n",
             netflow.display()
         ),
     )?;

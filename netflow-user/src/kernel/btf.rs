@@ -160,7 +160,7 @@ impl KernelBtf {
             nft_table_name: self.offset_of("nft_table", "name").unwrap_or(0),
             skb_cloned_byte: cloned.0,
             skb_cloned_mask: cloned.1,
-            _pad2: 0,
+            nf_state_pf: self.offset_of("nf_hook_state", "pf")?,
         })
     }
 
