@@ -174,6 +174,11 @@ pub mod event_flags {
     /// A drop of a packet the guardrails had only counted (its count is in
     /// CONNS already; this event is its only report).
     pub const COUNTED: u8 = 2;
+    /// Set by the daemon, never by the kernel: the packet was freed outside
+    /// `nf_hook_slow`, so an "early" netfilter hop before it is not a hook's
+    /// drop verdict (e.g. br_netfilter's `ip_sabotage_in` steals the packet
+    /// inside the hook and the stack frees it later).
+    pub const OUTSIDE_HOOK: u8 = 0x80;
 }
 
 /// A whole event as the kernel builds it in per-CPU scratch memory.

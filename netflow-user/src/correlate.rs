@@ -106,6 +106,8 @@ pub struct Nat {
 pub struct DropInfo {
     pub reason: u32,
     pub location: u64,
+    /// Freed outside netfilter's hook code: not a hook's verdict.
+    pub outside_hook: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -335,6 +337,7 @@ impl Correlator {
         let info = DropInfo {
             reason: ev.reason,
             location: ev.location,
+            outside_hook: true,
         };
         match self
             .by_skb
@@ -463,6 +466,7 @@ impl Correlator {
             o.tl.drop = Some(DropInfo {
                 reason: ev.reason,
                 location: ev.location,
+                outside_hook: ev.flags & event_flags::OUTSIDE_HOOK != 0,
             });
             o.tl.hops.push(Hop::new(ev, packet));
         } else if ev.point == Point::Deliver {
@@ -561,7 +565,9 @@ fn annotate_nat(hops: &mut [Hop]) {
 /// A dropped packet whose last netfilter hop is "early" at a hook, with no
 /// "late" at that hook: that hook dropped it.
 fn drop_hook(tl: &Timeline) -> Option<(u8, u8)> {
-    tl.drop?;
+    if tl.drop?.outside_hook {
+        return None;
+    }
     let last_nf = tl
         .hops
         .iter()

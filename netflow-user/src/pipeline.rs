@@ -3,7 +3,7 @@
 //! clock advanced, `finish` at the end. A live run also records here.
 use std::collections::HashMap;
 
-use netflow_common::Point;
+use netflow_common::{event_flags, Point};
 
 use crate::{
     connections::{self, Connection, Connections, CountSource, Counted},
@@ -55,15 +55,15 @@ impl Pipeline {
         }
     }
 
-    /// Kernels before 6.2 free the neighbour discovery messages they have
-    /// processed with `kfree_skb` and no reason (icmpv6_rcv): that is the
-    /// kernel taking them, not a drop on their path.
-    fn kernel_processed_ndp(&self, ev: &Event) -> bool {
+    /// Kernels before 6.2 free the ICMPv6 messages they have processed (echo
+    /// requests they answered, neighbour discovery) with `kfree_skb` and no
+    /// reason, in icmpv6_rcv: that is the kernel taking them, not a drop.
+    fn kernel_processed_icmpv6(&self, ev: &Event, location: &str) -> bool {
         let reason = self.names.reason(ev.reason);
         if reason != crate::diagnose::UNAVAILABLE && reason != "NOT_SPECIFIED" {
             return false;
         }
-        if !self.names.location(ev.location).starts_with("icmpv6_rcv") {
+        if !location.starts_with("icmpv6_rcv") {
             return false;
         }
         ev.packet(&[]).is_some_and(|p| {
@@ -77,20 +77,30 @@ impl Pipeline {
     /// One record as the kernel wrote it.
     pub fn event(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stats.events += 1;
-        if let Some(r) = &mut self.recorder {
-            r.event(bytes)?;
-        }
         match Event::try_from(bytes) {
             Ok(mut ev) => {
-                if ev.point == Point::Drop && self.kernel_processed_ndp(&ev) {
-                    ev.point = Point::Consume;
-                }
+                // The location's name first: a replay knows it when the event comes.
+                let location = self.names.location(ev.location);
                 if let Some(r) = &mut self.recorder {
-                    r.symbol(ev.location, &self.names.location(ev.location))?;
+                    r.symbol(ev.location, &location)?;
+                    r.event(bytes)?;
+                }
+                if ev.point == Point::Drop {
+                    if self.kernel_processed_icmpv6(&ev, &location) {
+                        ev.point = Point::Consume;
+                    } else if is_symbol(&location)
+                        && !in_netfilter(&location)
+                        && self.names.reason(ev.reason) != "NETFILTER_DROP"
+                    {
+                        ev.flags |= event_flags::OUTSIDE_HOOK;
+                    }
                 }
                 self.corr.push(ev);
             }
             Err(e) => {
+                if let Some(r) = &mut self.recorder {
+                    r.event(bytes)?;
+                }
                 self.stats.decode_errors += 1;
                 log::debug!("undecodable event: {e}");
             }
@@ -296,4 +306,27 @@ fn counts<'a>(
         }
         Some(k)
     }
+}
+
+/// A location in netfilter's code (the hook loop, nftables, x_tables,
+/// conntrack, NAT): where a hook's verdict frees a packet.
+fn in_netfilter(location: &str) -> bool {
+    [
+        "nf_",
+        "nft_",
+        "ipt_",
+        "ip6t_",
+        "ebt_",
+        "xt_",
+        "ipv4_conntrack",
+        "ipv6_conntrack",
+    ]
+    .iter()
+    .any(|p| location.starts_with(p))
+}
+
+/// A location that names a kernel function (`sym+0xoff`), not a bare
+/// address (no symbols readable, or a recording without them).
+fn is_symbol(location: &str) -> bool {
+    !location.is_empty() && !location.starts_with("0x")
 }

@@ -8,8 +8,8 @@ use aya::{
         HashMap, MapData, PerCpuArray, RingBuf,
     },
     programs::{
-        tc, BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, FEntry, FExit, KProbe,
-        ProgramError, SchedClassifier, TcAttachType,
+        tc, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError, SchedClassifier,
+        TcAttachType,
     },
     Btf, Ebpf, EbpfLoader,
 };
@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use crate::{
     connections::{CountSource, Counted},
     kernel::btf::KernelBtf,
-    netfilter::{NfPrograms, HOOKS},
+    netfilter::NfPrograms,
     packet::Tuple,
     select::Selection,
 };
@@ -64,6 +64,13 @@ pub enum ProbeError {
 
 type Result<T> = std::result::Result<T, ProbeError>;
 
+mod hooks;
+mod tracepoints;
+
+use hooks::{attach_kprobes, attach_netfilter, attach_nf_hook_slow};
+pub use hooks::{has_kprobes, verify_kprobe};
+use tracepoints::{attach_tracepoint, Tracepoint, REQUIRED, TRACEPOINTS};
+
 /// One probe and whether it runs on this kernel.
 #[derive(Debug, Clone)]
 pub struct ProbeStatus {
@@ -96,86 +103,9 @@ pub struct NetfilterPlan {
     pub netns: Vec<(String, PathBuf)>,
 }
 
-/// tp_btf programs: (program, tracepoint, what the user loses without it).
-/// The first two are required; without the others netflow runs and says what is missing.
-type Tracepoint = (&'static str, &'static str, &'static str);
-const TRACEPOINTS: [Tracepoint; 8] = [
-    (names::PROG_RX, "netif_receive_skb", "no receive hops"),
-    (names::PROG_TX, "net_dev_queue", "no transmit hops"),
-    (names::PROG_KFREE, "kfree_skb", "no drops"),
-    (
-        names::PROG_CONSUME,
-        "consume_skb",
-        "no delivered/forwarded verdicts",
-    ),
-    (
-        names::PROG_DELIVER,
-        "skb_copy_datagram_iovec",
-        "no delivered-to-socket verdicts",
-    ),
-    (
-        names::PROG_TCP_RCV,
-        "tcp_probe",
-        "no delivered verdicts for TCP ACKs",
-    ),
-    (
-        names::PROG_TCP_RETRANSMIT,
-        "tcp_retransmit_skb",
-        "no TCP retransmission notes",
-    ),
-    (
-        names::PROG_TCP_RESET,
-        "tcp_send_reset",
-        "no TCP reset notes",
-    ),
-];
-
-/// The leading arguments each program reads, checked against the running
-/// kernel's prototype before loading: a program that does not fit is not
-/// loaded (no verifier log), its fallback is used or the loss said.
-fn reads(prog: &str) -> &'static [&'static str] {
-    match prog {
-        p if p == names::PROG_KFREE => &["sk_buff *", "void *", "enum skb_drop_reason"],
-        p if p == names::PROG_KFREE_LOC => &["sk_buff *", "void *"],
-        p if p == names::PROG_DELIVER => &["sk_buff *"],
-        p if p == names::PROG_TCP_RCV => &["sock *", "sk_buff *"],
-        p if p == names::PROG_TCP_RETRANSMIT => &["sock *"],
-        p if p == names::PROG_TCP_RESET => &["sock *", "sk_buff *"],
-        _ => &["sk_buff *"],
-    }
-}
-
-/// The program for `tp` that fits this kernel's prototype, and a note.
-fn fitting(
-    kbtf: &KernelBtf,
-    prog: &'static str,
-    tp: &str,
-) -> std::result::Result<(&'static str, String), String> {
-    let params = kbtf.tracepoint_args(tp).map_err(|e| e.to_string())?;
-    let fits = |p: &str| {
-        let want = reads(p);
-        params.len() >= want.len() && params[..want.len()] == *want
-    };
-    if fits(prog) {
-        return Ok((prog, String::new()));
-    }
-    if prog == names::PROG_KFREE && fits(names::PROG_KFREE_LOC) {
-        return Ok((
-            names::PROG_KFREE_LOC,
-            "drops with their location; this kernel has no drop reasons (5.17+)".into(),
-        ));
-    }
-    Err(format!("unexpected prototype ({})", params.join(", ")))
-}
-const REQUIRED: [&str; 2] = [names::PROG_RX, names::PROG_TX];
-/// Where the socket-delivery program cannot attach, these tell delivery
-/// for most packets (not the handshake ACK at a listener, the SYN-ACK at a
-/// connecting socket or FINs).
-const DELIVERY_FALLBACKS: [&str; 2] = [names::PROG_DELIVER, names::PROG_TCP_RCV];
-
 /// An error in one line: a load failure without the verifier's log (that
 /// goes to the debug log, `RUST_LOG=debug`).
-fn short(e: &ProgramError) -> String {
+pub(super) fn short(e: &ProgramError) -> String {
     match e {
         ProgramError::LoadError {
             io_error,
@@ -233,7 +163,7 @@ fn attach_sock_in(ebpf: &mut Ebpf, status: &mut Vec<ProbeStatus>) -> bool {
     active
 }
 
-fn loader<'a>(
+pub(super) fn loader<'a>(
     offsets: &'a netflow_common::Offsets,
     filter: &'a netflow_common::Filter,
 ) -> EbpfLoader<'a> {
@@ -451,183 +381,12 @@ impl CountSource for KernelCounts {
     }
 }
 
-impl Probes {}
-
-/// One tp_btf program of [`TRACEPOINTS`]: attached, or said why not (only
-/// the required ones fail the start). `sockets`: the socket-delivery program
-/// is on, its fallbacks are not needed.
-fn attach_tracepoint(
-    ebpf: &mut Ebpf,
-    kbtf: &KernelBtf,
-    btf: &Btf,
-    (prog, tp, loss): Tracepoint,
-    sockets: bool,
-    status: &mut Vec<ProbeStatus>,
-) -> Result<()> {
-    let target = format!("tp_btf/{tp}");
-    let off = |note: String| ProbeStatus {
-        name: prog,
-        target: target.clone(),
-        active: false,
-        note,
-    };
-    if sockets && DELIVERY_FALLBACKS.contains(&prog) {
-        status.push(off(
-            "not needed: cgroup_skb sees every socket delivery".into()
-        ));
-        return Ok(());
-    }
-    let (prog, note) = match fitting(kbtf, prog, tp) {
-        Ok(p) => p,
-        Err(e) if !REQUIRED.contains(&prog) => {
-            status.push(off(format!("{e}: {loss}")));
-            return Ok(());
-        }
-        Err(e) => return Err(ProbeError::Prototype(tp.to_string(), e)),
-    };
-    match attach_tp(ebpf, prog, tp, btf) {
-        Ok(()) => status.push(ProbeStatus {
-            name: prog,
-            target: target.clone(),
-            active: true,
-            note,
-        }),
-        Err(e) if !REQUIRED.contains(&prog) => status.push(off(format!("{loss}: {e}"))),
-        Err(e) => return Err(e),
-    }
-    Ok(())
-}
-
-/// Netfilter links (6.4+) in each planned namespace, or why not.
-fn attach_netfilter(
-    ebpf: &Ebpf,
-    plan: &NetfilterPlan,
-) -> std::result::Result<((NfPrograms, Vec<std::os::fd::OwnedFd>), ProbeStatus), String> {
-    if forced_nf().is_some() {
-        return Err("BPF netfilter links skipped (NETFLOW_NF_PROBE)".into());
-    }
-    // Tried, not guessed from the version: a kernel without the program
-    // type (before 6.4) refuses the load.
-    let progs = NfPrograms::load(ebpf).map_err(|e| format!("no BPF netfilter links ({e})"))?;
-    let mut links = Vec::new();
-    let mut where_ = vec!["host".to_string()];
-    links.extend(progs.attach(None).map_err(|e| e.to_string())?);
-    for (name, path) in &plan.netns {
-        links.extend(progs.attach(Some(path)).map_err(|e| e.to_string())?);
-        where_.push(name.clone());
-    }
-    let st = ProbeStatus {
-        name: names::PROG_NF_EARLY,
-        target: format!("netfilter ({} hooks x early/late)", HOOKS.len()),
-        active: true,
-        note: format!("netns {}", where_.join(", ")),
-    };
-    Ok(((progs, links), st))
-}
-
-/// `NETFLOW_NF_PROBE=fentry|kprobe`: skip the better netfilter probes (to
-/// test a fallback on a kernel that has both).
-fn forced_nf() -> Option<String> {
-    std::env::var("NETFLOW_NF_PROBE")
-        .ok()
-        .filter(|s| !s.is_empty())
-}
-
-/// Kernels without BPF netfilter links: the same early and late hops from
-/// `nf_hook_slow` (fentry/fexit, else kprobe/kretprobe), in every namespace.
-/// Owned by `ebpf` (aya links): detached with it, and on exit.
-fn attach_nf_hook_slow(ebpf: &mut Ebpf, btf: &Btf, why_not_links: String) -> ProbeStatus {
-    const FUNC: &str = "nf_hook_slow";
-    let forced = forced_nf();
-    let mut tried = vec![why_not_links];
-    if forced.as_deref() != Some("kprobe") {
-        match attach_fentry_pair(ebpf, btf, FUNC) {
-            Ok(()) => {
-                return ProbeStatus {
-                    name: names::PROG_NF_FENTRY,
-                    target: format!("fentry+fexit/{FUNC}"),
-                    active: true,
-                    note: "netfilter and NAT hops, every namespace".into(),
-                }
-            }
-            Err(e) => tried.push(format!("fentry: {e}")),
-        }
-    }
-    if !has_kprobes() {
-        tried.push("no kprobes".into());
-    } else {
-        match attach_kprobe_pair(ebpf, FUNC) {
-            Ok(()) => {
-                return ProbeStatus {
-                    name: names::PROG_NF_KPROBE,
-                    target: format!("kprobe+kretprobe/{FUNC}"),
-                    active: true,
-                    note: "netfilter and NAT hops, every namespace".into(),
-                }
-            }
-            Err(e) => tried.push(format!("kprobe: {e}")),
-        }
-    }
-    ProbeStatus {
-        name: names::PROG_NF_EARLY,
-        target: "netfilter".into(),
-        active: false,
-        note: format!("no netfilter hops, no NAT hops: {}", tried.join("; ")),
-    }
-}
-
-fn attach_fentry_pair(ebpf: &mut Ebpf, btf: &Btf, func: &str) -> Result<()> {
-    let load = |err| ProbeError::Load {
-        prog: names::PROG_NF_FENTRY,
-        target: format!("fentry/{func}"),
-        err,
-    };
-    let p: &mut FEntry = program(ebpf, names::PROG_NF_FENTRY, "fentry")?;
-    p.load(func, btf).map_err(load)?;
-    p.attach().map_err(load)?;
-    let r = (|| {
-        let p: &mut FExit = program(ebpf, names::PROG_NF_FEXIT, "fexit")?;
-        p.load(func, btf).map_err(load)?;
-        p.attach().map_err(load)?;
-        Ok(())
-    })();
-    if r.is_err() {
-        // Both or neither: an early hop without its late one reads as a drop.
-        if let Ok(p) = program::<FEntry>(ebpf, names::PROG_NF_FENTRY, "fentry") {
-            let _ = p.unload();
-        }
-    }
-    r
-}
-
-fn attach_kprobe_pair(ebpf: &mut Ebpf, func: &str) -> Result<()> {
-    let load = |prog| {
-        move |err| ProbeError::Load {
-            prog,
-            target: format!("kprobe/{func}"),
-            err,
-        }
-    };
-    // The return probe first: an entry without its return would grow the stack.
-    let p: &mut KProbe = program(ebpf, names::PROG_NF_KRETPROBE, "kretprobe")?;
-    p.load().map_err(load(names::PROG_NF_KRETPROBE))?;
-    p.attach(func, 0).map_err(load(names::PROG_NF_KRETPROBE))?;
-    let r = (|| {
-        let p: &mut KProbe = program(ebpf, names::PROG_NF_KPROBE, "kprobe")?;
-        p.load().map_err(load(names::PROG_NF_KPROBE))?;
-        p.attach(func, 0).map_err(load(names::PROG_NF_KPROBE))?;
-        Ok(())
-    })();
-    if r.is_err() {
-        if let Ok(p) = program::<KProbe>(ebpf, names::PROG_NF_KRETPROBE, "kretprobe") {
-            let _ = p.unload();
-        }
-    }
-    r
-}
-
 /// The program `prog` of `ebpf` as its concrete type.
-fn program<'a, T>(ebpf: &'a mut Ebpf, prog: &'static str, target: &str) -> Result<&'a mut T>
+pub(super) fn program<'a, T>(
+    ebpf: &'a mut Ebpf,
+    prog: &'static str,
+    target: &str,
+) -> Result<&'a mut T>
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
 {
@@ -639,22 +398,6 @@ where
             target: target.into(),
             err,
         })
-}
-
-fn attach_tp(ebpf: &mut Ebpf, prog: &'static str, tp: &str, btf: &Btf) -> Result<()> {
-    let target = format!("tp_btf/{tp}");
-    let p: &mut BtfTracePoint = program(ebpf, prog, &target)?;
-    p.load(tp, btf).map_err(|err| ProbeError::Load {
-        prog,
-        target: target.clone(),
-        err,
-    })?;
-    p.attach().map_err(|source| ProbeError::Attach {
-        prog,
-        target,
-        source,
-    })?;
-    Ok(())
 }
 
 /// TCX links (6.6+): attached programs die with the process.
@@ -709,69 +452,4 @@ fn fill_selection(ebpf: &mut Ebpf, sel: &Selection) -> Result<()> {
             .map_err(map_err(names::SEL_IFACES))?;
     }
     Ok(())
-}
-
-/// Load a kprobe upgrade without attaching it: proves it passes this
-/// kernel's verifier (kernels with kprobes attach it).
-pub fn verify_kprobe(kbtf: &KernelBtf, prog: &'static str) -> Result<()> {
-    let offsets = kbtf.offsets()?;
-    let filter = netflow_common::Filter::empty();
-    let mut ebpf = loader(&offsets, &filter)
-        .load(EBPF_OBJECT)
-        .map_err(ProbeError::Object)?;
-    let target = format!("kprobe ({prog})");
-    let p: &mut KProbe = program(&mut ebpf, prog, &target)?;
-    p.load()
-        .map_err(|err| ProbeError::Load { prog, target, err })
-}
-
-/// The kernel was built with kprobes (CONFIG_KPROBES: `register_kprobe`
-/// is a kernel symbol). Needs no mounted tracefs.
-pub fn has_kprobes() -> bool {
-    std::fs::read_to_string("/proc/kallsyms")
-        .map(|s| s.lines().any(|l| l.ends_with(" register_kprobe")))
-        .unwrap_or(false)
-}
-
-/// kprobe upgrades: attached where the kernel has kprobes, else said so.
-fn attach_kprobes(ebpf: &mut Ebpf, status: &mut Vec<ProbeStatus>) {
-    let target = "kprobe/nft_do_chain".to_string();
-    let name = names::PROG_KPROBE_NFT;
-    if !has_kprobes() {
-        status.push(ProbeStatus {
-            name,
-            target,
-            active: false,
-            note: "this kernel has no kprobes: no nftables table/chain names".into(),
-        });
-        return;
-    }
-    let r = program::<KProbe>(ebpf, name, &target).and_then(|p| {
-        p.load().map_err(|err| ProbeError::Load {
-            prog: name,
-            target: target.clone(),
-            err,
-        })?;
-        p.attach("nft_do_chain", 0)
-            .map_err(|source| ProbeError::Attach {
-                prog: name,
-                target: target.clone(),
-                source,
-            })?;
-        Ok(())
-    });
-    status.push(match r {
-        Ok(()) => ProbeStatus {
-            name,
-            target,
-            active: true,
-            note: "nftables table/chain names".into(),
-        },
-        Err(e) => ProbeStatus {
-            name,
-            target,
-            active: false,
-            note: format!("no table/chain names: {e}"),
-        },
-    });
 }
