@@ -680,6 +680,30 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_drop_after_an_early_hop_is_that_hook_only_if_freed_in_netfilter() {
+        // Freed by the hook (NF_DROP): the hook dropped it.
+        let p = icmp([10, 0, 0, 1], [10, 0, 0, 2], 1, 1, 100);
+        let mut c = Correlator::new(Config::default());
+        c.push(ev(10, 0xa, Point::Rx, "veth-a", &p));
+        let mut early = ev(15, 0xa, Point::NfEarly, "veth-a", &p);
+        early.hook = 2;
+        c.push(early.clone());
+        c.push(ev(20, 0xa, Point::Drop, "veth-a", &p));
+        let out = c.flush();
+        assert_eq!(out[0].drop_hook, Some((2, 0)));
+        // Stolen inside the hook (br_netfilter) and freed later by the stack.
+        let mut c = Correlator::new(Config::default());
+        c.push(ev(10, 0xa, Point::Rx, "veth-a", &p));
+        c.push(early);
+        let mut drop = ev(20, 0xa, Point::Drop, "veth-a", &p);
+        drop.flags = event_flags::OUTSIDE_HOOK;
+        c.push(drop);
+        let out = c.flush();
+        assert_eq!(out[0].drop_hook, None);
+        assert_eq!(out[0].verdict, Verdict::Dropped);
+    }
+
+    #[test]
     fn copy_into_new_skb_joins_by_fingerprint_even_after_nat() {
         let before = icmp([10, 0, 0, 1], [10, 96, 0, 10], 7, 3, 555);
         let after = icmp([10, 0, 0, 1], [10, 244, 1, 7], 7, 3, 555);

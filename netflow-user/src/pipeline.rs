@@ -66,12 +66,8 @@ impl Pipeline {
         if !location.starts_with("icmpv6_rcv") {
             return false;
         }
-        ev.packet(&[]).is_some_and(|p| {
-            p.tuple.proto == crate::packet::Proto::Icmpv6
-                && p.fp
-                    .icmp
-                    .is_some_and(|(ty, _, _)| (133..=137).contains(&ty))
-        })
+        ev.packet(&[])
+            .is_some_and(|p| p.tuple.proto == crate::packet::Proto::Icmpv6)
     }
 
     /// One record as the kernel wrote it.

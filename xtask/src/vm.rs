@@ -53,6 +53,18 @@ const SUITE: &[(&str, &[&str])] = &[
     ("probes", &["sigkill_leaves_nothing_attached"]),
 ];
 
+/// Tests run again with netflow's fallback probes forced (label, environment):
+/// the kprobe/kretprobe path on `nf_hook_slow` (every kernel here has fentry).
+const FALLBACKS: &[(&str, &str, &str, &[&str])] = &[(
+    "kprobe",
+    "NETFLOW_NF_PROBE=kprobe",
+    "netfilter",
+    &[
+        "forward_drop_is_attributed_to_netfilter",
+        "service_vip_dnat_and_reverse_translation",
+    ],
+)];
+
 /// Modules a node has loaded for pods, Services and policies (the guest's
 /// modprobe also loads on demand, through the initramfs's helper).
 const GUEST_MODULES: &[&str] = &[
@@ -265,9 +277,11 @@ fn prepare_share(
     fs::write(share.join("modules.txt"), GUEST_MODULES.join("\n"))?;
     let mut tests = String::new();
     let mut selected = Vec::new();
-    for (bin, names) in SUITE {
+    let plain = SUITE.iter().map(|(bin, names)| ("-", "-", *bin, *names));
+    let forced = FALLBACKS.iter().copied();
+    for (label, env, bin, names) in plain.chain(forced) {
         let exe = bins
-            .get(*bin)
+            .get(bin)
             .with_context(|| format!("no test binary {bin}"))?;
         let names: Vec<&str> = names
             .iter()
@@ -277,8 +291,12 @@ fn prepare_share(
         if names.is_empty() {
             continue;
         }
-        tests.push_str(&format!("{} {}\n", exe.display(), names.join(" ")));
-        selected.extend(names.iter().map(|n| n.to_string()));
+        tests.push_str(&format!(
+            "{label} {env} {} {}\n",
+            exe.display(),
+            names.join(" ")
+        ));
+        selected.extend(names.iter().map(|n| labelled(n, label)));
     }
     if selected.is_empty() {
         bail!("no test of the kernel matrix matches {only:?}");
@@ -444,19 +462,33 @@ fn boot(kdir: &Path, initramfs: &Path, share: &Path, timeout: Duration) -> Resul
     }
 }
 
+/// A test's name in the table: with the forced probe, when there is one.
+fn labelled(name: &str, label: &str) -> String {
+    if label == "-" {
+        name.to_string()
+    } else {
+        format!("{name} [{label}]")
+    }
+}
+
 /// Each selected test's result from the guest's output: pass, FAIL or "not run".
 fn read_results(share: &Path, selected: &[String]) -> Result<BTreeMap<String, &'static str>> {
     let text = fs::read_to_string(share.join("results.txt")).unwrap_or_default();
     let mut results: BTreeMap<String, &'static str> =
         selected.iter().map(|n| (n.clone(), "not run")).collect();
+    let mut label = "-".to_string();
     for line in text.lines() {
+        if let Some(section) = line.strip_prefix("== ") {
+            label = section.split_whitespace().next().unwrap_or("-").to_string();
+            continue;
+        }
         let Some(rest) = line.strip_prefix("test ") else {
             continue;
         };
         let Some((name, verdict)) = rest.split_once(" ... ") else {
             continue;
         };
-        if let Some(r) = results.get_mut(name.trim()) {
+        if let Some(r) = results.get_mut(&labelled(name.trim(), &label)) {
             *r = if verdict.trim() == "ok" {
                 "pass"
             } else {

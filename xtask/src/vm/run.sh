@@ -22,10 +22,13 @@ fi
 # The probes netflow picks on this kernel, as it tells a user at start.
 timeout -s INT 60 "$NETFLOW_BIN" trace --host 192.0.2.1 --duration 2s > /dev/null 2> probes.txt
 : > results.txt
-while read -r bin filters; do
+# Lines: LABEL ENV BIN TESTS... (LABEL and ENV "-" for none; ENV forces a
+# fallback probe, e.g. NETFLOW_NF_PROBE=kprobe).
+while read -r label envs bin filters; do
   [ -n "$bin" ] || continue
-  echo "== $bin $filters" >> results.txt
+  echo "== $label $envs $bin $filters" >> results.txt
+  [ "$envs" = "-" ] && envs=
   # shellcheck disable=SC2086
-  "$bin" --exact $filters --test-threads="$TEST_THREADS" --show-output >> results.txt 2>&1
+  env $envs "$bin" --exact $filters --test-threads="$TEST_THREADS" --show-output >> results.txt 2>&1
 done < tests.txt
 echo "vm: done" >> results.txt
