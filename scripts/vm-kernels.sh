@@ -29,7 +29,7 @@ fetch() { # series package [apt options...]
     echo "kernel $series: $have (cached)"; return
   fi
   [ -n "$pkg" ] || { echo "no kernel package found for $series" >&2; exit 1; }
-  (cd "$VM/debs" && apt-get "$@" download "$pkg")
+  (cd "$VM/debs" && apt-get -o APT::Sandbox::User=root "$@" download "$pkg")
   local deb; deb=$(ls -t "$VM"/debs/"$pkg"_*.deb | head -1)
   local tmp="$VM/kernels/.unpack"
   rm -rf "$tmp"; dpkg -x "$deb" "$tmp"

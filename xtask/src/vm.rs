@@ -416,8 +416,18 @@ fn module_order(modules: &Path, wanted: &[&str]) -> Result<Vec<String>> {
 }
 
 fn boot(kdir: &Path, initramfs: &Path, share: &Path, timeout: Duration) -> Result<()> {
+    use std::os::unix::process::CommandExt;
     let log = fs::File::create(share.join("boot.log"))?;
-    let mut child = Command::new("qemu-system-x86_64")
+    let mut qemu = Command::new("qemu-system-x86_64");
+    // The VM dies with this task (Ctrl-C, a killed CI job): nothing left running.
+    // SAFETY: prctl is async-signal-safe and touches only the child.
+    unsafe {
+        qemu.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut child = qemu
         .args(["-accel", "tcg", "-cpu", "max", "-m", "4096", "-smp", "2"])
         .args(["-nographic", "-no-reboot", "-kernel"])
         .arg(kdir.join("vmlinuz"))

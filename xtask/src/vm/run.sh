@@ -6,7 +6,7 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root
 cd /mnt/netflow-vm
 mount -t tmpfs tmpfs /run && mkdir -p /run/netns /run/lock
-mount -t tmpfs tmpfs /tmp
+# /tmp stays the host's (under the overlay): a workspace may live there.
 mount -t cgroup2 none /sys/fs/cgroup
 mount -t bpf bpf /sys/fs/bpf
 mount -t tracefs tracefs /sys/kernel/tracing
