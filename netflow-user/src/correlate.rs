@@ -491,10 +491,19 @@ impl Correlator {
     }
 
     /// Every timeline, complete or not (end of the run).
+    /// A packet whose fate is unknown at the end of the run was still on its
+    /// way when the trace stopped: it is marked `incomplete` (netflow did not
+    /// see all of it), not counted as a packet that vanished.
     pub fn flush(&mut self) -> Vec<Timeline> {
         let all: Vec<u64> = self.open.keys().copied().collect();
         self.due.clear();
-        self.finish(all)
+        let mut out = self.finish(all);
+        for tl in &mut out {
+            if tl.verdict == Verdict::Unknown {
+                tl.incomplete = true;
+            }
+        }
+        out
     }
 
     fn finish(&mut self, mut ids: Vec<u64>) -> Vec<Timeline> {

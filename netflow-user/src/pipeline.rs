@@ -212,6 +212,8 @@ impl Pipeline {
             self.stats.packets += 1;
             match tl.verdict {
                 Verdict::Dropped => self.stats.dropped += 1,
+                // Still on its way when the trace stopped: not a vanished packet.
+                Verdict::Unknown if tl.incomplete => self.stats.in_flight += 1,
                 Verdict::Unknown => self.stats.unknown += 1,
                 Verdict::Unclaimed => self.stats.unclaimed += 1,
                 Verdict::Delivered | Verdict::Forwarded => {}

@@ -237,10 +237,11 @@ pub async fn run_with(
     let stats = pipe.finish(probes.lost(), monotonic_ns(), Some(EXIT_BUDGET))?;
     if !quiet {
         eprintln!(
-            "netflow: {} packets ({} dropped, {} unknown), {} only counted, {} connections ({} not ok), {} events, {} lost, {} undecodable, {} not printed at exit",
+            "netflow: {} packets ({} dropped, {} unknown, {} cut short), {} only counted, {} connections ({} not ok), {} events, {} lost, {} undecodable, {} not printed at exit",
             stats.packets,
             stats.dropped,
             stats.unknown,
+            stats.in_flight,
             stats.sampled,
             stats.connections,
             stats.connections_failed,

@@ -15,8 +15,10 @@ fn assert_packets_healthy(lines: &[Value]) {
         let v = p["verdict"].as_str().unwrap();
         let dst = p["flow"]["dst"].as_str().unwrap_or("");
         let group = dst.starts_with("ff") || dst.starts_with("224.") || dst == "255.255.255.255";
+        // A packet still on its way when the trace stopped is marked incomplete.
+        let cut_short = v == "unknown" && p["incomplete"] == true;
         assert!(
-            v == "delivered" || v == "forwarded" || (v == "unclaimed" && group),
+            v == "delivered" || v == "forwarded" || (v == "unclaimed" && group) || cut_short,
             "a healthy exchange has a {v} packet: {p:#}"
         );
     }

@@ -44,6 +44,9 @@ pub struct Stats {
     /// Packets and connections still open when a stopped tracer ran out of
     /// time to print them (counted, not printed).
     pub unreported: u64,
+    /// Packets still on their way when the trace stopped (or when events were
+    /// lost): verdict unknown, marked incomplete.
+    pub in_flight: u64,
     /// Connections reported before their end to keep the table bounded.
     pub evicted: u64,
     /// Connection records, and how many of them had an outcome other than ok.
