@@ -386,15 +386,7 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 pub fn run(root: &Path, a: BenchArgs) -> Result<()> {
-    crate::run(crate::cargo().current_dir(root).args([
-        "build",
-        "--release",
-        "-p",
-        "netflow-user",
-        "--bin",
-        "netflow",
-    ]))?;
-    let bin = root.join("target/release/netflow");
+    let bin = crate::build_netflow(root)?;
     let old_stats = sh("sysctl -n kernel.bpf_stats_enabled").unwrap_or_else(|_| "0".into());
     sh("sysctl -qw kernel.bpf_stats_enabled=1")?;
     let result = match &a.replay {

@@ -98,6 +98,19 @@ fn test(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Build the optimized `netflow` (the binary users run) and return its path.
+pub fn build_netflow(root: &std::path::Path) -> Result<std::path::PathBuf> {
+    run(cargo().current_dir(root).args([
+        "build",
+        "--release",
+        "-p",
+        "netflow-user",
+        "--bin",
+        "netflow",
+    ]))?;
+    Ok(root.join("target/release/netflow"))
+}
+
 fn workspace_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -110,15 +123,7 @@ fn main() -> Result<()> {
             let matrix = !host_only && args.is_empty();
             // The binary under test is the one users run: optimized (the
             // flood and dashboard tests measure what a release build does).
-            run(cargo().current_dir(&root).args([
-                "build",
-                "--release",
-                "-p",
-                "netflow-user",
-                "--bin",
-                "netflow",
-            ]))?;
-            let bin = root.join("target/release/netflow");
+            let bin = build_netflow(&root)?;
             let host = test(
                 cargo()
                     .current_dir(&root)

@@ -152,16 +152,8 @@ pub fn vm_test(root: &Path, args: VmArgs) -> Result<()> {
     run(Command::new("bash")
         .arg(root.join("scripts/vm-kernels.sh"))
         .current_dir(root))?;
-    run(cargo().current_dir(root).args([
-        "build",
-        "--release",
-        "-p",
-        "netflow-user",
-        "--bin",
-        "netflow",
-    ]))?;
+    let netflow = crate::build_netflow(root)?.canonicalize()?;
     let bins = test_binaries(root)?;
-    let netflow = root.join("target/release/netflow").canonicalize()?;
     let vm_dir = root.join("target/vm");
     let mut outcomes = Vec::new();
     for s in &series {
