@@ -1,9 +1,14 @@
 //! Builds the kernel programs (`netflow-ebpf`) for bpfel-unknown-none with
 //! aya-build; the object is embedded in the `netflow` binary.
-use anyhow::{anyhow, Context as _};
-use aya_build::Toolchain;
+//! Without the `live` feature there is no kernel side: nothing to build.
+#[cfg(not(feature = "live"))]
+fn main() {}
 
+#[cfg(feature = "live")]
 fn main() -> anyhow::Result<()> {
+    use anyhow::{anyhow, Context as _};
+    use aya_build::Toolchain;
+
     let cargo_metadata::Metadata { packages, .. } = cargo_metadata::MetadataCommand::new()
         .no_deps()
         .exec()

@@ -410,6 +410,9 @@ pub struct AddrKey {
     pub addr: [u8; 16],
 }
 
+/// Names of the five IPv4/IPv6 netfilter hooks, by number (NF_INET_*).
+pub const NF_HOOK_NAMES: [&str; 5] = ["prerouting", "input", "forward", "output", "postrouting"];
+
 #[cfg(feature = "user")]
 mod pod {
     unsafe impl aya::Pod for super::EventHeader {}

@@ -7,9 +7,9 @@ use netflow_common::{filter_flags as ff, track_flags, Point, Track};
 use crate::{
     emit::output,
     globals::*,
-    hop::{device, fill_meta, read_packet, scratch},
     parse,
     select::selected,
+    skb::{device, fill_meta, read_packet, scratch},
 };
 
 /// A tracked skb (same fingerprint) is marked delivered and reported

@@ -9,6 +9,7 @@
 #![no_std]
 #![no_main]
 
+mod conntrack;
 mod deliver;
 mod emit;
 mod globals;
@@ -18,6 +19,7 @@ mod netfilter;
 mod nf_stack;
 mod parse;
 mod select;
+mod skb;
 mod sock;
 
 use aya_ebpf::{
@@ -35,8 +37,9 @@ use crate::{
     deliver::on_deliver,
     emit::end_tracked,
     globals::{offsets, Btf, Probe},
-    hop::{device, on_device, on_drop, on_hop},
+    hop::{on_device, on_drop, on_hop},
     netfilter::{on_netfilter, on_nf_hook, on_nft_chain, NF_ACCEPT},
+    skb::device,
     sock::on_sock,
 };
 

@@ -5,8 +5,8 @@ use netflow_common::{filter_flags as ff, Point, CAPTURE_BYTES};
 use crate::{
     emit::{header, output, zero16},
     globals::*,
-    hop::scratch,
     select::selected,
+    skb::scratch,
 };
 
 pub(crate) const AF_INET: u16 = 2;

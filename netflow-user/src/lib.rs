@@ -1,27 +1,27 @@
 //! netflow: follow packets across a Kubernetes node with eBPF.
 //!
-//! The path of one event, one module per step:
-//! [`probes`] (kernel programs) → ring buffer → [`decode`] (+ [`packet`]) →
-//! [`correlate`] → [`output`]. [`select`] turns selectors into the kernel's
-//! packet selection; [`kernel`] reads what the running kernel offers.
-pub mod connections;
+//! The path of one event, one folder per step:
+//!
+//! ```text
+//! live (kernel programs, selection, pods) → ring buffer
+//!   → decode (bytes → typed event with its packet parsed)
+//!   → correlate (events → packet timelines → connections)
+//!   → output (one view model; text, JSON, pcapng, dashboard)
+//! ```
+//!
+//! [`record`] writes and reads the events of a run; [`replay`] feeds a
+//! recording through the same [`pipeline`] as a live run.
+//!
+//! The layer rule: everything but [`live`] is the offline core and never
+//! imports `live` (checked by `tests/layers.rs`); `live` exists only with the
+//! `live` feature (the default), so `--no-default-features` builds a
+//! `netflow` that reads recordings anywhere, without aya or a container
+//! runtime client.
 pub mod correlate;
-pub mod cri;
-pub mod dashboard;
 pub mod decode;
-pub mod demo;
-pub mod diagnose;
-pub mod expiry;
-pub mod export;
-pub mod kernel;
-pub mod names;
-pub mod netfilter;
+#[cfg(feature = "live")]
+pub mod live;
 pub mod output;
-pub mod packet;
 pub mod pipeline;
-pub mod pod;
-pub mod probes;
 pub mod record;
 pub mod replay;
-pub mod select;
-pub mod trace;

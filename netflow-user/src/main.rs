@@ -1,14 +1,20 @@
 //! The `netflow` command line: a thin layer over the library.
-use std::{process::ExitCode, time::Duration};
+use std::process::ExitCode;
+#[cfg(feature = "live")]
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
+#[cfg(feature = "live")]
+use netflow::live::{
+    select::Selectors,
+    trace::{self, TraceOptions},
+};
 use netflow::{
+    correlate::filter::FlowFilter,
     output::{self, Mode},
     replay,
-    select::{FlowFilter, Selectors},
-    trace::{self, TraceOptions},
 };
 
 #[derive(Parser)]
@@ -28,6 +34,7 @@ enum Command {
     ///
     /// Selectors pick packets, not devices: a selected packet is shown on
     /// every device it crosses. With no selector every packet is traced.
+    #[cfg(feature = "live")]
     Trace(TraceArgs),
     /// Print the timelines of a recording (`trace --write`), as `trace` did.
     /// Needs no root; the selectors filter the recorded packets.
@@ -40,9 +47,11 @@ enum Command {
     /// Build a small lab here (pods on a bridge, a Service VIP, a pod behind
     /// VXLAN, a policy drop), send traffic and show it in the dashboard.
     /// Needs root; removes everything on exit.
+    #[cfg(feature = "live")]
     Demo(DemoArgs),
 }
 
+#[cfg(feature = "live")]
 #[derive(Args)]
 struct DemoArgs {
     /// Instead of the dashboard, print JSON lines for this long (e.g. 5s).
@@ -72,6 +81,7 @@ struct SelectArgs {
     proto: Option<String>,
 }
 
+#[cfg(feature = "live")]
 /// What `trace` and `dashboard` attach and select, live.
 #[derive(Args)]
 struct LiveArgs {
@@ -123,6 +133,7 @@ struct LiveArgs {
     every_packet: bool,
 }
 
+#[cfg(feature = "live")]
 fn parse_ring_size(s: &str) -> Result<u32, String> {
     let err = || format!("invalid ring size {s:?}: a power of two from 4K to 1G (e.g. 8M)");
     let t = s.trim();
@@ -140,6 +151,7 @@ fn parse_ring_size(s: &str) -> Result<u32, String> {
     Ok(bytes as u32)
 }
 
+#[cfg(feature = "live")]
 #[derive(Args)]
 struct TraceArgs {
     #[command(flatten)]
@@ -151,13 +163,19 @@ struct TraceArgs {
 
 #[derive(Args)]
 struct DashboardArgs {
+    #[cfg(feature = "live")]
     #[command(flatten)]
     live: LiveArgs,
+    #[cfg(not(feature = "live"))]
+    #[command(flatten)]
+    select: SelectArgs,
     /// Show a recording (`trace --write`) instead of live traffic; needs no root.
+    #[cfg_attr(not(feature = "live"), arg(required = true))]
     #[arg(long, value_name = "FILE")]
     replay: Option<PathBuf>,
 }
 
+#[cfg(feature = "live")]
 impl LiveArgs {
     fn options(self, mode: Mode) -> TraceOptions {
         let mut selectors = self.select.selectors();
@@ -206,6 +224,17 @@ struct ExportArgs {
 }
 
 impl SelectArgs {
+    /// The selectors that apply to packets already seen.
+    fn filter(&self) -> Result<FlowFilter, netflow::correlate::filter::FilterError> {
+        FlowFilter::new(
+            &self.host,
+            &self.port,
+            self.proto.as_deref(),
+            self.netns.iter().chain(&self.pod).cloned().collect(),
+        )
+    }
+
+    #[cfg(feature = "live")]
     fn selectors(self) -> Selectors {
         Selectors {
             pods: self.pod,
@@ -218,6 +247,7 @@ impl SelectArgs {
     }
 }
 
+#[cfg(feature = "live")]
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let err = || format!("invalid duration {s:?}: use a number with ms, s, m or h (e.g. 10s)");
     let s = s.trim();
@@ -240,7 +270,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn replay_cmd(a: ReplayArgs) -> anyhow::Result<()> {
-    let filter = FlowFilter::new(&a.select.selectors())?;
+    let filter = a.select.filter()?;
     let mode = if a.json { Mode::Json } else { Mode::Text };
     let r = replay::replay(
         &a.file,
@@ -255,7 +285,7 @@ fn replay_cmd(a: ReplayArgs) -> anyhow::Result<()> {
 }
 
 fn export_cmd(a: ExportArgs) -> anyhow::Result<()> {
-    let filter = FlowFilter::new(&a.select.selectors())?;
+    let filter = a.select.filter()?;
     let create = |p: &PathBuf| -> anyhow::Result<Box<dyn std::io::Write + Send>> {
         if p.as_os_str() == "-" {
             return Ok(Box::new(std::io::stdout()));
@@ -276,7 +306,7 @@ fn export_cmd(a: ExportArgs) -> anyhow::Result<()> {
     }
     if let Some(out) = &a.pcapng {
         let offset = replay::meta(&a.file)?.realtime_offset_ns;
-        let sink = netflow::export::Pcapng::new(create(out)?, offset)?;
+        let sink = netflow::output::pcapng::Pcapng::new(create(out)?, offset)?;
         let r = replay::replay(&a.file, Box::new(sink), filter)?;
         truncated |= r.truncated;
         eprintln!(
@@ -291,14 +321,17 @@ fn export_cmd(a: ExportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn dashboard_cmd(a: DashboardArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+fn dashboard_cmd(a: DashboardArgs, #[cfg(feature = "live")] rt: &Runtime) -> anyhow::Result<()> {
     use std::sync::{Arc, Mutex};
 
-    use netflow::dashboard::{run_ui, App, DashboardSink, Inbox};
+    use netflow::output::dashboard::{run_ui, App, DashboardSink, Inbox};
 
     let app = Arc::new(Mutex::new(App::default()));
     if let Some(file) = &a.replay {
-        let filter = FlowFilter::new(&a.live.select.selectors())?;
+        #[cfg(feature = "live")]
+        let filter = a.live.select.filter()?;
+        #[cfg(not(feature = "live"))]
+        let filter = a.select.filter()?;
         app.lock().expect("state").state.source = format!("replay {}", file.display());
         let inbox = Arc::new(Inbox::default());
         let r = replay::replay(file, Box::new(DashboardSink(inbox.clone())), filter)?;
@@ -318,23 +351,28 @@ fn dashboard_cmd(a: DashboardArgs, rt: &tokio::runtime::Runtime) -> anyhow::Resu
         }
         return Ok(());
     }
-    netflow::kernel::preflight::check()?;
-    live_dashboard(a.live.options(Mode::Text), "live", rt)
+    #[cfg(feature = "live")]
+    {
+        netflow::live::kernel::preflight::check()?;
+        live_dashboard(a.live.options(Mode::Text), "live", rt)
+    }
+    #[cfg(not(feature = "live"))]
+    anyhow::bail!("this netflow is built without the kernel side: give --replay FILE")
 }
 
+#[cfg(feature = "live")]
+type Runtime = tokio::runtime::Runtime;
+
+#[cfg(feature = "live")]
 /// The trace runs here, the terminal UI in its own thread; either ending
 /// stops the other.
-fn live_dashboard(
-    opts: TraceOptions,
-    source: &str,
-    rt: &tokio::runtime::Runtime,
-) -> anyhow::Result<()> {
+fn live_dashboard(opts: TraceOptions, source: &str, rt: &Runtime) -> anyhow::Result<()> {
     use std::sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
     };
 
-    use netflow::dashboard::{run_ui, App, DashboardSink, Inbox};
+    use netflow::output::dashboard::{run_ui, App, DashboardSink, Inbox};
 
     let app = Arc::new(Mutex::new(App::default()));
     app.lock().expect("state").state.source = source.into();
@@ -366,10 +404,11 @@ fn live_dashboard(
     Ok(())
 }
 
-fn demo_cmd(a: DemoArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
-    use netflow::demo;
+#[cfg(feature = "live")]
+fn demo_cmd(a: DemoArgs, rt: &Runtime) -> anyhow::Result<()> {
+    use netflow::live::demo;
 
-    netflow::kernel::preflight::check()?;
+    netflow::live::kernel::preflight::check()?;
     eprintln!("netflow demo: building the lab (namespaces nfdemo-*)...");
     let mut lab = demo::Lab::build()?;
     lab.start_traffic();
@@ -405,6 +444,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
+    #[cfg(feature = "live")]
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -416,11 +456,16 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
+        #[cfg(feature = "live")]
         Command::Trace(a) => {
             let mode = if a.json { Mode::Json } else { Mode::Text };
             rt.block_on(trace::run(a.live.options(mode))).map(|_| ())
         }
+        #[cfg(feature = "live")]
         Command::Dashboard(a) => dashboard_cmd(a, &rt),
+        #[cfg(not(feature = "live"))]
+        Command::Dashboard(a) => dashboard_cmd(a),
+        #[cfg(feature = "live")]
         Command::Demo(a) => demo_cmd(a, &rt),
         Command::Replay(a) => replay_cmd(a),
         Command::Export(a) => export_cmd(a),

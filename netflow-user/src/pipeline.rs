@@ -6,14 +6,14 @@ use std::collections::HashMap;
 use netflow_common::{event_flags, Point};
 
 use crate::{
-    connections::{self, Connection, Connections, CountSource, Counted},
+    correlate::connections::{self, Connection, Connections, CountSource, Counted},
+    correlate::filter::FlowFilter,
     correlate::{Config, Correlator, Timeline, Verdict},
+    decode::names::Names,
+    decode::packet::Tuple,
     decode::Event,
-    names::Names,
     output::{Sink, Stats},
-    packet::Tuple,
     record::{CountedRecord, End, Writer},
-    select::FlowFilter,
 };
 
 pub struct Pipeline {
@@ -60,14 +60,14 @@ impl Pipeline {
     /// reason, in icmpv6_rcv: that is the kernel taking them, not a drop.
     fn kernel_processed_icmpv6(&self, ev: &Event, location: &str) -> bool {
         let reason = self.names.reason(ev.reason);
-        if reason != crate::diagnose::UNAVAILABLE && reason != "NOT_SPECIFIED" {
+        if reason != crate::decode::names::UNAVAILABLE && reason != "NOT_SPECIFIED" {
             return false;
         }
         if !location.starts_with("icmpv6_rcv") {
             return false;
         }
         ev.packet(&[])
-            .is_some_and(|p| p.tuple.proto == crate::packet::Proto::Icmpv6)
+            .is_some_and(|p| p.tuple.proto == crate::decode::packet::Proto::Icmpv6)
     }
 
     /// One record as the kernel wrote it.
@@ -157,7 +157,7 @@ impl Pipeline {
     pub fn start(
         &mut self,
         summary: &str,
-        probes: &[crate::probes::ProbeStatus],
+        probes: &[crate::output::ProbeStatus],
     ) -> std::io::Result<()> {
         self.sink.start(summary, probes)
     }

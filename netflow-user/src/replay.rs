@@ -3,12 +3,12 @@
 use std::{io::Write, path::Path};
 
 use crate::{
+    correlate::filter::FlowFilter,
     correlate::Config,
-    names::Names,
+    decode::names::Names,
     output::{Sink, Stats},
     pipeline::Pipeline,
     record::{Meta, Reader, Record, RecordError},
-    select::FlowFilter,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -715,7 +715,7 @@ pub fn reason(v: &Value) -> &str {
 /// port) through `tcp:tcp_send_reset`: since 6.10, whose prototype has the
 /// reset reason. Older kernels only report the SYN's NO_SOCKET drop.
 pub fn kernel_traces_socketless_resets() -> bool {
-    netflow::kernel::btf::KernelBtf::load()
+    netflow::live::kernel::btf::KernelBtf::load()
         .and_then(|b| b.tracepoint_args("tcp_send_reset"))
         .is_ok_and(|args| args.len() >= 3)
 }

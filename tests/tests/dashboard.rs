@@ -7,9 +7,9 @@ use std::{
 };
 
 use netflow::{
-    dashboard::{draw, App, DashboardSink, Inbox},
+    correlate::filter::FlowFilter,
+    output::dashboard::{draw, App, DashboardSink, Inbox},
     replay,
-    select::FlowFilter,
 };
 use netflow_tests::Tmux;
 use ratatui::{

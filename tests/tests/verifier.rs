@@ -1,16 +1,16 @@
 //! Programs that cannot be attached on this kernel are still loaded, so the
 //! verifier checks them here.
-use netflow::kernel::btf::KernelBtf;
+use netflow::live::kernel::btf::KernelBtf;
 use netflow_common::names;
 
 fn check(prog: &'static str, what: &str) {
     netflow_tests::require_root();
     let kbtf = KernelBtf::load().expect("kernel BTF");
-    netflow::probes::verify_kprobe(&kbtf, prog)
+    netflow::live::probes::verify_kprobe(&kbtf, prog)
         .unwrap_or_else(|e| panic!("kprobe program {prog} must pass the verifier: {e}"));
     println!(
         "kprobe program {prog} ({what}): loaded, passed the verifier; {}",
-        if netflow::probes::has_kprobes() {
+        if netflow::live::probes::has_kprobes() {
             "this kernel has kprobes (attach not exercised by this test)"
         } else {
             "NOT attached: this kernel has no kprobes"

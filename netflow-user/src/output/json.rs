@@ -7,11 +7,11 @@ use serde::Serialize;
 
 use super::{Sink, Stats};
 use crate::{
-    connections::{Connection, DirCounts, Outcome, Where},
+    correlate::connections::{Connection, DirCounts, Outcome, Where},
     correlate::{tcp_state_name, DropInfo, Hop, Nat, NatKind, Note, NoteKind, Timeline, Verdict},
-    diagnose::{hint, hook_name, outcome_hint, reason_from_location, UNAVAILABLE},
-    names::Names,
-    packet::{Encap, Proto, Tuple},
+    decode::names::Names,
+    decode::packet::{Encap, Proto, Tuple},
+    output::diagnose::{hint, hook_name, outcome_hint, reason_from_location, UNAVAILABLE},
 };
 
 #[derive(Debug, Clone, Serialize)]

@@ -1,5 +1,8 @@
 //! The last step of an event's path: printing completed timelines.
+pub mod dashboard;
+pub mod diagnose;
 pub mod json;
+pub mod pcapng;
 mod text;
 
 use std::io::Write;
@@ -7,10 +10,26 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::{
-    connections::Connection,
+    correlate::connections::Connection,
     correlate::{Note, Timeline},
-    names::Names,
+    decode::names::Names,
 };
+
+/// One probe and whether it runs on this kernel.
+#[derive(Debug, Clone)]
+pub struct ProbeStatus {
+    pub name: &'static str,
+    pub target: String,
+    pub active: bool,
+    pub note: String,
+}
+
+impl std::fmt::Display for ProbeStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = if self.active { "on " } else { "off" };
+        write!(f, "{state} {:<22} {}", self.target, self.note)
+    }
+}
 
 /// Output format, chosen once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,11 +75,7 @@ pub struct Stats {
 
 pub trait Sink {
     /// Tracing starts: what is selected and which probes run.
-    fn start(
-        &mut self,
-        _summary: &str,
-        _probes: &[crate::probes::ProbeStatus],
-    ) -> std::io::Result<()> {
+    fn start(&mut self, _summary: &str, _probes: &[ProbeStatus]) -> std::io::Result<()> {
         Ok(())
     }
     fn timeline(&mut self, tl: &Timeline, names: &Names) -> std::io::Result<()>;

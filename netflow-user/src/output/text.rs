@@ -6,11 +6,11 @@ use netflow_common::Point;
 use super::json::{connection_json, endpoint, where_words};
 use super::{Sink, Stats};
 use crate::{
-    connections::{Connection, DirCounts},
+    correlate::connections::{Connection, DirCounts},
     correlate::{tcp_state_name, NatKind, Note, NoteKind, Timeline, Verdict},
-    diagnose::{hint, hook_name},
-    names::Names,
-    packet::{EncapKind, Tuple},
+    decode::names::Names,
+    decode::packet::{EncapKind, Tuple},
+    output::diagnose::{hint, hook_name},
 };
 
 pub struct Text {
@@ -139,8 +139,10 @@ impl Sink for Text {
             writeln!(self.out, "{}", line.trim_end())?;
         }
         if let Some(d) = tl.drop {
-            let reason =
-                crate::diagnose::reason_words(&names.reason(d.reason), &names.location(d.location));
+            let reason = crate::output::diagnose::reason_words(
+                &names.reason(d.reason),
+                &names.location(d.location),
+            );
             let hook = tl.drop_hook.map(|(h, _)| h);
             let at = hook
                 .map(|h| format!(" in {}", hook_name(h).to_uppercase()))
@@ -214,7 +216,7 @@ impl Sink for Text {
         if let Some(w) = &c.at {
             let mut line = format!("  {}", where_words(w, names));
             if let (Some(r), Some(l)) = (&j.reason, &j.location) {
-                let r = crate::diagnose::reason_words(r, l);
+                let r = crate::output::diagnose::reason_words(r, l);
                 line.push_str(&format!(": {r} at {l}"));
             }
             writeln!(self.out, "{line}")?;

@@ -4,7 +4,11 @@
 use netflow_common::{EventHeader, Point, EVENT_VERSION};
 use serde::Serialize;
 
-use crate::packet::{decode_ip, Packet};
+pub mod kallsyms;
+pub mod names;
+pub mod packet;
+
+use crate::decode::packet::{decode_ip, Packet};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {

@@ -1,11 +1,11 @@
 //! Finding a pod's network namespace and addresses.
 //!
 //! On a Kubernetes node the container runtime knows the pods: it is asked
-//! over CRI (see [`crate::cri`]). Off Kubernetes (and in tests) a named
+//! over CRI (see [`crate::live::select::cri`]). Off Kubernetes (and in tests) a named
 //! network namespace (`ip netns`) is a pod of that name.
 use std::{net::IpAddr, path::PathBuf};
 
-use crate::select::{named_netns, resolve_netns, Netns, SelectError};
+use crate::live::select::{named_netns, resolve_netns, Netns, SelectError};
 
 /// `[namespace/]name`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,52 +4,22 @@
 //! enter or leave that namespace (its device namespace, and its addresses so
 //! that a packet heading into it is selected before it gets there); `--host`,
 //! `--port`, `--proto` narrow that. Only `--iface` limits where we look.
-use std::{
-    net::IpAddr,
-    os::fd::AsFd,
-    path::{Path, PathBuf},
-};
+use std::{net::IpAddr, path::Path};
 
 use ipnet::IpNet;
 use netflow_common::{
     filter_flags as ff, Filter, ADDR_HOST, ADDR_NETNS, MAX_INLINE_V4, MAX_PORTS, MAX_VXLAN_PORTS,
 };
 
-use crate::packet::Proto;
+use crate::correlate::filter::{parse_host, parse_proto};
 
-#[derive(Debug, thiserror::Error)]
-pub enum SelectError {
-    #[error("network namespace {name:?} not found (looked for {path}); known namespaces: {known}")]
-    NoNetns {
-        name: String,
-        path: String,
-        known: String,
-    },
-    #[error("failed to open network namespace {0}: {1}")]
-    OpenNetns(String, String),
-    #[error("failed to read addresses of network namespace {0}: {1}")]
-    NetnsAddrs(String, String),
-    #[error("interface {name:?} not found in this network namespace; interfaces: {known}")]
-    NoIface { name: String, known: String },
-    #[error(
-        "invalid --host {0:?}: expected an IP address or CIDR (10.0.0.1, 10.0.0.0/24, fd00::/64)"
-    )]
-    BadHost(String),
-    #[error("invalid --proto {0:?}: expected tcp, udp, icmp, icmpv6 or a protocol number")]
-    BadProto(String),
-    #[error("invalid pod {0:?}: expected NAME or NAMESPACE/NAME")]
-    BadPod(String),
-    #[error("pod {pod} not found on this node; closest: {closest}")]
-    NoPod { pod: String, closest: String },
-    #[error("several pods are named {pod} (namespaces {namespaces}): give NAMESPACE/{pod}")]
-    AmbiguousPod { pod: String, namespaces: String },
-    #[error("no pod on this node has the address {0}")]
-    NoPodIp(String),
-    #[error("failed to ask the container runtime: {0}")]
-    Runtime(String),
-    #[error("too many {what}: at most {max}")]
-    TooMany { what: &'static str, max: usize },
-}
+pub mod cri;
+pub mod error;
+pub mod netns;
+pub mod pod;
+
+pub use error::SelectError;
+pub use netns::{inode_of, named_netns, resolve_netns, Netns};
 
 /// The selectors as given on the command line.
 #[derive(Debug, Clone, Default)]
@@ -68,15 +38,6 @@ pub struct Selectors {
     pub vxlan_ports: Vec<u16>,
 }
 
-/// A resolved network namespace.
-#[derive(Debug, Clone)]
-pub struct Netns {
-    pub name: String,
-    pub path: PathBuf,
-    pub inode: u32,
-    pub addrs: Vec<IpAddr>,
-}
-
 /// What the kernel programs get: the filter global and the map contents.
 #[derive(Debug, Clone)]
 pub struct Selection {
@@ -91,22 +52,6 @@ pub struct Selection {
     pub vxlan_ports: Vec<u16>,
     /// Human summary, e.g. "netns pod-a (10.0.0.2), port 80".
     pub summary: String,
-}
-
-pub fn parse_proto(s: &str) -> Result<Proto, SelectError> {
-    Ok(match s.to_ascii_lowercase().as_str() {
-        "tcp" => Proto::Tcp,
-        "udp" => Proto::Udp,
-        "icmp" => Proto::Icmp,
-        "icmpv6" | "icmp6" => Proto::Icmpv6,
-        n => Proto::from_ip_number(n.parse().map_err(|_| SelectError::BadProto(s.into()))?),
-    })
-}
-
-pub fn parse_host(s: &str) -> Result<IpNet, SelectError> {
-    s.parse::<IpNet>()
-        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-        .map_err(|_| SelectError::BadHost(s.into()))
 }
 
 /// An address in the kernel's key form: IPv6, or IPv4 mapped into IPv6.
@@ -124,81 +69,6 @@ fn mapped_net(net: IpNet) -> (u32, [u8; 16]) {
     }
 }
 
-pub const NETNS_RUN_DIR: &str = "/run/netns";
-
-/// Named namespaces (`ip netns`) and their nsfs paths.
-pub fn named_netns() -> Vec<(String, PathBuf)> {
-    let mut out: Vec<(String, PathBuf)> = std::fs::read_dir(NETNS_RUN_DIR)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out
-}
-
-pub fn inode_of(path: &Path) -> std::io::Result<u32> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).map(|m| m.ino() as u32)
-}
-
-/// `NAME` (a named netns) or a path such as `/proc/PID/ns/net`.
-pub fn resolve_netns(spec: &str) -> Result<Netns, SelectError> {
-    let path = if spec.contains('/') {
-        PathBuf::from(spec)
-    } else {
-        Path::new(NETNS_RUN_DIR).join(spec)
-    };
-    let inode = inode_of(&path).map_err(|_| SelectError::NoNetns {
-        name: spec.into(),
-        path: path.display().to_string(),
-        known: {
-            let names: Vec<String> = named_netns().into_iter().map(|(n, _)| n).collect();
-            if names.is_empty() {
-                "none (ip netns list is empty)".into()
-            } else {
-                names.join(", ")
-            }
-        },
-    })?;
-    let addrs = netns_addrs(&path).map_err(|e| SelectError::NetnsAddrs(spec.into(), e))?;
-    Ok(Netns {
-        name: spec.into(),
-        path,
-        inode,
-        addrs,
-    })
-}
-
-/// Addresses configured inside a namespace (read from a thread that enters it).
-fn netns_addrs(path: &Path) -> Result<Vec<IpAddr>, String> {
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(|e| format!("setns: {e}"))?;
-            let addrs = nix::ifaddrs::getifaddrs().map_err(|e| format!("getifaddrs: {e}"))?;
-            let mut out: Vec<IpAddr> = addrs
-                .filter_map(|a| {
-                    let sa = a.address?;
-                    if let Some(v4) = sa.as_sockaddr_in() {
-                        return Some(IpAddr::V4(v4.ip()));
-                    }
-                    sa.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
-                })
-                .filter(|ip| !ip.is_loopback())
-                .collect();
-            out.sort();
-            out.dedup();
-            Ok(out)
-        })
-        .join()
-        .map_err(|_| "address reader thread panicked".to_string())?
-    })
-}
-
 fn iface_index(name: &str) -> Result<u32, SelectError> {
     nix::net::if_::if_nametoindex(name).map_err(|_| {
         let mut known: Vec<String> = std::fs::read_dir("/sys/class/net")
@@ -214,62 +84,6 @@ fn iface_index(name: &str) -> Result<u32, SelectError> {
             known: known.join(", "),
         }
     })
-}
-
-/// The selectors that make sense for recorded timelines (replay, export):
-/// a timeline matches when one of its hops matches all of them.
-#[derive(Debug, Clone, Default)]
-pub struct FlowFilter {
-    pub hosts: Vec<IpNet>,
-    pub ports: Vec<u16>,
-    pub proto: Option<Proto>,
-    /// Namespace or pod names (as printed).
-    pub netns: Vec<String>,
-}
-
-impl FlowFilter {
-    pub fn new(s: &Selectors) -> Result<Self, SelectError> {
-        Ok(FlowFilter {
-            hosts: s
-                .hosts
-                .iter()
-                .map(|h| parse_host(h))
-                .collect::<Result<_, _>>()?,
-            ports: s.ports.clone(),
-            proto: s.proto.as_deref().map(parse_proto).transpose()?,
-            netns: s.netns.iter().chain(&s.pods).cloned().collect(),
-        })
-    }
-
-    pub fn tuple(&self, t: &crate::packet::Tuple) -> bool {
-        (self.hosts.is_empty()
-            || self
-                .hosts
-                .iter()
-                .any(|h| h.contains(&t.src) || h.contains(&t.dst)))
-            && (self.ports.is_empty()
-                || self
-                    .ports
-                    .iter()
-                    .any(|p| Some(*p) == t.sport || Some(*p) == t.dport))
-            && self.proto.is_none_or(|p| p == t.proto)
-    }
-
-    pub fn timeline(&self, tl: &crate::correlate::Timeline, names: &crate::names::Names) -> bool {
-        let tuples = tl
-            .hops
-            .iter()
-            .filter_map(|h| h.packet.as_ref().map(|p| p.tuple));
-        let by_tuple = self.hosts.is_empty() && self.ports.is_empty() && self.proto.is_none()
-            || tuples.clone().any(|t| self.tuple(&t));
-        by_tuple
-            && (self.netns.is_empty()
-                || tl.hops.iter().any(|h| {
-                    names
-                        .netns(h.netns)
-                        .is_some_and(|n| self.netns.iter().any(|s| s == n))
-                }))
-    }
 }
 
 /// Devices for tc programs: the `--iface` ones, else every device of this
@@ -304,16 +118,18 @@ impl Selectors {
             .collect::<Result<Vec<_>, _>>()?;
         // Pods are their network namespaces, with the pod's addresses.
         if !self.pods.is_empty() || !self.pod_ips.is_empty() {
-            let known = crate::cri::list_pods(self.runtime_endpoint.as_deref())?;
+            let known = crate::live::select::cri::list_pods(self.runtime_endpoint.as_deref())?;
             let mut pods = Vec::new();
             for spec in &self.pods {
-                pods.push(crate::pod::choose(
-                    &crate::pod::PodRef::parse(spec)?,
+                pods.push(crate::live::select::pod::choose(
+                    &crate::live::select::pod::PodRef::parse(spec)?,
                     known.clone(),
                 )?);
             }
             for ip in &self.pod_ips {
-                let want: IpAddr = ip.parse().map_err(|_| SelectError::BadHost(ip.clone()))?;
+                let want: IpAddr = ip.parse().map_err(|_| {
+                    SelectError::from(crate::correlate::filter::FilterError::BadHost(ip.clone()))
+                })?;
                 let p = known
                     .iter()
                     .find(|p| p.ips.contains(&want))
@@ -435,7 +251,7 @@ impl Selectors {
         }
 
         let vxlan_ports = if self.vxlan_ports.is_empty() {
-            crate::packet::DEFAULT_VXLAN_PORTS.to_vec()
+            crate::decode::packet::DEFAULT_VXLAN_PORTS.to_vec()
         } else {
             self.vxlan_ports.clone()
         };

@@ -22,12 +22,12 @@ use ratatui::{
 
 use self::state::{FlowUpdate, SortBy, State};
 use crate::{
-    connections::Outcome,
+    correlate::connections::Outcome,
     correlate::{Note, Timeline},
-    names::Names,
+    decode::names::Names,
+    decode::packet::Tuple,
+    output::ProbeStatus,
     output::{Sink, Stats},
-    packet::Tuple,
-    probes::ProbeStatus,
 };
 
 /// The dashboard's data and UI state.
@@ -265,7 +265,7 @@ impl Sink for DashboardSink {
 
     fn connection(
         &mut self,
-        c: &crate::connections::Connection,
+        c: &crate::correlate::connections::Connection,
         _names: &Names,
     ) -> std::io::Result<()> {
         self.0.push(Update::Outcome(c.tuple, c.outcome));

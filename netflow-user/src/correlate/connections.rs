@@ -19,9 +19,9 @@ use rustc_hash::FxHashMap as HashMap;
 use serde::Serialize;
 
 use crate::{
+    correlate::expiry::Deadlines,
     correlate::{is_group_addr, DropInfo, Hop, Nat, Timeline, Verdict},
-    expiry::Deadlines,
-    packet::{decode_ip, Packet, Proto, Tuple},
+    decode::packet::{decode_ip, Packet, Proto, Tuple},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -1,5 +1,4 @@
 //! What netflow learns from the running kernel.
 pub mod btf;
 pub mod cgroup;
-pub mod kallsyms;
 pub mod preflight;

@@ -8,84 +8,31 @@ use aya::{
         HashMap, MapData, PerCpuArray, RingBuf,
     },
     programs::{
-        tc, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError, SchedClassifier,
-        TcAttachType,
+        tc, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, SchedClassifier, TcAttachType,
     },
-    Btf, Ebpf, EbpfLoader,
+    Btf, Ebpf,
 };
 use netflow_common::{names, AddrKey, ConnCount, FlowKey};
 
-use std::path::PathBuf;
-
 use crate::{
-    connections::{CountSource, Counted},
-    kernel::btf::KernelBtf,
-    netfilter::NfPrograms,
-    packet::Tuple,
-    select::Selection,
+    correlate::connections::{CountSource, Counted},
+    decode::packet::Tuple,
+    live::kernel::btf::KernelBtf,
+    live::probes::netfilter::NfPrograms,
+    live::select::Selection,
+    output::ProbeStatus,
 };
 
-/// The compiled kernel programs (built by build.rs with aya-build).
-pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netflow"));
-
-#[derive(Debug, thiserror::Error)]
-pub enum ProbeError {
-    #[error("failed to load the netflow kernel object: {0}")]
-    Object(#[source] aya::EbpfError),
-    #[error("kernel object has no {0} {1}")]
-    Missing(&'static str, &'static str),
-    #[error("failed to load program {prog} for {target}: {}", short(.err))]
-    /// One line: the verifier's log goes to the debug log (`RUST_LOG=debug`).
-    Load {
-        prog: &'static str,
-        target: String,
-        err: aya::programs::ProgramError,
-    },
-    #[error("failed to attach program {prog} to {target}: {source}")]
-    Attach {
-        prog: &'static str,
-        target: String,
-        #[source]
-        source: aya::programs::ProgramError,
-    },
-    #[error("failed to fill map {map}: {source}")]
-    Map {
-        map: &'static str,
-        #[source]
-        source: aya::maps::MapError,
-    },
-    #[error("tracepoint {0}: {1}")]
-    Prototype(String, String),
-    #[error("failed to read the kernel's BTF for program loading: {0}")]
-    Btf(#[source] aya::BtfError),
-    #[error(transparent)]
-    KernelBtf(#[from] crate::kernel::btf::BtfError),
-}
-
-type Result<T> = std::result::Result<T, ProbeError>;
-
 mod hooks;
+mod load;
+pub mod netfilter;
 mod tracepoints;
 
 use hooks::{attach_kprobes, attach_netfilter, attach_nf_hook_slow};
 pub use hooks::{has_kprobes, verify_kprobe};
+use load::{loader, program, short, Result};
+pub use load::{NetfilterPlan, ProbeError, EBPF_OBJECT};
 use tracepoints::{attach_tracepoint, Tracepoint, REQUIRED, TRACEPOINTS};
-
-/// One probe and whether it runs on this kernel.
-#[derive(Debug, Clone)]
-pub struct ProbeStatus {
-    pub name: &'static str,
-    pub target: String,
-    pub active: bool,
-    pub note: String,
-}
-
-impl std::fmt::Display for ProbeStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = if self.active { "on " } else { "off" };
-        write!(f, "{state} {:<22} {}", self.target, self.note)
-    }
-}
 
 pub struct Probes {
     ebpf: Ebpf,
@@ -96,43 +43,12 @@ pub struct Probes {
     _nf: Option<(NfPrograms, Vec<std::os::fd::OwnedFd>)>,
 }
 
-/// Where to attach the netfilter programs: netflow's own namespace (None) and others.
-#[derive(Debug, Clone, Default)]
-pub struct NetfilterPlan {
-    pub enabled: bool,
-    pub netns: Vec<(String, PathBuf)>,
-}
-
-/// An error in one line: a load failure without the verifier's log (that
-/// goes to the debug log, `RUST_LOG=debug`).
-pub(super) fn short(e: &ProgramError) -> String {
-    match e {
-        ProgramError::LoadError {
-            io_error,
-            verifier_log,
-        } => {
-            log::debug!("verifier log:\n{verifier_log}");
-            format!("the kernel refused the program ({io_error})")
-        }
-        e => {
-            // aya puts the errno in the source: show it.
-            let mut s = e.to_string();
-            let mut src = std::error::Error::source(e);
-            while let Some(c) = src {
-                s.push_str(&format!(": {c}"));
-                src = c.source();
-            }
-            s
-        }
-    }
-}
-
 /// `cgroup_skb` ingress on the cgroup v2 root (a link: it dies with the
 /// process): the moment a socket takes a packet. True when attached.
 fn attach_sock_in(ebpf: &mut Ebpf, status: &mut Vec<ProbeStatus>) -> bool {
     let name = names::PROG_SOCK_IN;
     let target = "cgroup_skb/ingress".to_string();
-    let r = crate::kernel::cgroup::open_root()
+    let r = crate::live::kernel::cgroup::open_root()
         .map_err(|e| e.to_string())
         .and_then(|root| {
             let p: &mut CgroupSkb = program(ebpf, name, &target).map_err(|e| e.to_string())?;
@@ -161,16 +77,6 @@ fn attach_sock_in(ebpf: &mut Ebpf, status: &mut Vec<ProbeStatus>) -> bool {
         note,
     });
     active
-}
-
-pub(super) fn loader<'a>(
-    offsets: &'a netflow_common::Offsets,
-    filter: &'a netflow_common::Filter,
-) -> EbpfLoader<'a> {
-    let mut l = EbpfLoader::new();
-    l.override_global(names::GLOBAL_OFFSETS, offsets, true)
-        .override_global(names::GLOBAL_FILTER, filter, true);
-    l
 }
 
 impl Probes {
@@ -379,25 +285,6 @@ impl CountSource for KernelCounts {
         })
         .filter(|k| k.fwd_packets + k.rev_packets > 0)
     }
-}
-
-/// The program `prog` of `ebpf` as its concrete type.
-pub(super) fn program<'a, T>(
-    ebpf: &'a mut Ebpf,
-    prog: &'static str,
-    target: &str,
-) -> Result<&'a mut T>
-where
-    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
-{
-    ebpf.program_mut(prog)
-        .ok_or(ProbeError::Missing("program", prog))?
-        .try_into()
-        .map_err(|err| ProbeError::Load {
-            prog,
-            target: target.into(),
-            err,
-        })
 }
 
 /// TCX links (6.6+): attached programs die with the process.

@@ -1,14 +1,17 @@
 //! One line an SRE can act on, for a dropped packet or a connection that
 //! went wrong.
-use crate::{connections::Outcome, netfilter::HOOKS};
+use netflow_common::NF_HOOK_NAMES;
+
+use crate::correlate::connections::Outcome;
+pub use crate::decode::names::UNAVAILABLE;
 
 /// Hook name for a netfilter hook number.
 pub fn hook_name(hook: u8) -> &'static str {
-    HOOKS.get(hook as usize).copied().unwrap_or("unknown-hook")
+    NF_HOOK_NAMES
+        .get(hook as usize)
+        .copied()
+        .unwrap_or("unknown-hook")
 }
-
-/// The reason of a drop on a kernel without drop reasons (before 5.17).
-pub const UNAVAILABLE: &str = "unavailable";
 
 /// On kernels without drop reasons, the reason a drop most likely had, from
 /// the kernel function that freed the packet (`sym+0xoff`).

@@ -13,8 +13,8 @@ use k8s_cri::v1::{
 use tonic::transport::{Endpoint, Uri};
 
 use crate::{
-    pod::{netns_pods, Pod},
-    select::SelectError,
+    live::select::pod::{netns_pods, Pod},
+    live::select::SelectError,
 };
 
 /// Where runtimes listen, in the order crictl tries them.

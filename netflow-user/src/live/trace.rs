@@ -6,14 +6,16 @@ use aya::maps::{MapData, RingBuf};
 use tokio::{io::unix::AsyncFd, signal::unix::SignalKind};
 
 use crate::{
+    correlate::filter::FlowFilter,
     correlate::Config,
-    kernel::{btf::KernelBtf, kallsyms::Kallsyms, preflight},
-    names::Names,
+    decode::kallsyms::Kallsyms,
+    decode::names::Names,
+    live::kernel::{btf::KernelBtf, preflight},
+    live::probes::{NetfilterPlan, Probes},
+    live::select::{Selection, Selectors},
     output::{self, Mode, Stats},
     pipeline::Pipeline,
-    probes::{NetfilterPlan, Probes},
     record::{Meta, Writer},
-    select::{FlowFilter, Selection, Selectors},
 };
 
 #[derive(Debug, Clone)]
@@ -129,7 +131,7 @@ pub async fn run_with(
         kallsyms: Kallsyms::load(),
         ..Names::default()
     };
-    names.refresh();
+    crate::live::names::refresh(&mut names);
     names.pods = pod_labels(&sel);
     let mut plan = NetfilterPlan {
         enabled: opts.netfilter,
@@ -139,7 +141,7 @@ pub async fn run_with(
         plan.netns.push((n.name.clone(), n.path.clone()));
     }
     for spec in &opts.nf_netns {
-        let n = crate::select::resolve_netns(spec)?;
+        let n = crate::live::select::resolve_netns(spec)?;
         plan.netns.push((n.name, n.path));
     }
     let mut sel = sel;
@@ -152,7 +154,7 @@ pub async fn run_with(
     }
     let mut probes = Probes::start(&sel, &kbtf, consumed, &plan, opts.ring_bytes)?;
     if opts.tc {
-        probes.attach_tc(&crate::select::tc_devices(&opts.selectors.ifaces))?;
+        probes.attach_tc(&crate::live::select::tc_devices(&opts.selectors.ifaces))?;
     }
     // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd lives.
     let mut ring = unsafe { AsyncFd::register(probes.take_events()?) }
@@ -220,7 +222,7 @@ pub async fn run_with(
                 }
                 if polls.is_multiple_of(REFRESH_POLLS) {
                     let before = pipe.names.snapshot();
-                    pipe.names.refresh();
+                    crate::live::names::refresh(&mut pipe.names);
                     pipe.names.pods = pod_labels(&sel);
                     if pipe.names.snapshot() != before {
                         pipe.names_changed()?;

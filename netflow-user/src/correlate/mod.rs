@@ -13,12 +13,16 @@
 // The per-event maps: a fast hasher (keys are kernel addresses and tuples).
 use rustc_hash::FxHashMap as HashMap;
 
+pub mod connections;
+pub mod expiry;
+pub mod filter;
+
 use netflow_common::{event_flags, Point};
 
 use crate::{
+    correlate::expiry::Deadlines,
+    decode::packet::{Fingerprint, Packet, Tuple},
     decode::Event,
-    expiry::Deadlines,
-    packet::{Fingerprint, Packet, Tuple},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -158,7 +162,7 @@ impl Default for Config {
         Self {
             idle_ns: 1_000_000_000,
             grace_ns: 20_000_000,
-            vxlan_ports: crate::packet::DEFAULT_VXLAN_PORTS.to_vec(),
+            vxlan_ports: crate::decode::packet::DEFAULT_VXLAN_PORTS.to_vec(),
         }
     }
 }

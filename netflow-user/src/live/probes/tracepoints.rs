@@ -3,8 +3,9 @@
 use aya::{programs::BtfTracePoint, Btf, Ebpf};
 use netflow_common::names;
 
-use super::{program, ProbeError, ProbeStatus, Result};
-use crate::kernel::btf::KernelBtf;
+use super::load::{program, ProbeError, Result};
+use crate::live::kernel::btf::KernelBtf;
+use crate::output::ProbeStatus;
 
 /// tp_btf programs: (program, tracepoint, what the user loses without it).
 /// The first two are required; without the others netflow runs and says what is missing.

@@ -7,7 +7,7 @@ use ratatui::{
 };
 
 use super::state::{Flow, SortBy};
-use crate::{connections::Outcome, correlate::Verdict};
+use crate::correlate::{connections::Outcome, Verdict};
 
 fn port(p: Option<u16>) -> String {
     p.map(|p| p.to_string()).unwrap_or_else(|| "-".into())

@@ -7,10 +7,11 @@ use aya::{
 };
 use netflow_common::names;
 
-use super::{loader, program, NetfilterPlan, ProbeError, ProbeStatus, Result, EBPF_OBJECT};
+use super::load::{loader, program, NetfilterPlan, ProbeError, Result, EBPF_OBJECT};
+use crate::output::ProbeStatus;
 use crate::{
-    kernel::btf::KernelBtf,
-    netfilter::{NfPrograms, HOOKS},
+    live::kernel::btf::KernelBtf,
+    live::probes::netfilter::{NfPrograms, HOOKS},
 };
 
 /// Netfilter links (6.4+) in each planned namespace, or why not.

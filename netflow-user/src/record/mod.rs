@@ -47,13 +47,7 @@ pub struct Meta {
     pub vxlan_ports: Vec<u16>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct NamesSnapshot {
-    pub reasons: Vec<(u32, String)>,
-    pub netns: Vec<(u32, String)>,
-    pub masters: Vec<((u32, u32), String)>,
-    pub pods: Vec<(u32, String)>,
-}
+pub use crate::decode::names::NamesSnapshot;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct End {
@@ -72,11 +66,14 @@ pub struct CountedRecord {
     pub dst: std::net::IpAddr,
     pub sport: Option<u16>,
     pub dport: Option<u16>,
-    pub counted: crate::connections::Counted,
+    pub counted: crate::correlate::connections::Counted,
 }
 
 impl CountedRecord {
-    pub fn new(t: &crate::packet::Tuple, counted: crate::connections::Counted) -> Self {
+    pub fn new(
+        t: &crate::decode::packet::Tuple,
+        counted: crate::correlate::connections::Counted,
+    ) -> Self {
         Self {
             proto: t.proto.number(),
             src: t.src,
@@ -87,9 +84,9 @@ impl CountedRecord {
         }
     }
 
-    pub fn tuple(&self) -> crate::packet::Tuple {
-        crate::packet::Tuple {
-            proto: crate::packet::Proto::from_ip_number(self.proto),
+    pub fn tuple(&self) -> crate::decode::packet::Tuple {
+        crate::decode::packet::Tuple {
+            proto: crate::decode::packet::Proto::from_ip_number(self.proto),
             src: self.src,
             dst: self.dst,
             sport: self.sport,

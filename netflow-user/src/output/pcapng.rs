@@ -19,8 +19,8 @@ use pcap_file::{
 
 use crate::{
     correlate::{Note, Timeline},
-    diagnose::hook_name,
-    names::Names,
+    decode::names::Names,
+    output::diagnose::hook_name,
     output::{json::point_name, Sink, Stats},
 };
 
@@ -129,7 +129,7 @@ impl<W: Write + Send> Sink for Pcapng<W> {
 
     fn connection(
         &mut self,
-        _c: &crate::connections::Connection,
+        _c: &crate::correlate::connections::Connection,
         _names: &Names,
     ) -> std::io::Result<()> {
         Ok(())

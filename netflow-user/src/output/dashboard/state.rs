@@ -6,11 +6,11 @@ use std::{
 };
 
 use crate::{
-    connections::Outcome,
+    correlate::connections::Outcome,
     correlate::{Timeline, Verdict},
-    names::Names,
+    decode::names::Names,
+    decode::packet::Tuple,
     output::json::{timeline_json, JsonTimeline},
-    packet::Tuple,
 };
 
 /// What the dashboard keeps of one completed packet, prepared where the

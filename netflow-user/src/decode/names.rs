@@ -2,7 +2,21 @@
 //! names of network namespaces. Read once at start.
 use std::collections::HashMap;
 
-use crate::kernel::kallsyms::Kallsyms;
+use serde::{Deserialize, Serialize};
+
+use super::kallsyms::Kallsyms;
+
+/// The reason of a drop on a kernel without drop reasons (before 5.17).
+pub const UNAVAILABLE: &str = "unavailable";
+
+/// Names as a recording stores them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct NamesSnapshot {
+    pub reasons: Vec<(u32, String)>,
+    pub netns: Vec<(u32, String)>,
+    pub masters: Vec<((u32, u32), String)>,
+    pub pods: Vec<(u32, String)>,
+}
 
 #[derive(Debug, Default, Clone)]
 pub struct Names {
@@ -19,51 +33,6 @@ pub struct Names {
 }
 
 impl Names {
-    /// Namespace names: the tracer's own is `host`, named ones (`ip netns`) by name.
-    pub fn read_netns() -> HashMap<u32, String> {
-        let mut m = HashMap::new();
-        for (name, path) in crate::select::named_netns() {
-            if let Ok(ino) = crate::select::inode_of(&path) {
-                m.insert(ino, name);
-            }
-        }
-        if let Ok(ino) = crate::select::inode_of(std::path::Path::new("/proc/self/ns/net")) {
-            m.insert(ino, "host".into());
-        }
-        m
-    }
-
-    /// Masters (bridges, bonds, VRFs) of the devices in this namespace, from sysfs.
-    pub fn read_masters() -> HashMap<(u32, u32), String> {
-        let own = crate::select::inode_of(std::path::Path::new("/proc/self/ns/net")).unwrap_or(0);
-        let mut m = HashMap::new();
-        let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
-            return m;
-        };
-        for e in dir.flatten() {
-            let p = e.path();
-            let Ok(master) = std::fs::read_link(p.join("master")) else {
-                continue;
-            };
-            let Some(idx) = std::fs::read_to_string(p.join("ifindex"))
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-            else {
-                continue;
-            };
-            if let Some(name) = master.file_name() {
-                m.insert((own, idx), name.to_string_lossy().into_owned());
-            }
-        }
-        m
-    }
-
-    /// Re-read what can change while tracing (namespaces and devices come and go).
-    pub fn refresh(&mut self) {
-        self.netns = Self::read_netns();
-        self.masters = Self::read_masters();
-    }
-
     pub fn master(&self, netns: u32, ifindex: u32) -> Option<&str> {
         self.masters.get(&(netns, ifindex)).map(|s| s.as_str())
     }
@@ -71,7 +40,7 @@ impl Names {
     pub fn reason(&self, r: u32) -> String {
         if r == netflow_common::REASON_UNAVAILABLE {
             // Kernels before drop reasons (5.10-5.16): the location tells.
-            return crate::diagnose::UNAVAILABLE.into();
+            return UNAVAILABLE.into();
         }
         if let Some(n) = self.reasons.get(&r) {
             return n.clone();
@@ -90,7 +59,7 @@ impl Names {
         }
     }
 
-    pub fn snapshot(&self) -> crate::record::NamesSnapshot {
+    pub fn snapshot(&self) -> NamesSnapshot {
         let sorted = |m: &HashMap<u32, String>| {
             let mut v: Vec<(u32, String)> = m.iter().map(|(k, v)| (*k, v.clone())).collect();
             v.sort();
@@ -99,7 +68,7 @@ impl Names {
         let mut masters: Vec<((u32, u32), String)> =
             self.masters.iter().map(|(k, v)| (*k, v.clone())).collect();
         masters.sort();
-        crate::record::NamesSnapshot {
+        NamesSnapshot {
             reasons: sorted(&self.reasons),
             netns: sorted(&self.netns),
             masters,
@@ -108,7 +77,7 @@ impl Names {
     }
 
     /// Take the names a recording holds (symbols stay).
-    pub fn restore(&mut self, s: crate::record::NamesSnapshot) {
+    pub fn restore(&mut self, s: NamesSnapshot) {
         self.reasons = s.reasons.into_iter().collect();
         self.netns = s.netns.into_iter().collect();
         self.masters = s.masters.into_iter().collect();

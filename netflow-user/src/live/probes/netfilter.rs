@@ -20,7 +20,7 @@ use std::{
 use aya::{maps::Map, Ebpf};
 use netflow_common::names;
 
-use crate::probes::EBPF_OBJECT;
+use super::load::EBPF_OBJECT;
 
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_LINK_CREATE: libc::c_long = 28;
@@ -30,7 +30,7 @@ pub const NFPROTO_IPV4: u32 = 2;
 pub const NFPROTO_IPV6: u32 = 10;
 
 /// The five IPv4/IPv6 hooks, by number.
-pub const HOOKS: [&str; 5] = ["prerouting", "input", "forward", "output", "postrouting"];
+pub use netflow_common::NF_HOOK_NAMES as HOOKS;
 
 /// Before the built-in hooks (conntrack -200, mangle -150, DNAT -100, filter 0,
 /// SNAT 100); only the raw table (-300) and defragmentation (-400) come earlier.

@@ -49,7 +49,7 @@ pub fn check() -> Result<(), PreflightError> {
             missing: missing.join(", "),
         });
     }
-    let btf = crate::kernel::btf::VMLINUX;
+    let btf = crate::live::kernel::btf::VMLINUX;
     if !Path::new(btf).exists() {
         return Err(PreflightError::NoBtf(btf.into()));
     }

@@ -1,0 +1,105 @@
+//! What every probe module needs: the compiled object, its loader, the
+//! error type, and the one-line form of a refused program.
+use std::path::PathBuf;
+
+use aya::{programs::ProgramError, Ebpf, EbpfLoader};
+use netflow_common::names;
+
+/// The compiled kernel programs (built by build.rs with aya-build).
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netflow"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("failed to load the netflow kernel object: {0}")]
+    Object(#[source] aya::EbpfError),
+    #[error("kernel object has no {0} {1}")]
+    Missing(&'static str, &'static str),
+    #[error("failed to load program {prog} for {target}: {}", short(.err))]
+    /// One line: the verifier's log goes to the debug log (`RUST_LOG=debug`).
+    Load {
+        prog: &'static str,
+        target: String,
+        err: aya::programs::ProgramError,
+    },
+    #[error("failed to attach program {prog} to {target}: {source}")]
+    Attach {
+        prog: &'static str,
+        target: String,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("failed to fill map {map}: {source}")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("tracepoint {0}: {1}")]
+    Prototype(String, String),
+    #[error("failed to read the kernel's BTF for program loading: {0}")]
+    Btf(#[source] aya::BtfError),
+    #[error(transparent)]
+    KernelBtf(#[from] crate::live::kernel::btf::BtfError),
+}
+
+pub(super) type Result<T> = std::result::Result<T, ProbeError>;
+
+/// Where to attach the netfilter programs: netflow's own namespace (None) and others.
+#[derive(Debug, Clone, Default)]
+pub struct NetfilterPlan {
+    pub enabled: bool,
+    pub netns: Vec<(String, PathBuf)>,
+}
+
+/// An error in one line: a load failure without the verifier's log (that
+/// goes to the debug log, `RUST_LOG=debug`).
+pub(super) fn short(e: &ProgramError) -> String {
+    match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            log::debug!("verifier log:\n{verifier_log}");
+            format!("the kernel refused the program ({io_error})")
+        }
+        e => {
+            // aya puts the errno in the source: show it.
+            let mut s = e.to_string();
+            let mut src = std::error::Error::source(e);
+            while let Some(c) = src {
+                s.push_str(&format!(": {c}"));
+                src = c.source();
+            }
+            s
+        }
+    }
+}
+
+pub(super) fn loader<'a>(
+    offsets: &'a netflow_common::Offsets,
+    filter: &'a netflow_common::Filter,
+) -> EbpfLoader<'a> {
+    let mut l = EbpfLoader::new();
+    l.override_global(names::GLOBAL_OFFSETS, offsets, true)
+        .override_global(names::GLOBAL_FILTER, filter, true);
+    l
+}
+
+/// The program `prog` of `ebpf` as its concrete type.
+pub(super) fn program<'a, T>(
+    ebpf: &'a mut Ebpf,
+    prog: &'static str,
+    target: &str,
+) -> Result<&'a mut T>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(prog)
+        .ok_or(ProbeError::Missing("program", prog))?
+        .try_into()
+        .map_err(|err| ProbeError::Load {
+            prog,
+            target: target.into(),
+            err,
+        })
+}
