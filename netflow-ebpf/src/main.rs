@@ -32,7 +32,6 @@ use aya_ebpf::{
 };
 use netflow_common::Point;
 
-pub(crate) use crate::globals::v;
 use crate::{
     deliver::on_deliver,
     emit::end_tracked,

@@ -145,7 +145,9 @@ pub fn inner(buf: &[u8; CAPTURE_BYTES], cap: usize, outer: &Tuple, f: &Filter) -
 fn is_vxlan(port: u16, f: &Filter) -> bool {
     let mut i = 0;
     while i < MAX_VXLAN_PORTS {
-        if i < crate::v(&f.n_vxlan_ports) as usize && crate::v(&f.vxlan_ports[i]) == port {
+        if i < crate::globals::v(&f.n_vxlan_ports) as usize
+            && crate::globals::v(&f.vxlan_ports[i]) == port
+        {
             return true;
         }
         i += 1;

@@ -235,6 +235,22 @@ pub fn netflow_bin() -> PathBuf {
     p
 }
 
+/// The `netflow` built without the kernel side (`--no-default-features`):
+/// replay, export and the dashboard on recordings only.
+pub fn offline_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("NETFLOW_OFFLINE_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let p = root.join("target/offline/release/netflow");
+    assert!(
+        p.exists(),
+        "offline netflow not found at {}: build it first (cargo build --release -p netflow-user --no-default-features --target-dir target/offline) or set NETFLOW_OFFLINE_BIN; `cargo xtask test` does both",
+        p.display()
+    );
+    p
+}
+
 /// A running `netflow trace --json`.
 pub struct Tracer {
     child: Option<Child>,
@@ -612,6 +628,11 @@ pub fn one_nat_hop(p: &Value) -> &Value {
 
 /// Run `netflow ARGS` as user nobody with no capabilities.
 pub fn unprivileged(args: &[&str]) -> std::process::Output {
+    unprivileged_bin(&netflow_bin(), args)
+}
+
+/// [`unprivileged`] with another build of netflow.
+pub fn unprivileged_bin(bin: &std::path::Path, args: &[&str]) -> std::process::Output {
     Command::new("setpriv")
         .args([
             "--reuid=65534",
@@ -619,7 +640,7 @@ pub fn unprivileged(args: &[&str]) -> std::process::Output {
             "--clear-groups",
             "--inh-caps=-all",
         ])
-        .arg(netflow_bin())
+        .arg(bin)
         .args(args)
         .output()
         .expect("setpriv (util-linux)")

@@ -36,6 +36,37 @@ fn recording_replays_to_the_live_json_and_exports_pcapng() {
     assert_eq!(replayed, live, "replay reproduces the live run exactly");
     assert!(err.contains("replayed"), "{err}");
 
+    // The build without the kernel side reads the live build's recording
+    // the same way, as nobody.
+    let offline = offline_bin();
+    let out = unprivileged_bin(&offline, &["replay", rec_s, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let offline_replayed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        offline_replayed, live,
+        "the offline build replays it exactly"
+    );
+    let live_pcap = unprivileged(&["export", rec_s, "--pcapng", "-"]).stdout;
+    let offline_pcap = unprivileged_bin(&offline, &["export", rec_s, "--pcapng", "-"]);
+    assert!(offline_pcap.status.success());
+    assert!(!live_pcap.is_empty());
+    assert_eq!(
+        offline_pcap.stdout, live_pcap,
+        "same pcapng from both builds"
+    );
+    let out = unprivileged_bin(&offline, &["trace"]);
+    assert!(
+        !out.status.success(),
+        "the offline build has no trace command"
+    );
+
     // Filters apply to replay as to trace.
     let out = unprivileged(&["replay", rec_s, "--json", "--proto", "tcp"]);
     let tcp: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)

@@ -21,7 +21,10 @@ use crate::{
     correlate::{Note, Timeline},
     decode::names::Names,
     output::diagnose::hook_name,
-    output::{json::point_name, Sink, Stats},
+    output::{
+        view::{point_name, verdict_name},
+        Sink, Stats,
+    },
 };
 
 pub struct Pcapng<W: Write> {
@@ -75,7 +78,7 @@ impl<W: Write> Pcapng<W> {
 
 impl<W: Write + Send> Sink for Pcapng<W> {
     fn timeline(&mut self, tl: &Timeline, names: &Names) -> std::io::Result<()> {
-        let verdict = format!("{:?}", tl.verdict).to_lowercase();
+        let verdict = verdict_name(tl.verdict);
         let drop = tl
             .drop
             .map(|d| format!(", drop {}", names.reason(d.reason)))

@@ -3,7 +3,7 @@ use std::io::Write;
 
 use netflow_common::Point;
 
-use super::json::{connection_json, endpoint, where_words};
+use super::view::{connection_view, endpoint, point_label, verdict_name, where_words};
 use super::{Sink, Stats};
 use crate::{
     correlate::connections::{Connection, DirCounts},
@@ -20,34 +20,6 @@ pub struct Text {
 impl Text {
     pub fn new(out: Box<dyn Write + Send>) -> Self {
         Self { out }
-    }
-}
-
-fn point_label(p: Point) -> &'static str {
-    match p {
-        Point::Rx => "rx",
-        Point::Tx => "tx",
-        Point::TcIngress => "tc-in",
-        Point::TcEgress => "tc-out",
-        Point::Drop => "kfree_skb",
-        Point::Consume => "consume",
-        Point::Deliver => "socket",
-        Point::NfEarly => "nf",
-        Point::NfLate => "nf-after",
-        Point::TcpRetransmit => "tcp-retransmit",
-        Point::TcpReset => "tcp-reset",
-        Point::NftChain => "nft-chain",
-        Point::Socket => "socket",
-    }
-}
-
-fn verdict_word(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Forwarded => "FORWARDED",
-        Verdict::Delivered => "DELIVERED",
-        Verdict::Dropped => "DROPPED",
-        Verdict::Unclaimed => "UNCLAIMED",
-        Verdict::Unknown => "UNKNOWN",
     }
 }
 
@@ -87,7 +59,7 @@ impl Sink for Text {
         writeln!(
             self.out,
             "{head}{detail}  => {}{incomplete}",
-            verdict_word(tl.verdict)
+            verdict_name(tl.verdict).to_uppercase()
         )?;
         let t0 = tl.hops.first().map(|h| h.ts_ns).unwrap_or(0);
         let mut last_tuple: Option<Tuple> = first;
@@ -186,7 +158,7 @@ impl Sink for Text {
     }
 
     fn connection(&mut self, c: &Connection, names: &Names) -> std::io::Result<()> {
-        let j = connection_json(c, names);
+        let j = connection_view(c, names);
         let nat = match c.nat {
             Some(n) => format!(
                 " ({} {} -> {})",

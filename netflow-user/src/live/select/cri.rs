@@ -13,8 +13,8 @@ use k8s_cri::v1::{
 use tonic::transport::{Endpoint, Uri};
 
 use crate::{
+    live::select::error::SelectError,
     live::select::pod::{netns_pods, Pod},
-    live::select::SelectError,
 };
 
 /// Where runtimes listen, in the order crictl tries them.

@@ -5,7 +5,10 @@
 //! network namespace (`ip netns`) is a pod of that name.
 use std::{net::IpAddr, path::PathBuf};
 
-use crate::live::select::{named_netns, resolve_netns, Netns, SelectError};
+use crate::live::select::{
+    error::SelectError,
+    netns::{named_netns, resolve_netns, Netns},
+};
 
 /// `[namespace/]name`.
 #[derive(Debug, Clone, PartialEq, Eq)]

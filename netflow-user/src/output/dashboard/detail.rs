@@ -9,11 +9,11 @@ use ratatui::{
 };
 
 use super::state::Flow;
-use crate::output::JsonTimeline;
+use crate::output::{view::verdict_name, TimelineView};
 
-fn timeline_lines(title: &str, t: &JsonTimeline, out: &mut Vec<Line<'static>>) {
+fn timeline_lines(title: &str, t: &TimelineView, out: &mut Vec<Line<'static>>) {
     out.push(Line::from(Span::styled(
-        format!("{title}: {:?}", t.verdict).to_lowercase(),
+        format!("{title}: {}", verdict_name(t.verdict)).to_lowercase(),
         Style::default().add_modifier(Modifier::BOLD),
     )));
     let t0 = t.hops.first().map(|h| h.ts_ns).unwrap_or(0);

@@ -7,19 +7,27 @@ use ratatui::{
 };
 
 use super::state::{Flow, SortBy};
-use crate::correlate::{connections::Outcome, Verdict};
+use crate::{
+    correlate::{connections::Outcome, Verdict},
+    output::view::verdict_name,
+};
 
 fn port(p: Option<u16>) -> String {
     p.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
 }
 
-fn verdict(v: Verdict) -> (&'static str, Color) {
+/// The verdict's word (a drop in capitals) and colour.
+fn verdict(v: Verdict) -> (String, Color) {
+    let color = match v {
+        Verdict::Delivered => Color::Green,
+        Verdict::Forwarded => Color::Cyan,
+        Verdict::Dropped => Color::Red,
+        Verdict::Unclaimed | Verdict::Unknown => Color::Gray,
+    };
+    let word = verdict_name(v);
     match v {
-        Verdict::Delivered => ("delivered", Color::Green),
-        Verdict::Forwarded => ("forwarded", Color::Cyan),
-        Verdict::Dropped => ("DROPPED", Color::Red),
-        Verdict::Unclaimed => ("unclaimed", Color::Gray),
-        Verdict::Unknown => ("unknown", Color::Gray),
+        Verdict::Dropped => (word.to_uppercase(), color),
+        _ => (word.to_string(), color),
     }
 }
 

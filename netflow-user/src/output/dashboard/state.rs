@@ -10,7 +10,7 @@ use crate::{
     correlate::{Timeline, Verdict},
     decode::names::Names,
     decode::packet::Tuple,
-    output::json::{timeline_json, JsonTimeline},
+    output::view::{timeline_view, TimelineView},
 };
 
 /// What the dashboard keeps of one completed packet, prepared where the
@@ -25,7 +25,7 @@ pub struct FlowUpdate {
     pub first_ts: u64,
     pub last_ts: u64,
     pub span_us: f64,
-    pub js: Arc<JsonTimeline>,
+    pub js: Arc<TimelineView>,
 }
 
 impl FlowUpdate {
@@ -49,7 +49,7 @@ impl FlowUpdate {
             first_ts: first.ts_ns,
             last_ts: last.ts_ns,
             span_us: last.ts_ns.saturating_sub(first.ts_ns) as f64 / 1000.0,
-            js: Arc::new(timeline_json(tl, names)),
+            js: Arc::new(timeline_view(tl, names)),
         })
     }
 }
@@ -66,8 +66,8 @@ pub struct Flow {
     pub last_verdict: Verdict,
     /// Time from a packet's first to last hop (µs), as a histogram.
     pub spans: Hist,
-    pub latest: Arc<JsonTimeline>,
-    pub latest_drop: Option<Arc<JsonTimeline>>,
+    pub latest: Arc<TimelineView>,
+    pub latest_drop: Option<Arc<TimelineView>>,
     pub last_ts: u64,
     /// The outcome of its last connection that ended.
     pub outcome: Option<Outcome>,

@@ -1,0 +1,338 @@
+//! The view model: what a completed timeline, connection or note shows, in
+//! the words every output uses. JSON serializes it as is (its keys are
+//! documented in the README and kept stable); text, pcapng comments and the
+//! dashboard render the same fields.
+use std::net::IpAddr;
+
+use netflow_common::Point;
+use serde::Serialize;
+
+use crate::{
+    correlate::connections::{Connection, DirCounts, Outcome, Where},
+    correlate::{tcp_state_name, DropInfo, Hop, Nat, NatKind, Note, NoteKind, Timeline, Verdict},
+    decode::names::Names,
+    decode::packet::{Encap, Proto, Tuple},
+    output::diagnose::{hint, hook_name, outcome_hint, reason_from_location, UNAVAILABLE},
+};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowView {
+    pub proto: Proto,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HopView {
+    pub ts_ns: u64,
+    pub point: &'static str,
+    pub ifname: String,
+    pub ifindex: u32,
+    pub netns: u32,
+    pub netns_name: Option<String>,
+    /// The bridge (or bond, VRF) this device is a port of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub master: Option<String>,
+    pub dir: Option<&'static str>,
+    pub src: Option<IpAddr>,
+    pub dst: Option<IpAddr>,
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
+    pub len: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_flags: Option<String>,
+    pub encap: Option<Encap>,
+    /// Netfilter points: the hook, and whether before or after its built-in hooks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hook: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nat: Option<NatView>,
+    /// nftables table and chain, where the kernel lets netflow see them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NatView {
+    pub kind: NatKind,
+    pub from: String,
+    pub to: String,
+}
+
+pub fn endpoint((ip, port): (IpAddr, Option<u16>)) -> String {
+    match (ip, port) {
+        (IpAddr::V6(a), Some(p)) => format!("[{a}]:{p}"),
+        (a, Some(p)) => format!("{a}:{p}"),
+        (a, None) => a.to_string(),
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DropView {
+    pub reason: String,
+    /// Where the kernel gives no reason (before 5.17): the reason its
+    /// location most likely means.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub likely: Option<&'static str>,
+    pub location: String,
+    pub hint: String,
+    /// Netfilter hook where the packet was last seen before filtering.
+    pub hook: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineView {
+    pub kind: &'static str,
+    pub flow: Option<FlowView>,
+    pub verdict: Verdict,
+    pub hops: Vec<HopView>,
+    pub drop: Option<DropView>,
+    /// Freed after a socket took it: not a drop on its path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<DropView>,
+    /// `unknown` packets: where they were last seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<HopView>,
+    /// Events of this packet may be missing (ring buffer full).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub incomplete: bool,
+}
+
+/// A point as the text output names it (finer than [`point_name`]: tc
+/// direction, before/after netfilter's own hooks).
+pub fn point_label(p: Point) -> &'static str {
+    match p {
+        Point::Rx => "rx",
+        Point::Tx => "tx",
+        Point::TcIngress => "tc-in",
+        Point::TcEgress => "tc-out",
+        Point::Drop => "kfree_skb",
+        Point::Consume => "consume",
+        Point::Deliver => "socket",
+        Point::NfEarly => "nf",
+        Point::NfLate => "nf-after",
+        Point::TcpRetransmit => "tcp-retransmit",
+        Point::TcpReset => "tcp-reset",
+        Point::NftChain => "nft-chain",
+        Point::Socket => "socket",
+    }
+}
+
+/// A verdict as every output writes it (JSON's value, pcapng comments,
+/// the dashboard; text in capitals).
+pub fn verdict_name(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Forwarded => "forwarded",
+        Verdict::Delivered => "delivered",
+        Verdict::Dropped => "dropped",
+        Verdict::Unclaimed => "unclaimed",
+        Verdict::Unknown => "unknown",
+    }
+}
+
+pub fn point_name(p: Point) -> &'static str {
+    match p {
+        Point::Rx => "rx",
+        Point::Tx => "tx",
+        Point::TcIngress | Point::TcEgress => "tc",
+        Point::Drop => "kfree_skb",
+        Point::Consume => "consume_skb",
+        Point::Deliver => "socket",
+        Point::NfEarly | Point::NfLate => "nf",
+        Point::TcpRetransmit => "tcp_retransmit",
+        Point::TcpReset => "tcp_reset",
+        Point::NftChain => "nft_chain",
+        Point::Socket => "socket",
+    }
+}
+
+pub fn direction(p: Point) -> Option<&'static str> {
+    match p {
+        Point::Rx | Point::TcIngress => Some("ingress"),
+        Point::Tx | Point::TcEgress => Some("egress"),
+        _ => None,
+    }
+}
+
+pub fn flow_view(t: &Tuple) -> FlowView {
+    FlowView {
+        proto: t.proto,
+        src: t.src,
+        dst: t.dst,
+        sport: t.sport,
+        dport: t.dport,
+    }
+}
+
+pub fn hop_view(h: &Hop, names: &Names) -> HopView {
+    let t = h.packet.as_ref().map(|p| p.tuple);
+    HopView {
+        ts_ns: h.ts_ns,
+        point: point_name(h.point),
+        ifname: h.ifname.clone(),
+        ifindex: h.ifindex,
+        netns: h.netns,
+        netns_name: names.netns(h.netns).map(str::to_string),
+        master: names.master(h.netns, h.ifindex).map(str::to_string),
+        dir: direction(h.point),
+        src: t.map(|t| t.src),
+        dst: t.map(|t| t.dst),
+        sport: t.and_then(|t| t.sport),
+        dport: t.and_then(|t| t.dport),
+        len: h.len,
+        tcp_flags: h.packet.as_ref().and_then(|p| p.tcp_flags.clone()),
+        encap: h.packet.as_ref().and_then(|p| p.encap),
+        hook: matches!(h.point, Point::NfEarly | Point::NfLate | Point::NftChain)
+            .then(|| hook_name(h.hook)),
+        table: h.nft.as_ref().map(|n| n.0.clone()),
+        chain: h.nft.as_ref().map(|n| n.1.clone()),
+        stage: match h.point {
+            Point::NfEarly => Some("early"),
+            Point::NfLate => Some("late"),
+            _ => None,
+        },
+        nat: h.nat.map(nat_view),
+    }
+}
+
+fn nat_view(n: Nat) -> NatView {
+    NatView {
+        kind: n.kind,
+        from: endpoint(n.from),
+        to: endpoint(n.to),
+    }
+}
+
+/// A drop with its reason and location names, and the hint.
+pub fn drop_view(d: DropInfo, hook: Option<u8>, names: &Names) -> DropView {
+    let reason = names.reason(d.reason);
+    let location = names.location(d.location);
+    DropView {
+        hint: hint(&reason, hook, &location),
+        likely: (reason == UNAVAILABLE)
+            .then(|| reason_from_location(&location))
+            .flatten(),
+        hook: hook.map(hook_name),
+        reason,
+        location,
+    }
+}
+
+pub fn timeline_view(tl: &Timeline, names: &Names) -> TimelineView {
+    TimelineView {
+        kind: "packet",
+        flow: tl.tuple().as_ref().map(flow_view),
+        verdict: tl.verdict,
+        hops: tl.hops.iter().map(|h| hop_view(h, names)).collect(),
+        drop: tl
+            .drop
+            .map(|d| drop_view(d, tl.drop_hook.map(|(h, _)| h), names)),
+        after: tl.after.map(|d| drop_view(d, None, names)),
+        last_seen: (tl.verdict == Verdict::Unknown)
+            .then(|| tl.hops.last().map(|h| hop_view(h, names)))
+            .flatten(),
+        incomplete: tl.incomplete,
+    }
+}
+
+/// One connection: `{"kind":"flow", ...}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionView {
+    pub kind: &'static str,
+    pub flow: FlowView,
+    pub outcome: Outcome,
+    /// The hop where it went wrong.
+    #[serde(rename = "where")]
+    pub at: Option<HopView>,
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub likely: Option<&'static str>,
+    pub location: Option<String>,
+    /// The netfilter hook that dropped it, when a filter did.
+    pub hook: Option<&'static str>,
+    pub hint: Option<String>,
+    pub fwd: DirCounts,
+    pub rev: DirCounts,
+    pub first_ts_ns: u64,
+    pub last_ts_ns: u64,
+    pub nat: Option<NatView>,
+}
+
+/// Where a connection went wrong, in words: "at FORWARD on vclient in
+/// netns node", "dropped on eth0 in netns server", "at the socket in netns
+/// server (arrived on eth0)".
+pub fn where_words(w: &Where, names: &Names) -> String {
+    let h = &w.hop;
+    let netns = names
+        .netns(h.netns)
+        .map(str::to_string)
+        .unwrap_or_else(|| h.netns.to_string());
+    let dev = if h.ifname.is_empty() { "-" } else { &h.ifname };
+    match (w.drop_hook, h.point) {
+        (Some((hook, _)), _) => format!(
+            "at {} on {dev} in netns {netns}",
+            hook_name(hook).to_uppercase()
+        ),
+        (None, Point::Drop) => format!("dropped on {dev} in netns {netns}"),
+        (None, Point::Socket) => format!("at the socket in netns {netns} (arrived on {dev})"),
+        (None, p) => format!("at {} on {dev} in netns {netns}", point_name(p)),
+    }
+}
+
+pub fn connection_view(c: &Connection, names: &Names) -> ConnectionView {
+    let drop = c.at.as_ref().and_then(|w| {
+        w.drop
+            .map(|d| drop_view(d, w.drop_hook.map(|(h, _)| h), names))
+    });
+    let at_words =
+        c.at.as_ref()
+            .map(|w| where_words(w, names))
+            .unwrap_or_default();
+    ConnectionView {
+        kind: "flow",
+        flow: flow_view(&c.tuple),
+        outcome: c.outcome,
+        at: c.at.as_ref().map(|w| hop_view(&w.hop, names)),
+        hint: outcome_hint(c.outcome, drop.as_ref().map(|d| d.hint.clone()), &at_words),
+        reason: drop.as_ref().map(|d| d.reason.clone()),
+        likely: drop.as_ref().and_then(|d| d.likely),
+        hook: drop.as_ref().and_then(|d| d.hook),
+        location: drop.map(|d| d.location),
+        fwd: c.fwd,
+        rev: c.rev,
+        first_ts_ns: c.first_ts_ns,
+        last_ts_ns: c.last_ts_ns,
+        nat: c.nat.map(nat_view),
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NoteView {
+    pub kind: &'static str,
+    pub event: NoteKind,
+    pub flow: FlowView,
+    pub ts_ns: u64,
+    pub netns: u32,
+    pub netns_name: Option<String>,
+    pub state: &'static str,
+    pub count: u32,
+}
+
+pub fn note_view(n: &Note, names: &Names) -> NoteView {
+    NoteView {
+        kind: "tcp",
+        event: n.kind,
+        flow: flow_view(&n.tuple),
+        ts_ns: n.ts_ns,
+        netns: n.netns,
+        netns_name: names.netns(n.netns).map(str::to_string),
+        state: tcp_state_name(n.tcp_state),
+        count: n.count,
+    }
+}
