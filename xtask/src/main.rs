@@ -16,8 +16,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Build netflow and run every test (needs root): unit tests and the
-    /// real-kernel tests on this kernel, then the kernel matrix (`vm-test`).
+    /// Build netflow and run every test (needs root): the offline core's tests
+    /// in the build without the kernel side, unit tests and the real-kernel
+    /// tests on this kernel, then the kernel matrix (`vm-test`).
     /// With a test filter, or --host-only, only this kernel's tests run.
     Test {
         /// Skip the kernel matrix.
@@ -111,6 +112,27 @@ pub fn build_netflow(root: &std::path::Path) -> Result<std::path::PathBuf> {
     Ok(root.join("target/release/netflow"))
 }
 
+/// Where the build without the kernel side goes (its own target directory:
+/// features would otherwise unify with the live build's).
+const OFFLINE_TARGET: &str = "target/offline";
+
+/// Build `netflow` without the kernel side (`--no-default-features`: replay,
+/// export, dashboard --replay) and return its path.
+pub fn build_offline(root: &std::path::Path) -> Result<std::path::PathBuf> {
+    run(cargo().current_dir(root).args([
+        "build",
+        "--release",
+        "-p",
+        "netflow-user",
+        "--bin",
+        "netflow",
+        "--no-default-features",
+        "--target-dir",
+        OFFLINE_TARGET,
+    ]))?;
+    Ok(root.join(OFFLINE_TARGET).join("release/netflow"))
+}
+
 fn workspace_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -124,13 +146,29 @@ fn main() -> Result<()> {
             // The binary under test is the one users run: optimized (the
             // flood and dashboard tests measure what a release build does).
             let bin = build_netflow(&root)?;
+            let offline = build_offline(&root)?;
+            // The offline core's own tests, in the build without the kernel side.
+            let core = if args.is_empty() {
+                test(cargo().current_dir(&root).args([
+                    "test",
+                    "-p",
+                    "netflow-user",
+                    "--no-default-features",
+                    "--target-dir",
+                    OFFLINE_TARGET,
+                ]))
+            } else {
+                Ok(())
+            };
             let host = test(
                 cargo()
                     .current_dir(&root)
                     .env("NETFLOW_BIN", &bin)
+                    .env("NETFLOW_OFFLINE_BIN", &offline)
                     .args(["test", "--workspace", "--exclude", "netflow-ebpf"])
                     .args(with_show_output(args)),
             );
+            let host = core.and(host);
             if !matrix {
                 println!("kernel matrix not run (a filter or --host-only): cargo xtask vm-test");
                 return host;
