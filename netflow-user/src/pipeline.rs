@@ -11,7 +11,7 @@ use crate::{
     correlate::{Config, Correlator, Timeline, Verdict},
     decode::names::Names,
     decode::packet::Tuple,
-    decode::Event,
+    decode::{Event, What},
     output::{Sink, Stats},
     record::{CountedRecord, End, Writer},
 };
@@ -31,6 +31,8 @@ pub struct Pipeline {
     pub stats: Stats,
     recorder: Option<Writer>,
     filter: FlowFilter,
+    /// UDP ports whose packets carry VXLAN (the decoder follows the inner packet).
+    vxlan_ports: Vec<u16>,
 }
 
 impl Pipeline {
@@ -42,6 +44,7 @@ impl Pipeline {
         filter: FlowFilter,
     ) -> Self {
         Pipeline {
+            vxlan_ports: cfg.vxlan_ports.clone(),
             corr: Correlator::new(cfg),
             conns: Connections::new(connections::Config::default()),
             counts: None,
@@ -58,38 +61,43 @@ impl Pipeline {
     /// Kernels before 6.2 free the ICMPv6 messages they have processed (echo
     /// requests they answered, neighbour discovery) with `kfree_skb` and no
     /// reason, in icmpv6_rcv: that is the kernel taking them, not a drop.
-    fn kernel_processed_icmpv6(&self, ev: &Event, location: &str) -> bool {
-        let reason = self.names.reason(ev.reason);
+    fn kernel_processed_icmpv6(&self, ev: &Event, reason: u32, location: &str) -> bool {
+        let reason = self.names.reason(reason);
         if reason != crate::decode::names::UNAVAILABLE && reason != "NOT_SPECIFIED" {
             return false;
         }
         if !location.starts_with("icmpv6_rcv") {
             return false;
         }
-        ev.packet(&[])
+        ev.packet
+            .as_ref()
             .is_some_and(|p| p.tuple.proto == crate::decode::packet::Proto::Icmpv6)
     }
 
     /// One record as the kernel wrote it.
     pub fn event(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stats.events += 1;
-        match Event::try_from(bytes) {
+        match Event::decode(bytes, &self.vxlan_ports) {
             Ok(mut ev) => {
-                // The location's name first: a replay knows it when the event comes.
-                let location = self.names.location(ev.location);
-                if let Some(r) = &mut self.recorder {
-                    r.symbol(ev.location, &location)?;
-                    r.event(bytes)?;
-                }
-                if ev.point == Point::Drop {
-                    if self.kernel_processed_icmpv6(&ev, &location) {
-                        ev.point = Point::Consume;
-                    } else if is_symbol(&location)
-                        && !in_netfilter(&location)
-                        && self.names.reason(ev.reason) != "NETFILTER_DROP"
-                    {
-                        ev.flags |= event_flags::OUTSIDE_HOOK;
+                if let What::End { reason, location } = ev.what {
+                    // The location's name first: a replay knows it when the event comes.
+                    let at = self.names.location(location);
+                    if let Some(r) = &mut self.recorder {
+                        r.symbol(location, &at)?;
                     }
+                    if ev.point == Point::Drop {
+                        if self.kernel_processed_icmpv6(&ev, reason, &at) {
+                            ev.point = Point::Consume;
+                        } else if is_symbol(&at)
+                            && !in_netfilter(&at)
+                            && self.names.reason(reason) != "NETFILTER_DROP"
+                        {
+                            ev.flags |= event_flags::OUTSIDE_HOOK;
+                        }
+                    }
+                }
+                if let Some(r) = &mut self.recorder {
+                    r.event(bytes)?;
                 }
                 self.corr.push(ev);
             }

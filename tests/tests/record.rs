@@ -186,7 +186,7 @@ fn bad_recordings_are_refused_clearly() {
 /// A small recording made with the library: two hops of one ICMP packet.
 fn write_sample(path: &std::path::Path) {
     use netflow::{
-        decode::{encode, Event},
+        decode::{encode, RawEvent},
         record::*,
     };
     let meta = Meta {
@@ -208,7 +208,7 @@ fn write_sample(path: &std::path::Path) {
         (10, netflow_common::Point::Tx, "eth0"),
         (20, netflow_common::Point::Rx, "veth0"),
     ] {
-        let ev = Event {
+        let ev = RawEvent {
             ts_ns: ts,
             skb: 0xabc,
             point,

@@ -3,7 +3,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(ev) = netflow::decode::Event::try_from(data) {
-        let _ = ev.packet(&[4789, 8472]);
-    }
+    let _ = netflow::decode::Event::decode(data, &[4789, 8472]);
 });

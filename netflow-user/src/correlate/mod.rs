@@ -16,139 +16,17 @@ use rustc_hash::FxHashMap as HashMap;
 pub mod connections;
 pub mod expiry;
 pub mod filter;
+mod timeline;
+
+pub use timeline::*;
 
 use netflow_common::{event_flags, Point};
 
 use crate::{
     correlate::expiry::Deadlines,
-    decode::packet::{Fingerprint, Packet, Tuple},
-    decode::Event,
+    decode::packet::{Fingerprint, Tuple},
+    decode::{Event, What},
 };
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    Forwarded,
-    Delivered,
-    Dropped,
-    /// A multicast or broadcast packet that no socket on the node took (a
-    /// router solicitation nobody answers): nobody's traffic was lost.
-    Unclaimed,
-    Unknown,
-}
-
-/// One place a packet was seen.
-#[derive(Debug, Clone)]
-pub struct Hop {
-    pub ts_ns: u64,
-    pub point: Point,
-    pub skb: u64,
-    pub netns: u32,
-    pub ifindex: u32,
-    pub ifname: String,
-    pub len: u32,
-    pub mark: u32,
-    /// Netfilter hook number and family, for netfilter points.
-    pub hook: u8,
-    pub pf: u8,
-    pub packet: Option<Packet>,
-    /// The packet bytes as captured (network header on).
-    pub data: Vec<u8>,
-    /// The tuple changed since the previous hop: NAT.
-    pub nat: Option<Nat>,
-    /// nftables table and chain (kprobe upgrade on `nft_do_chain`).
-    pub nft: Option<(String, String)>,
-}
-
-impl Hop {
-    fn new(ev: Event, packet: Option<Packet>) -> Self {
-        Hop {
-            ts_ns: ev.ts_ns,
-            point: ev.point,
-            skb: ev.skb,
-            netns: ev.netns,
-            ifindex: ev.ifindex,
-            ifname: ev.ifname,
-            len: ev.len,
-            mark: ev.mark,
-            hook: ev.hook,
-            pf: ev.pf,
-            packet,
-            nft: (ev.point == Point::NftChain).then(|| nft_names(&ev.data)),
-            data: ev.data,
-            nat: None,
-        }
-    }
-}
-
-/// Table and chain names of an `NftChain` event: two NUL-terminated halves.
-fn nft_names(data: &[u8]) -> (String, String) {
-    let half = data.len() / 2;
-    let s = |b: &[u8]| {
-        let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
-        String::from_utf8_lossy(&b[..end]).into_owned()
-    };
-    (s(&data[..half]), s(&data[half..]))
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum NatKind {
-    Dnat,
-    Snat,
-}
-
-/// An address translation between two hops: the endpoint that changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Nat {
-    pub kind: NatKind,
-    pub from: (std::net::IpAddr, Option<u16>),
-    pub to: (std::net::IpAddr, Option<u16>),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DropInfo {
-    pub reason: u32,
-    pub location: u64,
-    /// Freed outside netfilter's hook code: not a hook's verdict.
-    pub outside_hook: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct Timeline {
-    pub id: u64,
-    pub hops: Vec<Hop>,
-    pub verdict: Verdict,
-    pub drop: Option<DropInfo>,
-    /// Where a consumed packet was freed.
-    pub consumed_at: Option<u64>,
-    /// A socket took the packet (or, without the socket probe, its reader
-    /// copied the data).
-    pub delivered: bool,
-    /// Freed after a socket took it (QUEUE_PURGE when the socket closed, a
-    /// duplicate, a full receive queue), or a copy freed once another copy
-    /// was delivered, or an unclaimed group packet let go: not a drop on its
-    /// path.
-    pub after: Option<DropInfo>,
-    /// Events of this packet may be missing (the ring buffer was full while
-    /// it was open).
-    pub incomplete: bool,
-    /// The guardrails had only counted it: its drop is its only report (its
-    /// connection has it in the kernel's counts already).
-    pub counted: bool,
-    /// Netfilter hook (and family) where a dropped packet was last seen
-    /// before its hook's filtering and never after.
-    pub drop_hook: Option<(u8, u8)>,
-}
-
-impl Timeline {
-    /// The packet's tuple at its first hop that has one.
-    pub fn tuple(&self) -> Option<Tuple> {
-        self.hops
-            .iter()
-            .find_map(|h| h.packet.as_ref().map(|p| p.tuple))
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -197,45 +75,6 @@ impl Open {
     }
 }
 
-/// Something about a flow rather than one packet: a TCP retransmission or a
-/// reset sent by a socket.
-#[derive(Debug, Clone)]
-pub struct Note {
-    pub ts_ns: u64,
-    pub kind: NoteKind,
-    pub tuple: Tuple,
-    pub netns: u32,
-    /// The socket's TCP state (`TCP_SYN_SENT` ...), see [`tcp_state_name`].
-    pub tcp_state: u8,
-    /// How many of this kind this flow had so far.
-    pub count: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum NoteKind {
-    Retransmit,
-    Reset,
-}
-
-pub fn tcp_state_name(s: u8) -> &'static str {
-    match s {
-        1 => "ESTABLISHED",
-        2 => "SYN_SENT",
-        3 => "SYN_RECV",
-        4 => "FIN_WAIT1",
-        5 => "FIN_WAIT2",
-        6 => "TIME_WAIT",
-        7 => "CLOSE",
-        8 => "CLOSE_WAIT",
-        9 => "LAST_ACK",
-        10 => "LISTEN",
-        11 => "CLOSING",
-        12 => "NEW_SYN_RECV",
-        _ => "UNKNOWN",
-    }
-}
-
 /// Flows whose retransmissions/resets are counted at most.
 const MAX_NOTE_FLOWS: usize = 65536;
 
@@ -270,15 +109,23 @@ impl Correlator {
     }
 
     pub fn push(&mut self, ev: Event) {
-        let packet = ev.packet(&self.cfg.vxlan_ports);
-        // Socket events (no skb) are notes on the flow.
-        if ev.skb == 0 && matches!(ev.point, Point::TcpRetransmit | Point::TcpReset) {
-            let Some(p) = packet else { return };
-            let kind = if ev.point == Point::TcpRetransmit {
-                NoteKind::Retransmit
-            } else {
-                NoteKind::Reset
-            };
+        match ev.what {
+            What::Note { kind, tcp_state } => self.note(&ev, kind, tcp_state),
+            What::End { reason, location }
+                if ev.point == Point::Drop && ev.flags & event_flags::AFTER_DELIVERY != 0 =>
+            {
+                self.after_delivery(ev.skb, reason, location)
+            }
+            What::End { reason, location } => self.end(ev, reason, location),
+            What::Socket => self.socket(ev),
+            What::Hop { .. } | What::NftChain { .. } => self.hop(ev),
+        }
+    }
+
+    /// Socket events (no skb) are notes on the flow.
+    fn note(&mut self, ev: &Event, kind: NoteKind, tcp_state: u8) {
+        {
+            let Some(p) = &ev.packet else { return };
             if self.note_counts.len() >= MAX_NOTE_FLOWS {
                 // Bounded: counts of flows long gone restart.
                 self.note_counts.clear();
@@ -290,23 +137,16 @@ impl Correlator {
                 kind,
                 tuple: p.tuple,
                 netns: ev.netns,
-                tcp_state: ev.reason as u8,
+                tcp_state,
                 count: *count,
             });
-            return;
-        }
-        match ev.point {
-            Point::Drop if ev.flags & event_flags::AFTER_DELIVERY != 0 => self.after_delivery(ev),
-            Point::Drop | Point::Consume | Point::Deliver => self.end(ev, packet),
-            Point::Socket => self.socket(ev, packet),
-            _ => self.hop(ev, packet),
         }
     }
 
     /// A socket took the packet: the skb as tracked, or a copy of it (joined
     /// by fingerprint). The timeline ends, held for the grace period (and
     /// its skb kept) so that a free right after is known as "after".
-    fn socket(&mut self, ev: Event, packet: Option<Packet>) {
+    fn socket(&mut self, ev: Event) {
         let grace = self.cfg.grace_ns;
         let open = |o: &Open| {
             o.ended_at
@@ -318,7 +158,7 @@ impl Correlator {
             .copied()
             .filter(|id| self.open.get(id).is_some_and(open))
             .or_else(|| {
-                let fp = packet.as_ref().map(|p| p.fp).filter(joinable)?;
+                let fp = ev.packet.as_ref().map(|p| p.fp).filter(joinable)?;
                 let id = self.by_fp.get(&fp).copied()?;
                 self.open.get(&id).is_some_and(open).then_some(id)
             });
@@ -331,23 +171,19 @@ impl Correlator {
         o.last_ts = o.last_ts.max(ev.ts_ns);
         o.ended_at = Some(ev.ts_ns);
         o.tl.delivered = true;
-        o.tl.hops.push(Hop::new(ev, packet));
+        o.tl.hops.push(Hop::new(ev));
         self.due.schedule(id, o.deadline(&self.cfg));
     }
 
     /// The kernel freed a packet a socket had taken. On its timeline when
     /// that is still open, else only counted.
-    fn after_delivery(&mut self, ev: Event) {
+    fn after_delivery(&mut self, skb: u64, reason: u32, location: u64) {
         let info = DropInfo {
-            reason: ev.reason,
-            location: ev.location,
+            reason,
+            location,
             outside_hook: true,
         };
-        match self
-            .by_skb
-            .get(&ev.skb)
-            .and_then(|id| self.open.get_mut(id))
-        {
+        match self.by_skb.get(&skb).and_then(|id| self.open.get_mut(id)) {
             Some(o) => o.tl.after = Some(info),
             None => self.late_after += 1,
         }
@@ -397,8 +233,8 @@ impl Correlator {
         id
     }
 
-    fn hop(&mut self, ev: Event, packet: Option<Packet>) {
-        let fp = packet.as_ref().map(|p| p.fp);
+    fn hop(&mut self, mut ev: Event) {
+        let fp = ev.packet.as_ref().map(|p| p.fp);
         let idle = self.cfg.idle_ns;
         // The same skb holds the same packet while its fingerprint holds: the
         // kernel may free an skb silently and reuse it for another packet.
@@ -440,26 +276,24 @@ impl Correlator {
         if o.fp.is_none() {
             o.fp = fp;
         }
-        let mut ev = ev;
-        let mut packet = packet;
         if ev.data.is_empty() {
             // Header-only: the kernel saw the same addresses, ports and
             // encapsulation as at the packet's previous report.
             if let Some(prev) = o.tl.hops.iter().rev().find(|h| h.packet.is_some()) {
-                packet = prev.packet.clone();
+                ev.packet = prev.packet.clone();
                 ev.data = prev.data.clone();
             }
         }
-        o.tl.hops.push(Hop::new(ev, packet));
+        o.tl.hops.push(Hop::new(ev));
     }
 
-    fn end(&mut self, ev: Event, packet: Option<Packet>) {
+    fn end(&mut self, ev: Event, reason: u32, location: u64) {
         let id = match self.by_skb.remove(&ev.skb) {
             Some(id) if self.open.contains_key(&id) => id,
             // A packet we never saw on a device: nothing to report.
             _ if ev.point != Point::Drop => return,
             // A drop of a selected packet before any device saw it.
-            _ => self.new_timeline(ev.ts_ns, packet.as_ref().map(|p| p.fp)),
+            _ => self.new_timeline(ev.ts_ns, ev.packet.as_ref().map(|p| p.fp)),
         };
         let o = self.open.get_mut(&id).expect("timeline is open");
         o.last_ts = o.last_ts.max(ev.ts_ns);
@@ -468,15 +302,15 @@ impl Correlator {
         if ev.point == Point::Drop {
             o.tl.counted |= ev.flags & event_flags::COUNTED != 0;
             o.tl.drop = Some(DropInfo {
-                reason: ev.reason,
-                location: ev.location,
+                reason,
+                location,
                 outside_hook: ev.flags & event_flags::OUTSIDE_HOOK != 0,
             });
-            o.tl.hops.push(Hop::new(ev, packet));
+            o.tl.hops.push(Hop::new(ev));
         } else if ev.point == Point::Deliver {
             o.tl.delivered = true;
         } else {
-            o.tl.consumed_at = Some(ev.location);
+            o.tl.consumed_at = Some(location);
         }
     }
 
@@ -589,15 +423,6 @@ fn drop_hook(tl: &Timeline) -> Option<(u8, u8)> {
     (last_nf.point == Point::NfEarly).then_some((last_nf.hook, last_nf.pf))
 }
 
-/// Multicast and broadcast destinations: copies go wherever someone might
-/// listen, and a copy nobody wants is no loss.
-pub fn is_group_addr(ip: &std::net::IpAddr) -> bool {
-    match ip {
-        std::net::IpAddr::V4(a) => a.is_multicast() || a.is_broadcast(),
-        std::net::IpAddr::V6(a) => a.is_multicast(),
-    }
-}
-
 fn verdict(tl: &Timeline) -> Verdict {
     if tl.delivered {
         return Verdict::Delivered;
@@ -627,225 +452,4 @@ fn verdict(tl: &Timeline) -> Verdict {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use etherparse::PacketBuilder;
-
-    use super::*;
-
-    pub(crate) fn icmp(src: [u8; 4], dst: [u8; 4], id: u16, seq: u16, ip_id: u16) -> Vec<u8> {
-        let mut out = Vec::new();
-        PacketBuilder::ipv4(src, dst, 64)
-            .icmpv4_echo_request(id, seq)
-            .write(&mut out, b"payload")
-            .unwrap();
-        // etherparse's builder sets no IP ID: patch it in.
-        out[4..6].copy_from_slice(&ip_id.to_be_bytes());
-        out
-    }
-
-    pub(crate) fn ev(ts: u64, skb: u64, point: Point, ifname: &str, data: &[u8]) -> Event {
-        Event {
-            ts_ns: ts,
-            skb,
-            point,
-            netns: 1,
-            ifindex: 2,
-            ifname: ifname.into(),
-            len: data.len() as u32,
-            mark: 0,
-            reason: if point == Point::Drop { 5 } else { 0 },
-            location: 0xffff_ffff_8100_0000,
-            l3_proto: 0x0800,
-            hook: 0,
-            pf: 0,
-            flags: 0,
-            data: data.to_vec(),
-        }
-    }
-
-    #[test]
-    fn one_skb_across_devices_is_one_delivered_timeline() {
-        let p = icmp([10, 0, 0, 1], [10, 0, 0, 2], 1, 1, 100);
-        let mut c = Correlator::new(Config::default());
-        c.push(ev(30, 0xa, Point::Rx, "veth-b", &p));
-        c.push(ev(10, 0xa, Point::Tx, "eth0", &p));
-        c.push(ev(20, 0xa, Point::Tx, "veth-a", &p));
-        c.push(ev(40, 0xa, Point::Consume, "", &[]));
-        assert!(c.expire(41).is_empty(), "held for the grace period");
-        let out = c.expire(40 + 20_000_000);
-        assert_eq!(out.len(), 1);
-        let names: Vec<&str> = out[0].hops.iter().map(|h| h.ifname.as_str()).collect();
-        assert_eq!(names, ["eth0", "veth-a", "veth-b"], "ordered by time");
-        assert_eq!(out[0].verdict, Verdict::Delivered);
-        assert_eq!(c.open_count(), 0);
-    }
-
-    #[test]
-    fn drop_ends_the_timeline_with_reason() {
-        let p = icmp([10, 0, 0, 1], [10, 0, 0, 2], 1, 1, 100);
-        let mut c = Correlator::new(Config::default());
-        c.push(ev(10, 0xa, Point::Rx, "veth-a", &p));
-        c.push(ev(20, 0xa, Point::Drop, "veth-a", &p));
-        let out = c.flush();
-        assert_eq!(out[0].verdict, Verdict::Dropped);
-        assert_eq!(out[0].drop.unwrap().reason, 5);
-        assert_eq!(out[0].hops.last().unwrap().point, Point::Drop);
-    }
-
-    #[test]
-    fn a_drop_after_an_early_hop_is_that_hook_only_if_freed_in_netfilter() {
-        // Freed by the hook (NF_DROP): the hook dropped it.
-        let p = icmp([10, 0, 0, 1], [10, 0, 0, 2], 1, 1, 100);
-        let mut c = Correlator::new(Config::default());
-        c.push(ev(10, 0xa, Point::Rx, "veth-a", &p));
-        let mut early = ev(15, 0xa, Point::NfEarly, "veth-a", &p);
-        early.hook = 2;
-        c.push(early.clone());
-        c.push(ev(20, 0xa, Point::Drop, "veth-a", &p));
-        let out = c.flush();
-        assert_eq!(out[0].drop_hook, Some((2, 0)));
-        // Stolen inside the hook (br_netfilter) and freed later by the stack.
-        let mut c = Correlator::new(Config::default());
-        c.push(ev(10, 0xa, Point::Rx, "veth-a", &p));
-        c.push(early);
-        let mut drop = ev(20, 0xa, Point::Drop, "veth-a", &p);
-        drop.flags = event_flags::OUTSIDE_HOOK;
-        c.push(drop);
-        let out = c.flush();
-        assert_eq!(out[0].drop_hook, None);
-        assert_eq!(out[0].verdict, Verdict::Dropped);
-    }
-
-    #[test]
-    fn copy_into_new_skb_joins_by_fingerprint_even_after_nat() {
-        let before = icmp([10, 0, 0, 1], [10, 96, 0, 10], 7, 3, 555);
-        let after = icmp([10, 0, 0, 1], [10, 244, 1, 7], 7, 3, 555);
-        let mut c = Correlator::new(Config::default());
-        c.push(ev(10, 0xa, Point::Rx, "veth-a", &before));
-        c.push(ev(20, 0xa, Point::Consume, "", &[]));
-        c.push(ev(25, 0xb, Point::Tx, "veth-b", &after));
-        let out = c.flush();
-        assert_eq!(out.len(), 1, "{out:?}");
-        assert_eq!(out[0].hops.len(), 2);
-        assert_eq!(out[0].verdict, Verdict::Forwarded);
-    }
-
-    #[test]
-    fn different_packets_stay_apart_and_reused_skb_starts_fresh() {
-        let req = icmp([10, 0, 0, 1], [10, 0, 0, 2], 7, 3, 555);
-        let rep = icmp([10, 0, 0, 2], [10, 0, 0, 1], 7, 3, 900);
-        let mut c = Correlator::new(Config::default());
-        c.push(ev(10, 0xa, Point::Rx, "veth-a", &req));
-        c.push(ev(20, 0xb, Point::Tx, "veth-b", &rep));
-        // The skb of the request is freed and its memory reused much later.
-        c.push(ev(30, 0xa, Point::Consume, "", &[]));
-        c.push(ev(5_000_000_000, 0xa, Point::Rx, "veth-c", &rep));
-        let out = c.flush();
-        assert_eq!(out.len(), 3);
-    }
-
-    #[test]
-    fn identical_packets_after_a_drop_are_separate() {
-        let p = icmp([10, 0, 0, 1], [10, 0, 0, 2], 1, 1, 77);
-        let mut c = Correlator::new(Config::default());
-        for (i, skb) in [0xa, 0xb, 0xc].into_iter().enumerate() {
-            let t = i as u64 * 100;
-            c.push(ev(t, skb, Point::Tx, "eth0", &p));
-            c.push(ev(t + 10, skb, Point::Drop, "eth0", &p));
-        }
-        let out = c.flush();
-        assert_eq!(out.len(), 3);
-        assert!(out
-            .iter()
-            .all(|t| t.hops.len() == 2 && t.verdict == Verdict::Dropped));
-    }
-
-    #[test]
-    fn reused_skb_with_another_packet_starts_a_new_timeline() {
-        let a = icmp([10, 0, 0, 1], [10, 0, 0, 2], 1, 1, 100);
-        let b = icmp([10, 0, 0, 3], [10, 0, 0, 4], 9, 9, 200);
-        let mut c = Correlator::new(Config::default());
-        c.push(ev(10, 0xa, Point::Tx, "eth0", &a));
-        c.push(ev(20, 0xa, Point::Rx, "veth", &a));
-        // Freed without a tracepoint; the same memory now holds another packet.
-        c.push(ev(30, 0xa, Point::Tx, "eth1", &b));
-        c.push(ev(40, 0xa, Point::Deliver, "", &[]));
-        let mut out = c.flush();
-        out.sort_by_key(|t| t.id);
-        assert_eq!(out.len(), 2, "{out:#?}");
-        assert_eq!(out[0].hops.len(), 2);
-        assert_eq!(out[1].hops.len(), 1);
-        assert_eq!(out[1].verdict, Verdict::Delivered);
-        assert_eq!(out[0].verdict, Verdict::Unknown);
-    }
-
-    #[test]
-    fn socket_delivery_ends_the_timeline_and_a_later_free_is_after() {
-        let p = icmp([10, 0, 0, 2], [10, 0, 0, 1], 1, 1, 100);
-        let mut c = Correlator::new(Config::default());
-        c.push(ev(10, 0xa, Point::Tx, "eth0", &p));
-        c.push(ev(20, 0xa, Point::Rx, "eth0", &p));
-        c.push(ev(30, 0xa, Point::Socket, "eth0", &[]));
-        let mut purge = ev(40, 0xa, Point::Drop, "eth0", &p);
-        purge.flags = event_flags::AFTER_DELIVERY;
-        c.push(purge);
-        let out = c.expire(40 + 20_000_000);
-        assert_eq!(out.len(), 1, "{out:#?}");
-        assert_eq!(out[0].verdict, Verdict::Delivered);
-        assert!(out[0].drop.is_none());
-        assert_eq!(out[0].after.unwrap().reason, 5);
-        assert_eq!(out[0].hops.last().unwrap().point, Point::Socket);
-        // Long after: counted, never a new dropped packet.
-        let mut late = ev(5_000_000_000, 0xa, Point::Drop, "eth0", &p);
-        late.flags = event_flags::AFTER_DELIVERY;
-        c.push(late);
-        assert!(c.flush().is_empty());
-        assert_eq!(c.take_late_after(), 1);
-    }
-
-    #[test]
-    fn a_copy_delivered_to_a_raw_socket_makes_the_packet_delivered() {
-        let p = icmp([10, 0, 0, 2], [10, 0, 0, 1], 1, 1, 100);
-        let mut c = Correlator::new(Config::default());
-        c.push(ev(10, 0xa, Point::Rx, "eth0", &p));
-        // The clone (another skb, its bytes carried) reaches the raw socket;
-        // the original is then freed: no ping socket.
-        c.push(ev(20, 0xb, Point::Socket, "eth0", &p));
-        c.push(ev(30, 0xa, Point::Drop, "eth0", &p));
-        let out = c.flush();
-        assert_eq!(out.len(), 1, "{out:#?}");
-        assert_eq!(out[0].verdict, Verdict::Delivered);
-        assert!(out[0].drop.is_none() && out[0].after.is_some());
-    }
-
-    #[test]
-    fn group_packets_nobody_took_are_unclaimed() {
-        let p = icmp([10, 0, 0, 2], [224, 0, 0, 251], 1, 1, 100);
-        let mut c = Correlator::new(Config::default());
-        c.push(ev(10, 0xa, Point::Rx, "eth0", &p));
-        c.push(ev(20, 0xa, Point::Drop, "eth0", &p));
-        let out = c.flush();
-        assert_eq!(out[0].verdict, Verdict::Unclaimed);
-        assert!(out[0].drop.is_none() && out[0].after.is_some());
-    }
-
-    #[test]
-    fn lost_events_mark_open_timelines_incomplete() {
-        let p = icmp([10, 0, 0, 1], [10, 0, 0, 2], 1, 1, 100);
-        let mut c = Correlator::new(Config::default());
-        c.push(ev(10, 0xa, Point::Tx, "eth0", &p));
-        c.mark_incomplete();
-        let out = c.flush();
-        assert!(out[0].incomplete);
-    }
-
-    #[test]
-    fn idle_timeline_expires_as_forwarded_or_unknown() {
-        let p = icmp([10, 0, 0, 1], [10, 0, 0, 2], 1, 1, 100);
-        let mut c = Correlator::new(Config::default());
-        c.push(ev(10, 0xa, Point::Rx, "eth0", &p));
-        assert!(c.expire(500_000_000).is_empty());
-        let out = c.expire(2_000_000_000);
-        assert_eq!(out[0].verdict, Verdict::Unknown);
-    }
-}
+pub(crate) mod tests;

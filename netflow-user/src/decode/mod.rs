@@ -1,212 +1,244 @@
-//! Ring-buffer record → [`Event`]. The layout is `netflow_common::EventHeader`
-//! followed by `cap_len` packet bytes; decoding checks sizes and the layout
-//! version and never transmutes.
-use netflow_common::{EventHeader, Point, EVENT_VERSION};
+//! The second step of an event's path: the bytes the kernel wrote → a typed
+//! [`Event`] whose packet is parsed already. After this step nothing reads
+//! the kernel's header or parses packet bytes again: the correlator joins
+//! events, the outputs print them.
+//!
+//! [`raw`] reads the kernel's layout; [`packet`] parses IP headers (VXLAN and
+//! IP-in-IP inner packets included); [`names`] and [`kallsyms`] hold what
+//! turns numbers into words (drop reasons, symbols, namespaces).
+use netflow_common::Point;
 use serde::Serialize;
 
 pub mod kallsyms;
 pub mod names;
 pub mod packet;
+pub mod raw;
 
-use crate::decode::packet::{decode_ip, Packet};
+pub use raw::{encode, DecodeError, RawEvent};
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum DecodeError {
-    #[error("event of {0} bytes is shorter than its header ({1} bytes)")]
-    Short(usize, usize),
-    #[error("event layout version {0}, this netflow reads version {EVENT_VERSION}")]
-    Version(u8),
-    #[error("unknown probe point {0}")]
-    Point(u8),
-    #[error("event claims {0} packet bytes but carries {1}")]
-    CapLen(usize, usize),
+use packet::{decode_ip, Packet};
+
+/// What one event says, by kind: the header fields that mean something
+/// for that kind, and nothing else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum What {
+    /// Seen at a device (rx, tx, tc), at a netfilter hook (`hook`, `pf`;
+    /// early or late by its point), or answered by the kernel with a
+    /// socketless reset (`TcpReset` with an skb).
+    Hop { hook: u8, pf: u8 },
+    /// The packet's end: freed by `kfree_skb` (a drop: reason, location),
+    /// `consume_skb`, or handed to a socket's receive path (`Deliver`).
+    End { reason: u32, location: u64 },
+    /// A socket took the packet (cgroup_skb ingress).
+    Socket,
+    /// A TCP socket retransmitted or reset a connection (no skb): a note
+    /// on the flow, in the socket's TCP state.
+    Note { kind: NoteKind, tcp_state: u8 },
+    /// nftables evaluated a base chain for the packet (kprobe upgrade).
+    NftChain {
+        hook: u8,
+        pf: u8,
+        table: String,
+        chain: String,
+    },
 }
 
-/// One observation of one packet by one probe.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoteKind {
+    Retransmit,
+    Reset,
+}
+
+/// One observation of one packet by one probe, decoded.
+#[derive(Debug, Clone)]
 pub struct Event {
     pub ts_ns: u64,
+    /// The `struct sk_buff` address (0 for socket notes).
     pub skb: u64,
-    #[serde(skip)]
     pub point: Point,
     pub netns: u32,
     pub ifindex: u32,
     pub ifname: String,
     pub len: u32,
     pub mark: u32,
-    pub reason: u32,
-    pub location: u64,
-    pub l3_proto: u16,
-    /// Netfilter hook and family (netfilter points only).
-    pub hook: u8,
-    pub pf: u8,
     /// `netflow_common::event_flags` bits.
     pub flags: u8,
-    /// Packet bytes from the network header (possibly truncated).
-    #[serde(skip)]
+    pub what: What,
+    /// The packet (the inner one when encapsulated), when the event carries
+    /// IP headers.
+    pub packet: Option<Packet>,
+    /// The packet bytes as captured (network header on), for pcapng.
     pub data: Vec<u8>,
 }
 
-impl TryFrom<&[u8]> for Event {
-    type Error = DecodeError;
-
-    fn try_from(buf: &[u8]) -> Result<Self, Self::Error> {
-        let hsize = std::mem::size_of::<EventHeader>();
-        if buf.len() < hsize {
-            return Err(DecodeError::Short(buf.len(), hsize));
-        }
-        // Read the header field by field at its repr(C) offsets.
-        let u64_at = |o: usize| u64::from_ne_bytes(buf[o..o + 8].try_into().unwrap());
-        let u32_at = |o: usize| u32::from_ne_bytes(buf[o..o + 4].try_into().unwrap());
-        let u16_at = |o: usize| u16::from_ne_bytes(buf[o..o + 2].try_into().unwrap());
-        let version = buf[std::mem::offset_of!(EventHeader, version)];
-        if version != EVENT_VERSION {
-            return Err(DecodeError::Version(version));
-        }
-        let p = buf[std::mem::offset_of!(EventHeader, point)];
-        let point = Point::from_u8(p).ok_or(DecodeError::Point(p))?;
-        let cap = u16_at(std::mem::offset_of!(EventHeader, cap_len)) as usize;
-        let avail = buf.len() - hsize;
-        if cap > avail {
-            return Err(DecodeError::CapLen(cap, avail));
-        }
-        let name_off = std::mem::offset_of!(EventHeader, ifname);
-        let name = &buf[name_off..name_off + 16];
-        let name_len = name.iter().position(|b| *b == 0).unwrap_or(16);
-        Ok(Event {
-            ts_ns: u64_at(std::mem::offset_of!(EventHeader, ts_ns)),
-            skb: u64_at(std::mem::offset_of!(EventHeader, skb)),
-            location: u64_at(std::mem::offset_of!(EventHeader, location)),
-            netns: u32_at(std::mem::offset_of!(EventHeader, netns)),
-            ifindex: u32_at(std::mem::offset_of!(EventHeader, ifindex)),
-            len: u32_at(std::mem::offset_of!(EventHeader, len)),
-            mark: u32_at(std::mem::offset_of!(EventHeader, mark)),
-            reason: u32_at(std::mem::offset_of!(EventHeader, reason)),
-            l3_proto: u16_at(std::mem::offset_of!(EventHeader, l3_proto)),
-            hook: buf[std::mem::offset_of!(EventHeader, hook)],
-            pf: buf[std::mem::offset_of!(EventHeader, pf)],
-            flags: buf[std::mem::offset_of!(EventHeader, flags)],
-            ifname: String::from_utf8_lossy(&name[..name_len]).into_owned(),
-            point,
-            data: buf[hsize..hsize + cap].to_vec(),
-        })
-    }
-}
-
 impl Event {
-    /// The decoded packet, when the event carries IP headers.
-    pub fn packet(&self, vxlan_ports: &[u16]) -> Option<Packet> {
-        if self.data.is_empty() {
-            return None;
+    /// Decode one ring-buffer record; `vxlan_ports` say which UDP ports
+    /// carry VXLAN (their inner packet is the one followed).
+    pub fn decode(buf: &[u8], vxlan_ports: &[u16]) -> Result<Self, DecodeError> {
+        RawEvent::try_from(buf).map(|r| r.typed(vxlan_ports))
+    }
+
+    /// Netfilter hook, for hops at a hook and nft chains.
+    pub fn hook(&self) -> Option<u8> {
+        match self.what {
+            What::Hop { hook, .. } | What::NftChain { hook, .. }
+                if matches!(self.point, Point::NfEarly | Point::NfLate | Point::NftChain) =>
+            {
+                Some(hook)
+            }
+            _ => None,
         }
-        decode_ip(&self.data, vxlan_ports).ok()
     }
 }
 
-/// Encode an event as the kernel lays it out (tests, replay tooling).
-pub fn encode(ev: &Event) -> Vec<u8> {
-    let hdr = EventHeader {
-        ts_ns: ev.ts_ns,
-        skb: ev.skb,
-        location: ev.location,
-        netns: ev.netns,
-        ifindex: ev.ifindex,
-        len: ev.len,
-        mark: ev.mark,
-        reason: ev.reason,
-        l3_proto: ev.l3_proto,
-        cap_len: ev.data.len() as u16,
-        point: ev.point as u8,
-        version: EVENT_VERSION,
-        hook: ev.hook,
-        pf: ev.pf,
-        flags: ev.flags,
-        _pad: [0; 3],
-        ifname: {
-            let mut n = [0u8; 16];
-            let b = ev.ifname.as_bytes();
-            let l = b.len().min(15);
-            n[..l].copy_from_slice(&b[..l]);
-            n
-        },
-    };
-    let mut out = Vec::with_capacity(std::mem::size_of::<EventHeader>() + ev.data.len());
-    out.extend_from_slice(&hdr.ts_ns.to_ne_bytes());
-    out.extend_from_slice(&hdr.skb.to_ne_bytes());
-    out.extend_from_slice(&hdr.location.to_ne_bytes());
-    for v in [hdr.netns, hdr.ifindex, hdr.len, hdr.mark, hdr.reason] {
-        out.extend_from_slice(&v.to_ne_bytes());
+impl RawEvent {
+    /// What the header's fields mean for this point, with the packet parsed.
+    pub fn typed(self, vxlan_ports: &[u16]) -> Event {
+        let what = match self.point {
+            Point::TcpRetransmit | Point::TcpReset if self.skb == 0 => What::Note {
+                kind: if self.point == Point::TcpRetransmit {
+                    NoteKind::Retransmit
+                } else {
+                    NoteKind::Reset
+                },
+                tcp_state: self.reason as u8,
+            },
+            Point::Drop | Point::Consume | Point::Deliver => What::End {
+                reason: self.reason,
+                location: self.location,
+            },
+            Point::Socket => What::Socket,
+            Point::NftChain => {
+                let (table, chain) = nft_names(&self.data);
+                What::NftChain {
+                    hook: self.hook,
+                    pf: self.pf,
+                    table,
+                    chain,
+                }
+            }
+            Point::Rx
+            | Point::Tx
+            | Point::TcIngress
+            | Point::TcEgress
+            | Point::NfEarly
+            | Point::NfLate
+            | Point::TcpRetransmit
+            | Point::TcpReset => What::Hop {
+                hook: self.hook,
+                pf: self.pf,
+            },
+        };
+        // nft chain events carry names, not packet bytes.
+        let (packet, data) = match what {
+            What::NftChain { .. } => (None, Vec::new()),
+            _ => {
+                let packet = (!self.data.is_empty())
+                    .then(|| decode_ip(&self.data, vxlan_ports).ok())
+                    .flatten();
+                (packet, self.data)
+            }
+        };
+        Event {
+            ts_ns: self.ts_ns,
+            skb: self.skb,
+            point: self.point,
+            netns: self.netns,
+            ifindex: self.ifindex,
+            ifname: self.ifname,
+            len: self.len,
+            mark: self.mark,
+            flags: self.flags,
+            what,
+            packet,
+            data,
+        }
     }
-    out.extend_from_slice(&hdr.l3_proto.to_ne_bytes());
-    out.extend_from_slice(&hdr.cap_len.to_ne_bytes());
-    out.push(hdr.point);
-    out.push(hdr.version);
-    out.push(hdr.hook);
-    out.push(hdr.pf);
-    out.push(hdr.flags);
-    out.extend_from_slice(&hdr._pad);
-    out.extend_from_slice(&hdr.ifname);
-    debug_assert_eq!(out.len(), std::mem::size_of::<EventHeader>());
-    out.extend_from_slice(&ev.data);
-    out
+}
+
+/// Table and chain names of an `NftChain` event: two NUL-terminated halves.
+fn nft_names(data: &[u8]) -> (String, String) {
+    let half = data.len() / 2;
+    let s = |b: &[u8]| {
+        let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
+        String::from_utf8_lossy(&b[..end]).into_owned()
+    };
+    (s(&data[..half]), s(&data[half..]))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn sample() -> Event {
-        Event {
-            ts_ns: 42,
-            skb: 0xffff_8880_1234_5600,
-            point: Point::Tx,
-            netns: 4026531840,
-            ifindex: 7,
-            ifname: "veth-a".into(),
-            len: 84,
+    fn raw(point: Point, skb: u64, data: Vec<u8>) -> RawEvent {
+        RawEvent {
+            ts_ns: 1,
+            skb,
+            point,
+            netns: 1,
+            ifindex: 2,
+            ifname: "eth0".into(),
+            len: data.len() as u32,
             mark: 0,
-            reason: 0,
-            location: 0,
+            reason: 2,
+            location: 0xffff_ffff_8100_0000,
             l3_proto: 0x0800,
-            hook: 0,
-            pf: 0,
+            hook: 1,
+            pf: 2,
             flags: 0,
-            data: vec![0x45, 0, 0, 84],
+            data,
         }
     }
 
     #[test]
-    fn roundtrip() {
-        let b = encode(&sample());
-        let e = Event::try_from(b.as_slice()).unwrap();
-        assert_eq!(e.ifname, "veth-a");
-        assert_eq!(e.point, Point::Tx);
-        assert_eq!(e.skb, 0xffff_8880_1234_5600);
-        assert_eq!(e.data, vec![0x45, 0, 0, 84]);
-    }
+    fn each_point_decodes_to_its_kind_with_the_packet_parsed() {
+        let mut icmp = vec![
+            0x45, 0, 0, 28, 0, 7, 0, 0, 64, 1, 0, 0, 10, 9, 0, 1, 10, 9, 0, 2,
+        ];
+        icmp.extend_from_slice(&[8, 0, 0, 0, 0, 1, 0, 1]);
+        let e = Event::decode(&encode(&raw(Point::Rx, 0xa, icmp.clone())), &[]).unwrap();
+        assert_eq!(e.what, What::Hop { hook: 1, pf: 2 });
+        assert_eq!(e.hook(), None, "a device hop has no hook");
+        let p = e.packet.expect("parsed");
+        assert_eq!(p.tuple.src.to_string(), "10.9.0.1");
 
-    #[test]
-    fn rejects_bad_records() {
-        let b = encode(&sample());
-        assert!(matches!(
-            Event::try_from(&b[..10]),
-            Err(DecodeError::Short(10, _))
-        ));
-        assert!(matches!(
-            Event::try_from(&b[..b.len() - 1]),
-            Err(DecodeError::CapLen(4, 3))
-        ));
-        let mut v = b.clone();
-        v[std::mem::offset_of!(EventHeader, version)] = 99;
+        let e = raw(Point::Drop, 0xa, icmp.clone()).typed(&[]);
         assert_eq!(
-            Event::try_from(v.as_slice()).unwrap_err(),
-            DecodeError::Version(99)
+            e.what,
+            What::End {
+                reason: 2,
+                location: 0xffff_ffff_8100_0000
+            }
         );
-        let mut v = b;
-        v[std::mem::offset_of!(EventHeader, point)] = 0;
+        assert!(e.packet.is_some());
+
+        let e = raw(Point::NfEarly, 0xa, icmp.clone()).typed(&[]);
+        assert_eq!(e.hook(), Some(1));
+
+        let e = raw(Point::TcpReset, 0, icmp.clone()).typed(&[]);
         assert_eq!(
-            Event::try_from(v.as_slice()).unwrap_err(),
-            DecodeError::Point(0)
+            e.what,
+            What::Note {
+                kind: NoteKind::Reset,
+                tcp_state: 2
+            }
         );
+        let e = raw(Point::TcpReset, 0xa, icmp).typed(&[]);
+        assert!(matches!(e.what, What::Hop { .. }), "socketless RST: a hop");
+
+        let mut names = b"filter\0\0".to_vec();
+        names.extend_from_slice(b"input\0\0\0");
+        let e = raw(Point::NftChain, 0xa, names).typed(&[]);
+        assert_eq!(
+            e.what,
+            What::NftChain {
+                hook: 1,
+                pf: 2,
+                table: "filter".into(),
+                chain: "input".into()
+            }
+        );
+        assert!(e.packet.is_none() && e.data.is_empty());
     }
 }

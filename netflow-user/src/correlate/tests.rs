@@ -1,0 +1,223 @@
+//! The correlator on synthetic events: one packet across devices, drops,
+//! copies joined by fingerprint, reuse of an skb.
+use etherparse::PacketBuilder;
+
+use super::*;
+
+pub(crate) fn icmp(src: [u8; 4], dst: [u8; 4], id: u16, seq: u16, ip_id: u16) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ipv4(src, dst, 64)
+        .icmpv4_echo_request(id, seq)
+        .write(&mut out, b"payload")
+        .unwrap();
+    // etherparse's builder sets no IP ID: patch it in.
+    out[4..6].copy_from_slice(&ip_id.to_be_bytes());
+    out
+}
+
+pub(crate) fn ev(ts: u64, skb: u64, point: Point, ifname: &str, data: &[u8]) -> Event {
+    crate::decode::RawEvent {
+        ts_ns: ts,
+        skb,
+        point,
+        netns: 1,
+        ifindex: 2,
+        ifname: ifname.into(),
+        len: data.len() as u32,
+        mark: 0,
+        reason: if point == Point::Drop { 5 } else { 0 },
+        location: 0xffff_ffff_8100_0000,
+        l3_proto: 0x0800,
+        hook: 0,
+        pf: 0,
+        flags: 0,
+        data: data.to_vec(),
+    }
+    .typed(&crate::decode::packet::DEFAULT_VXLAN_PORTS)
+}
+
+#[test]
+fn one_skb_across_devices_is_one_delivered_timeline() {
+    let p = icmp([10, 0, 0, 1], [10, 0, 0, 2], 1, 1, 100);
+    let mut c = Correlator::new(Config::default());
+    c.push(ev(30, 0xa, Point::Rx, "veth-b", &p));
+    c.push(ev(10, 0xa, Point::Tx, "eth0", &p));
+    c.push(ev(20, 0xa, Point::Tx, "veth-a", &p));
+    c.push(ev(40, 0xa, Point::Consume, "", &[]));
+    assert!(c.expire(41).is_empty(), "held for the grace period");
+    let out = c.expire(40 + 20_000_000);
+    assert_eq!(out.len(), 1);
+    let names: Vec<&str> = out[0].hops.iter().map(|h| h.ifname.as_str()).collect();
+    assert_eq!(names, ["eth0", "veth-a", "veth-b"], "ordered by time");
+    assert_eq!(out[0].verdict, Verdict::Delivered);
+    assert_eq!(c.open_count(), 0);
+}
+
+#[test]
+fn drop_ends_the_timeline_with_reason() {
+    let p = icmp([10, 0, 0, 1], [10, 0, 0, 2], 1, 1, 100);
+    let mut c = Correlator::new(Config::default());
+    c.push(ev(10, 0xa, Point::Rx, "veth-a", &p));
+    c.push(ev(20, 0xa, Point::Drop, "veth-a", &p));
+    let out = c.flush();
+    assert_eq!(out[0].verdict, Verdict::Dropped);
+    assert_eq!(out[0].drop.unwrap().reason, 5);
+    assert_eq!(out[0].hops.last().unwrap().point, Point::Drop);
+}
+
+#[test]
+fn a_drop_after_an_early_hop_is_that_hook_only_if_freed_in_netfilter() {
+    // Freed by the hook (NF_DROP): the hook dropped it.
+    let p = icmp([10, 0, 0, 1], [10, 0, 0, 2], 1, 1, 100);
+    let mut c = Correlator::new(Config::default());
+    c.push(ev(10, 0xa, Point::Rx, "veth-a", &p));
+    let mut early = ev(15, 0xa, Point::NfEarly, "veth-a", &p);
+    early.what = What::Hop { hook: 2, pf: 0 };
+    c.push(early.clone());
+    c.push(ev(20, 0xa, Point::Drop, "veth-a", &p));
+    let out = c.flush();
+    assert_eq!(out[0].drop_hook, Some((2, 0)));
+    // Stolen inside the hook (br_netfilter) and freed later by the stack.
+    let mut c = Correlator::new(Config::default());
+    c.push(ev(10, 0xa, Point::Rx, "veth-a", &p));
+    c.push(early);
+    let mut drop = ev(20, 0xa, Point::Drop, "veth-a", &p);
+    drop.flags = event_flags::OUTSIDE_HOOK;
+    c.push(drop);
+    let out = c.flush();
+    assert_eq!(out[0].drop_hook, None);
+    assert_eq!(out[0].verdict, Verdict::Dropped);
+}
+
+#[test]
+fn copy_into_new_skb_joins_by_fingerprint_even_after_nat() {
+    let before = icmp([10, 0, 0, 1], [10, 96, 0, 10], 7, 3, 555);
+    let after = icmp([10, 0, 0, 1], [10, 244, 1, 7], 7, 3, 555);
+    let mut c = Correlator::new(Config::default());
+    c.push(ev(10, 0xa, Point::Rx, "veth-a", &before));
+    c.push(ev(20, 0xa, Point::Consume, "", &[]));
+    c.push(ev(25, 0xb, Point::Tx, "veth-b", &after));
+    let out = c.flush();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].hops.len(), 2);
+    assert_eq!(out[0].verdict, Verdict::Forwarded);
+}
+
+#[test]
+fn different_packets_stay_apart_and_reused_skb_starts_fresh() {
+    let req = icmp([10, 0, 0, 1], [10, 0, 0, 2], 7, 3, 555);
+    let rep = icmp([10, 0, 0, 2], [10, 0, 0, 1], 7, 3, 900);
+    let mut c = Correlator::new(Config::default());
+    c.push(ev(10, 0xa, Point::Rx, "veth-a", &req));
+    c.push(ev(20, 0xb, Point::Tx, "veth-b", &rep));
+    // The skb of the request is freed and its memory reused much later.
+    c.push(ev(30, 0xa, Point::Consume, "", &[]));
+    c.push(ev(5_000_000_000, 0xa, Point::Rx, "veth-c", &rep));
+    let out = c.flush();
+    assert_eq!(out.len(), 3);
+}
+
+#[test]
+fn identical_packets_after_a_drop_are_separate() {
+    let p = icmp([10, 0, 0, 1], [10, 0, 0, 2], 1, 1, 77);
+    let mut c = Correlator::new(Config::default());
+    for (i, skb) in [0xa, 0xb, 0xc].into_iter().enumerate() {
+        let t = i as u64 * 100;
+        c.push(ev(t, skb, Point::Tx, "eth0", &p));
+        c.push(ev(t + 10, skb, Point::Drop, "eth0", &p));
+    }
+    let out = c.flush();
+    assert_eq!(out.len(), 3);
+    assert!(out
+        .iter()
+        .all(|t| t.hops.len() == 2 && t.verdict == Verdict::Dropped));
+}
+
+#[test]
+fn reused_skb_with_another_packet_starts_a_new_timeline() {
+    let a = icmp([10, 0, 0, 1], [10, 0, 0, 2], 1, 1, 100);
+    let b = icmp([10, 0, 0, 3], [10, 0, 0, 4], 9, 9, 200);
+    let mut c = Correlator::new(Config::default());
+    c.push(ev(10, 0xa, Point::Tx, "eth0", &a));
+    c.push(ev(20, 0xa, Point::Rx, "veth", &a));
+    // Freed without a tracepoint; the same memory now holds another packet.
+    c.push(ev(30, 0xa, Point::Tx, "eth1", &b));
+    c.push(ev(40, 0xa, Point::Deliver, "", &[]));
+    let mut out = c.flush();
+    out.sort_by_key(|t| t.id);
+    assert_eq!(out.len(), 2, "{out:#?}");
+    assert_eq!(out[0].hops.len(), 2);
+    assert_eq!(out[1].hops.len(), 1);
+    assert_eq!(out[1].verdict, Verdict::Delivered);
+    assert_eq!(out[0].verdict, Verdict::Unknown);
+}
+
+#[test]
+fn socket_delivery_ends_the_timeline_and_a_later_free_is_after() {
+    let p = icmp([10, 0, 0, 2], [10, 0, 0, 1], 1, 1, 100);
+    let mut c = Correlator::new(Config::default());
+    c.push(ev(10, 0xa, Point::Tx, "eth0", &p));
+    c.push(ev(20, 0xa, Point::Rx, "eth0", &p));
+    c.push(ev(30, 0xa, Point::Socket, "eth0", &[]));
+    let mut purge = ev(40, 0xa, Point::Drop, "eth0", &p);
+    purge.flags = event_flags::AFTER_DELIVERY;
+    c.push(purge);
+    let out = c.expire(40 + 20_000_000);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!(out[0].verdict, Verdict::Delivered);
+    assert!(out[0].drop.is_none());
+    assert_eq!(out[0].after.unwrap().reason, 5);
+    assert_eq!(out[0].hops.last().unwrap().point, Point::Socket);
+    // Long after: counted, never a new dropped packet.
+    let mut late = ev(5_000_000_000, 0xa, Point::Drop, "eth0", &p);
+    late.flags = event_flags::AFTER_DELIVERY;
+    c.push(late);
+    assert!(c.flush().is_empty());
+    assert_eq!(c.take_late_after(), 1);
+}
+
+#[test]
+fn a_copy_delivered_to_a_raw_socket_makes_the_packet_delivered() {
+    let p = icmp([10, 0, 0, 2], [10, 0, 0, 1], 1, 1, 100);
+    let mut c = Correlator::new(Config::default());
+    c.push(ev(10, 0xa, Point::Rx, "eth0", &p));
+    // The clone (another skb, its bytes carried) reaches the raw socket;
+    // the original is then freed: no ping socket.
+    c.push(ev(20, 0xb, Point::Socket, "eth0", &p));
+    c.push(ev(30, 0xa, Point::Drop, "eth0", &p));
+    let out = c.flush();
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!(out[0].verdict, Verdict::Delivered);
+    assert!(out[0].drop.is_none() && out[0].after.is_some());
+}
+
+#[test]
+fn group_packets_nobody_took_are_unclaimed() {
+    let p = icmp([10, 0, 0, 2], [224, 0, 0, 251], 1, 1, 100);
+    let mut c = Correlator::new(Config::default());
+    c.push(ev(10, 0xa, Point::Rx, "eth0", &p));
+    c.push(ev(20, 0xa, Point::Drop, "eth0", &p));
+    let out = c.flush();
+    assert_eq!(out[0].verdict, Verdict::Unclaimed);
+    assert!(out[0].drop.is_none() && out[0].after.is_some());
+}
+
+#[test]
+fn lost_events_mark_open_timelines_incomplete() {
+    let p = icmp([10, 0, 0, 1], [10, 0, 0, 2], 1, 1, 100);
+    let mut c = Correlator::new(Config::default());
+    c.push(ev(10, 0xa, Point::Tx, "eth0", &p));
+    c.mark_incomplete();
+    let out = c.flush();
+    assert!(out[0].incomplete);
+}
+
+#[test]
+fn idle_timeline_expires_as_forwarded_or_unknown() {
+    let p = icmp([10, 0, 0, 1], [10, 0, 0, 2], 1, 1, 100);
+    let mut c = Correlator::new(Config::default());
+    c.push(ev(10, 0xa, Point::Rx, "eth0", &p));
+    assert!(c.expire(500_000_000).is_empty());
+    let out = c.expire(2_000_000_000);
+    assert_eq!(out[0].verdict, Verdict::Unknown);
+}
