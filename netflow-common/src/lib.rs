@@ -4,6 +4,8 @@
 //! constants so they are spelled once.
 #![no_std]
 
+pub mod parse;
+
 /// Names of maps, programs and globals, used by both sides.
 pub mod names {
     pub const EVENTS: &str = "EVENTS";
@@ -134,6 +136,11 @@ pub struct EventHeader {
     pub skb: u64,
     /// Kernel code address that freed the packet (drop/consume only).
     pub location: u64,
+    /// The packet's [`parse::fingerprint`] as the kernel computed it over
+    /// the bytes that follow (hops and tracked drops; 0 where it computed
+    /// none). The daemon computes its own from the same bytes with the same
+    /// function; this one lets a test compare the two.
+    pub fp: u64,
     /// Inode number of the device's network namespace.
     pub netns: u32,
     pub ifindex: u32,
@@ -162,9 +169,10 @@ pub struct EventHeader {
     pub ifname: [u8; 16],
 }
 
-/// Layout version 1; `flags` (a former padding byte, zero in older
-/// recordings) needs no new version.
-pub const EVENT_VERSION: u8 = 1;
+/// Layout version 2 (1 had no `fp`; the daemon reads both, see its
+/// `record::compat`). `flags` (a former padding byte, zero in older
+/// recordings) needed no new version.
+pub const EVENT_VERSION: u8 = 2;
 
 /// Bits of [`EventHeader::flags`].
 pub mod event_flags {

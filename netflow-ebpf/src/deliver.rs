@@ -2,12 +2,11 @@
 //! which runs after INPUT and the socket lookup, for every socket of the
 //! node (listeners and connecting sockets included).
 use aya_ebpf::helpers::bpf_ktime_get_ns;
-use netflow_common::{filter_flags as ff, track_flags, Point, Track};
+use netflow_common::{filter_flags as ff, parse, track_flags, Point, Track};
 
 use crate::{
     emit::output,
     globals::*,
-    parse,
     select::selected,
     skb::{device, fill_meta, read_packet, scratch},
 };

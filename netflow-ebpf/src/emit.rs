@@ -14,6 +14,7 @@ pub(crate) fn header(h: &mut EventHeader, skb: u64, point: Point, ts: u64) {
     h.ts_ns = ts;
     h.skb = skb;
     h.location = 0;
+    h.fp = 0;
     h.reason = 0;
     h.mark = 0;
     h.point = point as u8;

@@ -5,7 +5,9 @@
 //! reported whatever this decides (see `hop::on_drop`).
 use netflow_common::{filter_flags as ff, Bucket, ConnCount, Filter, FlowKey, PacketEvent};
 
-use crate::{globals::*, parse};
+use netflow_common::parse;
+
+use crate::globals::*;
 
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;

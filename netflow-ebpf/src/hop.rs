@@ -3,14 +3,15 @@
 //! build its event.
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use netflow_common::{
-    event_flags, filter_flags as ff, track_flags, Offsets, PacketEvent, Point, Track, CAPTURE_BYTES,
+    event_flags, filter_flags as ff, parse, track_flags, Offsets, PacketEvent, Point, Track,
+    CAPTURE_BYTES,
 };
 
 use crate::{
     conntrack::remember_reply,
     emit::output,
     globals::*,
-    guard, parse,
+    guard,
     select::selected,
     skb::{device, fill_meta, read_packet, scratch, Dev},
 };
@@ -200,6 +201,7 @@ pub(crate) fn on_hop<M: Mem>(
     fill_meta::<M>(ev, skb, o, dev, point, now);
     ev.hdr.hook = hook;
     ev.hdr.pf = pf;
+    ev.hdr.fp = fp;
     if same_headers {
         ev.hdr.cap_len = 0;
         output(&ev.hdr);

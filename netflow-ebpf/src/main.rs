@@ -17,7 +17,6 @@ mod guard;
 mod hop;
 mod netfilter;
 mod nf_stack;
-mod parse;
 mod select;
 mod skb;
 mod sock;

@@ -7,7 +7,9 @@ use netflow_common::{
     MAX_INLINE_V4, MAX_PORTS,
 };
 
-use crate::{globals::*, parse, parse::Tuple};
+use netflow_common::{parse, parse::Tuple};
+
+use crate::globals::*;
 
 /// Does the packet (outer or, when encapsulated, inner headers) match?
 #[inline(always)]

@@ -49,6 +49,21 @@ enum Command {
     /// Needs root; removes everything on exit.
     #[cfg(feature = "live")]
     Demo(DemoArgs),
+    /// Not in a build without the kernel side: says so.
+    #[cfg(not(feature = "live"))]
+    #[command(hide = true)]
+    Trace(Unavailable),
+    #[cfg(not(feature = "live"))]
+    #[command(hide = true)]
+    Demo(Unavailable),
+}
+
+/// Whatever was given to a command this build does not have.
+#[cfg(not(feature = "live"))]
+#[derive(Args)]
+struct Unavailable {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    _args: Vec<String>,
 }
 
 #[cfg(feature = "live")]
@@ -467,6 +482,10 @@ fn main() -> ExitCode {
         Command::Dashboard(a) => dashboard_cmd(a),
         #[cfg(feature = "live")]
         Command::Demo(a) => demo_cmd(a, &rt),
+        #[cfg(not(feature = "live"))]
+        Command::Trace(_) | Command::Demo(_) => Err(anyhow::anyhow!(
+            "this netflow is built without the kernel side (--no-default-features): it replays, exports and shows recordings; tracing needs the default build"
+        )),
         Command::Replay(a) => replay_cmd(a),
         Command::Export(a) => export_cmd(a),
     };

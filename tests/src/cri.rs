@@ -11,7 +11,7 @@ use std::{
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::{
     runtime_service_client::RuntimeServiceClient, PodSandboxConfig, PodSandboxMetadata,
-    RemovePodSandboxRequest, RunPodSandboxRequest, StopPodSandboxRequest,
+    PodSandboxStatusRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StopPodSandboxRequest,
 };
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -156,6 +156,29 @@ impl Containerd {
             .pod_sandbox_id;
         self.pods.push(id.clone());
         id
+    }
+}
+
+impl Containerd {
+    /// The pod's IP as the runtime reports it (PodSandboxStatus): what a
+    /// test expects comes from the runtime, not from netflow.
+    pub fn pod_ip(&mut self, id: &str) -> String {
+        let mut client = self.client();
+        let status = self
+            .rt
+            .block_on(client.pod_sandbox_status(PodSandboxStatusRequest {
+                pod_sandbox_id: id.into(),
+                verbose: false,
+            }))
+            .unwrap_or_else(|e| panic!("PodSandboxStatus: {e}\n{}", self.log()))
+            .into_inner()
+            .status
+            .expect("pod status");
+        status
+            .network
+            .map(|n| n.ip)
+            .filter(|ip| !ip.is_empty())
+            .unwrap_or_else(|| panic!("the runtime reports no IP for pod {id}"))
     }
 }
 

@@ -251,6 +251,18 @@ pub fn offline_bin() -> PathBuf {
     p
 }
 
+/// A path removed when this goes out of scope.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Makes each tracer's notify socket path unique within a test binary.
+static NOTIFY_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 /// A running `netflow trace --json`.
 pub struct Tracer {
     child: Option<Child>,
@@ -260,12 +272,26 @@ pub struct Tracer {
 }
 
 impl Tracer {
-    /// Start `netflow trace --json ARGS` and wait until its probes are attached.
+    /// Start `netflow trace --json ARGS` and wait until its probes are
+    /// attached: netflow says READY=1 on NOTIFY_SOCKET (the systemd protocol).
     pub fn start(args: &[&str]) -> Self {
+        let notify_path = std::env::temp_dir().join(format!(
+            "netflow-notify-{}-{}",
+            std::process::id(),
+            NOTIFY_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_file(&notify_path);
+        let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("notify socket");
+        // Removed however this ends (ready, or a panic below).
+        let _rm = RemoveOnDrop(notify_path.clone());
+        notify
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         let mut child = Command::new(netflow_bin())
             .arg("trace")
             .arg("--json")
             .args(args)
+            .env("NOTIFY_SOCKET", &notify_path)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -297,17 +323,28 @@ impl Tracer {
             .and_then(|s| s.parse().ok())
             .unwrap_or(30);
         let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut buf = [0u8; 256];
         loop {
-            match t.stderr.recv_timeout(Duration::from_millis(100)) {
+            if let Ok(n) = notify.recv(&mut buf) {
+                if String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .any(|l| l == "READY=1")
+                {
+                    // What it printed at start (the probes, the selection).
+                    while let Ok(line) = t.stderr.recv_timeout(Duration::from_millis(50)) {
+                        t.stderr_text.push_str(&line);
+                        t.stderr_text.push('\n');
+                    }
+                    return t;
+                }
+            }
+            match t.stderr.try_recv() {
                 Ok(line) => {
                     t.stderr_text.push_str(&line);
                     t.stderr_text.push('\n');
-                    if line.contains("Ctrl-C to stop") {
-                        return t;
-                    }
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                Err(mpsc::TryRecvError::Empty) => {}
+                Err(mpsc::TryRecvError::Disconnected) => {
                     let status = t.child.as_mut().unwrap().wait();
                     panic!(
                         "netflow exited before it was ready ({status:?}):\n{}",

@@ -4,7 +4,9 @@ use netflow_tests::{cri::Containerd, hop_list, in_order, netflow_bin, packets, s
 #[test]
 fn pod_created_through_cri_is_found_by_name() {
     let mut ctr = Containerd::start("c1", "10.213");
-    ctr.run_pod("shop", "checkout-0");
+    let id = ctr.run_pod("shop", "checkout-0");
+    // What to expect comes from the runtime.
+    let ip = ctr.pod_ip(&id);
     let endpoint = format!("unix://{}", ctr.socket.display());
 
     let t = Tracer::start(&[
@@ -20,8 +22,12 @@ fn pod_created_through_cri_is_found_by_name() {
         "{}",
         t.stderr_text
     );
+    assert!(
+        t.stderr_text.contains(&ip),
+        "netflow names the pod's address {ip}: {}",
+        t.stderr_text
+    );
     // The CNI bridge is the pods' gateway: ping the pod from the host.
-    let ip = pod_ip(&t.stderr_text);
     sh(&format!("ping -c2 -i0.2 -W2 {ip}"));
     let lines = t.stop();
     let pkts = packets(&lines);
@@ -59,22 +65,4 @@ fn pod_created_through_cri_is_found_by_name() {
         "{err}"
     );
     drop(ctr);
-}
-
-/// The pod's IPv4 address from netflow's "tracing netns pod ... (ADDRS)" line.
-fn pod_ip(stderr: &str) -> String {
-    let line = stderr
-        .lines()
-        .find(|l| l.contains("tracing"))
-        .expect("tracing line");
-    let inside = line
-        .split('(')
-        .nth(1)
-        .and_then(|s| s.split(')').next())
-        .expect("addresses");
-    inside
-        .split(", ")
-        .find(|a| a.parse::<std::net::Ipv4Addr>().is_ok())
-        .unwrap_or_else(|| panic!("no IPv4 address in {line}"))
-        .to_string()
 }

@@ -219,6 +219,7 @@ fn write_sample(path: &std::path::Path) {
             mark: 0,
             reason: 0,
             location: 0,
+            fp: 0,
             l3_proto: 0x0800,
             hook: 0,
             pf: 0,
@@ -307,5 +308,61 @@ fn recording_paths_are_private_and_never_followed() {
     assert!(std::fs::read_to_string(&mine)
         .unwrap()
         .contains("\"kind\":\"flow\""));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The kernel programs and the daemon share one fingerprint definition
+/// (`netflow_common::parse::fingerprint`): for every event the kernel
+/// fingerprinted, the daemon computes the same value from the same bytes —
+/// ICMP, TCP and UDP, inside VXLAN and out.
+#[test]
+fn kernel_and_daemon_compute_the_same_fingerprints() {
+    use netflow::{
+        decode::{packet::fingerprint, RawEvent},
+        record::{Reader, Record},
+    };
+    let VxlanNodes { lab, p1, .. } = vxlan_nodes("fp", 240);
+    lab.exec(&p1, "ping -c1 -W2 10.240.2.2");
+    let dir = std::env::temp_dir().join(format!("netflow-fp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rec = dir.join("fp.nflw");
+    let t = Tracer::start(&["--netns", &p1, "--write", rec.to_str().unwrap()]);
+    lab.exec(&p1, "ping -c3 -i0.2 -W2 10.240.2.2");
+    sh_quiet(&format!("ip netns exec {p1} python3 -c \"import socket; socket.create_connection(('10.240.2.2', 9), timeout=1)\""));
+    sh_quiet(&format!("ip netns exec {p1} python3 -c \"import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b'x'*40, ('10.240.2.2', 5353))\""));
+    t.stop();
+
+    let mut r = Reader::open(&rec).unwrap();
+    let (mut vxlan_ports, mut compared, mut encapsulated) = (vec![], 0, 0);
+    let mut protos = std::collections::BTreeSet::new();
+    while let Some(rec) = r.next_record().unwrap() {
+        match rec {
+            Record::Meta(m) => vxlan_ports = m.vxlan_ports,
+            Record::Event(bytes) => {
+                let ev = RawEvent::try_from(bytes.as_slice()).unwrap();
+                if ev.fp == 0 || ev.data.is_empty() {
+                    continue;
+                }
+                let daemon = fingerprint(&ev.data, ev.l3_proto, &vxlan_ports);
+                assert_eq!(
+                    ev.fp, daemon,
+                    "kernel {:#x} daemon {daemon:#x} at {:?} {}: {:02x?}",
+                    ev.fp, ev.point, ev.ifname, ev.data
+                );
+                compared += 1;
+                protos.insert(ev.fp >> 56);
+                // Outer UDP to the VXLAN port: the fingerprint is the inner packet's.
+                if ev.data.len() > 23 && ev.data[9] == 17 && ev.fp >> 56 != 17 {
+                    encapsulated += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(compared >= 20, "only {compared} fingerprinted events");
+    assert!(encapsulated >= 3, "{encapsulated} VXLAN events");
+    for proto in [1, 6, 17] {
+        assert!(protos.contains(&proto), "no protocol {proto}: {protos:?}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

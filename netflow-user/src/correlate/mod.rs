@@ -1,15 +1,48 @@
-//! Joining events into per-packet timelines.
+//! The third step of an event's path: events → per-packet timelines. This
+//! module owns packet identity: what makes two events the same packet.
 //!
-//! A packet is identified by its `struct sk_buff *` while the kernel keeps
-//! the same skb: across veth pairs, bridges, routing, NAT and VXLAN/IP-in-IP
-//! encapsulation. When the kernel clones or copies a packet into a new skb,
-//! the new skb is joined to the packet's timeline by its [`Fingerprint`]
-//! (IPv4 ID, TCP seq/ack, ICMP id/seq, IP payload length), which survives
-//! NAT because it leaves addresses and ports out.
+//! # Following one packet across the node
 //!
-//! A timeline ends when the packet is freed (dropped with a reason, or
-//! consumed), or when no event arrived for `idle_ns`. Ended timelines are
-//! held for `grace_ns` so that a copy made just before the free still joins.
+//! **The skb is the packet, while it holds the same packet.** Every event
+//! carries the address of its `struct sk_buff`. The kernel keeps one skb for
+//! a packet from the device it arrived on (or the socket that sent it)
+//! across veth pairs (`veth_xmit` hands the same skb to the peer), bridges,
+//! routing and forwarding, every netfilter hook, NAT (conntrack rewrites
+//! the headers in place) and VXLAN/IP-in-IP encapsulation and
+//! decapsulation (headers are pushed and pulled in the same skb). So the
+//! events of one skb address, in time order, are one packet's hops.
+//!
+//! **But skbs are reused.** An skb can be freed without any event (TCP
+//! frees acknowledged segments, GRO merges and frees, a packet may be freed
+//! on a path no probe watches) and its memory handed to the next packet.
+//! Each packet therefore also carries its *fingerprint*
+//! (`netflow_common::parse::fingerprint`, one definition shared with the
+//! kernel programs: the innermost header's protocol, IPv4 ID, TCP seq and
+//! ack, UDP length, ICMP type and id/seq). The addresses and ports are left
+//! out, so NAT and encapsulation leave it unchanged, and it differs between
+//! two packets of a flow. An event of a known skb with another fingerprint,
+//! or after the timeline has been idle for `idle_ns`, starts a new timeline.
+//! The kernel programs make the same check before they treat a tracked skb
+//! as the packet they selected (`TRACKED` in the kernel maps).
+//!
+//! **Copies get new skbs.** When the kernel clones or copies a packet
+//! (`skb_clone` for a raw socket or a multicast listener, `skb_copy`, a
+//! tunnel that cannot reuse the headroom), the new skb's first event joins
+//! the timeline that has the same fingerprint, if that timeline is still
+//! open or ended less than `grace_ns` ago (a copy made just before the
+//! original is freed). Only fingerprints that tell packets apart join (TCP,
+//! ICMP, IPv4 with an ID); others start a timeline of their own.
+//!
+//! **Ends.** A timeline ends when the packet is freed (`kfree_skb` with a
+//! reason: dropped; `consume_skb`: consumed), when a socket takes it
+//! (delivered), or when no event came for `idle_ns` (its verdict then says
+//! where it was last seen). A free of a packet a socket already took is
+//! recorded as `after`, never as a drop on its path; so is a free of a
+//! multicast copy nobody wanted (`unclaimed`).
+//!
+//! **What is not followed.** A packet the kernel builds anew from another
+//! (an ICMP error quoting it, a TCP RST answering it, a fragment) is a new
+//! packet; connections (see [`connections`]) relate them by their tuples.
 // The per-event maps: a fast hasher (keys are kernel addresses and tuples).
 use rustc_hash::FxHashMap as HashMap;
 
@@ -24,7 +57,7 @@ use netflow_common::{event_flags, Point};
 
 use crate::{
     correlate::expiry::Deadlines,
-    decode::packet::{Fingerprint, Tuple},
+    decode::packet::Tuple,
     decode::{Event, What},
 };
 
@@ -51,7 +84,7 @@ struct Open {
     skbs: Vec<u64>,
     last_ts: u64,
     ended_at: Option<u64>,
-    fp: Option<Fingerprint>,
+    fp: Option<u64>,
 }
 
 impl Open {
@@ -84,7 +117,7 @@ pub struct Correlator {
     note_counts: HashMap<(Tuple, NoteKind), u32>,
     cfg: Config,
     by_skb: HashMap<u64, u64>,
-    by_fp: HashMap<Fingerprint, u64>,
+    by_fp: HashMap<u64, u64>,
     open: HashMap<u64, Open>,
     due: Deadlines,
     next_id: u64,
@@ -92,8 +125,11 @@ pub struct Correlator {
 }
 
 /// Only fingerprints that tell packets apart are used for joining.
-fn joinable(fp: &Fingerprint) -> bool {
-    fp.tcp_seq.is_some() || fp.icmp.is_some() || fp.ip_id.is_some_and(|id| id != 0)
+/// (TCP and ICMP carry their own numbers; other IPv4 packets their IP ID.)
+fn joinable(fp: &u64) -> bool {
+    let proto = (fp >> 56) as u8;
+    let ip_id = (fp >> 32) as u16;
+    matches!(proto, 1 | 6 | 58) || ip_id != 0
 }
 
 impl Correlator {
@@ -158,7 +194,7 @@ impl Correlator {
             .copied()
             .filter(|id| self.open.get(id).is_some_and(open))
             .or_else(|| {
-                let fp = ev.packet.as_ref().map(|p| p.fp).filter(joinable)?;
+                let fp = ev.fp.filter(joinable)?;
                 let id = self.by_fp.get(&fp).copied()?;
                 self.open.get(&id).is_some_and(open).then_some(id)
             });
@@ -201,7 +237,7 @@ impl Correlator {
         }
     }
 
-    fn new_timeline(&mut self, ts: u64, fp: Option<Fingerprint>) -> u64 {
+    fn new_timeline(&mut self, ts: u64, fp: Option<u64>) -> u64 {
         self.next_id += 1;
         let id = self.next_id;
         self.open.insert(
@@ -234,7 +270,7 @@ impl Correlator {
     }
 
     fn hop(&mut self, mut ev: Event) {
-        let fp = ev.packet.as_ref().map(|p| p.fp);
+        let fp = ev.fp;
         let idle = self.cfg.idle_ns;
         // The same skb holds the same packet while its fingerprint holds: the
         // kernel may free an skb silently and reuse it for another packet.
@@ -293,7 +329,7 @@ impl Correlator {
             // A packet we never saw on a device: nothing to report.
             _ if ev.point != Point::Drop => return,
             // A drop of a selected packet before any device saw it.
-            _ => self.new_timeline(ev.ts_ns, ev.packet.as_ref().map(|p| p.fp)),
+            _ => self.new_timeline(ev.ts_ns, ev.fp),
         };
         let o = self.open.get_mut(&id).expect("timeline is open");
         o.last_ts = o.last_ts.max(ev.ts_ns);

@@ -27,6 +27,7 @@ pub(crate) fn ev(ts: u64, skb: u64, point: Point, ifname: &str, data: &[u8]) -> 
         mark: 0,
         reason: if point == Point::Drop { 5 } else { 0 },
         location: 0xffff_ffff_8100_0000,
+        fp: 0,
         l3_proto: 0x0800,
         hook: 0,
         pf: 0,

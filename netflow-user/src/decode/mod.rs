@@ -9,6 +9,7 @@
 use netflow_common::Point;
 use serde::Serialize;
 
+pub mod compat;
 pub mod kallsyms;
 pub mod names;
 pub mod packet;
@@ -16,7 +17,7 @@ pub mod raw;
 
 pub use raw::{encode, DecodeError, RawEvent};
 
-use packet::{decode_ip, Packet};
+use packet::{decode_ip, fingerprint, Packet};
 
 /// What one event says, by kind: the header fields that mean something
 /// for that kind, and nothing else.
@@ -68,6 +69,8 @@ pub struct Event {
     /// The packet (the inner one when encapsulated), when the event carries
     /// IP headers.
     pub packet: Option<Packet>,
+    /// The packet's fingerprint (see [`packet::fingerprint`]), when it has one.
+    pub fp: Option<u64>,
     /// The packet bytes as captured (network header on), for pcapng.
     pub data: Vec<u8>,
 }
@@ -131,13 +134,17 @@ impl RawEvent {
             },
         };
         // nft chain events carry names, not packet bytes.
-        let (packet, data) = match what {
-            What::NftChain { .. } => (None, Vec::new()),
+        let (packet, fp, data) = match what {
+            What::NftChain { .. } => (None, None, Vec::new()),
             _ => {
                 let packet = (!self.data.is_empty())
                     .then(|| decode_ip(&self.data, vxlan_ports).ok())
                     .flatten();
-                (packet, self.data)
+                let fp = packet
+                    .as_ref()
+                    .map(|_| fingerprint(&self.data, self.l3_proto, vxlan_ports))
+                    .filter(|fp| *fp != 0);
+                (packet, fp, self.data)
             }
         };
         Event {
@@ -152,6 +159,7 @@ impl RawEvent {
             flags: self.flags,
             what,
             packet,
+            fp,
             data,
         }
     }
@@ -183,6 +191,7 @@ mod tests {
             mark: 0,
             reason: 2,
             location: 0xffff_ffff_8100_0000,
+            fp: 0,
             l3_proto: 0x0800,
             hook: 1,
             pf: 2,

@@ -73,19 +73,24 @@ impl Tuple {
     }
 }
 
+/// An address and port as every output writes it: `10.0.0.1:80`,
+/// `[fd00::1]:80`, or the bare address without a port.
+pub fn endpoint((ip, port): (IpAddr, Option<u16>)) -> String {
+    match (ip, port) {
+        (IpAddr::V6(a), Some(p)) => format!("[{a}]:{p}"),
+        (a, Some(p)) => format!("{a}:{p}"),
+        (a, None) => a.to_string(),
+    }
+}
+
 impl std::fmt::Display for Tuple {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ep = |ip: &IpAddr, port: Option<u16>| match (ip, port) {
-            (IpAddr::V6(a), Some(p)) => format!("[{a}]:{p}"),
-            (a, Some(p)) => format!("{a}:{p}"),
-            (a, None) => a.to_string(),
-        };
         write!(
             f,
             "{} {} -> {}",
             self.proto,
-            ep(&self.src, self.sport),
-            ep(&self.dst, self.dport)
+            endpoint((self.src, self.sport)),
+            endpoint((self.dst, self.dport))
         )
     }
 }
@@ -106,10 +111,11 @@ pub struct Encap {
     pub outer_dst: IpAddr,
 }
 
-/// What identifies one packet besides its addresses, so that hops can be
-/// joined when the kernel copies it into a new skb or NAT rewrites it.
+/// The numbers a packet carries that people read (IPv4 ID, TCP seq/ack, ICMP
+/// type/id/seq, IP payload length). Which packets are the same is decided by
+/// [`fingerprint`], not by these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
-pub struct Fingerprint {
+pub struct PacketIds {
     pub ip_id: Option<u16>,
     pub tcp_seq: Option<u32>,
     pub tcp_ack: Option<u32>,
@@ -124,7 +130,7 @@ pub struct Packet {
     pub encap: Option<Encap>,
     /// TCP flags as tcpdump prints them (`S`, `S.`, `P.`, `F.`, `R`).
     pub tcp_flags: Option<String>,
-    pub fp: Fingerprint,
+    pub ids: PacketIds,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -133,6 +139,29 @@ pub enum PacketError {
     NotIp,
     #[error("truncated or malformed IP header: {0}")]
     Malformed(String),
+}
+
+/// The packet's fingerprint, by the definition the kernel programs use
+/// (`netflow_common::parse::fingerprint`), over the captured bytes from the
+/// network header on.
+pub fn fingerprint(data: &[u8], l3_proto: u16, vxlan_ports: &[u16]) -> u64 {
+    use netflow_common::{parse, Filter, CAPTURE_BYTES, MAX_VXLAN_PORTS};
+    let mut buf = [0u8; CAPTURE_BYTES];
+    let cap = data.len().min(CAPTURE_BYTES);
+    buf[..cap].copy_from_slice(&data[..cap]);
+    let mut f = Filter::empty();
+    for (i, p) in vxlan_ports.iter().take(MAX_VXLAN_PORTS).enumerate() {
+        f.vxlan_ports[i] = *p;
+        f.n_vxlan_ports = i as u8 + 1;
+    }
+    // skb->protocol is not always set where a packet is seen (the kernel
+    // then computes none): the IP version says which header it is.
+    let l3_proto = match data.first().map(|b| b >> 4) {
+        Some(4) => 0x0800,
+        Some(6) => 0x86dd,
+        _ => l3_proto,
+    };
+    parse::fingerprint(&buf, cap, l3_proto, &f)
 }
 
 /// Default VXLAN UDP ports: IANA 4789 and Linux/flannel 8472.
@@ -177,12 +206,12 @@ pub fn decode_ip(data: &[u8], vxlan_ports: &[u16]) -> Result<Packet, PacketError
 }
 
 fn from_sliced(h: &LaxSlicedPacket<'_>) -> Result<Packet, PacketError> {
-    let mut fp = Fingerprint::default();
+    let mut ids = PacketIds::default();
     let (src, dst, payload) = match &h.net {
         Some(LaxNetSlice::Ipv4(ip)) => {
             let hd = ip.header();
-            fp.ip_id = Some(hd.identification());
-            fp.ip_payload_len = hd.total_len().saturating_sub(hd.slice().len() as u16);
+            ids.ip_id = Some(hd.identification());
+            ids.ip_payload_len = hd.total_len().saturating_sub(hd.slice().len() as u16);
             (
                 IpAddr::from(hd.source_addr()),
                 IpAddr::from(hd.destination_addr()),
@@ -191,7 +220,7 @@ fn from_sliced(h: &LaxSlicedPacket<'_>) -> Result<Packet, PacketError> {
         }
         Some(LaxNetSlice::Ipv6(ip)) => {
             let hd = ip.header();
-            fp.ip_payload_len = hd.payload_length();
+            ids.ip_payload_len = hd.payload_length();
             (
                 IpAddr::from(hd.source_addr()),
                 IpAddr::from(hd.destination_addr()),
@@ -208,8 +237,8 @@ fn from_sliced(h: &LaxSlicedPacket<'_>) -> Result<Packet, PacketError> {
             proto = 6;
             sport = Some(t.source_port());
             dport = Some(t.destination_port());
-            fp.tcp_seq = Some(t.sequence_number());
-            fp.tcp_ack = Some(t.acknowledgment_number());
+            ids.tcp_seq = Some(t.sequence_number());
+            ids.tcp_ack = Some(t.acknowledgment_number());
             tcp_flags = Some(tcp_flag_string(
                 &[
                     (t.syn(), 'S'),
@@ -230,11 +259,11 @@ fn from_sliced(h: &LaxSlicedPacket<'_>) -> Result<Packet, PacketError> {
         }
         Some(TransportSlice::Icmpv4(i)) => {
             proto = 1;
-            fp.icmp = icmp_fields(i.slice());
+            ids.icmp = icmp_fields(i.slice());
         }
         Some(TransportSlice::Icmpv6(i)) => {
             proto = 58;
-            fp.icmp = icmp_fields(i.slice());
+            ids.icmp = icmp_fields(i.slice());
         }
         None => {}
     }
@@ -248,7 +277,7 @@ fn from_sliced(h: &LaxSlicedPacket<'_>) -> Result<Packet, PacketError> {
         },
         encap: None,
         tcp_flags,
-        fp,
+        ids,
     })
 }
 
@@ -287,6 +316,15 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn endpoints_bracket_ipv6_addresses_with_ports() {
+        let v6: IpAddr = "fd00::2".parse().unwrap();
+        let v4: IpAddr = "10.0.0.2".parse().unwrap();
+        assert_eq!(endpoint((v6, Some(443))), "[fd00::2]:443");
+        assert_eq!(endpoint((v6, None)), "fd00::2");
+        assert_eq!(endpoint((v4, Some(80))), "10.0.0.2:80");
+    }
+
     fn udp_packet(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         PacketBuilder::ipv4(src, dst, 64)
@@ -309,7 +347,7 @@ mod tests {
         assert_eq!(p.tuple.src, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)));
         assert_eq!(p.tuple.dport, Some(80));
         assert_eq!(p.tcp_flags.as_deref(), Some("S"));
-        assert_eq!(p.fp.tcp_seq, Some(1234));
+        assert_eq!(p.ids.tcp_seq, Some(1234));
         assert!(p.encap.is_none());
     }
 
@@ -322,7 +360,7 @@ mod tests {
             .unwrap();
         let p = decode_ip(&out, &[]).unwrap();
         assert_eq!(p.tuple.proto, Proto::Icmpv6);
-        assert_eq!(p.fp.icmp, Some((128, 7, 9)));
+        assert_eq!(p.ids.icmp, Some((128, 7, 9)));
         assert_eq!(p.tuple.sport, None);
     }
 

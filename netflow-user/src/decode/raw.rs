@@ -8,7 +8,7 @@ use netflow_common::{EventHeader, Point, EVENT_VERSION};
 pub enum DecodeError {
     #[error("event of {0} bytes is shorter than its header ({1} bytes)")]
     Short(usize, usize),
-    #[error("event layout version {0}, this netflow reads version {EVENT_VERSION}")]
+    #[error("event layout version {0}, this netflow reads layouts 1 to {EVENT_VERSION}")]
     Version(u8),
     #[error("unknown probe point {0}")]
     Point(u8),
@@ -30,6 +30,8 @@ pub struct RawEvent {
     pub mark: u32,
     pub reason: u32,
     pub location: u64,
+    /// The kernel's fingerprint of the packet (0 where it computed none).
+    pub fp: u64,
     pub l3_proto: u16,
     /// Netfilter hook and family (netfilter points only).
     pub hook: u8,
@@ -45,6 +47,16 @@ impl TryFrom<&[u8]> for RawEvent {
 
     fn try_from(buf: &[u8]) -> Result<Self, Self::Error> {
         let hsize = std::mem::size_of::<EventHeader>();
+        // Older layouts (recordings of an older netflow) first become this one.
+        let min = super::compat::LAYOUTS
+            .iter()
+            .map(|l| l.1)
+            .min()
+            .unwrap_or(hsize);
+        if buf.len() < min {
+            return Err(DecodeError::Short(buf.len(), hsize));
+        }
+        let buf = &*super::compat::upgrade(buf).map_err(DecodeError::Version)?;
         if buf.len() < hsize {
             return Err(DecodeError::Short(buf.len(), hsize));
         }
@@ -52,10 +64,6 @@ impl TryFrom<&[u8]> for RawEvent {
         let u64_at = |o: usize| u64::from_ne_bytes(buf[o..o + 8].try_into().unwrap());
         let u32_at = |o: usize| u32::from_ne_bytes(buf[o..o + 4].try_into().unwrap());
         let u16_at = |o: usize| u16::from_ne_bytes(buf[o..o + 2].try_into().unwrap());
-        let version = buf[std::mem::offset_of!(EventHeader, version)];
-        if version != EVENT_VERSION {
-            return Err(DecodeError::Version(version));
-        }
         let p = buf[std::mem::offset_of!(EventHeader, point)];
         let point = Point::from_u8(p).ok_or(DecodeError::Point(p))?;
         let cap = u16_at(std::mem::offset_of!(EventHeader, cap_len)) as usize;
@@ -70,6 +78,7 @@ impl TryFrom<&[u8]> for RawEvent {
             ts_ns: u64_at(std::mem::offset_of!(EventHeader, ts_ns)),
             skb: u64_at(std::mem::offset_of!(EventHeader, skb)),
             location: u64_at(std::mem::offset_of!(EventHeader, location)),
+            fp: u64_at(std::mem::offset_of!(EventHeader, fp)),
             netns: u32_at(std::mem::offset_of!(EventHeader, netns)),
             ifindex: u32_at(std::mem::offset_of!(EventHeader, ifindex)),
             len: u32_at(std::mem::offset_of!(EventHeader, len)),
@@ -92,6 +101,7 @@ pub fn encode(ev: &RawEvent) -> Vec<u8> {
         ts_ns: ev.ts_ns,
         skb: ev.skb,
         location: ev.location,
+        fp: ev.fp,
         netns: ev.netns,
         ifindex: ev.ifindex,
         len: ev.len,
@@ -117,6 +127,7 @@ pub fn encode(ev: &RawEvent) -> Vec<u8> {
     out.extend_from_slice(&hdr.ts_ns.to_ne_bytes());
     out.extend_from_slice(&hdr.skb.to_ne_bytes());
     out.extend_from_slice(&hdr.location.to_ne_bytes());
+    out.extend_from_slice(&hdr.fp.to_ne_bytes());
     for v in [hdr.netns, hdr.ifindex, hdr.len, hdr.mark, hdr.reason] {
         out.extend_from_slice(&v.to_ne_bytes());
     }
@@ -150,6 +161,7 @@ mod tests {
             mark: 0,
             reason: 0,
             location: 0,
+            fp: 0,
             l3_proto: 0x0800,
             hook: 0,
             pf: 0,

@@ -175,6 +175,9 @@ pub async fn run_with(
         }
         writeln!(err, "  Ctrl-C to stop")?;
     }
+    // Under a service manager (systemd Type=notify) or a test harness: the
+    // probes are attached, packets are being traced.
+    notify(sd_notify::NotifyState::Ready);
 
     let cfg = Config {
         idle_ns: opts.idle.as_nanos() as u64,
@@ -232,6 +235,7 @@ pub async fn run_with(
             }
         }
     }
+    notify(sd_notify::NotifyState::Stopping);
     // What is already in the ring, for at most a moment: stopping must be quick.
     let until = std::time::Instant::now() + Duration::from_millis(300);
     while drain(ring.get_mut(), &mut pipe)? && std::time::Instant::now() < until {}
@@ -276,4 +280,14 @@ fn drain(ring: &mut RingBuf<MapData>, pipe: &mut Pipeline) -> std::io::Result<bo
         }
     }
     Ok(true)
+}
+
+/// Tell a service manager how the trace is doing (`NOTIFY_SOCKET`, the
+/// systemd protocol); nothing without one.
+fn notify(state: sd_notify::NotifyState) {
+    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        if let Err(e) = sd_notify::notify(&[state]) {
+            log::warn!("NOTIFY_SOCKET: {e}");
+        }
+    }
 }

@@ -38,14 +38,14 @@ impl Sink for Text {
                 let mut s = String::new();
                 if let Some(f) = &p.tcp_flags {
                     s.push_str(&format!(" [{f}]"));
-                    if let Some(seq) = p.fp.tcp_seq {
+                    if let Some(seq) = p.ids.tcp_seq {
                         s.push_str(&format!(" seq {seq}"));
                     }
                 }
-                if let Some((ty, id, seq)) = p.fp.icmp {
+                if let Some((ty, id, seq)) = p.ids.icmp {
                     s.push_str(&format!(" type {ty} id {id} seq {seq}"));
                 }
-                if let Some(id) = p.fp.ip_id {
+                if let Some(id) = p.ids.ip_id {
                     s.push_str(&format!(" ipid {id}"));
                 }
                 s

@@ -65,13 +65,7 @@ pub struct NatView {
     pub to: String,
 }
 
-pub fn endpoint((ip, port): (IpAddr, Option<u16>)) -> String {
-    match (ip, port) {
-        (IpAddr::V6(a), Some(p)) => format!("[{a}]:{p}"),
-        (a, Some(p)) => format!("{a}:{p}"),
-        (a, None) => a.to_string(),
-    }
-}
+pub use crate::decode::packet::endpoint;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DropView {

@@ -159,7 +159,7 @@ const ICMP_ECHO: [(Proto, u8, u8); 2] = [(Proto::Icmp, 8, 0), (Proto::Icmpv6, 12
 /// The packet's tuple for connections: ICMP echoes carry their id as ports.
 fn conv_tuple(p: &Packet) -> Tuple {
     let mut t = p.tuple;
-    if let Some((_, id, _)) = p.fp.icmp {
+    if let Some((_, id, _)) = p.ids.icmp {
         if matches!(t.proto, Proto::Icmp | Proto::Icmpv6) {
             t.sport = Some(id);
             t.dport = Some(id);
@@ -187,7 +187,7 @@ fn kind(p: &Packet, data: &[u8]) -> Kind {
             fin: false,
         },
         proto @ (Proto::Icmp | Proto::Icmpv6) => {
-            let Some((ty, _, _)) = p.fp.icmp else {
+            let Some((ty, _, _)) = p.ids.icmp else {
                 return Kind::Other;
             };
             if let Some((_, _, reply)) = ICMP_ECHO
@@ -491,7 +491,7 @@ impl Connections {
             .hops
             .iter()
             .find_map(|h| h.packet.as_ref())
-            .and_then(|p| p.fp.icmp)
+            .and_then(|p| p.ids.icmp)
             .is_some_and(|(ty, _, _)| ty == 3 || ty == 1);
         if unreachable && o.refused.is_none() {
             // Where the request ended is the better answer than the error's path.

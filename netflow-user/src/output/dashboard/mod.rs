@@ -123,10 +123,10 @@ impl App {
                     .groups(&self.filter, self.sort, self.reverse)
                     .get(self.selected)
                 {
-                    self.filter = match g.key.dport {
-                        Some(p) => format!("-> {}:{p}", g.key.dst),
-                        None => format!("-> {}", g.key.dst),
-                    };
+                    self.filter = format!(
+                        "-> {}",
+                        crate::decode::packet::endpoint((g.key.dst, g.key.dport))
+                    );
                     self.per_connection = true;
                     self.selected = 0;
                 }

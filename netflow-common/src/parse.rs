@@ -1,7 +1,18 @@
-//! Minimal in-kernel header parser, used only to decide whether a packet is
-//! selected. The daemon decodes the same bytes fully (etherparse).
-//! Every index is masked into the buffer so the verifier sees it bounded.
-use netflow_common::{Filter, CAPTURE_BYTES, MAX_VXLAN_PORTS};
+//! Minimal header parser over the captured bytes, shared by the kernel
+//! programs and the daemon: which packet it is (its tuple, the connection
+//! key) and its [`fingerprint`], the one definition of "the same packet"
+//! both sides use. The daemon decodes the same bytes fully (etherparse) for
+//! everything else. Every index is masked into the buffer so the verifier
+//! sees it bounded; no loop is unbounded; nothing allocates.
+use crate::{Filter, CAPTURE_BYTES, MAX_VXLAN_PORTS};
+
+/// A global read the compiler may not fold (the loader rewrites the kernel
+/// programs' globals after compilation).
+#[inline(always)]
+fn v<T: Copy>(p: &T) -> T {
+    // SAFETY: `p` is a valid reference.
+    unsafe { core::ptr::read_volatile(p) }
+}
 
 const MASK: usize = CAPTURE_BYTES - 1;
 const ETH_P_IP: u16 = 0x0800;
@@ -145,9 +156,7 @@ pub fn inner(buf: &[u8; CAPTURE_BYTES], cap: usize, outer: &Tuple, f: &Filter) -
 fn is_vxlan(port: u16, f: &Filter) -> bool {
     let mut i = 0;
     while i < MAX_VXLAN_PORTS {
-        if i < crate::globals::v(&f.n_vxlan_ports) as usize
-            && crate::globals::v(&f.vxlan_ports[i]) == port
-        {
+        if i < v(&f.n_vxlan_ports) as usize && v(&f.vxlan_ports[i]) == port {
             return true;
         }
         i += 1;
@@ -160,9 +169,12 @@ pub fn be32(buf: &[u8; CAPTURE_BYTES], off: usize) -> u32 {
     ((be16(buf, off) as u32) << 16) | be16(buf, off + 2) as u32
 }
 
-/// What identifies one packet besides addresses and ports (unchanged by NAT
-/// and encapsulation): of the innermost IP header, the IPv4 ID, the protocol
-/// and the word after the ports (TCP seq, UDP length, ICMP id+seq).
+/// What identifies one packet besides its addresses and ports, so that it
+/// survives NAT and encapsulation: of the innermost IP header, the protocol,
+/// the IPv4 ID, and the words after the ports (TCP seq and ack, UDP length,
+/// ICMP type and echo id+seq). The kernel compares it to tell a reused skb
+/// from the packet it tracked; the daemon joins a packet's copies (new skbs)
+/// by it. Bytes at or past `cap` are never read.
 #[inline(always)]
 pub fn fingerprint(buf: &[u8; CAPTURE_BYTES], cap: usize, ethertype: u16, f: &Filter) -> u64 {
     let Some(o) = outer(buf, cap, ethertype) else {
@@ -175,15 +187,24 @@ pub fn fingerprint(buf: &[u8; CAPTURE_BYTES], cap: usize, ethertype: u16, f: &Fi
     } else {
         0
     };
-    // UDP: the length only (NAT rewrites the checksum).
-    let word = if t.l4 + 8 > cap {
-        0
-    } else if t.proto == IPPROTO_UDP {
-        be16(buf, t.l4 + 4) as u64
-    } else {
-        be32(buf, t.l4 + 4) as u64
-    };
-    (t.proto as u64) << 48 | id << 32 | word
+    let mut fp = (t.proto as u64) << 56 | id << 32;
+    if t.l4 + 8 <= cap {
+        if t.proto == IPPROTO_UDP {
+            // The length only (NAT rewrites the checksum).
+            fp |= be16(buf, t.l4 + 4) as u64;
+        } else {
+            fp |= be32(buf, t.l4 + 4) as u64;
+        }
+        if t.proto == IPPROTO_ICMP || t.proto == IPPROTO_ICMPV6 {
+            // Echo request and reply share id and seq.
+            fp |= (b(buf, t.l4) as u64) << 48;
+        }
+    }
+    if t.proto == IPPROTO_TCP && t.l4 + 12 <= cap {
+        // Pure ACKs of a connection share their seq.
+        fp ^= (be32(buf, t.l4 + 8) as u64).rotate_left(20);
+    }
+    fp
 }
 
 /// Does the packet carry an inner packet (VXLAN, IP-in-IP) to look into?
@@ -229,8 +250,8 @@ fn tuple_words(buf: &[u8; CAPTURE_BYTES], t: &Tuple, seed: u64) -> u64 {
 
 /// The connection key of a tuple, as the packet has it (source first).
 #[inline(always)]
-pub fn flow_key(buf: &[u8; CAPTURE_BYTES], t: &Tuple) -> netflow_common::FlowKey {
-    let mut k = netflow_common::FlowKey {
+pub fn flow_key(buf: &[u8; CAPTURE_BYTES], t: &Tuple) -> crate::FlowKey {
+    let mut k = crate::FlowKey {
         src: [0; 16],
         dst: [0; 16],
         sport: t.flow_sport,
@@ -241,4 +262,113 @@ pub fn flow_key(buf: &[u8; CAPTURE_BYTES], t: &Tuple) -> netflow_common::FlowKey
     copy_addr(buf, t.addr, t.addr_len, &mut k.src);
     copy_addr(buf, t.addr + t.addr_len, t.addr_len, &mut k.dst);
     k
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::vec::Vec;
+
+    use etherparse::PacketBuilder;
+
+    use super::*;
+
+    fn buf(bytes: &[u8]) -> ([u8; CAPTURE_BYTES], usize) {
+        let mut b = [0u8; CAPTURE_BYTES];
+        let n = bytes.len().min(CAPTURE_BYTES);
+        b[..n].copy_from_slice(&bytes[..n]);
+        (b, n)
+    }
+
+    fn fp(bytes: &[u8], ethertype: u16, f: &Filter) -> u64 {
+        let (b, n) = buf(bytes);
+        fingerprint(&b, n, ethertype, f)
+    }
+
+    fn tcp4(src: [u8; 4], sport: u16, seq: u32, ack: u32, id: u16) -> Vec<u8> {
+        let mut out = Vec::new();
+        PacketBuilder::ipv4(src, [10, 0, 0, 2], 64)
+            .tcp(sport, 80, seq, 1000)
+            .ack(ack)
+            .write(&mut out, b"hello")
+            .unwrap();
+        out[4..6].copy_from_slice(&id.to_be_bytes());
+        out
+    }
+
+    fn echo6(request: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        let b = PacketBuilder::ipv6([0xfd; 16], [0xfe; 16], 64);
+        let b = if request {
+            b.icmpv6_echo_request(7, 9)
+        } else {
+            b.icmpv6_echo_reply(7, 9)
+        };
+        b.write(&mut out, b"ping").unwrap();
+        out
+    }
+
+    #[test]
+    fn tcp_fingerprint_is_protocol_id_seq_and_ack() {
+        let f = Filter::empty();
+        let p = tcp4([10, 0, 0, 1], 40000, 0x1122_3344, 0x5566_7788, 0x0abc);
+        let want = (6u64 << 56 | 0x0abc << 32 | 0x1122_3344) ^ 0x5566_7788u64.rotate_left(20);
+        assert_eq!(fp(&p, ETH_P_IP, &f), want);
+    }
+
+    #[test]
+    fn nat_leaves_it_and_other_packets_differ() {
+        let f = Filter::empty();
+        let a = fp(&tcp4([10, 0, 0, 1], 40000, 1, 2, 3), ETH_P_IP, &f);
+        // SNAT: another source address and port, same packet.
+        assert_eq!(a, fp(&tcp4([192, 168, 9, 9], 61000, 1, 2, 3), ETH_P_IP, &f));
+        // The next pure ACK: same seq, another ack.
+        assert_ne!(a, fp(&tcp4([10, 0, 0, 1], 40000, 1, 3, 3), ETH_P_IP, &f));
+        // An echo reply is not its request (same id and seq, no IP ID in IPv6).
+        assert_ne!(
+            fp(&echo6(true), ETH_P_IPV6, &f),
+            fp(&echo6(false), ETH_P_IPV6, &f)
+        );
+    }
+
+    #[test]
+    fn vxlan_carries_the_inner_packets_fingerprint() {
+        let inner = tcp4([10, 244, 1, 2], 40000, 9, 8, 77);
+        let mut frame = Vec::new();
+        PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4([10, 244, 1, 2], [10, 0, 0, 2], 64)
+            .tcp(40000, 80, 9, 1000)
+            .ack(8)
+            .write(&mut frame, b"hello")
+            .unwrap();
+        frame[14 + 4..14 + 6].copy_from_slice(&77u16.to_be_bytes());
+        let mut vx = std::vec![0x08, 0, 0, 0, 0, 0, 42, 0];
+        vx.extend_from_slice(&frame);
+        let mut outer = Vec::new();
+        PacketBuilder::ipv4([192, 168, 0, 1], [192, 168, 0, 2], 64)
+            .udp(5555, 4789)
+            .write(&mut outer, &vx)
+            .unwrap();
+        let mut f = Filter::empty();
+        f.n_vxlan_ports = 1;
+        f.vxlan_ports[0] = 4789;
+        assert_eq!(
+            fp(&outer, ETH_P_IP, &f),
+            fp(&inner, ETH_P_IP, &Filter::empty())
+        );
+    }
+
+    #[test]
+    fn bytes_past_the_capture_are_never_read() {
+        let f = Filter::empty();
+        let p = tcp4([10, 0, 0, 1], 40000, 1, 2, 3);
+        for cap in [0, 20, 24, 28, 31, 32, 40, p.len()] {
+            let (mut b, _) = buf(&p);
+            let clean = fingerprint(&b, cap, ETH_P_IP, &f);
+            for x in b.iter_mut().skip(cap) {
+                *x = 0xa5;
+            }
+            assert_eq!(fingerprint(&b, cap, ETH_P_IP, &f), clean, "cap {cap}");
+        }
+    }
 }
