@@ -30,6 +30,10 @@ const SUITE: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "record",
+        &["kernel_and_daemon_compute_the_same_fingerprints"],
+    ),
+    (
         "netfilter",
         &[
             "forward_drop_is_attributed_to_netfilter",

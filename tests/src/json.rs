@@ -1,0 +1,91 @@
+//! Reading netflow's JSON lines: packets, hops, connections, stats.
+use serde_json::Value;
+
+/// Packet objects only.
+pub fn packets(lines: &[Value]) -> Vec<&Value> {
+    lines.iter().filter(|v| v["kind"] == "packet").collect()
+}
+
+pub fn stats(lines: &[Value]) -> &Value {
+    lines
+        .iter()
+        .rev()
+        .find(|v| v["kind"] == "stats")
+        .expect("a stats line at the end")
+}
+
+/// The (point, ifname, netns_name, dir) of each hop, for assertions and messages.
+pub fn hop_list(p: &Value) -> Vec<(String, String, String, String)> {
+    p["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["point"].as_str().unwrap_or("").to_string(),
+                h["ifname"].as_str().unwrap_or("").to_string(),
+                h["netns_name"].as_str().unwrap_or("?").to_string(),
+                h["dir"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Packets whose flow matches (proto, src, dst).
+pub fn flows<'a>(pkts: &[&'a Value], proto: &str, src: &str, dst: &str) -> Vec<&'a Value> {
+    pkts.iter()
+        .copied()
+        .filter(|p| {
+            p["flow"]["proto"] == proto && p["flow"]["src"] == src && p["flow"]["dst"] == dst
+        })
+        .collect()
+}
+
+/// Does `hops` contain `want` as a subsequence (in order)?
+pub fn in_order(
+    hops: &[(String, String, String, String)],
+    want: &[(&str, &str, &str, &str)],
+) -> bool {
+    let mut it = hops.iter();
+    want.iter().all(|w| {
+        it.any(|h| h.0 == w.0 && h.1 == w.1 && h.2 == w.2 && (w.3.is_empty() || h.3 == w.3))
+    })
+}
+
+/// Connection records (`"kind":"flow"`).
+pub fn connections(lines: &[Value]) -> Vec<&Value> {
+    lines.iter().filter(|v| v["kind"] == "flow").collect()
+}
+
+/// The hops of a packet that carry a NAT translation.
+pub fn nat_hops(p: &Value) -> Vec<&Value> {
+    p["hops"]
+        .as_array()
+        .map(|h| h.iter().filter(|h| !h["nat"].is_null()).collect())
+        .unwrap_or_default()
+}
+
+/// The one hop of a packet that carries a NAT translation (panics otherwise).
+pub fn one_nat_hop(p: &Value) -> &Value {
+    let nat = nat_hops(p);
+    assert_eq!(nat.len(), 1, "exactly one translation: {p:#}");
+    nat[0]
+}
+
+/// The drop reason of a drop or connection record: the kernel's, or on
+/// kernels without drop reasons (before 5.17) the one its location most
+/// likely means, which netflow then reports as `likely` (with `reason`
+/// "unavailable" and the location present).
+pub fn reason(v: &Value) -> &str {
+    match v["reason"].as_str() {
+        Some("unavailable") => {
+            assert!(
+                v["location"].as_str().is_some_and(|l| !l.is_empty()),
+                "{v:#}"
+            );
+            v["likely"].as_str().unwrap_or("unavailable")
+        }
+        Some(r) => r,
+        None => "",
+    }
+}

@@ -1,0 +1,125 @@
+//! Test servers and clients in a namespace (TCP, UDP), killed when dropped.
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use crate::sh;
+
+/// A background process (a test server), killed when dropped, with a file
+/// it needed (removed then too).
+pub struct Background(Child, Option<PathBuf>);
+
+impl Background {
+    /// Run `cmd` with `sh -c` in the background.
+    pub fn spawn(cmd: &str) -> Self {
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(format!("exec {cmd}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn background command");
+        Background(child, None)
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        if let Some(f) = &self.1 {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+/// A TCP server in `ns` on `addr:port` that answers each connection with "ok".
+pub fn tcp_server(ns: &str, addr: &str, port: u16) -> Background {
+    let script = std::env::temp_dir().join(format!("netflow-test-server-{ns}-{port}.py"));
+    std::fs::write(
+        &script,
+        format!(
+            "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+             s.bind(('{addr}',{port}))\ns.listen()\nwhile True:\n    c,_=s.accept()\n    c.recv(100)\n    c.sendall(b'ok')\n    c.close()\n"
+        ),
+    )
+    .expect("write test server script");
+    let mut bg = Background::spawn(&format!("ip netns exec {ns} python3 {}", script.display()));
+    bg.1 = Some(script);
+    wait_bound(ns, "-ltnH", addr, port);
+    bg
+}
+
+/// Wait until a socket in `ns` is bound to `port` (`ss` flags: -ltnH, -lunH).
+fn wait_bound(ns: &str, ss_flags: &str, addr: &str, port: u16) {
+    for _ in 0..100 {
+        if Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "ss",
+                ss_flags,
+                &format!("sport = :{port}"),
+            ])
+            .output()
+            .map(|o| !o.stdout.is_empty())
+            .unwrap_or(false)
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("test server in {ns} did not bind {addr}:{port}");
+}
+
+/// Connect from `ns` to `addr:port`, send "hi", read the answer.
+pub fn tcp_client(ns: &str, addr: &str, port: u16) {
+    sh(&format!(
+        "ip netns exec {ns} python3 -c \"import socket; s=socket.create_connection(('{addr}',{port}),timeout=3); s.sendall(b'hi'); assert s.recv(10)==b'ok'; s.close()\""
+    ));
+}
+
+/// A UDP server in `ns` on `addr:port` (IPv4 or IPv6) that answers each
+/// datagram with "ok:" + the datagram, or never answers (`answer` false).
+pub fn udp_server(ns: &str, addr: &str, port: u16, answer: bool) -> Background {
+    let family = if addr.contains(':') {
+        "AF_INET6"
+    } else {
+        "AF_INET"
+    };
+    let script = std::env::temp_dir().join(format!("netflow-test-udp-{ns}-{port}.py"));
+    let reply = if answer {
+        "s.sendto(b'ok:'+d,a)"
+    } else {
+        "pass"
+    };
+    std::fs::write(
+        &script,
+        format!(
+            "import socket\ns=socket.socket(socket.{family},socket.SOCK_DGRAM)\ns.bind(('{addr}',{port}))\nwhile True:\n    d,a=s.recvfrom(2000)\n    {reply}\n"
+        ),
+    )
+    .expect("write test server script");
+    let mut bg = Background::spawn(&format!("ip netns exec {ns} python3 {}", script.display()));
+    bg.1 = Some(script);
+    wait_bound(ns, "-lunH", addr, port);
+    bg
+}
+
+/// Send `n` datagrams from `ns` to `addr:port`, each from its own socket
+/// (its own connection), waiting up to `wait` seconds for each answer.
+/// Returns how many were answered.
+pub fn udp_client(ns: &str, addr: &str, port: u16, n: u32, wait: f32) -> u32 {
+    let family = if addr.contains(':') {
+        "AF_INET6"
+    } else {
+        "AF_INET"
+    };
+    let out = sh(&format!(
+        "ip netns exec {ns} python3 -c \"import socket\nk=0\nfor i in range({n}):\n s=socket.socket(socket.{family},socket.SOCK_DGRAM); s.settimeout({wait})\n s.sendto(b'q%d'%i,('{addr}',{port}))\n try:\n  s.recvfrom(100); k+=1\n except OSError: pass\n s.close()\nprint(k)\""
+    ));
+    out.trim().parse().expect("answered count")
+}
