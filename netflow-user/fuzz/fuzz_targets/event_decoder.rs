@@ -1,7 +1,8 @@
-//! Any bytes as a ring-buffer event: decoded or refused, never a panic.
+//! See `bodies::event_decoder`.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    let _ = netflow::decode::Event::decode(data, &[4789, 8472]);
-});
+#[path = "../bodies.rs"]
+mod bodies;
+
+fuzz_target!(|data: &[u8]| bodies::event_decoder(data));
