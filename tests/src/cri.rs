@@ -25,11 +25,15 @@ pub struct Containerd {
     child: Option<Child>,
     pods: Vec<String>,
     rt: tokio::runtime::Runtime,
+    /// The pods' address block, held while this runs.
+    _block: crate::lab::Reservation,
 }
 
 impl Containerd {
-    /// `tag` makes names unique; `subnet` is an unused /16 (e.g. "10.213").
-    pub fn start(tag: &str, subnet: &str) -> Self {
+    /// `tag` makes names unique; the pods get an address block of their own.
+    pub fn start(tag: &str) -> Self {
+        let block = crate::lab::Reservation::take();
+        let subnet = format!("10.{}", block.octet);
         crate::require_root();
         for bin in ["containerd", "ctr", "runc"] {
             assert!(
@@ -85,6 +89,7 @@ impl Containerd {
             child: Some(child),
             pods: Vec::new(),
             rt,
+            _block: block,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while !c.socket.exists() {

@@ -1,7 +1,47 @@
 //! Labs: network namespaces, veths, bridges, routed pods and VXLAN nodes
-//! with unique names, all removed when the lab is dropped (also when a test
-//! panics).
+//! with unique names and addresses of their own, all removed when the lab is
+//! dropped (also when a test panics).
+//!
+//! Each lab holds a reservation of one address block: `10.N.0.0/16` and
+//! `fd00:N::/32` for its pods, `192.168.N.0/24` for underlays ([`Lab::net`],
+//! [`Lab::net6`], [`Lab::underlay`]),
+//! N from 100 to 199. A reservation is an exclusive `flock` on
+//! `/run/netflow-tests/nets/N`, so concurrent tests, test binaries and
+//! interrupted runs never share addresses (the kernel releases the lock of a
+//! process that died).
+use std::{fs::File, os::fd::AsRawFd, path::Path};
+
 use crate::{require_root, sh, sh_quiet};
+
+/// Where reservations are kept.
+const NETS: &str = "/run/netflow-tests/nets";
+
+/// An address block reserved while this lives.
+pub struct Reservation {
+    pub octet: u8,
+    _lock: File,
+}
+
+impl Reservation {
+    /// The first free block, held until dropped.
+    pub fn take() -> Self {
+        std::fs::create_dir_all(NETS).expect("create the reservations folder");
+        for octet in 100..=199u8 {
+            let path = Path::new(NETS).join(octet.to_string());
+            let f = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            // SAFETY: a valid fd; the lock goes with the file.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return Reservation { octet, _lock: f };
+            }
+        }
+        panic!("every test address block (10.100-199) is taken: see {NETS}")
+    }
+}
 
 /// A lab: namespaces and host devices with unique names, removed on drop.
 pub struct Lab {
@@ -9,6 +49,7 @@ pub struct Lab {
     netns: Vec<String>,
     links: Vec<String>,
     undo: Vec<String>,
+    block: Reservation,
 }
 
 impl Lab {
@@ -22,7 +63,23 @@ impl Lab {
             netns: Vec::new(),
             links: Vec::new(),
             undo: Vec::new(),
+            block: Reservation::take(),
         }
+    }
+
+    /// This lab's `10.N` (a /16 of its own): `format!("{net}.0.2")`.
+    pub fn net(&self) -> String {
+        format!("10.{}", self.block.octet)
+    }
+
+    /// This lab's `fd00:N` (an IPv6 /32 of its own): `format!("{net6}::2")`.
+    pub fn net6(&self) -> String {
+        format!("fd00:{}", self.block.octet)
+    }
+
+    /// This lab's `192.168.N` (a /24 of its own) for underlay links.
+    pub fn underlay(&self) -> String {
+        format!("192.168.{}", self.block.octet)
     }
 
     /// A unique name for a namespace or device, e.g. `n<tag>a`.
@@ -52,8 +109,9 @@ impl Lab {
     }
 
     /// Two namespaces joined by a veth pair, `eth0` in each, with
-    /// `{subnet}.1/24` and `{subnet}.2/24`.
-    pub fn pair(&mut self, a: &str, b: &str, subnet: &str) -> (String, String) {
+    /// `{net}.0.1/24` and `{net}.0.2/24`.
+    pub fn pair(&mut self, a: &str, b: &str) -> (String, String) {
+        let subnet = format!("{}.0", self.net());
         let (a, b) = (self.netns(a), self.netns(b));
         sh(&format!(
             "ip link add eth0 netns {a} type veth peer name eth0 netns {b}"
@@ -98,8 +156,9 @@ impl Drop for Lab {
 
 /// Routed pods behind a node (calico style: /32 routes, proxy ARP,
 /// 169.254.1.1 as the pods' gateway); the node is its own namespace.
-pub fn routed_lab(tag: &str, subnet: &str) -> (Lab, String, String, String, String, String) {
+pub fn routed_lab(tag: &str) -> (Lab, String, String, String, String, String) {
     let mut lab = Lab::new(tag);
+    let subnet = format!("{}.0", lab.net());
     let node = lab.netns("n");
     let (a, b) = (lab.netns("a"), lab.netns("b"));
     let (va, vb) = (lab.name("va"), lab.name("vb"));
@@ -133,8 +192,8 @@ pub fn routed_lab(tag: &str, subnet: &str) -> (Lab, String, String, String, Stri
 }
 
 /// Two "nodes" joined by VXLAN (VNI 7, UDP 8472) over an underlay veth,
-/// with a routed pod behind each (flannel/calico style). `o` is the second
-/// octet of every address: pods `10.o.1.2` and `10.o.2.2`, nodes'
+/// with a routed pod behind each (flannel/calico style), in the lab's own
+/// block (`10.o` = [`Lab::net`]): pods `10.o.1.2` and `10.o.2.2`, nodes'
 /// underlay `192.168.o.1/.2`, overlay `10.o.0.1/.2`.
 pub struct VxlanNodes {
     pub lab: Lab,
@@ -146,8 +205,9 @@ pub struct VxlanNodes {
     pub u2: String,
 }
 
-pub fn vxlan_nodes(tag: &str, o: u8) -> VxlanNodes {
+pub fn vxlan_nodes(tag: &str) -> VxlanNodes {
     let mut lab = Lab::new(tag);
+    let o = lab.block.octet;
     let (n1, n2) = (lab.netns("n1"), lab.netns("n2"));
     let (p1, p2) = (lab.netns("p1"), lab.netns("p2"));
     let (u1, u2) = (lab.name("u1"), lab.name("u2"));

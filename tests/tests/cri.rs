@@ -3,7 +3,7 @@ use netflow_tests::{cri::Containerd, hop_list, in_order, netflow_bin, packets, s
 
 #[test]
 fn pod_created_through_cri_is_found_by_name() {
-    let mut ctr = Containerd::start("c1", "10.213");
+    let mut ctr = Containerd::start("c1");
     let id = ctr.run_pod("shop", "checkout-0");
     // What to expect comes from the runtime.
     let ip = ctr.pod_ip(&id);

@@ -1,7 +1,7 @@
 //! Guardrails (the default): a bulk transfer is traced in part and counted
 //! in full, every drop and every SYN of a flood is reported, and
 //! `--every-packet` lifts them. Counts are checked against nftables
-//! counters on the same packets. Subnets 10.225–10.226.
+//! counters on the same packets.
 use netflow_tests::*;
 use serde_json::Value;
 
@@ -35,24 +35,25 @@ fn the_connection(lines: &[Value], dport: u64) -> &Value {
 #[test]
 fn bulk_transfer_is_sampled_and_counted_exactly() {
     let mut lab = Lab::new("gbulk");
-    let (a, b) = lab.pair("a", "b", "10.225.0");
+    let net = lab.net();
+    let (a, b) = lab.pair("a", "b");
     let script = std::env::temp_dir().join(format!("netflow-sink-{}.py", std::process::id()));
     std::fs::write(
         &script,
-        "import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
-         s.bind(('10.225.0.2',7300)); s.listen()\nwhile True:\n    c,_=s.accept()\n    n=0\n    while True:\n        d=c.recv(65536)\n        if not d: break\n        n+=len(d)\n    c.sendall(str(n).encode()); c.close()\n",
+        format!("import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+         s.bind(('{net}.0.2',7300)); s.listen()\nwhile True:\n    c,_=s.accept()\n    n=0\n    while True:\n        d=c.recv(65536)\n        if not d: break\n        n+=len(d)\n    c.sendall(str(n).encode()); c.close()\n").as_str(),
     )
     .unwrap();
     let _server = Background::spawn(&format!("ip netns exec {b} python3 {}", script.display()));
     std::thread::sleep(std::time::Duration::from_millis(500));
-    lab.exec(&a, "ping -c1 -W2 10.225.0.2");
+    lab.exec(&a, &format!("ping -c1 -W2 {net}.0.2"));
     output_counter(&a, "tcp dport 7300");
     output_counter(&b, "tcp sport 7300");
 
     let t = Tracer::start(&["--netns", &a]);
     lab.exec(
         &a,
-        "python3 -c \"import socket; s=socket.create_connection(('10.225.0.2',7300),timeout=5); s.sendall(b'x'*20000000); s.shutdown(socket.SHUT_WR); assert s.recv(20)==b'20000000'\"",
+        format!("python3 -c \"import socket; s=socket.create_connection(('{net}.0.2',7300),timeout=5); s.sendall(b'x'*20000000); s.shutdown(socket.SHUT_WR); assert s.recv(20)==b'20000000'\"").as_str(),
     );
     std::thread::sleep(std::time::Duration::from_millis(300));
     let lines = t.stop();
@@ -91,7 +92,7 @@ fn bulk_transfer_is_sampled_and_counted_exactly() {
     let t = Tracer::start(&["--netns", &a, "--every-packet"]);
     lab.exec(
         &a,
-        "python3 -c \"import socket; s=socket.create_connection(('10.225.0.2',7300),timeout=5); s.sendall(b'x'*2000000); s.shutdown(socket.SHUT_WR); s.recv(20)\"",
+        format!("python3 -c \"import socket; s=socket.create_connection(('{net}.0.2',7300),timeout=5); s.sendall(b'x'*2000000); s.shutdown(socket.SHUT_WR); s.recv(20)\"").as_str(),
     );
     let lines = t.stop();
     let c = the_connection(&lines, 7300);
@@ -104,9 +105,10 @@ fn bulk_transfer_is_sampled_and_counted_exactly() {
 #[test]
 fn every_drop_and_every_syn_of_a_flood_is_reported() {
     let mut lab = Lab::new("gflood");
-    let (a, b) = lab.pair("a", "b", "10.226.0");
-    let _server = tcp_server(&b, "10.226.0.2", 7400);
-    lab.exec(&a, "ping -c1 -W2 10.226.0.2");
+    let net = lab.net();
+    let (a, b) = lab.pair("a", "b");
+    let _server = tcp_server(&b, &format!("{net}.0.2"), 7400);
+    lab.exec(&a, &format!("ping -c1 -W2 {net}.0.2"));
     sh(&format!(
         "ip netns exec {b} nft 'add table ip f; add chain ip f in {{ type filter hook input priority 0; }}; add rule ip f in udp dport 7401 counter drop'"
     ));
@@ -114,12 +116,12 @@ fn every_drop_and_every_syn_of_a_flood_is_reported() {
     // 3000 datagrams of one flow, all dropped by the receiver's firewall.
     lab.exec(
         &a,
-        "python3 -c \"import socket; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor i in range(3000): s.sendto(b'x'*100,('10.226.0.2',7401))\"",
+        format!("python3 -c \"import socket; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor i in range(3000): s.sendto(b'x'*100,('{net}.0.2',7401))\"").as_str(),
     );
     // 300 connections as fast as they come.
     lab.exec(
         &a,
-        "python3 -c \"import socket\nfor i in range(300):\n s=socket.create_connection(('10.226.0.2',7400),timeout=3); s.sendall(b'hi'); s.recv(10); s.close()\"",
+        format!("python3 -c \"import socket\nfor i in range(300):\n s=socket.create_connection(('{net}.0.2',7400),timeout=3); s.sendall(b'hi'); s.recv(10); s.close()\"").as_str(),
     );
     std::thread::sleep(std::time::Duration::from_millis(300));
     let lines = t.stop();
@@ -179,9 +181,10 @@ fn rss_mb(pid: u32) -> u64 {
 #[test]
 fn dashboard_under_a_flood_of_new_flows() {
     let mut lab = Lab::new("gdash");
-    let (a, b) = lab.pair("a", "b", "10.227.0");
-    let _sink = udp_server(&b, "10.227.0.2", 7500, false);
-    lab.exec(&a, "ping -c1 -W2 10.227.0.2");
+    let net = lab.net();
+    let (a, b) = lab.pair("a", "b");
+    let _sink = udp_server(&b, &format!("{net}.0.2"), 7500, false);
+    lab.exec(&a, &format!("ping -c1 -W2 {net}.0.2"));
     let name = format!("nfflood{}", std::process::id());
     let t = Tmux::start(
         &name,
@@ -204,7 +207,7 @@ fn dashboard_under_a_flood_of_new_flows() {
         .trim()
         .parse()
         .expect("the dashboard's pid");
-    let _flood = flow_flood(&a, "10.227.0.2", 7500, 150_000);
+    let _flood = flow_flood(&a, &format!("{net}.0.2"), 7500, 150_000);
     // The packet count on the status bar keeps moving while the flood runs.
     let packets = |s: &str| -> u64 {
         s.split(" packets ")
@@ -239,9 +242,10 @@ fn dashboard_under_a_flood_of_new_flows() {
 fn ctrl_c_under_a_flood_stops_quickly() {
     use std::io::BufRead;
     let mut lab = Lab::new("gstop");
-    let (a, b) = lab.pair("a", "b", "10.228.0");
-    let _sink = udp_server(&b, "10.228.0.2", 7600, false);
-    lab.exec(&a, "ping -c1 -W2 10.228.0.2");
+    let net = lab.net();
+    let (a, b) = lab.pair("a", "b");
+    let _sink = udp_server(&b, &format!("{net}.0.2"), 7600, false);
+    lab.exec(&a, &format!("ping -c1 -W2 {net}.0.2"));
     // Its output goes nowhere: this is about stopping, not printing.
     let mut child = std::process::Command::new(netflow_bin())
         .args(["trace", "--json", "--every-packet", "--netns", &a])
@@ -258,7 +262,7 @@ fn ctrl_c_under_a_flood_stops_quickly() {
             "netflow exited early"
         );
     }
-    let _flood = flow_flood(&a, "10.228.0.2", 7600, 1_000_000);
+    let _flood = flow_flood(&a, &format!("{net}.0.2"), 7600, 1_000_000);
     std::thread::sleep(std::time::Duration::from_secs(3));
     let start = std::time::Instant::now();
     // SAFETY: signalling our own child.

@@ -1,6 +1,6 @@
 //! Real-kernel tests: each builds its own namespace lab, runs `netflow`,
-//! sends real traffic and checks what netflow saw. Subnets are distinct per
-//! test (across files too) so tests can run in parallel.
+//! sends real traffic and checks what netflow saw. Each lab reserves an
+//! address block of its own (`Lab::net`), so tests run in parallel.
 //!
 //! Netfilter hops: filtering drops, DNAT/SNAT and their reverse, rp_filter.
 use netflow_tests::*;
@@ -9,18 +9,19 @@ use netflow_tests::*;
 /// reason NETFILTER_DROP, after the hops it reached.
 #[test]
 fn forward_drop_is_attributed_to_netfilter() {
-    let (lab, node, a, _b, va, _vb) = routed_lab("fw", "10.203.0");
-    lab.exec(&a, "ping -c1 -W2 10.203.0.2");
+    let (lab, node, a, _b, va, _vb) = routed_lab("fw");
+    let net = lab.net();
+    lab.exec(&a, &format!("ping -c1 -W2 {net}.0.2"));
     // A table of our own inside the node namespace: deleted with it.
     sh(&format!(
-        "ip netns exec {node} nft 'add table ip nftest; add chain ip nftest forward_chain {{ type filter hook forward priority 0; }}; add rule ip nftest forward_chain ip daddr 10.203.0.2 icmp type echo-request drop'"
+        "ip netns exec {node} nft 'add table ip nftest; add chain ip nftest forward_chain {{ type filter hook forward priority 0; }}; add rule ip nftest forward_chain ip daddr {net}.0.2 icmp type echo-request drop'"
     ));
 
     let t = Tracer::start(&["--netns", &a, "--proto", "icmp", "--nf-netns", &node]);
-    sh_quiet(&format!("ip netns exec {a} ping -c2 -i0.2 -W1 10.203.0.2"));
+    sh_quiet(&format!("ip netns exec {a} ping -c2 -i0.2 -W1 {net}.0.2"));
     let lines = t.stop();
     let pkts = packets(&lines);
-    let reqs = flows(&pkts, "icmp", "10.203.0.1", "10.203.0.2");
+    let reqs = flows(&pkts, "icmp", &format!("{net}.0.1"), &format!("{net}.0.2"));
     assert!(reqs.len() >= 2, "{pkts:#?}");
     for r in &reqs {
         assert_eq!(r["verdict"], "dropped", "{r:#}");
@@ -69,12 +70,13 @@ fn forward_drop_is_attributed_to_netfilter() {
 /// backend, and the replies the reverse translation at POSTROUTING.
 #[test]
 fn service_vip_dnat_and_reverse_translation() {
-    let (lab, node, a, b, va, vb) = routed_lab("sv", "10.207.0");
+    let (lab, node, a, b, va, vb) = routed_lab("sv");
+    let net = lab.net();
     sh(&format!(
-        "ip netns exec {node} nft 'add table ip svc; add chain ip svc pre {{ type nat hook prerouting priority -100; }}; add rule ip svc pre ip daddr 10.96.0.10 tcp dport 80 dnat to 10.207.0.2:8080'"
+        "ip netns exec {node} nft 'add table ip svc; add chain ip svc pre {{ type nat hook prerouting priority -100; }}; add rule ip svc pre ip daddr 10.96.0.10 tcp dport 80 dnat to {net}.0.2:8080'"
     ));
-    let _server = tcp_server(&b, "10.207.0.2", 8080);
-    lab.exec(&a, "ping -c1 -W2 10.207.0.2");
+    let _server = tcp_server(&b, &format!("{net}.0.2"), 8080);
+    lab.exec(&a, &format!("ping -c1 -W2 {net}.0.2"));
 
     let t = Tracer::start(&["--netns", &a, "--proto", "tcp", "--nf-netns", &node]);
     tcp_client(&a, "10.96.0.10", 80);
@@ -95,7 +97,7 @@ fn service_vip_dnat_and_reverse_translation() {
         assert_eq!(h["netns_name"], node.as_str());
         assert_eq!(h["nat"]["kind"], "dnat");
         assert_eq!(h["nat"]["from"], "10.96.0.10:80");
-        assert_eq!(h["nat"]["to"], "10.207.0.2:8080");
+        assert_eq!(h["nat"]["to"], format!("{net}.0.2:8080"));
         let path = hop_list(p);
         assert!(
             in_order(
@@ -112,7 +114,7 @@ fn service_vip_dnat_and_reverse_translation() {
         );
         // After the DNAT every hop carries the backend address.
         let last = hops.iter().rev().find(|h| h["point"] == "rx").unwrap();
-        assert_eq!(last["dst"], "10.207.0.2");
+        assert_eq!(last["dst"], format!("{net}.0.2"));
         assert_eq!(last["dport"], 8080);
         // The SYN and the data reach the server's socket (pure ACKs TCP may
         // free without saying so).
@@ -123,13 +125,13 @@ fn service_vip_dnat_and_reverse_translation() {
     }
     let replies: Vec<_> = pkts
         .iter()
-        .filter(|p| p["flow"]["src"] == "10.207.0.2" && p["flow"]["sport"] == 8080)
+        .filter(|p| p["flow"]["src"] == format!("{net}.0.2").as_str() && p["flow"]["sport"] == 8080)
         .collect();
     assert!(!replies.is_empty(), "{pkts:#?}");
     for p in &replies {
         let nat = one_nat_hop(p);
         assert_eq!(nat["hook"], "postrouting");
-        assert_eq!(nat["nat"]["from"], "10.207.0.2:8080");
+        assert_eq!(nat["nat"]["from"], format!("{net}.0.2:8080"));
         assert_eq!(nat["nat"]["to"], "10.96.0.10:80");
     }
 }
@@ -138,7 +140,8 @@ fn service_vip_dnat_and_reverse_translation() {
 /// that does not route back through its arrival device: IP_RPFILTER + hint.
 #[test]
 fn rp_filter_drop() {
-    let (lab, node, a, _b, va, _vb) = routed_lab("rp", "10.210.1");
+    let (lab, node, a, _b, va, _vb) = routed_lab("rp");
+    let net = lab.net();
     sh(&format!("ip -n {a} addr add 10.99.77.7/32 dev eth0"));
     sh(&format!(
         "ip netns exec {node} sysctl -qw net.ipv4.conf.all.rp_filter=1"
@@ -146,14 +149,14 @@ fn rp_filter_drop() {
     sh(&format!(
         "ip netns exec {node} sysctl -qw net.ipv4.conf.{va}.rp_filter=1"
     ));
-    lab.exec(&a, "ping -c1 -W2 10.210.1.2");
+    lab.exec(&a, &format!("ping -c1 -W2 {net}.0.2"));
     let t = Tracer::start(&["--host", "10.99.77.7"]);
     sh_quiet(&format!(
-        "ip netns exec {a} ping -c2 -i0.2 -W1 -I 10.99.77.7 10.210.1.2"
+        "ip netns exec {a} ping -c2 -i0.2 -W1 -I 10.99.77.7 {net}.0.2"
     ));
     let lines = t.stop();
     let pkts = packets(&lines);
-    let spoofed = flows(&pkts, "icmp", "10.99.77.7", "10.210.1.2");
+    let spoofed = flows(&pkts, "icmp", "10.99.77.7", &format!("{net}.0.2"));
     assert!(spoofed.len() >= 2, "{pkts:#?}");
     for p in &spoofed {
         assert_eq!(reason(&p["drop"]), "IP_RPFILTER", "{p:#}");
@@ -169,33 +172,35 @@ fn rp_filter_drop() {
 /// network: the SNAT hop at POSTROUTING and the reply's reverse translation.
 #[test]
 fn masquerade_to_external_network() {
-    let (mut lab, node, a, _b, _va, _vb) = routed_lab("mq", "10.211.1");
+    let (mut lab, node, a, _b, _va, _vb) = routed_lab("mq");
+    let net = lab.net();
+    let under = lab.underlay();
     let ext = lab.netns("x");
     sh(&format!(
         "ip link add up9 netns {node} type veth peer name eth0 netns {ext}"
     ));
     sh(&format!(
-        "ip -n {node} addr add 192.168.211.1/24 dev up9 && ip -n {node} link set up9 up"
+        "ip -n {node} addr add {under}.1/24 dev up9 && ip -n {node} link set up9 up"
     ));
     sh(&format!(
-        "ip -n {ext} addr add 192.168.211.2/24 dev eth0 && ip -n {ext} link set eth0 up"
+        "ip -n {ext} addr add {under}.2/24 dev eth0 && ip -n {ext} link set eth0 up"
     ));
     sh(&format!(
-        "ip netns exec {node} nft 'add table ip mq; add chain ip mq post {{ type nat hook postrouting priority 100; }}; add rule ip mq post ip saddr 10.211.1.0/24 oifname up9 masquerade'"
+        "ip netns exec {node} nft 'add table ip mq; add chain ip mq post {{ type nat hook postrouting priority 100; }}; add rule ip mq post ip saddr {net}.0.0/24 oifname up9 masquerade'"
     ));
-    lab.exec(&a, "ping -c1 -W2 192.168.211.2");
+    lab.exec(&a, &format!("ping -c1 -W2 {under}.2"));
     let t = Tracer::start(&["--netns", &a, "--proto", "icmp", "--nf-netns", &node]);
-    lab.exec(&a, "ping -c2 -i0.2 -W2 192.168.211.2");
+    lab.exec(&a, &format!("ping -c2 -i0.2 -W2 {under}.2"));
     let lines = t.stop();
     let pkts = packets(&lines);
-    let out = flows(&pkts, "icmp", "10.211.1.1", "192.168.211.2");
+    let out = flows(&pkts, "icmp", &format!("{net}.0.1"), &format!("{under}.2"));
     assert!(out.len() >= 2, "{pkts:#?}");
     for p in &out {
         let nat = one_nat_hop(p);
         assert_eq!(nat["hook"], "postrouting");
         assert_eq!(nat["nat"]["kind"], "snat");
-        assert_eq!(nat["nat"]["from"], "10.211.1.1");
-        assert_eq!(nat["nat"]["to"], "192.168.211.1");
+        assert_eq!(nat["nat"]["from"], format!("{net}.0.1"));
+        assert_eq!(nat["nat"]["to"], format!("{under}.1"));
         assert!(in_order(
             &hop_list(p),
             &[
@@ -205,7 +210,7 @@ fn masquerade_to_external_network() {
         ));
     }
     // Replies come back to the node's address and are un-NATed to the pod.
-    let back = flows(&pkts, "icmp", "192.168.211.2", "192.168.211.1");
+    let back = flows(&pkts, "icmp", &format!("{under}.2"), &format!("{under}.1"));
     assert!(
         back.len() >= 2,
         "replies selected after translation: {pkts:#?}"
@@ -214,7 +219,7 @@ fn masquerade_to_external_network() {
         let nat = one_nat_hop(p);
         assert_eq!(nat["hook"], "prerouting");
         assert_eq!(nat["nat"]["kind"], "dnat");
-        assert_eq!(nat["nat"]["to"], "10.211.1.1");
+        assert_eq!(nat["nat"]["to"], format!("{net}.0.1"));
         assert!(in_order(&hop_list(p), &[("rx", "eth0", &a, "ingress")]));
     }
 }
@@ -225,12 +230,13 @@ fn masquerade_to_external_network() {
 #[test]
 fn output_dnat_with_iptables_in_the_pod() {
     let mut lab = Lab::new("od");
-    let (a, b) = lab.pair("a", "b", "10.219.0");
+    let net = lab.net();
+    let (a, b) = lab.pair("a", "b");
     sh(&format!("ip -n {a} route add 10.96.3.0/24 dev eth0"));
     sh(&format!(
-        "ip netns exec {a} iptables -t nat -A OUTPUT -d 10.96.3.10 -p tcp --dport 80 -j DNAT --to-destination 10.219.0.2:8080"
+        "ip netns exec {a} iptables -t nat -A OUTPUT -d 10.96.3.10 -p tcp --dport 80 -j DNAT --to-destination {net}.0.2:8080"
     ));
-    let _server = tcp_server(&b, "10.219.0.2", 8080);
+    let _server = tcp_server(&b, &format!("{net}.0.2"), 8080);
 
     let t = Tracer::start(&["--pod", &a, "--proto", "tcp"]);
     tcp_client(&a, "10.96.3.10", 80);
@@ -243,14 +249,16 @@ fn output_dnat_with_iptables_in_the_pod() {
     let nat = one_nat_hop(syn);
     assert_eq!(nat["hook"], "output");
     assert_eq!(nat["netns_name"], a.as_str());
-    assert_eq!(nat["nat"]["to"], "10.219.0.2:8080");
+    assert_eq!(nat["nat"]["to"], format!("{net}.0.2:8080"));
     assert!(in_order(
         &hop_list(syn),
         &[("tx", "eth0", &a, "egress"), ("rx", "eth0", &b, "ingress")]
     ));
     let synack = pkts
         .iter()
-        .find(|p| p["flow"]["src"] == "10.219.0.2" && p["hops"][0]["tcp_flags"] == "S.")
+        .find(|p| {
+            p["flow"]["src"] == format!("{net}.0.2").as_str() && p["hops"][0]["tcp_flags"] == "S."
+        })
         .unwrap_or_else(|| panic!("{pkts:#?}"));
     let nat = one_nat_hop(synack);
     assert_eq!(nat["hook"], "input");
@@ -264,19 +272,20 @@ fn output_dnat_with_iptables_in_the_pod() {
 #[test]
 fn bridged_backend_dnat_with_bridge_nf_call_iptables() {
     let mut lab = Lab::new("bn");
+    let net = lab.net();
     let node = lab.netns("n");
     let (a, b) = (lab.netns("a"), lab.netns("b"));
     sh(&format!(
         "ip -n {node} link add br0 type bridge && ip -n {node} link set br0 up"
     ));
-    sh(&format!("ip -n {node} addr add 10.220.0.254/24 dev br0"));
+    sh(&format!("ip -n {node} addr add {net}.0.254/24 dev br0"));
     sh(&format!(
         "ip netns exec {node} sysctl -qw net.ipv4.ip_forward=1"
     ));
     sh(&format!(
         "ip netns exec {node} sysctl -qw net.bridge.bridge-nf-call-iptables=1"
     ));
-    for (pod, ip) in [(&a, "10.220.0.1"), (&b, "10.220.0.2")] {
+    for (pod, ip) in [(&a, &format!("{net}.0.1")), (&b, &format!("{net}.0.2"))] {
         let veth = format!("v{pod}");
         sh(&format!(
             "ip link add eth0 netns {pod} type veth peer name {veth} netns {node}"
@@ -287,13 +296,13 @@ fn bridged_backend_dnat_with_bridge_nf_call_iptables() {
         sh(&format!(
             "ip -n {pod} addr add {ip}/24 dev eth0 && ip -n {pod} link set eth0 up"
         ));
-        sh(&format!("ip -n {pod} route add default via 10.220.0.254"));
+        sh(&format!("ip -n {pod} route add default via {net}.0.254"));
     }
     sh(&format!(
-        "ip netns exec {node} nft 'add table ip svc; add chain ip svc pre {{ type nat hook prerouting priority -100; }}; add rule ip svc pre ip daddr 10.96.4.10 tcp dport 80 dnat to 10.220.0.2:8080'"
+        "ip netns exec {node} nft 'add table ip svc; add chain ip svc pre {{ type nat hook prerouting priority -100; }}; add rule ip svc pre ip daddr 10.96.4.10 tcp dport 80 dnat to {net}.0.2:8080'"
     ));
-    let _server = tcp_server(&b, "10.220.0.2", 8080);
-    lab.exec(&a, "ping -c1 -W2 10.220.0.2");
+    let _server = tcp_server(&b, &format!("{net}.0.2"), 8080);
+    lab.exec(&a, &format!("ping -c1 -W2 {net}.0.2"));
 
     let t = Tracer::start(&["--pod", &a, "--proto", "tcp", "--nf-netns", &node]);
     // Works only if the bridged reply is un-DNATed: the client checks the answer.
@@ -309,17 +318,19 @@ fn bridged_backend_dnat_with_bridge_nf_call_iptables() {
         (nat["hook"].as_str(), nat["netns_name"].as_str()),
         (Some("prerouting"), Some(node.as_str()))
     );
-    assert_eq!(nat["nat"]["to"], "10.220.0.2:8080");
+    assert_eq!(nat["nat"]["to"], format!("{net}.0.2:8080"));
     assert!(in_order(
         &hop_list(syn),
         &[("tx", "eth0", &a, "egress"), ("rx", "eth0", &b, "ingress")]
     ));
     let synack = pkts
         .iter()
-        .find(|p| p["flow"]["src"] == "10.220.0.2" && p["hops"][0]["tcp_flags"] == "S.")
+        .find(|p| {
+            p["flow"]["src"] == format!("{net}.0.2").as_str() && p["hops"][0]["tcp_flags"] == "S."
+        })
         .unwrap_or_else(|| panic!("the reply, selected after translation: {pkts:#?}"));
     let nat = one_nat_hop(synack);
-    assert_eq!(nat["nat"]["from"], "10.220.0.2:8080");
+    assert_eq!(nat["nat"]["from"], format!("{net}.0.2:8080"));
     assert_eq!(nat["nat"]["to"], "10.96.4.10:80");
     let vb = format!("v{b}");
     assert!(

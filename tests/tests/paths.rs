@@ -1,6 +1,6 @@
 //! Real-kernel tests: each builds its own namespace lab, runs `netflow`,
-//! sends real traffic and checks what netflow saw. Subnets are distinct per
-//! test (across files too) so tests can run in parallel.
+//! sends real traffic and checks what netflow saw. Each lab reserves an
+//! address block of its own (`Lab::net`), so tests run in parallel.
 //!
 //! Packet paths across devices and namespaces: bridge, routed, VXLAN, IP-in-IP, pods.
 use netflow_tests::*;
@@ -12,6 +12,7 @@ use netflow_tests::*;
 #[test]
 fn bridge_ping_selected_by_sender_netns() {
     let mut lab = Lab::new("br");
+    let net = lab.net();
     let (a, b) = (lab.netns("a"), lab.netns("b"));
     let br = lab.name("br");
     sh(&format!(
@@ -19,20 +20,20 @@ fn bridge_ping_selected_by_sender_netns() {
     ));
     lab.host_link(&br);
     let (va, vb) = (lab.name("va"), lab.name("vb"));
-    lab.pod(&a, &va, "10.201.0.1/24");
-    lab.pod(&b, &vb, "10.201.0.2/24");
+    lab.pod(&a, &va, &format!("{net}.0.1/24"));
+    lab.pod(&b, &vb, &format!("{net}.0.2/24"));
     sh(&format!(
         "ip link set {va} master {br} && ip link set {vb} master {br}"
     ));
     // Resolve ARP and let the bridge learn, so the traced pings are unicast.
-    lab.exec(&a, "ping -c1 -W2 10.201.0.2");
+    lab.exec(&a, &format!("ping -c1 -W2 {net}.0.2"));
 
     let t = Tracer::start(&["--netns", &a]);
-    lab.exec(&a, "ping -c3 -i0.2 -W2 10.201.0.2");
+    lab.exec(&a, &format!("ping -c3 -i0.2 -W2 {net}.0.2"));
     let lines = t.stop();
     let pkts = packets(&lines);
 
-    let reqs = flows(&pkts, "icmp", "10.201.0.1", "10.201.0.2");
+    let reqs = flows(&pkts, "icmp", &format!("{net}.0.1"), &format!("{net}.0.2"));
     assert!(
         reqs.len() >= 3,
         "expected 3 echo requests, got {}: {pkts:#?}",
@@ -72,7 +73,7 @@ fn bridge_ping_selected_by_sender_netns() {
             .collect();
         assert!(ts.windows(2).all(|w| w[0] <= w[1]), "{ts:?}");
     }
-    let reps = flows(&pkts, "icmp", "10.201.0.2", "10.201.0.1");
+    let reps = flows(&pkts, "icmp", &format!("{net}.0.2"), &format!("{net}.0.1"));
     assert!(
         reps.len() >= 3,
         "replies are selected by the netns address: {pkts:#?}"
@@ -97,14 +98,15 @@ fn bridge_ping_selected_by_sender_netns() {
 
 #[test]
 fn routed_pods_with_proxy_arp() {
-    let (lab, node, a, b, va, vb) = routed_lab("rt", "10.202.0");
-    lab.exec(&a, "ping -c1 -W2 10.202.0.2");
+    let (lab, node, a, b, va, vb) = routed_lab("rt");
+    let net = lab.net();
+    lab.exec(&a, &format!("ping -c1 -W2 {net}.0.2"));
 
     let t = Tracer::start(&["--netns", &b]);
-    lab.exec(&a, "ping -c3 -i0.2 -W2 10.202.0.2");
+    lab.exec(&a, &format!("ping -c3 -i0.2 -W2 {net}.0.2"));
     let lines = t.stop();
     let pkts = packets(&lines);
-    let reqs = flows(&pkts, "icmp", "10.202.0.1", "10.202.0.2");
+    let reqs = flows(&pkts, "icmp", &format!("{net}.0.1"), &format!("{net}.0.2"));
     assert!(
         reqs.len() >= 3,
         "requests into the selected netns are followed from their start: {pkts:#?}"
@@ -133,20 +135,34 @@ fn routed_pods_with_proxy_arp() {
 #[test]
 fn vxlan_inner_and_outer_headers_in_one_timeline() {
     let mut lab = Lab::new("vx");
+    let net = lab.net();
+    let under = lab.underlay();
     let (n1, n2) = (lab.netns("n1"), lab.netns("n2"));
     let (u1, u2) = (lab.name("u1"), lab.name("u2"));
     sh(&format!(
         "ip link add {u1} netns {n1} type veth peer name {u2} netns {n2}"
     ));
     sh(&format!(
-        "ip -n {n1} addr add 192.168.204.1/24 dev {u1} && ip -n {n1} link set {u1} up"
+        "ip -n {n1} addr add {under}.1/24 dev {u1} && ip -n {n1} link set {u1} up"
     ));
     sh(&format!(
-        "ip -n {n2} addr add 192.168.204.2/24 dev {u2} && ip -n {n2} link set {u2} up"
+        "ip -n {n2} addr add {under}.2/24 dev {u2} && ip -n {n2} link set {u2} up"
     ));
     for (n, u, local, remote, inner) in [
-        (&n1, &u1, "192.168.204.1", "192.168.204.2", "10.204.0.1/24"),
-        (&n2, &u2, "192.168.204.2", "192.168.204.1", "10.204.0.2/24"),
+        (
+            &n1,
+            &u1,
+            &format!("{under}.1"),
+            &format!("{under}.2"),
+            &format!("{net}.0.1/24"),
+        ),
+        (
+            &n2,
+            &u2,
+            &format!("{under}.2"),
+            &format!("{under}.1"),
+            &format!("{net}.0.2/24"),
+        ),
     ] {
         sh(&format!(
             "ip -n {n} link add vx0 type vxlan id 42 local {local} remote {remote} dstport 4789 dev {u}"
@@ -155,13 +171,13 @@ fn vxlan_inner_and_outer_headers_in_one_timeline() {
             "ip -n {n} addr add {inner} dev vx0 && ip -n {n} link set vx0 up"
         ));
     }
-    lab.exec(&n1, "ping -c1 -W2 10.204.0.2");
+    lab.exec(&n1, &format!("ping -c1 -W2 {net}.0.2"));
 
-    let t = Tracer::start(&["--host", "10.204.0.2", "--proto", "icmp"]);
-    lab.exec(&n1, "ping -c3 -i0.2 -W2 10.204.0.2");
+    let t = Tracer::start(&["--host", &format!("{net}.0.2"), "--proto", "icmp"]);
+    lab.exec(&n1, &format!("ping -c3 -i0.2 -W2 {net}.0.2"));
     let lines = t.stop();
     let pkts = packets(&lines);
-    let reqs = flows(&pkts, "icmp", "10.204.0.1", "10.204.0.2");
+    let reqs = flows(&pkts, "icmp", &format!("{net}.0.1"), &format!("{net}.0.2"));
     assert!(reqs.len() >= 3, "{pkts:#?}");
     for r in &reqs {
         let hops = hop_list(r);
@@ -179,14 +195,14 @@ fn vxlan_inner_and_outer_headers_in_one_timeline() {
         );
         for h in r["hops"].as_array().unwrap() {
             // Every hop shows the inner tuple.
-            assert_eq!(h["src"], "10.204.0.1", "{h:#}");
-            assert_eq!(h["dst"], "10.204.0.2", "{h:#}");
+            assert_eq!(h["src"], format!("{net}.0.1"), "{h:#}");
+            assert_eq!(h["dst"], format!("{net}.0.2"), "{h:#}");
             let on_underlay = h["ifname"] == u1.as_str() || h["ifname"] == u2.as_str();
             if on_underlay {
                 assert_eq!(h["encap"]["kind"], "vxlan", "{h:#}");
                 assert_eq!(h["encap"]["vni"], 42);
-                assert_eq!(h["encap"]["outer_src"], "192.168.204.1");
-                assert_eq!(h["encap"]["outer_dst"], "192.168.204.2");
+                assert_eq!(h["encap"]["outer_src"], format!("{under}.1"));
+                assert_eq!(h["encap"]["outer_dst"], format!("{under}.2"));
             } else if h["ifname"] == "vx0" {
                 assert!(h["encap"].is_null(), "{h:#}");
             }
@@ -201,10 +217,11 @@ fn vxlan_inner_and_outer_headers_in_one_timeline() {
 #[test]
 fn ipip_inner_tuple_decoded() {
     let mut lab = Lab::new("ip");
-    let (a, b) = lab.pair("a", "b", "10.205.0");
-    lab.exec(&a, "ping -c1 -W2 10.205.0.2");
+    let net = lab.net();
+    let (a, b) = lab.pair("a", "b");
+    lab.exec(&a, &format!("ping -c1 -W2 {net}.0.2"));
 
-    let t = Tracer::start(&["--host", "10.55.0.2"]);
+    let t = Tracer::start(&["--host", &format!("{net}.55.2")]);
     let py = r#"
 import socket, struct
 def csum(b):
@@ -214,19 +231,21 @@ def csum(b):
 payload = b'netflow-ipip'
 udp = struct.pack('!HHHH', 1234, 5678, 8 + len(payload), 0) + payload
 hdr = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(udp), 77, 0, 64, 17, 0,
-                  socket.inet_aton('10.55.0.1'), socket.inet_aton('10.55.0.2'))
+                  socket.inet_aton('INNER.1'), socket.inet_aton('INNER.2'))
 hdr = hdr[:10] + struct.pack('!H', csum(hdr)) + hdr[12:]
 s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 4)
 for _ in range(3):
-    s.sendto(hdr + udp, ('10.205.0.2', 0))
-"#;
+    s.sendto(hdr + udp, ('OUTER', 0))
+"#
+    .replace("INNER", &format!("{net}.55"))
+    .replace("OUTER", &format!("{net}.0.2"));
     sh(&format!(
         "ip netns exec {a} python3 -c \"{}\"",
         py.replace('"', "\\\"")
     ));
     let lines = t.stop();
     let pkts = packets(&lines);
-    let inner = flows(&pkts, "udp", "10.55.0.1", "10.55.0.2");
+    let inner = flows(&pkts, "udp", &format!("{net}.55.1"), &format!("{net}.55.2"));
     assert!(inner.len() >= 3, "{pkts:#?}");
     for p in &inner {
         assert_eq!(p["flow"]["sport"], 1234);
@@ -241,8 +260,8 @@ for _ in range(3):
         );
         for h in p["hops"].as_array().unwrap() {
             assert_eq!(h["encap"]["kind"], "ipip", "{h:#}");
-            assert_eq!(h["encap"]["outer_src"], "10.205.0.1");
-            assert_eq!(h["encap"]["outer_dst"], "10.205.0.2");
+            assert_eq!(h["encap"]["outer_src"], format!("{net}.0.1"));
+            assert_eq!(h["encap"]["outer_dst"], format!("{net}.0.2"));
         }
     }
 }
@@ -261,14 +280,16 @@ fn cross_node_pod_to_pod_over_vxlan() {
         p2,
         u1,
         u2,
-    } = vxlan_nodes("xn", 218);
-    lab.exec(&p1, "ping -c1 -W2 10.218.2.2");
+    } = vxlan_nodes("xn");
+    let net = lab.net();
+    let under = lab.underlay();
+    lab.exec(&p1, &format!("ping -c1 -W2 {net}.2.2"));
 
     let t = Tracer::start(&["--pod", &p1, "--proto", "icmp"]);
-    lab.exec(&p1, "ping -c2 -i0.2 -W2 10.218.2.2");
+    lab.exec(&p1, &format!("ping -c2 -i0.2 -W2 {net}.2.2"));
     let lines = t.stop();
     let pkts = packets(&lines);
-    let reqs = flows(&pkts, "icmp", "10.218.1.2", "10.218.2.2");
+    let reqs = flows(&pkts, "icmp", &format!("{net}.1.2"), &format!("{net}.2.2"));
     assert!(reqs.len() >= 2, "{pkts:#?}");
     let (v1, v2) = (format!("v{p1}"), format!("v{p2}"));
     for r in &reqs {
@@ -289,23 +310,23 @@ fn cross_node_pod_to_pod_over_vxlan() {
             ),
             "{hops:#?}"
         );
-        let under: Vec<_> = r["hops"]
+        let on_underlay: Vec<_> = r["hops"]
             .as_array()
             .unwrap()
             .iter()
             .filter(|h| h["ifname"] == u1.as_str() || h["ifname"] == u2.as_str())
             .collect();
         assert!(
-            under.iter().all(|h| h["encap"]["kind"] == "vxlan"
+            on_underlay.iter().all(|h| h["encap"]["kind"] == "vxlan"
                 && h["encap"]["vni"] == 7
-                && h["encap"]["outer_src"] == "192.168.218.1"),
-            "{under:#?}"
+                && h["encap"]["outer_src"] == format!("{under}.1").as_str()),
+            "{on_underlay:#?}"
         );
         assert_eq!(r["verdict"], "delivered");
     }
     // The replies come back the same way, selected by the pod's address.
     assert!(
-        flows(&pkts, "icmp", "10.218.2.2", "10.218.1.2").len() >= 2,
+        flows(&pkts, "icmp", &format!("{net}.2.2"), &format!("{net}.1.2")).len() >= 2,
         "{pkts:#?}"
     );
 }
@@ -315,15 +336,16 @@ fn cross_node_pod_to_pod_over_vxlan() {
 #[test]
 fn pod_by_name_and_ip_from_named_netns() {
     let mut lab = Lab::new("pd");
-    let (a, b) = lab.pair("web", "db", "10.212.0");
-    lab.exec(&a, "ping -c1 -W2 10.212.0.2");
+    let net = lab.net();
+    let (a, b) = lab.pair("web", "db");
+    lab.exec(&a, &format!("ping -c1 -W2 {net}.0.2"));
 
-    for sel in [["--pod", a.as_str()], ["--pod-ip", "10.212.0.2"]] {
+    for sel in [["--pod", a.as_str()], ["--pod-ip", &format!("{net}.0.2")]] {
         let t = Tracer::start(&[sel[0], sel[1], "--proto", "icmp"]);
-        lab.exec(&a, "ping -c2 -i0.2 -W2 10.212.0.2");
+        lab.exec(&a, &format!("ping -c2 -i0.2 -W2 {net}.0.2"));
         let lines = t.stop();
         let pkts = packets(&lines);
-        let reqs = flows(&pkts, "icmp", "10.212.0.1", "10.212.0.2");
+        let reqs = flows(&pkts, "icmp", &format!("{net}.0.1"), &format!("{net}.0.2"));
         assert!(reqs.len() >= 2, "{sel:?}: {pkts:#?}");
         assert!(in_order(
             &hop_list(reqs[0]),

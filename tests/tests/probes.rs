@@ -1,6 +1,6 @@
 //! Real-kernel tests: each builds its own namespace lab, runs `netflow`,
-//! sends real traffic and checks what netflow saw. Subnets are distinct per
-//! test (across files too) so tests can run in parallel.
+//! sends real traffic and checks what netflow saw. Each lab reserves an
+//! address block of its own (`Lab::net`), so tests run in parallel.
 //!
 //! Probes themselves: nothing left after SIGKILL, tc programs coexisting with others.
 use netflow_tests::*;
@@ -40,18 +40,24 @@ fn sigkill_leaves_nothing_attached() {
 #[test]
 fn tc_hops_coexist_with_other_tc_programs() {
     let mut lab = Lab::new("tc");
+    let net = lab.net();
     let a = lab.netns("a");
     let va = lab.name("va");
-    lab.pod(&a, &va, "10.206.0.1/24");
-    sh(&format!("ip addr add 10.206.0.254/24 dev {va}"));
-    lab.exec(&a, "ping -c1 -W2 10.206.0.254");
+    lab.pod(&a, &va, &format!("{net}.0.1/24"));
+    sh(&format!("ip addr add {net}.0.254/24 dev {va}"));
+    lab.exec(&a, &format!("ping -c1 -W2 {net}.0.254"));
 
     let first = Tracer::start(&["--tc", "--iface", &va, "--netns", &a]);
     let second = Tracer::start(&["--tc", "--iface", &va, "--proto", "icmp"]);
-    lab.exec(&a, "ping -c3 -i0.2 -W2 10.206.0.254");
+    lab.exec(&a, &format!("ping -c3 -i0.2 -W2 {net}.0.254"));
     for (who, lines) in [("first", first.stop()), ("second", second.stop())] {
         let pkts = packets(&lines);
-        let reqs = flows(&pkts, "icmp", "10.206.0.1", "10.206.0.254");
+        let reqs = flows(
+            &pkts,
+            "icmp",
+            &format!("{net}.0.1"),
+            &format!("{net}.0.254"),
+        );
         assert!(reqs.len() >= 3, "{who} tracer: {pkts:#?}");
         for r in &reqs {
             let hops = hop_list(r);
@@ -68,7 +74,12 @@ fn tc_hops_coexist_with_other_tc_programs() {
             // --iface limits where we look: nothing from the pod side.
             assert!(hops.iter().all(|h| h.1 == va), "{who}: {hops:#?}");
         }
-        let reps = flows(&pkts, "icmp", "10.206.0.254", "10.206.0.1");
+        let reps = flows(
+            &pkts,
+            "icmp",
+            &format!("{net}.0.254"),
+            &format!("{net}.0.1"),
+        );
         assert!(reps.len() >= 3, "{who}: {pkts:#?}");
         for r in &reps {
             let hops = hop_list(r);

@@ -8,8 +8,9 @@ use netflow_tests::*;
 #[test]
 fn recording_replays_to_the_live_json_and_exports_pcapng() {
     let mut lab = Lab::new("rc");
-    let (a, _b) = lab.pair("a", "b", "10.221.0");
-    lab.exec(&a, "ping -c1 -W2 10.221.0.2");
+    let net = lab.net();
+    let (a, _b) = lab.pair("a", "b");
+    lab.exec(&a, &format!("ping -c1 -W2 {net}.0.2"));
     let dir = std::env::temp_dir().join(format!("netflow-rec-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     // Readable by the unprivileged replay below.
@@ -18,8 +19,8 @@ fn recording_replays_to_the_live_json_and_exports_pcapng() {
     let rec_s = rec.to_str().unwrap();
 
     let t = Tracer::start(&["--pod", &a, "--write", rec_s]);
-    lab.exec(&a, "ping -c3 -i0.2 -W2 10.221.0.2");
-    sh_quiet(&format!("ip netns exec {a} python3 -c \"import socket; socket.create_connection(('10.221.0.2', 9), timeout=1)\""));
+    lab.exec(&a, &format!("ping -c3 -i0.2 -W2 {net}.0.2"));
+    sh_quiet(&format!("ip netns exec {a} python3 -c \"import socket; socket.create_connection(('{net}.0.2', 9), timeout=1)\""));
     let live = t.stop();
     sh(&format!("chmod 644 {rec_s}"));
     let live_pkts = packets(&live);
@@ -113,7 +114,7 @@ fn recording_replays_to_the_live_json_and_exports_pcapng() {
     assert!(
         lines
             .iter()
-            .any(|l| l.contains(&format!("eth0 in netns {a}")) && l.contains("10.221.0.1")),
+            .any(|l| l.contains(&format!("eth0 in netns {a}")) && l.contains(&format!("{net}.0.1"))),
         "{fields}"
     );
     assert!(
@@ -321,15 +322,16 @@ fn kernel_and_daemon_compute_the_same_fingerprints() {
         decode::{packet::fingerprint, RawEvent},
         record::{Reader, Record},
     };
-    let VxlanNodes { lab, p1, .. } = vxlan_nodes("fp", 240);
-    lab.exec(&p1, "ping -c1 -W2 10.240.2.2");
+    let VxlanNodes { lab, p1, .. } = vxlan_nodes("fp");
+    let net = lab.net();
+    lab.exec(&p1, &format!("ping -c1 -W2 {net}.2.2"));
     let dir = std::env::temp_dir().join(format!("netflow-fp-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let rec = dir.join("fp.nflw");
     let t = Tracer::start(&["--netns", &p1, "--write", rec.to_str().unwrap()]);
-    lab.exec(&p1, "ping -c3 -i0.2 -W2 10.240.2.2");
-    sh_quiet(&format!("ip netns exec {p1} python3 -c \"import socket; socket.create_connection(('10.240.2.2', 9), timeout=1)\""));
-    sh_quiet(&format!("ip netns exec {p1} python3 -c \"import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b'x'*40, ('10.240.2.2', 5353))\""));
+    lab.exec(&p1, &format!("ping -c3 -i0.2 -W2 {net}.2.2"));
+    sh_quiet(&format!("ip netns exec {p1} python3 -c \"import socket; socket.create_connection(('{net}.2.2', 9), timeout=1)\""));
+    sh_quiet(&format!("ip netns exec {p1} python3 -c \"import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b'x'*40, ('{net}.2.2', 5353))\""));
     t.stop();
 
     let mut r = Reader::open(&rec).unwrap();

@@ -1,6 +1,6 @@
 //! Real-kernel tests: each builds its own namespace lab, runs `netflow`,
-//! sends real traffic and checks what netflow saw. Subnets are distinct per
-//! test (across files too) so tests can run in parallel.
+//! sends real traffic and checks what netflow saw. Each lab reserves an
+//! address block of its own (`Lab::net`), so tests run in parallel.
 //!
 //! TCP: closed ports and resets, retransmissions.
 use netflow_tests::*;
@@ -10,12 +10,13 @@ use netflow_tests::*;
 #[test]
 fn closed_port_no_socket_and_reset() {
     let mut lab = Lab::new("cp");
-    let (a, b) = lab.pair("a", "b", "10.208.0");
-    lab.exec(&a, "ping -c1 -W2 10.208.0.2");
+    let net = lab.net();
+    let (a, b) = lab.pair("a", "b");
+    lab.exec(&a, &format!("ping -c1 -W2 {net}.0.2"));
 
     let t = Tracer::start(&["--netns", &a, "--proto", "tcp"]);
     sh_quiet(&format!(
-        "ip netns exec {a} python3 -c \"import socket; socket.create_connection(('10.208.0.2', 9), timeout=2)\""
+        "ip netns exec {a} python3 -c \"import socket; socket.create_connection(('{net}.0.2', 9), timeout=2)\""
     ));
     let lines = t.stop();
     let pkts = packets(&lines);
@@ -62,14 +63,15 @@ fn closed_port_no_socket_and_reset() {
 /// "retransmit, SYN_SENT" with a count, besides the dropped SYN timelines.
 #[test]
 fn syn_retransmissions_are_noted() {
-    let (lab, node, a, _b, _va, _vb) = routed_lab("rx", "10.209.0");
-    lab.exec(&a, "ping -c1 -W2 10.209.0.2");
+    let (lab, node, a, _b, _va, _vb) = routed_lab("rx");
+    let net = lab.net();
+    lab.exec(&a, &format!("ping -c1 -W2 {net}.0.2"));
     sh(&format!(
         "ip netns exec {node} nft 'add table ip fw; add chain ip fw forward_chain {{ type filter hook forward priority 0; }}; add rule ip fw forward_chain tcp dport 80 drop'"
     ));
     let t = Tracer::start(&["--netns", &a, "--proto", "tcp", "--nf-netns", &node]);
     sh_quiet(&format!(
-        "ip netns exec {a} python3 -c \"import socket; socket.create_connection(('10.209.0.2', 80), timeout=2.5)\""
+        "ip netns exec {a} python3 -c \"import socket; socket.create_connection(('{net}.0.2', 80), timeout=2.5)\""
     ));
     let lines = t.stop();
     let notes: Vec<_> = lines
@@ -79,7 +81,7 @@ fn syn_retransmissions_are_noted() {
     assert!(!notes.is_empty(), "{lines:#?}");
     for n in &notes {
         assert_eq!(n["state"], "SYN_SENT", "{n:#}");
-        assert_eq!(n["flow"]["dst"], "10.209.0.2");
+        assert_eq!(n["flow"]["dst"], format!("{net}.0.2"));
         assert_eq!(n["flow"]["dport"], 80);
         assert_eq!(n["netns_name"], a.as_str());
     }

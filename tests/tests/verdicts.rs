@@ -1,8 +1,8 @@
 //! Real-kernel tests of verdicts and connection outcomes: healthy traffic
 //! reads healthy (every packet delivered or forwarded, every connection
 //! ok), and each way a connection goes wrong is named for the right
-//! connection, with where and why. Subnets 10.230–10.239 (10.238 is the
-//! fixture recipe's).
+//! connection, with where and why.
+//! Each lab has its own addresses (`Lab::net`).
 use netflow_tests::*;
 use serde_json::Value;
 
@@ -64,12 +64,13 @@ fn conns_to<'a>(
 /// connection across the NAT, counted both ways.
 #[test]
 fn service_calls_read_healthy() {
-    let (lab, node, a, b, _va, _vb) = routed_lab("vsvc", "10.230.0");
+    let (lab, node, a, b, _va, _vb) = routed_lab("vsvc");
+    let net = lab.net();
     sh(&format!(
-        "ip netns exec {node} nft 'add table ip svc; add chain ip svc pre {{ type nat hook prerouting priority -100; }}; add rule ip svc pre ip daddr 10.96.230.10 tcp dport 80 dnat to 10.230.0.2:8080'"
+        "ip netns exec {node} nft 'add table ip svc; add chain ip svc pre {{ type nat hook prerouting priority -100; }}; add rule ip svc pre ip daddr 10.96.230.10 tcp dport 80 dnat to {net}.0.2:8080'"
     ));
-    let _server = tcp_server(&b, "10.230.0.2", 8080);
-    lab.exec(&a, "ping -c1 -W2 10.230.0.2");
+    let _server = tcp_server(&b, &format!("{net}.0.2"), 8080);
+    lab.exec(&a, &format!("ping -c1 -W2 {net}.0.2"));
 
     let t = Tracer::start(&["--netns", &a, "--nf-netns", &node]);
     for _ in 0..3 {
@@ -77,7 +78,7 @@ fn service_calls_read_healthy() {
     }
     let lines = t.stop();
     assert_packets_healthy(&lines);
-    let calls = conns_to(&lines, "tcp", "10.230.0.1", "10.96.230.10", 80);
+    let calls = conns_to(&lines, "tcp", &format!("{net}.0.1"), "10.96.230.10", 80);
     assert_eq!(
         calls.len(),
         3,
@@ -87,7 +88,7 @@ fn service_calls_read_healthy() {
     assert_connections_ok(&calls);
     for c in &calls {
         assert_eq!(c["nat"]["kind"], "dnat", "{c:#}");
-        assert_eq!(c["nat"]["to"], "10.230.0.2:8080", "{c:#}");
+        assert_eq!(c["nat"]["to"], format!("{net}.0.2:8080"), "{c:#}");
         // SYN, ACK, data, FIN, ACK at least one way; SYN-ACK, data, FIN the other.
         assert!(c["fwd"]["packets"].as_u64().unwrap() >= 4, "{c:#}");
         assert!(c["rev"]["packets"].as_u64().unwrap() >= 3, "{c:#}");
@@ -108,20 +109,33 @@ fn service_calls_read_healthy() {
 /// Pod to pod across two VXLAN "nodes": TCP and ping read healthy.
 #[test]
 fn pod_to_pod_over_vxlan_reads_healthy() {
-    let v = vxlan_nodes("vvx", 231);
-    let _server = tcp_server(&v.p2, "10.231.2.2", 7000);
-    v.lab.exec(&v.p1, "ping -c1 -W2 10.231.2.2");
+    let v = vxlan_nodes("vvx");
+    let net = v.lab.net();
+    let _server = tcp_server(&v.p2, &format!("{net}.2.2"), 7000);
+    v.lab.exec(&v.p1, &format!("ping -c1 -W2 {net}.2.2"));
 
     let t = Tracer::start(&["--pod", &v.p1]);
-    tcp_client(&v.p1, "10.231.2.2", 7000);
-    tcp_client(&v.p1, "10.231.2.2", 7000);
-    v.lab.exec(&v.p1, "ping -c2 -i0.2 -W2 10.231.2.2");
+    tcp_client(&v.p1, &format!("{net}.2.2"), 7000);
+    tcp_client(&v.p1, &format!("{net}.2.2"), 7000);
+    v.lab.exec(&v.p1, &format!("ping -c2 -i0.2 -W2 {net}.2.2"));
     let lines = t.stop();
     assert_packets_healthy(&lines);
-    let tcp = conns_to(&lines, "tcp", "10.231.1.2", "10.231.2.2", 7000);
+    let tcp = conns_to(
+        &lines,
+        "tcp",
+        &format!("{net}.1.2"),
+        &format!("{net}.2.2"),
+        7000,
+    );
     assert_eq!(tcp.len(), 2, "{:#?}", connections(&lines));
     assert_connections_ok(&tcp);
-    let ping = conns_to(&lines, "icmp", "10.231.1.2", "10.231.2.2", 0);
+    let ping = conns_to(
+        &lines,
+        "icmp",
+        &format!("{net}.1.2"),
+        &format!("{net}.2.2"),
+        0,
+    );
     assert_eq!(
         ping.len(),
         1,
@@ -137,29 +151,30 @@ fn pod_to_pod_over_vxlan_reads_healthy() {
 #[test]
 fn udp_and_ping_ipv4_ipv6_read_healthy() {
     let mut lab = Lab::new("vudp");
-    let (a, b) = lab.pair("a", "b", "10.232.0");
+    let (net, net6) = (lab.net(), lab.net6());
+    let (a, b) = lab.pair("a", "b");
     for (ns, host) in [(&a, 1), (&b, 2)] {
         sh(&format!(
-            "ip -n {ns} addr add fd00:232::{host}/64 dev eth0 nodad"
+            "ip -n {ns} addr add {net6}::{host}/64 dev eth0 nodad"
         ));
     }
-    let _s4 = udp_server(&b, "10.232.0.2", 5300, true);
-    let _s6 = udp_server(&b, "fd00:232::2", 5301, true);
-    lab.exec(&a, "ping -c1 -W2 10.232.0.2");
-    lab.exec(&a, "ping -6 -c1 -W2 fd00:232::2");
+    let _s4 = udp_server(&b, &format!("{net}.0.2"), 5300, true);
+    let _s6 = udp_server(&b, &format!("{net6}::2"), 5301, true);
+    lab.exec(&a, &format!("ping -c1 -W2 {net}.0.2"));
+    lab.exec(&a, &format!("ping -6 -c1 -W2 {net6}::2"));
 
     let t = Tracer::start(&["--netns", &a]);
-    assert_eq!(udp_client(&a, "10.232.0.2", 5300, 2, 2.0), 2);
-    assert_eq!(udp_client(&a, "fd00:232::2", 5301, 2, 2.0), 2);
-    lab.exec(&a, "ping -c2 -i0.2 -W2 10.232.0.2");
-    lab.exec(&a, "ping -6 -c2 -i0.2 -W2 fd00:232::2");
+    assert_eq!(udp_client(&a, &format!("{net}.0.2"), 5300, 2, 2.0), 2);
+    assert_eq!(udp_client(&a, &format!("{net6}::2"), 5301, 2, 2.0), 2);
+    lab.exec(&a, &format!("ping -c2 -i0.2 -W2 {net}.0.2"));
+    lab.exec(&a, &format!("ping -6 -c2 -i0.2 -W2 {net6}::2"));
     let lines = t.stop();
     assert_packets_healthy(&lines);
     for (proto, src, dst, port, n) in [
-        ("udp", "10.232.0.1", "10.232.0.2", 5300, 2),
-        ("udp", "fd00:232::1", "fd00:232::2", 5301, 2),
-        ("icmp", "10.232.0.1", "10.232.0.2", 0, 1),
-        ("icmpv6", "fd00:232::1", "fd00:232::2", 0, 1),
+        ("udp", &format!("{net}.0.1"), &format!("{net}.0.2"), 5300, 2),
+        ("udp", &format!("{net6}::1"), &format!("{net6}::2"), 5301, 2),
+        ("icmp", &format!("{net}.0.1"), &format!("{net}.0.2"), 0, 1),
+        ("icmpv6", &format!("{net6}::1"), &format!("{net6}::2"), 0, 1),
     ] {
         let c = conns_to(&lines, proto, src, dst, port);
         assert_eq!(c.len(), n, "{proto} {dst}: {:#?}", connections(&lines));
@@ -171,20 +186,27 @@ fn udp_and_ping_ipv4_ipv6_read_healthy() {
 /// with the firewall hint — and the healthy connection next to it is ok.
 #[test]
 fn forward_drop_is_request_lost() {
-    let (lab, node, a, b, _va, _vb) = routed_lab("vrql", "10.233.0");
-    let _bad = tcp_server(&b, "10.233.0.2", 9090);
-    let _good = tcp_server(&b, "10.233.0.2", 9091);
-    lab.exec(&a, "ping -c1 -W2 10.233.0.2");
+    let (lab, node, a, b, _va, _vb) = routed_lab("vrql");
+    let net = lab.net();
+    let _bad = tcp_server(&b, &format!("{net}.0.2"), 9090);
+    let _good = tcp_server(&b, &format!("{net}.0.2"), 9091);
+    lab.exec(&a, &format!("ping -c1 -W2 {net}.0.2"));
     sh(&format!(
         "ip netns exec {node} nft 'add table ip pol; add chain ip pol forward_chain {{ type filter hook forward priority 0; }}; add rule ip pol forward_chain tcp dport 9090 drop'"
     ));
     let t = Tracer::start(&["--netns", &a, "--proto", "tcp", "--nf-netns", &node]);
     sh_quiet(&format!(
-        "ip netns exec {a} python3 -c \"import socket; socket.create_connection(('10.233.0.2',9090),timeout=1.5)\""
+        "ip netns exec {a} python3 -c \"import socket; socket.create_connection(('{net}.0.2',9090),timeout=1.5)\""
     ));
-    tcp_client(&a, "10.233.0.2", 9091);
+    tcp_client(&a, &format!("{net}.0.2"), 9091);
     let lines = t.stop();
-    let lost = conns_to(&lines, "tcp", "10.233.0.1", "10.233.0.2", 9090);
+    let lost = conns_to(
+        &lines,
+        "tcp",
+        &format!("{net}.0.1"),
+        &format!("{net}.0.2"),
+        9090,
+    );
     assert_eq!(lost.len(), 1, "{:#?}", connections(&lines));
     let c = lost[0];
     assert_eq!(c["outcome"], "request_lost", "{c:#}");
@@ -194,7 +216,13 @@ fn forward_drop_is_request_lost() {
     assert!(c["hint"].as_str().unwrap().contains("firewall"), "{c:#}");
     assert!(c["fwd"]["dropped"].as_u64().unwrap() >= 1, "{c:#}");
     assert_eq!(c["rev"]["packets"], 0, "{c:#}");
-    let ok = conns_to(&lines, "tcp", "10.233.0.1", "10.233.0.2", 9091);
+    let ok = conns_to(
+        &lines,
+        "tcp",
+        &format!("{net}.0.1"),
+        &format!("{net}.0.2"),
+        9091,
+    );
     assert_eq!(ok.len(), 1, "{:#?}", connections(&lines));
     assert_connections_ok(&ok);
 }
@@ -204,16 +232,23 @@ fn forward_drop_is_request_lost() {
 #[test]
 fn silent_udp_server_is_no_reply() {
     let mut lab = Lab::new("vnor");
-    let (a, b) = lab.pair("a", "b", "10.234.0");
-    let _silent = udp_server(&b, "10.234.0.2", 5400, false);
-    let _echo = udp_server(&b, "10.234.0.2", 5401, true);
-    lab.exec(&a, "ping -c1 -W2 10.234.0.2");
+    let net = lab.net();
+    let (a, b) = lab.pair("a", "b");
+    let _silent = udp_server(&b, &format!("{net}.0.2"), 5400, false);
+    let _echo = udp_server(&b, &format!("{net}.0.2"), 5401, true);
+    lab.exec(&a, &format!("ping -c1 -W2 {net}.0.2"));
     let t = Tracer::start(&["--netns", &a, "--proto", "udp"]);
-    assert_eq!(udp_client(&a, "10.234.0.2", 5400, 1, 0.5), 0);
-    assert_eq!(udp_client(&a, "10.234.0.2", 5401, 1, 2.0), 1);
+    assert_eq!(udp_client(&a, &format!("{net}.0.2"), 5400, 1, 0.5), 0);
+    assert_eq!(udp_client(&a, &format!("{net}.0.2"), 5401, 1, 2.0), 1);
     let lines = t.stop();
     assert_packets_healthy(&lines);
-    let c = conns_to(&lines, "udp", "10.234.0.1", "10.234.0.2", 5400);
+    let c = conns_to(
+        &lines,
+        "udp",
+        &format!("{net}.0.1"),
+        &format!("{net}.0.2"),
+        5400,
+    );
     assert_eq!(c.len(), 1, "{:#?}", connections(&lines));
     assert_eq!(c[0]["outcome"], "no_reply", "{:#}", c[0]);
     assert_eq!(c[0]["where"]["point"], "socket", "{:#}", c[0]);
@@ -223,22 +258,35 @@ fn silent_udp_server_is_no_reply() {
         "{:#}",
         c[0]
     );
-    assert_connections_ok(&conns_to(&lines, "udp", "10.234.0.1", "10.234.0.2", 5401));
+    assert_connections_ok(&conns_to(
+        &lines,
+        "udp",
+        &format!("{net}.0.1"),
+        &format!("{net}.0.2"),
+        5401,
+    ));
 }
 
 /// A rule on the node that drops only the answers: `reply_lost`, at FORWARD.
 #[test]
 fn dropped_answers_are_reply_lost() {
-    let (lab, node, a, b, _va, _vb) = routed_lab("vrpl", "10.235.0");
-    let _echo = udp_server(&b, "10.235.0.2", 5500, true);
-    lab.exec(&a, "ping -c1 -W2 10.235.0.2");
+    let (lab, node, a, b, _va, _vb) = routed_lab("vrpl");
+    let net = lab.net();
+    let _echo = udp_server(&b, &format!("{net}.0.2"), 5500, true);
+    lab.exec(&a, &format!("ping -c1 -W2 {net}.0.2"));
     sh(&format!(
         "ip netns exec {node} nft 'add table ip pol; add chain ip pol forward_chain {{ type filter hook forward priority 0; }}; add rule ip pol forward_chain udp sport 5500 drop'"
     ));
     let t = Tracer::start(&["--netns", &a, "--proto", "udp", "--nf-netns", &node]);
-    assert_eq!(udp_client(&a, "10.235.0.2", 5500, 1, 0.5), 0);
+    assert_eq!(udp_client(&a, &format!("{net}.0.2"), 5500, 1, 0.5), 0);
     let lines = t.stop();
-    let c = conns_to(&lines, "udp", "10.235.0.1", "10.235.0.2", 5500);
+    let c = conns_to(
+        &lines,
+        "udp",
+        &format!("{net}.0.1"),
+        &format!("{net}.0.2"),
+        5500,
+    );
     assert_eq!(c.len(), 1, "{:#?}", connections(&lines));
     let c = c[0];
     assert_eq!(c["outcome"], "reply_lost", "{c:#}");
@@ -253,16 +301,23 @@ fn dropped_answers_are_reply_lost() {
 #[test]
 fn closed_ports_are_refused() {
     let mut lab = Lab::new("vref");
-    let (a, b) = lab.pair("a", "b", "10.236.0");
-    lab.exec(&a, "ping -c1 -W2 10.236.0.2");
+    let net = lab.net();
+    let (a, b) = lab.pair("a", "b");
+    lab.exec(&a, &format!("ping -c1 -W2 {net}.0.2"));
     let t = Tracer::start(&["--netns", &a]);
     sh_quiet(&format!(
-        "ip netns exec {a} python3 -c \"import socket; socket.create_connection(('10.236.0.2',9999),timeout=1)\""
+        "ip netns exec {a} python3 -c \"import socket; socket.create_connection(('{net}.0.2',9999),timeout=1)\""
     ));
-    assert_eq!(udp_client(&a, "10.236.0.2", 9998, 1, 0.5), 0);
+    assert_eq!(udp_client(&a, &format!("{net}.0.2"), 9998, 1, 0.5), 0);
     let lines = t.stop();
     for (proto, port) in [("tcp", 9999), ("udp", 9998)] {
-        let c = conns_to(&lines, proto, "10.236.0.1", "10.236.0.2", port);
+        let c = conns_to(
+            &lines,
+            proto,
+            &format!("{net}.0.1"),
+            &format!("{net}.0.2"),
+            port,
+        );
         assert_eq!(c.len(), 1, "{proto}: {:#?}", connections(&lines));
         let c = c[0];
         assert_eq!(c["outcome"], "refused", "{c:#}");
@@ -277,19 +332,26 @@ fn closed_ports_are_refused() {
 #[test]
 fn lost_events_make_connections_incomplete() {
     let mut lab = Lab::new("vinc");
-    let (a, b) = lab.pair("a", "b", "10.237.0");
-    let _echo = udp_server(&b, "10.237.0.2", 5700, true);
-    lab.exec(&a, "ping -c1 -W2 10.237.0.2");
+    let net = lab.net();
+    let (a, b) = lab.pair("a", "b");
+    let _echo = udp_server(&b, &format!("{net}.0.2"), 5700, true);
+    lab.exec(&a, &format!("ping -c1 -W2 {net}.0.2"));
     let t = Tracer::start(&["--netns", &a, "--proto", "udp", "--ring-size", "4K"]);
     // Bursts faster than a 4 KiB ring drains.
-    assert!(udp_client(&a, "10.237.0.2", 5700, 300, 1.0) > 0);
+    assert!(udp_client(&a, &format!("{net}.0.2"), 5700, 300, 1.0) > 0);
     let lines = t.stop();
     let st = stats(&lines);
     assert!(
         st["lost"].as_u64().unwrap() > 0,
         "the ring overflowed: {st}"
     );
-    let conns = conns_to(&lines, "udp", "10.237.0.1", "10.237.0.2", 5700);
+    let conns = conns_to(
+        &lines,
+        "udp",
+        &format!("{net}.0.1"),
+        &format!("{net}.0.2"),
+        5700,
+    );
     assert!(!conns.is_empty());
     let mut incomplete = 0;
     for c in &conns {
@@ -307,6 +369,7 @@ fn lost_events_make_connections_incomplete() {
 #[test]
 fn bridged_pods_read_healthy() {
     let mut lab = Lab::new("vbr");
+    let net = lab.net();
     let (a, b) = (lab.netns("a"), lab.netns("b"));
     let br = lab.name("br");
     sh(&format!(
@@ -314,23 +377,29 @@ fn bridged_pods_read_healthy() {
     ));
     lab.host_link(&br);
     let (va, vb) = (lab.name("va"), lab.name("vb"));
-    lab.pod(&a, &va, "10.239.0.1/24");
-    lab.pod(&b, &vb, "10.239.0.2/24");
+    lab.pod(&a, &va, &format!("{net}.0.1/24"));
+    lab.pod(&b, &vb, &format!("{net}.0.2/24"));
     sh(&format!(
         "ip link set {va} master {br} && ip link set {vb} master {br}"
     ));
-    let _tcp = tcp_server(&b, "10.239.0.2", 7100);
-    let _udp = udp_server(&b, "10.239.0.2", 7101, true);
-    lab.exec(&a, "ping -c1 -W2 10.239.0.2");
+    let _tcp = tcp_server(&b, &format!("{net}.0.2"), 7100);
+    let _udp = udp_server(&b, &format!("{net}.0.2"), 7101, true);
+    lab.exec(&a, &format!("ping -c1 -W2 {net}.0.2"));
 
     let t = Tracer::start(&["--netns", &a]);
-    tcp_client(&a, "10.239.0.2", 7100);
-    assert_eq!(udp_client(&a, "10.239.0.2", 7101, 1, 2.0), 1);
-    lab.exec(&a, "ping -c2 -i0.2 -W2 10.239.0.2");
+    tcp_client(&a, &format!("{net}.0.2"), 7100);
+    assert_eq!(udp_client(&a, &format!("{net}.0.2"), 7101, 1, 2.0), 1);
+    lab.exec(&a, &format!("ping -c2 -i0.2 -W2 {net}.0.2"));
     let lines = t.stop();
     assert_packets_healthy(&lines);
     for (proto, port) in [("tcp", 7100), ("udp", 7101), ("icmp", 0)] {
-        let c = conns_to(&lines, proto, "10.239.0.1", "10.239.0.2", port);
+        let c = conns_to(
+            &lines,
+            proto,
+            &format!("{net}.0.1"),
+            &format!("{net}.0.2"),
+            port,
+        );
         assert_eq!(c.len(), 1, "{proto}: {:#?}", connections(&lines));
         assert_connections_ok(&c);
     }
