@@ -35,6 +35,7 @@ pub mod names {
     /// loaded by netflow's own loader.
     pub const PROG_TCP_RETRANSMIT: &str = "netflow_tcp_retransmit";
     pub const PROG_TCP_RESET: &str = "netflow_tcp_reset";
+    pub const PROG_ICMP_SEND: &str = "netflow_icmp_send";
     pub const PROG_NF_EARLY: &str = "netflow_nf_early";
     pub const PROG_NF_LATE: &str = "netflow_nf_late";
     pub const PROG_TC_INGRESS: &str = "netflow_tc_ingress";
@@ -102,6 +103,10 @@ pub enum Point {
     /// socket lookup). Carries the device it came in on; packet bytes only
     /// when the skb was not tracked (a copy, e.g. for a raw socket).
     Socket = 13,
+    /// `icmp:icmp_send`: the node sends an ICMP error because of this
+    /// packet. `reason` holds type << 8 | code; the device is the one the
+    /// packet's route leads to, `location` that device's MTU.
+    IcmpSend = 14,
 }
 
 impl Point {
@@ -120,6 +125,7 @@ impl Point {
             11 => Self::TcpReset,
             12 => Self::NftChain,
             13 => Self::Socket,
+            14 => Self::IcmpSend,
             _ => return None,
         })
     }
@@ -323,6 +329,10 @@ pub struct Offsets {
     /// `nf_hook_state.pf` (offset 1 since 5.15's `u8 hook`; 4 when `hook`
     /// was an `unsigned int`, as in 5.10).
     pub nf_state_pf: u32,
+    /// `sk_buff._skb_refdst` (the route), `dst_entry.dev`, `net_device.mtu`.
+    pub skb_refdst: u32,
+    pub dst_dev: u32,
+    pub dev_mtu: u32,
 }
 
 pub mod filter_flags {

@@ -52,6 +52,9 @@ pub(crate) static OFFSETS: Offsets = Offsets {
     skb_cloned_byte: 0,
     skb_cloned_mask: 0,
     nf_state_pf: 0,
+    skb_refdst: 0,
+    dst_dev: 0,
+    dev_mtu: 0,
 };
 
 #[no_mangle]

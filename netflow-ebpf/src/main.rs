@@ -15,6 +15,7 @@ mod emit;
 mod globals;
 mod guard;
 mod hop;
+mod icmp;
 mod netfilter;
 mod nf_stack;
 mod select;
@@ -153,6 +154,17 @@ pub fn netflow_tcp_reset(ctx: BtfTracePointContext) -> i32 {
     } else if !sk.is_null() {
         let _ = on_sock(sk, Point::TcpReset);
     }
+    0
+}
+
+/// `TP_PROTO(const struct sk_buff *skb, int type, int code)`: the node
+/// sends an ICMP error because of `skb` (6.10+).
+#[btf_tracepoint(function = "icmp_send")]
+pub fn netflow_icmp_send(ctx: BtfTracePointContext) -> i32 {
+    let skb: *const u8 = ctx.arg(0);
+    let icmp_type: i32 = ctx.arg(1);
+    let code: i32 = ctx.arg(2);
+    let _ = icmp::on_icmp_send(skb, icmp_type as u8, code as u8);
     0
 }
 

@@ -154,7 +154,7 @@ impl Correlator {
             }
             What::End { reason, location } => self.end(ev, reason, location),
             What::Socket => self.socket(ev),
-            What::Hop { .. } | What::NftChain { .. } => self.hop(ev),
+            What::Hop { .. } | What::NftChain { .. } | What::IcmpError(_) => self.hop(ev),
         }
     }
 

@@ -5,7 +5,7 @@ use netflow_common::Point;
 pub use crate::decode::NoteKind;
 use crate::decode::{
     packet::{Packet, Tuple},
-    Event, What,
+    Event, IcmpError, What,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -41,10 +41,16 @@ pub struct Hop {
     pub nat: Option<Nat>,
     /// nftables table and chain (kprobe upgrade on `nft_do_chain`).
     pub nft: Option<(String, String)>,
+    /// The ICMP error the node sent about the packet (an `IcmpSend` hop).
+    pub icmp: Option<IcmpError>,
 }
 
 impl Hop {
     pub(super) fn new(ev: Event) -> Self {
+        let icmp = match ev.what {
+            What::IcmpError(e) => Some(e),
+            _ => None,
+        };
         let (hook, pf, nft) = match ev.what {
             What::Hop { hook, pf } => (hook, pf, None),
             What::NftChain {
@@ -68,6 +74,7 @@ impl Hop {
             pf,
             packet: ev.packet,
             nft,
+            icmp,
             data: ev.data,
             nat: None,
         }

@@ -35,6 +35,9 @@ pub enum What {
     /// A TCP socket retransmitted or reset a connection (no skb): a note
     /// on the flow, in the socket's TCP state.
     Note { kind: NoteKind, tcp_state: u8 },
+    /// The node sent an ICMP error because of the packet; the event's
+    /// device is the one the packet's route leads to.
+    IcmpError(IcmpError),
     /// nftables evaluated a base chain for the packet (kprobe upgrade).
     NftChain {
         hook: u8,
@@ -42,6 +45,39 @@ pub enum What {
         table: String,
         chain: String,
     },
+}
+
+/// An ICMP error the node sent about a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcmpError {
+    pub icmp_type: u8,
+    pub code: u8,
+    /// The MTU of the device the packet's route leads to.
+    pub mtu: u32,
+}
+
+impl IcmpError {
+    /// IPv4 destination unreachable, fragmentation needed (and DF set).
+    pub fn frag_needed(&self) -> bool {
+        self.icmp_type == 3 && self.code == 4
+    }
+
+    /// What the error says, in words.
+    pub fn words(&self) -> &'static str {
+        match (self.icmp_type, self.code) {
+            (3, 0) => "network unreachable",
+            (3, 1) => "host unreachable",
+            (3, 2) => "protocol unreachable",
+            (3, 3) => "port unreachable",
+            (3, 4) => "fragmentation needed",
+            (3, 9 | 10 | 13) => "administratively prohibited",
+            (3, _) => "destination unreachable",
+            (5, _) => "redirect",
+            (11, _) => "time exceeded",
+            (12, _) => "parameter problem",
+            _ => "error",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -112,6 +148,11 @@ impl RawEvent {
                 location: self.location,
             },
             Point::Socket => What::Socket,
+            Point::IcmpSend => What::IcmpError(IcmpError {
+                icmp_type: (self.reason >> 8) as u8,
+                code: self.reason as u8,
+                mtu: self.location as u32,
+            }),
             Point::NftChain => {
                 let (table, chain) = nft_names(&self.data);
                 What::NftChain {

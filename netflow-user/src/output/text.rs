@@ -3,14 +3,17 @@ use std::io::Write;
 
 use netflow_common::Point;
 
-use super::view::{connection_view, endpoint, point_label, verdict_name, where_words};
+use super::view::{
+    connection_view, endpoint, icmp_view, point_label, timeline_drop_view, verdict_name,
+    where_words,
+};
 use super::{Sink, Stats};
 use crate::{
     correlate::connections::{Connection, DirCounts},
     correlate::{tcp_state_name, NatKind, Note, NoteKind, Timeline, Verdict},
     decode::names::Names,
     decode::packet::{EncapKind, Tuple},
-    output::diagnose::{hint, hook_name},
+    output::diagnose::hook_name,
 };
 
 pub struct Text {
@@ -108,9 +111,15 @@ impl Sink for Text {
                     }
                 }
             }
+            if let Some(e) = h.icmp.as_ref().map(icmp_view) {
+                line.push_str(&format!("  ICMP {}/{} {}", e.icmp_type, e.code, e.what));
+                if let Some(mtu) = e.mtu {
+                    line.push_str(&format!(", MTU {mtu}"));
+                }
+            }
             writeln!(self.out, "{}", line.trim_end())?;
         }
-        if let Some(d) = tl.drop {
+        if let (Some(d), Some(v)) = (tl.drop, timeline_drop_view(tl, names)) {
             let reason = crate::output::diagnose::reason_words(
                 &names.reason(d.reason),
                 &names.location(d.location),
@@ -124,11 +133,7 @@ impl Sink for Text {
                 "  dropped{at}: {reason} at {}",
                 names.location(d.location)
             )?;
-            writeln!(
-                self.out,
-                "  hint: {}",
-                hint(&names.reason(d.reason), hook, &names.location(d.location))
-            )?;
+            writeln!(self.out, "  hint: {}", v.hint)?;
         }
         if let Some(d) = tl.after {
             let location = names.location(d.location);

@@ -10,8 +10,8 @@ use serde::Serialize;
 use crate::{
     correlate::connections::{Connection, DirCounts, Outcome, Where},
     correlate::{tcp_state_name, DropInfo, Hop, Nat, NatKind, Note, NoteKind, Timeline, Verdict},
-    decode::names::Names,
     decode::packet::{Encap, Proto, Tuple},
+    decode::{names::Names, IcmpError},
     output::diagnose::{hint, hook_name, outcome_hint, reason_from_location, UNAVAILABLE},
 };
 
@@ -56,6 +56,30 @@ pub struct HopView {
     pub table: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chain: Option<String>,
+    /// An ICMP error the node sent about the packet (`icmp_error` hops).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icmp: Option<IcmpView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IcmpView {
+    #[serde(rename = "type")]
+    pub icmp_type: u8,
+    pub code: u8,
+    pub what: &'static str,
+    /// For "fragmentation needed": the MTU of the device the packet's route
+    /// leads to (the hop's device).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+}
+
+pub fn icmp_view(e: &IcmpError) -> IcmpView {
+    IcmpView {
+        icmp_type: e.icmp_type,
+        code: e.code,
+        what: e.words(),
+        mtu: e.frag_needed().then_some(e.mtu),
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -115,6 +139,7 @@ pub fn point_label(p: Point) -> &'static str {
         Point::TcpReset => "tcp-reset",
         Point::NftChain => "nft-chain",
         Point::Socket => "socket",
+        Point::IcmpSend => "icmp-error",
     }
 }
 
@@ -143,6 +168,7 @@ pub fn point_name(p: Point) -> &'static str {
         Point::TcpReset => "tcp_reset",
         Point::NftChain => "nft_chain",
         Point::Socket => "socket",
+        Point::IcmpSend => "icmp_error",
     }
 }
 
@@ -192,6 +218,7 @@ pub fn hop_view(h: &Hop, names: &Names) -> HopView {
             _ => None,
         },
         nat: h.nat.map(nat_view),
+        icmp: h.icmp.as_ref().map(icmp_view),
     }
 }
 
@@ -218,15 +245,39 @@ pub fn drop_view(d: DropInfo, hook: Option<u8>, names: &Names) -> DropView {
     }
 }
 
+/// A timeline's drop; for a packet too big for its route's device, with
+/// the ICMP "fragmentation needed" the node sent, the hint names that
+/// device and its MTU.
+pub fn timeline_drop_view(tl: &Timeline, names: &Names) -> Option<DropView> {
+    let d = tl.drop?;
+    let mut v = drop_view(d, tl.drop_hook.map(|(h, _)| h), names);
+    let too_big = tl
+        .hops
+        .iter()
+        .rev()
+        .find(|h| h.icmp.is_some_and(|e| e.frag_needed()));
+    if let (true, Some(_)) = (v.reason == UNAVAILABLE, too_big) {
+        // A kernel without drop reasons: the ICMP error says which.
+        v.likely = Some("PKT_TOO_BIG");
+    }
+    let reason = v.likely.unwrap_or(&v.reason);
+    if let (true, Some(h)) = (reason == "PKT_TOO_BIG", too_big) {
+        let mtu = h.icmp.map(|e| e.mtu).unwrap_or(0);
+        v.hint = format!(
+            "the packet ({} bytes) is larger than the MTU {mtu} of {} and may not be fragmented: the node sent ICMP fragmentation needed; lower the sender's MTU (or MSS) or raise {}'s, counting the tunnel's overhead",
+            h.len, h.ifname, h.ifname
+        );
+    }
+    Some(v)
+}
+
 pub fn timeline_view(tl: &Timeline, names: &Names) -> TimelineView {
     TimelineView {
         kind: "packet",
         flow: tl.tuple().as_ref().map(flow_view),
         verdict: tl.verdict,
         hops: tl.hops.iter().map(|h| hop_view(h, names)).collect(),
-        drop: tl
-            .drop
-            .map(|d| drop_view(d, tl.drop_hook.map(|(h, _)| h), names)),
+        drop: timeline_drop_view(tl, names),
         after: tl.after.map(|d| drop_view(d, None, names)),
         last_seen: (tl.verdict == Verdict::Unknown)
             .then(|| tl.hops.last().map(|h| hop_view(h, names)))

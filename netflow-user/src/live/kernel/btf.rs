@@ -161,6 +161,9 @@ impl KernelBtf {
             skb_cloned_byte: cloned.0,
             skb_cloned_mask: cloned.1,
             nf_state_pf: self.offset_of("nf_hook_state", "pf")?,
+            skb_refdst: self.offset_of("sk_buff", "_skb_refdst")?,
+            dst_dev: self.offset_of("dst_entry", "dev")?,
+            dev_mtu: self.offset_of("net_device", "mtu")?,
         })
     }
 

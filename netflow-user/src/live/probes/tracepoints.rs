@@ -10,7 +10,7 @@ use crate::output::ProbeStatus;
 /// tp_btf programs: (program, tracepoint, what the user loses without it).
 /// The first two are required; without the others netflow runs and says what is missing.
 pub(super) type Tracepoint = (&'static str, &'static str, &'static str);
-pub(super) const TRACEPOINTS: [Tracepoint; 8] = [
+pub(super) const TRACEPOINTS: [Tracepoint; 9] = [
     (names::PROG_RX, "netif_receive_skb", "no receive hops"),
     (names::PROG_TX, "net_dev_queue", "no transmit hops"),
     (names::PROG_KFREE, "kfree_skb", "no drops"),
@@ -39,6 +39,11 @@ pub(super) const TRACEPOINTS: [Tracepoint; 8] = [
         "tcp_send_reset",
         "no TCP reset notes",
     ),
+    (
+        names::PROG_ICMP_SEND,
+        "icmp_send",
+        "no ICMP errors on timelines",
+    ),
 ];
 
 /// The leading arguments each program reads, checked against the running
@@ -52,6 +57,7 @@ fn reads(prog: &str) -> &'static [&'static str] {
         p if p == names::PROG_TCP_RCV => &["sock *", "sk_buff *"],
         p if p == names::PROG_TCP_RETRANSMIT => &["sock *"],
         p if p == names::PROG_TCP_RESET => &["sock *", "sk_buff *"],
+        p if p == names::PROG_ICMP_SEND => &["sk_buff *", "int", "int"],
         _ => &["sk_buff *"],
     }
 }

@@ -1,0 +1,58 @@
+//! ICMP errors the node sends because of a packet (`icmp:icmp_send`): a hop
+//! of that packet, with the error's type and code, and the device its route
+//! leads to with that device's MTU (what "fragmentation needed" is about).
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use netflow_common::{filter_flags as ff, Point, CAPTURE_BYTES};
+
+use crate::{
+    emit::output,
+    globals::*,
+    select::selected,
+    skb::{dev_at, device, fill_meta, read_packet, scratch},
+};
+
+/// `skb->_skb_refdst` holds the route with a flag in bit 0 (SKB_DST_NOREF).
+const DST_PTR_MASK: u64 = !1;
+
+#[inline(always)]
+pub(crate) fn on_icmp_send(skb: *const u8, icmp_type: u8, code: u8) -> Result<(), ()> {
+    let f = filter();
+    let o = offsets();
+    if skb.is_null() {
+        return Ok(());
+    }
+    let ev = scratch()?;
+    read_packet::<Btf>(skb, o, ev, CAPTURE_BYTES as u32)?;
+    if unsafe { TRACKED.get(skb as u64) }.is_none() {
+        // Not followed so far (a packet the guardrails did not pick, or seen
+        // first here): reported when its headers match the selection.
+        let in_dev = device::<Btf>(skb, o);
+        let netns_hit =
+            v(&f.flags) & ff::NETNS != 0 && unsafe { SEL_NETNS.get(in_dev.netns) }.is_some();
+        if !selected(ev, f, netns_hit) {
+            return Ok(());
+        }
+    }
+    // The device the packet's route leads to (else the one it is on).
+    let refdst: u64 = unsafe { Btf::read(skb, v(&o.skb_refdst)) }.unwrap_or(0);
+    let dst = (refdst & DST_PTR_MASK) as *const u8;
+    // A plain address, not a typed pointer: read through the probe helper.
+    let dev = if dst.is_null() {
+        device::<Btf>(skb, o)
+    } else {
+        let d: *const u8 = unsafe { Probe::read(dst, v(&o.dst_dev)) }.unwrap_or(core::ptr::null());
+        dev_at::<Probe>(d, o)
+    };
+    let mtu: u32 = if dev.ptr.is_null() {
+        0
+    } else {
+        unsafe { Probe::read(dev.ptr, v(&o.dev_mtu)) }.unwrap_or(0)
+    };
+    fill_meta::<Probe>(ev, skb, o, &dev, Point::IcmpSend, unsafe {
+        bpf_ktime_get_ns()
+    });
+    ev.hdr.reason = (icmp_type as u32) << 8 | code as u32;
+    ev.hdr.location = mtu as u64;
+    output(ev);
+    Ok(())
+}

@@ -1,0 +1,87 @@
+//! ICMP errors the node sends because of a selected packet join that
+//! packet's timeline: a packet too big for a VXLAN device's MTU shows the
+//! "fragmentation needed" the node sent, with the device and its MTU, and
+//! the drop's hint names them. Packets that fit show no ICMP error.
+use netflow_tests::*;
+use serde_json::Value;
+
+fn icmp_hops(p: &Value) -> Vec<&Value> {
+    p["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["point"] == "icmp_error")
+        .collect()
+}
+
+#[test]
+fn too_big_for_the_tunnel_shows_fragmentation_needed() {
+    let VxlanNodes { lab, n1, p1, .. } = vxlan_nodes("mtu");
+    let net = lab.net();
+    sh(&format!("ip -n {n1} link set vx0 mtu 1400"));
+    lab.exec(&p1, &format!("ping -c1 -W2 {net}.2.2"));
+
+    let t = Tracer::start(&["--netns", &p1, "--proto", "icmp"]);
+    // What netflow said at start about the ICMP probe.
+    let probe = t
+        .stderr_text
+        .lines()
+        .find(|l| l.contains("tp_btf/icmp_send"))
+        .unwrap_or_else(|| panic!("no icmp_send probe line:\n{}", t.stderr_text))
+        .to_string();
+    let probe_on = probe.contains("probe on ");
+    // Fits: 1300 bytes of payload. Too big, may not be fragmented: 1400.
+    lab.exec(&p1, &format!("ping -c2 -i0.2 -W2 -M do -s 1300 {net}.2.2"));
+    sh_quiet(&format!(
+        "ip netns exec {p1} ping -c1 -W1 -M do -s 1400 {net}.2.2"
+    ));
+    let lines = t.stop();
+    let pkts = packets(&lines);
+    let reqs = flows(&pkts, "icmp", &format!("{net}.1.2"), &format!("{net}.2.2"));
+
+    // The healthy ones: delivered, no ICMP error.
+    let small: Vec<_> = reqs
+        .iter()
+        .filter(|p| p["hops"][0]["len"] == 1328)
+        .collect();
+    assert_eq!(small.len(), 2, "{reqs:#?}");
+    for p in &small {
+        assert_eq!(p["verdict"], "delivered", "{p:#}");
+        assert!(icmp_hops(p).is_empty(), "{p:#}");
+    }
+
+    // The big one: dropped on the node at ip_forward, the ICMP error on its timeline.
+    let big: Vec<_> = reqs
+        .iter()
+        .filter(|p| p["hops"][0]["len"] == 1428)
+        .collect();
+    assert_eq!(big.len(), 1, "{reqs:#?}");
+    let p = big[0];
+    assert_eq!(p["verdict"], "dropped", "{p:#}");
+    let drop = &p["drop"];
+    assert!(
+        drop["location"].as_str().unwrap().starts_with("ip_forward"),
+        "{drop:#}"
+    );
+    if probe_on {
+        let icmp = icmp_hops(p);
+        assert_eq!(icmp.len(), 1, "{p:#}");
+        let h = icmp[0];
+        assert_eq!(h["ifname"], "vx0", "{h:#}");
+        assert_eq!(h["netns_name"], n1.as_str(), "{h:#}");
+        assert_eq!(h["icmp"]["type"], 3);
+        assert_eq!(h["icmp"]["code"], 4);
+        assert_eq!(h["icmp"]["mtu"], 1400);
+        assert_eq!(h["icmp"]["what"], "fragmentation needed");
+        assert_eq!(reason(drop), "PKT_TOO_BIG", "{drop:#}");
+        let hint = drop["hint"].as_str().unwrap();
+        assert!(hint.contains("MTU 1400 of vx0"), "{hint}");
+    } else {
+        // Kernels without the tracepoint say so at start; the drop reads as before.
+        assert!(
+            probe.contains("probe off") && probe.contains("no ICMP errors on timelines"),
+            "{probe}"
+        );
+        assert!(icmp_hops(p).is_empty());
+    }
+}
