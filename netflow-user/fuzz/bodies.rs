@@ -100,8 +100,11 @@ pub fn pcapng_export(data: &[u8]) {
     }
 }
 
+/// A fuzz target's body.
+pub type Body = fn(&[u8]);
+
 /// Every target by name (the corpus folders are named after them).
-pub const TARGETS: [(&str, fn(&[u8])); 4] = [
+pub const TARGETS: [(&str, Body); 4] = [
     ("event_decoder", event_decoder),
     ("record_reader", record_reader),
     ("pipeline", pipeline),
