@@ -36,6 +36,9 @@ pub mod names {
     pub const PROG_TCP_RETRANSMIT: &str = "netflow_tcp_retransmit";
     pub const PROG_TCP_RESET: &str = "netflow_tcp_reset";
     pub const PROG_ICMP_SEND: &str = "netflow_icmp_send";
+    /// Where the `icmp:icmp_send` tracepoint is missing: `__icmp_send`.
+    pub const PROG_ICMP_FENTRY: &str = "netflow_icmp_fentry";
+    pub const PROG_ICMP_KPROBE: &str = "netflow_icmp_kprobe";
     pub const PROG_NF_EARLY: &str = "netflow_nf_early";
     pub const PROG_NF_LATE: &str = "netflow_nf_late";
     pub const PROG_TC_INGRESS: &str = "netflow_tc_ingress";

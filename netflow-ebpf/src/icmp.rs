@@ -14,19 +14,21 @@ use crate::{
 /// `skb->_skb_refdst` holds the route with a flag in bit 0 (SKB_DST_NOREF).
 const DST_PTR_MASK: u64 = !1;
 
+/// `M` reads the skb: typed (tracepoint, fentry) or through the probe
+/// helper (kprobe).
 #[inline(always)]
-pub(crate) fn on_icmp_send(skb: *const u8, icmp_type: u8, code: u8) -> Result<(), ()> {
+pub(crate) fn on_icmp_send<M: Mem>(skb: *const u8, icmp_type: u8, code: u8) -> Result<(), ()> {
     let f = filter();
     let o = offsets();
     if skb.is_null() {
         return Ok(());
     }
     let ev = scratch()?;
-    read_packet::<Btf>(skb, o, ev, CAPTURE_BYTES as u32)?;
+    read_packet::<M>(skb, o, ev, CAPTURE_BYTES as u32)?;
     if unsafe { TRACKED.get(skb as u64) }.is_none() {
         // Not followed so far (a packet the guardrails did not pick, or seen
         // first here): reported when its headers match the selection.
-        let in_dev = device::<Btf>(skb, o);
+        let in_dev = device::<M>(skb, o);
         let netns_hit =
             v(&f.flags) & ff::NETNS != 0 && unsafe { SEL_NETNS.get(in_dev.netns) }.is_some();
         if !selected(ev, f, netns_hit) {
@@ -34,11 +36,11 @@ pub(crate) fn on_icmp_send(skb: *const u8, icmp_type: u8, code: u8) -> Result<()
         }
     }
     // The device the packet's route leads to (else the one it is on).
-    let refdst: u64 = unsafe { Btf::read(skb, v(&o.skb_refdst)) }.unwrap_or(0);
+    let refdst: u64 = unsafe { M::read(skb, v(&o.skb_refdst)) }.unwrap_or(0);
     let dst = (refdst & DST_PTR_MASK) as *const u8;
     // A plain address, not a typed pointer: read through the probe helper.
     let dev = if dst.is_null() {
-        device::<Btf>(skb, o)
+        device::<M>(skb, o)
     } else {
         let d: *const u8 = unsafe { Probe::read(dst, v(&o.dst_dev)) }.unwrap_or(core::ptr::null());
         dev_at::<Probe>(d, o)

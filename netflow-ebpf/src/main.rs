@@ -164,7 +164,30 @@ pub fn netflow_icmp_send(ctx: BtfTracePointContext) -> i32 {
     let skb: *const u8 = ctx.arg(0);
     let icmp_type: i32 = ctx.arg(1);
     let code: i32 = ctx.arg(2);
-    let _ = icmp::on_icmp_send(skb, icmp_type as u8, code as u8);
+    let _ = icmp::on_icmp_send::<Btf>(skb, icmp_type as u8, code as u8);
+    0
+}
+
+/// Where that tracepoint is missing: `void __icmp_send(struct sk_buff
+/// *skb_in, int type, int code, __be32 info, const struct ip_options *opt)`,
+/// by fentry, else by kprobe: the same event.
+#[fentry(function = "__icmp_send")]
+#[inline(always)]
+pub fn netflow_icmp_fentry(ctx: FEntryContext) -> i32 {
+    let skb: *const u8 = ctx.arg(0);
+    let icmp_type: i32 = ctx.arg(1);
+    let code: i32 = ctx.arg(2);
+    let _ = icmp::on_icmp_send::<Btf>(skb, icmp_type as u8, code as u8);
+    0
+}
+
+#[kprobe]
+#[inline(always)]
+pub fn netflow_icmp_kprobe(ctx: ProbeContext) -> u32 {
+    let skb: *const u8 = ctx.arg(0).unwrap_or_default();
+    let icmp_type: i32 = ctx.arg(1).unwrap_or(0);
+    let code: i32 = ctx.arg(2).unwrap_or(0);
+    let _ = icmp::on_icmp_send::<Probe>(skb, icmp_type as u8, code as u8);
     0
 }
 

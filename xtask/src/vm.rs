@@ -34,6 +34,10 @@ const SUITE: &[(&str, &[&str])] = &[
         &["kernel_and_daemon_compute_the_same_fingerprints"],
     ),
     (
+        "icmp",
+        &["too_big_for_the_tunnel_shows_fragmentation_needed"],
+    ),
+    (
         "netfilter",
         &[
             "forward_drop_is_attributed_to_netfilter",

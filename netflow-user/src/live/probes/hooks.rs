@@ -1,6 +1,7 @@
 //! Netfilter hops: BPF netfilter links where the kernel has them (6.4+),
 //! else `nf_hook_slow` by fentry/fexit or kprobe/kretprobe; and the kprobe
-//! upgrades (nftables chain names).
+//! upgrades (nftables chain names); `__icmp_send` where the ICMP tracepoint
+//! is missing.
 use aya::{
     programs::{FEntry, FExit, KProbe},
     Btf, Ebpf,
@@ -93,6 +94,70 @@ pub(super) fn attach_nf_hook_slow(
         target: "netfilter".into(),
         active: false,
         note: format!("no netfilter hops, no NAT hops: {}", tried.join("; ")),
+    }
+}
+
+/// Where `icmp:icmp_send` is missing: `__icmp_send` by fentry, else by
+/// kprobe (the same events), else off with the reasons.
+pub(super) fn attach_icmp_send(ebpf: &mut Ebpf, btf: &Btf, why_not_tp: String) -> ProbeStatus {
+    const FUNC: &str = "__icmp_send";
+    const WHAT: &str = "ICMP errors on timelines";
+    let mut tried = vec![why_not_tp];
+    let fentry = (|| {
+        let target = format!("fentry/{FUNC}");
+        let load = |err| ProbeError::Load {
+            prog: names::PROG_ICMP_FENTRY,
+            target: target.clone(),
+            err,
+        };
+        let p: &mut FEntry = program(ebpf, names::PROG_ICMP_FENTRY, &target)?;
+        p.load(FUNC, btf).map_err(load)?;
+        p.attach().map_err(load)?;
+        Ok::<_, ProbeError>(())
+    })();
+    match fentry {
+        Ok(()) => {
+            return ProbeStatus {
+                name: names::PROG_ICMP_FENTRY,
+                target: format!("fentry/{FUNC}"),
+                active: true,
+                note: WHAT.into(),
+            }
+        }
+        Err(e) => tried.push(format!("fentry: {e}")),
+    }
+    if !has_kprobes() {
+        tried.push("no kprobes".into());
+    } else {
+        let kprobe = (|| {
+            let target = format!("kprobe/{FUNC}");
+            let load = |err| ProbeError::Load {
+                prog: names::PROG_ICMP_KPROBE,
+                target: target.clone(),
+                err,
+            };
+            let p: &mut KProbe = program(ebpf, names::PROG_ICMP_KPROBE, &target)?;
+            p.load().map_err(load)?;
+            p.attach(FUNC, 0).map_err(load)?;
+            Ok::<_, ProbeError>(())
+        })();
+        match kprobe {
+            Ok(()) => {
+                return ProbeStatus {
+                    name: names::PROG_ICMP_KPROBE,
+                    target: format!("kprobe/{FUNC}"),
+                    active: true,
+                    note: WHAT.into(),
+                }
+            }
+            Err(e) => tried.push(format!("kprobe: {e}")),
+        }
+    }
+    ProbeStatus {
+        name: names::PROG_ICMP_SEND,
+        target: "tp_btf/icmp_send".into(),
+        active: false,
+        note: format!("no {WHAT}: {}", tried.join("; ")),
     }
 }
 

@@ -116,6 +116,10 @@ pub(super) fn attach_tracepoint(
     }
     let (prog, note) = match fitting(kbtf, prog, tp) {
         Ok(p) => p,
+        Err(e) if prog == names::PROG_ICMP_SEND => {
+            status.push(super::hooks::attach_icmp_send(ebpf, btf, e));
+            return Ok(());
+        }
         Err(e) if !REQUIRED.contains(&prog) => {
             status.push(off(format!("{e}: {loss}")));
             return Ok(());
@@ -129,6 +133,9 @@ pub(super) fn attach_tracepoint(
             active: true,
             note,
         }),
+        Err(e) if prog == names::PROG_ICMP_SEND => {
+            status.push(super::hooks::attach_icmp_send(ebpf, btf, e.to_string()))
+        }
         Err(e) if !REQUIRED.contains(&prog) => status.push(off(format!("{loss}: {e}"))),
         Err(e) => return Err(e),
     }
