@@ -99,17 +99,26 @@ fn test(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Build the optimized `netflow` with `extra` cargo arguments; its path
+/// under `target`.
+fn build(root: &std::path::Path, extra: &[&str], target: &str) -> Result<std::path::PathBuf> {
+    run(cargo()
+        .current_dir(root)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "netflow-user",
+            "--bin",
+            "netflow",
+        ])
+        .args(extra))?;
+    Ok(root.join(target).join("release/netflow"))
+}
+
 /// Build the optimized `netflow` (the binary users run) and return its path.
 pub fn build_netflow(root: &std::path::Path) -> Result<std::path::PathBuf> {
-    run(cargo().current_dir(root).args([
-        "build",
-        "--release",
-        "-p",
-        "netflow-user",
-        "--bin",
-        "netflow",
-    ]))?;
-    Ok(root.join("target/release/netflow"))
+    build(root, &[], "target")
 }
 
 /// Where the build without the kernel side goes (its own target directory:
@@ -119,18 +128,11 @@ const OFFLINE_TARGET: &str = "target/offline";
 /// Build `netflow` without the kernel side (`--no-default-features`: replay,
 /// export, dashboard --replay) and return its path.
 pub fn build_offline(root: &std::path::Path) -> Result<std::path::PathBuf> {
-    run(cargo().current_dir(root).args([
-        "build",
-        "--release",
-        "-p",
-        "netflow-user",
-        "--bin",
-        "netflow",
-        "--no-default-features",
-        "--target-dir",
+    build(
+        root,
+        &["--no-default-features", "--target-dir", OFFLINE_TARGET],
         OFFLINE_TARGET,
-    ]))?;
-    Ok(root.join(OFFLINE_TARGET).join("release/netflow"))
+    )
 }
 
 fn workspace_root() -> std::path::PathBuf {

@@ -66,24 +66,15 @@ mod tests {
     use super::*;
     use crate::decode::raw::{encode, RawEvent};
 
+    /// The shared sample, as a receive hop with a mark and a hook.
     fn sample() -> RawEvent {
         RawEvent {
-            ts_ns: 42,
-            skb: 0xffff_8880_1234_5600,
             point: Point::Rx,
-            netns: 4026531840,
-            ifindex: 7,
-            ifname: "veth-a".into(),
-            len: 84,
             mark: 3,
-            reason: 0,
             location: 0xffff_ffff_8100_0000,
-            fp: 0,
-            l3_proto: 0x0800,
             hook: 1,
             pf: 2,
-            flags: 0,
-            data: vec![0x45, 0, 0, 84],
+            ..crate::decode::raw::sample()
         }
     }
 

@@ -225,19 +225,14 @@ mod tests {
             ts_ns: 1,
             skb,
             point,
-            netns: 1,
-            ifindex: 2,
             ifname: "eth0".into(),
             len: data.len() as u32,
-            mark: 0,
             reason: 2,
             location: 0xffff_ffff_8100_0000,
-            fp: 0,
-            l3_proto: 0x0800,
             hook: 1,
             pf: 2,
-            flags: 0,
             data,
+            ..raw::sample()
         }
     }
 

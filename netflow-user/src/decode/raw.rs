@@ -145,30 +145,32 @@ pub fn encode(ev: &RawEvent) -> Vec<u8> {
     out
 }
 
+/// An event for tests: a transmit hop of an IPv4 packet's first bytes.
+#[cfg(test)]
+pub(crate) fn sample() -> RawEvent {
+    RawEvent {
+        ts_ns: 42,
+        skb: 0xffff_8880_1234_5600,
+        point: Point::Tx,
+        netns: 4026531840,
+        ifindex: 7,
+        ifname: "veth-a".into(),
+        len: 84,
+        mark: 0,
+        reason: 0,
+        location: 0,
+        fp: 0,
+        l3_proto: 0x0800,
+        hook: 0,
+        pf: 0,
+        flags: 0,
+        data: vec![0x45, 0, 0, 84],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn sample() -> RawEvent {
-        RawEvent {
-            ts_ns: 42,
-            skb: 0xffff_8880_1234_5600,
-            point: Point::Tx,
-            netns: 4026531840,
-            ifindex: 7,
-            ifname: "veth-a".into(),
-            len: 84,
-            mark: 0,
-            reason: 0,
-            location: 0,
-            fp: 0,
-            l3_proto: 0x0800,
-            hook: 0,
-            pf: 0,
-            flags: 0,
-            data: vec![0x45, 0, 0, 84],
-        }
-    }
 
     #[test]
     fn roundtrip() {
