@@ -352,9 +352,9 @@ fn kernel_and_daemon_compute_the_same_fingerprints() {
                     ev.fp, ev.point, ev.ifname, ev.data
                 );
                 compared += 1;
-                protos.insert(ev.fp >> 56);
+                protos.insert((ev.fp >> 48) & 0xff);
                 // Outer UDP to the VXLAN port: the fingerprint is the inner packet's.
-                if ev.data.len() > 23 && ev.data[9] == 17 && ev.fp >> 56 != 17 {
+                if ev.data.len() > 23 && ev.data[9] == 17 && (ev.fp >> 48) & 0xff != 17 {
                     encapsulated += 1;
                 }
             }

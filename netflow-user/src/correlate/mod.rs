@@ -124,10 +124,23 @@ pub struct Correlator {
     late_after: u64,
 }
 
+/// What joins a packet's events and copies: the fingerprint the kernel
+/// shares (protocol, IPv4 ID, the word after the ports), narrowed by what
+/// copies keep and the kernel does not need: the ICMP type (an echo reply
+/// carries its request's id and seq) and the TCP ack (a connection's pure
+/// ACKs share their seq). The top half (protocol, IPv4 ID) is left as is.
+fn identity(ev: &Event) -> Option<u64> {
+    let fp = ev.fp?;
+    let ids = ev.packet.as_ref().map(|p| p.ids).unwrap_or_default();
+    let icmp_type = ids.icmp.map(|(t, _, _)| t).unwrap_or(0) as u64;
+    let ack = ids.tcp_ack.unwrap_or(0) as u64;
+    Some(fp ^ ((ack.rotate_left(11) ^ icmp_type << 24) & 0xffff_ffff))
+}
+
 /// Only fingerprints that tell packets apart are used for joining.
 /// (TCP and ICMP carry their own numbers; other IPv4 packets their IP ID.)
 fn joinable(fp: &u64) -> bool {
-    let proto = (fp >> 56) as u8;
+    let proto = (fp >> 48) as u8;
     let ip_id = (fp >> 32) as u16;
     matches!(proto, 1 | 6 | 58) || ip_id != 0
 }
@@ -194,7 +207,7 @@ impl Correlator {
             .copied()
             .filter(|id| self.open.get(id).is_some_and(open))
             .or_else(|| {
-                let fp = ev.fp.filter(joinable)?;
+                let fp = identity(&ev).filter(joinable)?;
                 let id = self.by_fp.get(&fp).copied()?;
                 self.open.get(&id).is_some_and(open).then_some(id)
             });
@@ -270,7 +283,7 @@ impl Correlator {
     }
 
     fn hop(&mut self, mut ev: Event) {
-        let fp = ev.fp;
+        let fp = identity(&ev);
         let idle = self.cfg.idle_ns;
         // The same skb holds the same packet while its fingerprint holds: the
         // kernel may free an skb silently and reuse it for another packet.
@@ -329,7 +342,7 @@ impl Correlator {
             // A packet we never saw on a device: nothing to report.
             _ if ev.point != Point::Drop => return,
             // A drop of a selected packet before any device saw it.
-            _ => self.new_timeline(ev.ts_ns, ev.fp),
+            _ => self.new_timeline(ev.ts_ns, identity(&ev)),
         };
         let o = self.open.get_mut(&id).expect("timeline is open");
         o.last_ts = o.last_ts.max(ev.ts_ns);

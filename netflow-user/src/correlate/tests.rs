@@ -222,3 +222,27 @@ fn idle_timeline_expires_as_forwarded_or_unknown() {
     let out = c.expire(2_000_000_000);
     assert_eq!(out[0].verdict, Verdict::Unknown);
 }
+
+#[test]
+fn an_echo_reply_in_a_new_skb_does_not_join_its_request() {
+    // IPv6: no IP ID, and the reply carries the request's id and seq (and
+    // the same fingerprint): the ICMP type tells them apart.
+    let echo = |request: bool| {
+        let mut out = Vec::new();
+        let b = PacketBuilder::ipv6([0xfd; 16], [0xfe; 16], 64);
+        let b = if request {
+            b.icmpv6_echo_request(7, 9)
+        } else {
+            b.icmpv6_echo_reply(7, 9)
+        };
+        b.write(&mut out, b"ping").unwrap();
+        out
+    };
+    let mut c = Correlator::new(Config::default());
+    // (The helper's ethertype says IPv4; the fingerprint goes by the IP version.)
+    c.push(ev(10, 0xa, Point::Tx, "eth0", &echo(true)));
+    c.push(ev(20, 0xa, Point::Consume, "", &[]));
+    c.push(ev(25, 0xb, Point::Tx, "eth0", &echo(false)));
+    let out = c.flush();
+    assert_eq!(out.len(), 2, "{out:#?}");
+}
