@@ -117,18 +117,6 @@ impl Event {
     pub fn decode(buf: &[u8], vxlan_ports: &[u16]) -> Result<Self, DecodeError> {
         RawEvent::try_from(buf).map(|r| r.typed(vxlan_ports))
     }
-
-    /// Netfilter hook, for hops at a hook and nft chains.
-    pub fn hook(&self) -> Option<u8> {
-        match self.what {
-            What::Hop { hook, .. } | What::NftChain { hook, .. }
-                if matches!(self.point, Point::NfEarly | Point::NfLate | Point::NftChain) =>
-            {
-                Some(hook)
-            }
-            _ => None,
-        }
-    }
 }
 
 impl RawEvent {
@@ -244,7 +232,6 @@ mod tests {
         icmp.extend_from_slice(&[8, 0, 0, 0, 0, 1, 0, 1]);
         let e = Event::decode(&encode(&raw(Point::Rx, 0xa, icmp.clone())), &[]).unwrap();
         assert_eq!(e.what, What::Hop { hook: 1, pf: 2 });
-        assert_eq!(e.hook(), None, "a device hop has no hook");
         let p = e.packet.expect("parsed");
         assert_eq!(p.tuple.src.to_string(), "10.9.0.1");
 
@@ -259,7 +246,7 @@ mod tests {
         assert!(e.packet.is_some());
 
         let e = raw(Point::NfEarly, 0xa, icmp.clone()).typed(&[]);
-        assert_eq!(e.hook(), Some(1));
+        assert_eq!(e.what, What::Hop { hook: 1, pf: 2 });
 
         let e = raw(Point::TcpReset, 0, icmp.clone()).typed(&[]);
         assert_eq!(
