@@ -110,6 +110,13 @@ pub enum Point {
     /// packet. `reason` holds type << 8 | code; the device is the one the
     /// packet's route leads to, `location` that device's MTU.
     IcmpSend = 14,
+    /// Made by the daemon, never by the kernel: nftables traced the packet
+    /// through a rule or a base chain's policy (`NFNLGRP_NFTRACE`). `location`
+    /// holds the rule handle, `reason` the verdict (as i32), `hook` the trace
+    /// type, `pf` the family; the data is the packet's headers as the trace
+    /// carried them (`len` bytes) followed by the names (see the daemon's
+    /// `decode::rule`).
+    RuleTrace = 15,
 }
 
 impl Point {
@@ -129,6 +136,7 @@ impl Point {
             12 => Self::NftChain,
             13 => Self::Socket,
             14 => Self::IcmpSend,
+            15 => Self::RuleTrace,
             _ => return None,
         })
     }

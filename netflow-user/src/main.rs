@@ -119,6 +119,12 @@ struct LiveArgs {
     /// Do not attach BPF netfilter links (no netfilter/NAT hops).
     #[arg(long)]
     no_netfilter: bool,
+    /// Leave the nftables ruleset untouched: no rule names. By default
+    /// netflow adds its own table (`inet netflow-PID`, owned: the kernel
+    /// deletes it when netflow exits, even killed) whose rules mark the
+    /// selected packets for nftables tracing, at most 500 per second.
+    #[arg(long)]
+    no_rule_trace: bool,
     /// Also watch netfilter in this network namespace (netflow's own and the
     /// --netns/--pod ones are watched already). Repeatable.
     #[arg(long, value_name = "NAME|PATH")]
@@ -202,6 +208,7 @@ impl LiveArgs {
             selectors,
             tc: self.tc,
             netfilter: !self.no_netfilter,
+            rule_trace: !self.no_rule_trace,
             nf_netns: self.nf_netns,
             duration: self.duration,
             mode,
@@ -434,6 +441,7 @@ fn demo_cmd(a: DemoArgs, rt: &Runtime) -> anyhow::Result<()> {
         },
         tc: false,
         netfilter: true,
+        rule_trace: true,
         nf_netns: vec![demo::NODE.into(), demo::NODE2.into()],
         duration: a.json_for,
         mode: Mode::Json,

@@ -45,6 +45,7 @@ fn config(meta: &Meta) -> Config {
     Config {
         idle_ns: meta.idle_ns,
         vxlan_ports: meta.vxlan_ports.clone(),
+        rule_hold_ns: meta.rule_hold_ns,
         ..Config::default()
     }
 }

@@ -182,6 +182,10 @@ impl Tracer {
             self.stderr_text.push('\n');
         }
         let out = self.stdout.take().unwrap().join().unwrap();
+        // Debugging a test: what netflow said (with RUST_LOG=netflow=debug).
+        if std::env::var_os("NETFLOW_TEST_STDERR").is_some() {
+            eprintln!("{}", self.stderr_text);
+        }
         assert!(
             status.success(),
             "netflow failed ({status}):\n{}",

@@ -199,6 +199,7 @@ fn write_sample(path: &std::path::Path) {
         probes: vec![],
         idle_ns: 1_000_000_000,
         vxlan_ports: vec![4789],
+        rule_hold_ns: 0,
     };
     let mut w = Writer::create(path, &meta).unwrap();
     let mut pkt = vec![

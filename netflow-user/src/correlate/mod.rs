@@ -49,6 +49,7 @@ use rustc_hash::FxHashMap as HashMap;
 pub mod connections;
 pub mod expiry;
 pub mod filter;
+pub mod rules;
 mod timeline;
 
 pub use timeline::*;
@@ -58,7 +59,7 @@ use netflow_common::{event_flags, Point};
 use crate::{
     correlate::expiry::Deadlines,
     decode::packet::Tuple,
-    decode::{Event, What},
+    decode::{rule::RuleHit, Event, What},
 };
 
 #[derive(Debug, Clone)]
@@ -66,6 +67,9 @@ pub struct Config {
     pub idle_ns: u64,
     pub grace_ns: u64,
     pub vxlan_ports: Vec<u16>,
+    /// How long an ended timeline waits for rule trace events, which come
+    /// over netlink rather than the ring buffer (0: no rule tracing).
+    pub rule_hold_ns: u64,
 }
 
 impl Default for Config {
@@ -74,6 +78,7 @@ impl Default for Config {
             idle_ns: 1_000_000_000,
             grace_ns: 20_000_000,
             vxlan_ports: crate::decode::packet::DEFAULT_VXLAN_PORTS.to_vec(),
+            rule_hold_ns: 0,
         }
     }
 }
@@ -91,7 +96,7 @@ impl Open {
     /// When this timeline is complete, as things stand.
     fn deadline(&self, cfg: &Config) -> u64 {
         match self.ended_at {
-            Some(t) => t + cfg.grace_ns,
+            Some(t) => t + cfg.grace_ns.max(cfg.rule_hold_ns),
             None => self.last_ts + cfg.idle_ns,
         }
     }
@@ -110,6 +115,10 @@ impl Open {
 
 /// Flows whose retransmissions/resets are counted at most.
 const MAX_NOTE_FLOWS: usize = 65536;
+/// Rule trace events waiting for their packet's first hop, at most.
+const MAX_PENDING_RULES: usize = 4096;
+/// How long a rule trace event waits for its packet.
+const PENDING_RULE_NS: u64 = 1_000_000_000;
 
 #[derive(Default)]
 pub struct Correlator {
@@ -122,6 +131,13 @@ pub struct Correlator {
     due: Deadlines,
     next_id: u64,
     late_after: u64,
+    /// Rule trace events that came before their packet's first hop, by
+    /// identity: (when, rule).
+    pending_rules: HashMap<u64, Vec<(u64, RuleHit)>>,
+    pending_count: usize,
+    /// Rule trace events that joined no packet (no identity, or their
+    /// packet never showed up).
+    unjoined_rules: u64,
 }
 
 /// What joins a packet's events and copies: the fingerprint the kernel
@@ -168,7 +184,38 @@ impl Correlator {
             What::End { reason, location } => self.end(ev, reason, location),
             What::Socket => self.socket(ev),
             What::Hop { .. } | What::NftChain { .. } | What::IcmpError(_) => self.hop(ev),
+            What::Rule(_) => self.rule(ev),
         }
+    }
+
+    /// nftables traced the packet through a rule: on its timeline (joined by
+    /// identity: the trace carries headers, no skb), or held until the
+    /// packet's first hop comes out of the ring buffer.
+    fn rule(&mut self, ev: Event) {
+        let Some(fp) = identity(&ev).filter(joinable) else {
+            self.unjoined_rules += 1;
+            return;
+        };
+        let What::Rule(hit) = ev.what else { return };
+        if let Some(o) = self.by_fp.get(&fp).and_then(|id| self.open.get_mut(id)) {
+            o.tl.rules.push(hit);
+            return;
+        }
+        if self.pending_count >= MAX_PENDING_RULES {
+            self.unjoined_rules += self.pending_count as u64;
+            self.pending_rules.clear();
+            self.pending_count = 0;
+        }
+        self.pending_rules
+            .entry(fp)
+            .or_default()
+            .push((ev.ts_ns, hit));
+        self.pending_count += 1;
+    }
+
+    /// Rule trace events that joined no packet so far.
+    pub fn unjoined_rules(&self) -> u64 {
+        self.unjoined_rules
     }
 
     /// Socket events (no skb) are notes on the flow.
@@ -268,6 +315,14 @@ impl Correlator {
                     incomplete: false,
                     counted: false,
                     drop_hook: None,
+                    rules: fp
+                        .and_then(|fp| self.pending_rules.remove(&fp))
+                        .map(|v| {
+                            self.pending_count -= v.len();
+                            v.into_iter().map(|(_, r)| r).collect()
+                        })
+                        .unwrap_or_default(),
+                    drop_rule: None,
                 },
                 skbs: Vec::new(),
                 last_ts: ts,
@@ -370,6 +425,18 @@ impl Correlator {
 
     /// Timelines that are complete at monotonic time `now_ns`.
     pub fn expire(&mut self, now_ns: u64) -> Vec<Timeline> {
+        if self.pending_count > 0 {
+            let (mut gone, mut left) = (0, 0);
+            self.pending_rules.retain(|_, v| {
+                let before = v.len();
+                v.retain(|(ts, _)| now_ns.saturating_sub(*ts) < PENDING_RULE_NS);
+                gone += before - v.len();
+                left += v.len();
+                !v.is_empty()
+            });
+            self.unjoined_rules += gone as u64;
+            self.pending_count = left;
+        }
         let (open, cfg) = (&self.open, &self.cfg);
         let done = self
             .due
@@ -420,6 +487,9 @@ impl Correlator {
             }
             o.tl.drop_hook = drop_hook(&o.tl);
             o.tl.verdict = verdict(&o.tl);
+            if !o.tl.rules.is_empty() {
+                name_rules(&mut o.tl);
+            }
             if o.tl.verdict == Verdict::Unclaimed {
                 // Not a loss: what freed it is kept, as for frees after delivery.
                 o.tl.after = o.tl.drop.take();
@@ -427,6 +497,18 @@ impl Correlator {
             out.push(o.tl);
         }
         out
+    }
+}
+
+/// The rules that dropped or translated the packet, where tracing saw them.
+fn name_rules(tl: &mut Timeline) {
+    if tl.verdict == Verdict::Dropped {
+        tl.drop_rule = rules::drop_rule(&tl.rules);
+    }
+    for h in tl.hops.iter_mut() {
+        if let Some(n) = h.nat {
+            h.rule = rules::nat_rule(&tl.rules, n.kind == NatKind::Dnat).map(Box::new);
+        }
     }
 }
 

@@ -35,6 +35,7 @@ pub(crate) fn ev(ts: u64, skb: u64, point: Point, ifname: &str, data: &[u8]) -> 
         data: data.to_vec(),
     }
     .typed(&crate::decode::packet::DEFAULT_VXLAN_PORTS)
+    .unwrap()
 }
 
 #[test]

@@ -2,9 +2,11 @@
 //! ended, its verdict) and notes about flows.
 use netflow_common::Point;
 
+use super::rules::RuleMatch;
 pub use crate::decode::NoteKind;
 use crate::decode::{
     packet::{Packet, Tuple},
+    rule::RuleHit,
     Event, IcmpError, What,
 };
 
@@ -43,6 +45,9 @@ pub struct Hop {
     pub nft: Option<(String, String)>,
     /// The ICMP error the node sent about the packet (an `IcmpSend` hop).
     pub icmp: Option<IcmpError>,
+    /// The rule that made this hop's translation (`nat`), where nftables
+    /// tracing named it.
+    pub rule: Option<Box<RuleMatch>>,
 }
 
 impl Hop {
@@ -77,6 +82,7 @@ impl Hop {
             icmp,
             data: ev.data,
             nat: None,
+            rule: None,
         }
     }
 }
@@ -129,6 +135,10 @@ pub struct Timeline {
     /// Netfilter hook (and family) where a dropped packet was last seen
     /// before its hook's filtering and never after.
     pub drop_hook: Option<(u8, u8)>,
+    /// The rules nftables tracing saw the packet meet, in order.
+    pub rules: Vec<RuleHit>,
+    /// The rule that dropped it (see [`super::rules`]).
+    pub drop_rule: Option<RuleMatch>,
 }
 
 impl Timeline {

@@ -14,6 +14,7 @@ pub mod kallsyms;
 pub mod names;
 pub mod packet;
 pub mod raw;
+pub mod rule;
 
 pub use raw::{encode, DecodeError, RawEvent};
 
@@ -45,6 +46,9 @@ pub enum What {
         table: String,
         chain: String,
     },
+    /// nftables traced the packet through a rule or a chain's policy
+    /// (daemon-made, see [`rule`]).
+    Rule(rule::RuleHit),
 }
 
 /// An ICMP error the node sent about a packet.
@@ -115,13 +119,13 @@ impl Event {
     /// Decode one ring-buffer record; `vxlan_ports` say which UDP ports
     /// carry VXLAN (their inner packet is the one followed).
     pub fn decode(buf: &[u8], vxlan_ports: &[u16]) -> Result<Self, DecodeError> {
-        RawEvent::try_from(buf).map(|r| r.typed(vxlan_ports))
+        RawEvent::try_from(buf)?.typed(vxlan_ports)
     }
 }
 
 impl RawEvent {
     /// What the header's fields mean for this point, with the packet parsed.
-    pub fn typed(self, vxlan_ports: &[u16]) -> Event {
+    pub fn typed(self, vxlan_ports: &[u16]) -> Result<Event, DecodeError> {
         let what = match self.point {
             Point::TcpRetransmit | Point::TcpReset if self.skb == 0 => What::Note {
                 kind: if self.point == Point::TcpRetransmit {
@@ -150,6 +154,11 @@ impl RawEvent {
                     chain,
                 }
             }
+            Point::RuleTrace => {
+                let (hit, headers) = rule::RuleHit::from_raw(&self)?;
+                let headers = headers.to_vec();
+                return Ok(self.typed_rule(hit, headers, vxlan_ports));
+            }
             Point::Rx
             | Point::Tx
             | Point::TcIngress
@@ -176,7 +185,7 @@ impl RawEvent {
                 (packet, fp, self.data)
             }
         };
-        Event {
+        Ok(Event {
             ts_ns: self.ts_ns,
             skb: self.skb,
             point: self.point,
@@ -190,6 +199,30 @@ impl RawEvent {
             packet,
             fp,
             data,
+        })
+    }
+
+    /// A rule trace: its packet is the headers the trace carried.
+    fn typed_rule(self, hit: rule::RuleHit, headers: Vec<u8>, vxlan_ports: &[u16]) -> Event {
+        let packet = decode_ip(&headers, vxlan_ports).ok();
+        let fp = packet
+            .as_ref()
+            .map(|_| fingerprint(&headers, self.l3_proto, vxlan_ports))
+            .filter(|fp| *fp != 0);
+        Event {
+            ts_ns: self.ts_ns,
+            skb: 0,
+            point: self.point,
+            netns: self.netns,
+            ifindex: self.ifindex,
+            ifname: self.ifname,
+            len: headers.len() as u32,
+            mark: self.mark,
+            flags: 0,
+            what: What::Rule(hit),
+            packet,
+            fp,
+            data: headers,
         }
     }
 }
@@ -235,7 +268,7 @@ mod tests {
         let p = e.packet.expect("parsed");
         assert_eq!(p.tuple.src.to_string(), "10.9.0.1");
 
-        let e = raw(Point::Drop, 0xa, icmp.clone()).typed(&[]);
+        let e = raw(Point::Drop, 0xa, icmp.clone()).typed(&[]).unwrap();
         assert_eq!(
             e.what,
             What::End {
@@ -245,10 +278,10 @@ mod tests {
         );
         assert!(e.packet.is_some());
 
-        let e = raw(Point::NfEarly, 0xa, icmp.clone()).typed(&[]);
+        let e = raw(Point::NfEarly, 0xa, icmp.clone()).typed(&[]).unwrap();
         assert_eq!(e.what, What::Hop { hook: 1, pf: 2 });
 
-        let e = raw(Point::TcpReset, 0, icmp.clone()).typed(&[]);
+        let e = raw(Point::TcpReset, 0, icmp.clone()).typed(&[]).unwrap();
         assert_eq!(
             e.what,
             What::Note {
@@ -256,12 +289,12 @@ mod tests {
                 tcp_state: 2
             }
         );
-        let e = raw(Point::TcpReset, 0xa, icmp).typed(&[]);
+        let e = raw(Point::TcpReset, 0xa, icmp).typed(&[]).unwrap();
         assert!(matches!(e.what, What::Hop { .. }), "socketless RST: a hop");
 
         let mut names = b"filter\0\0".to_vec();
         names.extend_from_slice(b"input\0\0\0");
-        let e = raw(Point::NftChain, 0xa, names).typed(&[]);
+        let e = raw(Point::NftChain, 0xa, names).typed(&[]).unwrap();
         assert_eq!(
             e.what,
             What::NftChain {

@@ -14,6 +14,8 @@ pub enum DecodeError {
     Point(u8),
     #[error("event claims {0} packet bytes but carries {1}")]
     CapLen(usize, usize),
+    #[error("rule trace event is cut short")]
+    Rule,
 }
 
 /// A record as the kernel wrote it: the header's fields, whose meaning

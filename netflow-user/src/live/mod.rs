@@ -7,5 +7,6 @@ pub mod demo;
 pub mod kernel;
 pub mod names;
 pub mod probes;
+pub mod ruletrace;
 pub mod select;
 pub mod trace;

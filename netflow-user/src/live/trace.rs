@@ -12,8 +12,9 @@ use crate::{
     decode::names::Names,
     live::kernel::{btf::KernelBtf, preflight},
     live::probes::{NetfilterPlan, Probes},
-    live::select::{Selection, Selectors},
-    output::{self, Mode, Stats},
+    live::ruletrace::{RuleTracer, WatchedNs},
+    live::select::{inode_of, Selection, Selectors},
+    output::{self, Mode, ProbeStatus, Stats},
     pipeline::Pipeline,
     record::{Meta, Writer},
 };
@@ -25,6 +26,8 @@ pub struct TraceOptions {
     pub tc: bool,
     /// Attach BPF netfilter links (netflow's namespace, the --netns ones, and these).
     pub netfilter: bool,
+    /// Name rules by nftables tracing (see `ruletrace`).
+    pub rule_trace: bool,
     pub nf_netns: Vec<String>,
     pub duration: Option<Duration>,
     pub mode: Mode,
@@ -80,7 +83,7 @@ fn pod_labels(sel: &Selection) -> std::collections::HashMap<u32, String> {
         .collect()
 }
 
-fn meta(sel: &Selection, probes: &Probes, opts: &TraceOptions) -> Meta {
+fn meta(sel: &Selection, probes: &Probes, opts: &TraceOptions, rule_trace: bool) -> Meta {
     let uname = nix::sys::utsname::uname().ok();
     let field = |f: fn(&nix::sys::utsname::UtsName) -> &std::ffi::OsStr| {
         uname
@@ -97,6 +100,61 @@ fn meta(sel: &Selection, probes: &Probes, opts: &TraceOptions) -> Meta {
         probes: probes.status.iter().map(|p| p.to_string()).collect(),
         idle_ns: opts.idle.as_nanos() as u64,
         vxlan_ports: sel.vxlan_ports.clone(),
+        rule_hold_ns: if rule_trace { RULE_HOLD_NS } else { 0 },
+    }
+}
+
+/// How long an ended packet waits for its rule trace events.
+const RULE_HOLD_NS: u64 = 100_000_000;
+
+/// Start nftables rule tracing where netfilter is watched; what it says
+/// goes into the probe list shown at start.
+fn start_rule_trace(
+    opts: &TraceOptions,
+    sel: &Selection,
+    plan: &NetfilterPlan,
+) -> (Option<RuleTracer>, ProbeStatus) {
+    let status = |active: bool, note: String| ProbeStatus {
+        name: "rules",
+        target: "nftables tracing".into(),
+        active,
+        note,
+    };
+    if !opts.rule_trace {
+        return (
+            None,
+            status(
+                false,
+                "--no-rule-trace: ruleset untouched, no rule names".into(),
+            ),
+        );
+    }
+    let mut watched = vec![WatchedNs {
+        name: "netflow's own".into(),
+        path: None,
+        inode: inode_of(std::path::Path::new("/proc/self/ns/net")).unwrap_or(0),
+    }];
+    for (name, path) in &plan.netns {
+        let inode = inode_of(path).unwrap_or(0);
+        if watched.iter().all(|w| w.inode != inode) {
+            watched.push(WatchedNs {
+                name: name.clone(),
+                path: Some(path.clone()),
+                inode,
+            });
+        }
+    }
+    match RuleTracer::start(&watched, sel) {
+        Ok(t) => {
+            let note = format!(
+                "rule names: table inet {} in {} netns (owned, gone when netflow exits), marks selected packets for tracing, {}/s; --no-rule-trace to leave the ruleset alone",
+                t.table,
+                t.namespaces,
+                crate::live::ruletrace::netlink::TRACE_RATE
+            );
+            (Some(t), status(true, note))
+        }
+        Err(e) => (None, status(false, format!("no rule names: {e}"))),
     }
 }
 
@@ -156,12 +214,18 @@ pub async fn run_with(
     if opts.tc {
         probes.attach_tc(&crate::live::select::tc_devices(&opts.selectors.ifaces))?;
     }
+    let (mut rules, rule_status) = start_rule_trace(&opts, &sel, &plan);
+    probes.status.push(rule_status);
     // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd lives.
     let mut ring = unsafe { AsyncFd::register(probes.take_events()?) }
         .map_err(|e| anyhow::anyhow!("failed to watch the event ring buffer: {e}"))?;
 
     let recorder = match (record_file, &opts.write) {
-        (Some(f), Some(path)) => Some(Writer::start(f, path, &meta(&sel, &probes, &opts))?),
+        (Some(f), Some(path)) => Some(Writer::start(
+            f,
+            path,
+            &meta(&sel, &probes, &opts, rules.is_some()),
+        )?),
         _ => None,
     };
     if !quiet {
@@ -182,6 +246,7 @@ pub async fn run_with(
     let cfg = Config {
         idle_ns: opts.idle.as_nanos() as u64,
         vxlan_ports: sel.vxlan_ports.clone(),
+        rule_hold_ns: if rules.is_some() { RULE_HOLD_NS } else { 0 },
         ..Config::default()
     };
     // The kernel selected the packets: no filter after it.
@@ -203,6 +268,7 @@ pub async fn run_with(
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut polls: u64 = 0;
+    let mut rules_open = rules.is_some();
 
     loop {
         tokio::select! {
@@ -210,6 +276,17 @@ pub async fn run_with(
             _ = sigterm.recv() => break,
             _ = &mut deadline => break,
             _ = &mut stop => break,
+            ev = next_rule(&mut rules), if rules_open => match ev {
+                Some(bytes) => {
+                    pipe.event(&bytes)?;
+                    if let Some(r) = &mut rules {
+                        while let Ok(bytes) = r.events.try_recv() {
+                            pipe.event(&bytes)?;
+                        }
+                    }
+                }
+                None => rules_open = false,
+            },
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
                 if !drain(guard.get_inner_mut(), &mut pipe)? {
@@ -238,7 +315,27 @@ pub async fn run_with(
     notify(sd_notify::NotifyState::Stopping);
     // What is already in the ring, for at most a moment: stopping must be quick.
     let until = std::time::Instant::now() + Duration::from_millis(300);
-    while drain(ring.get_mut(), &mut pipe)? && std::time::Instant::now() < until {}
+    loop {
+        let more = drain(ring.get_mut(), &mut pipe)?;
+        let mut rule_events = false;
+        if let Some(r) = &mut rules {
+            while let Ok(bytes) = r.events.try_recv() {
+                pipe.event(&bytes)?;
+                rule_events = true;
+            }
+        }
+        if std::time::Instant::now() >= until {
+            break;
+        }
+        if !more && !rule_events {
+            // Rule traces of the last packets may still be on their way
+            // (the watchers resolve rules by handle): a moment for them.
+            if rules.is_none() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     pipe.sampled(probes.sampled());
     let stats = pipe.finish(probes.lost(), monotonic_ns(), Some(EXIT_BUDGET))?;
     if !quiet {
@@ -257,10 +354,28 @@ pub async fn run_with(
             stats.unreported
         );
     }
+    if let Some(r) = &rules {
+        if r.lost() > 0 && !quiet {
+            eprintln!(
+                "netflow: {} rule trace events lost (queue or socket full)",
+                r.lost()
+            );
+        }
+    }
+    // Dropping the rule tracer closes its sockets: the kernel deletes its tables.
+    drop(rules);
     // Dropping the probes detaches every program.
     drop(ring);
     drop(probes);
     Ok(stats)
+}
+
+/// The next rule trace event (never, without rule tracing).
+async fn next_rule(r: &mut Option<RuleTracer>) -> Option<Vec<u8>> {
+    match r {
+        Some(t) => t.events.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// How long a stopping tracer spends printing what is still open; the

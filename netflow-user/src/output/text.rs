@@ -4,8 +4,8 @@ use std::io::Write;
 use netflow_common::Point;
 
 use super::view::{
-    connection_view, endpoint, icmp_view, point_label, timeline_drop_view, verdict_name,
-    where_words,
+    connection_view, endpoint, icmp_view, point_label, rule_view, timeline_drop_view, verdict_name,
+    where_words, RuleView,
 };
 use super::{Sink, Stats};
 use crate::{
@@ -94,6 +94,9 @@ impl Sink for Text {
                     endpoint(n.from),
                     endpoint(n.to)
                 ));
+                if let Some(k) = h.rule.as_ref().and_then(|r| r.k8s.as_ref()) {
+                    line.push_str(&format!(" ({} {})", k.kind, k.display()));
+                }
             }
             if let Some(p) = &h.packet {
                 if Some(p.tuple) != last_tuple && h.nat.is_none() {
@@ -118,6 +121,14 @@ impl Sink for Text {
                 }
             }
             writeln!(self.out, "{}", line.trim_end())?;
+            if let Some(r) = &h.rule {
+                writeln!(
+                    self.out,
+                    "  {:>12}  rule: {}",
+                    "",
+                    rule_line(&rule_view(&r.hit))
+                )?;
+            }
         }
         if let (Some(d), Some(v)) = (tl.drop, timeline_drop_view(tl, names)) {
             let reason = crate::output::diagnose::reason_words(
@@ -133,6 +144,9 @@ impl Sink for Text {
                 "  dropped{at}: {reason} at {}",
                 names.location(d.location)
             )?;
+            if let Some(r) = &v.rule {
+                writeln!(self.out, "  rule: {}", rule_line(r))?;
+            }
             writeln!(self.out, "  hint: {}", v.hint)?;
         }
         if let Some(d) = tl.after {
@@ -225,4 +239,20 @@ impl Sink for Text {
     fn flush(&mut self) -> std::io::Result<()> {
         self.out.flush()
     }
+}
+
+/// A rule in one line: where it is, then its text (or its comment).
+fn rule_line(r: &RuleView) -> String {
+    let mut s = format!("{} {} {}", r.family, r.table, r.chain);
+    match r.handle {
+        Some(h) => s.push_str(&format!(" handle {h}")),
+        None => s.push_str(" policy"),
+    }
+    if let Some(t) = &r.rule {
+        s.push_str(&format!(": {t}"));
+    } else if let Some(c) = &r.comment {
+        s.push_str(&format!(": comment \"{c}\""));
+    }
+    s.push_str(&format!(" (verdict {})", r.verdict));
+    s
 }

@@ -9,8 +9,10 @@ use serde::Serialize;
 
 use crate::{
     correlate::connections::{Connection, DirCounts, Outcome, Where},
+    correlate::rules::{drop_hint, K8sRef, RuleMatch},
     correlate::{tcp_state_name, DropInfo, Hop, Nat, NatKind, Note, NoteKind, Timeline, Verdict},
     decode::packet::{Encap, Proto, Tuple},
+    decode::rule::{family_name, verdict, RuleHit, TraceKind},
     decode::{names::Names, IcmpError},
     output::diagnose::{hint, hook_name, outcome_hint, reason_from_location, UNAVAILABLE},
 };
@@ -87,6 +89,45 @@ pub struct NatView {
     pub kind: NatKind,
     pub from: String,
     pub to: String,
+    /// The Service a DNAT serves (`ns/name:port`), from kube-proxy's rules.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The rule that translated, where nftables tracing named it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<RuleView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub k8s: Option<K8sRef>,
+}
+
+/// A rule as nftables tracing named it: `{"family","table","chain",
+/// "handle","rule","comment","verdict"}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleView {
+    pub family: &'static str,
+    pub table: String,
+    pub chain: String,
+    /// The rule's handle; absent for a chain's policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handle: Option<u64>,
+    /// As `iptables-save` (rules iptables-nft wrote) or `nft` prints it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    pub verdict: &'static str,
+}
+
+pub fn rule_view(h: &RuleHit) -> RuleView {
+    let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    RuleView {
+        family: family_name(h.family),
+        table: h.table.clone(),
+        chain: h.chain.clone(),
+        handle: (h.kind != TraceKind::Policy).then_some(h.handle),
+        rule: some(&h.rule),
+        comment: some(&h.comment),
+        verdict: verdict::name(h.verdict),
+    }
 }
 
 pub use crate::decode::packet::endpoint;
@@ -102,6 +143,12 @@ pub struct DropView {
     pub hint: String,
     /// Netfilter hook where the packet was last seen before filtering.
     pub hook: Option<&'static str>,
+    /// The rule that dropped it, where nftables tracing named it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<RuleView>,
+    /// The Kubernetes object that rule belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub k8s: Option<K8sRef>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -140,6 +187,7 @@ pub fn point_label(p: Point) -> &'static str {
         Point::NftChain => "nft-chain",
         Point::Socket => "socket",
         Point::IcmpSend => "icmp-error",
+        Point::RuleTrace => "rule",
     }
 }
 
@@ -169,6 +217,7 @@ pub fn point_name(p: Point) -> &'static str {
         Point::NftChain => "nft_chain",
         Point::Socket => "socket",
         Point::IcmpSend => "icmp_error",
+        Point::RuleTrace => "rule",
     }
 }
 
@@ -217,16 +266,23 @@ pub fn hop_view(h: &Hop, names: &Names) -> HopView {
             Point::NfLate => Some("late"),
             _ => None,
         },
-        nat: h.nat.map(nat_view),
+        nat: h.nat.map(|n| nat_view(n, h.rule.as_deref())),
         icmp: h.icmp.as_ref().map(icmp_view),
     }
 }
 
-fn nat_view(n: Nat) -> NatView {
+fn nat_view(n: Nat, rule: Option<&RuleMatch>) -> NatView {
+    let k8s = rule.and_then(|r| r.k8s.clone());
     NatView {
         kind: n.kind,
         from: endpoint(n.from),
         to: endpoint(n.to),
+        service: k8s
+            .as_ref()
+            .filter(|k| k.kind == "Service" && n.kind == NatKind::Dnat)
+            .map(K8sRef::display),
+        rule: rule.map(|r| rule_view(&r.hit)),
+        k8s,
     }
 }
 
@@ -242,6 +298,8 @@ pub fn drop_view(d: DropInfo, hook: Option<u8>, names: &Names) -> DropView {
         hook: hook.map(hook_name),
         reason,
         location,
+        rule: None,
+        k8s: None,
     }
 }
 
@@ -259,6 +317,11 @@ pub fn timeline_drop_view(tl: &Timeline, names: &Names) -> Option<DropView> {
     if let (true, Some(_)) = (v.reason == UNAVAILABLE, too_big) {
         // A kernel without drop reasons: the ICMP error says which.
         v.likely = Some("PKT_TOO_BIG");
+    }
+    if let Some(m) = &tl.drop_rule {
+        v.hint = drop_hint(m);
+        v.rule = Some(rule_view(&m.hit));
+        v.k8s = m.k8s.clone();
     }
     let reason = v.likely.unwrap_or(&v.reason);
     if let (true, Some(h)) = (reason == "PKT_TOO_BIG", too_big) {
@@ -353,7 +416,7 @@ pub fn connection_view(c: &Connection, names: &Names) -> ConnectionView {
         rev: c.rev,
         first_ts_ns: c.first_ts_ns,
         last_ts_ns: c.last_ts_ns,
-        nat: c.nat.map(nat_view),
+        nat: c.nat.map(|n| nat_view(n, None)),
     }
 }
 

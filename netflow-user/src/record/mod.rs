@@ -45,6 +45,10 @@ pub struct Meta {
     pub probes: Vec<String>,
     pub idle_ns: u64,
     pub vxlan_ports: Vec<u16>,
+    /// How long ended packets waited for rule trace events (0 or absent:
+    /// no rule tracing in the run).
+    #[serde(default)]
+    pub rule_hold_ns: u64,
 }
 
 pub use crate::decode::names::NamesSnapshot;
@@ -366,6 +370,7 @@ mod tests {
             probes: vec![],
             idle_ns: 1_000_000_000,
             vxlan_ports: vec![4789],
+            rule_hold_ns: 0,
         }
     }
 

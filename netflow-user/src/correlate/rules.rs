@@ -1,0 +1,340 @@
+//! Which rule decided a packet's fate, and which Kubernetes object that rule
+//! belongs to.
+//!
+//! nftables tracing reports every rule a selected packet matched and every
+//! base chain policy it met, in order (see `decode::rule`). The rule that
+//! dropped it is the last one whose verdict is drop; the rule that
+//! translated it is the last one whose expressions translate (DNAT, SNAT,
+//! masquerade). The Kubernetes object is read from what the owners of the
+//! rules write into them, never guessed:
+//!
+//! - kube-proxy, iptables mode: comments `"ns/name:port cluster IP"`,
+//!   `"ns/name:port -> ip:port"`, `"ns/name:port"` (KUBE-SEP chains) and
+//!   `"ns/name:port has no endpoints"` (its REJECT rules);
+//! - kube-proxy, nftables mode (table `kube-proxy`): chains named
+//!   `service-HASH-ns/name/proto/port`, `endpoint-HASH-ns/name/proto/port__ip/port`,
+//!   `external-HASH-...`, and the comments of `no-endpoint-services` elements;
+//! - kube-router: comments naming the policy (`... policy name NAME namespace NS`)
+//!   or the pod a default deny protects (`... POD name:NAME namespace: NS`).
+//!
+//! Anything else gets its rule and comment, and no object.
+use crate::decode::rule::{verdict, Action, RuleHit, TraceKind};
+
+/// A Kubernetes object a rule belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct K8sRef {
+    /// `Service`, `NetworkPolicy` or `Pod` (a pod a default deny protects).
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+    /// The Service's port name (or number) as kube-proxy names it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// kube-proxy rejects the packet because the Service has no endpoints.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_endpoints: bool,
+}
+
+impl K8sRef {
+    /// `ns/name:port` (or `ns/name`).
+    pub fn display(&self) -> String {
+        match &self.port {
+            Some(p) => format!("{}/{}:{p}", self.namespace, self.name),
+            None => format!("{}/{}", self.namespace, self.name),
+        }
+    }
+}
+
+/// A rule that decided something about the packet, with its object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleMatch {
+    pub hit: RuleHit,
+    pub k8s: Option<K8sRef>,
+}
+
+/// The rule that dropped the packet (a rule, or a base chain's policy).
+pub fn drop_rule(hits: &[RuleHit]) -> Option<RuleMatch> {
+    let i = hits.iter().rposition(|h| h.verdict == verdict::DROP)?;
+    Some(matched(hits, i))
+}
+
+/// The rule that translated the packet's destination (`dnat`) or source.
+pub fn nat_rule(hits: &[RuleHit], dnat: bool) -> Option<RuleMatch> {
+    let want = if dnat { Action::Dnat } else { Action::Snat };
+    let i = hits
+        .iter()
+        .rposition(|h| h.kind == TraceKind::Rule && h.action == want)?;
+    Some(matched(hits, i))
+}
+
+/// Rule `i` with the object it, or the rules that led to it, name.
+fn matched(hits: &[RuleHit], i: usize) -> RuleMatch {
+    let hit = hits[i].clone();
+    // The deciding rule first, then the jumps that led to its chain (a
+    // jump from KUBE-SERVICES names the Service of the chain it jumped to);
+    // never a rule of another path.
+    let mut chain = hit.chain.as_str();
+    let mut path = vec![&hits[i]];
+    for h in hits[..i].iter().rev() {
+        if matches!(h.verdict, verdict::JUMP | verdict::GOTO) && h.target == chain {
+            path.push(h);
+            chain = &h.chain;
+        }
+    }
+    let k8s = path.into_iter().find_map(object_of);
+    RuleMatch { hit, k8s }
+}
+
+/// The object one rule names, by its comment or its chain.
+pub fn object_of(h: &RuleHit) -> Option<K8sRef> {
+    from_comment(&h.comment).or_else(|| {
+        (h.table == "kube-proxy")
+            .then(|| from_nft_chain(&h.chain).or_else(|| from_nft_chain(&h.target)))
+            .flatten()
+    })
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+}
+
+/// `ns/name` or `ns/name:port`, exactly.
+fn service_port(s: &str) -> Option<K8sRef> {
+    let (ns, rest) = s.split_once('/')?;
+    let (name, port) = match rest.split_once(':') {
+        Some((n, p)) if !p.is_empty() && !p.contains(char::is_whitespace) => {
+            (n, Some(p.to_string()))
+        }
+        Some(_) => return None,
+        None => (rest, None),
+    };
+    (is_name(ns) && is_name(name)).then(|| K8sRef {
+        kind: "Service",
+        namespace: ns.to_string(),
+        name: name.to_string(),
+        port,
+        no_endpoints: false,
+    })
+}
+
+fn from_comment(c: &str) -> Option<K8sRef> {
+    let c = c.trim();
+    if c.is_empty() {
+        return None;
+    }
+    // kube-router's policy chains and default deny.
+    if let Some(r) = kube_router(c) {
+        return Some(r);
+    }
+    // kube-proxy: "ns/name:port <what>".
+    let (head, tail) = c.split_once(' ').unwrap_or((c, ""));
+    let mut svc = service_port(head)?;
+    let known = [
+        "",
+        "cluster IP",
+        "external IP",
+        "loadbalancer IP",
+        "health check node port",
+        "has no endpoints",
+        "has no local endpoints",
+    ];
+    if !(known.contains(&tail) || tail.starts_with("-> ")) {
+        return None;
+    }
+    svc.no_endpoints = tail.starts_with("has no");
+    Some(svc)
+}
+
+/// `... policy name NAME namespace NS` and `... POD name:NAME namespace: NS`.
+fn kube_router(c: &str) -> Option<K8sRef> {
+    let words: Vec<&str> = c.split_whitespace().collect();
+    let after = |key: &[&str]| {
+        words
+            .windows(key.len() + 1)
+            .find(|w| w[..key.len()] == *key)
+            .map(|w| w[key.len()])
+    };
+    if let (Some(name), Some(ns)) = (after(&["policy", "name"]), after(&["namespace"])) {
+        return (is_name(name) && is_name(ns)).then(|| K8sRef {
+            kind: "NetworkPolicy",
+            namespace: ns.to_string(),
+            name: name.to_string(),
+            port: None,
+            no_endpoints: false,
+        });
+    }
+    let pod = words.iter().position(|w| *w == "POD")?;
+    let name = words.get(pod + 1)?.strip_prefix("name:")?;
+    let ns = after(&["namespace:"])?;
+    (is_name(name) && is_name(ns)).then(|| K8sRef {
+        kind: "Pod",
+        namespace: ns.to_string(),
+        name: name.to_string(),
+        port: None,
+        no_endpoints: false,
+    })
+}
+
+/// kube-proxy's nftables chains: `service-HASH-ns/name/proto/port`,
+/// `external-HASH-...`, `endpoint-HASH-ns/name/proto/port__ip/port`.
+fn from_nft_chain(chain: &str) -> Option<K8sRef> {
+    let rest = ["service-", "external-", "endpoint-"]
+        .iter()
+        .find_map(|p| chain.strip_prefix(p))?;
+    let (_hash, spec) = rest.split_once('-')?;
+    let spec = spec.split("__").next()?;
+    let mut parts = spec.split('/');
+    let (ns, name, _proto, port) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    (is_name(ns) && is_name(name) && parts.next().is_none()).then(|| K8sRef {
+        kind: "Service",
+        namespace: ns.to_string(),
+        name: name.to_string(),
+        port: Some(port.to_string()),
+        no_endpoints: false,
+    })
+}
+
+/// The hint for a drop by a rule.
+pub fn drop_hint(m: &RuleMatch) -> String {
+    let h = &m.hit;
+    let at = if h.kind == TraceKind::Policy {
+        format!("the policy of chain {} in table {}", h.chain, h.table)
+    } else {
+        format!(
+            "rule {} in chain {} of table {} {}",
+            h.handle,
+            h.chain,
+            crate::decode::rule::family_name(h.family),
+            h.table
+        )
+    };
+    match &m.k8s {
+        Some(k) if k.no_endpoints => format!(
+            "Service {} has no ready endpoints: kube-proxy rejects connections to it ({at}); check the Service's selector and its pods' readiness (kubectl get endpointslices -n {} -l kubernetes.io/service-name={})",
+            k.display(),
+            k.namespace,
+            k.name
+        ),
+        Some(k) if k.kind == "NetworkPolicy" => format!(
+            "NetworkPolicy {}/{} dropped it ({at}); check kubectl describe networkpolicy -n {} {}",
+            k.namespace, k.name, k.namespace, k.name
+        ),
+        Some(k) if k.kind == "Pod" => format!(
+            "no NetworkPolicy selecting pod {}/{} allows this traffic ({at}); check kubectl get networkpolicy -n {}",
+            k.namespace, k.name, k.namespace
+        ),
+        Some(k) => format!("a rule of {} {} dropped it ({at})", k.kind, k.display()),
+        None if h.comment.is_empty() => format!("a firewall rule dropped it: {at}"),
+        None => format!("a firewall rule dropped it: {at} (\"{}\")", h.comment),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn hit(chain: &str, comment: &str, v: i32, action: Action) -> RuleHit {
+        RuleHit {
+            kind: TraceKind::Rule,
+            family: 2,
+            table: "filter".into(),
+            chain: chain.into(),
+            handle: 7,
+            verdict: v,
+            target: String::new(),
+            rule: String::new(),
+            comment: comment.into(),
+            action,
+        }
+    }
+
+    #[test]
+    fn kube_proxy_comments_name_the_service() {
+        let r = from_comment("default/web:http cluster IP").unwrap();
+        assert_eq!(
+            (r.kind, r.display().as_str()),
+            ("Service", "default/web:http")
+        );
+        let r = from_comment("default/web:http -> 10.244.1.5:8080").unwrap();
+        assert_eq!(r.display(), "default/web:http");
+        let r = from_comment("default/empty:http has no endpoints").unwrap();
+        assert!(r.no_endpoints);
+        assert_eq!(from_comment("kube-system/dns").unwrap().port, None);
+        // Comments that are not kube-proxy's name nothing.
+        assert_eq!(from_comment("allow ssh from the office"), None);
+        assert_eq!(from_comment("a/b:c d e"), None);
+        assert_eq!(from_comment("Foo/Bar:x"), None, "not DNS names");
+    }
+
+    #[test]
+    fn kube_router_comments_name_the_policy_or_the_pod() {
+        let r = from_comment(
+            "rule to ACCEPT traffic from source pods to dest pods selected by policy name allow-web namespace default",
+        )
+        .unwrap();
+        assert_eq!(
+            (r.kind, r.namespace.as_str(), r.name.as_str()),
+            ("NetworkPolicy", "default", "allow-web")
+        );
+        let r = from_comment("rule to REJECT traffic destined for POD name:web-1 namespace: prod")
+            .unwrap();
+        assert_eq!(
+            (r.kind, r.namespace.as_str(), r.name.as_str()),
+            ("Pod", "prod", "web-1")
+        );
+    }
+
+    #[test]
+    fn nft_mode_chains_name_the_service() {
+        let mut h = hit(
+            "endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80",
+            "",
+            verdict::ACCEPT,
+            Action::Dnat,
+        );
+        h.table = "kube-proxy".into();
+        let r = object_of(&h).unwrap();
+        assert_eq!(r.display(), "ns1/svc1:p80");
+        h.table = "mytable".into();
+        assert_eq!(object_of(&h), None, "only kube-proxy's table");
+    }
+
+    #[test]
+    fn the_last_drop_decides_and_the_path_names_its_object() {
+        let jump = |chain: &str, comment: &str, to: &str| RuleHit {
+            target: to.into(),
+            ..hit(chain, comment, verdict::JUMP, Action::Other)
+        };
+        let mut hits = vec![
+            jump("PREROUTING", "", "KUBE-SERVICES"),
+            jump("KUBE-SERVICES", "ns1/svc:p cluster IP", "KUBE-SVC-X"),
+            jump("KUBE-SVC-X", "", "KUBE-SEP-Y"),
+            hit("KUBE-SEP-Y", "", verdict::ACCEPT, Action::Dnat),
+            hit("FORWARD", "", verdict::DROP, Action::Other),
+        ];
+        let m = drop_rule(&hits).unwrap();
+        assert_eq!(m.hit.chain, "FORWARD");
+        // A drop on another path than the Service's jumps names no object.
+        assert_eq!(m.k8s, None);
+        // The DNAT rule's comment-less chain: its jumps name the Service.
+        let n = nat_rule(&hits, true).unwrap();
+        assert_eq!(n.hit.chain, "KUBE-SEP-Y");
+        assert_eq!(n.k8s.unwrap().display(), "ns1/svc:p");
+        hits[4] = jump("FORWARD", "", "KUBE-POD-FW-A");
+        hits.push(hit(
+            "KUBE-POD-FW-A",
+            "rule to REJECT traffic destined for POD name:web namespace: default",
+            verdict::DROP,
+            Action::Reject,
+        ));
+        assert_eq!(drop_rule(&hits).unwrap().k8s.unwrap().kind, "Pod");
+        assert!(nat_rule(&hits, false).is_none());
+        assert!(
+            drop_rule(&hits[..3]).is_none(),
+            "no drop verdict, no drop rule"
+        );
+    }
+}

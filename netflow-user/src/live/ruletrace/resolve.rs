@@ -1,0 +1,188 @@
+//! A rule handle → the rule's text, comment and action, while the rule
+//! exists. netflow writes no nft expression renderer: the text is the
+//! line `iptables-save` prints for the rule (rules iptables-nft wrote: the
+//! same position in the same chain) or the line `nft -a list chain` prints
+//! with its handle; the comment and the action come from the rule's own
+//! expressions over netlink (iptables' `comment` match, nft's comment),
+//! so they are there even where neither tool is installed.
+//!
+//! Runs on the namespace's watcher thread: the tools it starts inherit the
+//! thread's network namespace. Cached until the ruleset changes
+//! (`NFT_MSG_NEWGEN`).
+use std::{collections::HashMap, process::Command};
+
+use super::netlink::{Nl, RuleInfo};
+use crate::decode::rule::{family_name, Action};
+
+/// Chains whose rules are cached at most (a ruleset of thousands of
+/// chains is read chain by chain, as packets meet them).
+const MAX_CHAINS: usize = 1024;
+
+pub struct Resolved {
+    pub rule: String,
+    pub comment: String,
+    pub action: Action,
+}
+
+pub struct Resolver {
+    nl: Nl,
+    chains: HashMap<(u8, String, String), Vec<RuleInfo>>,
+    /// `iptables-save -t TABLE` lines, per family and table (None: not an
+    /// iptables-nft table, or no iptables-save).
+    saves: HashMap<(u8, String), Option<Vec<String>>>,
+    /// `nft -a list table` output per family and table (None: no nft).
+    nft: HashMap<(u8, String), Option<String>>,
+}
+
+impl Resolver {
+    pub fn new(nl: Nl) -> Self {
+        Resolver {
+            nl,
+            chains: HashMap::new(),
+            saves: HashMap::new(),
+            nft: HashMap::new(),
+        }
+    }
+
+    /// The ruleset changed.
+    pub fn clear(&mut self) {
+        self.chains.clear();
+        self.saves.clear();
+        self.nft.clear();
+    }
+
+    pub fn resolve(&mut self, family: u8, table: &str, chain: &str, handle: u64) -> Resolved {
+        if self.chains.len() >= MAX_CHAINS {
+            self.clear();
+        }
+        let key = (family, table.to_string(), chain.to_string());
+        if !self.chains.contains_key(&key) {
+            let rules = self
+                .nl
+                .chain_rules(family, table, chain)
+                .unwrap_or_else(|e| {
+                    log::debug!("rules of {table} {chain}: {e}");
+                    Vec::new()
+                });
+            self.chains.insert(key.clone(), rules);
+        }
+        let rules = &self.chains[&key];
+        let pos = rules.iter().position(|r| r.handle == handle);
+        let info = pos.map(|i| rules[i].clone()).unwrap_or_default();
+        let xt_table = rules.iter().any(|r| r.xt);
+        let count = rules.len();
+        let mut rule = String::new();
+        if let (Some(pos), true) = (pos, xt_table || is_iptables_table(table)) {
+            rule = self
+                .iptables_line(family, table, chain, pos, count)
+                .unwrap_or_default();
+        }
+        if rule.is_empty() {
+            rule = self.nft_line(family, table, handle).unwrap_or_default();
+        }
+        Resolved {
+            rule,
+            comment: info.comment,
+            action: info.action,
+        }
+    }
+
+    /// Rule `pos` of `count` in the chain, as iptables-save prints it, when
+    /// iptables-save lists exactly as many rules there.
+    fn iptables_line(
+        &mut self,
+        family: u8,
+        table: &str,
+        chain: &str,
+        pos: usize,
+        count: usize,
+    ) -> Option<String> {
+        let lines = self
+            .saves
+            .entry((family, table.to_string()))
+            .or_insert_with(|| iptables_save(family, table))
+            .as_ref()?;
+        let prefix = format!("-A {chain} ");
+        let of_chain: Vec<&String> = lines.iter().filter(|l| l.starts_with(&prefix)).collect();
+        (of_chain.len() == count).then(|| of_chain[pos].clone())
+    }
+
+    /// Handles are unique in a table: one listing of the table serves
+    /// every rule of it until the ruleset changes.
+    fn nft_line(&mut self, family: u8, table: &str, handle: u64) -> Option<String> {
+        let out = self
+            .nft
+            .entry((family, table.to_string()))
+            .or_insert_with(|| run("nft", &["-a", "list", "table", family_name(family), table]))
+            .as_ref()?;
+        nft_rule_line(out, handle)
+    }
+}
+
+/// Tables iptables-nft makes.
+fn is_iptables_table(t: &str) -> bool {
+    matches!(t, "filter" | "nat" | "mangle" | "raw" | "security")
+}
+
+fn run(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(cmd).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The rule lines of one table, from the nf_tables variant of iptables-save.
+fn iptables_save(family: u8, table: &str) -> Option<Vec<String>> {
+    let tool = match family {
+        2 => "iptables-save",
+        10 => "ip6tables-save",
+        _ => return None,
+    };
+    let out = run(tool, &["-t", table])?;
+    // iptables-legacy's rules are not nf_tables rules: never theirs.
+    // ("# Generated by iptables-save v1.8.9 (nf_tables)", or iptables-nft-save).
+    if !out
+        .lines()
+        .next()
+        .is_some_and(|l| l.contains("nf_tables") || l.contains("-nft"))
+    {
+        return None;
+    }
+    Some(
+        out.lines()
+            .filter(|l| l.starts_with("-A "))
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+/// The rule line of `nft -a list` output that ends with this handle,
+/// without its handle comment (chains, sets and maps have handles too:
+/// their lines open a block).
+pub fn nft_rule_line(out: &str, handle: u64) -> Option<String> {
+    let tag = format!("# handle {handle}");
+    out.lines()
+        .map(str::trim)
+        .filter_map(|l| l.strip_suffix(&tag))
+        .map(str::trim_end)
+        .find(|l| !l.ends_with('{'))
+        .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_nft_line_of_a_handle() {
+        let out = "table ip filter {\n\tchain FORWARD { # handle 2\n\t\ttype filter hook forward priority filter; policy accept;\n\t\tip saddr 10.0.0.1 counter packets 0 bytes 0 drop # handle 12\n\t\tip saddr 10.0.0.2 accept # handle 13\n\t}\n}\n";
+        assert_eq!(
+            nft_rule_line(out, 12).as_deref(),
+            Some("ip saddr 10.0.0.1 counter packets 0 bytes 0 drop")
+        );
+        assert_eq!(nft_rule_line(out, 2), None, "a chain is not a rule");
+        let map = "table ip kube-proxy {\n\tmap service-ips { # handle 3\n\t}\n}\n";
+        assert_eq!(nft_rule_line(map, 3), None, "nor is a map");
+        assert_eq!(nft_rule_line(out, 1), None);
+    }
+}
