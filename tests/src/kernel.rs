@@ -46,3 +46,18 @@ pub fn kernel_traces_socketless_resets() -> bool {
         .and_then(|b| b.tracepoint_args("tcp_send_reset"))
         .is_ok_and(|args| args.len() >= 3)
 }
+
+/// The running kernel's (major, minor) version.
+pub fn kernel_version() -> (u32, u32) {
+    let r = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("read osrelease");
+    let mut it = r
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
+/// nftables tables with the owner flag (Linux 5.12): netflow's rule names.
+pub fn kernel_has_owned_tables() -> bool {
+    kernel_version() >= (5, 12)
+}

@@ -38,6 +38,13 @@ const SUITE: &[(&str, &[&str])] = &[
         &["too_big_for_the_tunnel_shows_fragmentation_needed"],
     ),
     (
+        "rules",
+        &[
+            "kube_proxy_iptables_rules_name_the_service_and_the_policy",
+            "sigkill_leaves_no_trace_table",
+        ],
+    ),
+    (
         "netfilter",
         &[
             "forward_drop_is_attributed_to_netfilter",

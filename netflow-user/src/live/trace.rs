@@ -10,6 +10,7 @@ use crate::{
     correlate::Config,
     decode::kallsyms::Kallsyms,
     decode::names::Names,
+    live::kernel::clock::{clock_ns, monotonic_ns},
     live::kernel::{btf::KernelBtf, preflight},
     live::probes::{NetfilterPlan, Probes},
     live::ruletrace::{RuleTracer, WatchedNs},
@@ -51,21 +52,6 @@ pub struct TraceOptions {
 pub const GUARD_FIRST: u32 = 10;
 pub const GUARD_EVERY: u32 = 1000;
 pub const GUARD_RATE: u32 = 1000;
-
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid pointer to a timespec.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// CLOCK_MONOTONIC, the clock of `bpf_ktime_get_ns`.
-pub fn monotonic_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC)
-}
 
 /// How often the ring buffer is drained when the kernel did not wake us.
 const POLL: Duration = Duration::from_millis(5);

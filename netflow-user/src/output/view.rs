@@ -303,6 +303,15 @@ pub fn drop_view(d: DropInfo, hook: Option<u8>, names: &Names) -> DropView {
     }
 }
 
+/// The rule that dropped the packet, its object, and the hint they give.
+fn name_rule(v: &mut DropView, rule: Option<&RuleMatch>) {
+    if let Some(m) = rule {
+        v.hint = drop_hint(m);
+        v.rule = Some(rule_view(&m.hit));
+        v.k8s = m.k8s.clone();
+    }
+}
+
 /// A timeline's drop; for a packet too big for its route's device, with
 /// the ICMP "fragmentation needed" the node sent, the hint names that
 /// device and its MTU.
@@ -318,11 +327,7 @@ pub fn timeline_drop_view(tl: &Timeline, names: &Names) -> Option<DropView> {
         // A kernel without drop reasons: the ICMP error says which.
         v.likely = Some("PKT_TOO_BIG");
     }
-    if let Some(m) = &tl.drop_rule {
-        v.hint = drop_hint(m);
-        v.rule = Some(rule_view(&m.hit));
-        v.k8s = m.k8s.clone();
-    }
+    name_rule(&mut v, tl.drop_rule.as_ref());
     let reason = v.likely.unwrap_or(&v.reason);
     if let (true, Some(h)) = (reason == "PKT_TOO_BIG", too_big) {
         let mtu = h.icmp.map(|e| e.mtu).unwrap_or(0);
@@ -364,6 +369,11 @@ pub struct ConnectionView {
     pub location: Option<String>,
     /// The netfilter hook that dropped it, when a filter did.
     pub hook: Option<&'static str>,
+    /// The rule that dropped it and its Kubernetes object (rule tracing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<RuleView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub k8s: Option<K8sRef>,
     pub hint: Option<String>,
     pub fwd: DirCounts,
     pub rev: DirCounts,
@@ -395,8 +405,11 @@ pub fn where_words(w: &Where, names: &Names) -> String {
 
 pub fn connection_view(c: &Connection, names: &Names) -> ConnectionView {
     let drop = c.at.as_ref().and_then(|w| {
-        w.drop
-            .map(|d| drop_view(d, w.drop_hook.map(|(h, _)| h), names))
+        w.drop.map(|d| {
+            let mut v = drop_view(d, w.drop_hook.map(|(h, _)| h), names);
+            name_rule(&mut v, w.rule.as_ref());
+            v
+        })
     });
     let at_words =
         c.at.as_ref()
@@ -411,6 +424,8 @@ pub fn connection_view(c: &Connection, names: &Names) -> ConnectionView {
         reason: drop.as_ref().map(|d| d.reason.clone()),
         likely: drop.as_ref().and_then(|d| d.likely),
         hook: drop.as_ref().and_then(|d| d.hook),
+        rule: drop.as_ref().and_then(|d| d.rule.clone()),
+        k8s: drop.as_ref().and_then(|d| d.k8s.clone()),
         location: drop.map(|d| d.location),
         fwd: c.fwd,
         rev: c.rev,

@@ -109,6 +109,8 @@ pub struct Where {
     pub drop: Option<DropInfo>,
     /// Netfilter hook (and family) of a filtered drop.
     pub drop_hook: Option<(u8, u8)>,
+    /// The rule that dropped it, where nftables tracing named it.
+    pub rule: Option<crate::correlate::rules::RuleMatch>,
 }
 
 /// A connection, as reported.
@@ -297,6 +299,7 @@ impl Open {
                 hop,
                 drop: None,
                 drop_hook: None,
+                rule: None,
             });
             return (Outcome::NoReply, at);
         }
@@ -343,6 +346,7 @@ fn where_of(tl: &Timeline) -> Option<Where> {
         hop: tl.hops.last()?.clone(),
         drop: tl.drop,
         drop_hook: tl.drop_hook,
+        rule: tl.drop_rule.clone(),
     })
 }
 

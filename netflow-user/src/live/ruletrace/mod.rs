@@ -342,7 +342,7 @@ impl Watcher {
                     })
                     .clone();
                 let raw = hit.to_raw(&TraceContext {
-                    ts_ns: crate::live::trace::monotonic_ns(),
+                    ts_ns: crate::live::kernel::clock::monotonic_ns(),
                     netns: self.ns.inode,
                     ifindex: h.ifindex,
                     ifname: &ifname,
