@@ -247,3 +247,79 @@ fn an_echo_reply_in_a_new_skb_does_not_join_its_request() {
     let out = c.flush();
     assert_eq!(out.len(), 2, "{out:#?}");
 }
+
+fn rule_ev(ts: u64, data: &[u8], hit: crate::decode::rule::RuleHit) -> Event {
+    let cx = crate::decode::rule::TraceContext {
+        ts_ns: ts,
+        netns: 1,
+        ifindex: 2,
+        ifname: "veth-a",
+        mark: 0,
+        l3_proto: 0x0800,
+        // A trace carries the network header and the first transport bytes.
+        headers: &data[..28],
+    };
+    let bytes = crate::decode::encode(&hit.to_raw(&cx));
+    Event::decode(&bytes, &crate::decode::packet::DEFAULT_VXLAN_PORTS).unwrap()
+}
+
+fn drop_hit() -> crate::decode::rule::RuleHit {
+    use crate::decode::rule::{verdict, Action, RuleHit, TraceKind};
+    RuleHit {
+        kind: TraceKind::Rule,
+        family: 2,
+        table: "filter".into(),
+        chain: "KUBE-SERVICES".into(),
+        handle: 12,
+        verdict: verdict::DROP,
+        target: String::new(),
+        rule: "-A KUBE-SERVICES -d 10.96.0.11/32 -j REJECT".into(),
+        comment: "default/empty:http has no endpoints".into(),
+        action: Action::Reject,
+    }
+}
+
+#[test]
+fn a_rule_trace_names_the_drop_whichever_comes_first() {
+    for rule_first in [false, true] {
+        let p = icmp([10, 0, 0, 1], [10, 96, 0, 11], 1, 1, 100);
+        let other = icmp([10, 0, 0, 1], [10, 96, 0, 11], 1, 2, 101);
+        let mut c = Correlator::new(Config {
+            rule_hold_ns: 100_000_000,
+            ..Config::default()
+        });
+        if rule_first {
+            c.push(rule_ev(5, &p, drop_hit()));
+        }
+        c.push(ev(10, 0xa, Point::Rx, "veth-a", &p));
+        c.push(ev(12, 0xb, Point::Rx, "veth-a", &other));
+        c.push(ev(20, 0xa, Point::Drop, "", &p));
+        if !rule_first {
+            c.push(rule_ev(30_000_000, &p, drop_hit()));
+        }
+        // Held for rule traces longer than the grace period.
+        assert!(c.expire(20 + 50_000_000).is_empty());
+        let out = c.expire(20 + 100_000_000);
+        let dropped = out.iter().find(|t| t.drop.is_some()).expect("the drop");
+        let m = dropped.drop_rule.as_ref().expect("its rule");
+        assert_eq!(m.hit.handle, 12);
+        assert!(m.k8s.as_ref().unwrap().no_endpoints);
+        // The other packet of the flow met no rule: it names none.
+        let c2 = c.flush();
+        assert!(c2
+            .iter()
+            .chain(out.iter())
+            .filter(|t| t.drop.is_none())
+            .all(|t| t.rules.is_empty()));
+        assert_eq!(c.unjoined_rules(), 0);
+    }
+}
+
+#[test]
+fn a_rule_trace_of_no_packet_is_counted_not_kept() {
+    let p = icmp([10, 0, 0, 1], [10, 96, 0, 11], 1, 1, 100);
+    let mut c = Correlator::new(Config::default());
+    c.push(rule_ev(5, &p, drop_hit()));
+    assert!(c.expire(5 + 2_000_000_000).is_empty());
+    assert_eq!(c.unjoined_rules(), 1);
+}

@@ -33,7 +33,7 @@ use crate::{
 pub mod netlink;
 pub mod resolve;
 
-use netlink::{Incoming, Match, Nl, NFNLGRP_NFTABLES, NFNLGRP_NFTRACE};
+use netlink::{Incoming, L4Match, Match, Nl, NFNLGRP_NFTABLES, NFNLGRP_NFTRACE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuleTraceError {
@@ -133,11 +133,39 @@ impl Drop for RuleTracer {
     }
 }
 
-/// The trace rules' matches: the selection's addresses and networks, as
-/// source and as destination; every packet when it has none (a pod's or a
-/// namespace's own traffic is selected there by the kernel programs'
-/// namespace selection, and the trace rule follows it).
-fn matches(sel: &Selection) -> Vec<Match> {
+/// The trace rules: the selection's addresses (as source and as
+/// destination), times its protocol or ports (as source and destination;
+/// TCP and UDP when no protocol is chosen). Every packet when it has none:
+/// the rate limit bounds the cost.
+fn matches(sel: &Selection) -> Vec<(Match, L4Match)> {
+    let addrs = addr_matches(sel);
+    let f = &sel.filter;
+    let proto = (f.flags & netflow_common::filter_flags::PROTO != 0).then_some(f.proto);
+    let ports = &f.ports[..(f.n_ports as usize).min(f.ports.len())];
+    let mut l4 = Vec::new();
+    for port in ports {
+        for p in proto.map(|p| vec![p]).unwrap_or_else(|| vec![6, 17]) {
+            for src in [true, false] {
+                l4.push(L4Match::Port {
+                    proto: p,
+                    src,
+                    port: *port,
+                });
+            }
+        }
+    }
+    if l4.is_empty() {
+        l4.push(proto.map(L4Match::Proto).unwrap_or(L4Match::Any));
+    }
+    addrs
+        .iter()
+        .flat_map(|a| l4.iter().map(move |l| (a.clone(), l.clone())))
+        .collect()
+}
+
+/// The selection's addresses and networks, as source and as destination;
+/// any address when it has none.
+fn addr_matches(sel: &Selection) -> Vec<Match> {
     let mut out = Vec::new();
     for (addr, _) in &sel.addrs {
         let (v6, bytes) = unmap(addr);
@@ -189,7 +217,7 @@ fn unmap(a: &[u8; 16]) -> (bool, Vec<u8>) {
 struct Watcher {
     ns: WatchedNs,
     table: String,
-    matches: Vec<Match>,
+    matches: Vec<(Match, L4Match)>,
     tx: mpsc::Sender<Vec<u8>>,
     stop: Arc<AtomicBool>,
     lost: Arc<AtomicU64>,
@@ -433,7 +461,7 @@ mod tests {
             vxlan_ports: vec![],
             summary: String::new(),
         };
-        let m = matches(&sel);
+        let m = addr_matches(&sel);
         assert_eq!(m.len(), 4);
         assert_eq!(
             m[0],
@@ -457,6 +485,35 @@ mod tests {
             nets: vec![],
             ..sel
         };
-        assert_eq!(matches(&empty), vec![Match::All]);
+        assert_eq!(addr_matches(&empty), vec![Match::All]);
+        assert_eq!(matches(&empty), vec![(Match::All, L4Match::Any)]);
+        let mut ports = empty.clone();
+        ports.filter.n_ports = 1;
+        ports.filter.ports[0] = 80;
+        let m = matches(&ports);
+        assert_eq!(m.len(), 4, "tcp and udp, source and destination: {m:?}");
+        ports.filter.flags |= netflow_common::filter_flags::PROTO;
+        ports.filter.proto = 6;
+        assert_eq!(
+            matches(&ports),
+            vec![
+                (
+                    Match::All,
+                    L4Match::Port {
+                        proto: 6,
+                        src: true,
+                        port: 80
+                    }
+                ),
+                (
+                    Match::All,
+                    L4Match::Port {
+                        proto: 6,
+                        src: false,
+                        port: 80
+                    }
+                )
+            ]
+        );
     }
 }

@@ -119,7 +119,7 @@ impl Nl {
     pub fn create_trace_table(
         &mut self,
         table: &str,
-        matches: &[Match],
+        matches: &[(Match, L4Match)],
     ) -> Result<(), NetlinkError> {
         let nf = |family: u8, inner: NfTablesMessage| {
             NetlinkMessage::from(NetfilterMessage::new(
@@ -160,8 +160,9 @@ impl Nl {
             );
             c.header.flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK;
             msgs.push(c);
-            for m in matches {
+            for (m, l4) in matches {
                 let mut exprs = m.expressions();
+                exprs.extend(l4.expressions());
                 exprs.extend(trace_expressions());
                 let mut r = nf(
                     NFPROTO_INET,
@@ -277,6 +278,50 @@ pub enum Match {
         net: Vec<u8>,
         mask: Vec<u8>,
     },
+}
+
+/// What a trace table rule matches above the network header: any packet,
+/// a protocol, or a protocol and a source or destination port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum L4Match {
+    Any,
+    Proto(u8),
+    Port { proto: u8, src: bool, port: u16 },
+}
+
+impl L4Match {
+    fn expressions(&self) -> Vec<Expressions> {
+        let (proto, port) = match self {
+            L4Match::Any => return Vec::new(),
+            L4Match::Proto(p) => (*p, None),
+            L4Match::Port { proto, src, port } => (*proto, Some((*src, *port))),
+        };
+        let mut e = vec![
+            Expressions::Meta(vec![
+                Meta::DestinationRegister(Register::Reg1),
+                Meta::Key(MetaKey::L4Proto),
+            ]),
+            Expressions::Cmp(vec![
+                Cmp::SourceRegister(Register::Reg1),
+                Cmp::Op(Operator::Equal),
+                Cmp::Data(DataAttribute::Value(vec![proto])),
+            ]),
+        ];
+        if let Some((src, port)) = port {
+            e.push(Expressions::Payload(vec![
+                Payload::DestinationRegister(Register::Reg1),
+                Payload::Base(2), // transport header
+                Payload::Offset(if src { 0 } else { 2 }),
+                Payload::Len(2),
+            ]));
+            e.push(Expressions::Cmp(vec![
+                Cmp::SourceRegister(Register::Reg1),
+                Cmp::Op(Operator::Equal),
+                Cmp::Data(DataAttribute::Value(port.to_be_bytes().to_vec())),
+            ]));
+        }
+        e
+    }
 }
 
 impl Match {
