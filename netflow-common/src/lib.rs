@@ -39,6 +39,9 @@ pub mod names {
     /// Where the `icmp:icmp_send` tracepoint is missing: `__icmp_send`.
     pub const PROG_ICMP_FENTRY: &str = "netflow_icmp_fentry";
     pub const PROG_ICMP_KPROBE: &str = "netflow_icmp_kprobe";
+    /// `fib:fib_table_lookup`: route hops.
+    pub const PROG_ROUTE: &str = "netflow_route";
+    pub const ROUTE_PENDING: &str = "ROUTE_PENDING";
     pub const PROG_NF_EARLY: &str = "netflow_nf_early";
     pub const PROG_NF_LATE: &str = "netflow_nf_late";
     pub const PROG_TC_INGRESS: &str = "netflow_tc_ingress";
@@ -117,6 +120,12 @@ pub enum Point {
     /// carried them (`len` bytes) followed by the names (see the daemon's
     /// `decode::rule`).
     RuleTrace = 15,
+    /// `fib:fib_table_lookup`: a routing table lookup for a packet that was
+    /// just received (joined by its addresses to the packets the receive
+    /// program saw last on this CPU). `reason` holds the table id, the
+    /// device is the route's, `location` is `err << 32 | gateway` (IPv4,
+    /// network order; 0: none), `hook` the gateway's family.
+    Route = 16,
 }
 
 impl Point {
@@ -137,6 +146,7 @@ impl Point {
             13 => Self::Socket,
             14 => Self::IcmpSend,
             15 => Self::RuleTrace,
+            16 => Self::Route,
             _ => return None,
         })
     }
@@ -344,6 +354,13 @@ pub struct Offsets {
     pub skb_refdst: u32,
     pub dst_dev: u32,
     pub dev_mtu: u32,
+    /// `flowi4.saddr`, `flowi4.daddr`; `fib_nh_common.nhc_dev`,
+    /// `.nhc_gw_family`, `.nhc_gw` (0 where the kernel lacks them: no route hops).
+    pub flowi4_saddr: u32,
+    pub flowi4_daddr: u32,
+    pub nhc_dev: u32,
+    pub nhc_gw_family: u32,
+    pub nhc_gw: u32,
 }
 
 pub mod filter_flags {

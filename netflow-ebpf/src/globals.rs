@@ -55,6 +55,11 @@ pub(crate) static OFFSETS: Offsets = Offsets {
     skb_refdst: 0,
     dst_dev: 0,
     dev_mtu: 0,
+    flowi4_saddr: 0,
+    flowi4_daddr: 0,
+    nhc_dev: 0,
+    nhc_gw_family: 0,
+    nhc_gw: 0,
 };
 
 #[no_mangle]
@@ -118,6 +123,12 @@ pub(crate) static BUCKET: PerCpuArray<Bucket> = PerCpuArray::with_max_entries(1,
 /// Guardrails: selected packets only counted, per CPU.
 #[map]
 pub(crate) static SAMPLED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// The selected IPv4 packets the receive program reported last on this CPU,
+/// for the route lookup that follows (see `route`).
+#[map]
+pub(crate) static ROUTE_PENDING: PerCpuArray<crate::route::PendingRing> =
+    PerCpuArray::with_max_entries(1, 0);
 
 /// Non-zero once any packet was tracked: until then the programs where
 /// packets end (consumed, taken by a socket) have nothing to look up.

@@ -72,10 +72,16 @@ pub(crate) fn on_drop<M: Mem>(skb: *const u8, location: u64, reason: u32) -> Res
 pub(crate) fn on_device<M: Mem>(skb: *const u8, point: Point) -> Result<(), ()> {
     let o = offsets();
     let dev = device::<M>(skb, o);
-    on_hop::<M>(skb, point, o, &dev, 0, 0)
+    let reported = on_hop::<M>(skb, point, o, &dev, 0, 0)?;
+    if reported && point == Point::Rx {
+        // Its route lookup comes next (forwarded and local input packets).
+        crate::route::remember(scratch()?);
+    }
+    Ok(())
 }
 
 /// A hop at a device (or a netfilter hook with its device): the common path.
+/// True when it reported the packet (its headers are in the scratch event).
 #[inline(always)]
 pub(crate) fn on_hop<M: Mem>(
     skb: *const u8,
@@ -84,19 +90,19 @@ pub(crate) fn on_hop<M: Mem>(
     dev: &Dev,
     hook: u8,
     pf: u8,
-) -> Result<(), ()> {
+) -> Result<bool, ()> {
     let f = filter();
     if dev.ptr.is_null() {
-        return Ok(());
+        return Ok(false);
     }
     if v(&f.flags) & ff::IFACE != 0 {
         let k = ((dev.netns as u64) << 32) | dev.ifindex as u64;
         if unsafe { SEL_IFACES.get(k) }.is_none() {
-            return Ok(());
+            return Ok(false);
         }
     } else if dev.ifindex == 1 {
         // Loopback: never part of a packet's path across the node.
-        return Ok(());
+        return Ok(false);
     }
 
     let key = skb as u64;
@@ -153,7 +159,7 @@ pub(crate) fn on_hop<M: Mem>(
                 // A different packet in a reused skb: forget the old one.
                 let _ = TRACKED.remove(key);
             }
-            return Ok(());
+            return Ok(false);
         }
         if slot.is_none() || !full {
             // Selected: the event carries the full capture.
@@ -193,7 +199,7 @@ pub(crate) fn on_hop<M: Mem>(
         }
     }
     if counted {
-        return Ok(());
+        return Ok(false);
     }
     if point == Point::NfLate {
         remember_reply::<M>(skb, o);
@@ -208,5 +214,5 @@ pub(crate) fn on_hop<M: Mem>(
     } else {
         output(ev);
     }
-    Ok(())
+    Ok(true)
 }

@@ -18,6 +18,7 @@ mod hop;
 mod icmp;
 mod netfilter;
 mod nf_stack;
+mod route;
 mod select;
 mod skb;
 mod sock;
@@ -159,6 +160,18 @@ pub fn netflow_tcp_reset(ctx: BtfTracePointContext) -> i32 {
 
 /// `TP_PROTO(const struct sk_buff *skb, int type, int code)`: the node
 /// sends an ICMP error because of `skb` (6.10+).
+/// `TP_PROTO(u32 tb_id, const struct flowi4 *flp, const struct
+/// fib_nh_common *nhc, int err)` (checked against BTF by the loader).
+#[btf_tracepoint(function = "fib_table_lookup")]
+pub fn netflow_route(ctx: BtfTracePointContext) -> i32 {
+    let tb_id: u32 = ctx.arg(0);
+    let flp: *const u8 = ctx.arg(1);
+    let nhc: *const u8 = ctx.arg(2);
+    let err: i32 = ctx.arg(3);
+    let _ = route::on_fib_lookup(tb_id, flp, nhc, err);
+    0
+}
+
 #[btf_tracepoint(function = "icmp_send")]
 pub fn netflow_icmp_send(ctx: BtfTracePointContext) -> i32 {
     let skb: *const u8 = ctx.arg(0);

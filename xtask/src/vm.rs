@@ -45,6 +45,13 @@ const SUITE: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "route",
+        &[
+            "policy_routing_shows_the_table_on_the_route_hop",
+            "a_failed_lookup_is_named_on_the_drop",
+        ],
+    ),
+    (
         "netfilter",
         &[
             "forward_drop_is_attributed_to_netfilter",

@@ -183,7 +183,9 @@ impl Correlator {
             }
             What::End { reason, location } => self.end(ev, reason, location),
             What::Socket => self.socket(ev),
-            What::Hop { .. } | What::NftChain { .. } | What::IcmpError(_) => self.hop(ev),
+            What::Hop { .. } | What::NftChain { .. } | What::IcmpError(_) | What::Route(_) => {
+                self.hop(ev)
+            }
             What::Rule(_) => self.rule(ev),
         }
     }

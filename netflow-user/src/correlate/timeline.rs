@@ -7,7 +7,7 @@ pub use crate::decode::NoteKind;
 use crate::decode::{
     packet::{Packet, Tuple},
     rule::RuleHit,
-    Event, IcmpError, What,
+    Event, IcmpError, RouteLookup, What,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -48,12 +48,18 @@ pub struct Hop {
     /// The rule that made this hop's translation (`nat`), where nftables
     /// tracing named it.
     pub rule: Option<Box<RuleMatch>>,
+    /// The routing decision (a `Route` hop).
+    pub route: Option<RouteLookup>,
 }
 
 impl Hop {
     pub(super) fn new(ev: Event) -> Self {
         let icmp = match ev.what {
             What::IcmpError(e) => Some(e),
+            _ => None,
+        };
+        let route = match ev.what {
+            What::Route(r) => Some(r),
             _ => None,
         };
         let (hook, pf, nft) = match ev.what {
@@ -83,6 +89,7 @@ impl Hop {
             data: ev.data,
             nat: None,
             rule: None,
+            route,
         }
     }
 }

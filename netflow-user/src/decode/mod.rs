@@ -49,6 +49,33 @@ pub enum What {
     /// nftables traced the packet through a rule or a chain's policy
     /// (daemon-made, see [`rule`]).
     Rule(rule::RuleHit),
+    /// The routing decision for the packet: the event's device is the
+    /// route's (none for a failed lookup).
+    Route(RouteLookup),
+}
+
+/// One routing table lookup for a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteLookup {
+    pub table: u32,
+    /// The next hop, when the route has a gateway.
+    pub gw: Option<std::net::IpAddr>,
+    /// 0, or the lookup's error (`-ENETUNREACH`, ...).
+    pub err: i32,
+}
+
+impl RouteLookup {
+    /// The error in words (`errno` names as `ip route get` says them).
+    pub fn error(&self) -> Option<&'static str> {
+        Some(match -self.err {
+            0 => return None,
+            101 => "network unreachable",
+            113 => "no route to host",
+            22 => "invalid argument",
+            1 => "prohibited",
+            _ => "lookup failed",
+        })
+    }
 }
 
 /// An ICMP error the node sent about a packet.
@@ -154,6 +181,15 @@ impl RawEvent {
                     chain,
                 }
             }
+            Point::Route => What::Route(RouteLookup {
+                table: self.reason,
+                gw: (self.hook == 2 && self.location as u32 != 0).then(|| {
+                    std::net::IpAddr::V4(std::net::Ipv4Addr::from(
+                        (self.location as u32).to_ne_bytes(),
+                    ))
+                }),
+                err: (self.location >> 32) as u32 as i32,
+            }),
             Point::RuleTrace => {
                 let (hit, headers) = rule::RuleHit::from_raw(&self)?;
                 let headers = headers.to_vec();

@@ -4,8 +4,8 @@ use std::io::Write;
 use netflow_common::Point;
 
 use super::view::{
-    connection_view, endpoint, icmp_view, point_label, rule_view, timeline_drop_view, verdict_name,
-    where_words, RuleView,
+    connection_view, endpoint, icmp_view, point_label, route_view, rule_view, timeline_drop_view,
+    verdict_name, where_words, RuleView,
 };
 use super::{Sink, Stats};
 use crate::{
@@ -112,6 +112,15 @@ impl Sink for Text {
                     if let Some(vni) = e.vni {
                         line.push_str(&format!(" vni {vni}"));
                     }
+                }
+            }
+            if let Some(r) = route_view(h) {
+                line.push_str(&format!("  table {}", r.table));
+                if let Some(gw) = r.gw {
+                    line.push_str(&format!(" via {gw}"));
+                }
+                if let Some(e) = r.error {
+                    line.push_str(&format!(": {e}"));
                 }
             }
             if let Some(e) = h.icmp.as_ref().map(icmp_view) {

@@ -61,6 +61,32 @@ pub struct HopView {
     /// An ICMP error the node sent about the packet (`icmp_error` hops).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub icmp: Option<IcmpView>,
+    /// The routing decision (`route` hops).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<RouteView>,
+}
+
+/// `{"table","oif","gw","error"}`: the table that answered, the route's
+/// device and gateway, or why the lookup failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteView {
+    pub table: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oif: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gw: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'static str>,
+}
+
+pub fn route_view(h: &Hop) -> Option<RouteView> {
+    let r = h.route?;
+    Some(RouteView {
+        table: r.table,
+        oif: (r.err == 0 && !h.ifname.is_empty()).then(|| h.ifname.clone()),
+        gw: r.gw,
+        error: r.error(),
+    })
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -188,6 +214,7 @@ pub fn point_label(p: Point) -> &'static str {
         Point::Socket => "socket",
         Point::IcmpSend => "icmp-error",
         Point::RuleTrace => "rule",
+        Point::Route => "route",
     }
 }
 
@@ -218,6 +245,7 @@ pub fn point_name(p: Point) -> &'static str {
         Point::Socket => "socket",
         Point::IcmpSend => "icmp_error",
         Point::RuleTrace => "rule",
+        Point::Route => "route",
     }
 }
 
@@ -268,6 +296,7 @@ pub fn hop_view(h: &Hop, names: &Names) -> HopView {
         },
         nat: h.nat.map(|n| nat_view(n, h.rule.as_deref())),
         icmp: h.icmp.as_ref().map(icmp_view),
+        route: route_view(h),
     }
 }
 
@@ -328,6 +357,26 @@ pub fn timeline_drop_view(tl: &Timeline, names: &Names) -> Option<DropView> {
         v.likely = Some("PKT_TOO_BIG");
     }
     name_rule(&mut v, tl.drop_rule.as_ref());
+    // A lookup that failed says why the packet had nowhere to go.
+    let failed = tl
+        .hops
+        .iter()
+        .rev()
+        .find_map(|h| h.route.filter(|r| r.err != 0));
+    if let (Some(r), None) = (failed, &tl.drop_rule) {
+        let dst = tl
+            .hops
+            .iter()
+            .rev()
+            .find_map(|h| h.packet.as_ref().map(|p| p.tuple.dst.to_string()))
+            .unwrap_or_default();
+        v.hint = format!(
+            "no route to {dst}: the lookup in table {} failed ({}); check `ip route show table {}` and `ip rule` where it was dropped",
+            r.table,
+            r.error().unwrap_or("lookup failed"),
+            r.table
+        );
+    }
     let reason = v.likely.unwrap_or(&v.reason);
     if let (true, Some(h)) = (reason == "PKT_TOO_BIG", too_big) {
         let mtu = h.icmp.map(|e| e.mtu).unwrap_or(0);

@@ -164,6 +164,13 @@ impl KernelBtf {
             skb_refdst: self.offset_of("sk_buff", "_skb_refdst")?,
             dst_dev: self.offset_of("dst_entry", "dev")?,
             dev_mtu: self.offset_of("net_device", "mtu")?,
+            flowi4_saddr: self.offset_of("flowi4", "saddr").unwrap_or(0),
+            flowi4_daddr: self.offset_of("flowi4", "daddr").unwrap_or(0),
+            nhc_dev: self.offset_of("fib_nh_common", "nhc_dev").unwrap_or(0),
+            nhc_gw_family: self
+                .offset_of("fib_nh_common", "nhc_gw_family")
+                .unwrap_or(0),
+            nhc_gw: self.offset_of("fib_nh_common", "nhc_gw").unwrap_or(0),
         })
     }
 

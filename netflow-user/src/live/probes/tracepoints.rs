@@ -10,7 +10,7 @@ use crate::output::ProbeStatus;
 /// tp_btf programs: (program, tracepoint, what the user loses without it).
 /// The first two are required; without the others netflow runs and says what is missing.
 pub(super) type Tracepoint = (&'static str, &'static str, &'static str);
-pub(super) const TRACEPOINTS: [Tracepoint; 9] = [
+pub(super) const TRACEPOINTS: [Tracepoint; 10] = [
     (names::PROG_RX, "netif_receive_skb", "no receive hops"),
     (names::PROG_TX, "net_dev_queue", "no transmit hops"),
     (names::PROG_KFREE, "kfree_skb", "no drops"),
@@ -44,6 +44,7 @@ pub(super) const TRACEPOINTS: [Tracepoint; 9] = [
         "icmp_send",
         "no ICMP errors on timelines",
     ),
+    (names::PROG_ROUTE, "fib_table_lookup", "no route hops"),
 ];
 
 /// The leading arguments each program reads, checked against the running
@@ -58,6 +59,7 @@ fn reads(prog: &str) -> &'static [&'static str] {
         p if p == names::PROG_TCP_RETRANSMIT => &["sock *"],
         p if p == names::PROG_TCP_RESET => &["sock *", "sk_buff *"],
         p if p == names::PROG_ICMP_SEND => &["sk_buff *", "int", "int"],
+        p if p == names::PROG_ROUTE => &["unsigned int", "flowi4 *", "fib_nh_common *", "int"],
         _ => &["sk_buff *"],
     }
 }

@@ -420,26 +420,8 @@ impl Watcher {
             .and_then(|_| s.add_membership(NFNLGRP_NFTABLES))
             .map_err(netlink::NetlinkError::Io)?;
         let _ = s.set_rx_buf_sz(4 << 20);
-        set_timeout(s, Duration::from_millis(200));
+        netlink::set_timeout(s, Duration::from_millis(200));
         Ok((ctl, ev))
-    }
-}
-
-fn set_timeout(s: &netlink_sys::Socket, d: Duration) {
-    use std::os::fd::AsRawFd;
-    let tv = libc::timeval {
-        tv_sec: d.as_secs() as libc::time_t,
-        tv_usec: d.subsec_micros() as libc::suseconds_t,
-    };
-    // SAFETY: a valid socket and a timeval of the right size.
-    unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            &tv as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        );
     }
 }
 

@@ -63,6 +63,8 @@ impl Nl {
     pub fn open() -> Result<Self, NetlinkError> {
         let mut sock = Socket::new(NETLINK_NETFILTER)?;
         sock.bind_auto()?;
+        // A reply that never comes must not hang netflow.
+        set_timeout(&sock, std::time::Duration::from_secs(5));
         Ok(Nl {
             sock,
             seq: 1,
@@ -97,7 +99,7 @@ impl Nl {
         while got < want {
             let n = self.sock.recv(&mut &mut self.buf[..], 0)?;
             for m in messages(&self.buf[..n]) {
-                if m.kind == NLMSG_ERROR && m.seq >= first {
+                if m.kind == NLMSG_ERROR && m.seq >= first && m.seq < first + want as u32 {
                     got += 1;
                     let code = m.body.get(..4).ok_or(NetlinkError::Short)?;
                     let code = i32::from_ne_bytes(code.try_into().unwrap());
@@ -184,12 +186,13 @@ impl Nl {
             ControlMessage::BatchEnd,
         )));
         // The kernel handles requests only: a batch end without the flag
-        // aborts the whole batch (with an error only for the end).
+        // aborts the whole batch (with an error only for the end). Some
+        // kernels acknowledge a batch end, others never: none is asked for.
         msgs[0].header.flags = NLM_F_REQUEST;
         let last = msgs.len() - 1;
-        msgs[last].header.flags = NLM_F_REQUEST | NLM_F_ACK;
+        msgs[last].header.flags = NLM_F_REQUEST;
         let first = self.send(msgs)?;
-        self.acks(first + 1, want + 1)
+        self.acks(first + 1, want)
     }
 
     /// The rules of one chain, in order: (handle, what they say).
@@ -627,6 +630,25 @@ fn messages(mut buf: &[u8]) -> Vec<Msg<'_>> {
     out
 }
 
+/// `SO_RCVTIMEO`: a receive that waits longer fails with `WouldBlock`.
+pub fn set_timeout(s: &Socket, d: std::time::Duration) {
+    use std::os::fd::AsRawFd;
+    let tv = libc::timeval {
+        tv_sec: d.as_secs() as libc::time_t,
+        tv_usec: d.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: a valid socket and a timeval of the right size.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            &tv as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -699,3 +721,4 @@ mod tests {
         assert_eq!(r.comment, "hi!!");
     }
 }
+

@@ -1,0 +1,89 @@
+//! Real-kernel tests: route hops (`fib:fib_table_lookup`). Each lab routes
+//! its own pods; the tests check the table that answered, the device and
+//! gateway, and a failed lookup named on the drop.
+use netflow_tests::*;
+use serde_json::Value;
+
+fn route_hops(p: &Value) -> Vec<&Value> {
+    p["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["point"] == "route")
+        .collect()
+}
+
+/// Policy routing: packets from pod a use table 100 on the node; the
+/// replies use the main table. Both read healthy.
+#[test]
+fn policy_routing_shows_the_table_on_the_route_hop() {
+    let (lab, node, a, _b, _va, vb) = routed_lab("rtp");
+    let net = lab.net();
+    let (a_ip, b_ip) = (format!("{net}.0.1"), format!("{net}.0.2"));
+    sh(&format!(
+        "ip -n {node} route add {b_ip}/32 dev {vb} table 100 && ip -n {node} rule add from {a_ip} lookup 100 pref 100"
+    ));
+    lab.exec(&a, &format!("ping -c1 -W2 {b_ip}"));
+
+    let t = Tracer::start(&["--netns", &a, "--proto", "icmp"]);
+    sh_quiet(&format!("ip netns exec {a} ping -c2 -i0.2 -W1 {b_ip}"));
+    let lines = t.stop();
+    let pkts = packets(&lines);
+    let reqs = flows(&pkts, "icmp", &a_ip, &b_ip);
+    let replies = flows(&pkts, "icmp", &b_ip, &a_ip);
+    assert!(reqs.len() >= 2 && replies.len() >= 2, "{pkts:#?}");
+    for r in &reqs {
+        assert_eq!(r["verdict"], "delivered", "{r:#}");
+        let routes = route_hops(r);
+        let at_node: Vec<_> = routes
+            .iter()
+            .filter(|h| h["netns_name"] == node.as_str())
+            .collect();
+        assert_eq!(at_node.len(), 1, "one routing decision on the node: {r:#}");
+        let h = at_node[0];
+        assert_eq!(h["route"]["table"], 100, "{h:#}");
+        assert_eq!(h["route"]["oif"], vb.as_str(), "{h:#}");
+        assert!(h["route"].get("error").is_none(), "{h:#}");
+    }
+    for r in &replies {
+        assert_eq!(r["verdict"], "delivered", "{r:#}");
+        let h = route_hops(r)
+            .into_iter()
+            .find(|h| h["netns_name"] == node.as_str())
+            .unwrap_or_else(|| panic!("the reply's routing decision on the node: {r:#}"));
+        assert_eq!(h["route"]["table"], 254, "the main table: {h:#}");
+    }
+}
+
+/// An unreachable route on the node: the lookup's error is a route hop,
+/// and the drop's hint names the table that failed.
+#[test]
+fn a_failed_lookup_is_named_on_the_drop() {
+    let (lab, node, a, _b, _va, _vb) = routed_lab("rtu");
+    let net = lab.net();
+    let a_ip = format!("{net}.0.1");
+    let dst = format!("{net}.9.9");
+    sh(&format!("ip -n {node} route add unreachable {net}.9.0/24"));
+    lab.exec(&a, &format!("ping -c1 -W2 {net}.0.2"));
+
+    let t = Tracer::start(&["--netns", &a, "--proto", "icmp"]);
+    sh_quiet(&format!("ip netns exec {a} ping -c2 -i0.2 -W1 {dst}"));
+    let lines = t.stop();
+    let pkts = packets(&lines);
+    let reqs = flows(&pkts, "icmp", &a_ip, &dst);
+    assert!(reqs.len() >= 2, "{pkts:#?}");
+    for r in &reqs {
+        assert_eq!(r["verdict"], "dropped", "{r:#}");
+        let h = route_hops(r)
+            .into_iter()
+            .find(|h| h["netns_name"] == node.as_str())
+            .unwrap_or_else(|| panic!("the failed lookup on the node: {r:#}"));
+        assert_eq!(h["route"]["table"], 254, "{h:#}");
+        assert_eq!(h["route"]["error"], "no route to host", "{h:#}");
+        let hint = r["drop"]["hint"].as_str().unwrap();
+        assert!(
+            hint.contains("no route to") && hint.contains("table 254"),
+            "{hint}"
+        );
+    }
+}
