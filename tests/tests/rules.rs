@@ -255,6 +255,20 @@ fn kube_proxy_nftables_mode_names_the_service() {
         type nat hook prerouting priority dstnat; policy accept;
         jump services
     }}
+    map no-endpoint-services {{
+        type ipv4_addr . inet_proto . inet_service : verdict
+        elements = {{ 10.96.0.11 . tcp . 80 comment "default/empty:http" : goto reject-chain }}
+    }}
+    chain reject-chain {{
+        reject
+    }}
+    chain service-endpoints-check {{
+        ip daddr . meta l4proto . th dport vmap @no-endpoint-services
+    }}
+    chain filter-forward {{
+        type filter hook forward priority -110; policy accept;
+        ct state new jump service-endpoints-check
+    }}
 }}
 "#,
     );
@@ -271,8 +285,20 @@ fn kube_proxy_nftables_mode_names_the_service() {
 
     let t = Tracer::start(&["--netns", &a, "--proto", "tcp", "--nf-netns", &node]);
     tcp_client(&a, "10.96.0.10", 80);
+    connect_fails(&a, "10.96.0.11", 80);
     let lines = t.stop();
     let pkts = packets(&lines);
+    // No endpoints: the map element kube-proxy wrote names the Service.
+    let empty = first_to(&pkts, "10.96.0.11", 80);
+    assert_eq!(empty["verdict"], "dropped", "{empty:#}");
+    let d = &empty["drop"];
+    assert_eq!(d["rule"]["chain"], "reject-chain", "{d:#}");
+    assert_eq!(d["k8s"]["name"], "empty", "{d:#}");
+    assert_eq!(d["k8s"]["no_endpoints"], true, "{d:#}");
+    assert!(
+        d["hint"].as_str().unwrap().contains("no ready endpoints"),
+        "{d:#}"
+    );
     let syn = first_to(&pkts, "10.96.0.10", 80);
     assert_eq!(syn["verdict"], "delivered", "{syn:#}");
     let nat = one_nat_hop(syn);

@@ -85,12 +85,21 @@ fn matched(hits: &[RuleHit], i: usize) -> RuleMatch {
     RuleMatch { hit, k8s }
 }
 
-/// The object one rule names, by its comment or its chain.
+/// The object one rule names, by its comment or its chain; in kube-proxy's
+/// nftables table also by the comment of the map element the packet
+/// matched (`no-endpoint-services` sends to `reject-chain`: no endpoints).
 pub fn object_of(h: &RuleHit) -> Option<K8sRef> {
     from_comment(&h.comment).or_else(|| {
-        (h.table == "kube-proxy")
-            .then(|| from_nft_chain(&h.chain).or_else(|| from_nft_chain(&h.target)))
-            .flatten()
+        if h.table != "kube-proxy" {
+            return None;
+        }
+        from_nft_chain(&h.chain)
+            .or_else(|| from_nft_chain(&h.target))
+            .or_else(|| {
+                let mut svc = service_port(h.element.trim())?;
+                svc.no_endpoints = h.target == "reject-chain";
+                Some(svc)
+            })
     })
 }
 
@@ -247,6 +256,7 @@ mod tests {
             target: String::new(),
             rule: String::new(),
             comment: comment.into(),
+            element: String::new(),
             action,
         }
     }
@@ -300,6 +310,16 @@ mod tests {
         assert_eq!(r.display(), "ns1/svc1:p80");
         h.table = "mytable".into();
         assert_eq!(object_of(&h), None, "only kube-proxy's table");
+        // No endpoints: the map element's comment, and the chain it sends to.
+        let mut v = hit("service-endpoints-check", "", verdict::GOTO, Action::Other);
+        v.table = "kube-proxy".into();
+        v.target = "reject-chain".into();
+        v.element = "default/empty:http".into();
+        let r = object_of(&v).unwrap();
+        assert!(
+            r.no_endpoints && r.display() == "default/empty:http",
+            "{r:?}"
+        );
     }
 
     #[test]

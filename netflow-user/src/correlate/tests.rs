@@ -275,6 +275,7 @@ fn drop_hit() -> crate::decode::rule::RuleHit {
         target: String::new(),
         rule: "-A KUBE-SERVICES -d 10.96.0.11/32 -j REJECT".into(),
         comment: "default/empty:http has no endpoints".into(),
+        element: String::new(),
         action: Action::Reject,
     }
 }

@@ -265,6 +265,30 @@ fn from_sliced(h: &LaxSlicedPacket<'_>) -> Result<Packet, PacketError> {
             proto = 58;
             ids.icmp = icmp_fields(i.slice());
         }
+        // A TCP header cut inside its options (nftables traces carry 20
+        // bytes of it): its fixed part still says ports, numbers and flags.
+        None if proto == 6 && payload.payload.len() >= 20 => {
+            let b = payload.payload;
+            let be16 = |i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
+            let be32 = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+            sport = Some(be16(0));
+            dport = Some(be16(2));
+            ids.tcp_seq = Some(be32(4));
+            ids.tcp_ack = Some(be32(8));
+            let f = b[13];
+            tcp_flags = Some(tcp_flag_string(
+                &[
+                    (f & 0x02 != 0, 'S'),
+                    (f & 0x01 != 0, 'F'),
+                    (f & 0x04 != 0, 'R'),
+                    (f & 0x08 != 0, 'P'),
+                    (f & 0x20 != 0, 'U'),
+                    (f & 0x40 != 0, 'E'),
+                    (f & 0x80 != 0, 'W'),
+                ],
+                f & 0x10 != 0,
+            ));
+        }
         None => {}
     }
     Ok(Packet {
@@ -332,6 +356,23 @@ mod tests {
             .write(&mut out, payload)
             .unwrap();
         out
+    }
+
+    #[test]
+    fn a_tcp_header_cut_in_its_options_keeps_ports_numbers_and_flags() {
+        let mut out = Vec::new();
+        PacketBuilder::ipv4([10, 0, 0, 1], [10, 96, 0, 11], 64)
+            .tcp(40000, 80, 7, 1024)
+            .syn()
+            .options(&[etherparse::TcpOptionElement::MaximumSegmentSize(1460)])
+            .unwrap()
+            .write(&mut out, &[])
+            .unwrap();
+        // What an nftables trace carries: the IP header and 20 TCP bytes.
+        let p = decode_ip(&out[..40], &[]).unwrap();
+        assert_eq!((p.tuple.sport, p.tuple.dport), (Some(40000), Some(80)));
+        assert_eq!(p.ids.tcp_seq, Some(7));
+        assert_eq!(p.tcp_flags.as_deref(), Some("S"));
     }
 
     #[test]

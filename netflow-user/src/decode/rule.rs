@@ -6,8 +6,8 @@
 //!
 //! Layout (after the common header): the packet's headers as the trace
 //! carried them (network header, then the first transport bytes; `len`
-//! bytes), one byte [`Action`], then table, chain, jump target, rule text
-//! and comment, each NUL-terminated. The header's `location` is the rule
+//! bytes), one byte [`Action`], then table, chain, jump target, rule text,
+//! comment and element comment, each NUL-terminated. The header's `location` is the rule
 //! handle, `reason` the verdict, `hook` the [`TraceKind`], `pf` the family.
 use netflow_common::Point;
 
@@ -99,6 +99,9 @@ pub struct RuleHit {
     pub rule: String,
     /// The rule's comment (`-m comment`, or nft's `comment "..."`).
     pub comment: String,
+    /// The comment of the set or map element the packet matched in the
+    /// rule's lookup (kube-proxy's nftables mode names Services there).
+    pub element: String,
     pub action: Action,
 }
 
@@ -138,6 +141,7 @@ impl RuleHit {
             &self.target,
             &self.rule,
             &self.comment,
+            &self.element,
         ] {
             data.extend(s.bytes().filter(|b| *b != 0));
             data.push(0);
@@ -187,6 +191,7 @@ impl RuleHit {
             target: next()?,
             rule: next()?,
             comment: next()?,
+            element: next()?,
             handle: raw.location,
             verdict: raw.reason as i32,
             action,
@@ -211,6 +216,7 @@ mod tests {
             target: String::new(),
             rule: "-A KUBE-SERVICES -d 10.96.0.11/32 -j REJECT".into(),
             comment: "default/empty:http has no endpoints".into(),
+            element: String::new(),
             action: Action::Reject,
         };
         let headers = [

@@ -294,31 +294,43 @@ pub async fn run_with(
                         pipe.names_changed()?;
                     }
                 }
-                pipe.tick(monotonic_ns())?;
+                // With rule tracing, packets end only once the watchers
+                // handed over every trace the kernel sent before then.
+                let mut now = monotonic_ns();
+                if let Some(r) = &mut rules {
+                    while let Ok(bytes) = r.events.try_recv() {
+                        pipe.event(&bytes)?;
+                    }
+                    now = r.caught_up(now);
+                }
+                pipe.tick(now)?;
             }
         }
     }
     notify(sd_notify::NotifyState::Stopping);
     // What is already in the ring, for at most a moment: stopping must be quick.
-    let until = std::time::Instant::now() + Duration::from_millis(300);
+    // Rule traces of the last packets may still be on their way (the
+    // watchers resolve rules by handle): until they caught up, briefly.
+    let stopped_at = monotonic_ns();
+    let until = std::time::Instant::now()
+        + if rules.is_some() {
+            RULES_AT_EXIT
+        } else {
+            Duration::from_millis(300)
+        };
     loop {
         let more = drain(ring.get_mut(), &mut pipe)?;
-        let mut rule_events = false;
+        let mut rules_behind = false;
         if let Some(r) = &mut rules {
             while let Ok(bytes) = r.events.try_recv() {
                 pipe.event(&bytes)?;
-                rule_events = true;
             }
+            rules_behind = r.caught_up(monotonic_ns()) < stopped_at;
         }
-        if std::time::Instant::now() >= until {
+        if std::time::Instant::now() >= until || (!more && !rules_behind) {
             break;
         }
-        if !more && !rule_events {
-            // Rule traces of the last packets may still be on their way
-            // (the watchers resolve rules by handle): a moment for them.
-            if rules.is_none() {
-                break;
-            }
+        if !more {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -363,6 +375,9 @@ async fn next_rule(r: &mut Option<RuleTracer>) -> Option<Vec<u8>> {
         None => std::future::pending().await,
     }
 }
+
+/// How long a stopping tracer waits at most for rule traces of its last packets.
+const RULES_AT_EXIT: Duration = Duration::from_secs(2);
 
 /// How long a stopping tracer spends printing what is still open; the
 /// rest is counted (`unreported` in the stats).

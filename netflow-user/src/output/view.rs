@@ -140,6 +140,9 @@ pub struct RuleView {
     pub rule: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+    /// The comment of the set or map element the packet matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub element: Option<String>,
     pub verdict: &'static str,
 }
 
@@ -152,6 +155,7 @@ pub fn rule_view(h: &RuleHit) -> RuleView {
         handle: (h.kind != TraceKind::Policy).then_some(h.handle),
         rule: some(&h.rule),
         comment: some(&h.comment),
+        element: some(&h.element),
         verdict: verdict::name(h.verdict),
     }
 }

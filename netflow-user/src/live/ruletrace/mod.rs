@@ -49,6 +49,8 @@ pub enum RuleTraceError {
 
 /// Trace events waiting for the pipeline, at most (then counted as lost).
 const QUEUE: usize = 65536;
+/// How far behind the clock rule tracing may hold packets back.
+const MAX_LAG_NS: u64 = 5_000_000_000;
 
 /// Where rules are traced: a namespace by path (None: netflow's own).
 #[derive(Debug, Clone)]
@@ -63,6 +65,9 @@ pub struct RuleTracer {
     threads: Vec<JoinHandle<()>>,
     pub events: mpsc::Receiver<Vec<u8>>,
     lost: Arc<AtomicU64>,
+    /// Per watcher: every trace event the kernel sent before this time
+    /// (CLOCK_MONOTONIC) has been handed to the pipeline.
+    caught_up: Vec<Arc<AtomicU64>>,
     pub table: String,
     pub namespaces: usize,
 }
@@ -76,10 +81,12 @@ impl RuleTracer {
         let matches = matches(sel);
         let stop = Arc::new(AtomicBool::new(false));
         let lost = Arc::new(AtomicU64::new(0));
+        let mut caught_up = Vec::new();
         let (tx, events) = mpsc::channel(QUEUE);
         let mut threads = Vec::new();
         for (i, ns) in namespaces.iter().enumerate() {
             let (ready_tx, ready) = std::sync::mpsc::channel();
+            let mark = Arc::new(AtomicU64::new(0));
             let w = Watcher {
                 ns: ns.clone(),
                 table: table.clone(),
@@ -87,13 +94,17 @@ impl RuleTracer {
                 tx: tx.clone(),
                 stop: stop.clone(),
                 lost: lost.clone(),
+                caught_up: mark.clone(),
             };
             let t = std::thread::Builder::new()
                 .name(format!("netflow-rules-{i}"))
                 .spawn(move || w.run(ready_tx))
                 .map_err(|e| RuleTraceError::Netns(ns.name.clone(), e.to_string()))?;
             match ready.recv() {
-                Ok(Ok(())) => threads.push(t),
+                Ok(Ok(())) => {
+                    threads.push(t);
+                    caught_up.push(mark);
+                }
                 Ok(Err(e)) if i == 0 => {
                     let _ = t.join();
                     stop.store(true, Ordering::Relaxed);
@@ -112,9 +123,24 @@ impl RuleTracer {
             threads,
             events,
             lost,
+            caught_up,
             table,
             namespaces,
         })
+    }
+
+    /// Every rule trace event the kernel sent before this time (monotonic)
+    /// is in the pipeline's queue: packets that ended before it have all
+    /// their rules. A watcher that lags more than `MAX_LAG_NS` (stuck
+    /// resolving rules) holds nothing back beyond that.
+    pub fn caught_up(&self, now: u64) -> u64 {
+        let slowest = self
+            .caught_up
+            .iter()
+            .map(|m| m.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(now);
+        slowest.clamp(now.saturating_sub(MAX_LAG_NS), now)
     }
 
     /// Trace events the pipeline could not take (queue full, socket overrun).
@@ -221,6 +247,7 @@ struct Watcher {
     tx: mpsc::Sender<Vec<u8>>,
     stop: Arc<AtomicBool>,
     lost: Arc<AtomicU64>,
+    caught_up: Arc<AtomicU64>,
 }
 
 /// Headers of a trace: the kernel sends them with a base chain's first
@@ -248,16 +275,26 @@ impl Watcher {
         let mut resolver = resolve::Resolver::new(ctl);
         let mut heads: std::collections::HashMap<u32, Headers> = Default::default();
         let mut names: std::collections::HashMap<u32, String> = Default::default();
+        let clock = crate::live::kernel::clock::monotonic_ns;
+        let mut wait = false;
         while !self.stop.load(Ordering::Relaxed) {
-            let batch = match ev.recv_events() {
-                Ok(b) => b,
+            let before = clock();
+            let batch = match ev.recv_events(wait) {
+                Ok(b) => {
+                    wait = false;
+                    b
+                }
                 Err(e)
                     if matches!(
                         e.kind(),
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                     ) =>
                 {
-                    continue
+                    // Nothing queued when we looked: everything the kernel
+                    // sent before then is handled.
+                    self.caught_up.store(before, Ordering::Relaxed);
+                    wait = true;
+                    continue;
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                     self.lost.fetch_add(1, Ordering::Relaxed);
@@ -277,14 +314,15 @@ impl Watcher {
                     Incoming::Trace(t) => t,
                 };
                 log::trace!(
-                    "nftrace {}: {} {} kind {} id {:x} verdict {:?} headers {}",
+                    "nftrace {}: {} {} kind {} id {:x} verdict {:?} headers {}+{}",
                     self.ns.name,
                     t.table,
                     t.chain,
                     t.kind,
                     t.id,
                     t.verdict,
-                    t.network.len()
+                    t.network.len(),
+                    t.transport.len()
                 );
                 if !t.network.is_empty() {
                     if heads.len() >= MAX_IDS {
@@ -328,12 +366,22 @@ impl Watcher {
                 if !keep {
                     continue;
                 }
+                let key = crate::decode::packet::decode_ip(&h.data, &[])
+                    .ok()
+                    .map(|p| resolve::Key {
+                        daddr: p.tuple.dst,
+                        proto: p.tuple.proto.number(),
+                        dport: p.tuple.dport,
+                    });
                 let r = match kind {
-                    TraceKind::Rule => resolver.resolve(t.family, &t.table, &t.chain, t.handle),
+                    TraceKind::Rule => {
+                        resolver.resolve(t.family, &t.table, &t.chain, t.handle, key)
+                    }
                     _ => resolve::Resolved {
                         rule: String::new(),
                         comment: String::new(),
                         action: Default::default(),
+                        element: String::new(),
                     },
                 };
                 let hit = RuleHit {
@@ -346,10 +394,11 @@ impl Watcher {
                     target: t.target,
                     rule: r.rule,
                     comment: r.comment,
+                    element: r.element,
                     action: r.action,
                 };
                 log::debug!(
-                    "rule trace in {}: {} {} {} handle {} verdict {} -> {:?} {:?} [{}] {:?}",
+                    "rule trace in {}: {} {} {} handle {} verdict {} -> {:?} {:?} [{}] {:?} {:?}",
                     self.ns.name,
                     hit.family,
                     hit.table,
@@ -359,7 +408,8 @@ impl Watcher {
                     hit.target,
                     hit.action,
                     hit.rule,
-                    hit.comment
+                    hit.comment,
+                    hit.element
                 );
                 let ifname = names
                     .entry(h.ifindex)

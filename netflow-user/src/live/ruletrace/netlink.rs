@@ -246,9 +246,11 @@ impl Nl {
         }
     }
 
-    /// Wait for the next batch of events (traces, ruleset changes).
-    pub fn recv_events(&mut self) -> std::io::Result<Vec<Incoming>> {
-        let n = self.sock.recv(&mut &mut self.buf[..], 0)?;
+    /// The next batch of events (traces, ruleset changes); `wait`: block
+    /// (up to the socket's timeout) when none is queued.
+    pub fn recv_events(&mut self, wait: bool) -> std::io::Result<Vec<Incoming>> {
+        let flags = if wait { 0 } else { libc::MSG_DONTWAIT };
+        let n = self.sock.recv(&mut &mut self.buf[..], flags)?;
         let mut out = Vec::new();
         for m in messages(&self.buf[..n]) {
             if m.kind >> 8 != NFNL_SUBSYS_NFTABLES || m.body.len() < 4 {
@@ -523,6 +525,8 @@ pub struct RuleInfo {
     pub comment: String,
     pub action: Action,
     pub xt: bool,
+    /// Sets and maps the rule looks the packet up in.
+    pub sets: Vec<String>,
 }
 
 /// Parse a rule's attributes (`enum nft_rule_attributes`).
@@ -598,6 +602,12 @@ fn expression(e: &[u8], r: &mut RuleInfo) {
             r.action = match attr(1).map(|v| be32(&v)) {
                 Some(1) => Action::Dnat,
                 _ => Action::Snat,
+            }
+        }
+        // NFTA_LOOKUP_SET 1.
+        "lookup" => {
+            if let Some(name) = attr(1) {
+                r.sets.push(string(&name));
             }
         }
         "masq" => r.action = Action::Snat,
@@ -710,7 +720,8 @@ mod tests {
                 handle: 12,
                 comment: "default/web:http cl".into(),
                 action: Action::Dnat,
-                xt: true
+                xt: true,
+                sets: vec![]
             }
         );
 
@@ -721,4 +732,3 @@ mod tests {
         assert_eq!(r.comment, "hi!!");
     }
 }
-

@@ -22,6 +22,18 @@ pub struct Resolved {
     pub rule: String,
     pub comment: String,
     pub action: Action,
+    /// The comment of the set or map element the packet matched in the
+    /// rule's lookup (kube-proxy's nftables mode names Services there).
+    pub element: String,
+}
+
+/// What a lookup's key is made of: the packet's destination address,
+/// protocol and destination port.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    pub daddr: std::net::IpAddr,
+    pub proto: u8,
+    pub dport: Option<u16>,
 }
 
 pub struct Resolver {
@@ -32,6 +44,8 @@ pub struct Resolver {
     saves: HashMap<(u8, String), Option<Vec<String>>>,
     /// `nft -a list table` output per family and table (None: no nft).
     nft: HashMap<(u8, String), Option<String>>,
+    /// `nft -j list map|set` per family, table and set (None: no nft).
+    sets: HashMap<(u8, String, String), Option<serde_json::Value>>,
 }
 
 impl Resolver {
@@ -41,6 +55,7 @@ impl Resolver {
             chains: HashMap::new(),
             saves: HashMap::new(),
             nft: HashMap::new(),
+            sets: HashMap::new(),
         }
     }
 
@@ -49,9 +64,17 @@ impl Resolver {
         self.chains.clear();
         self.saves.clear();
         self.nft.clear();
+        self.sets.clear();
     }
 
-    pub fn resolve(&mut self, family: u8, table: &str, chain: &str, handle: u64) -> Resolved {
+    pub fn resolve(
+        &mut self,
+        family: u8,
+        table: &str,
+        chain: &str,
+        handle: u64,
+        lookup: Option<Key>,
+    ) -> Resolved {
         if self.chains.len() >= MAX_CHAINS {
             self.clear();
         }
@@ -80,11 +103,40 @@ impl Resolver {
         if rule.is_empty() {
             rule = self.nft_line(family, table, handle).unwrap_or_default();
         }
+        log::trace!("rule {handle} sets {:?} key {lookup:?}", info.sets);
+        let element = match lookup {
+            Some(k) => info
+                .sets
+                .iter()
+                .filter(|s| !s.starts_with("__"))
+                .find_map(|s| self.element_comment(family, table, s, k))
+                .unwrap_or_default(),
+            None => String::new(),
+        };
         Resolved {
             rule,
             comment: info.comment,
             action: info.action,
+            element,
         }
+    }
+
+    /// The comment of the element of `set` the packet's key matches.
+    fn element_comment(&mut self, family: u8, table: &str, set: &str, k: Key) -> Option<String> {
+        let json = self
+            .sets
+            .entry((family, table.to_string(), set.to_string()))
+            .or_insert_with(|| {
+                ["map", "set"].iter().find_map(|kind| {
+                    run(
+                        "nft",
+                        &["-j", "list", kind, family_name(family), table, set],
+                    )
+                    .and_then(|s| serde_json::from_str(&s).ok())
+                })
+            })
+            .as_ref()?;
+        element_comment(json, k)
     }
 
     /// Rule `pos` of `count` in the chain, as iptables-save prints it, when
@@ -117,6 +169,54 @@ impl Resolver {
             .as_ref()?;
         nft_rule_line(out, handle)
     }
+}
+
+/// In `nft -j list map` output: the comment of the element whose key is
+/// the packet's destination (`addr`, `addr . proto . port`, ...).
+pub fn element_comment(json: &serde_json::Value, k: Key) -> Option<String> {
+    let proto = match k.proto {
+        6 => "tcp",
+        17 => "udp",
+        132 => "sctp",
+        _ => "",
+    };
+    let matches = |key: &serde_json::Value| -> bool {
+        let parts: Vec<&serde_json::Value> = match key.get("concat") {
+            Some(serde_json::Value::Array(a)) => a.iter().collect(),
+            _ => vec![key],
+        };
+        parts.iter().all(|p| match p {
+            serde_json::Value::String(s) => {
+                s.parse::<std::net::IpAddr>().is_ok_and(|a| a == k.daddr) || s == proto
+            }
+            serde_json::Value::Number(n) => k.dport.is_some_and(|d| n.as_u64() == Some(d as u64)),
+            _ => false,
+        })
+    };
+    let objects = json.get("nftables")?.as_array()?;
+    for o in objects {
+        let Some(set) = o.get("map").or_else(|| o.get("set")) else {
+            continue;
+        };
+        for e in set
+            .get("elem")
+            .and_then(|e| e.as_array())
+            .into_iter()
+            .flatten()
+        {
+            // Maps: [key, value]; sets: key. A key with a comment is {"elem":{"val","comment"}}.
+            let key = match e {
+                serde_json::Value::Array(kv) => kv.first()?,
+                other => other,
+            };
+            if let Some(inner) = key.get("elem") {
+                if matches(inner.get("val")?) {
+                    return inner.get("comment")?.as_str().map(str::to_string);
+                }
+            }
+        }
+    }
+    None
 }
 
 /// Tables iptables-nft makes.
@@ -172,6 +272,33 @@ pub fn nft_rule_line(out: &str, handle: u64) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_element_a_packet_matched_names_its_comment() {
+        let json: serde_json::Value = serde_json::from_str(
+            r#"{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"map": {"family": "ip", "name": "no-endpoint-services", "table": "kube-proxy", "type": ["ipv4_addr", "inet_proto", "inet_service"], "map": "verdict", "elem": [[{"elem": {"val": {"concat": ["10.96.0.11", "tcp", 80]}, "comment": "default/empty:http"}}, {"goto": {"target": "reject-chain"}}], [{"concat": ["10.96.0.12", "tcp", 80]}, {"goto": {"target": "reject-chain"}}]]}}]}"#,
+        )
+        .unwrap();
+        let key = |a: &str, port| Key {
+            daddr: a.parse().unwrap(),
+            proto: 6,
+            dport: Some(port),
+        };
+        assert_eq!(
+            element_comment(&json, key("10.96.0.11", 80)).as_deref(),
+            Some("default/empty:http")
+        );
+        assert_eq!(
+            element_comment(&json, key("10.96.0.11", 81)),
+            None,
+            "another port"
+        );
+        assert_eq!(
+            element_comment(&json, key("10.96.0.12", 80)),
+            None,
+            "no comment"
+        );
+    }
 
     #[test]
     fn the_nft_line_of_a_handle() {
