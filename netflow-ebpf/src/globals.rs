@@ -124,12 +124,6 @@ pub(crate) static BUCKET: PerCpuArray<Bucket> = PerCpuArray::with_max_entries(1,
 #[map]
 pub(crate) static SAMPLED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-/// The selected IPv4 packets the receive program reported last on this CPU,
-/// for the route lookup that follows (see `route`).
-#[map]
-pub(crate) static ROUTE_PENDING: PerCpuArray<crate::route::PendingRing> =
-    PerCpuArray::with_max_entries(1, 0);
-
 /// Non-zero once any packet was tracked: until then the programs where
 /// packets end (consumed, taken by a socket) have nothing to look up.
 #[map]

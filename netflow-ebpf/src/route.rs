@@ -5,7 +5,7 @@
 //! and a lookup for the same source and destination moments later is that
 //! packet's. Locally sent packets look their route up before they exist:
 //! they get no route hop.
-use aya_ebpf::helpers::bpf_ktime_get_ns;
+use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::map, maps::PerCpuArray};
 use netflow_common::{PacketEvent, Point};
 
 use crate::{
@@ -37,6 +37,11 @@ pub(crate) struct PendingRing {
     pub _pad: u32,
     pub e: [Pending; PENDING],
 }
+
+/// The selected IPv4 packets the receive program reported last on this CPU,
+/// for the route lookup that follows.
+#[map]
+pub(crate) static ROUTE_PENDING: PerCpuArray<PendingRing> = PerCpuArray::with_max_entries(1, 0);
 
 /// The receive program reported this packet (its headers in `ev`): keep it
 /// for the route lookup that follows.
@@ -89,9 +94,14 @@ pub(crate) fn on_fib_lookup(
         let e = &mut ring.e[i];
         if e.skb != 0 && e.saddr == saddr && e.daddr == daddr && now.wrapping_sub(e.ts) < PENDING_NS
         {
-            skb = e.skb;
+            let candidate = e.skb;
             e.skb = 0;
-            break;
+            // Still followed (not delivered by early demux without a lookup
+            // and freed since): the oldest such is the packet being routed.
+            if unsafe { TRACKED.get(candidate) }.is_some() {
+                skb = candidate;
+                break;
+            }
         }
     }
     if skb == 0 {

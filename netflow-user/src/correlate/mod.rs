@@ -183,9 +183,8 @@ impl Correlator {
             }
             What::End { reason, location } => self.end(ev, reason, location),
             What::Socket => self.socket(ev),
-            What::Hop { .. } | What::NftChain { .. } | What::IcmpError(_) | What::Route(_) => {
-                self.hop(ev)
-            }
+            What::Hop { .. } | What::NftChain { .. } | What::IcmpError(_) => self.hop(ev),
+            What::Route(_) => self.route(ev),
             What::Rule(_) => self.rule(ev),
         }
     }
@@ -213,6 +212,20 @@ impl Correlator {
             .or_default()
             .push((ev.ts_ns, hit));
         self.pending_count += 1;
+    }
+
+    /// A routing decision joins its packet while that is on its way; one
+    /// for a packet already ended (the kernel matched it by addresses to a
+    /// packet delivered without a lookup) starts nothing.
+    fn route(&mut self, ev: Event) {
+        let on_its_way = self
+            .by_skb
+            .get(&ev.skb)
+            .and_then(|id| self.open.get(id))
+            .is_some_and(|o| o.ended_at.is_none());
+        if on_its_way {
+            self.hop(ev);
+        }
     }
 
     /// Rule trace events that joined no packet so far.

@@ -51,6 +51,8 @@ pub enum RuleTraceError {
 const QUEUE: usize = 65536;
 /// How far behind the clock rule tracing may hold packets back.
 const MAX_LAG_NS: u64 = 5_000_000_000;
+/// A watcher waiting on an empty socket: caught up with the clock.
+const IDLE: u64 = u64::MAX;
 
 /// Where rules are traced: a namespace by path (None: netflow's own).
 #[derive(Debug, Clone)]
@@ -137,7 +139,10 @@ impl RuleTracer {
         let slowest = self
             .caught_up
             .iter()
-            .map(|m| m.load(Ordering::Relaxed))
+            .map(|m| match m.load(Ordering::Relaxed) {
+                IDLE => now,
+                t => t,
+            })
             .min()
             .unwrap_or(now);
         slowest.clamp(now.saturating_sub(MAX_LAG_NS), now)
@@ -253,6 +258,9 @@ struct Watcher {
 /// Headers of a trace: the kernel sends them with a base chain's first
 /// event only; the chain's later events carry its trace id.
 struct Headers {
+    /// A packet of the selection (another tracer's marks trace its packets
+    /// too, in every table: not ours).
+    ours: bool,
     data: Vec<u8>,
     l3_proto: u16,
     ifindex: u32,
@@ -277,10 +285,14 @@ impl Watcher {
         let mut names: std::collections::HashMap<u32, String> = Default::default();
         let clock = crate::live::kernel::clock::monotonic_ns;
         let mut wait = false;
+        // When the socket was last seen empty.
+        let mut empty_at = 0;
         while !self.stop.load(Ordering::Relaxed) {
             let before = clock();
             let batch = match ev.recv_events(wait) {
                 Ok(b) => {
+                    // Busy: what came was sent after the queue was empty.
+                    self.caught_up.store(empty_at, Ordering::Relaxed);
                     wait = false;
                     b
                 }
@@ -290,9 +302,10 @@ impl Watcher {
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                     ) =>
                 {
-                    // Nothing queued when we looked: everything the kernel
-                    // sent before then is handled.
-                    self.caught_up.store(before, Ordering::Relaxed);
+                    // Nothing queued: everything the kernel sent is handled,
+                    // and whatever it sends next wakes us at once (idle).
+                    empty_at = before;
+                    self.caught_up.store(IDLE, Ordering::Relaxed);
                     wait = true;
                     continue;
                 }
@@ -334,9 +347,14 @@ impl Watcher {
                         6 => 0x86dd,
                         _ => 0x0800,
                     };
+                    let ours = self
+                        .matches
+                        .iter()
+                        .any(|(m, l4)| m.accepts(&data) && l4.accepts(&data));
                     heads.insert(
                         t.id,
                         Headers {
+                            ours,
                             data,
                             l3_proto,
                             ifindex: if t.iif != 0 { t.iif } else { t.oif },
@@ -363,7 +381,7 @@ impl Watcher {
                     TraceKind::Return => false,
                 };
                 let Some(h) = heads.get(&t.id) else { continue };
-                if !keep {
+                if !keep || !h.ours {
                     continue;
                 }
                 let key = crate::decode::packet::decode_ip(&h.data, &[])
@@ -512,6 +530,27 @@ mod tests {
                 mask: vec![255, 255, 240, 0]
             }
         );
+        // The daemon's reading of a packet agrees with the kernel rule.
+        let pkt = [
+            0x45u8, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 1, 2, 3, 10, 1, 9, 9, 0x9c, 0x40, 0,
+            80,
+        ];
+        assert!(m[0].accepts(&pkt), "source 10.1.2.3");
+        assert!(!m[1].accepts(&pkt), "destination is not 10.1.2.3");
+        assert!(m[3].accepts(&pkt), "destination in 10.1.0.0/20");
+        assert!(L4Match::Port {
+            proto: 6,
+            src: false,
+            port: 80
+        }
+        .accepts(&pkt));
+        assert!(!L4Match::Port {
+            proto: 6,
+            src: true,
+            port: 80
+        }
+        .accepts(&pkt));
+        assert!(!L4Match::Proto(17).accepts(&pkt));
         let empty = Selection {
             addrs: vec![],
             nets: vec![],

@@ -295,6 +295,32 @@ pub enum L4Match {
 }
 
 impl L4Match {
+    /// Does a packet match, as the kernel rule does?
+    pub fn accepts(&self, pkt: &[u8]) -> bool {
+        let (proto, port) = match self {
+            L4Match::Any => return true,
+            L4Match::Proto(p) => (*p, None),
+            L4Match::Port { proto, src, port } => (*proto, Some((*src, *port))),
+        };
+        // The protocol and transport offset (IPv6 extension headers are
+        // not walked: such packets are not matched here).
+        let (l4, thoff) = match pkt.first().map(|b| b >> 4) {
+            Some(4) if pkt.len() >= 20 => (pkt[9], (pkt[0] & 0xf) as usize * 4),
+            Some(6) if pkt.len() >= 40 => (pkt[6], 40),
+            _ => return false,
+        };
+        if l4 != proto {
+            return false;
+        }
+        match port {
+            None => true,
+            Some((src, p)) => {
+                let at = thoff + if src { 0 } else { 2 };
+                pkt.get(at..at + 2) == Some(&p.to_be_bytes()[..])
+            }
+        }
+    }
+
     fn expressions(&self) -> Vec<Expressions> {
         let (proto, port) = match self {
             L4Match::Any => return Vec::new(),
@@ -330,6 +356,35 @@ impl L4Match {
 }
 
 impl Match {
+    /// Does a packet (from its network header) match, as the kernel rule
+    /// does? Trace events of packets other tracers marked are not ours.
+    pub fn accepts(&self, pkt: &[u8]) -> bool {
+        let (v6, src, value, mask) = match self {
+            Match::All => return true,
+            Match::Addr { v6, src, addr } => (*v6, *src, addr, None),
+            Match::Net { v6, src, net, mask } => (*v6, *src, net, Some(mask)),
+        };
+        let version = pkt.first().map(|b| b >> 4);
+        let off = match (v6, src, version) {
+            (false, true, Some(4)) => 12,
+            (false, false, Some(4)) => 16,
+            (true, true, Some(6)) => 8,
+            (true, false, Some(6)) => 24,
+            _ => return false,
+        };
+        let Some(field) = pkt.get(off..off + value.len()) else {
+            return false;
+        };
+        match mask {
+            None => field == value.as_slice(),
+            Some(m) => field
+                .iter()
+                .zip(m)
+                .map(|(b, m)| b & m)
+                .eq(value.iter().copied()),
+        }
+    }
+
     fn expressions(&self) -> Vec<Expressions> {
         let (v6, src, value, mask) = match self {
             Match::All => return Vec::new(),
