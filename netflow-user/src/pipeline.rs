@@ -74,6 +74,21 @@ impl Pipeline {
             .is_some_and(|p| p.tuple.proto == crate::decode::packet::Proto::Icmpv6)
     }
 
+    /// A FIN that reaches its connection's TIME_WAIT socket (the local
+    /// side closed first and its socket is gone) is answered with an ACK by
+    /// that socket, then freed by `tcp_v4_rcv`/`tcp_v6_rcv` with
+    /// `kfree_skb` and no reason (6.1 and others): the connection closing
+    /// as it should, not a drop.
+    fn kernel_processed_tcp_fin(&self, ev: &Event, reason: u32, location: &str) -> bool {
+        self.names.reason(reason) == "NOT_SPECIFIED"
+            && (location.starts_with("tcp_v4_rcv") || location.starts_with("tcp_v6_rcv"))
+            && ev
+                .packet
+                .as_ref()
+                .and_then(|p| p.tcp_flags.as_deref())
+                .is_some_and(|f| f.contains('F'))
+    }
+
     /// One record as the kernel wrote it.
     pub fn event(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stats.events += 1;
@@ -86,7 +101,9 @@ impl Pipeline {
                         r.symbol(location, &at)?;
                     }
                     if ev.point == Point::Drop {
-                        if self.kernel_processed_icmpv6(&ev, reason, &at) {
+                        if self.kernel_processed_icmpv6(&ev, reason, &at)
+                            || self.kernel_processed_tcp_fin(&ev, reason, &at)
+                        {
                             ev.point = Point::Consume;
                         } else if is_symbol(&at)
                             && !in_netfilter(&at)
