@@ -217,6 +217,9 @@ fn iperf(seconds: u32) -> Result<f64> {
 enum Mode {
     Off,
     Filtered,
+    /// Filtered out, and the nftables ruleset left alone: what rule
+    /// tracing's own chains cost on traffic nobody selected.
+    FilteredNoRules,
     Pod,
     All,
     Tcpdump,
@@ -227,6 +230,7 @@ impl Mode {
         match self {
             Mode::Off => "off",
             Mode::Filtered => "filtered",
+            Mode::FilteredNoRules => "filtered-norules",
             Mode::Pod => "pod",
             Mode::All => "all",
             Mode::Tcpdump => "tcpdump",
@@ -237,6 +241,7 @@ impl Mode {
         match self {
             Mode::Off => "off",
             Mode::Filtered => "netflow filtered out",
+            Mode::FilteredNoRules => "filtered, --no-rule-trace",
             Mode::Pod => "netflow --pod a (guarded)",
             Mode::All => "netflow --every-packet",
             Mode::Tcpdump => "tcpdump on veth-a",
@@ -411,6 +416,7 @@ fn bench(bin: &Path, a: &BenchArgs) -> Result<()> {
     let modes: Vec<Mode> = [
         Mode::Off,
         Mode::Filtered,
+        Mode::FilteredNoRules,
         Mode::Pod,
         Mode::All,
         Mode::Tcpdump,
@@ -442,6 +448,17 @@ fn bench(bin: &Path, a: &BenchArgs) -> Result<()> {
                     &["--host", "192.0.2.77", "--nf-netns", NS_NODE],
                     "filtered",
                 )?),
+                Mode::FilteredNoRules => Some(Observer::netflow(
+                    bin,
+                    &[
+                        "--host",
+                        "192.0.2.77",
+                        "--nf-netns",
+                        NS_NODE,
+                        "--no-rule-trace",
+                    ],
+                    "filtered-norules",
+                )?),
                 Mode::Pod => Some(Observer::netflow(
                     bin,
                     &["--pod", NS_A, "--nf-netns", NS_NODE],
@@ -464,7 +481,10 @@ fn bench(bin: &Path, a: &BenchArgs) -> Result<()> {
             let bps = iperf(a.seconds)?;
             tput.entry(mode).or_default().push(bps);
             if let Some(o) = observer {
-                let netflow = matches!(mode, Mode::Filtered | Mode::Pod | Mode::All);
+                let netflow = matches!(
+                    mode,
+                    Mode::Filtered | Mode::FilteredNoRules | Mode::Pod | Mode::All
+                );
                 if netflow {
                     let used = cpu_seconds(o.child.id()) - cpu0.unwrap_or(0.0);
                     cpu.entry(mode)
