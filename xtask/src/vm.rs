@@ -188,12 +188,19 @@ pub fn vm_test(root: &Path, args: VmArgs) -> Result<()> {
             fs::write(share.join("exec.sh"), cmd)?;
         }
         let initramfs = build_initramfs(&vm_dir, &release, &share)?;
-        boot(
-            &vm_dir.join("kernels").join(&release),
-            &initramfs,
-            &share,
-            Duration::from_secs(args.timeout_min * 60),
-        )?;
+        let kdir = vm_dir.join("kernels").join(&release);
+        let timeout = Duration::from_secs(args.timeout_min * 60);
+        boot(&kdir, &initramfs, &share, timeout)?;
+        if died_before_the_tests(&share) {
+            // Under emulation a guest kernel has been seen to panic while
+            // booting (sched_clock_cpu, before init ran): no test started, so
+            // boot once more. A panic during the tests is never retried.
+            println!(
+                "   the guest kernel panicked before any test ran (see boot.log); booting again"
+            );
+            fs::rename(share.join("boot.log"), share.join("boot-1.log"))?;
+            boot(&kdir, &initramfs, &share, timeout)?;
+        }
         if args.exec.is_some() {
             let out = fs::read_to_string(share.join("exec.txt")).unwrap_or_default();
             println!("{out}");
@@ -427,6 +434,14 @@ fn module_order(modules: &Path, wanted: &[&str]) -> Result<Vec<String>> {
         }
     }
     Ok(out)
+}
+
+/// The guest kernel panicked before the test script wrote anything.
+fn died_before_the_tests(share: &Path) -> bool {
+    let started = ["results.txt", "probes.txt", "exec.txt"]
+        .iter()
+        .any(|f| share.join(f).exists());
+    !started && fs::read_to_string(share.join("boot.log")).is_ok_and(|l| l.contains("Kernel panic"))
 }
 
 fn boot(kdir: &Path, initramfs: &Path, share: &Path, timeout: Duration) -> Result<()> {
