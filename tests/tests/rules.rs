@@ -367,3 +367,160 @@ fn no_rule_trace_leaves_the_ruleset_untouched() {
         before
     );
 }
+
+/// Calico's iptables dataplane (felix 3.30's layout, chain names and rule
+/// comments) for pod b behind `vb`: Kubernetes NetworkPolicies
+/// default/allow-web (TCP 8080) and default/deny-db (no rules), and a Calico
+/// NetworkPolicy default/deny-ssh that denies TCP 22 by itself. Policy
+/// chains have hashed names; only their first rule says whose they are.
+fn calico_iptables(vb: &str) -> String {
+    let (web, db, ssh) = (
+        "cali-pi-_Vm_1cJRadOrYgBn0juc",
+        "cali-pi-_I2T4fqhV2d2-cq-fT2M",
+        "cali-pi-_ccrEY90o7NpSLqAr-9a",
+    );
+    format!(
+        r#"*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:cali-FORWARD - [0:0]
+:cali-from-wl-dispatch - [0:0]
+:cali-fw-{vb} - [0:0]
+:{db} - [0:0]
+:{web} - [0:0]
+:{ssh} - [0:0]
+:cali-pri-kns.default - [0:0]
+:cali-pri-ksa.default.default - [0:0]
+:cali-pro-kns.default - [0:0]
+:cali-pro-ksa.default.default - [0:0]
+:cali-to-wl-dispatch - [0:0]
+:cali-tw-{vb} - [0:0]
+-A FORWARD -m comment --comment "cali:wUHhoiAYhphO9Mso" -j cali-FORWARD
+-A FORWARD -m comment --comment "cali:S93hcgKJrXEqnTfs" -m comment --comment "Policy explicitly accepted packet." -m mark --mark 0x10000/0x10000 -j ACCEPT
+-A FORWARD -m comment --comment "cali:mp77cMpurHhyjLrM" -j MARK --set-xmark 0x10000/0x10000
+-A cali-FORWARD -m comment --comment "cali:W_vvds1Nw3n9QE2f" -j MARK --set-xmark 0x0/0x1a0000
+-A cali-FORWARD -i {vb} -m comment --comment "cali:tAzwBLPaV-j53OOZ" -j cali-from-wl-dispatch
+-A cali-FORWARD -o {vb} -m comment --comment "cali:4Z0Pf0byo05NFe-P" -j cali-to-wl-dispatch
+-A cali-from-wl-dispatch -i {vb} -m comment --comment "cali:BvclViMh5p4PB4lE" -g cali-fw-{vb}
+-A cali-from-wl-dispatch -m comment --comment "cali:T4wc1wivt0_tlJL5" -m comment --comment "Unknown interface" -j DROP
+-A cali-to-wl-dispatch -o {vb} -m comment --comment "cali:FifdfFbIRE-FBgHe" -g cali-tw-{vb}
+-A cali-to-wl-dispatch -m comment --comment "cali:5OEcq8bpIrv0v5Pd" -m comment --comment "Unknown interface" -j DROP
+-A cali-tw-{vb} -m comment --comment "cali:yjbWxjIO7U6xj1b7" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A cali-tw-{vb} -m comment --comment "cali:Xkd4eX3xETeWKR8o" -m conntrack --ctstate INVALID -j DROP
+-A cali-tw-{vb} -m comment --comment "cali:gGXAAp-2mvJHXSM4" -j MARK --set-xmark 0x0/0x30000
+-A cali-tw-{vb} -m comment --comment "cali:tgbAq61mN7BD6xJs" -m comment --comment "Start of tier default" -j MARK --set-xmark 0x0/0x20000
+-A cali-tw-{vb} -m comment --comment "cali:0dGjK4vcm2hMwXy_" -m mark --mark 0x0/0x20000 -j {ssh}
+-A cali-tw-{vb} -m comment --comment "cali:Ly2XoBD2nO5GcNfX" -m comment --comment "Return if policy accepted" -m mark --mark 0x10000/0x10000 -j RETURN
+-A cali-tw-{vb} -m comment --comment "cali:SdOKI7NE1vPfQVPA" -m mark --mark 0x0/0x20000 -j {web}
+-A cali-tw-{vb} -m comment --comment "cali:OfPs6AeWD_8P3DKs" -m comment --comment "Return if policy accepted" -m mark --mark 0x10000/0x10000 -j RETURN
+-A cali-tw-{vb} -m comment --comment "cali:k7JfS1bF0aYlq6nC" -m mark --mark 0x0/0x20000 -j {db}
+-A cali-tw-{vb} -m comment --comment "cali:B5qzXr0lQ8kwVYtM" -m comment --comment "Return if policy accepted" -m mark --mark 0x10000/0x10000 -j RETURN
+-A cali-tw-{vb} -m comment --comment "cali:Qm_vuHtvdaKerXN6" -m comment --comment "End of tier default. Drop if no policies passed packet" -m mark --mark 0x0/0x20000 -j DROP
+-A cali-tw-{vb} -m comment --comment "cali:PjB4OD49IEnwARuW" -j cali-pri-kns.default
+-A cali-tw-{vb} -m comment --comment "cali:cfXfBaibQ4SmjWsO" -m comment --comment "Return if profile accepted" -m mark --mark 0x10000/0x10000 -j RETURN
+-A cali-tw-{vb} -m comment --comment "cali:wDnrefnDOk2y2WEK" -j cali-pri-ksa.default.default
+-A cali-tw-{vb} -m comment --comment "cali:UyDuiLWh-5Qg3TeE" -m comment --comment "Return if profile accepted" -m mark --mark 0x10000/0x10000 -j RETURN
+-A cali-tw-{vb} -m comment --comment "cali:2CAhOFnKvWGI-C77" -m comment --comment "Drop if no profiles matched" -j DROP
+-A cali-fw-{vb} -m comment --comment "cali:f89lcpQhFJHk3qpy" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A cali-fw-{vb} -m comment --comment "cali:ktm9EUsNPPlYxgc0" -m conntrack --ctstate INVALID -j DROP
+-A cali-fw-{vb} -m comment --comment "cali:U0zmtwNN_vNtMYET" -j MARK --set-xmark 0x0/0x30000
+-A cali-fw-{vb} -m comment --comment "cali:ktZ9hyu6v05enCHN" -j cali-pro-kns.default
+-A cali-fw-{vb} -m comment --comment "cali:JKBrnl4B9mbUXCkV" -m comment --comment "Return if profile accepted" -m mark --mark 0x10000/0x10000 -j RETURN
+-A cali-fw-{vb} -m comment --comment "cali:tQpGkt4EGsNgPltv" -m comment --comment "Drop if no profiles matched" -j DROP
+-A {ssh} -p tcp -m comment --comment "cali:nB7wPq0yNlE1rW3s" -m comment --comment "Policy default/default.deny-ssh ingress" -m multiport --dports 22 -j DROP
+-A {web} -p tcp -m comment --comment "cali:Z1m8n2TqR7vK0aLc" -m comment --comment "Policy default/knp.default.allow-web ingress" -m multiport --dports 8080 -j MARK --set-xmark 0x10000/0x10000
+-A {web} -m comment --comment "cali:hX3oP9dQe5wS2uYb" -m mark --mark 0x10000/0x10000 -j RETURN
+-A {db} -m comment --comment "cali:q6VcRL0gx-CI1iw6" -m comment --comment "Policy default/knp.default.deny-db ingress"
+-A cali-pri-kns.default -m comment --comment "cali:WMSw8BmYOknRHfsz" -m comment --comment "Profile kns.default ingress" -j MARK --set-xmark 0x10000/0x10000
+-A cali-pri-ksa.default.default -m comment --comment "cali:PrckJA84jX_kGp99" -m comment --comment "Profile ksa.default.default ingress"
+-A cali-pro-kns.default -m comment --comment "cali:Vr81boRqq4V77Sg8" -m comment --comment "Profile kns.default egress" -j MARK --set-xmark 0x10000/0x10000
+-A cali-pro-ksa.default.default -m comment --comment "cali:bUZzZcietq9v5Ybq" -m comment --comment "Profile ksa.default.default egress"
+COMMIT
+"#
+    )
+}
+
+/// Calico: a packet no policy accepted names the policies that judged it
+/// (their chains' names are hashes); a Calico policy's own deny names that
+/// policy; the allowed port is delivered with no drop.
+#[test]
+fn calico_policy_chains_name_the_network_policy() {
+    let (lab, node, a, b, _va, vb) = routed_lab("cal");
+    let b_ip = format!("{}.0.2", lab.net());
+    lab.exec(&a, &format!("ping -c1 -W2 {b_ip}"));
+    iptables_restore(&node, &calico_iptables(&vb));
+    let _web = tcp_server(&b, &b_ip, 8080);
+    let _db = tcp_server(&b, &b_ip, 5432);
+    let _ssh = tcp_server(&b, &b_ip, 22);
+
+    let t = Tracer::start(&["--netns", &a, "--proto", "tcp", "--nf-netns", &node]);
+    if !kernel_has_owned_tables() {
+        return old_kernel_keeps_todays_drops(t, &a, &b_ip);
+    }
+    tcp_client(&a, &b_ip, 8080);
+    connect_fails(&a, &b_ip, 5432);
+    connect_fails(&a, &b_ip, 22);
+    let lines = t.stop();
+    let pkts = packets(&lines);
+
+    // Allowed by default/allow-web: delivered, nothing dropped.
+    for p in pkts.iter().filter(|p| p["flow"]["dport"] == 8080) {
+        assert_eq!(p["verdict"], "delivered", "{p:#}");
+    }
+    assert!(
+        pkts.iter().any(|p| p["flow"]["dport"] == 8080),
+        "the allowed connection was seen"
+    );
+
+    // Port 5432: no policy accepted it; both policies that judged it named.
+    let db = first_to(&pkts, &b_ip, 5432);
+    assert_eq!(db["verdict"], "dropped", "{db:#}");
+    let d = &db["drop"];
+    assert_eq!(d["rule"]["chain"], format!("cali-tw-{vb}"), "{d:#}");
+    assert_eq!(
+        d["rule"]["comment"],
+        "End of tier default. Drop if no policies passed packet"
+    );
+    assert_eq!(d["k8s"]["kind"], "NetworkPolicy", "{d:#}");
+    assert_eq!(d["k8s"]["namespace"], "default");
+    assert_eq!(d["k8s"]["name"], "deny-db");
+    let judged: Vec<&str> = d["policies"]
+        .as_array()
+        .unwrap_or_else(|| panic!("the policies that judged it: {d:#}"))
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(judged, ["deny-ssh", "allow-web", "deny-db"], "{d:#}");
+    let hint = d["hint"].as_str().unwrap();
+    assert!(
+        hint.contains("NetworkPolicy default/allow-web")
+            && hint.contains("NetworkPolicy default/deny-db")
+            && hint.contains("kubectl describe networkpolicy -n default deny-db"),
+        "{hint}"
+    );
+
+    // Port 22: Calico's own policy denies it by a rule of its chain.
+    let ssh = first_to(&pkts, &b_ip, 22);
+    assert_eq!(ssh["verdict"], "dropped", "{ssh:#}");
+    let d = &ssh["drop"];
+    assert_eq!(d["rule"]["chain"], "cali-pi-_ccrEY90o7NpSLqAr-9a", "{d:#}");
+    assert!(d["rule"]["handle"].as_u64().is_some(), "{d:#}");
+    assert!(
+        d["rule"]["rule"]
+            .as_str()
+            .unwrap()
+            .contains("--dports 22 -j DROP"),
+        "the iptables-save line: {d:#}"
+    );
+    assert_eq!(d["k8s"]["kind"], "CalicoNetworkPolicy", "{d:#}");
+    assert_eq!(d["k8s"]["name"], "deny-ssh");
+    assert!(
+        d["hint"]
+            .as_str()
+            .unwrap()
+            .contains("CalicoNetworkPolicy default/deny-ssh dropped it"),
+        "{d:#}"
+    );
+    assert!(d.get("policies").is_none(), "{d:#}");
+}

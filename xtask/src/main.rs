@@ -70,9 +70,16 @@ fn test(cmd: &mut Command) -> Result<()> {
         .spawn()
         .with_context(|| format!("failed to run {cmd:?}"))?;
     let (mut passed, mut failed) = (0u64, 0u64);
+    let mut failures = Vec::new();
     for line in BufReader::new(child.stdout.take().expect("piped stdout")).lines() {
         let line = line?;
         println!("{line}");
+        if let Some(name) = line
+            .strip_prefix("test ")
+            .and_then(|l| l.strip_suffix(" ... FAILED"))
+        {
+            failures.push(name.to_string());
+        }
         if let Some(rest) = line.strip_prefix("test result: ") {
             let count = |word: &str| {
                 rest.split(';')
@@ -94,7 +101,10 @@ fn test(cmd: &mut Command) -> Result<()> {
     let status = child.wait()?;
     println!("summary: {passed} passed, {failed} failed");
     if !status.success() {
-        bail!("tests failed: {status}");
+        if failures.is_empty() {
+            bail!("tests failed: {status}");
+        }
+        bail!("tests failed: {}", failures.join(", "));
     }
     Ok(())
 }
@@ -139,7 +149,21 @@ fn workspace_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn main() -> Result<()> {
+/// Errors end the run with one line each (the last lines a CI log shows),
+/// not a backtrace.
+fn main() -> std::process::ExitCode {
+    match run_cli() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            for line in format!("{e:#}").lines() {
+                eprintln!("error: {line}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_cli() -> Result<()> {
     let cli = Cli::parse();
     let root = workspace_root();
     match cli.cmd {
@@ -175,9 +199,19 @@ fn main() -> Result<()> {
                 println!("kernel matrix not run (a filter or --host-only): cargo xtask vm-test");
                 return host;
             }
-            // The matrix runs even when a host test failed: both results count.
+            // The matrix runs even when a host test failed: both results
+            // count, and both are said last.
             let vms = vm::vm_test(&root, vm::VmArgs::all());
-            host.and(vms)
+            match (host, vms) {
+                (Ok(()), Ok(())) => Ok(()),
+                (h, v) => {
+                    let say = |r: Result<()>| match r {
+                        Ok(()) => "passed".to_string(),
+                        Err(e) => format!("{e:#}"),
+                    };
+                    bail!("host tests: {}\nkernel matrix: {}", say(h), say(v))
+                }
+            }
         }
         Cmd::Bench(a) => bench::run(&root, a),
         Cmd::VmTest(a) => vm::vm_test(&root, a),

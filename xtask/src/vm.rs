@@ -207,6 +207,9 @@ pub fn vm_test(root: &Path, args: VmArgs) -> Result<()> {
             continue;
         }
         let results = read_results(&share, &selected)?;
+        if results.values().any(|r| *r != "pass") {
+            print_failures(&share, &release);
+        }
         let probes = fs::read_to_string(share.join("probes.txt"))
             .unwrap_or_default()
             .lines()
@@ -228,7 +231,19 @@ pub fn vm_test(root: &Path, args: VmArgs) -> Result<()> {
         .map(|o| o.results.values().filter(|r| **r != "pass").count())
         .sum();
     if failed > 0 {
-        bail!("{failed} test runs failed across the kernel matrix (logs under target/vm/run/)");
+        let which: Vec<String> = outcomes
+            .iter()
+            .flat_map(|o| {
+                o.results
+                    .iter()
+                    .filter(|(_, r)| **r != "pass")
+                    .map(move |(t, r)| format!("{t} on {} ({r})", o.release))
+            })
+            .collect();
+        bail!(
+            "{failed} test runs failed across the kernel matrix (logs under target/vm/run/): {}",
+            which.join(", ")
+        );
     }
     Ok(())
 }
@@ -536,6 +551,32 @@ fn read_results(share: &Path, selected: &[String]) -> Result<BTreeMap<String, &'
         }
     }
     Ok(results)
+}
+
+/// The failing tests' own output from a kernel's run (at most a screenful
+/// each), so a CI log says why without its artifacts.
+fn print_failures(share: &Path, release: &str) {
+    let text = fs::read_to_string(share.join("results.txt")).unwrap_or_default();
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line == "failures:" {
+            inside = true;
+        } else if line.starts_with("test result:") {
+            inside = false;
+        }
+        if inside {
+            out.push(line);
+        }
+    }
+    let keep = out.len().saturating_sub(120);
+    println!(
+        "== {release}: failing tests' output (last {} lines)",
+        out.len() - keep
+    );
+    for line in &out[keep..] {
+        println!("{line}");
+    }
 }
 
 fn matrix(outcomes: &[Outcome]) -> String {

@@ -15,7 +15,15 @@
 //!   `service-HASH-ns/name/proto/port`, `endpoint-HASH-ns/name/proto/port__ip/port`,
 //!   `external-HASH-...`, and the comments of `no-endpoint-services` elements;
 //! - kube-router: comments naming the policy (`... policy name NAME namespace NS`)
-//!   or the pod a default deny protects (`... POD name:NAME namespace: NS`).
+//!   or the pod a default deny protects (`... POD name:NAME namespace: NS`);
+//! - Calico (iptables dataplane): the first rule of a policy's chain
+//!   (`cali-pi-*`, `cali-po-*`, names mostly hashed) says whose it is,
+//!   `Policy NS/knp.default.NAME ingress` (felix's name, 3.26–3.31) or
+//!   `KubernetesNetworkPolicy NS/NAME ingress` (3.32 on); the live side
+//!   reads it for each jump into such a chain ([`RuleHit::target_comment`]).
+//!   A packet no policy accepted is dropped in the workload's chain
+//!   (`cali-tw-*`, "... Drop if no policies passed packet") after the
+//!   policies it was judged by: those jumps name them.
 //!
 //! Anything else gets its rule and comment, and no object.
 use crate::decode::rule::{verdict, Action, RuleHit, TraceKind};
@@ -36,11 +44,26 @@ pub struct K8sRef {
 }
 
 impl K8sRef {
-    /// `ns/name:port` (or `ns/name`).
+    /// `ns/name:port` (or `ns/name`, or `name` for a cluster-wide object).
     pub fn display(&self) -> String {
-        match &self.port {
-            Some(p) => format!("{}/{}:{p}", self.namespace, self.name),
-            None => format!("{}/{}", self.namespace, self.name),
+        let name = match &self.port {
+            Some(p) => format!("{}:{p}", self.name),
+            None => self.name.clone(),
+        };
+        if self.namespace.is_empty() {
+            name
+        } else {
+            format!("{}/{name}", self.namespace)
+        }
+    }
+
+    fn new(kind: &'static str, namespace: &str, name: &str) -> Self {
+        K8sRef {
+            kind,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            port: None,
+            no_endpoints: false,
         }
     }
 }
@@ -50,6 +73,9 @@ impl K8sRef {
 pub struct RuleMatch {
     pub hit: RuleHit,
     pub k8s: Option<K8sRef>,
+    /// A drop because no policy accepted the packet: the policies that
+    /// judged it, in order (`k8s` is the last one).
+    pub judged_by: Vec<K8sRef>,
 }
 
 /// The rule that dropped the packet (a rule, or a base chain's policy).
@@ -81,26 +107,54 @@ fn matched(hits: &[RuleHit], i: usize) -> RuleMatch {
             chain = &h.chain;
         }
     }
-    let k8s = path.into_iter().find_map(object_of);
-    RuleMatch { hit, k8s }
+    if let Some(k8s) = path.into_iter().find_map(object_of) {
+        return RuleMatch {
+            hit,
+            k8s: Some(k8s),
+            judged_by: Vec::new(),
+        };
+    }
+    // Dropped where no policy accepted it: the policies the chain jumped
+    // to before (in nested chains too: Calico groups policies) judged it.
+    let mut judged_by = Vec::new();
+    if hit.verdict == verdict::DROP {
+        for h in hits[..i].iter().rev() {
+            if matches!(h.verdict, verdict::JUMP | verdict::GOTO) {
+                if h.target == hit.chain {
+                    break;
+                }
+                if let Some(p) = calico(&h.target_comment) {
+                    judged_by.push(p);
+                }
+            }
+        }
+    }
+    judged_by.reverse();
+    RuleMatch {
+        hit,
+        k8s: judged_by.last().cloned(),
+        judged_by,
+    }
 }
 
 /// The object one rule names, by its comment or its chain; in kube-proxy's
 /// nftables table also by the comment of the map element the packet
 /// matched (`no-endpoint-services` sends to `reject-chain`: no endpoints).
 pub fn object_of(h: &RuleHit) -> Option<K8sRef> {
-    from_comment(&h.comment).or_else(|| {
-        if h.table != "kube-proxy" {
-            return None;
-        }
-        from_nft_chain(&h.chain)
-            .or_else(|| from_nft_chain(&h.target))
-            .or_else(|| {
-                let mut svc = service_port(h.element.trim())?;
-                svc.no_endpoints = h.target == "reject-chain";
-                Some(svc)
-            })
-    })
+    from_comment(&h.comment)
+        .or_else(|| calico(&h.target_comment))
+        .or_else(|| {
+            if h.table != "kube-proxy" {
+                return None;
+            }
+            from_nft_chain(&h.chain)
+                .or_else(|| from_nft_chain(&h.target))
+                .or_else(|| {
+                    let mut svc = service_port(h.element.trim())?;
+                    svc.no_endpoints = h.target == "reject-chain";
+                    Some(svc)
+                })
+        })
 }
 
 fn is_name(s: &str) -> bool {
@@ -134,8 +188,8 @@ fn from_comment(c: &str) -> Option<K8sRef> {
     if c.is_empty() {
         return None;
     }
-    // kube-router's policy chains and default deny.
-    if let Some(r) = kube_router(c) {
+    // kube-router's policy chains and default deny; Calico's policy chains.
+    if let Some(r) = kube_router(c).or_else(|| calico(c)) {
         return Some(r);
     }
     // kube-proxy: "ns/name:port <what>".
@@ -187,6 +241,51 @@ fn kube_router(c: &str) -> Option<K8sRef> {
     })
 }
 
+/// The comment Calico writes on the first rule of a policy's chain:
+/// `Policy NS/knp.default.NAME ingress` (felix's name: `knp.default.` a
+/// Kubernetes NetworkPolicy, `TIER.NAME` Calico's own, namespaced or
+/// global), or from 3.32 on `KIND [NS/]NAME ingress|egress`.
+fn calico(c: &str) -> Option<K8sRef> {
+    let mut w = c.split_whitespace();
+    let (kind, id, dir) = (w.next()?, w.next()?, w.next()?);
+    if w.next().is_some() || !matches!(dir, "ingress" | "egress") {
+        return None;
+    }
+    let (ns, name) = match id.split_once('/') {
+        Some((ns, name)) => (ns, name),
+        None => ("", id),
+    };
+    let (kind, name) = match kind {
+        "Policy" => [
+            ("knp.default.", "NetworkPolicy"),
+            ("kanp.adminnetworkpolicy.", "AdminNetworkPolicy"),
+            (
+                "kbanp.baselineadminnetworkpolicy.",
+                "BaselineAdminNetworkPolicy",
+            ),
+        ]
+        .iter()
+        .find_map(|(prefix, kind)| Some((*kind, name.strip_prefix(prefix)?)))
+        .unwrap_or_else(|| {
+            // Calico's own, stored as TIER.NAME: the default tier's
+            // policies go by their plain name.
+            let kind = if ns.is_empty() {
+                "GlobalNetworkPolicy"
+            } else {
+                "CalicoNetworkPolicy"
+            };
+            (kind, name.strip_prefix("default.").unwrap_or(name))
+        }),
+        "KubernetesNetworkPolicy" => ("NetworkPolicy", name),
+        "KubernetesAdminNetworkPolicy" => ("AdminNetworkPolicy", name),
+        "KubernetesBaselineAdminNetworkPolicy" => ("BaselineAdminNetworkPolicy", name),
+        "NetworkPolicy" => ("CalicoNetworkPolicy", name),
+        "GlobalNetworkPolicy" => ("GlobalNetworkPolicy", name),
+        _ => return None,
+    };
+    (is_name(name) && (ns.is_empty() || is_name(ns))).then(|| K8sRef::new(kind, ns, name))
+}
+
 /// kube-proxy's nftables chains: `service-HASH-ns/name/proto/port`,
 /// `external-HASH-...`, `endpoint-HASH-ns/name/proto/port__ip/port`.
 fn from_nft_chain(chain: &str) -> Option<K8sRef> {
@@ -220,6 +319,18 @@ pub fn drop_hint(m: &RuleMatch) -> String {
             h.table
         )
     };
+    if !m.judged_by.is_empty() {
+        let names: Vec<String> = m
+            .judged_by
+            .iter()
+            .map(|k| format!("{} {}", k.kind, k.display()))
+            .collect();
+        return format!(
+            "no rule of {} allows this traffic: the policies that select this endpoint judged it and none accepted it ({at}); check {}",
+            names.join(", "),
+            m.judged_by.iter().map(check).collect::<Vec<_>>().join(" and ")
+        );
+    }
     match &m.k8s {
         Some(k) if k.no_endpoints => format!(
             "Service {} has no ready endpoints: kube-proxy rejects connections to it ({at}); check the Service's selector and its pods' readiness (kubectl get endpointslices -n {} -l kubernetes.io/service-name={})",
@@ -227,9 +338,11 @@ pub fn drop_hint(m: &RuleMatch) -> String {
             k.namespace,
             k.name
         ),
-        Some(k) if k.kind == "NetworkPolicy" => format!(
-            "NetworkPolicy {}/{} dropped it ({at}); check kubectl describe networkpolicy -n {} {}",
-            k.namespace, k.name, k.namespace, k.name
+        Some(k) if k.kind.ends_with("NetworkPolicy") => format!(
+            "{} {} dropped it ({at}); check {}",
+            k.kind,
+            k.display(),
+            check(k)
         ),
         Some(k) if k.kind == "Pod" => format!(
             "no NetworkPolicy selecting pod {}/{} allows this traffic ({at}); check kubectl get networkpolicy -n {}",
@@ -238,6 +351,23 @@ pub fn drop_hint(m: &RuleMatch) -> String {
         Some(k) => format!("a rule of {} {} dropped it ({at})", k.kind, k.display()),
         None if h.comment.is_empty() => format!("a firewall rule dropped it: {at}"),
         None => format!("a firewall rule dropped it: {at} (\"{}\")", h.comment),
+    }
+}
+
+/// The command that shows a policy.
+fn check(k: &K8sRef) -> String {
+    let (resource, ns) = match k.kind {
+        "NetworkPolicy" => ("describe networkpolicy", true),
+        "CalicoNetworkPolicy" => ("get networkpolicies.projectcalico.org -o yaml", true),
+        "GlobalNetworkPolicy" => ("get globalnetworkpolicies.projectcalico.org -o yaml", false),
+        "AdminNetworkPolicy" => ("describe adminnetworkpolicy", false),
+        "BaselineAdminNetworkPolicy" => ("describe baselineadminnetworkpolicy", false),
+        _ => ("describe", true),
+    };
+    if ns && !k.namespace.is_empty() {
+        format!("kubectl {resource} -n {} {}", k.namespace, k.name)
+    } else {
+        format!("kubectl {resource} {}", k.name)
     }
 }
 
@@ -257,6 +387,7 @@ mod tests {
             rule: String::new(),
             comment: comment.into(),
             element: String::new(),
+            target_comment: String::new(),
             action,
         }
     }
@@ -295,6 +426,97 @@ mod tests {
             (r.kind, r.namespace.as_str(), r.name.as_str()),
             ("Pod", "prod", "web-1")
         );
+    }
+
+    #[test]
+    fn calico_policy_comments_name_the_policy() {
+        let name = |c: &str| calico(c).map(|r| (r.kind, r.display()));
+        // felix 3.26–3.31: its own name for the policy.
+        assert_eq!(
+            name("Policy default/knp.default.deny-db ingress"),
+            Some(("NetworkPolicy", "default/deny-db".into()))
+        );
+        assert_eq!(
+            name("Policy prod/default.allow-dns egress"),
+            Some(("CalicoNetworkPolicy", "prod/allow-dns".into()))
+        );
+        assert_eq!(
+            name("Policy security.block-metadata egress"),
+            Some(("GlobalNetworkPolicy", "security.block-metadata".into()))
+        );
+        assert_eq!(
+            name("Policy kanp.adminnetworkpolicy.cluster-guard ingress"),
+            Some(("AdminNetworkPolicy", "cluster-guard".into()))
+        );
+        // 3.32 on: the kind is written out.
+        assert_eq!(
+            name("KubernetesNetworkPolicy default/deny-db ingress"),
+            Some(("NetworkPolicy", "default/deny-db".into()))
+        );
+        // Profiles, rule ids and the tier's own comments are no policy.
+        assert_eq!(name("Profile kns.default ingress"), None);
+        assert_eq!(name("cali:q6VcRL0gx-CI1iw6"), None);
+        assert_eq!(
+            name("End of tier default. Drop if no policies passed packet"),
+            None
+        );
+        assert_eq!(name("Policy default/knp.default.deny-db sideways"), None);
+    }
+
+    #[test]
+    fn a_calico_tier_drop_names_every_policy_that_judged_the_packet() {
+        let jump = |chain: &str, to: &str, policy: &str| RuleHit {
+            target: to.into(),
+            target_comment: policy.into(),
+            ..hit(chain, "", verdict::JUMP, Action::Other)
+        };
+        let hits = vec![
+            jump("FORWARD", "cali-FORWARD", ""),
+            // An earlier workload chain's policy is not this drop's.
+            jump(
+                "cali-fw-cali1",
+                "cali-po-_A",
+                "Policy default/knp.default.egress ingress",
+            ),
+            RuleHit {
+                verdict: verdict::GOTO,
+                ..jump("cali-to-wl-dispatch", "cali-tw-cali2", "")
+            },
+            jump(
+                "cali-tw-cali2",
+                "cali-pi-_B",
+                "Policy default/knp.default.allow-web ingress",
+            ),
+            jump("cali-tw-cali2", "cali-gi-_G", ""),
+            jump(
+                "cali-gi-_G",
+                "cali-pi-_C",
+                "Policy default/knp.default.deny-db ingress",
+            ),
+            hit(
+                "cali-tw-cali2",
+                "End of tier default. Drop if no policies passed packet",
+                verdict::DROP,
+                Action::Other,
+            ),
+        ];
+        let m = drop_rule(&hits).unwrap();
+        let names: Vec<String> = m.judged_by.iter().map(K8sRef::display).collect();
+        assert_eq!(names, ["default/allow-web", "default/deny-db"]);
+        assert_eq!(m.k8s.as_ref().unwrap().name, "deny-db");
+        let hint = drop_hint(&m);
+        assert!(
+            hint.starts_with(
+                "no rule of NetworkPolicy default/allow-web, NetworkPolicy default/deny-db allows"
+            ),
+            "{hint}"
+        );
+        // A policy's own drop: the jump into its chain names it.
+        let mut own = hits[..4].to_vec();
+        own.push(hit("cali-pi-_B", "cali:x", verdict::DROP, Action::Other));
+        let m = drop_rule(&own).unwrap();
+        assert!(m.judged_by.is_empty());
+        assert_eq!(m.k8s.unwrap().display(), "default/allow-web");
     }
 
     #[test]

@@ -276,6 +276,7 @@ fn drop_hit() -> crate::decode::rule::RuleHit {
         rule: "-A KUBE-SERVICES -d 10.96.0.11/32 -j REJECT".into(),
         comment: "default/empty:http has no endpoints".into(),
         element: String::new(),
+        target_comment: String::new(),
         action: Action::Reject,
     }
 }

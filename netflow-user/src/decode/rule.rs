@@ -7,8 +7,11 @@
 //! Layout (after the common header): the packet's headers as the trace
 //! carried them (network header, then the first transport bytes; `len`
 //! bytes), one byte [`Action`], then table, chain, jump target, rule text,
-//! comment and element comment, each NUL-terminated. The header's `location` is the rule
-//! handle, `reason` the verdict, `hook` the [`TraceKind`], `pf` the family.
+//! comment, element comment and the jump target's comment, each
+//! NUL-terminated (an event written before the last one existed ends after
+//! the element comment: it reads as empty). The header's `location` is the
+//! rule handle, `reason` the verdict, `hook` the [`TraceKind`], `pf` the
+//! family.
 use netflow_common::Point;
 
 use super::{raw::RawEvent, DecodeError};
@@ -102,6 +105,9 @@ pub struct RuleHit {
     /// The comment of the set or map element the packet matched in the
     /// rule's lookup (kube-proxy's nftables mode names Services there).
     pub element: String,
+    /// The comment of the first rule of the chain a jump went to, where
+    /// that names the chain's owner (Calico writes a policy's name there).
+    pub target_comment: String,
     pub action: Action,
 }
 
@@ -142,6 +148,7 @@ impl RuleHit {
             &self.rule,
             &self.comment,
             &self.element,
+            &self.target_comment,
         ] {
             data.extend(s.bytes().filter(|b| *b != 0));
             data.push(0);
@@ -192,6 +199,8 @@ impl RuleHit {
             rule: next()?,
             comment: next()?,
             element: next()?,
+            // Absent in events written before it existed.
+            target_comment: next().unwrap_or_default(),
             handle: raw.location,
             verdict: raw.reason as i32,
             action,
@@ -217,6 +226,7 @@ mod tests {
             rule: "-A KUBE-SERVICES -d 10.96.0.11/32 -j REJECT".into(),
             comment: "default/empty:http has no endpoints".into(),
             element: String::new(),
+            target_comment: "Policy default/knp.default.deny ingress".into(),
             action: Action::Reject,
         };
         let headers = [
@@ -237,6 +247,13 @@ mod tests {
         assert_eq!(back, hit);
         assert_eq!(h, headers);
         assert_eq!(raw.mark, 0x4000);
+        // An event written before the jump target's comment existed.
+        let mut old = raw.clone();
+        let cut = old.data.len() - hit.target_comment.len() - 1;
+        old.data.truncate(cut);
+        let (back, _) = RuleHit::from_raw(&old).unwrap();
+        assert_eq!(back.target_comment, "");
+        assert_eq!(back.element, hit.element);
     }
 
     #[test]

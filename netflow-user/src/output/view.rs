@@ -143,6 +143,9 @@ pub struct RuleView {
     /// The comment of the set or map element the packet matched.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub element: Option<String>,
+    /// The comment that names the chain a jump went to (Calico's policy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_comment: Option<String>,
     pub verdict: &'static str,
 }
 
@@ -156,6 +159,7 @@ pub fn rule_view(h: &RuleHit) -> RuleView {
         rule: some(&h.rule),
         comment: some(&h.comment),
         element: some(&h.element),
+        target_comment: some(&h.target_comment),
         verdict: verdict::name(h.verdict),
     }
 }
@@ -179,6 +183,10 @@ pub struct DropView {
     /// The Kubernetes object that rule belongs to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub k8s: Option<K8sRef>,
+    /// A drop because no policy accepted the packet, when several judged
+    /// it: all of them, in order (`k8s` is the last).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policies: Option<Vec<K8sRef>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -333,6 +341,7 @@ pub fn drop_view(d: DropInfo, hook: Option<u8>, names: &Names) -> DropView {
         location,
         rule: None,
         k8s: None,
+        policies: None,
     }
 }
 
@@ -342,6 +351,9 @@ fn name_rule(v: &mut DropView, rule: Option<&RuleMatch>) {
         v.hint = drop_hint(m);
         v.rule = Some(rule_view(&m.hit));
         v.k8s = m.k8s.clone();
+        if m.judged_by.len() > 1 {
+            v.policies = Some(m.judged_by.clone());
+        }
     }
 }
 

@@ -391,6 +391,12 @@ impl Watcher {
                         proto: p.tuple.proto.number(),
                         dport: p.tuple.dport,
                     });
+                let target_comment = match v {
+                    verdict::JUMP | verdict::GOTO => {
+                        resolver.owner_comment(t.family, &t.table, &t.target)
+                    }
+                    _ => String::new(),
+                };
                 let r = match kind {
                     TraceKind::Rule => {
                         resolver.resolve(t.family, &t.table, &t.chain, t.handle, key)
@@ -413,6 +419,7 @@ impl Watcher {
                     rule: r.rule,
                     comment: r.comment,
                     element: r.element,
+                    target_comment,
                     action: r.action,
                 };
                 log::debug!(

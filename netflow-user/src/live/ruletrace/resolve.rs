@@ -75,21 +75,7 @@ impl Resolver {
         handle: u64,
         lookup: Option<Key>,
     ) -> Resolved {
-        if self.chains.len() >= MAX_CHAINS {
-            self.clear();
-        }
-        let key = (family, table.to_string(), chain.to_string());
-        if !self.chains.contains_key(&key) {
-            let rules = self
-                .nl
-                .chain_rules(family, table, chain)
-                .unwrap_or_else(|e| {
-                    log::debug!("rules of {table} {chain}: {e}");
-                    Vec::new()
-                });
-            self.chains.insert(key.clone(), rules);
-        }
-        let rules = &self.chains[&key];
+        let rules = self.rules(family, table, chain);
         let pos = rules.iter().position(|r| r.handle == handle);
         let info = pos.map(|i| rules[i].clone()).unwrap_or_default();
         let xt_table = rules.iter().any(|r| r.xt);
@@ -119,6 +105,34 @@ impl Resolver {
             action: info.action,
             element,
         }
+    }
+
+    /// A chain's rules, read once per ruleset generation.
+    fn rules(&mut self, family: u8, table: &str, chain: &str) -> &Vec<RuleInfo> {
+        if self.chains.len() >= MAX_CHAINS {
+            self.clear();
+        }
+        let key = (family, table.to_string(), chain.to_string());
+        let nl = &mut self.nl;
+        self.chains.entry(key).or_insert_with(|| {
+            nl.chain_rules(family, table, chain).unwrap_or_else(|e| {
+                log::debug!("rules of {table} {chain}: {e}");
+                Vec::new()
+            })
+        })
+    }
+
+    /// The comment of a chain's first rule: Calico names a policy there
+    /// (`Policy NS/knp.default.NAME ingress`), in chains `cali-pi-*` and
+    /// `cali-po-*`; other chains are not read for it.
+    pub fn owner_comment(&mut self, family: u8, table: &str, chain: &str) -> String {
+        if !(chain.starts_with("cali-pi-") || chain.starts_with("cali-po-")) {
+            return String::new();
+        }
+        self.rules(family, table, chain)
+            .first()
+            .map(|r| r.comment.clone())
+            .unwrap_or_default()
     }
 
     /// The comment of the element of `set` the packet's key matches.
