@@ -41,6 +41,8 @@ pub mod names {
     pub const PROG_ICMP_KPROBE: &str = "netflow_icmp_kprobe";
     /// `fib:fib_table_lookup`: route hops.
     pub const PROG_ROUTE: &str = "netflow_route";
+    /// `fib6:fib6_table_lookup`: IPv6 route hops.
+    pub const PROG_ROUTE6: &str = "netflow_route6";
     pub const ROUTE_PENDING: &str = "ROUTE_PENDING";
     pub const PROG_NF_EARLY: &str = "netflow_nf_early";
     pub const PROG_NF_LATE: &str = "netflow_nf_late";
@@ -361,6 +363,13 @@ pub struct Offsets {
     pub nhc_dev: u32,
     pub nhc_gw_family: u32,
     pub nhc_gw: u32,
+    /// `flowi6.saddr`, `flowi6.daddr`; `fib6_result.nh`, `.fib6_type`;
+    /// `fib6_table.tb6_id` (0 where missing: no IPv6 route hops).
+    pub flowi6_saddr: u32,
+    pub flowi6_daddr: u32,
+    pub fib6_res_nh: u32,
+    pub fib6_res_type: u32,
+    pub fib6_table_id: u32,
 }
 
 pub mod filter_flags {

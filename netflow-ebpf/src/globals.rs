@@ -60,6 +60,11 @@ pub(crate) static OFFSETS: Offsets = Offsets {
     nhc_dev: 0,
     nhc_gw_family: 0,
     nhc_gw: 0,
+    flowi6_saddr: 0,
+    flowi6_daddr: 0,
+    fib6_res_nh: 0,
+    fib6_res_type: 0,
+    fib6_table_id: 0,
 };
 
 #[no_mangle]

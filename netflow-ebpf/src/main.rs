@@ -172,6 +172,17 @@ pub fn netflow_route(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+/// `TP_PROTO(const struct net *net, const struct fib6_result *res, struct
+/// fib6_table *table, const struct flowi6 *flp)` (checked by the loader).
+#[btf_tracepoint(function = "fib6_table_lookup")]
+pub fn netflow_route6(ctx: BtfTracePointContext) -> i32 {
+    let res: *const u8 = ctx.arg(1);
+    let table: *const u8 = ctx.arg(2);
+    let flp: *const u8 = ctx.arg(3);
+    let _ = route::on_fib6_lookup(res, table, flp);
+    0
+}
+
 #[btf_tracepoint(function = "icmp_send")]
 pub fn netflow_icmp_send(ctx: BtfTracePointContext) -> i32 {
     let skb: *const u8 = ctx.arg(0);

@@ -1,10 +1,16 @@
-//! Route hops: `fib:fib_table_lookup` says which table answered a lookup,
-//! with which device and gateway, or the error. The tracepoint has no skb:
-//! the receive program remembers, per CPU, the selected IPv4 packets it just
-//! reported (a few: the stack hands received packets on in small batches),
-//! and a lookup for the same source and destination moments later is that
-//! packet's. Locally sent packets look their route up before they exist:
-//! they get no route hop.
+//! Route hops: `fib:fib_table_lookup` (IPv4) and `fib6:fib6_table_lookup`
+//! (IPv6) say which table answered a lookup, with which device and gateway,
+//! or the error. The tracepoints have no skb: the receive program
+//! remembers, per CPU, the selected packets it just reported (a few: the
+//! stack hands received packets on in small batches), and a lookup for the
+//! same source and destination moments later is that packet's. Locally
+//! sent packets look their route up before they exist: they get no route
+//! hop.
+//!
+//! An IPv4 table without an answer says `-EAGAIN` (skipped: the next rule's
+//! table is asked). An IPv6 table without one answers "unreachable" and the
+//! next rule's table is asked too: such an answer leaves the packet
+//! remembered, and the daemon keeps the last answer of a packet's lookups.
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::map, maps::PerCpuArray};
 use netflow_common::{PacketEvent, Point};
 
@@ -26,8 +32,28 @@ const EAGAIN: i32 = -11;
 pub(crate) struct Pending {
     pub skb: u64,
     pub ts: u64,
-    pub saddr: u32,
-    pub daddr: u32,
+    /// 4 or 6.
+    pub version: u32,
+    pub _pad: u32,
+    /// As two words (compared word by word: no memcmp in a BPF program);
+    /// an IPv4 address in the first word's low bytes.
+    pub saddr: [u64; 2],
+    pub daddr: [u64; 2],
+}
+
+/// 16 bytes as two native words.
+#[inline(always)]
+fn words(b: &[u8]) -> [u64; 2] {
+    [
+        u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+        u64::from_ne_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]),
+    ]
+}
+
+/// An IPv4 address as the first word.
+#[inline(always)]
+fn v4_words(b: [u8; 4]) -> [u64; 2] {
+    [u32::from_ne_bytes(b) as u64, 0]
 }
 
 #[repr(C)]
@@ -48,25 +74,62 @@ pub(crate) static ROUTE_PENDING: PerCpuArray<PendingRing> = PerCpuArray::with_ma
 #[inline(always)]
 pub(crate) fn remember(ev: &PacketEvent) {
     // A header-only report (same headers as before) has cap_len 0 but the
-    // bytes it read: the version nibble says they are an IPv4 header.
-    if ev.hdr.l3_proto != 0x0800 || ev.data[0] >> 4 != 4 {
-        return;
-    }
+    // bytes it read: the version nibble says which header they are.
+    let d = &ev.data;
+    let version = (d[0] >> 4) as u32;
+    let (saddr, daddr) = match (ev.hdr.l3_proto, version) {
+        (0x0800, 4) => (
+            v4_words([d[12], d[13], d[14], d[15]]),
+            v4_words([d[16], d[17], d[18], d[19]]),
+        ),
+        (0x86dd, 6) => (words(&d[8..24]), words(&d[24..40])),
+        _ => return,
+    };
     let Some(ring) = ROUTE_PENDING.get_ptr_mut(0) else {
         return;
     };
-    let d = &ev.data;
-    let saddr = u32::from_ne_bytes([d[12], d[13], d[14], d[15]]);
-    let daddr = u32::from_ne_bytes([d[16], d[17], d[18], d[19]]);
     let ring = unsafe { &mut *ring };
     let i = (ring.next as usize) % PENDING;
     ring.e[i] = Pending {
         skb: ev.hdr.skb,
         ts: ev.hdr.ts_ns,
+        version,
+        _pad: 0,
         saddr,
         daddr,
     };
     ring.next = ring.next.wrapping_add(1);
+}
+
+/// The oldest remembered packet with these addresses that is still
+/// followed (not delivered by early demux without a lookup and freed
+/// since); `take`: it is answered, forget it.
+#[inline(always)]
+fn pending(version: u32, saddr: [u64; 2], daddr: [u64; 2], take: bool) -> Option<u64> {
+    let ring = ROUTE_PENDING.get_ptr_mut(0)?;
+    let ring = unsafe { &mut *ring };
+    let now = unsafe { bpf_ktime_get_ns() };
+    for i in 0..PENDING {
+        let e = &mut ring.e[i];
+        if e.skb != 0
+            && e.version == version
+            && e.saddr[0] == saddr[0]
+            && e.saddr[1] == saddr[1]
+            && e.daddr[0] == daddr[0]
+            && e.daddr[1] == daddr[1]
+            && now.wrapping_sub(e.ts) < PENDING_NS
+        {
+            let candidate = e.skb;
+            let followed = unsafe { TRACKED.get(candidate) }.is_some();
+            if take || !followed {
+                e.skb = 0;
+            }
+            if followed {
+                return Some(candidate);
+            }
+        }
+    }
+    None
 }
 
 /// `fib_table_lookup(u32 tb_id, const struct flowi4 *flp, const struct
@@ -82,41 +145,87 @@ pub(crate) fn on_fib_lookup(
         return Ok(());
     }
     let o = offsets();
-    let Some(ring) = ROUTE_PENDING.get_ptr_mut(0) else {
+    let saddr = v4_words(unsafe { Btf::read(flp, v(&o.flowi4_saddr))? });
+    let daddr = v4_words(unsafe { Btf::read(flp, v(&o.flowi4_daddr))? });
+    let Some(skb) = pending(4, saddr, daddr, true) else {
         return Ok(());
     };
-    let ring = unsafe { &mut *ring };
-    let saddr: u32 = unsafe { Btf::read(flp, v(&o.flowi4_saddr))? };
-    let daddr: u32 = unsafe { Btf::read(flp, v(&o.flowi4_daddr))? };
-    let now = unsafe { bpf_ktime_get_ns() };
-    let mut skb = 0;
-    for i in 0..PENDING {
-        let e = &mut ring.e[i];
-        if e.skb != 0 && e.saddr == saddr && e.daddr == daddr && now.wrapping_sub(e.ts) < PENDING_NS
-        {
-            let candidate = e.skb;
-            e.skb = 0;
-            // Still followed (not delivered by early demux without a lookup
-            // and freed since): the oldest such is the packet being routed.
-            if unsafe { TRACKED.get(candidate) }.is_some() {
-                skb = candidate;
-                break;
-            }
-        }
+    report(
+        skb,
+        tb_id,
+        if err != 0 { core::ptr::null() } else { nhc },
+        err,
+        0x0800,
+    )
+}
+
+/// `RTN_*` of an IPv6 answer that is no route, and its error
+/// (`ip6_rt_type_to_error`, the same IPv4 gives).
+fn fib6_error(fib6_type: u8) -> i32 {
+    match fib6_type {
+        6 => -22,    // RTN_BLACKHOLE: -EINVAL
+        7 => -113,   // RTN_UNREACHABLE: -EHOSTUNREACH
+        8 => -13,    // RTN_PROHIBIT: -EACCES
+        9 => EAGAIN, // RTN_THROW
+        _ => 0,
     }
-    if skb == 0 {
+}
+
+/// `fib6_table_lookup(const struct net *net, const struct fib6_result
+/// *res, struct fib6_table *table, const struct flowi6 *flp)`.
+#[inline(always)]
+pub(crate) fn on_fib6_lookup(res: *const u8, table: *const u8, flp: *const u8) -> Result<(), ()> {
+    if res.is_null() || flp.is_null() || !tracking() {
         return Ok(());
     }
+    let o = offsets();
+    let err = fib6_error(unsafe { Btf::read::<u8>(res, v(&o.fib6_res_type))? });
+    if err == EAGAIN {
+        return Ok(());
+    }
+    let saddr: [u64; 2] = unsafe { Btf::read(flp, v(&o.flowi6_saddr))? };
+    let daddr: [u64; 2] = unsafe { Btf::read(flp, v(&o.flowi6_daddr))? };
+    // A table without an answer leaves the packet to the next rule's table.
+    let Some(skb) = pending(6, saddr, daddr, err == 0) else {
+        return Ok(());
+    };
+    let tb_id: u32 = if table.is_null() {
+        0
+    } else {
+        unsafe { Btf::read(table, v(&o.fib6_table_id)) }.unwrap_or(0)
+    };
+    // `fib6_nh` starts with its `fib_nh_common`.
+    let nh: *const u8 = if err != 0 {
+        core::ptr::null()
+    } else {
+        unsafe { Btf::read(res, v(&o.fib6_res_nh)) }.unwrap_or(core::ptr::null())
+    };
+    report(skb, tb_id, nh, err, 0x86dd)
+}
+
+/// The route hop of `skb`: the table, and the device and gateway of the
+/// answer (`nhc`), or the error.
+#[inline(always)]
+fn report(skb: u64, tb_id: u32, nhc: *const u8, err: i32, l3_proto: u16) -> Result<(), ()> {
+    let o = offsets();
+    let now = unsafe { bpf_ktime_get_ns() };
     let ev = scratch()?;
     header(&mut ev.hdr, skb, Point::Route, now);
-    let (dev, gw_family, gw) = if nhc.is_null() || err != 0 {
+    let mut gw = [0u64; 2];
+    let (dev, gw_family) = if nhc.is_null() {
         // No route: the device it came in on, whose namespace looked it up.
-        (device::<Probe>(skb as *const u8, o), 0u8, 0u32)
+        (device::<Probe>(skb as *const u8, o), 0u8)
     } else {
         let d: *const u8 = unsafe { Btf::read(nhc, v(&o.nhc_dev)) }.unwrap_or(core::ptr::null());
         let fam: u8 = unsafe { Btf::read(nhc, v(&o.nhc_gw_family)) }.unwrap_or(0);
-        let gw: u32 = unsafe { Btf::read(nhc, v(&o.nhc_gw)) }.unwrap_or(0);
-        (dev_at::<Probe>(d, o), fam, gw)
+        match fam {
+            2 => gw = v4_words(unsafe { Btf::read(nhc, v(&o.nhc_gw)) }.unwrap_or([0; 4])),
+            // Not by BTF: before 6.12 the verifier walks the union only
+            // into its first member (the 4-byte IPv4 address).
+            10 => gw = unsafe { Probe::read(nhc, v(&o.nhc_gw)) }.unwrap_or([0; 2]),
+            _ => {}
+        }
+        (dev_at::<Probe>(d, o), fam)
     };
     let h = &mut ev.hdr;
     h.ifindex = dev.ifindex;
@@ -129,10 +238,16 @@ pub(crate) fn on_fib_lookup(
     }
     h.reason = tb_id;
     h.hook = gw_family;
-    h.location = ((err as u32 as u64) << 32) | if gw_family == 2 { gw as u64 } else { 0 };
+    // The error; the gateway in the data (an IPv4 one in its first bytes).
+    h.location = (err as u32 as u64) << 32;
     h.len = 0;
-    h.l3_proto = 0x0800;
-    h.cap_len = 0;
-    output(&ev.hdr);
+    h.l3_proto = l3_proto;
+    h.cap_len = 16;
+    let p = ev.data.as_mut_ptr() as *mut u64;
+    unsafe {
+        core::ptr::write_unaligned(p, gw[0]);
+        core::ptr::write_unaligned(p.add(1), gw[1]);
+    }
+    output(ev);
     Ok(())
 }

@@ -87,3 +87,89 @@ fn a_failed_lookup_is_named_on_the_drop() {
         );
     }
 }
+
+/// IPv6 on the routed lab: pods `NET6::1` and `NET6::2` (/128, default
+/// route via the node's link-local `fe80::1` on each veth, as Calico does),
+/// the node routing each to its veth.
+fn with_ipv6(lab: &Lab, node: &str, pods: [(&str, &str); 2]) -> [String; 2] {
+    let net6 = lab.net6();
+    sh(&format!(
+        "ip netns exec {node} sysctl -qw net.ipv6.conf.all.forwarding=1"
+    ));
+    let mut addrs = Vec::new();
+    for (i, (pod, veth)) in pods.iter().enumerate() {
+        let ip = format!("{net6}::{}", i + 1);
+        sh(&format!(
+            "ip -n {node} -6 addr add fe80::1/64 dev {veth} nodad && \
+             ip -n {pod} -6 addr add {ip}/128 dev eth0 nodad && \
+             ip -n {pod} -6 route add default via fe80::1 dev eth0 && \
+             ip -n {node} -6 route add {ip}/128 dev {veth}"
+        ));
+        addrs.push(ip);
+    }
+    [addrs[0].clone(), addrs[1].clone()]
+}
+
+/// IPv6 policy routing: the node's lookups in the tables before the one
+/// that answers (local, then table 100) leave no failed hop behind; the
+/// answer names table 100 and the device. A route to nowhere is named on
+/// the drop.
+#[test]
+fn ipv6_route_hops_show_the_table_and_the_failed_lookup() {
+    let (lab, node, a, b, va, vb) = routed_lab("rt6");
+    let [a_ip, b_ip] = with_ipv6(&lab, &node, [(&a, &va), (&b, &vb)]);
+    let net6 = lab.net6();
+    let nowhere = format!("{net6}:9::9");
+    sh(&format!(
+        "ip -n {node} -6 route add {b_ip}/128 dev {vb} table 100 && \
+         ip -n {node} -6 rule add from {a_ip} lookup 100 pref 100 && \
+         ip -n {node} -6 route add unreachable {net6}:9::/64"
+    ));
+    lab.exec(&a, &format!("ping -6 -c1 -W2 {b_ip}"));
+
+    let t = Tracer::start(&["--netns", &a, "--proto", "icmpv6"]);
+    sh_quiet(&format!("ip netns exec {a} ping -6 -c2 -i0.2 -W1 {b_ip}"));
+    sh_quiet(&format!(
+        "ip netns exec {a} ping -6 -c2 -i0.2 -W1 {nowhere}"
+    ));
+    let lines = t.stop();
+    let pkts = packets(&lines);
+    let reqs = flows(&pkts, "icmpv6", &a_ip, &b_ip);
+    assert!(reqs.len() >= 2, "{pkts:#?}");
+    for r in &reqs {
+        assert_eq!(r["verdict"], "delivered", "{r:#}");
+        let at_node: Vec<_> = route_hops(r)
+            .into_iter()
+            .filter(|h| h["netns_name"] == node.as_str())
+            .collect();
+        assert_eq!(at_node.len(), 1, "one routing decision on the node: {r:#}");
+        let h = at_node[0];
+        assert_eq!(h["route"]["table"], 100, "{h:#}");
+        assert_eq!(h["route"]["oif"], vb.as_str(), "{h:#}");
+        assert!(h["route"].get("error").is_none(), "{h:#}");
+    }
+    // The replies go by the main table.
+    let replies = flows(&pkts, "icmpv6", &b_ip, &a_ip);
+    assert!(!replies.is_empty(), "{pkts:#?}");
+    for r in &replies {
+        assert_eq!(r["verdict"], "delivered", "{r:#}");
+        let h = route_hops(r)
+            .into_iter()
+            .find(|h| h["netns_name"] == node.as_str())
+            .unwrap_or_else(|| panic!("the reply's routing decision on the node: {r:#}"));
+        assert_eq!(h["route"]["table"], 254, "{h:#}");
+    }
+    let lost = flows(&pkts, "icmpv6", &a_ip, &nowhere);
+    assert!(lost.len() >= 2, "{pkts:#?}");
+    for r in &lost {
+        assert_eq!(r["verdict"], "dropped", "{r:#}");
+        let h = route_hops(r)
+            .into_iter()
+            .find(|h| h["netns_name"] == node.as_str())
+            .unwrap_or_else(|| panic!("the failed lookup on the node: {r:#}"));
+        assert_eq!(h["route"]["table"], 254, "{h:#}");
+        assert_eq!(h["route"]["error"], "no route to host", "{h:#}");
+        let hint = r["drop"]["hint"].as_str().unwrap();
+        assert!(hint.contains("table 254"), "{hint}");
+    }
+}

@@ -49,6 +49,7 @@ const SUITE: &[(&str, &[&str])] = &[
         &[
             "policy_routing_shows_the_table_on_the_route_hop",
             "a_failed_lookup_is_named_on_the_drop",
+            "ipv6_route_hops_show_the_table_and_the_failed_lookup",
         ],
     ),
     (

@@ -217,15 +217,26 @@ impl Correlator {
     /// A routing decision joins its packet while that is on its way; one
     /// for a packet already ended (the kernel matched it by addresses to a
     /// packet delivered without a lookup) starts nothing.
+    /// An IPv6 table without an answer says "unreachable" before the next
+    /// rule's table is asked: a failed lookup followed by another one of the
+    /// same packet is replaced by it (the last answer decides).
     fn route(&mut self, ev: Event) {
-        let on_its_way = self
+        let Some(o) = self
             .by_skb
             .get(&ev.skb)
-            .and_then(|id| self.open.get(id))
-            .is_some_and(|o| o.ended_at.is_none());
-        if on_its_way {
-            self.hop(ev);
+            .and_then(|id| self.open.get_mut(id))
+            .filter(|o| o.ended_at.is_none())
+        else {
+            return;
+        };
+        if o.tl
+            .hops
+            .last()
+            .is_some_and(|h| h.route.is_some_and(|r| r.err != 0))
+        {
+            o.tl.hops.pop();
         }
+        self.hop(ev);
     }
 
     /// Rule trace events that joined no packet so far.

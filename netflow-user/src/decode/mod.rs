@@ -64,6 +64,21 @@ pub struct RouteLookup {
     pub err: i32,
 }
 
+/// A route event's gateway: `family` (AF_INET 2, AF_INET6 10) says which;
+/// the address is in the event's 16 data bytes (an IPv4 one in the first
+/// four), or for IPv4 in the location's low half (events written before
+/// IPv6 routes).
+fn route_gateway(family: u8, data: &[u8], location: u64) -> Option<std::net::IpAddr> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let gw = match (family, data.get(..16)) {
+        (2, Some(d)) => IpAddr::V4(Ipv4Addr::new(d[0], d[1], d[2], d[3])),
+        (2, None) => IpAddr::V4(Ipv4Addr::from((location as u32).to_ne_bytes())),
+        (10, Some(d)) => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(d).ok()?)),
+        _ => return None,
+    };
+    (!gw.is_unspecified()).then_some(gw)
+}
+
 impl RouteLookup {
     /// The error in words (`errno` names as `ip route get` says them).
     pub fn error(&self) -> Option<&'static str> {
@@ -72,7 +87,7 @@ impl RouteLookup {
             101 => "network unreachable",
             113 => "no route to host",
             22 => "invalid argument",
-            1 => "prohibited",
+            1 | 13 => "prohibited",
             _ => "lookup failed",
         })
     }
@@ -183,11 +198,7 @@ impl RawEvent {
             }
             Point::Route => What::Route(RouteLookup {
                 table: self.reason,
-                gw: (self.hook == 2 && self.location as u32 != 0).then(|| {
-                    std::net::IpAddr::V4(std::net::Ipv4Addr::from(
-                        (self.location as u32).to_ne_bytes(),
-                    ))
-                }),
+                gw: route_gateway(self.hook, &self.data, self.location),
                 err: (self.location >> 32) as u32 as i32,
             }),
             Point::RuleTrace => {
@@ -207,9 +218,9 @@ impl RawEvent {
                 pf: self.pf,
             },
         };
-        // nft chain events carry names, not packet bytes.
+        // nft chain events carry names, route events a gateway: no packet.
         let (packet, fp, data) = match what {
-            What::NftChain { .. } => (None, None, Vec::new()),
+            What::NftChain { .. } | What::Route(_) => (None, None, Vec::new()),
             _ => {
                 let packet = (!self.data.is_empty())
                     .then(|| decode_ip(&self.data, vxlan_ports).ok())
@@ -276,6 +287,30 @@ fn nft_names(data: &[u8]) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn route_gateways_of_both_families_and_the_old_layout() {
+        let v6: std::net::IpAddr = "fe80::1".parse().unwrap();
+        let std::net::IpAddr::V6(b) = v6 else {
+            unreachable!()
+        };
+        assert_eq!(route_gateway(10, &b.octets(), 0), Some(v6));
+        let mut d = [0u8; 16];
+        d[..4].copy_from_slice(&[169, 254, 1, 1]);
+        assert_eq!(
+            route_gateway(2, &d, 0),
+            Some("169.254.1.1".parse().unwrap())
+        );
+        // Written before IPv6 routes: the IPv4 gateway in the location.
+        let loc = (u32::from_ne_bytes([10, 0, 0, 1]) as u64) | (5u64 << 32);
+        assert_eq!(
+            route_gateway(2, &[], loc),
+            Some("10.0.0.1".parse().unwrap())
+        );
+        // No gateway (a device route).
+        assert_eq!(route_gateway(0, &[0; 16], 0), None);
+        assert_eq!(route_gateway(2, &[0; 16], 0), None);
+    }
 
     fn raw(point: Point, skb: u64, data: Vec<u8>) -> RawEvent {
         RawEvent {

@@ -171,6 +171,11 @@ impl KernelBtf {
                 .offset_of("fib_nh_common", "nhc_gw_family")
                 .unwrap_or(0),
             nhc_gw: self.offset_of("fib_nh_common", "nhc_gw").unwrap_or(0),
+            flowi6_saddr: self.offset_of("flowi6", "saddr").unwrap_or(0),
+            flowi6_daddr: self.offset_of("flowi6", "daddr").unwrap_or(0),
+            fib6_res_nh: self.offset_of("fib6_result", "nh").unwrap_or(0),
+            fib6_res_type: self.offset_of("fib6_result", "fib6_type").unwrap_or(0),
+            fib6_table_id: self.offset_of("fib6_table", "tb6_id").unwrap_or(0),
         })
     }
 

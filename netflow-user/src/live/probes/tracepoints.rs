@@ -10,7 +10,7 @@ use crate::output::ProbeStatus;
 /// tp_btf programs: (program, tracepoint, what the user loses without it).
 /// The first two are required; without the others netflow runs and says what is missing.
 pub(super) type Tracepoint = (&'static str, &'static str, &'static str);
-pub(super) const TRACEPOINTS: [Tracepoint; 10] = [
+pub(super) const TRACEPOINTS: [Tracepoint; 11] = [
     (names::PROG_RX, "netif_receive_skb", "no receive hops"),
     (names::PROG_TX, "net_dev_queue", "no transmit hops"),
     (names::PROG_KFREE, "kfree_skb", "no drops"),
@@ -45,6 +45,11 @@ pub(super) const TRACEPOINTS: [Tracepoint; 10] = [
         "no ICMP errors on timelines",
     ),
     (names::PROG_ROUTE, "fib_table_lookup", "no route hops"),
+    (
+        names::PROG_ROUTE6,
+        "fib6_table_lookup",
+        "no IPv6 route hops",
+    ),
 ];
 
 /// The leading arguments each program reads, checked against the running
@@ -60,6 +65,7 @@ fn reads(prog: &str) -> &'static [&'static str] {
         p if p == names::PROG_TCP_RESET => &["sock *", "sk_buff *"],
         p if p == names::PROG_ICMP_SEND => &["sk_buff *", "int", "int"],
         p if p == names::PROG_ROUTE => &["unsigned int", "flowi4 *", "fib_nh_common *", "int"],
+        p if p == names::PROG_ROUTE6 => &["net *", "fib6_result *", "fib6_table *", "flowi6 *"],
         _ => &["sk_buff *"],
     }
 }
