@@ -39,6 +39,9 @@ pub mod names {
     /// Where the `icmp:icmp_send` tracepoint is missing: `__icmp_send`.
     pub const PROG_ICMP_FENTRY: &str = "netflow_icmp_fentry";
     pub const PROG_ICMP_KPROBE: &str = "netflow_icmp_kprobe";
+    /// ICMPv6 errors (no tracepoint): `icmp6_send` by fentry, else kprobe.
+    pub const PROG_ICMP6_FENTRY: &str = "netflow_icmp6_fentry";
+    pub const PROG_ICMP6_KPROBE: &str = "netflow_icmp6_kprobe";
     /// `fib:fib_table_lookup`: route hops.
     pub const PROG_ROUTE: &str = "netflow_route";
     /// `fib6:fib6_table_lookup`: IPv6 route hops.

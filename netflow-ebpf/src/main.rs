@@ -215,6 +215,29 @@ pub fn netflow_icmp_kprobe(ctx: ProbeContext) -> u32 {
     0
 }
 
+/// ICMPv6 errors (no tracepoint in any kernel): `void icmp6_send(struct
+/// sk_buff *skb, u8 type, u8 code, __u32 info, ...)`, by fentry, else by
+/// kprobe: the same event as IPv4's.
+#[fentry(function = "icmp6_send")]
+#[inline(always)]
+pub fn netflow_icmp6_fentry(ctx: FEntryContext) -> i32 {
+    let skb: *const u8 = ctx.arg(0);
+    let icmp_type: u8 = ctx.arg(1);
+    let code: u8 = ctx.arg(2);
+    let _ = icmp::on_icmp_send::<Btf>(skb, icmp_type, code);
+    0
+}
+
+#[kprobe]
+#[inline(always)]
+pub fn netflow_icmp6_kprobe(ctx: ProbeContext) -> u32 {
+    let skb: *const u8 = ctx.arg(0).unwrap_or_default();
+    let icmp_type: u64 = ctx.arg(1).unwrap_or(0);
+    let code: u64 = ctx.arg(2).unwrap_or(0);
+    let _ = icmp::on_icmp_send::<Probe>(skb, icmp_type as u8, code as u8);
+    0
+}
+
 /// BPF netfilter programs (BPF_PROG_TYPE_NETFILTER). aya-obj accepts no
 /// netfilter section, so they live in `classifier` sections and netflow's
 /// own loader (netflow-user/src/netfilter.rs) loads and links them; aya never

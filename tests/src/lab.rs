@@ -191,6 +191,28 @@ pub fn routed_lab(tag: &str) -> (Lab, String, String, String, String, String) {
     (lab, node, a, b, va, vb)
 }
 
+/// IPv6 on a [`routed_lab`]: pods `NET6::1` and `NET6::2` (/128, default
+/// route via the node's link-local `fe80::1` on each veth, as Calico does),
+/// the node routing each to its veth; their addresses.
+pub fn with_ipv6(lab: &Lab, node: &str, pods: [(&str, &str); 2]) -> [String; 2] {
+    let net6 = lab.net6();
+    sh(&format!(
+        "ip netns exec {node} sysctl -qw net.ipv6.conf.all.forwarding=1"
+    ));
+    let mut addrs = Vec::new();
+    for (i, (pod, veth)) in pods.iter().enumerate() {
+        let ip = format!("{net6}::{}", i + 1);
+        sh(&format!(
+            "ip -n {node} -6 addr add fe80::1/64 dev {veth} nodad && \
+             ip -n {pod} -6 addr add {ip}/128 dev eth0 nodad && \
+             ip -n {pod} -6 route add default via fe80::1 dev eth0 && \
+             ip -n {node} -6 route add {ip}/128 dev {veth}"
+        ));
+        addrs.push(ip);
+    }
+    [addrs[0].clone(), addrs[1].clone()]
+}
+
 /// Two "nodes" joined by VXLAN (VNI 7, UDP 8472) over an underlay veth,
 /// with a routed pod behind each (flannel/calico style), in the lab's own
 /// block (`10.o` = [`Lab::net`]): pods `10.o.1.2` and `10.o.2.2`, nodes'

@@ -91,3 +91,79 @@ fn too_big_for_the_tunnel_shows_fragmentation_needed() {
         assert!(icmp_hops(p).is_empty());
     }
 }
+
+/// IPv6: a packet too big for the node's route to the pod (no router
+/// fragments IPv6) shows the ICMPv6 "packet too big" the node sent, with
+/// the device and its MTU; packets that fit show none. No kernel has an
+/// ICMPv6 tracepoint: kernels without fentry and kprobes say so at start.
+#[test]
+fn ipv6_too_big_shows_packet_too_big() {
+    let (lab, node, a, b, va, vb) = routed_lab("mt6");
+    let [a_ip, b_ip] = with_ipv6(&lab, &node, [(&a, &va), (&b, &vb)]);
+    sh(&format!("ip -n {node} link set {vb} mtu 1300"));
+    lab.exec(&a, &format!("ping -6 -c1 -W2 {b_ip}"));
+
+    let t = Tracer::start(&["--netns", &a, "--proto", "icmpv6"]);
+    let probe = t
+        .stderr_text
+        .lines()
+        .find(|l| l.contains("icmp6_send"))
+        .unwrap_or_else(|| panic!("no icmp6_send probe line:\n{}", t.stderr_text))
+        .to_string();
+    let probe_on = probe.contains("probe on ");
+    // Fits (1048 bytes of IPv6), then too big (1448 > 1300).
+    lab.exec(&a, &format!("ping -6 -c2 -i0.2 -W2 -s 1000 {b_ip}"));
+    sh_quiet(&format!(
+        "ip netns exec {a} ping -6 -c1 -W1 -M do -s 1400 {b_ip}"
+    ));
+    let lines = t.stop();
+    let pkts = packets(&lines);
+    let reqs = flows(&pkts, "icmpv6", &a_ip, &b_ip);
+    let too_big = |p: &&&Value| {
+        p["hops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["len"].as_u64().unwrap_or(0) > 1300)
+    };
+    let small: Vec<_> = reqs.iter().filter(|p| !too_big(p)).collect();
+    assert_eq!(small.len(), 2, "{reqs:#?}");
+    for p in &small {
+        assert_eq!(p["verdict"], "delivered", "{p:#}");
+        assert!(icmp_hops(p).is_empty(), "{p:#}");
+    }
+    let big: Vec<_> = reqs.iter().filter(too_big).collect();
+    assert_eq!(big.len(), 1, "{reqs:#?}");
+    let p = big[0];
+    assert_eq!(p["verdict"], "dropped", "{p:#}");
+    let drop = &p["drop"];
+    assert!(
+        drop["location"]
+            .as_str()
+            .unwrap()
+            .starts_with("ip6_forward"),
+        "{drop:#}"
+    );
+    if probe_on {
+        let icmp = icmp_hops(p);
+        assert_eq!(icmp.len(), 1, "{p:#}");
+        let h = icmp[0];
+        assert_eq!(h["ifname"], vb.as_str(), "{h:#}");
+        assert_eq!(h["netns_name"], node.as_str(), "{h:#}");
+        assert_eq!(h["icmp"]["type"], 2);
+        assert_eq!(h["icmp"]["mtu"], 1300);
+        assert_eq!(h["icmp"]["what"], "packet too big");
+        assert_eq!(reason(drop), "PKT_TOO_BIG", "{drop:#}");
+        let hint = drop["hint"].as_str().unwrap();
+        assert!(
+            hint.contains(&format!("MTU 1300 of {vb}")) && hint.contains("ICMPv6 packet too big"),
+            "{hint}"
+        );
+    } else {
+        assert!(
+            probe.contains("probe off") && probe.contains("no ICMPv6 errors on timelines"),
+            "{probe}"
+        );
+        assert!(icmp_hops(p).is_empty());
+    }
+}

@@ -88,28 +88,6 @@ fn a_failed_lookup_is_named_on_the_drop() {
     }
 }
 
-/// IPv6 on the routed lab: pods `NET6::1` and `NET6::2` (/128, default
-/// route via the node's link-local `fe80::1` on each veth, as Calico does),
-/// the node routing each to its veth.
-fn with_ipv6(lab: &Lab, node: &str, pods: [(&str, &str); 2]) -> [String; 2] {
-    let net6 = lab.net6();
-    sh(&format!(
-        "ip netns exec {node} sysctl -qw net.ipv6.conf.all.forwarding=1"
-    ));
-    let mut addrs = Vec::new();
-    for (i, (pod, veth)) in pods.iter().enumerate() {
-        let ip = format!("{net6}::{}", i + 1);
-        sh(&format!(
-            "ip -n {node} -6 addr add fe80::1/64 dev {veth} nodad && \
-             ip -n {pod} -6 addr add {ip}/128 dev eth0 nodad && \
-             ip -n {pod} -6 route add default via fe80::1 dev eth0 && \
-             ip -n {node} -6 route add {ip}/128 dev {veth}"
-        ));
-        addrs.push(ip);
-    }
-    [addrs[0].clone(), addrs[1].clone()]
-}
-
 /// IPv6 policy routing: the node's lookups in the tables before the one
 /// that answers (local, then table 100) leave no failed hop behind; the
 /// answer names table 100 and the device. A route to nowhere is named on

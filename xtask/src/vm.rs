@@ -35,7 +35,10 @@ const SUITE: &[(&str, &[&str])] = &[
     ),
     (
         "icmp",
-        &["too_big_for_the_tunnel_shows_fragmentation_needed"],
+        &[
+            "too_big_for_the_tunnel_shows_fragmentation_needed",
+            "ipv6_too_big_shows_packet_too_big",
+        ],
     ),
     (
         "rules",

@@ -96,6 +96,8 @@ impl RouteLookup {
 /// An ICMP error the node sent about a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IcmpError {
+    /// ICMPv6 (the packet it is about is IPv6).
+    pub v6: bool,
     pub icmp_type: u8,
     pub code: u8,
     /// The MTU of the device the packet's route leads to.
@@ -103,13 +105,33 @@ pub struct IcmpError {
 }
 
 impl IcmpError {
-    /// IPv4 destination unreachable, fragmentation needed (and DF set).
+    /// The packet was too big for the route's device: IPv4 destination
+    /// unreachable, fragmentation needed (and DF set); ICMPv6 packet too big.
     pub fn frag_needed(&self) -> bool {
-        self.icmp_type == 3 && self.code == 4
+        match self.v6 {
+            false => self.icmp_type == 3 && self.code == 4,
+            true => self.icmp_type == 2,
+        }
     }
 
     /// What the error says, in words.
     pub fn words(&self) -> &'static str {
+        if self.v6 {
+            return match (self.icmp_type, self.code) {
+                (1, 0) => "no route to destination",
+                (1, 1) => "administratively prohibited",
+                (1, 3) => "address unreachable",
+                (1, 4) => "port unreachable",
+                (1, 5) => "source address failed policy",
+                (1, 6) => "reject route",
+                (1, _) => "destination unreachable",
+                (2, _) => "packet too big",
+                (3, 0) => "hop limit exceeded",
+                (3, _) => "time exceeded",
+                (4, _) => "parameter problem",
+                _ => "error",
+            };
+        }
         match (self.icmp_type, self.code) {
             (3, 0) => "network unreachable",
             (3, 1) => "host unreachable",
@@ -183,6 +205,7 @@ impl RawEvent {
             },
             Point::Socket => What::Socket,
             Point::IcmpSend => What::IcmpError(IcmpError {
+                v6: self.l3_proto == 0x86dd,
                 icmp_type: (self.reason >> 8) as u8,
                 code: self.reason as u8,
                 mtu: self.location as u32,

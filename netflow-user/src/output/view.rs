@@ -396,8 +396,12 @@ pub fn timeline_drop_view(tl: &Timeline, names: &Names) -> Option<DropView> {
     let reason = v.likely.unwrap_or(&v.reason);
     if let (true, Some(h)) = (reason == "PKT_TOO_BIG", too_big) {
         let mtu = h.icmp.map(|e| e.mtu).unwrap_or(0);
+        let (sent, frag) = match h.icmp.is_some_and(|e| e.v6) {
+            true => ("ICMPv6 packet too big", "IPv6 routers never fragment"),
+            false => ("ICMP fragmentation needed", "may not be fragmented"),
+        };
         v.hint = format!(
-            "the packet ({} bytes) is larger than the MTU {mtu} of {} and may not be fragmented: the node sent ICMP fragmentation needed; lower the sender's MTU (or MSS) or raise {}'s, counting the tunnel's overhead",
+            "the packet ({} bytes) is larger than the MTU {mtu} of {} and {frag}: the node sent {sent}; lower the sender's MTU (or MSS) or raise {}'s, counting the tunnel's overhead",
             h.len, h.ifname, h.ifname
         );
     }

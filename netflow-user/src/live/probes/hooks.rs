@@ -100,28 +100,58 @@ pub(super) fn attach_nf_hook_slow(
 /// Where `icmp:icmp_send` is missing: `__icmp_send` by fentry, else by
 /// kprobe (the same events), else off with the reasons.
 pub(super) fn attach_icmp_send(ebpf: &mut Ebpf, btf: &Btf, why_not_tp: String) -> ProbeStatus {
-    const FUNC: &str = "__icmp_send";
-    const WHAT: &str = "ICMP errors on timelines";
-    let mut tried = vec![why_not_tp];
+    attach_fentry_or_kprobe(
+        ebpf,
+        btf,
+        "__icmp_send",
+        (names::PROG_ICMP_FENTRY, names::PROG_ICMP_KPROBE),
+        "ICMP errors on timelines",
+        (names::PROG_ICMP_SEND, "tp_btf/icmp_send", vec![why_not_tp]),
+    )
+}
+
+/// ICMPv6 errors: no kernel has a tracepoint; `icmp6_send` by fentry, else
+/// by kprobe, else off with the reasons.
+pub(super) fn attach_icmp6_send(ebpf: &mut Ebpf, btf: &Btf) -> ProbeStatus {
+    attach_fentry_or_kprobe(
+        ebpf,
+        btf,
+        "icmp6_send",
+        (names::PROG_ICMP6_FENTRY, names::PROG_ICMP6_KPROBE),
+        "ICMPv6 errors on timelines",
+        (names::PROG_ICMP6_FENTRY, "fentry/icmp6_send", Vec::new()),
+    )
+}
+
+/// `func` by the fentry program, else the kprobe program; when neither
+/// attaches, the status line `off` (program, target, what was tried before).
+fn attach_fentry_or_kprobe(
+    ebpf: &mut Ebpf,
+    btf: &Btf,
+    func: &str,
+    (fentry_prog, kprobe_prog): (&'static str, &'static str),
+    what: &str,
+    (off_name, off_target, mut tried): (&'static str, &str, Vec<String>),
+) -> ProbeStatus {
     let fentry = (|| {
-        let target = format!("fentry/{FUNC}");
+        let target = format!("fentry/{func}");
         let load = |err| ProbeError::Load {
-            prog: names::PROG_ICMP_FENTRY,
+            prog: fentry_prog,
             target: target.clone(),
             err,
         };
-        let p: &mut FEntry = program(ebpf, names::PROG_ICMP_FENTRY, &target)?;
-        p.load(FUNC, btf).map_err(load)?;
+        let p: &mut FEntry = program(ebpf, fentry_prog, &target)?;
+        p.load(func, btf).map_err(load)?;
         p.attach().map_err(load)?;
         Ok::<_, ProbeError>(())
     })();
     match fentry {
         Ok(()) => {
             return ProbeStatus {
-                name: names::PROG_ICMP_FENTRY,
-                target: format!("fentry/{FUNC}"),
+                name: fentry_prog,
+                target: format!("fentry/{func}"),
                 active: true,
-                note: WHAT.into(),
+                note: what.into(),
             }
         }
         Err(e) => tried.push(format!("fentry: {e}")),
@@ -130,34 +160,34 @@ pub(super) fn attach_icmp_send(ebpf: &mut Ebpf, btf: &Btf, why_not_tp: String) -
         tried.push("no kprobes".into());
     } else {
         let kprobe = (|| {
-            let target = format!("kprobe/{FUNC}");
+            let target = format!("kprobe/{func}");
             let load = |err| ProbeError::Load {
-                prog: names::PROG_ICMP_KPROBE,
+                prog: kprobe_prog,
                 target: target.clone(),
                 err,
             };
-            let p: &mut KProbe = program(ebpf, names::PROG_ICMP_KPROBE, &target)?;
+            let p: &mut KProbe = program(ebpf, kprobe_prog, &target)?;
             p.load().map_err(load)?;
-            p.attach(FUNC, 0).map_err(load)?;
+            p.attach(func, 0).map_err(load)?;
             Ok::<_, ProbeError>(())
         })();
         match kprobe {
             Ok(()) => {
                 return ProbeStatus {
-                    name: names::PROG_ICMP_KPROBE,
-                    target: format!("kprobe/{FUNC}"),
+                    name: kprobe_prog,
+                    target: format!("kprobe/{func}"),
                     active: true,
-                    note: WHAT.into(),
+                    note: what.into(),
                 }
             }
             Err(e) => tried.push(format!("kprobe: {e}")),
         }
     }
     ProbeStatus {
-        name: names::PROG_ICMP_SEND,
-        target: "tp_btf/icmp_send".into(),
+        name: off_name,
+        target: off_target.into(),
         active: false,
-        note: format!("no {WHAT}: {}", tried.join("; ")),
+        note: format!("no {what}: {}", tried.join("; ")),
     }
 }
 

@@ -127,6 +127,7 @@ impl Probes {
         if nf_on {
             attach_kprobes(&mut ebpf, &mut status);
         }
+        status.push(hooks::attach_icmp6_send(&mut ebpf, &btf));
         for tp in starts {
             attach_tracepoint(&mut ebpf, kbtf, &btf, tp, sockets, &mut status)?;
         }
