@@ -2,12 +2,13 @@
 # One-time machine setup for building and testing netflow (Debian 12, root).
 # Installs: LLVM 22 (matches rustc's LLVM), bpf-linker, nightly rust-src,
 # the network tools the real-kernel tests and the benchmark use, and qemu
-# with Debian's stock kernels for the kernel matrix.
+# with Debian's stock kernels for the kernel matrix, and Prometheus (the
+# agent test scrapes netflow with it).
 set -euo pipefail
 export PATH="$HOME/.cargo/bin:$PATH"
 
 need_apt=()
-for p in llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 iptables nftables bpftool iputils-ping iperf3 tcpdump python3 protobuf-compiler containerd runc containernetworking-plugins busybox-static tshark tmux qemu-system-x86 kmod xz-utils; do
+for p in llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 iptables nftables bpftool iputils-ping iperf3 tcpdump python3 protobuf-compiler containerd runc containernetworking-plugins busybox-static tshark tmux qemu-system-x86 kmod xz-utils prometheus; do
   dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -49,6 +49,12 @@ enum Command {
     /// Needs root; removes everything on exit.
     #[cfg(feature = "live")]
     Demo(DemoArgs),
+    /// The node mode (needs root): every pod of this node with the
+    /// guardrails on, Prometheus metrics on --metrics-addr (`/metrics`,
+    /// `/healthz`), each drop and each connection that did not end well as a
+    /// JSON line on stdout. Runs until SIGTERM or Ctrl-C.
+    #[cfg(feature = "live")]
+    Agent(AgentArgs),
     /// Not in a build without the kernel side: says so.
     #[cfg(not(feature = "live"))]
     #[command(hide = true)]
@@ -155,6 +161,54 @@ struct LiveArgs {
 }
 
 #[cfg(feature = "live")]
+#[derive(Args)]
+struct AgentArgs {
+    /// Where Prometheus scrapes: `/metrics` (and `/healthz`).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:9965")]
+    metrics_addr: std::net::SocketAddr,
+    /// CRI socket (default: containerd's, then CRI-O's, as crictl); without
+    /// one, named network namespaces stand in for pods.
+    #[arg(long, value_name = "unix:///PATH")]
+    runtime_endpoint: Option<String>,
+    /// Leave the nftables ruleset untouched: no rule names.
+    #[arg(long)]
+    no_rule_trace: bool,
+    /// Also watch netfilter in this network namespace. Repeatable.
+    #[arg(long, value_name = "NAME|PATH")]
+    nf_netns: Vec<String>,
+    /// Size of the kernel's event ring buffer (a power of two, at least 4K).
+    #[arg(long, value_name = "BYTES", default_value = "8M", value_parser = parse_ring_size)]
+    ring_size: u32,
+}
+
+#[cfg(feature = "live")]
+fn agent_cmd(a: AgentArgs, rt: &Runtime) -> anyhow::Result<()> {
+    use netflow::live::agent::{self, AgentOptions};
+    let opts = AgentOptions {
+        trace: TraceOptions {
+            selectors: Selectors {
+                runtime_endpoint: a.runtime_endpoint.clone(),
+                ..Selectors::default()
+            },
+            tc: false,
+            netfilter: true,
+            rule_trace: !a.no_rule_trace,
+            nf_netns: a.nf_netns,
+            duration: None,
+            mode: Mode::Json,
+            idle: Duration::from_secs(1),
+            write: None,
+            ring_bytes: a.ring_size,
+            every_packet: false,
+            pods: None,
+        },
+        metrics_addr: a.metrics_addr,
+        runtime_endpoint: a.runtime_endpoint,
+    };
+    rt.block_on(agent::run(opts)).map(|_| ())
+}
+
+#[cfg(feature = "live")]
 fn parse_ring_size(s: &str) -> Result<u32, String> {
     let err = || format!("invalid ring size {s:?}: a power of two from 4K to 1G (e.g. 8M)");
     let t = s.trim();
@@ -216,6 +270,7 @@ impl LiveArgs {
             write: self.write,
             ring_bytes: self.ring_size,
             every_packet: self.every_packet,
+            pods: None,
         }
     }
 }
@@ -449,6 +504,7 @@ fn demo_cmd(a: DemoArgs, rt: &Runtime) -> anyhow::Result<()> {
         write: None,
         ring_bytes: netflow_common::RING_BYTES,
         every_packet: false,
+        pods: None,
     };
     let result = match a.json_for {
         Some(_) => rt.block_on(trace::run(opts)).map(|_| ()),
@@ -490,6 +546,8 @@ fn main() -> ExitCode {
         Command::Dashboard(a) => dashboard_cmd(a),
         #[cfg(feature = "live")]
         Command::Demo(a) => demo_cmd(a, &rt),
+        #[cfg(feature = "live")]
+        Command::Agent(a) => agent_cmd(a, &rt),
         #[cfg(not(feature = "live"))]
         Command::Trace(_) | Command::Demo(_) => Err(anyhow::anyhow!(
             "this netflow is built without the kernel side (--no-default-features): it replays, exports and shows recordings; tracing needs the default build"

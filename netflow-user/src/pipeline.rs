@@ -35,6 +35,14 @@ pub struct Pipeline {
     vxlan_ports: Vec<u16>,
 }
 
+/// `QUEUE_PURGE`, or before drop reasons (5.17) the functions that purge
+/// a closing socket's queues.
+fn purged_from_a_socket(names: &Names, reason: u32, at: &str) -> bool {
+    names.reason(reason) == "QUEUE_PURGE"
+        || crate::output::diagnose::reason_from_location(at) == Some("QUEUE_PURGE")
+        || at.starts_with("sk_stream_kill_queues")
+}
+
 impl Pipeline {
     pub fn new(
         cfg: Config,
@@ -100,7 +108,12 @@ impl Pipeline {
                     if let Some(r) = &mut self.recorder {
                         r.symbol(location, &at)?;
                     }
-                    if ev.point == Point::Drop {
+                    if ev.point == Point::Drop && purged_from_a_socket(&self.names, reason, &at) {
+                        // Freed from a socket's queue when it closed: the
+                        // packet had arrived (seen or not: loopback is not
+                        // followed), not a drop on its path.
+                        ev.flags |= event_flags::AFTER_DELIVERY;
+                    } else if ev.point == Point::Drop {
                         if self.kernel_processed_icmpv6(&ev, reason, &at)
                             || self.kernel_processed_tcp_fin(&ev, reason, &at)
                         {

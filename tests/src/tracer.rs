@@ -65,6 +65,15 @@ impl Tracer {
     /// Start `netflow trace --json ARGS` and wait until its probes are
     /// attached: netflow says READY=1 on NOTIFY_SOCKET (the systemd protocol).
     pub fn start(args: &[&str]) -> Self {
+        Self::spawn(&["trace", "--json"], args)
+    }
+
+    /// Start `netflow agent ARGS`, ready as `start` is.
+    pub fn agent(args: &[&str]) -> Self {
+        Self::spawn(&["agent"], args)
+    }
+
+    fn spawn(command: &[&str], args: &[&str]) -> Self {
         let notify_path = std::env::temp_dir().join(format!(
             "netflow-notify-{}-{}",
             std::process::id(),
@@ -78,8 +87,7 @@ impl Tracer {
             .set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
         let mut child = Command::new(netflow_bin())
-            .arg("trace")
-            .arg("--json")
+            .args(command)
             .args(args)
             .env("NOTIFY_SOCKET", &notify_path)
             .stdout(Stdio::piped())
@@ -162,10 +170,21 @@ impl Tracer {
     }
 
     /// Ctrl-C, then every JSON line it printed.
-    pub fn stop(mut self) -> Vec<Value> {
+    pub fn stop(self) -> Vec<Value> {
+        self.stop_by(libc::SIGINT).0
+    }
+
+    /// SIGTERM (what a DaemonSet rollout sends): every JSON line it
+    /// printed, and how long it took to exit.
+    pub fn terminate(self) -> (Vec<Value>, Duration) {
+        self.stop_by(libc::SIGTERM)
+    }
+
+    fn stop_by(mut self, signal: i32) -> (Vec<Value>, Duration) {
         let mut child = self.child.take().unwrap();
+        let asked = Instant::now();
         // SAFETY: signalling our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        unsafe { libc::kill(child.id() as i32, signal) };
         let deadline = Instant::now() + Duration::from_secs(20);
         let status = loop {
             if let Some(s) = child.try_wait().unwrap() {
@@ -173,10 +192,11 @@ impl Tracer {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("netflow did not stop within 20s of SIGINT");
+                panic!("netflow did not stop within 20s of signal {signal}");
             }
             std::thread::sleep(Duration::from_millis(20));
         };
+        let took = asked.elapsed();
         while let Ok(l) = self.stderr.try_recv() {
             self.stderr_text.push_str(&l);
             self.stderr_text.push('\n');
@@ -191,9 +211,11 @@ impl Tracer {
             "netflow failed ({status}):\n{}",
             self.stderr_text
         );
-        out.lines()
+        let lines = out
+            .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
-            .collect()
+            .collect();
+        (lines, took)
     }
 }
 

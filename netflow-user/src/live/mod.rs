@@ -3,6 +3,7 @@
 //! ([`kernel`]), turning selectors into the kernel's packet selection
 //! ([`select`], pods over CRI), reading names off the node ([`names`]), and
 //! the live run that drains the ring buffer into the pipeline ([`trace`]).
+pub mod agent;
 pub mod demo;
 pub mod kernel;
 pub mod names;

@@ -40,6 +40,9 @@ pub struct TraceOptions {
     pub ring_bytes: u32,
     /// No guardrails: full detail for every selected packet.
     pub every_packet: bool,
+    /// Pods kept current by someone else (the agent): their namespaces'
+    /// names in the output, instead of the selected pods'.
+    pub pods: Option<std::sync::Arc<std::sync::Mutex<crate::live::agent::PodIndex>>>,
 }
 
 /// Guardrails by default (the kernel side is netflow-ebpf's `guard.rs`):
@@ -58,7 +61,10 @@ const POLL: Duration = Duration::from_millis(5);
 /// How often names of namespaces and devices are read again (in polls).
 const REFRESH_POLLS: u64 = 400;
 
-fn pod_labels(sel: &Selection) -> std::collections::HashMap<u32, String> {
+fn pod_labels(sel: &Selection, opts: &TraceOptions) -> std::collections::HashMap<u32, String> {
+    if let Some(pods) = &opts.pods {
+        return pods.lock().map(|p| p.labels()).unwrap_or_default();
+    }
     sel.netns
         .iter()
         .filter_map(|n| {
@@ -176,7 +182,7 @@ pub async fn run_with(
         ..Names::default()
     };
     crate::live::names::refresh(&mut names);
-    names.pods = pod_labels(&sel);
+    names.pods = pod_labels(&sel, &opts);
     let mut plan = NetfilterPlan {
         enabled: opts.netfilter,
         netns: Vec::new(),
@@ -289,7 +295,7 @@ pub async fn run_with(
                 if polls.is_multiple_of(REFRESH_POLLS) {
                     let before = pipe.names.snapshot();
                     crate::live::names::refresh(&mut pipe.names);
-                    pipe.names.pods = pod_labels(&sel);
+                    pipe.names.pods = pod_labels(&sel, &opts);
                     if pipe.names.snapshot() != before {
                         pipe.names_changed()?;
                     }

@@ -1,0 +1,290 @@
+//! The agent's Prometheus metrics (`prometheus-client`, text exposition):
+//! what happened to the packets and connections of each pod of this node.
+//!
+//! Label values stay few: pods of this node only (series of a pod that went
+//! away are retired), drop reasons from the kernel's enum, netfilter hooks,
+//! outcomes; never an address or a port.
+use std::collections::{HashMap, HashSet};
+
+use prometheus_client::{
+    encoding::{text::encode, EncodeLabelSet},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+/// A pod of this node, as metric labels (empty for the node's own traffic).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet, Default)]
+pub struct PodLabels {
+    pub namespace: String,
+    pub pod: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabels {
+    pub reason: String,
+    pub hook: String,
+    pub namespace: String,
+    pub pod: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+    pub namespace: String,
+    pub pod: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PacketLabels {
+    pub namespace: String,
+    pub pod: String,
+    /// `egress` (the pod sent it) or `ingress` (it was for the pod).
+    pub direction: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
+
+/// One series of a pod, to retire it with the pod.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+enum Series {
+    Drop(DropLabels),
+    Connection(OutcomeLabels),
+    Packet(PacketLabels),
+}
+
+/// Every metric the agent exports.
+pub struct Metrics {
+    registry: Registry,
+    drops: Family<DropLabels, Counter>,
+    connections: Family<OutcomeLabels, Counter>,
+    packets: Family<PacketLabels, Counter>,
+    /// The series each pod has (the client library cannot list them).
+    series: std::sync::Mutex<HashMap<PodLabels, HashSet<Series>>>,
+    pub transit: Histogram,
+    pub lost: Counter,
+    pub sampled: Counter,
+    cpu_seconds: Counter<f64>,
+    resident_bytes: Gauge,
+}
+
+/// Transit time buckets: 1 µs to ~1 s.
+fn transit_buckets() -> impl Iterator<Item = f64> {
+    prometheus_client::metrics::histogram::exponential_buckets(1e-6, 4.0, 11)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let drops = Family::<DropLabels, Counter>::default();
+        registry.register(
+            "netflow_drops",
+            "Packets dropped on their way through this node, by drop reason, netfilter hook and pod",
+            drops.clone(),
+        );
+        let connections = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "netflow_connections",
+            "Connections that ended, by outcome and pod (the initiator's, else the responder's)",
+            connections.clone(),
+        );
+        let packets = Family::<PacketLabels, Counter>::default();
+        registry.register(
+            "netflow_packets",
+            "Packets followed across this node, by pod and direction (followed hop by hop; the guardrails count the rest per connection)",
+            packets.clone(),
+        );
+        let transit = Histogram::new(transit_buckets());
+        registry.register(
+            "netflow_node_transit_seconds",
+            "Time from a packet's first to its last hop on this node",
+            transit.clone(),
+        );
+        let lost = Counter::default();
+        registry.register(
+            "netflow_lost_events",
+            "Events the kernel could not hand to netflow (ring buffer full)",
+            lost.clone(),
+        );
+        let sampled = Counter::default();
+        registry.register(
+            "netflow_sampled_packets",
+            "Packets the guardrails only counted (no hops reported)",
+            sampled.clone(),
+        );
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").into(),
+            })
+            .set(1);
+        registry.register("netflow_build_info", "netflow's version", build);
+        let cpu_seconds = Counter::<f64>::default();
+        registry.register(
+            "process_cpu_seconds",
+            "CPU time the agent used (user and system)",
+            cpu_seconds.clone(),
+        );
+        let resident_bytes = Gauge::default();
+        registry.register(
+            "process_resident_memory_bytes",
+            "The agent's resident memory",
+            resident_bytes.clone(),
+        );
+        Metrics {
+            registry,
+            drops,
+            connections,
+            packets,
+            series: Default::default(),
+            transit,
+            lost,
+            sampled,
+            cpu_seconds,
+            resident_bytes,
+        }
+    }
+
+    /// Bring a total the run keeps up to date into a counter.
+    pub fn advance(counter: &Counter, total: u64) {
+        let now = counter.get();
+        if total > now {
+            counter.inc_by(total - now);
+        }
+    }
+
+    /// The text exposition, with the process's own figures read now.
+    pub fn encode(&self) -> String {
+        let (cpu, rss) = process_figures();
+        let had = self.cpu_seconds.get();
+        if cpu > had {
+            self.cpu_seconds.inc_by(cpu - had);
+        }
+        self.resident_bytes.set(rss as i64);
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn dropped(&self, l: DropLabels) {
+        self.drops.get_or_create(&l).inc();
+        self.remember(Series::Drop(l));
+    }
+
+    pub fn connection(&self, l: OutcomeLabels) {
+        self.connections.get_or_create(&l).inc();
+        self.remember(Series::Connection(l));
+    }
+
+    pub fn packet(&self, l: PacketLabels) {
+        self.packets.get_or_create(&l).inc();
+        self.remember(Series::Packet(l));
+    }
+
+    fn remember(&self, s: Series) {
+        let pod = match &s {
+            Series::Drop(l) => (&l.namespace, &l.pod),
+            Series::Connection(l) => (&l.namespace, &l.pod),
+            Series::Packet(l) => (&l.namespace, &l.pod),
+        };
+        if pod.1.is_empty() {
+            return;
+        }
+        let key = PodLabels {
+            namespace: pod.0.clone(),
+            pod: pod.1.clone(),
+        };
+        if let Ok(mut m) = self.series.lock() {
+            m.entry(key).or_default().insert(s);
+        }
+    }
+
+    /// A pod went away: its series go with it.
+    pub fn retire(&self, pod: &PodLabels) {
+        let Some(series) = self.series.lock().ok().and_then(|mut m| m.remove(pod)) else {
+            return;
+        };
+        for s in series {
+            match s {
+                Series::Drop(l) => self.drops.remove(&l),
+                Series::Connection(l) => self.connections.remove(&l),
+                Series::Packet(l) => self.packets.remove(&l),
+            };
+        }
+    }
+}
+
+/// CPU seconds and resident bytes of this process (`/proc/self`).
+fn process_figures() -> (f64, u64) {
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+    let cpu = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (in parentheses): utime is the
+            // 12th, stime the 13th.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / tick)
+        })
+        .unwrap_or(0.0);
+    let rss = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0)
+        * page;
+    (cpu, rss)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_every_metric_and_retires_a_pod() {
+        let m = Metrics::new();
+        let web = PodLabels {
+            namespace: "default".into(),
+            pod: "web".into(),
+        };
+        m.dropped(DropLabels {
+            reason: "NETFILTER_DROP".into(),
+            hook: "forward".into(),
+            namespace: web.namespace.clone(),
+            pod: web.pod.clone(),
+        });
+        m.connection(OutcomeLabels {
+            outcome: "ok".into(),
+            namespace: "default".into(),
+            pod: "client".into(),
+        });
+        Metrics::advance(&m.lost, 5);
+        Metrics::advance(&m.lost, 3);
+        m.transit.observe(20e-6);
+        let text = m.encode();
+        for want in [
+            r#"netflow_drops_total{reason="NETFILTER_DROP",hook="forward",namespace="default",pod="web"} 1"#,
+            r#"netflow_connections_total{outcome="ok",namespace="default",pod="client"} 1"#,
+            "netflow_lost_events_total 5",
+            "netflow_node_transit_seconds_count 1",
+            "netflow_build_info{version=",
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+        ] {
+            assert!(text.contains(want), "{want} in:\n{text}");
+        }
+        m.retire(&web);
+        let text = m.encode();
+        assert!(!text.contains(r#"pod="web""#), "{text}");
+        assert!(text.contains(r#"pod="client""#), "{text}");
+    }
+}

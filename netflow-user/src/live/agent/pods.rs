@@ -1,0 +1,70 @@
+//! The pods of this node, listed again every few seconds: by network
+//! namespace (what hops carry) and by address (what connections carry).
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{Arc, Mutex},
+};
+
+use super::metrics::{Metrics, PodLabels};
+
+#[derive(Debug, Default, Clone)]
+pub struct PodIndex {
+    pub by_netns: HashMap<u32, PodLabels>,
+    pub by_ip: HashMap<IpAddr, PodLabels>,
+}
+
+impl PodIndex {
+    /// Labels for the namespace names output shows (`ns/name`).
+    pub fn labels(&self) -> HashMap<u32, String> {
+        self.by_netns
+            .iter()
+            .map(|(ino, p)| {
+                let label = if p.namespace.is_empty() {
+                    p.pod.clone()
+                } else {
+                    format!("{}/{}", p.namespace, p.pod)
+                };
+                (*ino, label)
+            })
+            .collect()
+    }
+}
+
+/// List the pods again; retire the series of those that went away. A
+/// runtime that does not answer keeps the last listing.
+pub fn refresh(index: &Arc<Mutex<PodIndex>>, metrics: &Metrics, endpoint: Option<&str>) {
+    let list = match crate::live::select::cri::list_pods(endpoint) {
+        Ok(l) => l,
+        Err(e) => {
+            log::warn!("listing pods: {e}");
+            return;
+        }
+    };
+    // Named network namespaces that are no runtime pod's (off Kubernetes,
+    // labs) stand in for pods too.
+    let mut list = list;
+    let known: Vec<u32> = list
+        .iter()
+        .filter_map(|p| crate::live::select::inode_of(&p.netns).ok())
+        .collect();
+    list.extend(
+        crate::live::select::pod::netns_pods()
+            .into_iter()
+            .filter(|p| crate::live::select::inode_of(&p.netns).is_ok_and(|i| !known.contains(&i))),
+    );
+    let new = super::index(list);
+    let Ok(mut cur) = index.lock() else { return };
+    let gone: Vec<PodLabels> = cur
+        .by_netns
+        .values()
+        .chain(cur.by_ip.values())
+        .filter(|p| !new.by_netns.values().any(|n| n == *p) && !new.by_ip.values().any(|n| n == *p))
+        .cloned()
+        .collect();
+    *cur = new;
+    drop(cur);
+    for p in gone {
+        metrics.retire(&p);
+    }
+}

@@ -1,0 +1,239 @@
+//! `netflow agent` on a node, scraped by a real Prometheus (Debian's
+//! `prometheus`, started here on loopback): a policy drop and a healthy
+//! Service call in a lab, then Prometheus's HTTP API is asked what it
+//! scraped. The agent's stdout carries the drop and the bad connection as
+//! JSON lines (nothing of the healthy call), and SIGTERM ends it quickly.
+use std::time::{Duration, Instant};
+
+use netflow_tests::*;
+use serde_json::Value;
+
+/// A free TCP port on loopback.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(url: &str) -> Option<String> {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys,urllib.request;print(urllib.request.urlopen(sys.argv[1],timeout=3).read().decode())",
+            url,
+        ])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A directory of the test's own, removed however the test ends.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let d = std::env::temp_dir().join(format!("netflow-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Prometheus on loopback scraping `target` every second; gone on drop.
+struct Prometheus {
+    _bg: Background,
+    _dir: TempDir,
+    port: u16,
+}
+
+impl Prometheus {
+    fn start(target: &str) -> Self {
+        let dir = TempDir::new("prom");
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: netflow\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let bg = Background::spawn(&format!(
+            "prometheus --config.file={} --storage.tsdb.path={} --web.listen-address=127.0.0.1:{port} --log.level=warn",
+            config.display(),
+            dir.path().join("data").display()
+        ));
+        let p = Prometheus {
+            _bg: bg,
+            _dir: dir,
+            port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http_get(&format!("http://127.0.0.1:{port}/-/ready")).is_none() {
+            assert!(Instant::now() < deadline, "prometheus not ready in 30s");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        p
+    }
+
+    /// An instant query's samples: (labels, value).
+    fn query(&self, q: &str) -> Vec<(Value, f64)> {
+        let url = format!(
+            "http://127.0.0.1:{}/api/v1/query?query={}",
+            self.port,
+            urlencode(q)
+        );
+        let Some(body) = http_get(&url) else {
+            return Vec::new();
+        };
+        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        v["data"]["result"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .map(|s| {
+                        let value = s["value"][1]
+                            .as_str()
+                            .and_then(|x| x.parse().ok())
+                            .unwrap_or(f64::NAN);
+                        (s["metric"].clone(), value)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Wait (up to `secs`) until the query has a sample of at least `min`.
+    fn wait_for(&self, q: &str, min: f64, secs: u64) -> Vec<(Value, f64)> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let r = self.query(q);
+            if r.iter().any(|(_, v)| *v >= min) {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{q}: no sample >= {min} within {secs}s (last: {r:?})"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn prometheus_scrapes_drops_and_connection_outcomes() {
+    let (lab, node, a, b, _va, _vb) = routed_lab("agt");
+    let b_ip = format!("{}.0.2", lab.net());
+    let vip = format!("10.96.{}.10", lab.net().trim_start_matches("10."));
+    sh(&format!(
+        "ip netns exec {node} iptables -A FORWARD -d {b_ip} -p tcp --dport 5432 -j DROP && \
+         ip netns exec {node} iptables -t nat -A PREROUTING -d {vip} -p tcp --dport 80 -j DNAT --to-destination {b_ip}:8080"
+    ));
+    let _web = tcp_server(&b, &b_ip, 8080);
+    let _db = tcp_server(&b, &b_ip, 5432);
+    lab.exec(&a, &format!("ping -c1 -W2 {b_ip}"));
+
+    let port = free_port();
+    let agent = Tracer::agent(&[
+        "--metrics-addr",
+        &format!("127.0.0.1:{port}"),
+        "--nf-netns",
+        &node,
+    ]);
+    let health = http_get(&format!("http://127.0.0.1:{port}/healthz"));
+    assert_eq!(health.as_deref().map(str::trim), Some("ok"));
+    let prom = Prometheus::start(&format!("127.0.0.1:{port}"));
+
+    tcp_client(&a, &vip, 80);
+    sh_quiet(&format!(
+        "ip netns exec {a} python3 -c \"import socket; socket.create_connection(('{b_ip}',5432),timeout=1)\""
+    ));
+
+    prom.wait_for(r#"up{job="netflow"}"#, 1.0, 30);
+    // Pod a (a named network namespace stands in for a pod) sent both.
+    let drops = prom.wait_for(
+        &format!(r#"netflow_drops_total{{pod="{a}",reason="NETFILTER_DROP",hook="forward"}}"#),
+        1.0,
+        30,
+    );
+    // No Kubernetes namespace: Prometheus keeps no empty label.
+    assert!(drops[0].0.get("namespace").is_none(), "{drops:?}");
+    prom.wait_for(
+        &format!(r#"netflow_connections_total{{pod="{a}",outcome="ok"}}"#),
+        1.0,
+        30,
+    );
+    // The dropped connection ends once idle (10 s after its last SYN).
+    prom.wait_for(
+        &format!(r#"netflow_connections_total{{pod="{a}",outcome="request_lost"}}"#),
+        1.0,
+        40,
+    );
+    // Packets of both pods, by direction; the healthy call dropped nothing.
+    prom.wait_for(
+        &format!(r#"netflow_packets_total{{pod="{a}",direction="egress"}}"#),
+        1.0,
+        10,
+    );
+    prom.wait_for(
+        &format!(r#"netflow_packets_total{{pod="{b}",direction="ingress"}}"#),
+        1.0,
+        10,
+    );
+    for (labels, _) in prom.query(&format!(r#"netflow_drops_total{{pod=~"{a}|{b}"}}"#)) {
+        assert_eq!(labels["reason"], "NETFILTER_DROP", "{labels}");
+    }
+    prom.wait_for("netflow_node_transit_seconds_count", 1.0, 10);
+    prom.wait_for("netflow_build_info", 1.0, 10);
+    prom.wait_for("process_resident_memory_bytes", 1.0, 10);
+    assert!(!prom.query("netflow_lost_events_total").is_empty());
+
+    let (lines, took) = agent.terminate();
+    assert!(
+        took < Duration::from_secs(5),
+        "SIGTERM: exited after {took:?}"
+    );
+    // stdout: the drop and the connection that did not end well, not the
+    // healthy call.
+    let dropped: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["kind"] == "packet" && l["flow"]["dport"] == 5432)
+        .collect();
+    assert!(!dropped.is_empty(), "{lines:#?}");
+    assert!(dropped.iter().all(|l| l["verdict"] == "dropped"));
+    assert!(
+        lines.iter().any(|l| l["kind"] == "flow"
+            && l["flow"]["dport"] == 5432
+            && l["outcome"] == "request_lost"),
+        "{lines:#?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l["flow"]["dst"] == vip.as_str()
+            || l["flow"]["sport"] == 8080
+            || l["flow"]["dport"] == 8080),
+        "the healthy call is not on stdout: {lines:#?}"
+    );
+}
