@@ -191,7 +191,14 @@ fn run_cli() -> Result<()> {
                     .current_dir(&root)
                     .env("NETFLOW_BIN", &bin)
                     .env("NETFLOW_OFFLINE_BIN", &offline)
-                    .args(["test", "--workspace", "--exclude", "netflow-ebpf"])
+                    .args([
+                        "test",
+                        "--workspace",
+                        "--exclude",
+                        "netflow-ebpf",
+                        // Every test binary runs: a failure does not hide the rest.
+                        "--no-fail-fast",
+                    ])
                     .args(with_show_output(args)),
             );
             let host = core.and(host);

@@ -40,10 +40,13 @@ pub struct TraceOptions {
     pub ring_bytes: u32,
     /// No guardrails: full detail for every selected packet.
     pub every_packet: bool,
-    /// Pods kept current by someone else (the agent): their namespaces'
-    /// names in the output, instead of the selected pods'.
-    pub pods: Option<std::sync::Arc<std::sync::Mutex<crate::live::agent::PodIndex>>>,
+    /// Pods kept current by someone else (the agent): netns inode → pod
+    /// label, shown instead of the selected pods' names.
+    pub pods: Option<PodLabels>,
 }
+
+/// Pod labels by network namespace inode, kept current by their owner.
+pub type PodLabels = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<u32, String>>>;
 
 /// Guardrails by default (the kernel side is netflow-ebpf's `guard.rs`):
 /// full detail for the first packets of each connection, then one in
@@ -63,7 +66,7 @@ const REFRESH_POLLS: u64 = 400;
 
 fn pod_labels(sel: &Selection, opts: &TraceOptions) -> std::collections::HashMap<u32, String> {
     if let Some(pods) = &opts.pods {
-        return pods.lock().map(|p| p.labels()).unwrap_or_default();
+        return pods.lock().map(|p| p.clone()).unwrap_or_default();
     }
     sel.netns
         .iter()

@@ -9,7 +9,6 @@
 //! the container runtime (CRI; else named network namespaces), read again
 //! every few seconds, and the series of pods that went away are retired.
 use std::{
-    collections::HashMap,
     net::{IpAddr, SocketAddr},
     sync::{Arc, Mutex},
     time::Duration,
@@ -47,8 +46,9 @@ const POD_REFRESH: Duration = Duration::from_secs(3);
 pub async fn run(opts: AgentOptions) -> anyhow::Result<Stats> {
     let metrics = Arc::new(Metrics::new());
     let pods = Arc::new(Mutex::new(PodIndex::default()));
+    let labels: trace::PodLabels = Default::default();
     // The first listing before tracing starts: packets get their pod at once.
-    pods::refresh(&pods, &metrics, opts.runtime_endpoint.as_deref());
+    pods::refresh(&pods, &labels, &metrics, opts.runtime_endpoint.as_deref());
     let listener = tokio::net::TcpListener::bind(opts.metrics_addr)
         .await
         .map_err(|e| AgentError::Listen(opts.metrics_addr, e))?;
@@ -77,7 +77,12 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<Stats> {
     });
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let refresher = {
-        let (pods, metrics, stop) = (Arc::clone(&pods), Arc::clone(&metrics), Arc::clone(&stop));
+        let (pods, labels, metrics, stop) = (
+            Arc::clone(&pods),
+            Arc::clone(&labels),
+            Arc::clone(&metrics),
+            Arc::clone(&stop),
+        );
         let endpoint = opts.runtime_endpoint.clone();
         std::thread::Builder::new()
             .name("netflow-pods".into())
@@ -89,7 +94,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<Stats> {
                         }
                         std::thread::sleep(Duration::from_millis(100));
                     }
-                    pods::refresh(&pods, &metrics, endpoint.as_deref());
+                    pods::refresh(&pods, &labels, &metrics, endpoint.as_deref());
                 }
             })?
     };
@@ -103,7 +108,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<Stats> {
         json: output::sink(Mode::Json, Box::new(std::io::stdout())),
     };
     let mut topts = opts.trace;
-    topts.pods = Some(Arc::clone(&pods));
+    topts.pods = Some(labels);
     let result = trace::run_with(topts, Box::new(sink), false, std::future::pending()).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = refresher.join();
@@ -221,23 +226,4 @@ impl Sink for AgentSink {
     fn flush(&mut self) -> std::io::Result<()> {
         self.json.flush()
     }
-}
-
-/// The runtime's pods keyed by what packets carry.
-pub(crate) fn index(list: Vec<crate::live::select::pod::Pod>) -> PodIndex {
-    let mut by_netns = HashMap::new();
-    let mut by_ip = HashMap::new();
-    for p in list {
-        let labels = PodLabels {
-            namespace: p.namespace.clone().unwrap_or_default(),
-            pod: p.name.clone(),
-        };
-        if let Ok(ino) = crate::live::select::inode_of(&p.netns) {
-            by_netns.insert(ino, labels.clone());
-        }
-        for ip in p.ips {
-            by_ip.insert(ip, labels.clone());
-        }
-    }
-    PodIndex { by_netns, by_ip }
 }

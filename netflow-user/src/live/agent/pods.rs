@@ -7,6 +7,7 @@ use std::{
 };
 
 use super::metrics::{Metrics, PodLabels};
+use crate::live::trace::PodLabels as NsLabels;
 
 #[derive(Debug, Default, Clone)]
 pub struct PodIndex {
@@ -31,9 +32,15 @@ impl PodIndex {
     }
 }
 
-/// List the pods again; retire the series of those that went away. A
-/// runtime that does not answer keeps the last listing.
-pub fn refresh(index: &Arc<Mutex<PodIndex>>, metrics: &Metrics, endpoint: Option<&str>) {
+/// List the pods again (their labels by namespace into `labels`, for the
+/// output); retire the series of those that went away. A runtime that does
+/// not answer keeps the last listing.
+pub fn refresh(
+    index: &Arc<Mutex<PodIndex>>,
+    labels: &NsLabels,
+    metrics: &Metrics,
+    endpoint: Option<&str>,
+) {
     let list = match crate::live::select::cri::list_pods(endpoint) {
         Ok(l) => l,
         Err(e) => {
@@ -53,7 +60,7 @@ pub fn refresh(index: &Arc<Mutex<PodIndex>>, metrics: &Metrics, endpoint: Option
             .into_iter()
             .filter(|p| crate::live::select::inode_of(&p.netns).is_ok_and(|i| !known.contains(&i))),
     );
-    let new = super::index(list);
+    let new = by_what_packets_carry(list);
     let Ok(mut cur) = index.lock() else { return };
     let gone: Vec<PodLabels> = cur
         .by_netns
@@ -62,9 +69,31 @@ pub fn refresh(index: &Arc<Mutex<PodIndex>>, metrics: &Metrics, endpoint: Option
         .filter(|p| !new.by_netns.values().any(|n| n == *p) && !new.by_ip.values().any(|n| n == *p))
         .cloned()
         .collect();
+    if let Ok(mut l) = labels.lock() {
+        *l = new.labels();
+    }
     *cur = new;
     drop(cur);
     for p in gone {
         metrics.retire(&p);
     }
+}
+
+/// The runtime's pods keyed by what packets carry.
+fn by_what_packets_carry(list: Vec<crate::live::select::pod::Pod>) -> PodIndex {
+    let mut by_netns = HashMap::new();
+    let mut by_ip = HashMap::new();
+    for p in list {
+        let labels = PodLabels {
+            namespace: p.namespace.clone().unwrap_or_default(),
+            pod: p.name.clone(),
+        };
+        if let Ok(ino) = crate::live::select::inode_of(&p.netns) {
+            by_netns.insert(ino, labels.clone());
+        }
+        for ip in p.ips {
+            by_ip.insert(ip, labels.clone());
+        }
+    }
+    PodIndex { by_netns, by_ip }
 }
