@@ -108,10 +108,13 @@ impl Pipeline {
                     if let Some(r) = &mut self.recorder {
                         r.symbol(location, &at)?;
                     }
-                    if ev.point == Point::Drop && purged_from_a_socket(&self.names, reason, &at) {
-                        // Freed from a socket's queue when it closed: the
-                        // packet had arrived (seen or not: loopback is not
-                        // followed), not a drop on its path.
+                    if ev.point == Point::Drop
+                        && !self.corr.is_open(ev.skb)
+                        && purged_from_a_socket(&self.names, reason, &at)
+                    {
+                        // Freed from a socket's queue when it closed, never
+                        // seen on its way (loopback is not followed): it had
+                        // arrived; not a drop on its path.
                         ev.flags |= event_flags::AFTER_DELIVERY;
                     } else if ev.point == Point::Drop {
                         if self.kernel_processed_icmpv6(&ev, reason, &at)

@@ -239,6 +239,13 @@ impl Correlator {
         self.hop(ev);
     }
 
+    /// A packet of this skb is being followed.
+    pub fn is_open(&self, skb: u64) -> bool {
+        self.by_skb
+            .get(&skb)
+            .is_some_and(|id| self.open.contains_key(id))
+    }
+
     /// Rule trace events that joined no packet so far.
     pub fn unjoined_rules(&self) -> u64 {
         self.unjoined_rules
