@@ -5,6 +5,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod image;
 mod vm;
 
 #[derive(Parser)]
@@ -35,6 +36,11 @@ enum Cmd {
     /// run the path, drop, NAT, Service, policy, VXLAN, verdict and SIGKILL tests
     /// in each; prints a pass/fail table (also written to target/vm/matrix.md).
     VmTest(vm::VmArgs),
+    /// The node image: `target/netflow-image.tar`, an OCI image archive
+    /// tagged `localhost/netflow:VERSION` (the optimized binary and the
+    /// libraries it loads; entrypoint /usr/local/bin/netflow, command
+    /// `agent`). Import it with `ctr images import` or copy it with skopeo.
+    Image,
 }
 
 pub fn cargo() -> Command {
@@ -173,6 +179,8 @@ fn run_cli() -> Result<()> {
             // flood and dashboard tests measure what a release build does).
             let bin = build_netflow(&root)?;
             let offline = build_offline(&root)?;
+            // The node image, for the test that runs it in containerd.
+            let image = image::build(&root)?;
             // The offline core's own tests, in the build without the kernel side.
             let core = if args.is_empty() {
                 test(cargo().current_dir(&root).args([
@@ -191,6 +199,7 @@ fn run_cli() -> Result<()> {
                     .current_dir(&root)
                     .env("NETFLOW_BIN", &bin)
                     .env("NETFLOW_OFFLINE_BIN", &offline)
+                    .env("NETFLOW_IMAGE", &image)
                     .args([
                         "test",
                         "--workspace",
@@ -222,5 +231,10 @@ fn run_cli() -> Result<()> {
         }
         Cmd::Bench(a) => bench::run(&root, a),
         Cmd::VmTest(a) => vm::vm_test(&root, a),
+        Cmd::Image => {
+            let out = image::build(&root)?;
+            println!("{} ({})", out.display(), image::image_name());
+            Ok(())
+        }
     }
 }
