@@ -45,6 +45,11 @@ fn the_image_traces_a_cri_pod_inside_containerd() {
             "--mount",
             "type=bind,src=/run/netns,dst=/run/netns,options=rbind:ro",
         ])
+        // The DaemonSet mounts both: runtimes name either.
+        .args([
+            "--mount",
+            "type=bind,src=/var/run/netns,dst=/var/run/netns,options=rbind:ro",
+        ])
         .args([
             "--mount",
             "type=bind,src=/sys/fs/cgroup,dst=/sys/fs/cgroup,options=rbind:ro",
