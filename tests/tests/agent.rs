@@ -211,6 +211,51 @@ fn prometheus_scrapes_drops_and_connection_outcomes() {
     prom.wait_for("process_resident_memory_bytes", 1.0, 10);
     assert!(!prom.query("netflow_lost_events_total").is_empty());
 
+    // A pod that starts while the agent runs is picked up: its packets
+    // carry its name within a listing or two.
+    let (mut lab, node) = (lab, node);
+    let late = lab.netns("c");
+    let vc = lab.name("vc");
+    let c_ip = format!("{}.0.3", lab.net());
+    sh(&format!(
+        "ip link add eth0 netns {late} type veth peer name {vc} netns {node} && \
+         ip -n {late} addr add {c_ip}/32 dev eth0 && ip -n {late} link set eth0 up && \
+         ip -n {late} route add 169.254.1.1 dev eth0 scope link && \
+         ip -n {late} route add default via 169.254.1.1 dev eth0 && \
+         ip -n {node} link set {vc} up && \
+         ip netns exec {node} sysctl -qw net.ipv4.conf.{vc}.proxy_arp=1 && \
+         ip -n {node} route add {c_ip}/32 dev {vc}"
+    ));
+    sh_quiet(&format!("ip netns exec {late} ping -c12 -i0.5 -W1 {b_ip}"));
+    prom.wait_for(
+        &format!(r#"netflow_packets_total{{pod="{late}",direction="egress"}}"#),
+        1.0,
+        20,
+    );
+    // A second netflow on the same node traces as usual beside the agent.
+    let t = Tracer::start(&["--netns", &a, "--proto", "tcp"]);
+    tcp_client(&a, &vip, 80);
+    let traced = t.stop();
+    let syn = packets(&traced)
+        .into_iter()
+        .find(|p| p["flow"]["dst"] == vip.as_str())
+        .unwrap_or_else(|| panic!("the trace beside the agent: {traced:#?}"));
+    assert_eq!(syn["verdict"], "delivered", "{syn:#}");
+    // A pod that went away: its series are retired (Prometheus sees them
+    // go stale at the next scrape).
+    sh(&format!("ip netns del {late}"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !prom
+        .query(&format!(r#"netflow_packets_total{{pod="{late}"}}"#))
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the series of pod {late} outlived it"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
     let (lines, took) = agent.terminate();
     assert!(
         took < Duration::from_secs(5),
