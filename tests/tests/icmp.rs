@@ -14,6 +14,26 @@ fn icmp_hops(p: &Value) -> Vec<&Value> {
         .collect()
 }
 
+/// The requests that fit (no hop longer than `limit` bytes), delivered with
+/// no ICMP error, and the one that did not.
+fn the_big_one<'a>(reqs: &[&'a Value], limit: u64, fitting: usize) -> &'a Value {
+    let too_big = |p: &&Value| {
+        p["hops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["len"].as_u64().unwrap_or(0) > limit)
+    };
+    let (big, small): (Vec<&Value>, Vec<&Value>) = reqs.iter().copied().partition(too_big);
+    assert_eq!(small.len(), fitting, "{reqs:#?}");
+    for p in &small {
+        assert_eq!(p["verdict"], "delivered", "{p:#}");
+        assert!(icmp_hops(p).is_empty(), "{p:#}");
+    }
+    assert_eq!(big.len(), 1, "{reqs:#?}");
+    big[0]
+}
+
 #[test]
 fn too_big_for_the_tunnel_shows_fragmentation_needed() {
     let VxlanNodes { lab, n1, p1, .. } = vxlan_nodes("mtu");
@@ -43,26 +63,11 @@ fn too_big_for_the_tunnel_shows_fragmentation_needed() {
     // 1328 bytes of IP (1392 on the underlay, with VXLAN and Ethernet)
     // against 1428: the big one is the one with a hop over 1400 bytes
     // (hop lengths include the Ethernet header at transmit points, and
-    // which hop comes first differs by kernel).
-    let too_big = |p: &&&Value| {
-        p["hops"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|h| h["len"].as_u64().unwrap_or(0) > 1400)
-    };
-    // The healthy ones: delivered, no ICMP error.
-    let small: Vec<_> = reqs.iter().filter(|p| !too_big(p)).collect();
-    assert_eq!(small.len(), 2, "{reqs:#?}");
-    for p in &small {
-        assert_eq!(p["verdict"], "delivered", "{p:#}");
-        assert!(icmp_hops(p).is_empty(), "{p:#}");
-    }
+    // which hop comes first differs by kernel). The healthy ones are
+    // delivered with no ICMP error.
+    let p = the_big_one(&reqs, 1400, 2);
 
     // The big one: dropped on the node at ip_forward, the ICMP error on its timeline.
-    let big: Vec<_> = reqs.iter().filter(too_big).collect();
-    assert_eq!(big.len(), 1, "{reqs:#?}");
-    let p = big[0];
     assert_eq!(p["verdict"], "dropped", "{p:#}");
     let drop = &p["drop"];
     assert!(
@@ -119,22 +124,7 @@ fn ipv6_too_big_shows_packet_too_big() {
     let lines = t.stop();
     let pkts = packets(&lines);
     let reqs = flows(&pkts, "icmpv6", &a_ip, &b_ip);
-    let too_big = |p: &&&Value| {
-        p["hops"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|h| h["len"].as_u64().unwrap_or(0) > 1300)
-    };
-    let small: Vec<_> = reqs.iter().filter(|p| !too_big(p)).collect();
-    assert_eq!(small.len(), 2, "{reqs:#?}");
-    for p in &small {
-        assert_eq!(p["verdict"], "delivered", "{p:#}");
-        assert!(icmp_hops(p).is_empty(), "{p:#}");
-    }
-    let big: Vec<_> = reqs.iter().filter(too_big).collect();
-    assert_eq!(big.len(), 1, "{reqs:#?}");
-    let p = big[0];
+    let p = the_big_one(&reqs, 1300, 2);
     assert_eq!(p["verdict"], "dropped", "{p:#}");
     let drop = &p["drop"];
     assert!(

@@ -4,13 +4,44 @@
 use netflow_tests::*;
 use serde_json::Value;
 
-fn route_hops(p: &Value) -> Vec<&Value> {
+/// The packet's routing decisions in `netns`.
+fn routes_in<'a>(p: &'a Value, netns: &str) -> Vec<&'a Value> {
     p["hops"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|h| h["point"] == "route")
+        .filter(|h| h["point"] == "route" && h["netns_name"] == netns)
         .collect()
+}
+
+/// Delivered, with one routing decision on the node: `table` answered,
+/// through `oif` (when given).
+fn answered(r: &Value, node: &str, table: u32, oif: Option<&str>) {
+    assert_eq!(r["verdict"], "delivered", "{r:#}");
+    let at_node = routes_in(r, node);
+    assert_eq!(at_node.len(), 1, "one routing decision on the node: {r:#}");
+    let h = at_node[0];
+    assert_eq!(h["route"]["table"], table, "{h:#}");
+    if let Some(oif) = oif {
+        assert_eq!(h["route"]["oif"], oif, "{h:#}");
+    }
+    assert!(h["route"].get("error").is_none(), "{h:#}");
+}
+
+/// Dropped after the node's lookup in the main table failed, the hint
+/// naming that table.
+fn unroutable(r: &Value, node: &str) {
+    assert_eq!(r["verdict"], "dropped", "{r:#}");
+    let h = *routes_in(r, node)
+        .last()
+        .unwrap_or_else(|| panic!("the failed lookup on the node: {r:#}"));
+    assert_eq!(h["route"]["table"], 254, "{h:#}");
+    assert_eq!(h["route"]["error"], "no route to host", "{h:#}");
+    let hint = r["drop"]["hint"].as_str().unwrap();
+    assert!(
+        hint.contains("no route to") && hint.contains("table 254"),
+        "{hint}"
+    );
 }
 
 /// Policy routing: packets from pod a use table 100 on the node; the
@@ -33,25 +64,11 @@ fn policy_routing_shows_the_table_on_the_route_hop() {
     let replies = flows(&pkts, "icmp", &b_ip, &a_ip);
     assert!(reqs.len() >= 2 && replies.len() >= 2, "{pkts:#?}");
     for r in &reqs {
-        assert_eq!(r["verdict"], "delivered", "{r:#}");
-        let routes = route_hops(r);
-        let at_node: Vec<_> = routes
-            .iter()
-            .filter(|h| h["netns_name"] == node.as_str())
-            .collect();
-        assert_eq!(at_node.len(), 1, "one routing decision on the node: {r:#}");
-        let h = at_node[0];
-        assert_eq!(h["route"]["table"], 100, "{h:#}");
-        assert_eq!(h["route"]["oif"], vb.as_str(), "{h:#}");
-        assert!(h["route"].get("error").is_none(), "{h:#}");
+        answered(r, &node, 100, Some(&vb));
     }
+    // The replies go by the main table.
     for r in &replies {
-        assert_eq!(r["verdict"], "delivered", "{r:#}");
-        let h = route_hops(r)
-            .into_iter()
-            .find(|h| h["netns_name"] == node.as_str())
-            .unwrap_or_else(|| panic!("the reply's routing decision on the node: {r:#}"));
-        assert_eq!(h["route"]["table"], 254, "the main table: {h:#}");
+        answered(r, &node, 254, None);
     }
 }
 
@@ -73,18 +90,7 @@ fn a_failed_lookup_is_named_on_the_drop() {
     let reqs = flows(&pkts, "icmp", &a_ip, &dst);
     assert!(reqs.len() >= 2, "{pkts:#?}");
     for r in &reqs {
-        assert_eq!(r["verdict"], "dropped", "{r:#}");
-        let h = route_hops(r)
-            .into_iter()
-            .find(|h| h["netns_name"] == node.as_str())
-            .unwrap_or_else(|| panic!("the failed lookup on the node: {r:#}"));
-        assert_eq!(h["route"]["table"], 254, "{h:#}");
-        assert_eq!(h["route"]["error"], "no route to host", "{h:#}");
-        let hint = r["drop"]["hint"].as_str().unwrap();
-        assert!(
-            hint.contains("no route to") && hint.contains("table 254"),
-            "{hint}"
-        );
+        unroutable(r, &node);
     }
 }
 
@@ -115,39 +121,17 @@ fn ipv6_route_hops_show_the_table_and_the_failed_lookup() {
     let reqs = flows(&pkts, "icmpv6", &a_ip, &b_ip);
     assert!(reqs.len() >= 2, "{pkts:#?}");
     for r in &reqs {
-        assert_eq!(r["verdict"], "delivered", "{r:#}");
-        let at_node: Vec<_> = route_hops(r)
-            .into_iter()
-            .filter(|h| h["netns_name"] == node.as_str())
-            .collect();
-        assert_eq!(at_node.len(), 1, "one routing decision on the node: {r:#}");
-        let h = at_node[0];
-        assert_eq!(h["route"]["table"], 100, "{h:#}");
-        assert_eq!(h["route"]["oif"], vb.as_str(), "{h:#}");
-        assert!(h["route"].get("error").is_none(), "{h:#}");
+        answered(r, &node, 100, Some(&vb));
     }
     // The replies go by the main table.
     let replies = flows(&pkts, "icmpv6", &b_ip, &a_ip);
     assert!(!replies.is_empty(), "{pkts:#?}");
     for r in &replies {
-        assert_eq!(r["verdict"], "delivered", "{r:#}");
-        let h = route_hops(r)
-            .into_iter()
-            .find(|h| h["netns_name"] == node.as_str())
-            .unwrap_or_else(|| panic!("the reply's routing decision on the node: {r:#}"));
-        assert_eq!(h["route"]["table"], 254, "{h:#}");
+        answered(r, &node, 254, None);
     }
     let lost = flows(&pkts, "icmpv6", &a_ip, &nowhere);
     assert!(lost.len() >= 2, "{pkts:#?}");
     for r in &lost {
-        assert_eq!(r["verdict"], "dropped", "{r:#}");
-        let h = route_hops(r)
-            .into_iter()
-            .find(|h| h["netns_name"] == node.as_str())
-            .unwrap_or_else(|| panic!("the failed lookup on the node: {r:#}"));
-        assert_eq!(h["route"]["table"], 254, "{h:#}");
-        assert_eq!(h["route"]["error"], "no route to host", "{h:#}");
-        let hint = r["drop"]["hint"].as_str().unwrap();
-        assert!(hint.contains("table 254"), "{hint}");
+        unroutable(r, &node);
     }
 }
