@@ -28,22 +28,23 @@ pub(crate) fn on_deliver(skb: *const u8) -> Result<(), ()> {
     let o = offsets();
     let key = skb as u64;
     let slot = TRACKED.get_ptr_mut(key);
+    // Copies (raw sockets, multicast to several sockets) are cloned skbs,
+    // and a copy may be made in the memory of a packet freed a moment ago.
+    let cloned: u8 = unsafe { Probe::read(skb, v(&o.skb_cloned_byte)) }.unwrap_or(0);
+    let cloned = cloned as u32 & v(&o.skb_cloned_mask) != 0;
     if let Some(t) = slot {
         // Only counted: it arrived; nothing to report, nothing to read (a
-        // reused skb went through a device program first, which noticed).
+        // reused skb went through a device program first, which noticed;
+        // a copy did not: its fingerprint is checked below).
         let flags = unsafe { (*t).flags };
-        if flags & track_flags::COUNTED != 0 {
+        if flags & track_flags::COUNTED != 0 && !cloned {
             unsafe { (*t).flags = flags | track_flags::DELIVERED };
             return Ok(());
         }
     }
-    if slot.is_none() {
-        // Only a copy (raw sockets, multicast to several sockets) can be a
-        // selected packet we did not track: copies are cloned skbs.
-        let cloned: u8 = unsafe { Probe::read(skb, v(&o.skb_cloned_byte)) }.unwrap_or(0);
-        if cloned as u32 & v(&o.skb_cloned_mask) == 0 {
-            return Ok(());
-        }
+    // Only a copy can be a selected packet we did not track.
+    if slot.is_none() && !cloned {
+        return Ok(());
     }
     let ev = scratch()?;
     read_packet::<Probe>(skb, o, ev, FILTER_BYTES)?;

@@ -31,6 +31,42 @@ pub fn hop_list(p: &Value) -> Vec<(String, String, String, String)> {
         .collect()
 }
 
+/// Every packet of a run, one line each (first timestamp, verdict, flow,
+/// hops as point@ifname), for failure messages: what else the run saw.
+pub fn packet_summary(lines: &[Value]) -> String {
+    packets(lines)
+        .iter()
+        .map(|p| {
+            let hops: Vec<String> = p["hops"]
+                .as_array()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| {
+                            format!(
+                                "{}@{}",
+                                h["point"].as_str().unwrap_or("?"),
+                                h["ifname"].as_str().unwrap_or("")
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            format!(
+                "{} {:<9} {} {}:{} > {}:{} [{}]",
+                p["hops"][0]["ts_ns"],
+                p["verdict"].as_str().unwrap_or("?"),
+                p["flow"]["proto"].as_str().unwrap_or("?"),
+                p["flow"]["src"].as_str().unwrap_or("?"),
+                p["flow"]["sport"],
+                p["flow"]["dst"].as_str().unwrap_or("?"),
+                p["flow"]["dport"],
+                hops.join(" ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Packets whose flow matches (proto, src, dst).
 pub fn flows<'a>(pkts: &[&'a Value], proto: &str, src: &str, dst: &str) -> Vec<&'a Value> {
     pkts.iter()

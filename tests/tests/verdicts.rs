@@ -19,7 +19,8 @@ fn assert_packets_healthy(lines: &[Value]) {
         let cut_short = v == "unknown" && p["incomplete"] == true;
         assert!(
             v == "delivered" || v == "forwarded" || (v == "unclaimed" && group) || cut_short,
-            "a healthy exchange has a {v} packet: {p:#}"
+            "a healthy exchange has a {v} packet: {p:#}\nevery packet of the run:\n{}",
+            packet_summary(lines)
         );
     }
     let st = stats(lines);

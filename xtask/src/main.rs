@@ -67,6 +67,9 @@ fn with_show_output(mut args: Vec<String>) -> Vec<String> {
     args
 }
 
+/// Lines of a failing test's output repeated at the end of the run.
+const REPORT_LINES: usize = 40;
+
 /// Run `cargo test`, echo its output, and close with one summary line
 /// over every test binary ("summary: N passed, N failed").
 fn test(cmd: &mut Command) -> Result<()> {
@@ -77,9 +80,28 @@ fn test(cmd: &mut Command) -> Result<()> {
         .with_context(|| format!("failed to run {cmd:?}"))?;
     let (mut passed, mut failed) = (0u64, 0u64);
     let mut failures = Vec::new();
+    // The start of each failing test's own output (its panic message), shown
+    // again at the end where a CI log's tail has it.
+    let mut reports: Vec<String> = Vec::new();
+    let mut in_report: Option<usize> = None;
     for line in BufReader::new(child.stdout.take().expect("piped stdout")).lines() {
         let line = line?;
         println!("{line}");
+        if line.starts_with("---- ") && line.ends_with(" stdout ----") {
+            reports.push(format!("{line}\n"));
+            in_report = Some(0);
+        } else if line == "failures:"
+            || line == "successes:"
+            || line.starts_with("stack backtrace:")
+        {
+            in_report = None;
+        } else if let (Some(n), Some(r)) = (in_report.as_mut(), reports.last_mut()) {
+            if *n < REPORT_LINES {
+                r.push_str(&line);
+                r.push('\n');
+            }
+            *n += 1;
+        }
         if let Some(name) = line
             .strip_prefix("test ")
             .and_then(|l| l.strip_suffix(" ... FAILED"))
@@ -105,6 +127,13 @@ fn test(cmd: &mut Command) -> Result<()> {
         }
     }
     let status = child.wait()?;
+    for r in reports.iter().filter(|r| {
+        failures
+            .iter()
+            .any(|f| r.starts_with(&format!("---- {f} stdout ----")))
+    }) {
+        print!("{r}");
+    }
     println!("summary: {passed} passed, {failed} failed");
     if !status.success() {
         if failures.is_empty() {

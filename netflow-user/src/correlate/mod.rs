@@ -101,6 +101,13 @@ impl Open {
         }
     }
 
+    /// Can an event with this fingerprint be of this timeline's packet? An
+    /// skb reused for another packet (freed silently, handed to the next
+    /// one) carries another fingerprint; events without bytes carry none.
+    fn same_packet(&self, fp: Option<u64>) -> bool {
+        !matches!((self.fp, fp), (Some(a), Some(b)) if joinable(&a) && a != b)
+    }
+
     /// May a new skb with this timeline's fingerprint continue it? A dropped
     /// packet never continues; a consumed one only within the grace period
     /// (a copy made just before the free).
@@ -275,8 +282,12 @@ impl Correlator {
     /// A socket took the packet: the skb as tracked, or a copy of it (joined
     /// by fingerprint). The timeline ends, held for the grace period (and
     /// its skb kept) so that a free right after is known as "after".
+    /// A copy may be made in the skb of a packet delivered a moment ago (a
+    /// raw socket's clone of an echo reply in the memory of a TCP segment
+    /// just freed): the fingerprint tells them apart.
     fn socket(&mut self, ev: Event) {
         let grace = self.cfg.grace_ns;
+        let fp = identity(&ev);
         let open = |o: &Open| {
             o.ended_at
                 .is_none_or(|e| ev.ts_ns.saturating_sub(e) < grace)
@@ -285,9 +296,13 @@ impl Correlator {
             .by_skb
             .get(&ev.skb)
             .copied()
-            .filter(|id| self.open.get(id).is_some_and(open))
+            .filter(|id| {
+                self.open
+                    .get(id)
+                    .is_some_and(|o| open(o) && o.same_packet(fp))
+            })
             .or_else(|| {
-                let fp = identity(&ev).filter(joinable)?;
+                let fp = fp.filter(joinable)?;
                 let id = self.by_fp.get(&fp).copied()?;
                 self.open.get(&id).is_some_and(open).then_some(id)
             });
@@ -379,7 +394,7 @@ impl Correlator {
             self.open.get(id).is_some_and(|o| {
                 o.ended_at.is_none()
                     && ev.ts_ns.saturating_sub(o.last_ts) < idle
-                    && !matches!((o.fp, fp), (Some(a), Some(b)) if joinable(&a) && a != b)
+                    && o.same_packet(fp)
             })
         });
         let id = match current {

@@ -194,6 +194,39 @@ fn a_copy_delivered_to_a_raw_socket_makes_the_packet_delivered() {
 }
 
 #[test]
+fn a_copy_in_the_skb_of_a_packet_just_delivered_is_its_own_packets() {
+    // A TCP segment delivered in skb 0xa and freed without an event; a
+    // moment later the raw socket's clone of an echo reply (the reply is
+    // skb 0xb) is made in the same memory.
+    let mut seg = Vec::new();
+    PacketBuilder::ipv4([10, 0, 0, 2], [10, 0, 0, 1], 64)
+        .tcp(7000, 40000, 1000, 100)
+        .ack(5)
+        .write(&mut seg, b"x")
+        .unwrap();
+    seg[4..6].copy_from_slice(&7u16.to_be_bytes());
+    let mut reply = Vec::new();
+    PacketBuilder::ipv4([10, 0, 0, 2], [10, 0, 0, 1], 64)
+        .icmpv4_echo_reply(1, 1)
+        .write(&mut reply, b"payload")
+        .unwrap();
+    reply[4..6].copy_from_slice(&9u16.to_be_bytes());
+    let mut c = Correlator::new(Config::default());
+    c.push(ev(10, 0xa, Point::Rx, "eth0", &seg));
+    c.push(ev(20, 0xa, Point::Socket, "eth0", &[]));
+    c.push(ev(1_000, 0xb, Point::Rx, "eth0", &reply));
+    c.push(ev(1_010, 0xa, Point::Socket, "eth0", &reply));
+    c.push(ev(1_020, 0xb, Point::Drop, "eth0", &reply));
+    let mut out = c.flush();
+    out.sort_by_key(|t| t.hops[0].ts_ns);
+    assert_eq!(out.len(), 2, "{out:#?}");
+    let points = |t: &Timeline| t.hops.iter().map(|h| h.point).collect::<Vec<_>>();
+    assert_eq!(points(&out[0]), [Point::Rx, Point::Socket], "{out:#?}");
+    assert_eq!(out[1].verdict, Verdict::Delivered, "{out:#?}");
+    assert!(out[1].drop.is_none(), "{out:#?}");
+}
+
+#[test]
 fn group_packets_nobody_took_are_unclaimed() {
     let p = icmp([10, 0, 0, 2], [224, 0, 0, 251], 1, 1, 100);
     let mut c = Correlator::new(Config::default());
