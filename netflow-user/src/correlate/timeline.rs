@@ -53,6 +53,30 @@ pub struct Hop {
 }
 
 impl Hop {
+    /// A copy without the captured bytes (what a connection keeps of a hop
+    /// to say where it went wrong: the headers are parsed in `packet`).
+    pub fn without_bytes(&self) -> Self {
+        Self {
+            ts_ns: self.ts_ns,
+            point: self.point,
+            skb: self.skb,
+            netns: self.netns,
+            ifindex: self.ifindex,
+            ifname: self.ifname.clone(),
+            len: self.len,
+            mark: self.mark,
+            hook: self.hook,
+            pf: self.pf,
+            packet: self.packet.clone(),
+            data: Vec::new(),
+            nat: self.nat,
+            nft: self.nft.clone(),
+            icmp: self.icmp,
+            rule: self.rule.clone(),
+            route: self.route,
+        }
+    }
+
     pub(super) fn new(ev: Event) -> Self {
         let icmp = match ev.what {
             What::IcmpError(e) => Some(e),

@@ -254,14 +254,16 @@ struct Dir {
     /// Of those, packets that were not RSTs or ICMP errors.
     accepted: u64,
     /// The first packet that did not arrive: its last hop and drop.
-    failed: Option<Where>,
-    /// The last hop where one of its packets arrived.
-    arrived: Option<Hop>,
+    failed: Option<Box<Where>>,
+    /// The last hop where one of its packets arrived (without its bytes).
+    arrived: Option<Box<Hop>>,
     fin: bool,
     /// Drops of packets the kernel only counted (in its counts already).
     counted_dropped: u64,
 }
 
+/// An open connection. Kept small (a few hundred bytes, in a map of up to
+/// [`MAX_OPEN`]): the hops it may report are boxed and carry no packet bytes.
 struct Open {
     tuple: Tuple,
     /// Tuples of the initiator's direction (before and after NAT).
@@ -273,7 +275,7 @@ struct Open {
     last_ts: u64,
     nat: Option<Nat>,
     /// The responder (or a node on the way) answered with RST / ICMP unreachable.
-    refused: Option<Where>,
+    refused: Option<Box<Where>>,
     reset: bool,
     incomplete: bool,
 }
@@ -288,15 +290,15 @@ impl Open {
             // Where the request died (e.g. NO_SOCKET at the server) says more
             // than where the RST or ICMP error went; kernels before 6.10 have
             // no reset event without a socket, so only the drop tells.
-            let died = self.fwd.failed.clone().filter(|f| f.drop.is_some());
-            return (Outcome::Refused, Some(died.unwrap_or_else(|| w.clone())));
+            let died = self.fwd.failed.as_deref().filter(|f| f.drop.is_some());
+            return (Outcome::Refused, Some(died.unwrap_or(w).clone()));
         }
         if self.fwd.reached == 0 {
-            return (Outcome::RequestLost, self.fwd.failed.clone());
+            return (Outcome::RequestLost, self.fwd.failed.as_deref().cloned());
         }
         if self.rev.counts.packets == 0 {
-            let at = self.fwd.arrived.clone().map(|hop| Where {
-                hop,
+            let at = self.fwd.arrived.as_deref().map(|hop| Where {
+                hop: hop.clone(),
                 drop: None,
                 drop_hook: None,
                 rule: None,
@@ -304,7 +306,7 @@ impl Open {
             return (Outcome::NoReply, at);
         }
         if self.rev.reached == 0 {
-            return (Outcome::ReplyLost, self.rev.failed.clone());
+            return (Outcome::ReplyLost, self.rev.failed.as_deref().cloned());
         }
         (Outcome::Ok, None)
     }
@@ -341,13 +343,13 @@ pub struct Connections {
 /// new flows).
 pub const MAX_OPEN: usize = 50_000;
 
-fn where_of(tl: &Timeline) -> Option<Where> {
-    Some(Where {
-        hop: tl.hops.last()?.clone(),
+fn where_of(tl: &Timeline) -> Option<Box<Where>> {
+    Some(Box::new(Where {
+        hop: tl.hops.last()?.without_bytes(),
         drop: tl.drop,
         drop_hook: tl.drop_hook,
         rule: tl.drop_rule.clone(),
-    })
+    }))
 }
 
 impl Connections {
@@ -439,7 +441,12 @@ impl Connections {
                 if !reset {
                     d.accepted += 1;
                 }
-                d.arrived = tl.hops.last().cloned();
+                if let Some(h) = tl.hops.last() {
+                    match &mut d.arrived {
+                        Some(b) => **b = h.without_bytes(),
+                        None => d.arrived = Some(Box::new(h.without_bytes())),
+                    }
+                }
             }
             Verdict::Dropped | Verdict::Unknown | Verdict::Unclaimed => {
                 if tl.verdict == Verdict::Dropped {
