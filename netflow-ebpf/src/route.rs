@@ -12,7 +12,7 @@
 //! next rule's table is asked too: such an answer leaves the packet
 //! remembered, and the daemon keeps the last answer of a packet's lookups.
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::map, maps::PerCpuArray};
-use netflow_common::{PacketEvent, Point};
+use netflow_common::{track_flags, PacketEvent, Point};
 
 use crate::{
     emit::{header, output},
@@ -22,8 +22,11 @@ use crate::{
 
 /// Packets remembered per CPU (the kernel's GRO batch is 8 by default).
 pub(crate) const PENDING: usize = 16;
-/// A lookup this long after the receive is not that packet's.
-const PENDING_NS: u64 = 2_000_000;
+/// A lookup this long after the receive is not that packet's. Natively
+/// it comes microseconds after; an emulated or very busy machine takes
+/// milliseconds (2 ms was too short under qemu's TCG). A packet delivered
+/// since (early demux: no lookup) is never taken, however recent.
+const PENDING_NS: u64 = 20_000_000;
 /// `-EAGAIN`: this table has no answer, the next one is asked.
 const EAGAIN: i32 = -11;
 
@@ -102,8 +105,8 @@ pub(crate) fn remember(ev: &PacketEvent) {
 }
 
 /// The oldest remembered packet with these addresses that is still
-/// followed (not delivered by early demux without a lookup and freed
-/// since); `take`: it is answered, forget it.
+/// followed and on its way (not delivered by early demux without a lookup);
+/// `take`: it is answered, forget it.
 #[inline(always)]
 fn pending(version: u32, saddr: [u64; 2], daddr: [u64; 2], take: bool) -> Option<u64> {
     let ring = ROUTE_PENDING.get_ptr_mut(0)?;
@@ -120,7 +123,8 @@ fn pending(version: u32, saddr: [u64; 2], daddr: [u64; 2], take: bool) -> Option
             && now.wrapping_sub(e.ts) < PENDING_NS
         {
             let candidate = e.skb;
-            let followed = unsafe { TRACKED.get(candidate) }.is_some();
+            let followed = unsafe { TRACKED.get(candidate) }
+                .is_some_and(|t| t.flags & track_flags::DELIVERED == 0);
             if take || !followed {
                 e.skb = 0;
             }

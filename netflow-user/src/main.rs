@@ -201,6 +201,7 @@ fn agent_cmd(a: AgentArgs, rt: &Runtime) -> anyhow::Result<()> {
             ring_bytes: a.ring_size,
             every_packet: false,
             pods: None,
+            follow_netns: None,
         },
         metrics_addr: a.metrics_addr,
         runtime_endpoint: a.runtime_endpoint,
@@ -271,6 +272,7 @@ impl LiveArgs {
             ring_bytes: self.ring_size,
             every_packet: self.every_packet,
             pods: None,
+            follow_netns: None,
         }
     }
 }
@@ -505,6 +507,7 @@ fn demo_cmd(a: DemoArgs, rt: &Runtime) -> anyhow::Result<()> {
         ring_bytes: netflow_common::RING_BYTES,
         every_packet: false,
         pods: None,
+        follow_netns: None,
     };
     let result = match a.json_for {
         Some(_) => rt.block_on(trace::run(opts)).map(|_| ()),

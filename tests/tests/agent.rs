@@ -232,6 +232,26 @@ fn prometheus_scrapes_drops_and_connection_outcomes() {
         1.0,
         20,
     );
+    // The late pod's own firewall: netfilter links follow pods that start
+    // later (kernels with BPF netfilter links; fentry or kprobes on
+    // nf_hook_slow see every namespace anyway), so its drop names the hook.
+    sh(&format!(
+        "ip netns exec {late} nft 'add table ip podfw; add chain ip podfw in {{ type filter hook input priority 0; }}; add rule ip podfw in tcp dport 7777 drop'"
+    ));
+    let input_drops =
+        format!(r#"netflow_drops_total{{pod="{a}",reason="NETFILTER_DROP",hook="input"}}"#);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while prom.query(&input_drops).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no drop at INPUT in the late pod: {:?}",
+            prom.query("netflow_drops_total")
+        );
+        sh_quiet(&format!(
+            "ip netns exec {a} python3 -c \"import socket; socket.create_connection(('{c_ip}',7777),timeout=0.5)\""
+        ));
+        std::thread::sleep(Duration::from_millis(500));
+    }
     // A second netflow on the same node traces as usual beside the agent.
     let t = Tracer::start(&["--netns", &a, "--proto", "tcp"]);
     tcp_client(&a, &vip, 80);
@@ -269,6 +289,12 @@ fn prometheus_scrapes_drops_and_connection_outcomes() {
         .collect();
     assert!(!dropped.is_empty(), "{lines:#?}");
     assert!(dropped.iter().all(|l| l["verdict"] == "dropped"));
+    assert!(
+        lines.iter().any(|l| l["kind"] == "packet"
+            && l["flow"]["dport"] == 7777
+            && l["drop"]["hook"] == "input"),
+        "the late pod's drop at INPUT on stdout: {lines:#?}"
+    );
     assert!(
         lines.iter().any(|l| l["kind"] == "flow"
             && l["flow"]["dport"] == 5432

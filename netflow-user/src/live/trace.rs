@@ -43,10 +43,16 @@ pub struct TraceOptions {
     /// Pods kept current by someone else (the agent): netns inode → pod
     /// label, shown instead of the selected pods' names.
     pub pods: Option<PodLabels>,
+    /// Network namespaces kept current by someone else (the agent's pods):
+    /// netfilter links follow them where the kernel has links.
+    pub follow_netns: Option<NetnsList>,
 }
 
 /// Pod labels by network namespace inode, kept current by their owner.
 pub type PodLabels = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<u32, String>>>;
+
+/// Network namespaces (name, path), kept current by their owner.
+pub type NetnsList = std::sync::Arc<std::sync::Mutex<Vec<(String, PathBuf)>>>;
 
 /// Guardrails by default (the kernel side is netflow-ebpf's `guard.rs`):
 /// full detail for the first packets of each connection, then one in
@@ -206,6 +212,7 @@ pub async fn run_with(
         sel.filter.guard_rate = GUARD_RATE;
     }
     let mut probes = Probes::start(&sel, &kbtf, consumed, &plan, opts.ring_bytes)?;
+    follow_netns(&mut probes, &opts, quiet);
     if opts.tc {
         probes.attach_tc(&crate::live::select::tc_devices(&opts.selectors.ifaces))?;
     }
@@ -299,6 +306,7 @@ pub async fn run_with(
                     let before = pipe.names.snapshot();
                     crate::live::names::refresh(&mut pipe.names);
                     pipe.names.pods = pod_labels(&sel, &opts);
+                    follow_netns(&mut probes, &opts, quiet);
                     if pipe.names.snapshot() != before {
                         pipe.names_changed()?;
                     }
@@ -375,6 +383,23 @@ pub async fn run_with(
     drop(ring);
     drop(probes);
     Ok(stats)
+}
+
+/// Netfilter links follow the namespaces someone else keeps current (the
+/// agent's pods); what changed goes to stderr.
+fn follow_netns(probes: &mut Probes, opts: &TraceOptions, quiet: bool) {
+    let Some(list) = &opts.follow_netns else {
+        return;
+    };
+    let want = match list.lock() {
+        Ok(l) => l.clone(),
+        Err(_) => return,
+    };
+    for said in probes.follow_netns(&want) {
+        if !quiet {
+            eprintln!("netflow: {said}");
+        }
+    }
 }
 
 /// The next rule trace event (never, without rule tracing).

@@ -47,8 +47,15 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<Stats> {
     let metrics = Arc::new(Metrics::new());
     let pods = Arc::new(Mutex::new(PodIndex::default()));
     let labels: trace::PodLabels = Default::default();
+    let follow: trace::NetnsList = Default::default();
     // The first listing before tracing starts: packets get their pod at once.
-    pods::refresh(&pods, &labels, &metrics, opts.runtime_endpoint.as_deref());
+    pods::refresh(
+        &pods,
+        &labels,
+        &follow,
+        &metrics,
+        opts.runtime_endpoint.as_deref(),
+    );
     let listener = tokio::net::TcpListener::bind(opts.metrics_addr)
         .await
         .map_err(|e| AgentError::Listen(opts.metrics_addr, e))?;
@@ -77,9 +84,10 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<Stats> {
     });
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let refresher = {
-        let (pods, labels, metrics, stop) = (
+        let (pods, labels, follow, metrics, stop) = (
             Arc::clone(&pods),
             Arc::clone(&labels),
+            Arc::clone(&follow),
             Arc::clone(&metrics),
             Arc::clone(&stop),
         );
@@ -94,7 +102,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<Stats> {
                         }
                         std::thread::sleep(Duration::from_millis(100));
                     }
-                    pods::refresh(&pods, &labels, &metrics, endpoint.as_deref());
+                    pods::refresh(&pods, &labels, &follow, &metrics, endpoint.as_deref());
                 }
             })?
     };
@@ -109,6 +117,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<Stats> {
     };
     let mut topts = opts.trace;
     topts.pods = Some(labels);
+    topts.follow_netns = Some(follow);
     let result = trace::run_with(topts, Box::new(sink), false, std::future::pending()).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = refresher.join();

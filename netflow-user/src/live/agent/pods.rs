@@ -7,12 +7,14 @@ use std::{
 };
 
 use super::metrics::{Metrics, PodLabels};
-use crate::live::trace::PodLabels as NsLabels;
+use crate::live::trace::{NetnsList, PodLabels as NsLabels};
 
 #[derive(Debug, Default, Clone)]
 pub struct PodIndex {
     pub by_netns: HashMap<u32, PodLabels>,
     pub by_ip: HashMap<IpAddr, PodLabels>,
+    /// Each pod's network namespace: (`ns/name`, path).
+    pub netns: Vec<(String, std::path::PathBuf)>,
 }
 
 impl PodIndex {
@@ -33,11 +35,13 @@ impl PodIndex {
 }
 
 /// List the pods again (their labels by namespace into `labels`, for the
-/// output); retire the series of those that went away. A runtime that does
-/// not answer keeps the last listing.
+/// output; their namespaces into `follow`, for netfilter links); retire the
+/// series of those that went away. A runtime that does not answer keeps
+/// the last listing.
 pub fn refresh(
     index: &Arc<Mutex<PodIndex>>,
     labels: &NsLabels,
+    follow: &NetnsList,
     metrics: &Metrics,
     endpoint: Option<&str>,
 ) {
@@ -72,6 +76,9 @@ pub fn refresh(
     if let Ok(mut l) = labels.lock() {
         *l = new.labels();
     }
+    if let Ok(mut f) = follow.lock() {
+        *f = new.netns.clone();
+    }
     *cur = new;
     drop(cur);
     for p in gone {
@@ -83,11 +90,17 @@ pub fn refresh(
 fn by_what_packets_carry(list: Vec<crate::live::select::pod::Pod>) -> PodIndex {
     let mut by_netns = HashMap::new();
     let mut by_ip = HashMap::new();
+    let mut netns = Vec::new();
     for p in list {
         let labels = PodLabels {
             namespace: p.namespace.clone().unwrap_or_default(),
             pod: p.name.clone(),
         };
+        let name = match &p.namespace {
+            Some(ns) => format!("{ns}/{}", p.name),
+            None => p.name.clone(),
+        };
+        netns.push((name, p.netns.clone()));
         if let Ok(ino) = crate::live::select::inode_of(&p.netns) {
             by_netns.insert(ino, labels.clone());
         }
@@ -95,5 +108,9 @@ fn by_what_packets_carry(list: Vec<crate::live::select::pod::Pod>) -> PodIndex {
             by_ip.insert(ip, labels.clone());
         }
     }
-    PodIndex { by_netns, by_ip }
+    PodIndex {
+        by_netns,
+        by_ip,
+        netns,
+    }
 }

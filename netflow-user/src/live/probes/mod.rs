@@ -40,7 +40,17 @@ pub struct Probes {
     lost: PerCpuArray<MapData, u64>,
     sampled: PerCpuArray<MapData, u64>,
     /// Netfilter programs and their links (dropped with the probes).
-    _nf: Option<(NfPrograms, Vec<std::os::fd::OwnedFd>)>,
+    nf: Option<NfLinks>,
+}
+
+/// The netfilter programs, their links at start, and the links of the
+/// namespaces followed since (`Probes::follow_netns`), by namespace inode.
+struct NfLinks {
+    progs: NfPrograms,
+    _fixed: Vec<std::os::fd::OwnedFd>,
+    /// The namespaces linked at start (netflow's own and the plan's).
+    fixed: std::collections::HashSet<u32>,
+    followed: std::collections::HashMap<u32, (String, Vec<std::os::fd::OwnedFd>)>,
 }
 
 /// `cgroup_skb` ingress on the cgroup v2 root (a link: it dies with the
@@ -88,6 +98,7 @@ impl Probes {
         nf: &NetfilterPlan,
         ring_bytes: u32,
     ) -> Result<Self> {
+        let nf_plan = nf;
         let offsets = kbtf.offsets()?;
         let mut filter = sel.filter;
         filter.reason_consumed = reason_consumed;
@@ -145,8 +156,53 @@ impl Probes {
             status,
             lost,
             sampled,
-            _nf: nf,
+            nf: nf.map(|(progs, links)| NfLinks {
+                progs,
+                _fixed: links,
+                fixed: std::iter::once(std::path::Path::new("/proc/self/ns/net"))
+                    .chain(nf_plan.netns.iter().map(|(_, p)| p.as_path()))
+                    .filter_map(|p| crate::live::select::inode_of(p).ok())
+                    .collect(),
+                followed: Default::default(),
+            }),
         })
+    }
+
+    /// Netfilter links in exactly these namespaces (name, path) besides
+    /// those of the start: new ones linked, gone ones unlinked (pods that
+    /// start and stop while the agent runs). What changed, in words. A
+    /// no-op where netfilter is probed without links (fentry or kprobe on
+    /// `nf_hook_slow` sees every namespace).
+    pub fn follow_netns(&mut self, want: &[(String, std::path::PathBuf)]) -> Vec<String> {
+        let Some(nf) = &mut self.nf else {
+            return Vec::new();
+        };
+        let mut said = Vec::new();
+        let mut keep = std::collections::HashSet::new();
+        for (name, path) in want {
+            let Ok(ino) = crate::live::select::inode_of(path) else {
+                continue;
+            };
+            if nf.fixed.contains(&ino) || !keep.insert(ino) || nf.followed.contains_key(&ino) {
+                continue;
+            }
+            match nf.progs.attach(Some(path)) {
+                Ok(links) => {
+                    said.push(format!("netfilter links in netns {name}"));
+                    nf.followed.insert(ino, (name.clone(), links));
+                }
+                // Gone meanwhile, or refused: the next listing tries again.
+                Err(e) => said.push(format!("no netfilter links in netns {name}: {e}")),
+            }
+        }
+        nf.followed.retain(|ino, (name, _)| {
+            let stay = keep.contains(ino);
+            if !stay {
+                said.push(format!("netfilter links in netns {name} removed"));
+            }
+            stay
+        });
+        said
     }
 
     /// tc ingress and egress on `devices` (of this namespace): TCX links on
