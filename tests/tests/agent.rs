@@ -169,7 +169,7 @@ fn prometheus_scrapes_drops_and_connection_outcomes() {
 
     tcp_client(&a, &vip, 80);
     sh_quiet(&format!(
-        "ip netns exec {a} python3 -c \"import socket; socket.create_connection(('{b_ip}',5432),timeout=1)\""
+        "ip netns exec {a} python3 -c \"import socket; socket.create_connection(('{b_ip}',5432),timeout=2.5)\""
     ));
 
     prom.wait_for(r#"up{job="netflow"}"#, 1.0, 30);
@@ -181,6 +181,17 @@ fn prometheus_scrapes_drops_and_connection_outcomes() {
     );
     // No Kubernetes namespace: Prometheus keeps no empty label.
     assert!(drops[0].0.get("namespace").is_none(), "{drops:?}");
+    // The dropped SYN was sent again (after ~1 s) by pod a's socket.
+    prom.wait_for(
+        &format!(r#"netflow_tcp_retransmits_total{{pod="{a}"}}"#),
+        1.0,
+        30,
+    );
+    assert!(
+        prom.query(&format!(r#"netflow_tcp_retransmits_total{{pod="{b}"}}"#))
+            .is_empty(),
+        "pod b sent nothing again"
+    );
     prom.wait_for(
         &format!(r#"netflow_connections_total{{pod="{a}",outcome="ok"}}"#),
         1.0,

@@ -53,6 +53,8 @@ enum Series {
     Drop(DropLabels),
     Connection(OutcomeLabels),
     Packet(PacketLabels),
+    Retransmit(PodLabels),
+    Reset(PodLabels),
 }
 
 /// Every metric the agent exports.
@@ -61,6 +63,8 @@ pub struct Metrics {
     drops: Family<DropLabels, Counter>,
     connections: Family<OutcomeLabels, Counter>,
     packets: Family<PacketLabels, Counter>,
+    retransmits: Family<PodLabels, Counter>,
+    resets: Family<PodLabels, Counter>,
     /// The series each pod has (the client library cannot list them).
     series: std::sync::Mutex<HashMap<PodLabels, HashSet<Series>>>,
     pub transit: Histogram,
@@ -101,6 +105,18 @@ impl Metrics {
             "netflow_packets",
             "Packets followed across this node, by pod and direction (followed hop by hop; the guardrails count the rest per connection)",
             packets.clone(),
+        );
+        let retransmits = Family::<PodLabels, Counter>::default();
+        registry.register(
+            "netflow_tcp_retransmits",
+            "TCP segments (SYNs included) a socket of the pod sent again",
+            retransmits.clone(),
+        );
+        let resets = Family::<PodLabels, Counter>::default();
+        registry.register(
+            "netflow_tcp_resets",
+            "TCP resets a socket of the pod sent",
+            resets.clone(),
         );
         let transit = Histogram::new(transit_buckets());
         registry.register(
@@ -144,6 +160,8 @@ impl Metrics {
             drops,
             connections,
             packets,
+            retransmits,
+            resets,
             series: Default::default(),
             transit,
             lost,
@@ -190,11 +208,26 @@ impl Metrics {
         self.remember(Series::Packet(l));
     }
 
+    /// A socket of the pod retransmitted (or reset) a connection.
+    pub fn tcp(&self, kind: crate::decode::NoteKind, l: PodLabels) {
+        match kind {
+            crate::decode::NoteKind::Retransmit => {
+                self.retransmits.get_or_create(&l).inc();
+                self.remember(Series::Retransmit(l));
+            }
+            crate::decode::NoteKind::Reset => {
+                self.resets.get_or_create(&l).inc();
+                self.remember(Series::Reset(l));
+            }
+        }
+    }
+
     fn remember(&self, s: Series) {
         let pod = match &s {
             Series::Drop(l) => (&l.namespace, &l.pod),
             Series::Connection(l) => (&l.namespace, &l.pod),
             Series::Packet(l) => (&l.namespace, &l.pod),
+            Series::Retransmit(l) | Series::Reset(l) => (&l.namespace, &l.pod),
         };
         if pod.1.is_empty() {
             return;
@@ -218,6 +251,8 @@ impl Metrics {
                 Series::Drop(l) => self.drops.remove(&l),
                 Series::Connection(l) => self.connections.remove(&l),
                 Series::Packet(l) => self.packets.remove(&l),
+                Series::Retransmit(l) => self.retransmits.remove(&l),
+                Series::Reset(l) => self.resets.remove(&l),
             };
         }
     }
@@ -267,6 +302,9 @@ mod tests {
             namespace: "default".into(),
             pod: "client".into(),
         });
+        m.tcp(crate::decode::NoteKind::Retransmit, web.clone());
+        m.tcp(crate::decode::NoteKind::Retransmit, web.clone());
+        m.tcp(crate::decode::NoteKind::Reset, web.clone());
         Metrics::advance(&m.lost, 5);
         Metrics::advance(&m.lost, 3);
         m.transit.observe(20e-6);
@@ -274,6 +312,8 @@ mod tests {
         for want in [
             r#"netflow_drops_total{reason="NETFILTER_DROP",hook="forward",namespace="default",pod="web"} 1"#,
             r#"netflow_connections_total{outcome="ok",namespace="default",pod="client"} 1"#,
+            r#"netflow_tcp_retransmits_total{namespace="default",pod="web"} 2"#,
+            r#"netflow_tcp_resets_total{namespace="default",pod="web"} 1"#,
             "netflow_lost_events_total 5",
             "netflow_node_transit_seconds_count 1",
             "netflow_build_info{version=",

@@ -207,7 +207,12 @@ impl Sink for AgentSink {
         Metrics::advance(&self.metrics.sampled, s.sampled);
     }
 
-    fn note(&mut self, _n: &Note, _names: &Names) -> std::io::Result<()> {
+    /// Retransmissions and resets, by the pod whose socket sent them.
+    fn note(&mut self, n: &Note, _names: &Names) -> std::io::Result<()> {
+        let pod = self
+            .pod_of(Some(n.netns), Some(n.tuple.src))
+            .unwrap_or_default();
+        self.metrics.tcp(n.kind, pod);
         Ok(())
     }
 
