@@ -20,6 +20,17 @@ pub fn sh(cmd: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Run a shell command: did it succeed? (Probing what the kernel has.)
+pub fn sh_ok(cmd: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// Run a shell command, ignoring failure (cleanup).
 pub fn sh_quiet(cmd: &str) {
     let _ = Command::new("sh")

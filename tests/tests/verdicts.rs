@@ -107,6 +107,50 @@ fn service_calls_read_healthy() {
     }
 }
 
+/// kube-proxy's IPVS mode: the Service VIP on a dummy device of the node,
+/// IPVS (masquerading) picks the backend at INPUT and sends the packet on
+/// from there (the netfilter hook never returns it); the reply is
+/// translated back at FORWARD. Every packet reads healthy and each call is
+/// one `ok` connection across the translation. IPVS is a module: this
+/// host's kernel has none (said on stdout), the kernel matrix runs it.
+#[test]
+fn ipvs_service_calls_read_healthy() {
+    if !sh_ok("modprobe ip_vs") {
+        println!("no IPVS on this kernel (modprobe ip_vs failed): run by the kernel matrix");
+        return;
+    }
+    let (lab, node, a, b, _va, _vb) = routed_lab("vipvs");
+    let net = lab.net();
+    let (a_ip, b_ip) = (format!("{net}.0.1"), format!("{net}.0.2"));
+    let vip = format!("10.96.{}.20", net.trim_start_matches("10."));
+    sh(&format!(
+        "ip -n {node} link add kube-ipvs0 type dummy && ip -n {node} addr add {vip}/32 dev kube-ipvs0 && \
+         ip netns exec {node} ipvsadm -A -t {vip}:80 -s rr && \
+         ip netns exec {node} ipvsadm -a -t {vip}:80 -r {b_ip}:8080 -m"
+    ));
+    let _server = tcp_server(&b, &b_ip, 8080);
+    lab.exec(&a, &format!("ping -c1 -W2 {b_ip}"));
+
+    let t = Tracer::start(&["--netns", &a, "--proto", "tcp", "--nf-netns", &node]);
+    for _ in 0..2 {
+        tcp_client(&a, &vip, 80);
+    }
+    let lines = t.stop();
+    assert_packets_healthy(&lines);
+    let calls = conns_to(&lines, "tcp", &a_ip, &vip, 80);
+    assert_eq!(
+        calls.len(),
+        2,
+        "one connection per call: {:#?}",
+        connections(&lines)
+    );
+    assert_connections_ok(&calls);
+    for c in &calls {
+        assert_eq!(c["nat"]["kind"], "dnat", "{c:#}");
+        assert_eq!(c["nat"]["to"], format!("{b_ip}:8080"), "{c:#}");
+    }
+}
+
 /// Pod to pod across two VXLAN "nodes": TCP and ping read healthy.
 #[test]
 fn pod_to_pod_over_vxlan_reads_healthy() {

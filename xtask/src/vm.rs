@@ -68,6 +68,7 @@ const SUITE: &[(&str, &[&str])] = &[
         "verdicts",
         &[
             "service_calls_read_healthy",
+            "ipvs_service_calls_read_healthy",
             "udp_and_ping_ipv4_ipv6_read_healthy",
             "bridged_pods_read_healthy",
             "pod_to_pod_over_vxlan_reads_healthy",
