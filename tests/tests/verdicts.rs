@@ -449,3 +449,84 @@ fn bridged_pods_read_healthy() {
         assert_connections_ok(&c);
     }
 }
+
+/// Hairpin: a pod on a bridge calls a Service whose only endpoint is
+/// itself (kube-proxy with a bridge CNI in hairpin mode). The bridge's
+/// netfilter DNATs the VIP to the pod and masquerades it to the bridge's
+/// address (else the pod would see its own address as the source), the
+/// bridge sends it back out the port it came in by, and the answers take
+/// the same way back. Every packet reads healthy; each call is one `ok`
+/// connection across both translations.
+#[test]
+fn hairpin_service_call_to_itself_reads_healthy() {
+    let mut lab = Lab::new("vhp");
+    let net = lab.net();
+    let node = lab.netns("n");
+    let a = lab.netns("a");
+    let a_ip = format!("{net}.0.1");
+    let vip = format!("10.96.{}.30", net.trim_start_matches("10."));
+    sh(&format!(
+        "ip -n {node} link add br0 type bridge && ip -n {node} link set br0 up && \
+         ip -n {node} addr add {net}.0.254/24 dev br0 && \
+         ip netns exec {node} sysctl -qw net.ipv4.ip_forward=1 && \
+         ip netns exec {node} sysctl -qw net.bridge.bridge-nf-call-iptables=1 && \
+         ip link add eth0 netns {a} type veth peer name va netns {node} && \
+         ip -n {node} link set va master br0 && ip -n {node} link set va type bridge_slave hairpin on && \
+         ip -n {node} link set va up && \
+         ip -n {a} addr add {a_ip}/24 dev eth0 && ip -n {a} link set eth0 up && \
+         ip -n {a} route add default via {net}.0.254"
+    ));
+    sh(&format!(
+        "ip netns exec {node} nft 'add table ip svc; \
+         add chain ip svc pre {{ type nat hook prerouting priority -100; }}; \
+         add rule ip svc pre ip daddr {vip} tcp dport 80 dnat to {a_ip}:8080; \
+         add chain ip svc post {{ type nat hook postrouting priority 100; }}; \
+         add rule ip svc post ip saddr {a_ip} ip daddr {a_ip} masquerade'"
+    ));
+    let _server = tcp_server(&a, &a_ip, 8080);
+    lab.exec(&a, &format!("ping -c1 -W2 {net}.0.254"));
+
+    let t = Tracer::start(&["--pod", &a, "--proto", "tcp", "--nf-netns", &node]);
+    for _ in 0..2 {
+        tcp_client(&a, &vip, 80);
+    }
+    let lines = t.stop();
+    assert_packets_healthy(&lines);
+    let calls = conns_to(&lines, "tcp", &a_ip, &vip, 80);
+    assert_eq!(
+        calls.len(),
+        2,
+        "one connection per call: {:#?}",
+        connections(&lines)
+    );
+    assert_connections_ok(&calls);
+    for c in &calls {
+        assert_eq!(c["nat"]["kind"], "dnat", "{c:#}");
+        assert_eq!(c["nat"]["to"], format!("{a_ip}:8080"), "{c:#}");
+    }
+    // The SYN went out of the pod, into the bridge port, back out of the
+    // same port and into the pod's socket, translated both ways on the way.
+    let pkts = packets(&lines);
+    let syn = pkts
+        .iter()
+        .find(|p| p["flow"]["dst"] == vip.as_str() && p["hops"][0]["tcp_flags"] == "S")
+        .unwrap_or_else(|| panic!("{pkts:#?}"));
+    assert!(
+        in_order(
+            &hop_list(syn),
+            &[
+                ("tx", "eth0", &a, "egress"),
+                ("rx", "va", &node, "ingress"),
+                ("tx", "va", &node, "egress"),
+                ("rx", "eth0", &a, "ingress"),
+                ("socket", "eth0", &a, ""),
+            ]
+        ),
+        "{syn:#}"
+    );
+    let kinds: Vec<&str> = nat_hops(syn)
+        .iter()
+        .filter_map(|h| h["nat"]["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["dnat", "snat"], "{syn:#}");
+}

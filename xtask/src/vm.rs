@@ -69,6 +69,7 @@ const SUITE: &[(&str, &[&str])] = &[
         &[
             "service_calls_read_healthy",
             "ipvs_service_calls_read_healthy",
+            "hairpin_service_call_to_itself_reads_healthy",
             "udp_and_ping_ipv4_ipv6_read_healthy",
             "bridged_pods_read_healthy",
             "pod_to_pod_over_vxlan_reads_healthy",
