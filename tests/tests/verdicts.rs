@@ -107,6 +107,42 @@ fn service_calls_read_healthy() {
     }
 }
 
+/// A DNS-style call to a Service VIP over UDP (as pods ask CoreDNS):
+/// DNAT'd on the node to the backend, the answer translated back. Both
+/// packets of each exchange read healthy, and each exchange is one `ok`
+/// connection across the NAT.
+#[test]
+fn udp_service_calls_read_healthy() {
+    let (lab, node, a, b, _va, _vb) = routed_lab("vudps");
+    let net = lab.net();
+    let (a_ip, b_ip) = (format!("{net}.0.1"), format!("{net}.0.2"));
+    let vip = format!("10.96.{}.53", net.trim_start_matches("10."));
+    sh(&format!(
+        "ip netns exec {node} nft 'add table ip svc; add chain ip svc pre {{ type nat hook prerouting priority -100; }}; add rule ip svc pre ip daddr {vip} udp dport 53 dnat to {b_ip}:5353'"
+    ));
+    let _dns = udp_server(&b, &b_ip, 5353, true);
+    lab.exec(&a, &format!("ping -c1 -W2 {b_ip}"));
+
+    let t = Tracer::start(&["--netns", &a, "--proto", "udp", "--nf-netns", &node]);
+    assert_eq!(
+        udp_client(&a, &vip, 53, 3, 2.0),
+        3,
+        "every answer came back"
+    );
+    let lines = t.stop();
+    assert_packets_healthy(&lines);
+    let calls = conns_to(&lines, "udp", &a_ip, &vip, 53);
+    // A new socket (and source port) per question, as resolvers do.
+    assert_eq!(calls.len(), 3, "{:#?}", connections(&lines));
+    assert_connections_ok(&calls);
+    for c in &calls {
+        assert_eq!(c["nat"]["kind"], "dnat", "{c:#}");
+        assert_eq!(c["nat"]["to"], format!("{b_ip}:5353"), "{c:#}");
+        assert_eq!(c["fwd"]["delivered"], 1, "{c:#}");
+        assert_eq!(c["rev"]["delivered"], 1, "{c:#}");
+    }
+}
+
 /// kube-proxy's IPVS mode: the Service VIP on a dummy device of the node,
 /// IPVS (masquerading) picks the backend at INPUT and sends the packet on
 /// from there (the netfilter hook never returns it); the reply is

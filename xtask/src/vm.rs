@@ -68,6 +68,7 @@ const SUITE: &[(&str, &[&str])] = &[
         "verdicts",
         &[
             "service_calls_read_healthy",
+            "udp_service_calls_read_healthy",
             "ipvs_service_calls_read_healthy",
             "hairpin_service_call_to_itself_reads_healthy",
             "udp_and_ping_ipv4_ipv6_read_healthy",
