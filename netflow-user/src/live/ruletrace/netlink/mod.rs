@@ -3,13 +3,12 @@
 //! replies and events are read attribute by attribute (their expressions
 //! may be of any kind, which a reader of the whole message would refuse).
 use netlink_packet_core::{
-    DefaultNla, NetlinkHeader, NetlinkMessage, NetlinkPayload, NlaBuffer, NlasIterator, NLM_F_ACK,
-    NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
+    NLM_F_REQUEST,
 };
 use netlink_packet_netfilter::{
     nftables::{
-        Bitwise, ChainAttribute, ChainMessage, Cmp, DataAttribute, Expressions, Hook, HookNumber,
-        Immediate, Meta, MetaKey, NfTablesMessage, Operator, Payload, Register, RuleAttribute,
+        ChainAttribute, ChainMessage, Hook, HookNumber, NfTablesMessage, RuleAttribute,
         RuleMessage, TableAttribute, TableFlags, TableMessage,
     },
     none::ControlMessage,
@@ -17,15 +16,13 @@ use netlink_packet_netfilter::{
 };
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
 
-use crate::decode::rule::Action;
-
 mod read;
 mod selection;
 
 use read::messages;
 pub use read::{rule_info, trace, Incoming, RuleInfo, Trace};
 use selection::trace_expressions;
-pub use selection::{L4Match, Match};
+pub use selection::{L4Match, Match, TRACE_BURST, TRACE_RATE};
 
 /// Multicast groups of NETLINK_NETFILTER.
 pub const NFNLGRP_NFTABLES: u32 = 7;
@@ -37,17 +34,12 @@ const NFT_MSG_TRACE: u8 = 17;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NFPROTO_INET: u8 = 1;
-const NFPROTO_IPV4: u8 = 2;
-const NFPROTO_IPV6: u8 = 10;
 /// `NF_INET_PRE_ROUTING`, `NF_INET_LOCAL_OUT`.
 const HOOK_PREROUTING: u32 = 0;
 const HOOK_OUTPUT: u32 = 3;
 /// Before every other hook at these points (raw is -300, defrag -400):
 /// the flag is set before any rule netflow should name runs.
 pub const TRACE_PRIORITY: i32 = -350;
-/// Packets per second each trace rule marks at most, and its burst.
-pub const TRACE_RATE: u64 = 500;
-pub const TRACE_BURST: u32 = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
@@ -290,79 +282,5 @@ pub fn set_timeout(s: &Socket, d: std::time::Duration) {
             &tv as *const _ as *const libc::c_void,
             std::mem::size_of::<libc::timeval>() as libc::socklen_t,
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn nla(kind: u16, v: &[u8]) -> Vec<u8> {
-        let mut out = ((4 + v.len()) as u16).to_ne_bytes().to_vec();
-        out.extend_from_slice(&kind.to_ne_bytes());
-        out.extend_from_slice(v);
-        while !out.len().is_multiple_of(4) {
-            out.push(0);
-        }
-        out
-    }
-
-    #[test]
-    fn a_trace_event_reads_field_by_field() {
-        let mut a = nla(1, b"filter\0");
-        a.extend(nla(2, b"FORWARD\0"));
-        a.extend(nla(3, &9u64.to_be_bytes()));
-        a.extend(nla(4, &3u32.to_be_bytes()));
-        let mut verdict = nla(1, &(-3i32).to_be_bytes());
-        verdict.extend(nla(2, b"KUBE-FORWARD\0"));
-        a.extend(nla(5 | 0x8000, &verdict));
-        a.extend(nla(6, &77u32.to_be_bytes()));
-        a.extend(nla(8, &[0x45, 0, 0, 20]));
-        a.extend(nla(14, &0x4000u32.to_be_bytes()));
-        let t = trace(2, &a);
-        assert_eq!(
-            (t.table.as_str(), t.chain.as_str(), t.handle, t.kind),
-            ("filter", "FORWARD", 9, 3)
-        );
-        assert_eq!(
-            (t.verdict, t.target.as_str(), t.id, t.mark),
-            (Some(-3), "KUBE-FORWARD", 77, 0x4000)
-        );
-        assert_eq!(t.network, [0x45, 0, 0, 20]);
-    }
-
-    #[test]
-    fn an_iptables_nft_rule_gives_its_comment_and_target() {
-        let expr = |name: &str, data: Vec<u8>| {
-            let mut e = nla(1, format!("{name}\0").as_bytes());
-            e.extend(nla(2 | 0x8000, &data));
-            nla(1 | 0x8000, &e)
-        };
-        let mut comment = vec![0u8; 256];
-        comment[..19].copy_from_slice(b"default/web:http cl");
-        let mut m = nla(1, b"comment\0");
-        m.extend(nla(2, &0u32.to_be_bytes()));
-        m.extend(nla(3, &comment));
-        let mut exprs = expr("match", m);
-        exprs.extend(expr("target", nla(1, b"DNAT\0")));
-        let mut a = nla(3, &12u64.to_be_bytes());
-        a.extend(nla(4 | 0x8000, &exprs));
-        let r = rule_info(&a);
-        assert_eq!(
-            r,
-            RuleInfo {
-                handle: 12,
-                comment: "default/web:http cl".into(),
-                action: Action::Dnat,
-                xt: true,
-                sets: vec![]
-            }
-        );
-
-        // nft's own comment is user data.
-        let mut ud = vec![0u8, 5];
-        ud.extend_from_slice(b"hi!!\0");
-        let r = rule_info(&nla(7, &ud));
-        assert_eq!(r.comment, "hi!!");
     }
 }

@@ -1,6 +1,8 @@
 //! Reading what nf_tables sends: messages, their attributes one by one,
 //! trace events and rules (an iptables-nft rule's comment and target).
-use super::*;
+use netlink_packet_core::{NlaBuffer, NlasIterator};
+
+use crate::decode::rule::Action;
 
 /// A received event.
 pub enum Incoming {
@@ -235,4 +237,78 @@ pub(super) fn messages(mut buf: &[u8]) -> Vec<Msg<'_>> {
         buf = &buf[((len + 3) & !3).min(buf.len())..];
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nla(kind: u16, v: &[u8]) -> Vec<u8> {
+        let mut out = ((4 + v.len()) as u16).to_ne_bytes().to_vec();
+        out.extend_from_slice(&kind.to_ne_bytes());
+        out.extend_from_slice(v);
+        while !out.len().is_multiple_of(4) {
+            out.push(0);
+        }
+        out
+    }
+
+    #[test]
+    fn a_trace_event_reads_field_by_field() {
+        let mut a = nla(1, b"filter\0");
+        a.extend(nla(2, b"FORWARD\0"));
+        a.extend(nla(3, &9u64.to_be_bytes()));
+        a.extend(nla(4, &3u32.to_be_bytes()));
+        let mut verdict = nla(1, &(-3i32).to_be_bytes());
+        verdict.extend(nla(2, b"KUBE-FORWARD\0"));
+        a.extend(nla(5 | 0x8000, &verdict));
+        a.extend(nla(6, &77u32.to_be_bytes()));
+        a.extend(nla(8, &[0x45, 0, 0, 20]));
+        a.extend(nla(14, &0x4000u32.to_be_bytes()));
+        let t = trace(2, &a);
+        assert_eq!(
+            (t.table.as_str(), t.chain.as_str(), t.handle, t.kind),
+            ("filter", "FORWARD", 9, 3)
+        );
+        assert_eq!(
+            (t.verdict, t.target.as_str(), t.id, t.mark),
+            (Some(-3), "KUBE-FORWARD", 77, 0x4000)
+        );
+        assert_eq!(t.network, [0x45, 0, 0, 20]);
+    }
+
+    #[test]
+    fn an_iptables_nft_rule_gives_its_comment_and_target() {
+        let expr = |name: &str, data: Vec<u8>| {
+            let mut e = nla(1, format!("{name}\0").as_bytes());
+            e.extend(nla(2 | 0x8000, &data));
+            nla(1 | 0x8000, &e)
+        };
+        let mut comment = vec![0u8; 256];
+        comment[..19].copy_from_slice(b"default/web:http cl");
+        let mut m = nla(1, b"comment\0");
+        m.extend(nla(2, &0u32.to_be_bytes()));
+        m.extend(nla(3, &comment));
+        let mut exprs = expr("match", m);
+        exprs.extend(expr("target", nla(1, b"DNAT\0")));
+        let mut a = nla(3, &12u64.to_be_bytes());
+        a.extend(nla(4 | 0x8000, &exprs));
+        let r = rule_info(&a);
+        assert_eq!(
+            r,
+            RuleInfo {
+                handle: 12,
+                comment: "default/web:http cl".into(),
+                action: Action::Dnat,
+                xt: true,
+                sets: vec![]
+            }
+        );
+
+        // nft's own comment is user data.
+        let mut ud = vec![0u8, 5];
+        ud.extend_from_slice(b"hi!!\0");
+        let r = rule_info(&nla(7, &ud));
+        assert_eq!(r.comment, "hi!!");
+    }
 }

@@ -1,7 +1,16 @@
 //! The trace table's rule: what it matches (an address, a network, a
 //! protocol and port; the same test in the daemon for the packets it
 //! should have marked) and the expressions that mark a packet for tracing.
-use super::*;
+use netlink_packet_core::DefaultNla;
+use netlink_packet_netfilter::nftables::{
+    Bitwise, Cmp, DataAttribute, Expressions, Immediate, Meta, MetaKey, Operator, Payload, Register,
+};
+
+const NFPROTO_IPV4: u8 = 2;
+const NFPROTO_IPV6: u8 = 10;
+/// Packets per second each trace rule marks at most, and its burst.
+pub const TRACE_RATE: u64 = 500;
+pub const TRACE_BURST: u32 = 100;
 
 /// What a trace table rule matches: all packets, or one address as source
 /// or destination, or a network.
