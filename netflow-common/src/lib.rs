@@ -373,7 +373,12 @@ pub struct Offsets {
     pub fib6_res_nh: u32,
     pub fib6_res_type: u32,
     pub fib6_table_id: u32,
+    /// `nf_conn.status` (IPS_* bits).
+    pub ct_status: u32,
 }
+
+/// `nf_conn.status`: the destination was translated (DNAT).
+pub const IPS_DST_NAT: u64 = 1 << 5;
 
 pub mod filter_flags {
     /// No selector: every packet (except loopback).

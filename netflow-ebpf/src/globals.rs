@@ -65,6 +65,7 @@ pub(crate) static OFFSETS: Offsets = Offsets {
     fib6_res_nh: 0,
     fib6_res_type: 0,
     fib6_table_id: 0,
+    ct_status: 0,
 };
 
 #[no_mangle]
@@ -89,6 +90,11 @@ pub(crate) static TRACKED: LruHashMap<u64, Track> =
 /// The event being built, per CPU.
 #[map]
 pub(crate) static SCRATCH: PerCpuArray<PacketEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// A packet's receive, as the device saw it before PREROUTING's DNAT made
+/// it selected (see `netfilter::follow_translated`), per CPU.
+#[map]
+pub(crate) static PRE_NAT: PerCpuArray<PacketEvent> = PerCpuArray::with_max_entries(1, 0);
 
 /// Selected addresses (IPv4 mapped into IPv6) -> ADDR_* bits.
 #[map]

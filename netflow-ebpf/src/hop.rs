@@ -115,9 +115,11 @@ pub(crate) fn on_hop<M: Mem>(
     let mut fp = 0;
     let mut now = 0;
     let mut flags = 0;
-    // Whether `ev` holds the full capture (a packet the guardrails only
-    // count needs just its headers, to notice a reused skb).
-    let mut full = all;
+    // Whether `ev` holds the full capture. A packet the guardrails only
+    // count needs just its headers (to notice a reused skb, to count it in
+    // its connection): the rest is read once it is to be reported.
+    let every = all && v(&f.flags) & ff::EVERY_PACKET != 0;
+    let mut full = every;
     let tracked = match slot {
         Some(t) => {
             if unsafe { (*t).flags } & track_flags::COUNTED != 0 {
@@ -136,9 +138,9 @@ pub(crate) fn on_hop<M: Mem>(
             unsafe { (*t).fp == fp && now.wrapping_sub((*t).ts) < v(&f.stale_ns) }
         }
         None => {
-            // Most packets are not selected: read just the headers first
-            // (everything when everything is selected).
-            let first = if all {
+            // Most packets are not selected, or only counted: read just the
+            // headers first (everything when every packet is reported).
+            let first = if every {
                 CAPTURE_BYTES as u32
             } else {
                 FILTER_BYTES
@@ -159,18 +161,30 @@ pub(crate) fn on_hop<M: Mem>(
                 // A different packet in a reused skb: forget the old one.
                 let _ = TRACKED.remove(key);
             }
+            if point == Point::Rx {
+                // Kept in the scratch event until the next program on this
+                // CPU: PREROUTING's DNAT may make it selected (a NodePort
+                // call), and then this receive is its first hop.
+                ev.hdr.skb = key;
+                ev.hdr.point = Point::Rx as u8;
+                ev.hdr.ts_ns = unsafe { bpf_ktime_get_ns() };
+            }
             return Ok(false);
         }
-        if slot.is_none() || !full {
-            // Selected: the event carries the full capture.
-            if !full {
-                read_packet::<M>(skb, o, ev, CAPTURE_BYTES as u32)?;
-            }
+        if slot.is_none() {
+            // The fingerprint and the guard need only the headers (the
+            // inner ones are in `ev` when there are any).
             fp = fp_of(ev);
             now = unsafe { bpf_ktime_get_ns() };
         }
-        // A packet new to us: full detail, or only counted.
+        // A packet new to us: full detail (the event carries the full
+        // capture), or only counted.
         flags = if guard::full_detail(ev, f, now) {
+            if !full {
+                read_packet::<M>(skb, o, ev, CAPTURE_BYTES as u32)?;
+                // As the daemon computes it, from the bytes it gets.
+                fp = fp_of(ev);
+            }
             0
         } else {
             track_flags::COUNTED

@@ -268,7 +268,7 @@ pub fn netflow_nf_late(ctx: TcContext) -> i32 {
 #[fentry(function = "nf_hook_slow")]
 #[inline(always)]
 pub fn netflow_nf_fentry(ctx: FEntryContext) -> i32 {
-    on_nf_hook::<Btf>(ctx.arg(0), ctx.arg(1), Point::NfEarly);
+    on_nf_hook::<Btf, true>(ctx.arg(0), ctx.arg(1), Point::NfEarly);
     0
 }
 
@@ -277,7 +277,7 @@ pub fn netflow_nf_fentry(ctx: FEntryContext) -> i32 {
 pub fn netflow_nf_fexit(ctx: FExitContext) -> i32 {
     let ret: i32 = ctx.arg(4);
     if ret == 1 {
-        on_nf_hook::<Btf>(ctx.arg(0), ctx.arg(1), Point::NfLate);
+        on_nf_hook::<Btf, true>(ctx.arg(0), ctx.arg(1), Point::NfLate);
     }
     0
 }
@@ -292,7 +292,7 @@ pub fn netflow_nf_kprobe(ctx: ProbeContext) -> u32 {
     let state: *const u8 = ctx.arg(1).unwrap_or_default();
     if !skb.is_null() && !state.is_null() {
         nf_stack::push(skb, state);
-        on_nf_hook::<Probe>(skb, state, Point::NfEarly);
+        on_nf_hook::<Probe, false>(skb, state, Point::NfEarly);
     }
     0
 }
@@ -303,7 +303,7 @@ pub fn netflow_nf_kretprobe(ctx: RetProbeContext) -> u32 {
     let ret: i32 = ctx.ret();
     if let Some((skb, state)) = nf_stack::pop() {
         if ret == 1 {
-            on_nf_hook::<Probe>(skb, state, Point::NfLate);
+            on_nf_hook::<Probe, false>(skb, state, Point::NfLate);
         }
     }
     0

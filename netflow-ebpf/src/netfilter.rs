@@ -17,6 +17,9 @@ pub(crate) const NF_INET_FORWARD: u8 = 2;
 pub(crate) const NF_INET_LOCAL_OUT: u8 = 3;
 pub(crate) const NFPROTO_IPV4: u8 = 2;
 pub(crate) const NFPROTO_IPV6: u8 = 10;
+/// A receive kept for PREROUTING is at most this old (the same packet
+/// goes from the device to the hook without a pause).
+const RECEIVE_WINDOW_NS: u64 = 50_000_000;
 
 /// A BPF netfilter program's context `struct bpf_nf_ctx { state, skb }`.
 #[inline(always)]
@@ -24,7 +27,7 @@ pub(crate) fn on_netfilter(ctx: *const u8, point: Point) {
     // Direct context loads: the verifier types them as BTF pointers.
     let state: *const u8 = unsafe { core::ptr::read_volatile(ctx as *const *const u8) };
     let skb: *const u8 = unsafe { core::ptr::read_volatile((ctx as *const *const u8).add(1)) };
-    on_nf_hook::<Btf>(skb, state, point);
+    on_nf_hook::<Btf, true>(skb, state, point);
 }
 
 /// A packet at a netfilter hook (`struct nf_hook_state *state`): from a BPF
@@ -32,7 +35,15 @@ pub(crate) fn on_netfilter(ctx: *const u8, point: Point) {
 /// kernels (fentry/fexit, else kprobe/kretprobe), which run around all of a
 /// hook's functions just as the early and late links do.
 #[inline(always)]
-pub(crate) fn on_nf_hook<M: Mem>(skb: *const u8, state: *const u8, point: Point) {
+///
+/// `FOLLOW_DNAT`: select packets that PREROUTING's DNAT made selected. Off
+/// in the kprobe/kretprobe fallback, whose program it would take past the
+/// verifier's limit of a million instructions (6.1).
+pub(crate) fn on_nf_hook<M: Mem, const FOLLOW_DNAT: bool>(
+    skb: *const u8,
+    state: *const u8,
+    point: Point,
+) {
     let o = offsets();
     // `hook` is the first member (a u8, or an unsigned int before 5.15:
     // its low byte on little-endian).
@@ -41,8 +52,18 @@ pub(crate) fn on_nf_hook<M: Mem>(skb: *const u8, state: *const u8, point: Point)
     // it, before any hook: only at OUTPUT does a hook see a packet first. A
     // packet the guardrails only count has nothing to report at a hook (the
     // device programs notice a reused skb).
+    // And a packet that PREROUTING's DNAT sent to a selected destination (a
+    // NodePort or external IP call from outside the node) is selected after
+    // it: its receive, kept by the device program, becomes its first hop.
+    let mut translated = false;
     match unsafe { TRACKED.get(skb as u64) } {
         Some(t) if t.flags & track_flags::COUNTED != 0 => return,
+        None if FOLLOW_DNAT && hook == NF_INET_PRE_ROUTING && point == Point::NfLate => {
+            if !dst_translated::<M>(skb, o) {
+                return;
+            }
+            translated = true;
+        }
         None if hook != NF_INET_LOCAL_OUT => return,
         _ => {}
     }
@@ -59,7 +80,87 @@ pub(crate) fn on_nf_hook<M: Mem>(skb: *const u8, state: *const u8, point: Point)
     };
     let ptr: *const u8 = unsafe { M::read(state, dev_off) }.unwrap_or(core::ptr::null());
     let dev = dev_at::<M>(ptr, o);
+    if translated {
+        let kept = keep_receive(skb);
+        if on_hop::<M>(skb, point, o, &dev, hook, pf) == Ok(true) {
+            // Its route lookup comes next, with the translated addresses.
+            if let Ok(ev) = scratch() {
+                crate::route::remember(ev);
+            }
+            if kept {
+                report_receive::<M>(skb, o, &dev);
+            }
+        }
+        return;
+    }
     let _ = on_hop::<M>(skb, point, o, &dev, hook, pf);
+}
+
+/// Conntrack translated the packet's destination (`IPS_DST_NAT`). The
+/// skb's field is read as its program types it (a direct load where the
+/// verifier knows the skb's BTF); the conntrack entry, an untyped address
+/// here, by a probe read.
+#[inline(always)]
+fn dst_translated<M: Mem>(skb: *const u8, o: &netflow_common::Offsets) -> bool {
+    let Ok(nfct) = (unsafe { M::read::<u64>(skb, v(&o.skb_nfct)) }) else {
+        return false;
+    };
+    let ct = (nfct & !7) as *const u8;
+    if ct.is_null() {
+        return false;
+    }
+    let status: u64 = unsafe { Probe::read(ct, v(&o.ct_status)) }.unwrap_or(0);
+    status & netflow_common::IPS_DST_NAT != 0
+}
+
+/// The scratch event still holds this skb's receive (the device program
+/// left it there, unselected): keep it before the hop's own event is built.
+#[inline(always)]
+fn keep_receive(skb: *const u8) -> bool {
+    let (Ok(ev), Some(pre)) = (scratch(), PRE_NAT.get_ptr_mut(0)) else {
+        return false;
+    };
+    if ev.hdr.skb != skb as u64 || ev.hdr.point != Point::Rx as u8 {
+        return false;
+    }
+    let size = core::mem::size_of::<netflow_common::PacketEvent>() as u32;
+    let r = unsafe {
+        aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+            pre as *mut core::ffi::c_void,
+            size,
+            ev as *const _ as *const core::ffi::c_void,
+        )
+    };
+    r == 0
+}
+
+/// Report the kept receive: the packet as it arrived (before DNAT), on the
+/// device PREROUTING saw it come in on, when it came.
+#[inline(always)]
+fn report_receive<M: Mem>(skb: *const u8, o: &netflow_common::Offsets, dev: &Dev) {
+    let Some(pre) = PRE_NAT.get_ptr_mut(0) else {
+        return;
+    };
+    let pre = unsafe { &mut *pre };
+    let ts = pre.hdr.ts_ns;
+    let fp = netflow_common::parse::fingerprint(
+        &pre.data,
+        pre.hdr.cap_len as usize,
+        pre.hdr.l3_proto,
+        filter(),
+    );
+    // The same packet as the hop just reported (its fingerprint is NAT
+    // invariant), received a moment ago: not an earlier packet's receive
+    // left behind in a reused skb.
+    let Ok(hop) = scratch() else {
+        return;
+    };
+    if hop.hdr.fp != fp || hop.hdr.ts_ns.wrapping_sub(ts) > RECEIVE_WINDOW_NS {
+        return;
+    }
+    fill_meta::<M>(pre, skb, o, dev, Point::Rx, ts);
+    pre.hdr.fp = fp;
+    output(pre);
 }
 
 #[inline(always)]

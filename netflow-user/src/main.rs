@@ -520,6 +520,9 @@ fn demo_cmd(a: DemoArgs, rt: &Runtime) -> anyhow::Result<()> {
 
 /// The daemon allocates per event (hops, names, JSON): mimalloc keeps that
 /// cheap (replay of a 370k-event recording: ~25% faster than glibc's malloc).
+/// The `system-alloc` feature leaves the system's malloc in place, for heap
+/// profilers that hook it (heaptrack).
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -3,9 +3,12 @@
 //! clock advanced, `finish` at the end. A live run also records here.
 use std::collections::HashMap;
 
-use netflow_common::{event_flags, Point};
-
 use crate::{
+    correlate::cause::{
+        self,
+        evidence::{Answer, Answered, Evidence, Query},
+        frees,
+    },
     correlate::connections::{self, Connection, Connections, CountSource, Counted},
     correlate::filter::FlowFilter,
     correlate::{Config, Correlator, Timeline, Verdict},
@@ -23,6 +26,12 @@ pub struct Pipeline {
     counts: Option<Box<dyn CountSource + Send>>,
     /// Replay: the counts the live run read, by tuple.
     recorded_counts: HashMap<Tuple, Counted>,
+    /// Live: where the cause finder asks the node.
+    evidence: Option<Box<dyn Evidence + Send>>,
+    /// Replay: what the node answered in the live run; live: the last
+    /// answer recorded for each question (an answer is recorded when it
+    /// changes, not at every drop of a flood).
+    recorded_evidence: HashMap<Query, Option<Answer>>,
     /// At exit: what is not printed by then is only counted (a tracer
     /// stopped under a flood must stop now).
     deadline: Option<std::time::Instant>,
@@ -33,14 +42,6 @@ pub struct Pipeline {
     filter: FlowFilter,
     /// UDP ports whose packets carry VXLAN (the decoder follows the inner packet).
     vxlan_ports: Vec<u16>,
-}
-
-/// `QUEUE_PURGE`, or before drop reasons (5.17) the functions that purge
-/// a closing socket's queues.
-fn purged_from_a_socket(names: &Names, reason: u32, at: &str) -> bool {
-    names.reason(reason) == "QUEUE_PURGE"
-        || crate::output::diagnose::reason_from_location(at) == Some("QUEUE_PURGE")
-        || at.starts_with("sk_stream_kill_queues")
 }
 
 impl Pipeline {
@@ -57,6 +58,8 @@ impl Pipeline {
             conns: Connections::new(connections::Config::default()),
             counts: None,
             recorded_counts: HashMap::new(),
+            evidence: None,
+            recorded_evidence: HashMap::new(),
             deadline: None,
             sink,
             names,
@@ -64,37 +67,6 @@ impl Pipeline {
             recorder,
             filter,
         }
-    }
-
-    /// Kernels before 6.2 free the ICMPv6 messages they have processed (echo
-    /// requests they answered, neighbour discovery) with `kfree_skb` and no
-    /// reason, in icmpv6_rcv: that is the kernel taking them, not a drop.
-    fn kernel_processed_icmpv6(&self, ev: &Event, reason: u32, location: &str) -> bool {
-        let reason = self.names.reason(reason);
-        if reason != crate::decode::names::UNAVAILABLE && reason != "NOT_SPECIFIED" {
-            return false;
-        }
-        if !location.starts_with("icmpv6_rcv") {
-            return false;
-        }
-        ev.packet
-            .as_ref()
-            .is_some_and(|p| p.tuple.proto == crate::decode::packet::Proto::Icmpv6)
-    }
-
-    /// A FIN that reaches its connection's TIME_WAIT socket (the local
-    /// side closed first and its socket is gone) is answered with an ACK by
-    /// that socket, then freed by `tcp_v4_rcv`/`tcp_v6_rcv` with
-    /// `kfree_skb` and no reason (6.1 and others): the connection closing
-    /// as it should, not a drop.
-    fn kernel_processed_tcp_fin(&self, ev: &Event, reason: u32, location: &str) -> bool {
-        self.names.reason(reason) == "NOT_SPECIFIED"
-            && (location.starts_with("tcp_v4_rcv") || location.starts_with("tcp_v6_rcv"))
-            && ev
-                .packet
-                .as_ref()
-                .and_then(|p| p.tcp_flags.as_deref())
-                .is_some_and(|f| f.contains('F'))
     }
 
     /// One record as the kernel wrote it.
@@ -108,26 +80,8 @@ impl Pipeline {
                     if let Some(r) = &mut self.recorder {
                         r.symbol(location, &at)?;
                     }
-                    if ev.point == Point::Drop
-                        && !self.corr.is_open(ev.skb)
-                        && purged_from_a_socket(&self.names, reason, &at)
-                    {
-                        // Freed from a socket's queue when it closed, never
-                        // seen on its way (loopback is not followed): it had
-                        // arrived; not a drop on its path.
-                        ev.flags |= event_flags::AFTER_DELIVERY;
-                    } else if ev.point == Point::Drop {
-                        if self.kernel_processed_icmpv6(&ev, reason, &at)
-                            || self.kernel_processed_tcp_fin(&ev, reason, &at)
-                        {
-                            ev.point = Point::Consume;
-                        } else if is_symbol(&at)
-                            && !in_netfilter(&at)
-                            && self.names.reason(reason) != "NETFILTER_DROP"
-                        {
-                            ev.flags |= event_flags::OUTSIDE_HOOK;
-                        }
-                    }
+                    let open = self.corr.is_open(ev.skb);
+                    frees::settle(&mut ev, &self.names, reason, &at, open);
                 }
                 if let Some(r) = &mut self.recorder {
                     r.event(bytes)?;
@@ -172,6 +126,16 @@ impl Pipeline {
     /// Where a live run reads the kernel's counts of only-counted packets.
     pub fn set_counts(&mut self, source: Box<dyn CountSource + Send>) {
         self.counts = Some(source);
+    }
+
+    /// Where a live run asks the node about failures.
+    pub fn set_evidence(&mut self, source: Box<dyn Evidence + Send>) {
+        self.evidence = Some(source);
+    }
+
+    /// A replayed answer the node gave the live run.
+    pub fn recorded_evidence(&mut self, a: Answered) {
+        self.recorded_evidence.insert(a.query, a.answer);
     }
 
     /// A replayed record of counts the live run read.
@@ -219,12 +183,22 @@ impl Pipeline {
     /// Completed timelines that pass the filter, counted into their connections.
     fn completed(&mut self, mut tls: Vec<Timeline>) -> Vec<Timeline> {
         tls.retain(|tl| !tl.hops.is_empty() && self.filter.timeline(tl, &self.names));
-        for (i, tl) in tls.iter().enumerate() {
+        for i in 0..tls.len() {
             if self.out_of_time(i) {
                 // Stopping under a flood: the rest is counted, not printed.
                 self.stats.unreported += (tls.len() - i) as u64;
                 tls.truncate(i);
                 break;
+            }
+            let tl = &mut tls[i];
+            let mut ask = ask(
+                &mut self.evidence,
+                &mut self.recorded_evidence,
+                &mut self.recorder,
+            );
+            cause::nat::name_untraced(tl, &mut ask);
+            if tl.verdict == Verdict::Dropped {
+                tl.explained = cause::explain(tl, &self.names, &mut ask, &self.conns).map(Box::new);
             }
             self.conns.add(tl);
         }
@@ -347,25 +321,34 @@ fn counts<'a>(
     }
 }
 
-/// A location in netfilter's code (the hook loop, nftables, x_tables,
-/// conntrack, NAT): where a hook's verdict frees a packet.
-fn in_netfilter(location: &str) -> bool {
-    [
-        "nf_",
-        "nft_",
-        "ipt_",
-        "ip6t_",
-        "ebt_",
-        "xt_",
-        "ipv4_conntrack",
-        "ipv6_conntrack",
-    ]
-    .iter()
-    .any(|p| location.starts_with(p))
-}
-
-/// A location that names a kernel function (`sym+0xoff`), not a bare
-/// address (no symbols readable, or a recording without them).
-fn is_symbol(location: &str) -> bool {
-    !location.is_empty() && !location.starts_with("0x")
+/// How the cause finder asks: the node (and the answer recorded) or the
+/// recording's answers.
+fn ask<'a>(
+    source: &'a mut Option<Box<dyn Evidence + Send>>,
+    recorded: &'a mut HashMap<Query, Option<Answer>>,
+    recorder: &'a mut Option<Writer>,
+) -> impl FnMut(&Query) -> Option<Answer> + 'a {
+    move |q: &Query| {
+        let Some(src) = source else {
+            return recorded.get(q).cloned().flatten();
+        };
+        let a = src.ask(q);
+        if recorded.get(q) == Some(&a) {
+            return a;
+        }
+        if recorded.len() >= 4096 {
+            recorded.clear();
+        }
+        recorded.insert(q.clone(), a.clone());
+        if let Some(r) = recorder.as_mut() {
+            let rec = Answered {
+                query: q.clone(),
+                answer: a.clone(),
+            };
+            if let Err(e) = r.evidence(&rec) {
+                log::warn!("recording: {e}");
+            }
+        }
+        a
+    }
 }

@@ -78,6 +78,7 @@ fn replay_with(
                 pipe.sampled(end.sampled);
             }
             Record::Counted(c) => pipe.recorded_counts(c.tuple(), c.counted),
+            Record::Evidence(a) => pipe.recorded_evidence(a),
         }
     }
     let truncated = r.truncated;

@@ -49,8 +49,13 @@ fn expand(tree: &str) -> Vec<String> {
     let Some(open) = tree.find('{') else {
         return vec![tree];
     };
+    let close = tree.rfind('}').unwrap_or(tree.len());
+    if close < open {
+        // Not a use tree (the word "use" in a string or a comment).
+        return vec![tree];
+    }
     let prefix = &tree[..open];
-    let inner = &tree[open + 1..tree.rfind('}').unwrap_or(tree.len())];
+    let inner = &tree[open + 1..close];
     let (mut depth, mut start, mut items) = (0, 0, Vec::new());
     for (i, c) in inner.char_indices() {
         match c {

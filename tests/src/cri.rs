@@ -10,8 +10,10 @@ use std::{
 
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::{
-    runtime_service_client::RuntimeServiceClient, PodSandboxConfig, PodSandboxMetadata,
-    PodSandboxStatusRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StopPodSandboxRequest,
+    runtime_service_client::RuntimeServiceClient, LinuxPodSandboxConfig,
+    LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption, PodSandboxConfig,
+    PodSandboxMetadata, PodSandboxStatusRequest, PortMapping, RemovePodSandboxRequest,
+    RunPodSandboxRequest, StopPodSandboxRequest,
 };
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -140,17 +142,49 @@ impl Containerd {
 
     /// RunPodSandbox: a real pod sandbox with its network namespace from CNI.
     pub fn run_pod(&mut self, namespace: &str, name: &str) -> String {
+        self.run(namespace, name, None)
+    }
+
+    /// A hostNetwork pod (the node's namespace) declaring `ports`, as the
+    /// kubelet asks for one: namespace mode NODE, a port mapping per port.
+    pub fn run_host_pod(&mut self, namespace: &str, name: &str, ports: &[u16]) -> String {
+        self.run(namespace, name, Some(ports))
+    }
+
+    fn run(&mut self, namespace: &str, name: &str, host_ports: Option<&[u16]>) -> String {
         let mut client = self.client();
-        let req = RunPodSandboxRequest {
-            config: Some(PodSandboxConfig {
-                metadata: Some(PodSandboxMetadata {
-                    name: name.into(),
-                    namespace: namespace.into(),
-                    uid: format!("uid-{namespace}-{name}"),
-                    attempt: 0,
+        let mut config = PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: name.into(),
+                namespace: namespace.into(),
+                uid: format!("uid-{namespace}-{name}"),
+                attempt: 0,
+            }),
+            ..Default::default()
+        };
+        if let Some(ports) = host_ports {
+            config.port_mappings = ports
+                .iter()
+                .map(|p| PortMapping {
+                    protocol: 0,
+                    container_port: *p as i32,
+                    host_port: *p as i32,
+                    host_ip: String::new(),
+                })
+                .collect();
+            config.linux = Some(LinuxPodSandboxConfig {
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(NamespaceOption {
+                        network: NamespaceMode::Node as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
                 }),
                 ..Default::default()
-            }),
+            });
+        }
+        let req = RunPodSandboxRequest {
+            config: Some(config),
             runtime_handler: String::new(),
         };
         let id = self

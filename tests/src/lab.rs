@@ -191,6 +191,36 @@ pub fn routed_lab(tag: &str) -> (Lab, String, String, String, String, String) {
     (lab, node, a, b, va, vb)
 }
 
+/// Bridged pods behind a node (docker/flannel style): pods `a` and `b`
+/// (`{net}.0.1`, `{net}.0.2`) on `br0` of the node (`{net}.0.254`, their
+/// gateway), forwarding on and `bridge-nf-call-iptables = 1`. Returns the
+/// lab, the node, and the pods.
+pub fn bridged_lab(tag: &str) -> (Lab, String, String, String) {
+    let mut lab = Lab::new(tag);
+    let net = lab.net();
+    let node = lab.netns("n");
+    let (a, b) = (lab.netns("a"), lab.netns("b"));
+    sh(&format!(
+        "ip -n {node} link add br0 type bridge && ip -n {node} link set br0 up && ip -n {node} addr add {net}.0.254/24 dev br0"
+    ));
+    sh(&format!(
+        "ip netns exec {node} sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1"
+    ));
+    for (pod, ip) in [(&a, format!("{net}.0.1")), (&b, format!("{net}.0.2"))] {
+        let veth = format!("v{pod}");
+        sh(&format!(
+            "ip link add eth0 netns {pod} type veth peer name {veth} netns {node}"
+        ));
+        sh(&format!(
+            "ip -n {node} link set {veth} master br0 && ip -n {node} link set {veth} up"
+        ));
+        sh(&format!(
+            "ip -n {pod} addr add {ip}/24 dev eth0 && ip -n {pod} link set eth0 up && ip -n {pod} route add default via {net}.0.254"
+        ));
+    }
+    (lab, node, a, b)
+}
+
 /// IPv6 on a [`routed_lab`]: pods `NET6::1` and `NET6::2` (/128, default
 /// route via the node's link-local `fe80::1` on each veth, as Calico does),
 /// the node routing each to its veth; their addresses.

@@ -158,6 +158,15 @@ impl Tracer {
         }
     }
 
+    /// What netflow printed on stderr until now.
+    pub fn stderr_so_far(&mut self) -> &str {
+        while let Ok(l) = self.stderr.try_recv() {
+            self.stderr_text.push_str(&l);
+            self.stderr_text.push('\n');
+        }
+        &self.stderr_text
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
     }

@@ -263,6 +263,23 @@ fn prometheus_scrapes_drops_and_connection_outcomes() {
         ));
         std::thread::sleep(Duration::from_millis(500));
     }
+    // Where the kernel has netfilter links, the agent adds them only in
+    // pods with rules of their own: the late pod once its firewall came;
+    // pods a and b, which have none, run no hook at all and get none.
+    let mut agent = agent;
+    let said = agent.stderr_so_far().to_string();
+    if said.contains("netfilter (5 hooks") {
+        assert!(
+            said.contains(&format!("netfilter links in netns {late}")),
+            "{said}"
+        );
+        for pod in [&a, &b] {
+            assert!(
+                !said.contains(&format!("netfilter links in netns {pod}\n")),
+                "{said}"
+            );
+        }
+    }
     // A second netflow on the same node traces as usual beside the agent.
     let t = Tracer::start(&["--netns", &a, "--proto", "tcp"]);
     tcp_client(&a, &vip, 80);

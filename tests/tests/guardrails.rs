@@ -216,6 +216,19 @@ fn dashboard_under_a_flood_of_new_flows() {
             .and_then(|n| n.parse().ok())
             .unwrap_or(0)
     };
+    // The first packets may take seconds to show when the other tests of
+    // this binary hold both cores (the flood's python starting, the
+    // dashboard's first frame): wait for them, then watch the count move.
+    let started = std::time::Instant::now();
+    while packets(&t.screen()) == 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "no packet of the flood shown in 20 s\n{}",
+            t.screen()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    println!("first packets shown after {:?}", started.elapsed());
     let mut seen = Vec::new();
     let mut peak = 0;
     for _ in 0..8 {

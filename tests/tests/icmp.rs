@@ -66,6 +66,10 @@ fn too_big_for_the_tunnel_shows_fragmentation_needed() {
     // which hop comes first differs by kernel). The healthy ones are
     // delivered with no ICMP error.
     let p = the_big_one(&reqs, 1400, 2);
+    // The ones that fit name no cause.
+    for r in reqs.iter().filter(|r| r["verdict"] == "delivered") {
+        assert!(r.get("drop").is_none_or(|d| d.is_null()), "{r:#}");
+    }
 
     // The big one: dropped on the node at ip_forward, the ICMP error on its timeline.
     assert_eq!(p["verdict"], "dropped", "{p:#}");
@@ -87,6 +91,10 @@ fn too_big_for_the_tunnel_shows_fragmentation_needed() {
         assert_eq!(reason(drop), "PKT_TOO_BIG", "{drop:#}");
         let hint = drop["hint"].as_str().unwrap();
         assert!(hint.contains("MTU 1400 of vx0"), "{hint}");
+        // The cause: the route's device and its MTU.
+        assert_eq!(drop["cause"]["kind"], "mtu", "{drop:#}");
+        assert_eq!(drop["cause"]["dev"], "vx0", "{drop:#}");
+        assert_eq!(drop["cause"]["value"], "1400", "{drop:#}");
     } else {
         // Kernels without the tracepoint say so at start; the drop reads as before.
         assert!(

@@ -271,33 +271,8 @@ fn output_dnat_with_iptables_in_the_pod() {
 /// netfilter through br_netfilter, where the reverse translation shows.
 #[test]
 fn bridged_backend_dnat_with_bridge_nf_call_iptables() {
-    let mut lab = Lab::new("bn");
+    let (lab, node, a, b) = bridged_lab("bn");
     let net = lab.net();
-    let node = lab.netns("n");
-    let (a, b) = (lab.netns("a"), lab.netns("b"));
-    sh(&format!(
-        "ip -n {node} link add br0 type bridge && ip -n {node} link set br0 up"
-    ));
-    sh(&format!("ip -n {node} addr add {net}.0.254/24 dev br0"));
-    sh(&format!(
-        "ip netns exec {node} sysctl -qw net.ipv4.ip_forward=1"
-    ));
-    sh(&format!(
-        "ip netns exec {node} sysctl -qw net.bridge.bridge-nf-call-iptables=1"
-    ));
-    for (pod, ip) in [(&a, &format!("{net}.0.1")), (&b, &format!("{net}.0.2"))] {
-        let veth = format!("v{pod}");
-        sh(&format!(
-            "ip link add eth0 netns {pod} type veth peer name {veth} netns {node}"
-        ));
-        sh(&format!(
-            "ip -n {node} link set {veth} master br0 && ip -n {node} link set {veth} up"
-        ));
-        sh(&format!(
-            "ip -n {pod} addr add {ip}/24 dev eth0 && ip -n {pod} link set eth0 up"
-        ));
-        sh(&format!("ip -n {pod} route add default via {net}.0.254"));
-    }
     sh(&format!(
         "ip netns exec {node} nft 'add table ip svc; add chain ip svc pre {{ type nat hook prerouting priority -100; }}; add rule ip svc pre ip daddr 10.96.4.10 tcp dport 80 dnat to {net}.0.2:8080'"
     ));

@@ -46,6 +46,10 @@ fn unroutable(r: &Value, node: &str) {
         hint.contains("no route to") && hint.contains("table 254"),
         "{hint}"
     );
+    let c = &r["drop"]["cause"];
+    assert_eq!(c["kind"], "no_route", "{r:#}");
+    assert_eq!(c["setting"], "route table 254", "{r:#}");
+    assert_eq!(c["value"], "no route to host", "{r:#}");
 }
 
 /// Policy routing: packets from pod a use table 100 on the node; the

@@ -78,6 +78,26 @@ const SUITE: &[(&str, &[&str])] = &[
             "closed_ports_are_refused",
         ],
     ),
+    (
+        "causes",
+        &[
+            "forwarding_off_names_ip_forward",
+            "ipv6_forwarding_off_names_the_ipv6_setting",
+            "unanswered_gateway_names_proxy_arp",
+            "strict_rp_filter_names_the_setting_in_force",
+            "bridged_reply_without_netfilter_names_bridge_nf_call_iptables",
+            "forward_policy_drop_names_the_chain_policy",
+        ],
+    ),
+    (
+        "external",
+        &[
+            "nodeport_call_is_followed_from_the_uplink",
+            "nodeport_call_dropped_at_forward_names_hook_and_rule",
+            "local_traffic_policy_without_local_endpoint_names_service_and_policy",
+            "hostport_and_external_ip_calls_are_followed_from_the_uplink",
+        ],
+    ),
     ("tcp", &["closed_port_no_socket_and_reset"]),
     ("probes", &["sigkill_leaves_nothing_attached"]),
 ];
@@ -132,6 +152,9 @@ const GUEST_MODULES: &[&str] = &[
 ];
 
 /// What the initramfs loads to reach the shared filesystems.
+/// A test binary running longer than this in a guest is stopped (a hang
+/// costs one binary's tests, not the kernel's whole run).
+const TEST_BIN_SECS: u64 = 600;
 const BOOT_MODULES: &[&str] = &["virtio_pci", "9pnet_virtio", "9p", "overlay"];
 
 #[derive(clap::Args)]
@@ -146,12 +169,18 @@ pub struct VmArgs {
     /// output (debugging a kernel: e.g. `--exec 'RUST_LOG=debug $NETFLOW_BIN trace --duration 2s'`).
     #[arg(long)]
     exec: Option<String>,
-    /// Minutes one VM may run before it is stopped and its tests count as failed.
-    #[arg(long, default_value_t = 25)]
+    /// Minutes one VM may run before it is stopped and its tests count as
+    /// failed (5.10's run takes ~19 min here under emulation, ~25 on a CI
+    /// machine a little slower; a hanging test binary is stopped after
+    /// TEST_BIN_SECS anyway).
+    #[arg(long, default_value_t = VM_TIMEOUT_MIN)]
     timeout_min: u64,
 }
 
 pub const SERIES: [&str; 3] = ["5.10", "6.1", "6.12"];
+
+/// A whole kernel's run at most (see `timeout_min`).
+const VM_TIMEOUT_MIN: u64 = 40;
 
 impl VmArgs {
     /// Every kernel, every test of the matrix.
@@ -160,7 +189,7 @@ impl VmArgs {
             kernels: Vec::new(),
             only: None,
             exec: None,
-            timeout_min: 25,
+            timeout_min: VM_TIMEOUT_MIN,
         }
     }
 }
@@ -213,7 +242,25 @@ pub fn vm_test(root: &Path, args: VmArgs) -> Result<()> {
             println!("{out}");
             continue;
         }
-        let results = read_results(&share, &selected)?;
+        let mut results = read_results(&share, &selected)?;
+        if results.values().any(|r| *r == "not run") && panicked(&share) {
+            // Under emulation (TCG) 6.12 has been seen to die on a stale int3
+            // of live code patching at a tracepoint site (consume_skb,
+            // __dev_queue_xmit) while programs attach and detach: a fault of
+            // the emulator, not of the kernel under test. The kernel's run is
+            // done once more (its panic's console kept) and its results are
+            // those of that run.
+            let kept = vm_dir.join("run").join(format!("{release}-panic.log"));
+            fs::copy(share.join("boot.log"), &kept)?;
+            println!(
+                "   the guest kernel panicked during the tests (console kept in {}); running this kernel's tests once more",
+                kept.display()
+            );
+            let again = prepare_share(&share, &bins, &netflow, args.only.as_deref())?;
+            let initramfs = build_initramfs(&vm_dir, &release, &share)?;
+            boot(&kdir, &initramfs, &share, timeout)?;
+            results = read_results(&share, &again)?;
+        }
         if results.values().any(|r| *r != "pass") {
             print_failures(&share, &release);
         }
@@ -313,8 +360,9 @@ fn prepare_share(
     fs::write(
         share.join("env.sh"),
         format!(
-            "export NETFLOW_BIN={}\nexport TEST_THREADS=2\nexport RUST_BACKTRACE=1\nexport NETFLOW_TEST_START_SECS=300\n",
-            netflow.display()
+            "export NETFLOW_BIN={}\nexport TEST_THREADS=2\nexport RUST_BACKTRACE=1\nexport NETFLOW_TEST_START_SECS=300\nexport TEST_BIN_SECS={}\n",
+            netflow.display(),
+            TEST_BIN_SECS
         ),
     )?;
     fs::write(share.join("modules.txt"), GUEST_MODULES.join("\n"))?;
@@ -458,6 +506,11 @@ fn module_order(modules: &Path, wanted: &[&str]) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// The guest kernel panicked (its console says so).
+fn panicked(share: &Path) -> bool {
+    fs::read_to_string(share.join("boot.log")).is_ok_and(|l| l.contains("Kernel panic"))
+}
+
 /// The guest kernel panicked before the test script wrote anything.
 fn died_before_the_tests(share: &Path) -> bool {
     let started = ["results.txt", "probes.txt", "exec.txt"]
@@ -516,7 +569,15 @@ fn boot(kdir: &Path, initramfs: &Path, share: &Path, timeout: Duration) -> Resul
         if started.elapsed() > timeout {
             let _ = child.kill();
             let _ = child.wait();
-            println!("   stopped after {} min", timeout.as_secs() / 60);
+            println!(
+                "   stopped after {} min; the console's last lines:",
+                timeout.as_secs() / 60
+            );
+            let console = fs::read_to_string(share.join("boot.log")).unwrap_or_default();
+            let lines: Vec<&str> = console.lines().collect();
+            for l in &lines[lines.len().saturating_sub(40)..] {
+                println!("   | {l}");
+            }
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(500));
@@ -572,11 +633,11 @@ fn print_failures(share: &Path, release: &str) {
         } else if line.starts_with("test result:") {
             inside = false;
         }
-        if inside {
+        if inside || line.starts_with("vm: ") || line.starts_with("vm:   ") {
             out.push(line);
         }
     }
-    let keep = out.len().saturating_sub(120);
+    let keep = out.len().saturating_sub(200);
     println!(
         "== {release}: failing tests' output (last {} lines)",
         out.len() - keep

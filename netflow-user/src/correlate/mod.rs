@@ -46,6 +46,7 @@
 // The per-event maps: a fast hasher (keys are kernel addresses and tuples).
 use rustc_hash::FxHashMap as HashMap;
 
+pub mod cause;
 pub mod connections;
 pub mod expiry;
 pub mod filter;
@@ -70,6 +71,10 @@ pub struct Config {
     /// How long an ended timeline waits for rule trace events, which come
     /// over netlink rather than the ring buffer (0: no rule tracing).
     pub rule_hold_ns: u64,
+    /// How long a packet past POSTROUTING and on no device yet may be held
+    /// by the kernel (the neighbour queue while ARP/ND asks: 3 probes a
+    /// second apart by default) before it is given up as unknown.
+    pub held_ns: u64,
 }
 
 impl Default for Config {
@@ -79,6 +84,7 @@ impl Default for Config {
             grace_ns: 20_000_000,
             vxlan_ports: crate::decode::packet::DEFAULT_VXLAN_PORTS.to_vec(),
             rule_hold_ns: 0,
+            held_ns: 6_000_000_000,
         }
     }
 }
@@ -90,6 +96,9 @@ struct Open {
     last_ts: u64,
     ended_at: Option<u64>,
     fp: Option<u64>,
+    /// Last seen at POSTROUTING: on its way to a device, where the kernel
+    /// may hold it for seconds (the neighbour queue).
+    held: bool,
 }
 
 impl Open {
@@ -97,6 +106,7 @@ impl Open {
     fn deadline(&self, cfg: &Config) -> u64 {
         match self.ended_at {
             Some(t) => t + cfg.grace_ns.max(cfg.rule_hold_ns),
+            None if self.held => self.last_ts + cfg.idle_ns.max(cfg.held_ns),
             None => self.last_ts + cfg.idle_ns,
         }
     }
@@ -119,6 +129,9 @@ impl Open {
         }
     }
 }
+
+/// Netfilter's POSTROUTING hook number.
+const POSTROUTING: u8 = 4;
 
 /// Flows whose retransmissions/resets are counted at most.
 const MAX_NOTE_FLOWS: usize = 65536;
@@ -371,11 +384,13 @@ impl Correlator {
                         })
                         .unwrap_or_default(),
                     drop_rule: None,
+                    explained: None,
                 },
                 skbs: Vec::new(),
                 last_ts: ts,
                 ended_at: None,
                 fp,
+                held: false,
             },
         );
         if let Some(fp) = fp.filter(joinable) {
@@ -390,10 +405,11 @@ impl Correlator {
         let idle = self.cfg.idle_ns;
         // The same skb holds the same packet while its fingerprint holds: the
         // kernel may free an skb silently and reuse it for another packet.
+        let held = self.cfg.held_ns.max(idle);
         let current = self.by_skb.get(&ev.skb).copied().filter(|id| {
             self.open.get(id).is_some_and(|o| {
                 o.ended_at.is_none()
-                    && ev.ts_ns.saturating_sub(o.last_ts) < idle
+                    && ev.ts_ns.saturating_sub(o.last_ts) < if o.held { held } else { idle }
                     && o.same_packet(fp)
             })
         });
@@ -423,6 +439,10 @@ impl Correlator {
             .open
             .get_mut(&id)
             .expect("timeline of an indexed skb is open");
+        if ev.ts_ns >= o.last_ts {
+            o.held = matches!(ev.point, Point::NfEarly | Point::NfLate)
+                && matches!(ev.what, What::Hop { hook, .. } if hook == POSTROUTING);
+        }
         o.last_ts = o.last_ts.max(ev.ts_ns);
         o.ended_at = None;
         if o.fp.is_none() {
@@ -431,7 +451,15 @@ impl Correlator {
         if ev.data.is_empty() {
             // Header-only: the kernel saw the same addresses, ports and
             // encapsulation as at the packet's previous report.
-            if let Some(prev) = o.tl.hops.iter().rev().find(|h| h.packet.is_some()) {
+            // (The previous report in time: a receive reported after the
+            // hop that selected it, as for a NodePort call, came earlier.)
+            let ts = ev.ts_ns;
+            if let Some(prev) =
+                o.tl.hops
+                    .iter()
+                    .filter(|h| h.packet.is_some() && h.ts_ns <= ts)
+                    .max_by_key(|h| h.ts_ns)
+            {
                 ev.packet = prev.packet.clone();
                 ev.data = prev.data.clone();
             }

@@ -76,6 +76,9 @@ pub struct RuleMatch {
     /// A drop because no policy accepted the packet: the policies that
     /// judged it, in order (`k8s` is the last one).
     pub judged_by: Vec<K8sRef>,
+    /// How a translated packet reached its Service: `NodePort`,
+    /// `externalIP`, `LoadBalancer`, `ClusterIP` or `hostPort`.
+    pub via: Option<&'static str>,
 }
 
 /// The rule that dropped the packet (a rule, or a base chain's policy).
@@ -108,10 +111,14 @@ fn matched(hits: &[RuleHit], i: usize) -> RuleMatch {
         }
     }
     if let Some(k8s) = path.into_iter().find_map(object_of) {
+        let via = (hit.action == Action::Dnat)
+            .then(|| reached(&hits[..i]))
+            .flatten();
         return RuleMatch {
             hit,
             k8s: Some(k8s),
             judged_by: Vec::new(),
+            via,
         };
     }
     // Dropped where no policy accepted it: the policies the chain jumped
@@ -130,10 +137,50 @@ fn matched(hits: &[RuleHit], i: usize) -> RuleMatch {
         }
     }
     judged_by.reverse();
+    let via = (hit.action == Action::Dnat)
+        .then(|| reached(&hits[..i]))
+        .flatten();
     RuleMatch {
         hit,
         k8s: judged_by.last().cloned(),
         judged_by,
+        via,
+    }
+}
+
+/// How the packet reached a translation: from the last rule on its way
+/// that says (kube-proxy's entry rules, the portmap plugin's chain).
+fn reached(hits: &[RuleHit]) -> Option<&'static str> {
+    hits.iter().rev().find_map(reached_by)
+}
+
+/// What one rule says about how a packet reaches a Service: kube-proxy's
+/// `KUBE-NODEPORTS` (nftables mode: `nodeports`) and the comments of its
+/// `KUBE-SERVICES` rules (`... cluster IP`, `... external IP`, `...
+/// loadbalancer IP`); the CNI portmap plugin's `CNI-HOSTPORT-DNAT` and
+/// `CNI-DN-*` chains.
+pub fn reached_by(h: &RuleHit) -> Option<&'static str> {
+    let c = h.comment.trim();
+    match h.chain.as_str() {
+        "KUBE-NODEPORTS" | "nodeports" => Some("NodePort"),
+        "CNI-HOSTPORT-DNAT" => Some("hostPort"),
+        ch if ch.starts_with("CNI-DN-") => Some("hostPort"),
+        _ if c.ends_with(" external IP") => Some("externalIP"),
+        _ if c.ends_with(" loadbalancer IP") => Some("LoadBalancer"),
+        _ if c.ends_with(" cluster IP") => Some("ClusterIP"),
+        _ => None,
+    }
+}
+
+/// A translation no tracing saw, named from the ruleset: the translating
+/// rule, its object (or the entry rule's), and how the packet got there.
+pub fn from_ruleset(n: &crate::correlate::cause::evidence::NatRules) -> RuleMatch {
+    let entry = n.entry.as_ref();
+    RuleMatch {
+        hit: n.dnat.clone(),
+        k8s: object_of(&n.dnat).or_else(|| entry.and_then(object_of)),
+        judged_by: Vec::new(),
+        via: entry.and_then(reached_by).or_else(|| reached_by(&n.dnat)),
     }
 }
 
@@ -332,6 +379,10 @@ pub fn drop_hint(m: &RuleMatch) -> String {
         );
     }
     match &m.k8s {
+        Some(k) if k.no_endpoints && h.comment.contains("has no local endpoints") => format!(
+            "Service {} has externalTrafficPolicy: Local and no ready endpoint on this node: kube-proxy drops traffic from outside to it here ({at}); send it to a node that runs one of its pods (the load balancer's health check does), or use externalTrafficPolicy: Cluster",
+            k.display()
+        ),
         Some(k) if k.no_endpoints => format!(
             "Service {} has no ready endpoints: kube-proxy rejects connections to it ({at}); check the Service's selector and its pods' readiness (kubectl get endpointslices -n {} -l kubernetes.io/service-name={})",
             k.display(),
@@ -349,6 +400,12 @@ pub fn drop_hint(m: &RuleMatch) -> String {
             k.namespace, k.name, k.namespace
         ),
         Some(k) => format!("a rule of {} {} dropped it ({at})", k.kind, k.display()),
+        None if h.kind == TraceKind::Policy => format!(
+            "no rule accepted it and {at} is drop (policy of chain {} in table {} {} = drop; Docker sets FORWARD's so): add an accept rule for pod traffic or set the policy to accept",
+            h.chain,
+            crate::decode::rule::family_name(h.family),
+            h.table
+        ),
         None if h.comment.is_empty() => format!("a firewall rule dropped it: {at}"),
         None => format!("a firewall rule dropped it: {at} (\"{}\")", h.comment),
     }
@@ -372,7 +429,7 @@ fn check(k: &K8sRef) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn hit(chain: &str, comment: &str, v: i32, action: Action) -> RuleHit {

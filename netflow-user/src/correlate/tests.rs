@@ -358,3 +358,60 @@ fn a_rule_trace_of_no_packet_is_counted_not_kept() {
     assert!(c.expire(5 + 2_000_000_000).is_empty());
     assert_eq!(c.unjoined_rules(), 1);
 }
+
+#[test]
+fn a_packet_held_after_postrouting_stays_one_timeline_until_its_drop() {
+    // Sent by a pod, last seen at its POSTROUTING, then 3 s in the
+    // neighbour queue and freed: one dropped timeline, never `unknown`.
+    let p = icmp([10, 0, 0, 1], [10, 0, 0, 2], 1, 1, 100);
+    let mut c = Correlator::new(Config::default());
+    let mut post = ev(10, 0xa, Point::NfLate, "eth0", &p);
+    post.what = What::Hop { hook: 4, pf: 2 };
+    c.push(post);
+    let s = 1_000_000_000;
+    assert!(c.expire(10 + 2 * s).is_empty(), "held past the idle time");
+    let mut icmp_err = ev(10 + 3 * s, 0xa, Point::IcmpSend, "eth0", &p);
+    icmp_err.what = What::Hop { hook: 0, pf: 0 };
+    c.push(icmp_err);
+    c.push(ev(10 + 3 * s + 5, 0xa, Point::Drop, "eth0", &p));
+    let out = c.expire(10 + 4 * s);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!(out[0].verdict, Verdict::Dropped);
+    assert_eq!(out[0].hops.len(), 3);
+    // Not held: a packet last seen at a device expires after the idle time.
+    let mut c = Correlator::new(Config::default());
+    c.push(ev(10, 0xb, Point::Rx, "eth0", &p));
+    let out = c.expire(10 + 2 * s);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].verdict, Verdict::Unknown);
+}
+
+#[test]
+fn a_receive_reported_after_the_hop_that_selected_it_comes_first() {
+    // A NodePort call: the late PREROUTING hop (translated) is reported,
+    // then the receive kept from before the DNAT; header-only hops after
+    // them take the translated headers.
+    let before = icmp([192, 168, 1, 2], [192, 168, 1, 1], 7, 1, 300);
+    let after = icmp([192, 168, 1, 2], [10, 0, 0, 2], 7, 1, 300);
+    let mut c = Correlator::new(Config::default());
+    let mut late = ev(20, 0xc, Point::NfLate, "up0", &after);
+    late.what = What::Hop { hook: 0, pf: 2 };
+    c.push(late);
+    c.push(ev(10, 0xc, Point::Rx, "up0", &before));
+    let mut fwd = ev(30, 0xc, Point::NfEarly, "up0", &[]);
+    fwd.what = What::Hop { hook: 2, pf: 2 };
+    c.push(fwd);
+    c.push(ev(40, 0xc, Point::Tx, "veth-b", &[]));
+    let out = c.flush();
+    assert_eq!(out.len(), 1, "{out:#?}");
+    let tl = &out[0];
+    assert_eq!(tl.hops[0].point, Point::Rx);
+    assert_eq!(tl.tuple().unwrap().dst.to_string(), "192.168.1.1");
+    let nat = tl.hops[1].nat.expect("the DNAT at PREROUTING");
+    assert_eq!(nat.kind, NatKind::Dnat);
+    for h in &tl.hops[2..] {
+        let t = h.packet.as_ref().unwrap().tuple;
+        assert_eq!(t.dst.to_string(), "10.0.0.2", "translated headers: {h:?}");
+        assert!(h.nat.is_none(), "{h:?}");
+    }
+}

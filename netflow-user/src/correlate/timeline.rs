@@ -170,6 +170,9 @@ pub struct Timeline {
     pub rules: Vec<RuleHit>,
     /// The rule that dropped it (see [`super::rules`]).
     pub drop_rule: Option<RuleMatch>,
+    /// The cause behind its drop, from the node's evidence (see
+    /// [`super::cause`]); set when it is complete.
+    pub explained: Option<Box<super::cause::explained::Explained>>,
 }
 
 impl Timeline {

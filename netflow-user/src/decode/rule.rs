@@ -18,7 +18,8 @@ use super::{raw::RawEvent, DecodeError};
 
 /// Which trace event: a rule that matched, a base chain's policy, or the
 /// end of a chain that returned (`enum nft_trace_types`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TraceKind {
     Policy = 1,
     Return = 2,
@@ -38,7 +39,8 @@ impl TraceKind {
 
 /// What a rule does to the packet, read from its expressions (not its text):
 /// a translation, a rejection, or nothing netflow names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Action {
     #[default]
     Other = 0,
@@ -85,7 +87,7 @@ pub mod verdict {
 }
 
 /// One rule (or policy) nftables applied to a packet.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RuleHit {
     pub kind: TraceKind,
     /// NFPROTO_* of the table (2 ip, 10 ip6, 1 inet, 7 bridge ...).

@@ -13,27 +13,7 @@ pub fn hook_name(hook: u8) -> &'static str {
         .unwrap_or("unknown-hook")
 }
 
-/// On kernels without drop reasons, the reason a drop most likely had, from
-/// the kernel function that freed the packet (`sym+0xoff`).
-pub fn reason_from_location(location: &str) -> Option<&'static str> {
-    let func = location.split('+').next().unwrap_or(location);
-    Some(match func {
-        "nf_hook_slow" => "NETFILTER_DROP",
-        "tcp_v4_rcv" | "tcp_v6_rcv" | "__udp4_lib_rcv" | "__udp6_lib_rcv" | "ping_rcv" => {
-            "NO_SOCKET"
-        }
-        "ip_rcv_finish"
-        | "ip_rcv_finish_core"
-        | "ip_rcv_finish_core.constprop.0"
-        | "fib_validate_source" => "IP_RPFILTER",
-        "ip_forward" | "ip6_forward" => "IP_INNOROUTES",
-        "neigh_invalidate" | "__neigh_event_send" | "neigh_destroy" => "NEIGH_FAILED",
-        "__dev_queue_xmit" | "__qdisc_run" | "pfifo_fast_enqueue" | "qdisc_drop" => "QDISC_DROP",
-        "ip_local_deliver_finish" | "ip_protocol_deliver_rcu" => "IP_NOPROTO",
-        "skb_queue_purge" | "__skb_queue_purge" => "QUEUE_PURGE",
-        _ => return None,
-    })
-}
+pub use crate::correlate::cause::frees::reason_from_location;
 
 /// A reason as printed: the kernel's name, or where the kernel gives none,
 /// "no reason on this kernel, likely X".
@@ -74,8 +54,9 @@ pub fn hint(reason: &str, hook: Option<u8>, location: &str) -> String {
         .unwrap_or_default();
     match reason {
         "NETFILTER_DROP" => format!(
-            "a firewall rule dropped it{at}: check iptables/nftables rules and NetworkPolicies \
-             (iptables-save, nft list ruleset)"
+            "a firewall rule, a chain's policy or netfilter itself (conntrack) dropped it{at}: \
+             check iptables/nftables rules and NetworkPolicies (iptables-save, nft list ruleset); \
+             rule tracing names the rule when one did"
         ),
         "NO_SOCKET" => {
             "nothing listens on that port (or the socket is bound elsewhere): check the \
@@ -151,7 +132,9 @@ mod tests {
         assert_eq!(hook_name(0), "prerouting");
         assert_eq!(hook_name(9), "unknown-hook");
         let old = hint(UNAVAILABLE, Some(2), "nf_hook_slow+0xa3");
-        assert!(old.contains("firewall rule dropped it in FORWARD") && old.contains("inferred"));
+        assert!(old.contains("dropped it in FORWARD") && old.contains("inferred"));
+        // Without rule tracing nothing says a rule did it: a policy or conntrack may have.
+        assert!(hint("NETFILTER_DROP", Some(2), "").contains("conntrack"));
         assert!(hint(UNAVAILABLE, None, "some_fn+0x1").contains("freed in some_fn"));
     }
 }

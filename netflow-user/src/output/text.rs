@@ -4,13 +4,13 @@ use std::io::Write;
 use netflow_common::Point;
 
 use super::view::{
-    connection_view, endpoint, icmp_view, point_label, route_view, rule_view, timeline_drop_view,
-    verdict_name, where_words, RuleView,
+    connection_view, icmp_view, nat_view, point_label, route_view, rule_view, timeline_drop_view,
+    verdict_name, where_words, NatView, RuleView,
 };
 use super::{Sink, Stats};
 use crate::{
     correlate::connections::{Connection, DirCounts},
-    correlate::{tcp_state_name, NatKind, Note, NoteKind, Timeline, Verdict},
+    correlate::{tcp_state_name, Note, NoteKind, Timeline, Verdict},
     decode::names::Names,
     decode::packet::{EncapKind, Tuple},
     output::diagnose::hook_name,
@@ -85,18 +85,7 @@ impl Sink for Text {
                 line.push_str(&format!(" table {table} chain {chain}"));
             }
             if let Some(n) = h.nat {
-                let kind = match n.kind {
-                    NatKind::Dnat => "DNAT",
-                    NatKind::Snat => "SNAT",
-                };
-                line.push_str(&format!(
-                    "  {kind} {} -> {}",
-                    endpoint(n.from),
-                    endpoint(n.to)
-                ));
-                if let Some(k) = h.rule.as_ref().and_then(|r| r.k8s.as_ref()) {
-                    line.push_str(&format!(" ({} {})", k.kind, k.display()));
-                }
+                line.push_str(&format!("  {}", nat_view(n, h.rule.as_deref()).words()));
             }
             if let Some(p) = &h.packet {
                 if Some(p.tuple) != last_tuple && h.nat.is_none() {
@@ -187,17 +176,11 @@ impl Sink for Text {
 
     fn connection(&mut self, c: &Connection, names: &Names) -> std::io::Result<()> {
         let j = connection_view(c, names);
-        let nat = match c.nat {
-            Some(n) => format!(
-                " ({} {} -> {})",
-                match n.kind {
-                    NatKind::Dnat => "DNAT",
-                    NatKind::Snat => "SNAT",
-                },
-                endpoint(n.from),
-                endpoint(n.to)
-            ),
-            None => String::new(),
+        let nats: Vec<String> = j.translations.iter().map(NatView::words).collect();
+        let nat = if nats.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", nats.join(", "))
         };
         let dir = |d: &DirCounts| {
             format!(

@@ -8,6 +8,7 @@ use netflow_common::Point;
 use serde::Serialize;
 
 use crate::{
+    correlate::cause::{Cause, Explained},
     correlate::connections::{Connection, DirCounts, Outcome, Where},
     correlate::rules::{drop_hint, K8sRef, RuleMatch},
     correlate::{tcp_state_name, DropInfo, Hop, Nat, NatKind, Note, NoteKind, Timeline, Verdict},
@@ -118,11 +119,32 @@ pub struct NatView {
     /// The Service a DNAT serves (`ns/name:port`), from kube-proxy's rules.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
+    /// How the call reached it: `NodePort`, `externalIP`, `LoadBalancer`,
+    /// `ClusterIP` or `hostPort` (from the rules on its way).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<&'static str>,
     /// The rule that translated, where nftables tracing named it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<RuleView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub k8s: Option<K8sRef>,
+}
+
+impl NatView {
+    /// As text and the dashboard say it: `NodePort 192.168.5.1:30080 ->
+    /// 10.100.0.2:8080 (Service default/web:http)`, `DNAT a -> b`, `SNAT a -> b`.
+    pub fn words(&self) -> String {
+        let kind = match (self.kind, self.via) {
+            (NatKind::Dnat, Some(via)) => via,
+            (NatKind::Dnat, None) => "DNAT",
+            (NatKind::Snat, _) => "SNAT",
+        };
+        let mut s = format!("{kind} {} -> {}", self.from, self.to);
+        if let Some(k) = &self.k8s {
+            s.push_str(&format!(" ({} {})", k.kind, k.display()));
+        }
+        s
+    }
 }
 
 /// A rule as nftables tracing named it: `{"family","table","chain",
@@ -187,6 +209,12 @@ pub struct DropView {
     /// it: all of them, in order (`k8s` is the last).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policies: Option<Vec<K8sRef>>,
+    /// The node setting or state behind it, as read on the node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Cause>,
+    /// What the evidence ruled out.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ruled_out: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -312,7 +340,7 @@ pub fn hop_view(h: &Hop, names: &Names) -> HopView {
     }
 }
 
-fn nat_view(n: Nat, rule: Option<&RuleMatch>) -> NatView {
+pub fn nat_view(n: Nat, rule: Option<&RuleMatch>) -> NatView {
     let k8s = rule.and_then(|r| r.k8s.clone());
     NatView {
         kind: n.kind,
@@ -322,6 +350,7 @@ fn nat_view(n: Nat, rule: Option<&RuleMatch>) -> NatView {
             .as_ref()
             .filter(|k| k.kind == "Service" && n.kind == NatKind::Dnat)
             .map(K8sRef::display),
+        via: rule.and_then(|r| r.via).filter(|_| n.kind == NatKind::Dnat),
         rule: rule.map(|r| rule_view(&r.hit)),
         k8s,
     }
@@ -342,6 +371,8 @@ pub fn drop_view(d: DropInfo, hook: Option<u8>, names: &Names) -> DropView {
         rule: None,
         k8s: None,
         policies: None,
+        cause: None,
+        ruled_out: Vec::new(),
     }
 }
 
@@ -373,39 +404,17 @@ pub fn timeline_drop_view(tl: &Timeline, names: &Names) -> Option<DropView> {
         v.likely = Some("PKT_TOO_BIG");
     }
     name_rule(&mut v, tl.drop_rule.as_ref());
-    // A lookup that failed says why the packet had nowhere to go.
-    let failed = tl
-        .hops
-        .iter()
-        .rev()
-        .find_map(|h| h.route.filter(|r| r.err != 0));
-    if let (Some(r), None) = (failed, &tl.drop_rule) {
-        let dst = tl
-            .hops
-            .iter()
-            .rev()
-            .find_map(|h| h.packet.as_ref().map(|p| p.tuple.dst.to_string()))
-            .unwrap_or_default();
-        v.hint = format!(
-            "no route to {dst}: the lookup in table {} failed ({}); check `ip route show table {}` and `ip rule` where it was dropped",
-            r.table,
-            r.error().unwrap_or("lookup failed"),
-            r.table
-        );
-    }
-    let reason = v.likely.unwrap_or(&v.reason);
-    if let (true, Some(h)) = (reason == "PKT_TOO_BIG", too_big) {
-        let mtu = h.icmp.map(|e| e.mtu).unwrap_or(0);
-        let (sent, frag) = match h.icmp.is_some_and(|e| e.v6) {
-            true => ("ICMPv6 packet too big", "IPv6 routers never fragment"),
-            false => ("ICMP fragmentation needed", "may not be fragmented"),
-        };
-        v.hint = format!(
-            "the packet ({} bytes) is larger than the MTU {mtu} of {} and {frag}: the node sent {sent}; lower the sender's MTU (or MSS) or raise {}'s, counting the tunnel's overhead",
-            h.len, h.ifname, h.ifname
-        );
-    }
+    explain(&mut v, tl.explained.as_deref());
     Some(v)
+}
+
+/// The cause the node's evidence names, and what it ruled out.
+fn explain(v: &mut DropView, e: Option<&Explained>) {
+    if let Some(e) = e {
+        v.hint = e.hint.clone();
+        v.cause = e.cause.clone();
+        v.ruled_out = e.ruled_out.clone();
+    }
 }
 
 pub fn timeline_view(tl: &Timeline, names: &Names) -> TimelineView {
@@ -443,12 +452,18 @@ pub struct ConnectionView {
     pub rule: Option<RuleView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub k8s: Option<K8sRef>,
+    /// The node setting or state behind the failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Cause>,
     pub hint: Option<String>,
     pub fwd: DirCounts,
     pub rev: DirCounts,
     pub first_ts_ns: u64,
     pub last_ts_ns: u64,
     pub nat: Option<NatView>,
+    /// Every translation of the initiator's packets, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub translations: Vec<NatView>,
 }
 
 /// Where a connection went wrong, in words: "at FORWARD on vclient in
@@ -477,6 +492,7 @@ pub fn connection_view(c: &Connection, names: &Names) -> ConnectionView {
         w.drop.map(|d| {
             let mut v = drop_view(d, w.drop_hook.map(|(h, _)| h), names);
             name_rule(&mut v, w.rule.as_ref());
+            explain(&mut v, w.explained.as_deref());
             v
         })
     });
@@ -495,13 +511,24 @@ pub fn connection_view(c: &Connection, names: &Names) -> ConnectionView {
         hook: drop.as_ref().and_then(|d| d.hook),
         rule: drop.as_ref().and_then(|d| d.rule.clone()),
         k8s: drop.as_ref().and_then(|d| d.k8s.clone()),
+        cause: drop.as_ref().and_then(|d| d.cause.clone()),
         location: drop.map(|d| d.location),
         fwd: c.fwd,
         rev: c.rev,
         first_ts_ns: c.first_ts_ns,
         last_ts_ns: c.last_ts_ns,
-        nat: c.nat.map(|n| nat_view(n, None)),
+        nat: c.nat.map(|n| nat_view(n, dnat_rule(c, n))),
+        translations: c
+            .translations
+            .iter()
+            .map(|n| nat_view(*n, dnat_rule(c, *n)))
+            .collect(),
     }
+}
+
+/// A connection's destination translation's rule, for that translation.
+fn dnat_rule(c: &Connection, n: Nat) -> Option<&RuleMatch> {
+    c.dnat_rule.as_deref().filter(|_| n.kind == NatKind::Dnat)
 }
 
 #[derive(Debug, Clone, Serialize)]

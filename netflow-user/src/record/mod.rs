@@ -3,7 +3,7 @@
 //! used, kernel version, clock offset), so `netflow replay` reproduces the
 //! live run's timelines on any machine without root.
 //!
-//! Format (version 2; version 1 had no kind 7 and reads the same): the magic `NFLOWREC`, a little-endian u16 format
+//! Format (version 3; version 2 had no kind 8, version 1 no kind 7, and they read the same): the magic `NFLOWREC`, a little-endian u16 format
 //! version and u16 zero, then a gzip stream of records
 //! `[kind u8][length u32 LE][payload]`:
 //!
@@ -16,6 +16,7 @@
 //! | 5 symbol | JSON `[address, "function+0xoff"]` |
 //! | 6 end | JSON [`End`], last: its absence means the file was cut short |
 //! | 7 counted | JSON [`CountedRecord`]: packets the kernel only counted (guardrails) for a connection tuple, as the live run read them, before the tick that reported the connection |
+//! | 8 evidence | JSON [`Answered`]: a question the cause finder asked the node about a failure and its answer, when it changed, before the tick that reported the failure |
 //!
 //! The stream is flushed at every tick, so a tracer that is killed leaves a
 //! file that replays up to its last complete record.
@@ -30,7 +31,7 @@ use flate2::{read::GzDecoder, write::GzEncoder, Compression};
 use serde::{Deserialize, Serialize};
 
 pub const MAGIC: &[u8; 8] = b"NFLOWREC";
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 /// Largest record accepted (a corrupt length must not allocate gigabytes).
 const MAX_RECORD: u32 = 16 << 20;
 
@@ -51,6 +52,7 @@ pub struct Meta {
     pub rule_hold_ns: u64,
 }
 
+pub use crate::correlate::cause::evidence::Answered;
 pub use crate::decode::names::NamesSnapshot;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -108,6 +110,7 @@ pub enum Record {
     Symbol(u64, String),
     End(End),
     Counted(CountedRecord),
+    Evidence(Answered),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -232,6 +235,10 @@ impl Writer {
         self.json(7, c)
     }
 
+    pub fn evidence(&mut self, a: &Answered) -> std::io::Result<()> {
+        self.json(8, a)
+    }
+
     pub fn end(mut self, end: &End) -> std::io::Result<()> {
         self.json(6, end)?;
         self.out.finish()?.flush()
@@ -345,6 +352,9 @@ impl Reader {
                 )
             }
             7 => Record::Counted(
+                serde_json::from_slice(&payload).map_err(|e| self.corrupt(json_err(e)))?,
+            ),
+            8 => Record::Evidence(
                 serde_json::from_slice(&payload).map_err(|e| self.corrupt(json_err(e)))?,
             ),
             k => return Err(self.corrupt(format!("unknown record kind {k}"))),

@@ -28,7 +28,18 @@ while read -r label envs bin filters; do
   [ -n "$bin" ] || continue
   echo "== $label $envs $bin $filters" >> results.txt
   [ "$envs" = "-" ] && envs=
+  # A test binary that hangs is stopped (its unfinished tests read "not
+  # run"), what was running and the kernel's last words are kept, and the
+  # next binary runs.
   # shellcheck disable=SC2086
-  env $envs "$bin" --exact $filters --test-threads="$TEST_THREADS" --show-output >> results.txt 2>&1
+  timeout -s KILL "$TEST_BIN_SECS" env $envs "$bin" --exact $filters --test-threads="$TEST_THREADS" --show-output >> results.txt 2>&1
+  if [ $? -eq 137 ]; then
+    {
+      echo "vm: $bin stopped after $TEST_BIN_SECS s; what was running:"
+      ps -eo pid,ppid,etime,stat,args | sed 's/^/vm:   /'
+      echo "vm: the kernel's last lines:"
+      dmesg | tail -n 40 | sed 's/^/vm:   /'
+    } >> results.txt 2>&1
+  fi
 done < tests.txt
 echo "vm: done" >> results.txt

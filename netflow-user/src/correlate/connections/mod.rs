@@ -20,7 +20,8 @@ use serde::Serialize;
 
 use crate::{
     correlate::expiry::Deadlines,
-    correlate::{is_group_addr, DropInfo, Hop, Nat, Timeline, Verdict},
+    correlate::rules::RuleMatch,
+    correlate::{is_group_addr, DropInfo, Hop, Nat, NatKind, Timeline, Verdict},
     decode::packet::{decode_ip, Packet, Proto, Tuple},
 };
 
@@ -111,6 +112,8 @@ pub struct Where {
     pub drop_hook: Option<(u8, u8)>,
     /// The rule that dropped it, where nftables tracing named it.
     pub rule: Option<crate::correlate::rules::RuleMatch>,
+    /// The cause behind the drop, from the node's evidence.
+    pub explained: Option<Box<crate::correlate::cause::Explained>>,
 }
 
 /// A connection, as reported.
@@ -126,6 +129,12 @@ pub struct Connection {
     pub last_ts_ns: u64,
     /// The first translation the initiator's packets went through.
     pub nat: Option<Nat>,
+    /// Every translation they went through, in order (DNAT to the pod, then
+    /// SNAT to the node, for a NodePort call).
+    pub translations: Vec<Nat>,
+    /// The rule behind the destination translation, with its Service and
+    /// how the call reached it (NodePort, externalIP, ...).
+    pub dnat_rule: Option<Box<RuleMatch>>,
 }
 
 /// One side of a conversation: address and port (ICMP echo: its id).
@@ -274,6 +283,11 @@ struct Open {
     first_ts: u64,
     last_ts: u64,
     nat: Option<Nat>,
+    /// A second translation of the initiator's packets (the SNAT after a
+    /// NodePort's DNAT).
+    nat2: Option<Nat>,
+    /// The rule behind the destination translation, with its Service.
+    dnat_rule: Option<Box<RuleMatch>>,
     /// The responder (or a node on the way) answered with RST / ICMP unreachable.
     refused: Option<Box<Where>>,
     reset: bool,
@@ -302,6 +316,7 @@ impl Open {
                 drop: None,
                 drop_hook: None,
                 rule: None,
+                explained: None,
             });
             return (Outcome::NoReply, at);
         }
@@ -349,7 +364,20 @@ fn where_of(tl: &Timeline) -> Option<Box<Where>> {
         drop: tl.drop,
         drop_hook: tl.drop_hook,
         rule: tl.drop_rule.clone(),
+        explained: tl.explained.clone(),
     }))
+}
+
+impl crate::correlate::cause::Translations for Connections {
+    /// `t` (server -> client) answers a request that was DNAT'd to `t`'s
+    /// source: the translation its reply should have been reversed by.
+    fn dnat_of_reply(&self, t: &Tuple) -> Option<Nat> {
+        let o = self.open.get(self.by_key.get(&key(t))?)?;
+        let n = o
+            .nat
+            .filter(|n| n.kind == crate::correlate::NatKind::Dnat)?;
+        ((t.src, t.sport) == n.to && o.fwd_tuples.contains(&t.reversed())).then_some(n)
+    }
 }
 
 impl Connections {
@@ -400,7 +428,16 @@ impl Connections {
             }
         }
         if fwd && o.nat.is_none() {
-            o.nat = tl.hops.iter().find_map(|h| h.nat);
+            let mut nats = tl.hops.iter().filter_map(|h| h.nat);
+            o.nat = nats.next();
+            o.nat2 = nats.find(|n| Some(n.kind) != o.nat.map(|f| f.kind));
+        }
+        if fwd && o.dnat_rule.is_none() {
+            o.dnat_rule = tl
+                .hops
+                .iter()
+                .find(|h| h.nat.is_some_and(|n| n.kind == NatKind::Dnat))
+                .and_then(|h| h.rule.clone());
         }
         o.first_ts = o.first_ts.min(ts);
         o.last_ts = o.last_ts.max(tl.hops.last().map(|h| h.ts_ns).unwrap_or(ts));
@@ -480,6 +517,8 @@ impl Connections {
                 first_ts: ts,
                 last_ts: ts,
                 nat: None,
+                nat2: None,
+                dnat_rule: None,
                 refused: None,
                 reset: false,
                 incomplete: ts <= self.suspect_until,
@@ -585,6 +624,8 @@ impl Connections {
                     first_ts_ns: o.first_ts,
                     last_ts_ns: o.last_ts,
                     nat: o.nat,
+                    translations: o.nat.into_iter().chain(o.nat2).collect(),
+                    dnat_rule: o.dnat_rule,
                 })
             })
             .collect()

@@ -76,8 +76,18 @@ pub fn refresh(
     if let Ok(mut l) = labels.lock() {
         *l = new.labels();
     }
+    // Netfilter links only where the pod has rules of its own: a
+    // namespace without any runs no hook at all, and links there would be
+    // the only hooks its packets pass (a cost, and nothing to see). A pod
+    // that adds rules later gets its links at the next listing.
+    let hooked: Vec<_> = new
+        .netns
+        .iter()
+        .filter(|(_, path)| has_netfilter_rules(path))
+        .cloned()
+        .collect();
     if let Ok(mut f) = follow.lock() {
-        *f = new.netns.clone();
+        *f = hooked;
     }
     *cur = new;
     drop(cur);
@@ -113,4 +123,22 @@ fn by_what_packets_carry(list: Vec<crate::live::select::pod::Pod>) -> PodIndex {
         by_ip,
         netns,
     }
+}
+
+/// Does the namespace have netfilter rules of its own: an nf_tables table
+/// (nft, iptables-nft) that is not netflow's, or a legacy xtables table
+/// (hooked in a namespace only once something uses it)? When it cannot
+/// tell, yes.
+fn has_netfilter_rules(path: &std::path::Path) -> bool {
+    crate::live::in_netns(path, || {
+        let legacy = ["ip_tables_names", "ip6_tables_names"].iter().any(|f| {
+            std::fs::read_to_string(format!("/proc/thread-self/net/{f}"))
+                .is_ok_and(|t| !t.trim().is_empty())
+        });
+        let tables = crate::live::ruletrace::netlink::Nl::open()
+            .and_then(|mut nl| nl.table_names())
+            .map(|t| t.iter().any(|n| !n.starts_with("netflow-")));
+        legacy || tables.unwrap_or(true)
+    })
+    .unwrap_or(true)
 }

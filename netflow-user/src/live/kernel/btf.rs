@@ -27,8 +27,11 @@ pub struct KernelBtf {
 }
 
 impl KernelBtf {
+    /// Mapped where the kernel lets its BTF be mapped (a few MB, read as
+    /// asked), else parsed whole (~55 MB of heap while it lives).
     pub fn load() -> Result<Self> {
-        Btf::from_file(VMLINUX)
+        Btf::from_file_with_backend(VMLINUX, btf_rs::Backend::Mmap)
+            .or_else(|_| Btf::from_file(VMLINUX))
             .map(|btf| Self { btf })
             .map_err(|e| BtfError::Open(e.to_string()))
     }
@@ -171,6 +174,7 @@ impl KernelBtf {
                 .offset_of("fib_nh_common", "nhc_gw_family")
                 .unwrap_or(0),
             nhc_gw: self.offset_of("fib_nh_common", "nhc_gw").unwrap_or(0),
+            ct_status: self.offset_of("nf_conn", "status")?,
             flowi6_saddr: self.offset_of("flowi6", "saddr").unwrap_or(0),
             flowi6_daddr: self.offset_of("flowi6", "daddr").unwrap_or(0),
             fib6_res_nh: self.offset_of("fib6_result", "nh").unwrap_or(0),

@@ -83,7 +83,7 @@ pub(super) fn attach_nf_hook_slow(
                     name: names::PROG_NF_KPROBE,
                     target: format!("kprobe+kretprobe/{FUNC}"),
                     active: true,
-                    note: "netfilter and NAT hops, every namespace".into(),
+                    note: "netfilter and NAT hops, every namespace; calls from outside the node (NodePort) followed from their DNAT on, not from the uplink".into(),
                 }
             }
             Err(e) => tried.push(format!("kprobe: {e}")),

@@ -54,6 +54,9 @@ const MAX_LAG_NS: u64 = 5_000_000_000;
 /// A watcher waiting on an empty socket: caught up with the clock.
 const IDLE: u64 = u64::MAX;
 
+/// How long a busy watcher lets traces gather after draining its socket.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Where rules are traced: a namespace by path (None: netflow's own).
 #[derive(Debug, Clone)]
 pub struct WatchedNs {
@@ -285,6 +288,8 @@ impl Watcher {
         let mut names: std::collections::HashMap<u32, String> = Default::default();
         let clock = crate::live::kernel::clock::monotonic_ns;
         let mut wait = false;
+        // Drained a moment ago, and waited for more to gather.
+        let mut gathered = false;
         // When the socket was last seen empty.
         let mut empty_at = 0;
         while !self.stop.load(Ordering::Relaxed) {
@@ -294,6 +299,7 @@ impl Watcher {
                     // Busy: what came was sent after the queue was empty.
                     self.caught_up.store(empty_at, Ordering::Relaxed);
                     wait = false;
+                    gathered = false;
                     b
                 }
                 Err(e)
@@ -302,11 +308,23 @@ impl Watcher {
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                     ) =>
                 {
+                    empty_at = before;
+                    if !wait && !gathered {
+                        // Just drained while busy: let the next traces gather
+                        // a moment, one wakeup for a batch rather than one
+                        // per trace (a traced flow's packets come hundreds a
+                        // second, each with several traces). What was sent
+                        // before `empty_at` is handled.
+                        self.caught_up.store(empty_at, Ordering::Relaxed);
+                        std::thread::sleep(GATHER);
+                        gathered = true;
+                        continue;
+                    }
                     // Nothing queued: everything the kernel sent is handled,
                     // and whatever it sends next wakes us at once (idle).
-                    empty_at = before;
                     self.caught_up.store(IDLE, Ordering::Relaxed);
                     wait = true;
+                    gathered = false;
                     continue;
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {

@@ -7,8 +7,8 @@ use std::{net::IpAddr, path::PathBuf};
 
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::{
-    runtime_service_client::RuntimeServiceClient, ListPodSandboxRequest, PodSandboxState,
-    PodSandboxStatusRequest,
+    runtime_service_client::RuntimeServiceClient, ListPodSandboxRequest, NamespaceMode,
+    PodSandboxState, PodSandboxStatusRequest,
 };
 use tonic::transport::{Endpoint, Uri};
 
@@ -106,8 +106,23 @@ async fn query(path: PathBuf) -> Result<Vec<Pod>, SelectError> {
             Err(e) if e.code() == tonic::Code::NotFound => continue,
             Err(e) => return Err(err("PodSandboxStatus on", &e.message())),
         };
-        let Some(netns) = status.info.get("info").and_then(|i| netns_from_info(i)) else {
-            continue;
+        let info = status.info.get("info");
+        let host_network = status
+            .status
+            .as_ref()
+            .and_then(|s| s.linux.as_ref())
+            .and_then(|l| l.namespaces.as_ref())
+            .and_then(|n| n.options.as_ref())
+            .is_some_and(|o| o.network == NamespaceMode::Node as i32);
+        let (netns, host_ports) = if host_network {
+            // The node's own namespace: the pod is its ports.
+            let ports = info.map(|i| ports_from_info(i)).unwrap_or_default();
+            (PathBuf::from("/proc/1/ns/net"), Some(ports))
+        } else {
+            let Some(netns) = info.and_then(|i| netns_from_info(i)) else {
+                continue;
+            };
+            (netns, None)
         };
         let mut ips = Vec::new();
         if let Some(net) = status.status.and_then(|s| s.network) {
@@ -123,6 +138,7 @@ async fn query(path: PathBuf) -> Result<Vec<Pod>, SelectError> {
             name: meta.name,
             netns,
             ips,
+            host_ports,
         });
     }
     Ok(pods)
@@ -141,6 +157,30 @@ pub fn netns_from_info(info: &str) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
+/// The ports a sandbox declares, from its config in the verbose info
+/// (containerd: `config.port_mappings[].host_port`, else `container_port`;
+/// the kubelet lists a hostNetwork pod's container ports there).
+pub fn ports_from_info(info: &str) -> Vec<u16> {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(info) else {
+        return Vec::new();
+    };
+    let mut out: Vec<u16> = v["config"]["port_mappings"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| {
+                    let port = |k: &str| m[k].as_u64().filter(|p| *p > 0 && *p <= 65535);
+                    port("host_port").or_else(|| port("container_port"))
+                })
+                .map(|p| p as u16)
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +194,12 @@ mod tests {
         );
         assert_eq!(netns_from_info(r#"{"runtimeSpec":{}}"#), None);
         assert_eq!(netns_from_info("not json"), None);
+    }
+
+    #[test]
+    fn a_host_network_sandbox_declares_its_ports() {
+        let info = r#"{"config":{"port_mappings":[{"container_port":9400,"host_port":9400},{"protocol":1,"container_port":53},{"container_port":9400}]}}"#;
+        assert_eq!(ports_from_info(info), vec![53, 9400]);
+        assert!(ports_from_info(r#"{"config":{}}"#).is_empty());
     }
 }

@@ -23,6 +23,8 @@ pub enum SelectError {
     NoPod { pod: String, closest: String },
     #[error("several pods are named {pod} (namespaces {namespaces}): give NAMESPACE/{pod}")]
     AmbiguousPod { pod: String, namespaces: String },
+    #[error("{0} uses the node's network namespace (hostNetwork) and declares no ports: select its traffic with --port (and --proto)")]
+    HostNetworkNoPorts(String),
     #[error("no pod on this node has the address {0}")]
     NoPodIp(String),
     #[error("failed to ask the container runtime: {0}")]

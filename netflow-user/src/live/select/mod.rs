@@ -116,7 +116,9 @@ impl Selectors {
             .iter()
             .map(|n| resolve_netns(n))
             .collect::<Result<Vec<_>, _>>()?;
-        // Pods are their network namespaces, with the pod's addresses.
+        // Pods are their network namespaces, with the pod's addresses; a
+        // hostNetwork pod is its ports.
+        let mut host_ports: Vec<u16> = Vec::new();
         if !self.pods.is_empty() || !self.pod_ips.is_empty() {
             let known = crate::live::select::cri::list_pods(self.runtime_endpoint.as_deref())?;
             let mut pods = Vec::new();
@@ -137,6 +139,23 @@ impl Selectors {
                 pods.push(p.clone());
             }
             for p in pods {
+                if let Some(ports) = &p.host_ports {
+                    // The node's namespace is everyone's: its ports pick it.
+                    if ports.is_empty() {
+                        return Err(SelectError::HostNetworkNoPorts(p.label()));
+                    }
+                    host_ports.extend(ports.iter().copied());
+                    summary.push(format!(
+                        "{} (hostNetwork: it shares the node's namespace, selected by its ports {})",
+                        p.label(),
+                        ports
+                            .iter()
+                            .map(|p| p.to_string())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    ));
+                    continue;
+                }
                 let mut n = resolve_netns(&p.netns.display().to_string())?;
                 n.name = p.label();
                 n.addrs.extend(p.ips.iter().copied());
@@ -213,24 +232,29 @@ impl Selectors {
             }
         }
 
-        if !self.ports.is_empty() {
-            if self.ports.len() > MAX_PORTS {
+        let mut ports = self.ports.clone();
+        ports.extend(host_ports.iter().filter(|p| !self.ports.contains(p)));
+        ports.dedup();
+        if !ports.is_empty() {
+            if ports.len() > MAX_PORTS {
                 return Err(SelectError::TooMany {
-                    what: "--port values",
+                    what: "--port values (a hostNetwork pod's ports included)",
                     max: MAX_PORTS,
                 });
             }
             f.flags |= ff::PORT;
-            f.n_ports = self.ports.len() as u8;
-            f.ports[..self.ports.len()].copy_from_slice(&self.ports);
-            summary.push(format!(
-                "port {}",
-                self.ports
-                    .iter()
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ));
+            f.n_ports = ports.len() as u8;
+            f.ports[..ports.len()].copy_from_slice(&ports);
+            if !self.ports.is_empty() {
+                summary.push(format!(
+                    "port {}",
+                    self.ports
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ));
+            }
         }
         if let Some(p) = &self.proto {
             let p = parse_proto(p)?;

@@ -52,6 +52,9 @@ pub struct Pod {
     pub name: String,
     pub netns: PathBuf,
     pub ips: Vec<IpAddr>,
+    /// A hostNetwork pod (it shares the node's namespace): the ports it
+    /// declares, which select it instead of a namespace.
+    pub host_ports: Option<Vec<u16>>,
 }
 
 impl Pod {
@@ -127,6 +130,7 @@ pub fn netns_pods() -> Vec<Pod> {
             name: n.name,
             netns: n.path,
             ips: n.addrs,
+            host_ports: None,
         })
         .collect()
 }
@@ -141,6 +145,7 @@ mod tests {
             name: name.into(),
             netns: "/x".into(),
             ips: vec![],
+            host_ports: None,
         }
     }
 

@@ -31,9 +31,8 @@ fn timeline_lines(title: &str, t: &TimelineView, out: &mut Vec<Line<'static>>) {
         out.push(Line::from(s));
         // Translations and tunnels on their own line, so they never wrap.
         if let Some(n) = &h.nat {
-            let kind = format!("{:?}", n.kind).to_uppercase();
             out.push(Line::from(Span::styled(
-                format!("            {kind} {} -> {}", n.from, n.to),
+                format!("            {}", n.words()),
                 Style::default().fg(Color::Yellow),
             )));
         }

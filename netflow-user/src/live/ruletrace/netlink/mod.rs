@@ -20,7 +20,7 @@ mod read;
 mod selection;
 
 use read::messages;
-pub use read::{rule_info, trace, Incoming, RuleInfo, Trace};
+pub use read::{rule_info, table_name, trace, Incoming, RuleInfo, Trace};
 use selection::trace_expressions;
 pub use selection::{L4Match, Match, TRACE_BURST, TRACE_RATE};
 
@@ -28,6 +28,7 @@ pub use selection::{L4Match, Match, TRACE_BURST, TRACE_RATE};
 pub const NFNLGRP_NFTABLES: u32 = 7;
 pub const NFNLGRP_NFTRACE: u32 = 9;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NFT_MSG_NEWTABLE: u8 = 0;
 const NFT_MSG_NEWRULE: u8 = 6;
 const NFT_MSG_NEWGEN: u8 = 15;
 const NFT_MSG_TRACE: u8 = 17;
@@ -40,6 +41,8 @@ const HOOK_OUTPUT: u32 = 3;
 /// Before every other hook at these points (raw is -300, defrag -400):
 /// the flag is set before any rule netflow should name runs.
 pub const TRACE_PRIORITY: i32 = -350;
+/// Right after DNAT (-100), before the filter (0).
+pub const TRACE_AFTER_DNAT_PRIORITY: i32 = -99;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
@@ -144,7 +147,13 @@ impl Nl {
         );
         t.header.flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK;
         msgs.push(t);
-        for (chain, hook) in [("pre", HOOK_PREROUTING), ("out", HOOK_OUTPUT)] {
+        for (chain, hook, priority) in [
+            ("pre", HOOK_PREROUTING, TRACE_PRIORITY),
+            ("out", HOOK_OUTPUT, TRACE_PRIORITY),
+            // A packet DNAT made selected (a NodePort call to a selected
+            // pod) matches only once translated: marked right after DNAT.
+            ("dnat", HOOK_PREROUTING, TRACE_AFTER_DNAT_PRIORITY),
+        ] {
             let mut c = nf(
                 NFPROTO_INET,
                 NfTablesMessage::NewChain(ChainMessage {
@@ -153,7 +162,7 @@ impl Nl {
                         ChainAttribute::Name(chain.into()),
                         ChainAttribute::Hook(vec![
                             Hook::Number(HookNumber::Other(hook)),
-                            Hook::Priority(TRACE_PRIORITY as u32),
+                            Hook::Priority(priority as u32),
                         ]),
                         ChainAttribute::Type("filter".into()),
                         ChainAttribute::Policy(1),
@@ -202,16 +211,35 @@ impl Nl {
         table: &str,
         chain: &str,
     ) -> Result<Vec<RuleInfo>, NetlinkError> {
+        let get = NfTablesMessage::GetRule(RuleMessage {
+            attributes: vec![
+                RuleAttribute::Table(table.into()),
+                RuleAttribute::Chain(chain.into()),
+            ],
+        });
+        self.dump(family, get, NFT_MSG_NEWRULE, |b| Some(rule_info(b)))
+    }
+
+    /// The names of the namespace's nf_tables tables, of every family
+    /// (iptables-nft's included).
+    pub fn table_names(&mut self) -> Result<Vec<String>, NetlinkError> {
+        let get = NfTablesMessage::GetTable(TableMessage { attributes: vec![] });
+        self.dump(0, get, NFT_MSG_NEWTABLE, table_name)
+    }
+
+    /// Dump what `get` asks for: each reply of kind `new` read by `read`.
+    fn dump<T>(
+        &mut self,
+        family: u8,
+        get: NfTablesMessage,
+        new: u8,
+        read: impl Fn(&[u8]) -> Option<T>,
+    ) -> Result<Vec<T>, NetlinkError> {
         let mut m = NetlinkMessage::new(
             NetlinkHeader::default(),
             NetlinkPayload::from(NetfilterMessage::new(
                 NetfilterHeader::new(NetfilterProtoFamily::from(family), 0, 0),
-                NfTablesMessage::GetRule(RuleMessage {
-                    attributes: vec![
-                        RuleAttribute::Table(table.into()),
-                        RuleAttribute::Chain(chain.into()),
-                    ],
-                }),
+                get,
             )),
         );
         m.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
@@ -235,8 +263,8 @@ impl Nl {
                             -code,
                         )));
                     }
-                    k if k == (NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_NEWRULE as u16) => {
-                        if let Some(r) = m.body.get(4..).map(rule_info) {
+                    k if k == (NFNL_SUBSYS_NFTABLES << 8 | new as u16) => {
+                        if let Some(r) = m.body.get(4..).and_then(&read) {
                             out.push(r);
                         }
                     }

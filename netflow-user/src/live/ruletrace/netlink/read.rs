@@ -80,6 +80,13 @@ impl<'a> Attr<'a> {
     }
 }
 
+/// A table's name (`NFTA_TABLE_NAME`) from a `NFT_MSG_NEWTABLE`'s attributes.
+pub fn table_name(attrs: &[u8]) -> Option<String> {
+    nlas(attrs)
+        .find(|a| a.kind() == 1)
+        .map(|a| string(a.value()))
+}
+
 /// Parse a trace event's attributes (`enum nft_trace_attributes`).
 pub fn trace(family: u8, attrs: &[u8]) -> Trace {
     let mut t = Trace {

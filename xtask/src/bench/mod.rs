@@ -1,11 +1,14 @@
-//! `cargo xtask bench`: what tracing costs the traffic it observes.
+//! `cargo xtask bench`: what netflow costs the traffic it observes.
 //!
-//! iperf3 TCP between two namespaces joined by a veth pair, in interleaved
-//! rounds of: no tracer, netflow attached but selecting nothing of this
-//! traffic, netflow tracing every packet, and `tcpdump -w /dev/null` on the
-//! sender's device. Prints median throughput as a ratio to "off", netflow's
-//! events/s and lost events, and the kernel programs' own cost per run
-//! (`kernel.bpf_stats_enabled`), which is the stable figure.
+//! iperf3 TCP between two pods on a node's bridge (`lab`), in interleaved
+//! rounds of: no observer, netflow attached but selecting nothing of this
+//! traffic (also with `--no-rule-trace`, and another build with
+//! `--baseline`), netflow tracing pod a with the guardrails, every packet,
+//! the agent, and `tcpdump -w /dev/null` on the sender's device. Prints median
+//! throughput as a ratio to "off" beside each mode's target, netflow's
+//! events/s, lost events, CPU and peak RSS, and the kernel programs' own cost
+//! per run (`kernel.bpf_stats_enabled`), which is the stable figure. `load`
+//! measures memory under a flood of new flows (`--flood`).
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
@@ -14,6 +17,12 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
+
+mod lab;
+mod load;
+
+use lab::{iperf, sh, Lab, NS_A, NS_B, NS_NODE, SERVICES};
+use load::{flood, many_flows, peak_rss_mb};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -30,10 +39,25 @@ pub struct BenchArgs {
     /// one core), instead of the traffic benchmark.
     #[arg(long, value_name = "FILE")]
     replay: Option<PathBuf>,
+    /// Only measure memory under a flood of this many new flows (UDP
+    /// datagrams from a new socket each, pod a -> pod b): `trace --json`'s
+    /// peak RSS, events and lost, against the target.
+    #[arg(long, value_name = "FLOWS")]
+    flood: Option<u32>,
+    /// Only measure the node with this many concurrent TCP connections held
+    /// open through it (pod a -> pod b), with and without the agent:
+    /// iperf3 throughput beside them, the agent's CPU, peak RSS and map
+    /// memory.
+    #[arg(long, value_name = "CONNS")]
+    many_flows: Option<u32>,
+    /// Another netflow build (e.g. the commit before a change), run
+    /// filtered out beside this one in the same rounds (mode "baseline").
+    #[arg(long, value_name = "BIN")]
+    baseline: Option<PathBuf>,
 }
 
 /// CPU time (user + system) a process used so far, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
+pub(super) fn cpu_seconds(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0.0;
     };
@@ -64,155 +88,6 @@ fn replay_rate(bin: &Path, file: &Path) -> Result<(u64, f64)> {
     Ok((events, events as f64 / secs.max(1e-9)))
 }
 
-const NS_NODE: &str = "nfbench-node";
-const NS_A: &str = "nfbench-a";
-const NS_B: &str = "nfbench-b";
-const IP_B: &str = "10.210.0.2";
-/// kube-proxy-like Services in the node's rules (none of them this traffic's).
-const SERVICES: u32 = 300;
-
-/// A node as users have it: two pods on a bridge in the node's namespace,
-/// `bridge-nf-call-iptables=1` (their traffic crosses netfilter), and
-/// kube-proxy-style iptables rules (a Service VIP DNAT, and a few hundred
-/// per-Service rules that every new connection and every forwarded packet
-/// walks past).
-struct Lab {
-    server: Option<Child>,
-}
-
-impl Lab {
-    fn new() -> Result<Self> {
-        for ns in [NS_A, NS_B, NS_NODE] {
-            let _ = quiet(&format!("ip netns del {ns}"));
-        }
-        for ns in [NS_NODE, NS_A, NS_B] {
-            sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up"))?;
-        }
-        let lab = Lab { server: None };
-        sh(&format!(
-            "ip -n {NS_NODE} link add br0 type bridge && ip -n {NS_NODE} addr add 10.210.0.254/24 dev br0 && ip -n {NS_NODE} link set br0 up"
-        ))?;
-        for (ns, ip, veth) in [(NS_A, "10.210.0.1", "veth-a"), (NS_B, IP_B, "veth-b")] {
-            sh(&format!(
-                "ip link add eth0 netns {ns} type veth peer name {veth} netns {NS_NODE}"
-            ))?;
-            sh(&format!(
-                "ip -n {ns} addr add {ip}/24 dev eth0 && ip -n {ns} link set eth0 up && ip -n {ns} route add default via 10.210.0.254"
-            ))?;
-            sh(&format!(
-                "ip -n {NS_NODE} link set {veth} master br0 && ip -n {NS_NODE} link set {veth} up"
-            ))?;
-        }
-        sh(&format!(
-            "ip netns exec {NS_NODE} sysctl -qw net.bridge.bridge-nf-call-iptables=1 net.ipv4.ip_forward=1"
-        ))?;
-        let rules = std::env::temp_dir().join("netflow-bench-rules");
-        std::fs::write(&rules, kube_proxy_rules())?;
-        sh(&format!(
-            "ip netns exec {NS_NODE} iptables-restore < {}",
-            rules.display()
-        ))?;
-        let _ = std::fs::remove_file(&rules);
-        Ok(lab)
-    }
-
-    fn start_server(&mut self) -> Result<()> {
-        let child = Command::new("ip")
-            .args(["netns", "exec", NS_B, "iperf3", "-s", "-p", "5201"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("start iperf3 server (installed by scripts/setup.sh)")?;
-        self.server = Some(child);
-        std::thread::sleep(Duration::from_millis(500));
-        Ok(())
-    }
-}
-
-/// iptables-restore input in kube-proxy's layout: nat `KUBE-SERVICES` with
-/// one `KUBE-SVC-*` chain per Service (one of them, 10.96.0.10:80, pointing
-/// at pod b), and filter `KUBE-SERVICES` REJECT rules for Services without
-/// endpoints, walked by every forwarded packet of a new connection.
-fn kube_proxy_rules() -> String {
-    let mut nat = String::from(
-        "*nat\n:PREROUTING ACCEPT\n:OUTPUT ACCEPT\n:POSTROUTING ACCEPT\n:KUBE-SERVICES -\n:KUBE-MARK-MASQ -\n:KUBE-POSTROUTING -\n\
-         -A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
-         -A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
-         -A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING\n\
-         -A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000\n\
-         -A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN\n",
-    );
-    let mut filter = String::from(
-        "*filter\n:INPUT ACCEPT\n:FORWARD ACCEPT\n:OUTPUT ACCEPT\n:KUBE-SERVICES -\n:KUBE-FORWARD -\n\
-         -A FORWARD -m conntrack --ctstate NEW -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
-         -A FORWARD -m comment --comment \"kubernetes forwarding rules\" -j KUBE-FORWARD\n\
-         -A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP\n\
-         -A KUBE-FORWARD -m mark --mark 0x4000/0x4000 -j ACCEPT\n",
-    );
-    for i in 0..SERVICES {
-        let vip = format!("10.96.{}.{}", 1 + i / 250, 1 + i % 250);
-        let svc = format!("KUBE-SVC-BENCH{i:04}");
-        nat.push_str(&format!(":{svc} -\n"));
-        nat.push_str(&format!(
-            "-A KUBE-SERVICES -d {vip}/32 -p tcp -m comment --comment \"bench/svc{i}:http cluster IP\" -m tcp --dport 80 -j {svc}\n"
-        ));
-        let (ep, port) = if i == 0 {
-            (IP_B.to_string(), 5201)
-        } else {
-            (format!("10.244.{}.{}", i / 250, 1 + i % 250), 8080)
-        };
-        nat.push_str(&format!(
-            "-A {svc} -p tcp -m comment --comment \"bench/svc{i}:http -> {ep}:{port}\" -j DNAT --to-destination {ep}:{port}\n"
-        ));
-        if i % 3 == 1 {
-            filter.push_str(&format!(
-                "-A KUBE-SERVICES -d {vip}/32 -p tcp -m comment --comment \"bench/svc{i}:http has no endpoints\" -m tcp --dport 80 -j REJECT --reject-with icmp-port-unreachable\n"
-            ));
-        }
-    }
-    format!("{nat}COMMIT\n{filter}COMMIT\n")
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.server.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for ns in [NS_A, NS_B, NS_NODE] {
-            let _ = quiet(&format!("ip netns del {ns}"));
-        }
-    }
-}
-
-fn sh(cmd: &str) -> Result<String> {
-    let out = Command::new("sh").arg("-c").arg(cmd).output()?;
-    if !out.status.success() {
-        bail!("{cmd}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn quiet(cmd: &str) -> std::io::Result<std::process::ExitStatus> {
-    Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-}
-
-/// One iperf3 run: received bits per second.
-fn iperf(seconds: u32) -> Result<f64> {
-    let out = sh(&format!(
-        "ip netns exec {NS_A} iperf3 -c {IP_B} -p 5201 -t {seconds} -J"
-    ))?;
-    let v: serde_json::Value = serde_json::from_str(&out).context("iperf3 JSON")?;
-    v["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .context("iperf3 result without end.sum_received.bits_per_second")
-}
-
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Mode {
     Off,
@@ -223,9 +98,26 @@ enum Mode {
     Pod,
     All,
     Tcpdump,
+    /// Filtered out, with the `--baseline` build: an A/B of a change's cost
+    /// on traffic nobody selected, in the same interleaved rounds.
+    Baseline,
+    /// `netflow agent`: every pod, all the time (its metrics on a local port).
+    Agent,
+    /// The agent of the `--baseline` build.
+    BaselineAgent,
 }
 
 impl Mode {
+    /// The target this mode is held to (issue 23), printed beside its figures.
+    fn target(self) -> &'static str {
+        match self {
+            Mode::Filtered => ">= 0.97 of off, >= tcpdump",
+            Mode::Pod => ">= 0.95",
+            Mode::Agent => ">= 0.98, <= 2% CPU, <= 100 MB",
+            _ => "",
+        }
+    }
+
     fn key(self) -> &'static str {
         match self {
             Mode::Off => "off",
@@ -234,6 +126,9 @@ impl Mode {
             Mode::Pod => "pod",
             Mode::All => "all",
             Mode::Tcpdump => "tcpdump",
+            Mode::Baseline => "baseline",
+            Mode::Agent => "agent",
+            Mode::BaselineAgent => "baseline-agent",
         }
     }
 
@@ -245,6 +140,9 @@ impl Mode {
             Mode::Pod => "netflow --pod a (guarded)",
             Mode::All => "netflow --every-packet",
             Mode::Tcpdump => "tcpdump on veth-a",
+            Mode::Baseline => "filtered out, --baseline",
+            Mode::Agent => "netflow agent",
+            Mode::BaselineAgent => "agent, --baseline",
         }
     }
 }
@@ -256,11 +154,24 @@ struct Observer {
 }
 
 impl Observer {
-    fn netflow(bin: &Path, args: &[&str], tag: &str) -> Result<Self> {
+    pub(super) fn netflow(bin: &Path, args: &[&str], tag: &str) -> Result<Self> {
+        Self::command(bin, &["trace", "--json"], args, tag)
+    }
+
+    /// `netflow agent`, its metrics on a local port nothing else uses.
+    pub(super) fn agent(bin: &Path) -> Result<Self> {
+        Self::command(
+            bin,
+            &["agent"],
+            &["--metrics-addr", "127.0.0.1:19965"],
+            "agent",
+        )
+    }
+
+    fn command(bin: &Path, command: &[&str], args: &[&str], tag: &str) -> Result<Self> {
         let stderr = std::env::temp_dir().join(format!("netflow-bench-{tag}.err"));
         let child = Command::new(bin)
-            .arg("trace")
-            .arg("--json")
+            .args(command)
             .args(args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr)?)
@@ -305,7 +216,7 @@ impl Observer {
     }
 
     /// SIGINT and wait; returns its stderr.
-    fn stop(mut self) -> Result<String> {
+    pub(super) fn stop(mut self) -> Result<String> {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let status = self.child.wait()?;
@@ -362,7 +273,7 @@ fn prog_stats(pid: u32) -> BTreeMap<String, (u64, u64)> {
 }
 
 /// "netflow: N packets (...), E events, L lost, ..." → (events, lost).
-fn netflow_counts(stderr: &str) -> (u64, u64) {
+pub(super) fn netflow_counts(stderr: &str) -> (u64, u64) {
     let line = stderr
         .lines()
         .rev()
@@ -377,7 +288,7 @@ fn netflow_counts(stderr: &str) -> (u64, u64) {
     (num_before(" events"), num_before(" lost"))
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub(super) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let n = v.len();
     if n == 0 {
@@ -401,7 +312,11 @@ pub fn run(root: &Path, a: BenchArgs) -> Result<()> {
                 file.display()
             );
         }),
-        None => bench(&bin, &a),
+        None => match (a.flood, a.many_flows) {
+            (Some(n), _) => flood(&bin, n, a.baseline.as_deref()),
+            (None, Some(n)) => many_flows(&bin, n, a.seconds, a.rounds),
+            (None, None) => bench(&bin, &a),
+        },
     };
     let _ = sh(&format!(
         "sysctl -qw kernel.bpf_stats_enabled={}",
@@ -420,14 +335,19 @@ fn bench(bin: &Path, a: &BenchArgs) -> Result<()> {
         Mode::Pod,
         Mode::All,
         Mode::Tcpdump,
+        Mode::Baseline,
+        Mode::Agent,
+        Mode::BaselineAgent,
     ]
     .into_iter()
+    .filter(|m| !matches!(m, Mode::Baseline | Mode::BaselineAgent) || a.baseline.is_some())
     .filter(|m| a.modes.is_empty() || a.modes.iter().any(|n| n == m.key()))
     .collect();
     let mut tput: BTreeMap<Mode, Vec<f64>> = BTreeMap::new();
     let mut events: BTreeMap<Mode, (u64, u64, f64)> = BTreeMap::new();
     let mut progs: BTreeMap<(Mode, String), (u64, u64)> = BTreeMap::new();
     let mut cpu: BTreeMap<Mode, Vec<f64>> = BTreeMap::new();
+    let mut rss: BTreeMap<Mode, u64> = BTreeMap::new();
     let recording = std::env::temp_dir().join("netflow-bench.nflw");
     let _ = std::fs::remove_file(&recording);
     let rec = recording.to_string_lossy().into_owned();
@@ -476,6 +396,15 @@ fn bench(bin: &Path, a: &BenchArgs) -> Result<()> {
                     "all",
                 )?),
                 Mode::Tcpdump => Some(Observer::tcpdump()?),
+                Mode::Agent => Some(Observer::agent(bin)?),
+                Mode::BaselineAgent => Some(Observer::agent(
+                    a.baseline.as_deref().context("--baseline")?,
+                )?),
+                Mode::Baseline => Some(Observer::netflow(
+                    a.baseline.as_deref().context("--baseline")?,
+                    &["--host", "192.0.2.77", "--nf-netns", NS_NODE],
+                    "baseline",
+                )?),
             };
             let cpu0 = observer.as_ref().map(|o| cpu_seconds(o.child.id()));
             let bps = iperf(a.seconds)?;
@@ -483,13 +412,21 @@ fn bench(bin: &Path, a: &BenchArgs) -> Result<()> {
             if let Some(o) = observer {
                 let netflow = matches!(
                     mode,
-                    Mode::Filtered | Mode::FilteredNoRules | Mode::Pod | Mode::All
+                    Mode::Filtered
+                        | Mode::FilteredNoRules
+                        | Mode::Pod
+                        | Mode::All
+                        | Mode::Baseline
+                        | Mode::Agent
+                        | Mode::BaselineAgent
                 );
                 if netflow {
                     let used = cpu_seconds(o.child.id()) - cpu0.unwrap_or(0.0);
                     cpu.entry(mode)
                         .or_default()
                         .push(100.0 * used / a.seconds as f64);
+                    let r = rss.entry(mode).or_insert(0);
+                    *r = (*r).max(peak_rss_mb(o.child.id()));
                     for (name, (t, c)) in prog_stats(o.child.id()) {
                         let e = progs.entry((mode, name)).or_insert((0, 0));
                         e.0 += t;
@@ -516,8 +453,8 @@ fn bench(bin: &Path, a: &BenchArgs) -> Result<()> {
     let off = median(&mut tput.get(&Mode::Off).cloned().unwrap_or_default()).max(1.0);
     println!();
     println!(
-        "{:<26} {:>12} {:>9} {:>12} {:>8} {:>10}",
-        "mode", "Gbit/s (med)", "vs off", "events/s", "lost", "daemon CPU"
+        "{:<26} {:>12} {:>9} {:>12} {:>8} {:>10} {:>9}  target",
+        "mode", "Gbit/s (med)", "vs off", "events/s", "lost", "daemon CPU", "peak RSS"
     );
     for &mode in &modes {
         let m = median(&mut tput.get(&mode).cloned().unwrap_or_default());
@@ -536,14 +473,20 @@ fn bench(bin: &Path, a: &BenchArgs) -> Result<()> {
             Some(v) => format!("{:.0}%", median(&mut v.clone())),
             None => "-".into(),
         };
+        let peak = rss
+            .get(&mode)
+            .map(|r| format!("{r} MB"))
+            .unwrap_or_else(|| "-".into());
         println!(
-            "{:<26} {:>12.2} {:>9.3} {:>12} {:>8} {:>10}",
+            "{:<26} {:>12.2} {:>9.3} {:>12} {:>8} {:>10} {:>9}  {}",
             mode.label(),
             m / 1e9,
             m / off,
             evs,
             lost,
-            cpu
+            cpu,
+            peak,
+            mode.target()
         );
     }
     println!();

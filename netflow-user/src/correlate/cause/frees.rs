@@ -1,0 +1,171 @@
+//! Which frees are drops on a packet's path: a packet freed from a closing
+//! socket's queue had arrived, ICMPv6 and TCP FINs the kernel processed
+//! were taken, a free outside netfilter's code is no hook's verdict. Decided
+//! once, as each free is decoded, for live runs and replays alike.
+use netflow_common::{event_flags, Point};
+
+use crate::decode::{names::Names, packet::Proto, Event};
+
+/// On kernels without drop reasons, the reason a drop most likely had, from
+/// the kernel function that freed the packet (`sym+0xoff`).
+pub fn reason_from_location(location: &str) -> Option<&'static str> {
+    let func = location.split('+').next().unwrap_or(location);
+    Some(match func {
+        "nf_hook_slow" => "NETFILTER_DROP",
+        "tcp_v4_rcv" | "tcp_v6_rcv" | "__udp4_lib_rcv" | "__udp6_lib_rcv" | "ping_rcv" => {
+            "NO_SOCKET"
+        }
+        "ip_rcv_finish"
+        | "ip_rcv_finish_core"
+        | "ip_rcv_finish_core.constprop.0"
+        | "fib_validate_source" => "IP_RPFILTER",
+        "ip_forward" | "ip6_forward" => "IP_INNOROUTES",
+        "ip_error" => "IP_INADDRERRORS",
+        "neigh_invalidate" | "__neigh_event_send" | "neigh_destroy" => "NEIGH_FAILED",
+        "__dev_queue_xmit" | "__qdisc_run" | "pfifo_fast_enqueue" | "qdisc_drop" => "QDISC_DROP",
+        "ip_local_deliver_finish" | "ip_protocol_deliver_rcu" => "IP_NOPROTO",
+        "skb_queue_purge" | "__skb_queue_purge" => "QUEUE_PURGE",
+        _ => return None,
+    })
+}
+
+/// A drop's reason by the kernel's name, or where the kernel gives none,
+/// the one its location most likely means.
+pub fn effective_reason(names: &Names, reason: u32, location: &str) -> String {
+    let r = names.reason(reason);
+    if r == crate::decode::names::UNAVAILABLE {
+        if let Some(l) = reason_from_location(location) {
+            return l.to_string();
+        }
+    }
+    r
+}
+
+/// Settle what a free is, before the correlator sees it: `open` says
+/// whether its packet is being followed. A free of a packet that had
+/// arrived gets `AFTER_DELIVERY`; one the kernel processed becomes a
+/// consume; one outside netfilter's code is marked `OUTSIDE_HOOK`.
+pub fn settle(ev: &mut Event, names: &Names, reason: u32, at: &str, open: bool) {
+    if ev.point != Point::Drop {
+        return;
+    }
+    if !open && purged_from_a_socket(names, reason, at) {
+        // Freed from a socket's queue when it closed, never seen on its
+        // way (loopback is not followed): it had arrived; not a drop on its
+        // path.
+        ev.flags |= event_flags::AFTER_DELIVERY;
+    } else if kernel_processed_icmpv6(ev, names, reason, at)
+        || kernel_processed_tcp_fin(ev, names, reason, at)
+    {
+        ev.point = Point::Consume;
+    } else if is_symbol(at) && !in_netfilter(at) && names.reason(reason) != "NETFILTER_DROP" {
+        ev.flags |= event_flags::OUTSIDE_HOOK;
+    }
+}
+
+/// `QUEUE_PURGE`, or before drop reasons (5.17) the functions that purge
+/// a closing socket's queues.
+fn purged_from_a_socket(names: &Names, reason: u32, at: &str) -> bool {
+    names.reason(reason) == "QUEUE_PURGE"
+        || reason_from_location(at) == Some("QUEUE_PURGE")
+        || at.starts_with("sk_stream_kill_queues")
+}
+
+/// Kernels before 6.2 free the ICMPv6 messages they have processed (echo
+/// requests they answered, neighbour discovery) with `kfree_skb` and no
+/// reason, in icmpv6_rcv: that is the kernel taking them, not a drop.
+fn kernel_processed_icmpv6(ev: &Event, names: &Names, reason: u32, location: &str) -> bool {
+    let reason = names.reason(reason);
+    if reason != crate::decode::names::UNAVAILABLE && reason != "NOT_SPECIFIED" {
+        return false;
+    }
+    if !location.starts_with("icmpv6_rcv") {
+        return false;
+    }
+    ev.packet
+        .as_ref()
+        .is_some_and(|p| p.tuple.proto == Proto::Icmpv6)
+}
+
+/// A segment that reaches its connection's TIME_WAIT socket (the local
+/// side closed first and its socket is gone): a FIN, answered with an ACK
+/// by that socket, or a late ACK of the closing exchange, taken by it; then
+/// freed by `tcp_v4_rcv`/`tcp_v6_rcv` with `kfree_skb` and no reason (6.1
+/// and others: every other discard there has its reason): the connection
+/// closing as it should, not a drop. A SYN is not: one that a TIME_WAIT
+/// socket refuses is a connection that did not open.
+fn kernel_processed_tcp_fin(ev: &Event, names: &Names, reason: u32, location: &str) -> bool {
+    names.reason(reason) == "NOT_SPECIFIED"
+        && (location.starts_with("tcp_v4_rcv") || location.starts_with("tcp_v6_rcv"))
+        && ev
+            .packet
+            .as_ref()
+            .and_then(|p| p.tcp_flags.as_deref())
+            .is_some_and(|f| f.contains('F') || (f.contains('.') && !f.contains('S')))
+}
+
+/// A location in netfilter's code (the hook loop, nftables, x_tables,
+/// conntrack, NAT): where a hook's verdict frees a packet.
+fn in_netfilter(location: &str) -> bool {
+    [
+        "nf_",
+        "nft_",
+        "ipt_",
+        "ip6t_",
+        "ebt_",
+        "xt_",
+        "ipv4_conntrack",
+        "ipv6_conntrack",
+    ]
+    .iter()
+    .any(|p| location.starts_with(p))
+}
+
+/// A location that names a kernel function (`sym+0xoff`), not a bare
+/// address (no symbols readable, or a recording without them).
+fn is_symbol(location: &str) -> bool {
+    !location.is_empty() && !location.starts_with("0x")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(flags: &str) -> Event {
+        let mut b = etherparse::PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(45102, 7000, 1, 64240)
+            .ack(1);
+        if flags.contains('F') {
+            b = b.fin();
+        }
+        if flags.contains('S') {
+            b = b.syn();
+        }
+        let mut data = Vec::new();
+        b.write(&mut data, &[]).unwrap();
+        crate::correlate::tests::ev(10, 0xa, Point::Drop, "eth0", &data)
+    }
+
+    #[test]
+    fn a_time_wait_socket_takes_fins_and_late_acks_not_syns() {
+        let mut names = Names::default();
+        names.reasons.insert(2, "NOT_SPECIFIED".into());
+        for (flags, at, consumed) in [
+            ("F", "tcp_v4_rcv+0x81", true),
+            (".", "tcp_v4_rcv+0x81", true),
+            (".", "tcp_v6_rcv+0x90", true),
+            ("S", "tcp_v4_rcv+0x81", false),
+            // Elsewhere, the same free is a drop on the path.
+            (".", "ip_rcv_core+0x1c", false),
+        ] {
+            let mut ev = tcp(flags);
+            settle(&mut ev, &names, 2, at, true);
+            assert_eq!(ev.point == Point::Consume, consumed, "{flags} at {at}");
+        }
+        // With its reason (a real discard), never.
+        names.reasons.insert(3, "NO_SOCKET".into());
+        let mut ev = tcp(".");
+        settle(&mut ev, &names, 3, "tcp_v4_rcv+0x81", true);
+        assert_eq!(ev.point, Point::Drop);
+    }
+}
