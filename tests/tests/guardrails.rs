@@ -156,10 +156,12 @@ fn every_drop_and_every_syn_of_a_flood_is_reported() {
     assert_eq!(stats(&lines)["lost"], 0);
 }
 
-/// Datagrams from `n` new sockets (a new flow each), as fast as Python sends.
-fn flow_flood(ns: &str, dst: &str, port: u16, n: u32) -> Background {
+/// Datagrams from `n` new sockets (a new flow each), as fast as Python
+/// sends but at most `per_sec` a second: a fast machine does not finish the
+/// flood before a test has watched it.
+fn flow_flood(ns: &str, dst: &str, port: u16, n: u32, per_sec: u32) -> Background {
     Background::spawn(&format!(
-        "ip netns exec {ns} python3 -c \"import socket\nfor i in range({n}):\n s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.sendto(b'x',('{dst}',{port})); s.close()\""
+        "ip netns exec {ns} python3 -c \"import socket,time\nt=time.time()\nfor i in range({n}):\n s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.sendto(b'x',('{dst}',{port})); s.close()\n if i%1000==999: time.sleep(max(0,t+i/{per_sec}-time.time()))\""
     ))
 }
 
@@ -207,7 +209,8 @@ fn dashboard_under_a_flood_of_new_flows() {
         .trim()
         .parse()
         .expect("the dashboard's pid");
-    let _flood = flow_flood(&a, &format!("{net}.0.2"), 7500, 150_000);
+    // 150k flows over at least 10 s (the 100k in 10 s, and more).
+    let _flood = flow_flood(&a, &format!("{net}.0.2"), 7500, 150_000, 15_000);
     // The packet count on the status bar keeps moving while the flood runs.
     let packets = |s: &str| -> u64 {
         s.split(" packets ")
@@ -279,7 +282,7 @@ fn ctrl_c_under_a_flood_stops_quickly() {
             "netflow exited early"
         );
     }
-    let _flood = flow_flood(&a, &format!("{net}.0.2"), 7600, 1_000_000);
+    let _flood = flow_flood(&a, &format!("{net}.0.2"), 7600, 1_000_000, 1_000_000);
     std::thread::sleep(std::time::Duration::from_secs(3));
     let start = std::time::Instant::now();
     // SAFETY: signalling our own child.

@@ -67,6 +67,33 @@ fn with_show_output(mut args: Vec<String>) -> Vec<String> {
     args
 }
 
+/// The wall time of each step of `cargo xtask test`.
+struct Times {
+    last: std::time::Instant,
+    steps: Vec<(&'static str, u64)>,
+}
+
+impl Times {
+    fn start() -> Self {
+        Self {
+            last: std::time::Instant::now(),
+            steps: Vec::new(),
+        }
+    }
+
+    /// The step that ends now (it began at the previous mark).
+    fn mark(&mut self, step: &'static str) {
+        let now = std::time::Instant::now();
+        self.steps.push((step, (now - self.last).as_secs()));
+        self.last = now;
+    }
+
+    fn say(&self) {
+        let steps: Vec<String> = self.steps.iter().map(|(s, t)| format!("{s} {t} s")).collect();
+        println!("times: {}", steps.join(", "));
+    }
+}
+
 /// Lines of a failing test's output repeated at the end of the run.
 const REPORT_LINES: usize = 40;
 
@@ -204,12 +231,16 @@ fn run_cli() -> Result<()> {
     match cli.cmd {
         Cmd::Test { host_only, args } => {
             let matrix = !host_only && args.is_empty();
+            // How long each step took, said last: CI has a time limit, and
+            // its log's tail shows where the time went.
+            let mut times = Times::start();
             // The binary under test is the one users run: optimized (the
             // flood and dashboard tests measure what a release build does).
             let bin = build_netflow(&root)?;
             let offline = build_offline(&root)?;
             // The node image, for the test that runs it in containerd.
             let image = image::build(&root)?;
+            times.mark("builds");
             // The offline core's own tests, in the build without the kernel side.
             let core = if args.is_empty() {
                 test(cargo().current_dir(&root).args([
@@ -240,13 +271,17 @@ fn run_cli() -> Result<()> {
                     .args(with_show_output(args)),
             );
             let host = core.and(host);
+            times.mark("offline core and host tests");
             if !matrix {
+                times.say();
                 println!("kernel matrix not run (a filter or --host-only): cargo xtask vm-test");
                 return host;
             }
             // The matrix runs even when a host test failed: both results
             // count, and both are said last.
             let vms = vm::vm_test(&root, vm::VmArgs::all());
+            times.mark("kernel matrix");
+            times.say();
             match (host, vms) {
                 (Ok(()), Ok(())) => Ok(()),
                 (h, v) => {
