@@ -89,7 +89,11 @@ impl Times {
     }
 
     fn say(&self) {
-        let steps: Vec<String> = self.steps.iter().map(|(s, t)| format!("{s} {t} s")).collect();
+        let steps: Vec<String> = self
+            .steps
+            .iter()
+            .map(|(s, t)| format!("{s} {t} s"))
+            .collect();
         println!("times: {}", steps.join(", "));
     }
 }
