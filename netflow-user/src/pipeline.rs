@@ -243,7 +243,7 @@ impl Pipeline {
     }
 
     fn emit_connections(&mut self, conns: Vec<Connection>) -> std::io::Result<()> {
-        self.stats.evicted = self.conns.evicted();
+        self.stats.evicted = self.conns.evicted() + self.corr.evicted();
         if conns.is_empty() {
             return Ok(());
         }

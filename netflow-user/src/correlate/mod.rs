@@ -133,6 +133,16 @@ impl Open {
 /// Netfilter's POSTROUTING hook number.
 const POSTROUTING: u8 = 4;
 
+/// Open timelines at most: under a burst (the agent with 50k connections
+/// opening in seconds, its ticks ~100 ms apart while it drains the ring, rule
+/// tracing holding ended packets back) they were ~200k, 300 MB. Beyond it
+/// those due soonest are completed early and counted (`evicted`).
+const MAX_OPEN: usize = 32768;
+
+/// Timelines held past POSTROUTING (`Open::held`) at most: the kernel's
+/// neighbour queues hold ~100 packets per unresolved neighbour.
+const MAX_HELD: usize = 4096;
+
 /// Flows whose retransmissions/resets are counted at most.
 const MAX_NOTE_FLOWS: usize = 65536;
 /// Rule trace events waiting for their packet's first hop, at most.
@@ -148,6 +158,9 @@ pub struct Correlator {
     by_skb: HashMap<u64, u64>,
     by_fp: HashMap<u64, u64>,
     open: HashMap<u64, Open>,
+    /// Open timelines with `held` set.
+    held: usize,
+    evicted: u64,
     due: Deadlines,
     next_id: u64,
     late_after: u64,
@@ -440,8 +453,19 @@ impl Correlator {
             .get_mut(&id)
             .expect("timeline of an indexed skb is open");
         if ev.ts_ns >= o.last_ts {
-            o.held = matches!(ev.point, Point::NfEarly | Point::NfLate)
+            let held = matches!(ev.point, Point::NfEarly | Point::NfLate)
                 && matches!(ev.what, What::Hop { hook, .. } if hook == POSTROUTING);
+            // At most MAX_HELD held at once: past POSTROUTING and then not
+            // seen again is also what a packet whose next events were lost
+            // looks like, and a burst of those held for seconds was most of
+            // the agent's memory under 50k new connections.
+            let held = held && (o.held || self.held < MAX_HELD);
+            match (o.held, held) {
+                (false, true) => self.held += 1,
+                (true, false) => self.held -= 1,
+                _ => {}
+            }
+            o.held = held;
         }
         o.last_ts = o.last_ts.max(ev.ts_ns);
         o.ended_at = None;
@@ -514,10 +538,30 @@ impl Correlator {
             self.pending_count = left;
         }
         let (open, cfg) = (&self.open, &self.cfg);
-        let done = self
+        let mut done = self
             .due
             .due(now_ns, |id| open.get(&id).map(|o| o.deadline(cfg)));
+        if self.open.len() > MAX_OPEN {
+            // Those due soonest first: packets that ended and wait only for
+            // late copies or rule traces.
+            let mut by_due: Vec<(u64, u64)> = self
+                .open
+                .iter()
+                .map(|(id, o)| (o.deadline(cfg), *id))
+                .collect();
+            let n = self.open.len() - MAX_OPEN * 9 / 10;
+            by_due.select_nth_unstable(n - 1);
+            done.extend(by_due[..n].iter().map(|(_, id)| *id));
+            done.sort_unstable();
+            done.dedup();
+            self.evicted += n as u64;
+        }
         self.finish(done)
+    }
+
+    /// Packets whose timelines were completed early to keep them bounded.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
     }
 
     /// Every timeline, complete or not (end of the run).
@@ -543,6 +587,9 @@ impl Correlator {
             let Some(mut o) = self.open.remove(&id) else {
                 continue;
             };
+            if o.held {
+                self.held -= 1;
+            }
             for skb in &o.skbs {
                 if self.by_skb.get(skb) == Some(&id) {
                     self.by_skb.remove(skb);

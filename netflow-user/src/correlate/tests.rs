@@ -415,3 +415,38 @@ fn a_receive_reported_after_the_hop_that_selected_it_comes_first() {
         assert!(h.nat.is_none(), "{h:?}");
     }
 }
+
+/// A burst of packets open at once is bounded: beyond MAX_OPEN those due
+/// soonest (ended, waiting only for late copies) are completed early and
+/// counted; the rest keep waiting, and nothing is lost.
+#[test]
+fn open_timelines_are_bounded_under_a_burst() {
+    let mut c = Correlator::new(Config::default());
+    let n = super::MAX_OPEN as u64 + 5000;
+    for i in 0..n {
+        let p = icmp([10, 0, 0, 1], [10, 0, 0, 2], 1, i as u16, 100);
+        c.push(ev(10 + i, 0x1000 + i, Point::Rx, "veth-a", &p));
+        // The first 10k were delivered: due at the end of the grace period.
+        if i < 10_000 {
+            c.push(ev(11 + i, 0x1000 + i, Point::Consume, "", &[]));
+        }
+    }
+    let out = c.expire(n + 20);
+    assert!(c.open_count() <= super::MAX_OPEN, "{}", c.open_count());
+    assert_eq!(out.len() as u64 + c.open_count() as u64, n);
+    assert_eq!(c.evicted(), out.len() as u64);
+    assert!(
+        out.iter().all(|t| t.consumed_at.is_some()),
+        "the ended ones go first"
+    );
+    // Later, the others complete at their own deadline; none is lost.
+    let rest = c.expire(n + 2_000_000_000);
+    assert_eq!(out.len() + rest.len(), n as usize);
+    // A healthy trickle is never evicted.
+    let mut c = Correlator::new(Config::default());
+    let p = icmp([10, 0, 0, 1], [10, 0, 0, 2], 1, 1, 100);
+    c.push(ev(10, 0xa, Point::Rx, "veth-a", &p));
+    c.push(ev(20, 0xa, Point::Consume, "", &[]));
+    assert_eq!(c.expire(20 + 20_000_000).len(), 1);
+    assert_eq!(c.evicted(), 0);
+}

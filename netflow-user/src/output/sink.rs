@@ -58,7 +58,8 @@ pub struct Stats {
     /// Packets still on their way when the trace stopped (or when events were
     /// lost): verdict unknown, marked incomplete.
     pub in_flight: u64,
-    /// Connections reported before their end to keep the table bounded.
+    /// Connections reported before their end, and packets' timelines
+    /// completed early, to keep the tables bounded.
     pub evicted: u64,
     /// Connection records, and how many of them had an outcome other than ok.
     pub connections: u64,

@@ -138,8 +138,10 @@ time.sleep(3600)
 }
 
 impl Drop for Held {
+    /// Servers first: the side that closes first keeps TIME_WAIT, and on the
+    /// clients' side it would hold the ephemeral ports the next round needs.
     fn drop(&mut self) {
-        for c in self.0.iter_mut().rev() {
+        for c in self.0.iter_mut() {
             let _ = c.kill();
             let _ = c.wait();
         }
