@@ -94,14 +94,24 @@ fn kernel_processed_icmpv6(ev: &Event, names: &Names, reason: u32, location: &st
 /// and others: every other discard there has its reason): the connection
 /// closing as it should, not a drop. A SYN is not: one that a TIME_WAIT
 /// socket refuses is a connection that did not open.
+///
+/// Before drop reasons (5.10) the same free has no reason at all, and a
+/// segment no socket takes is freed at the same place: there only a FIN is
+/// taken as the kernel's (a FIN sent again that reaches TIME_WAIT, seen in a
+/// healthy exchange under emulation); a late ACK stays a drop.
 fn kernel_processed_tcp_fin(ev: &Event, names: &Names, reason: u32, location: &str) -> bool {
-    names.reason(reason) == "NOT_SPECIFIED"
-        && (location.starts_with("tcp_v4_rcv") || location.starts_with("tcp_v6_rcv"))
-        && ev
-            .packet
-            .as_ref()
-            .and_then(|p| p.tcp_flags.as_deref())
-            .is_some_and(|f| f.contains('F') || (f.contains('.') && !f.contains('S')))
+    let flags = ev.packet.as_ref().and_then(|p| p.tcp_flags.as_deref());
+    let at_tcp_rcv = location.starts_with("tcp_v4_rcv") || location.starts_with("tcp_v6_rcv");
+    match names.reason(reason).as_str() {
+        "NOT_SPECIFIED" => {
+            at_tcp_rcv
+                && flags.is_some_and(|f| f.contains('F') || (f.contains('.') && !f.contains('S')))
+        }
+        crate::decode::names::UNAVAILABLE => {
+            at_tcp_rcv && flags.is_some_and(|f| f.contains('F') && !f.contains('S'))
+        }
+        _ => false,
+    }
 }
 
 /// A location in netfilter's code (the hook loop, nftables, x_tables,
@@ -161,6 +171,23 @@ mod tests {
             let mut ev = tcp(flags);
             settle(&mut ev, &names, 2, at, true);
             assert_eq!(ev.point == Point::Consume, consumed, "{flags} at {at}");
+        }
+        // A kernel without drop reasons: a FIN there is TIME_WAIT's, a late
+        // ACK or a SYN is not known to be.
+        for (flags, consumed) in [("F", true), (".", false), ("S", false)] {
+            let mut ev = tcp(flags);
+            settle(
+                &mut ev,
+                &names,
+                netflow_common::REASON_UNAVAILABLE,
+                "tcp_v4_rcv+0x62",
+                true,
+            );
+            assert_eq!(
+                ev.point == Point::Consume,
+                consumed,
+                "{flags} without reasons"
+            );
         }
         // With its reason (a real discard), never.
         names.reasons.insert(3, "NO_SOCKET".into());
