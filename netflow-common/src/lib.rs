@@ -31,6 +31,9 @@ pub mod names {
     pub const PROG_TCP_RCV: &str = "netflow_tcp_rcv";
     /// cgroup_skb ingress on the cgroup v2 root: a socket takes the packet.
     pub const PROG_SOCK_IN: &str = "netflow_sock_in";
+    /// cgroup_skb egress on the cgroup v2 root (the agent's counting): a
+    /// socket sends the packet.
+    pub const PROG_SOCK_OUT: &str = "netflow_sock_out";
     /// BPF_PROG_TYPE_NETFILTER programs, kept in a section aya accepts and
     /// loaded by netflow's own loader.
     pub const PROG_TCP_RETRANSMIT: &str = "netflow_tcp_retransmit";
@@ -291,6 +294,14 @@ pub struct ConnCount {
     /// Packets and bytes only counted (no hops reported), per direction.
     pub pkts: [u64; 2],
     pub bytes: [u64; 2],
+    /// Counting at the sockets ([`filter_flags::SOCKET_COUNT`]): TCP
+    /// segments without SYN/FIN/RST a socket of the node sent, and those a
+    /// socket took, per direction (IP bytes). A connection between two
+    /// sockets of the node is seen at both ends: its count is the larger.
+    pub sent: [u64; 2],
+    pub sent_bytes: [u64; 2],
+    pub taken: [u64; 2],
+    pub taken_bytes: [u64; 2],
 }
 
 /// A per-CPU token bucket for full-detail packets.
@@ -399,6 +410,10 @@ pub mod filter_flags {
     pub const V4_INLINE: u32 = 1 << 7;
     /// `--every-packet`: no guardrails, full detail for every selected packet.
     pub const EVERY_PACKET: u32 = 1 << 8;
+    /// The agent's counting: a TCP segment without SYN/FIN/RST is not
+    /// followed across the node; the sockets that send and take it count
+    /// it in CONNS (cgroup_skb egress and ingress). Its drop is reported.
+    pub const SOCKET_COUNT: u32 = 1 << 9;
 }
 
 /// Bits of a SEL_ADDRS value.

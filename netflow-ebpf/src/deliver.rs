@@ -7,6 +7,7 @@ use netflow_common::{filter_flags as ff, parse, track_flags, Point, Track};
 use crate::{
     emit::output,
     globals::*,
+    guard,
     select::selected,
     skb::{device, fill_meta, read_packet, scratch},
 };
@@ -20,14 +21,18 @@ use crate::{
 #[inline(always)]
 pub(crate) fn on_deliver(skb: *const u8) -> Result<(), ()> {
     // Nothing selected yet: no packet of ours can be here (a copy's
-    // original was tracked when a device first saw it).
-    if !tracking() {
+    // original was tracked when a device first saw it). The agent's
+    // counting needs none.
+    if !tracking() && v(&filter().flags) & ff::SOCKET_COUNT == 0 {
         return Ok(());
     }
     let f = filter();
     let o = offsets();
     let key = skb as u64;
     let slot = TRACKED.get_ptr_mut(key);
+    if slot.is_none() && v(&f.flags) & ff::SOCKET_COUNT != 0 && count_at_socket(skb, false) {
+        return Ok(());
+    }
     // Copies (raw sockets, multicast to several sockets) are cloned skbs,
     // and a copy may be made in the memory of a packet freed a moment ago.
     let cloned: u8 = unsafe { Probe::read(skb, v(&o.skb_cloned_byte)) }.unwrap_or(0);
@@ -88,4 +93,32 @@ pub(crate) fn on_deliver(skb: *const u8) -> Result<(), ()> {
     }
     output(ev);
     Ok(())
+}
+
+/// cgroup_skb egress (attached for the agent's counting only): a socket of
+/// the node sends a packet.
+#[inline(always)]
+pub(crate) fn on_send(skb: *const u8) {
+    if v(&filter().flags) & ff::SOCKET_COUNT != 0 {
+        let _ = count_at_socket(skb, true);
+    }
+}
+
+/// A TCP segment without SYN/FIN/RST at a socket: counted in its
+/// connection (see `guard::count_at_socket`). False for any other packet.
+#[inline(always)]
+fn count_at_socket(skb: *const u8, sent: bool) -> bool {
+    let Ok(ev) = scratch() else {
+        return false;
+    };
+    if read_packet::<Probe>(skb, offsets(), ev, FILTER_BYTES).is_err() {
+        return false;
+    }
+    match guard::socket_counted(ev, filter()) {
+        Some(t) => {
+            guard::count_at_socket(ev, &t, sent);
+            true
+        }
+        None => false,
+    }
 }

@@ -128,6 +128,11 @@ pub(crate) static FLOWS_ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
 pub(crate) static CONNS: LruHashMap<FlowKey, ConnCount> = LruHashMap::with_max_entries(65536, 0);
 
 /// Guardrails: the full-detail token bucket, per CPU.
+/// Never written: the zeroed value a new CONNS entry starts from (the
+/// programs' stacks have no room for one).
+#[map]
+pub(crate) static CONN_ZERO: Array<ConnCount> = Array::with_max_entries(1, 0);
+
 #[map]
 pub(crate) static BUCKET: PerCpuArray<Bucket> = PerCpuArray::with_max_entries(1, 0);
 

@@ -36,17 +36,9 @@ pub(crate) fn full_detail(ev: &PacketEvent, f: &Filter, now: u64) -> bool {
         _ => return true,
     }
     let (key, dir) = conn_key(&ev.data, &t);
-    let c = match CONNS.get_ptr_mut(&key) {
-        Some(c) => c,
-        None => {
-            let _ = CONNS.insert(&key, &ConnCount::default(), 0);
-            match CONNS.get_ptr_mut(&key) {
-                Some(c) => c,
-                None => return true,
-            }
-        }
+    let Some(c) = conn_entry(&key) else {
+        return true;
     };
-    let c = unsafe { &mut *c };
     let n = c.total;
     c.total += 1;
     let every = v(&f.guard_every) as u64;
@@ -65,10 +57,115 @@ pub(crate) fn full_detail(ev: &PacketEvent, f: &Filter, now: u64) -> bool {
         c.pkts[1] += 1;
         c.bytes[1] += len;
     }
+    count_sampled();
+    false
+}
+
+#[inline(always)]
+fn count_sampled() {
     if let Some(s) = SAMPLED.get_ptr_mut(0) {
         unsafe { *s += 1 };
     }
-    false
+}
+
+/// The connection's counts, created when it is new.
+#[inline(always)]
+fn conn_entry(key: &FlowKey) -> Option<&'static mut ConnCount> {
+    if let Some(c) = CONNS.get_ptr_mut(key) {
+        return Some(unsafe { &mut *c });
+    }
+    let zero = CONN_ZERO.get(0)?;
+    let _ = CONNS.insert(key, zero, 0);
+    CONNS.get_ptr_mut(key).map(|c| unsafe { &mut *c })
+}
+
+/// Counting at the sockets (the agent, [`ff::SOCKET_COUNT`]): the packet
+/// is a TCP segment without SYN/FIN/RST (innermost headers), which no
+/// program follows across the node. Its tuple, else `None` (the packet is
+/// followed as the guardrails decide).
+#[inline(always)]
+pub(crate) fn socket_counted(ev: &PacketEvent, f: &Filter) -> Option<parse::Tuple> {
+    if v(&f.flags) & ff::SOCKET_COUNT == 0 {
+        return None;
+    }
+    let cap = ev.hdr.cap_len as usize;
+    let o = parse::outer(&ev.data, cap, ev.hdr.l3_proto)?;
+    let t = parse::inner(&ev.data, cap, &o, f).unwrap_or(o);
+    if t.proto != IPPROTO_TCP
+        || t.l4 + 14 > cap
+        || parse::byte(&ev.data, t.l4 + 13) & TCP_CONTROL != 0
+    {
+        return None;
+    }
+    Some(t)
+}
+
+/// A socket of the node sent (`sent`) or took a segment `socket_counted`
+/// chose: count it in its connection. Sockets on loopback addresses are
+/// not on any path across the node.
+#[inline(always)]
+pub(crate) fn count_at_socket(ev: &PacketEvent, t: &parse::Tuple, sent: bool) {
+    let (key, dir) = conn_key(&ev.data, t);
+    if is_loopback(&key.src) || is_loopback(&key.dst) {
+        return;
+    }
+    let Some(c) = conn_entry(&key) else {
+        return;
+    };
+    // The IP length (the skb's length depends on where the socket sees
+    // it); a GSO packet of more than 64 KiB has none: its skb length.
+    let len = match ev.hdr.l3_proto {
+        0x0800 => ((parse::byte(&ev.data, 2) as u64) << 8) | parse::byte(&ev.data, 3) as u64,
+        _ => {
+            let p = ((parse::byte(&ev.data, 4) as u64) << 8) | parse::byte(&ev.data, 5) as u64;
+            if p == 0 {
+                0
+            } else {
+                p + 40
+            }
+        }
+    };
+    let len = if len == 0 { ev.hdr.len as u64 } else { len };
+    let d = (dir & 1) as usize;
+    let before = max(c.sent[d], c.taken[d]);
+    if sent {
+        c.sent[d] += 1;
+        c.sent_bytes[d] += len;
+    } else {
+        c.taken[d] += 1;
+        c.taken_bytes[d] += len;
+    }
+    // Seen at both ends, a packet counts once.
+    if max(c.sent[d], c.taken[d]) > before {
+        count_sampled();
+    }
+}
+
+#[inline(always)]
+fn max(a: u64, b: u64) -> u64 {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// 127.0.0.0/8 (IPv4-mapped) or ::1.
+#[inline(always)]
+fn is_loopback(a: &[u8; 16]) -> bool {
+    let mut zeros = 0u8;
+    let mut i = 0;
+    while i < 10 {
+        zeros |= a[i];
+        i += 1;
+    }
+    if zeros != 0 {
+        return false;
+    }
+    if a[10] == 0xff && a[11] == 0xff {
+        return a[12] == 127;
+    }
+    a[10] | a[11] | a[12] | a[13] | a[14] == 0 && a[15] == 1
 }
 
 /// The connection's key (lower endpoint first) and the packet's direction

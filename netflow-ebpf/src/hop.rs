@@ -43,7 +43,11 @@ pub(crate) fn on_drop<M: Mem>(skb: *const u8, location: u64, reason: u32) -> Res
         return Ok(());
     }
     if !tracked {
-        // Not seen before: report it when its headers match the selection.
+        // Not seen before: report it when it is an IP packet (not a
+        // netlink message, say) whose headers match the selection.
+        if parse::outer(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto).is_none() {
+            return Ok(());
+        }
         let netns_hit =
             v(&f.flags) & ff::NETNS != 0 && unsafe { SEL_NETNS.get(dev.netns) }.is_some();
         if !selected(ev, f, netns_hit) {
@@ -55,7 +59,10 @@ pub(crate) fn on_drop<M: Mem>(skb: *const u8, location: u64, reason: u32) -> Res
     ev.hdr.reason = reason;
     if delivered {
         ev.hdr.flags = event_flags::AFTER_DELIVERY;
-    } else if flags & track_flags::COUNTED != 0 {
+    } else if flags & track_flags::COUNTED != 0
+        || (!tracked && guard::socket_counted(ev, f).is_some())
+    {
+        // Counted in CONNS (on its way, or by the socket that sent it).
         ev.hdr.flags = event_flags::COUNTED;
     }
     output(ev);
@@ -153,6 +160,13 @@ pub(crate) fn on_hop<M: Mem>(
         if !full && parse::has_inner(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, f) {
             read_packet::<M>(skb, o, ev, CAPTURE_BYTES as u32)?;
             full = true;
+        }
+        if guard::socket_counted(ev, f).is_some() {
+            // The agent's TCP data: its sockets count it.
+            if slot.is_some() {
+                let _ = TRACKED.remove(key);
+            }
+            return Ok(false);
         }
         let netns_hit =
             v(&f.flags) & ff::NETNS != 0 && unsafe { SEL_NETNS.get(dev.netns) }.is_some();

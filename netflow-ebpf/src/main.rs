@@ -131,6 +131,15 @@ pub fn netflow_sock_in(ctx: SkBuffContext) -> i32 {
     1
 }
 
+/// cgroup_skb egress on the cgroup v2 root, attached only for the agent's
+/// counting: a socket of the node sends a TCP segment, counted in its
+/// connection instead of followed across the node. Always returns 1.
+#[cgroup_skb(egress)]
+pub fn netflow_sock_out(ctx: SkBuffContext) -> i32 {
+    deliver::on_send(ctx.skb.skb as *const u8);
+    1
+}
+
 /// `TP_PROTO(const struct sock *sk, const struct sk_buff *skb, int err)`:
 /// a retransmission. The skb sits in the retransmit queue without IP
 /// headers, so the event's headers are built from the socket.

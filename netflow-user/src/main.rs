@@ -179,6 +179,10 @@ struct AgentArgs {
     /// Size of the kernel's event ring buffer (a power of two, at least 4K).
     #[arg(long, value_name = "BYTES", default_value = "8M", value_parser = parse_ring_size)]
     ring_size: u32,
+    /// Which connections stdout gets as JSON lines: those that did not end
+    /// well, or all of them (every connection of the node: a flow log).
+    #[arg(long, value_name = "WHICH", default_value = "failed", value_parser = ["failed", "all"])]
+    log_connections: String,
 }
 
 #[cfg(feature = "live")]
@@ -200,11 +204,13 @@ fn agent_cmd(a: AgentArgs, rt: &Runtime) -> anyhow::Result<()> {
             write: None,
             ring_bytes: a.ring_size,
             every_packet: false,
+            count_at_sockets: true,
             pods: None,
             follow_netns: None,
         },
         metrics_addr: a.metrics_addr,
         runtime_endpoint: a.runtime_endpoint,
+        log_all_connections: a.log_connections == "all",
     };
     rt.block_on(agent::run(opts)).map(|_| ())
 }
@@ -271,6 +277,7 @@ impl LiveArgs {
             write: self.write,
             ring_bytes: self.ring_size,
             every_packet: self.every_packet,
+            count_at_sockets: false,
             pods: None,
             follow_netns: None,
         }
@@ -506,6 +513,7 @@ fn demo_cmd(a: DemoArgs, rt: &Runtime) -> anyhow::Result<()> {
         write: None,
         ring_bytes: netflow_common::RING_BYTES,
         every_packet: false,
+        count_at_sockets: false,
         pods: None,
         follow_netns: None,
     };

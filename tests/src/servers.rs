@@ -52,6 +52,50 @@ pub fn tcp_server(ns: &str, addr: &str, port: u16) -> Background {
     bg
 }
 
+/// A TCP server in `ns` on `addr:port` that reads each connection to its
+/// end and answers with the number of bytes it read.
+pub fn byte_sink(ns: &str, addr: &str, port: u16) -> Background {
+    let script = std::env::temp_dir().join(format!("netflow-sink-{ns}-{port}.py"));
+    std::fs::write(
+        &script,
+        format!(
+            "import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+             s.bind(('{addr}',{port})); s.listen()\nwhile True:\n    c,_=s.accept()\n    n=0\n    while True:\n        d=c.recv(65536)\n        if not d: break\n        n+=len(d)\n    c.sendall(str(n).encode()); c.close()\n"
+        ),
+    )
+    .expect("write test server script");
+    let mut bg = Background::spawn(&format!("ip netns exec {ns} python3 {}", script.display()));
+    bg.1 = Some(script);
+    wait_bound(ns, "-ltnH", addr, port);
+    bg
+}
+
+/// From `ns`, send `bytes` to the [`byte_sink`] on `addr:port` and check
+/// its answer.
+pub fn send_bytes(ns: &str, addr: &str, port: u16, bytes: u64) {
+    sh(&format!(
+        "ip netns exec {ns} python3 -c \"import socket; s=socket.create_connection(('{addr}',{port}),timeout=5); s.sendall(b'x'*{bytes}); s.shutdown(socket.SHUT_WR); assert s.recv(20)==b'{bytes}'\""
+    ));
+}
+
+/// An nftables counter in `ns` at OUTPUT for packets matching `expr`
+/// (one per namespace: table `ip cnt`).
+pub fn output_counter(ns: &str, expr: &str) {
+    sh(&format!(
+        "ip netns exec {ns} nft 'add table ip cnt; add chain ip cnt out {{ type filter hook output priority 10; }}; add rule ip cnt out {expr} counter'"
+    ));
+}
+
+/// The packets [`output_counter`] counted in `ns`.
+pub fn counter_packets(ns: &str) -> u64 {
+    let out = sh(&format!("ip netns exec {ns} nft list table ip cnt"));
+    out.split("packets ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no counter in {out}"))
+}
+
 /// Wait until a socket in `ns` is bound to `port` (`ss` flags: -ltnH, -lunH).
 fn wait_bound(ns: &str, ss_flags: &str, addr: &str, port: u16) {
     for _ in 0..100 {

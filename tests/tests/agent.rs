@@ -336,3 +336,58 @@ fn prometheus_scrapes_drops_and_connection_outcomes() {
         "the healthy call is not on stdout: {lines:#?}"
     );
 }
+
+/// The agent counts a pod's TCP data where its sockets are, and follows
+/// none of it across the node: a bulk transfer through a Service VIP (DNAT
+/// on the node) reads `ok` with exactly the packets nftables counted at
+/// each end, all but the handshake and the FINs only counted.
+#[test]
+fn the_agent_counts_tcp_data_at_its_sockets() {
+    let (lab, node, a, b, _va, _vb) = routed_lab("agc");
+    let b_ip = format!("{}.0.2", lab.net());
+    let vip = format!("10.96.{}.11", lab.net().trim_start_matches("10."));
+    sh(&format!(
+        "ip netns exec {node} iptables -t nat -A PREROUTING -d {vip} -p tcp --dport 80 -j DNAT --to-destination {b_ip}:7300"
+    ));
+    let _sink = byte_sink(&b, &b_ip, 7300);
+    lab.exec(&a, &format!("ping -c1 -W2 {b_ip}"));
+    output_counter(&a, &format!("ip daddr {vip} tcp dport 80"));
+    output_counter(&b, "tcp sport 7300");
+    let port = free_port();
+    let agent = Tracer::agent(&[
+        "--metrics-addr",
+        &format!("127.0.0.1:{port}"),
+        "--nf-netns",
+        &node,
+        "--log-connections",
+        "all",
+    ]);
+    send_bytes(&a, &vip, 80, 20_000_000);
+    std::thread::sleep(Duration::from_millis(500));
+    let lines = agent.stop();
+    let c: Vec<&Value> = connections(&lines)
+        .into_iter()
+        .filter(|c| c["flow"]["dst"] == vip.as_str() && c["flow"]["dport"] == 80)
+        .collect();
+    assert_eq!(c.len(), 1, "{c:#?}");
+    let c = c[0];
+    assert_eq!(c["outcome"], "ok", "{c:#}");
+    let (fwd, rev) = (&c["fwd"], &c["rev"]);
+    let (sent, answered) = (counter_packets(&a), counter_packets(&b));
+    assert!(sent > 100, "{sent} packets for 20 MB");
+    assert_eq!(fwd["packets"].as_u64(), Some(sent), "{c:#}");
+    assert_eq!(rev["packets"].as_u64(), Some(answered), "{c:#}");
+    // Nothing of the healthy transfer was reported packet by packet but
+    // the drops the kernel made (a segment TCP had already, say).
+    for p in packets(&lines) {
+        assert_eq!(p["verdict"], "dropped", "{p:#}");
+    }
+    // Followed hop by hop: the SYN, the SYN-ACK and the FINs at most, and
+    // the drops (each one's report is its only event).
+    for d in [fwd, rev] {
+        let followed = d["packets"].as_u64().unwrap()
+            - d["sampled"].as_u64().unwrap()
+            - d["dropped"].as_u64().unwrap();
+        assert!((1..=3).contains(&followed), "{followed} followed: {c:#}");
+    }
+}

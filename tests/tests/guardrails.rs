@@ -5,22 +5,6 @@
 use netflow_tests::*;
 use serde_json::Value;
 
-/// An nftables counter in `ns` at OUTPUT for packets matching `expr`.
-fn output_counter(ns: &str, expr: &str) {
-    sh(&format!(
-        "ip netns exec {ns} nft 'add table ip cnt; add chain ip cnt out {{ type filter hook output priority 10; }}; add rule ip cnt out {expr} counter'"
-    ));
-}
-
-fn counter_packets(ns: &str) -> u64 {
-    let out = sh(&format!("ip netns exec {ns} nft list table ip cnt"));
-    out.split("packets ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no counter in {out}"))
-}
-
 fn the_connection(lines: &[Value], dport: u64) -> &Value {
     let c: Vec<_> = connections(lines)
         .into_iter()
@@ -37,27 +21,15 @@ fn bulk_transfer_is_sampled_and_counted_exactly() {
     let mut lab = Lab::new("gbulk");
     let net = lab.net();
     let (a, b) = lab.pair("a", "b");
-    let script = std::env::temp_dir().join(format!("netflow-sink-{}.py", std::process::id()));
-    std::fs::write(
-        &script,
-        format!("import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
-         s.bind(('{net}.0.2',7300)); s.listen()\nwhile True:\n    c,_=s.accept()\n    n=0\n    while True:\n        d=c.recv(65536)\n        if not d: break\n        n+=len(d)\n    c.sendall(str(n).encode()); c.close()\n").as_str(),
-    )
-    .unwrap();
-    let _server = Background::spawn(&format!("ip netns exec {b} python3 {}", script.display()));
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    let _server = byte_sink(&b, &format!("{net}.0.2"), 7300);
     lab.exec(&a, &format!("ping -c1 -W2 {net}.0.2"));
     output_counter(&a, "tcp dport 7300");
     output_counter(&b, "tcp sport 7300");
 
     let t = Tracer::start(&["--netns", &a]);
-    lab.exec(
-        &a,
-        format!("python3 -c \"import socket; s=socket.create_connection(('{net}.0.2',7300),timeout=5); s.sendall(b'x'*20000000); s.shutdown(socket.SHUT_WR); assert s.recv(20)==b'20000000'\"").as_str(),
-    );
+    send_bytes(&a, &format!("{net}.0.2"), 7300, 20_000_000);
     std::thread::sleep(std::time::Duration::from_millis(300));
     let lines = t.stop();
-    let _ = std::fs::remove_file(&script);
     let c = the_connection(&lines, 7300);
     assert_eq!(c["outcome"], "ok", "{c:#}");
     let (fwd, rev) = (&c["fwd"], &c["rev"]);
@@ -90,10 +62,7 @@ fn bulk_transfer_is_sampled_and_counted_exactly() {
 
     // --every-packet: nothing only counted.
     let t = Tracer::start(&["--netns", &a, "--every-packet"]);
-    lab.exec(
-        &a,
-        format!("python3 -c \"import socket; s=socket.create_connection(('{net}.0.2',7300),timeout=5); s.sendall(b'x'*2000000); s.shutdown(socket.SHUT_WR); s.recv(20)\"").as_str(),
-    );
+    send_bytes(&a, &format!("{net}.0.2"), 7300, 2_000_000);
     let lines = t.stop();
     let c = the_connection(&lines, 7300);
     assert_eq!(c["fwd"]["sampled"], 0, "{c:#}");

@@ -99,6 +99,7 @@ const SUITE: &[(&str, &[&str])] = &[
         ],
     ),
     ("tcp", &["closed_port_no_socket_and_reset"]),
+    ("agent", &["the_agent_counts_tcp_data_at_its_sockets"]),
     ("probes", &["sigkill_leaves_nothing_attached"]),
 ];
 

@@ -40,6 +40,10 @@ pub struct TraceOptions {
     pub ring_bytes: u32,
     /// No guardrails: full detail for every selected packet.
     pub every_packet: bool,
+    /// The agent's counting: TCP segments without SYN/FIN/RST are counted
+    /// by the sockets that send and take them, never followed hop by hop
+    /// (their drops are still reported). Needs cgroup v2.
+    pub count_at_sockets: bool,
     /// Pods kept current by someone else (the agent): netns inode → pod
     /// label, shown instead of the selected pods' names.
     pub pods: Option<PodLabels>,
@@ -226,6 +230,9 @@ pub async fn run_with(
         sel.filter.guard_first = GUARD_FIRST;
         sel.filter.guard_every = GUARD_EVERY;
         sel.filter.guard_rate = GUARD_RATE;
+        if opts.count_at_sockets && crate::live::kernel::cgroup::open_root().is_ok() {
+            sel.filter.flags |= netflow_common::filter_flags::SOCKET_COUNT;
+        }
     }
     let mut probes = Probes::start(&sel, &kbtf, consumed, &plan, opts.ring_bytes)?;
     // The kernel's BTF as parsed (~55 MB of heap) was for the offsets and the

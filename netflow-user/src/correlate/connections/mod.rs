@@ -78,6 +78,32 @@ pub struct Counted {
     pub fwd_bytes: u64,
     pub rev_packets: u64,
     pub rev_bytes: u64,
+    /// Counted by the sockets of the node (the agent): a connection whose
+    /// ends are both here has the same packets under each of its tuples
+    /// (before and after NAT), so the tuples' figures are not added: the
+    /// largest is taken.
+    #[serde(default)]
+    pub at_sockets: SocketCounts,
+}
+
+/// Packets and bytes counted at the sockets, by direction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SocketCounts {
+    pub fwd_packets: u64,
+    pub fwd_bytes: u64,
+    pub rev_packets: u64,
+    pub rev_bytes: u64,
+}
+
+impl SocketCounts {
+    fn max(self, o: SocketCounts) -> SocketCounts {
+        SocketCounts {
+            fwd_packets: self.fwd_packets.max(o.fwd_packets),
+            fwd_bytes: self.fwd_bytes.max(o.fwd_bytes),
+            rev_packets: self.rev_packets.max(o.rev_packets),
+            rev_bytes: self.rev_bytes.max(o.rev_bytes),
+        }
+    }
 }
 
 /// Where the counts of only-counted packets come from: the kernel's map in
@@ -603,12 +629,18 @@ impl Connections {
                     .filter(|t| matches!(t.proto, Proto::Tcp | Proto::Udp))
                     .copied()
                     .collect();
+                let mut at_sockets = SocketCounts::default();
                 for t in &tuples {
                     if let Some(k) = counts(t) {
                         o.fwd.add_counted(k.fwd_packets, k.fwd_bytes);
                         o.rev.add_counted(k.rev_packets, k.rev_bytes);
+                        at_sockets = at_sockets.max(k.at_sockets);
                     }
                 }
+                o.fwd
+                    .add_counted(at_sockets.fwd_packets, at_sockets.fwd_bytes);
+                o.rev
+                    .add_counted(at_sockets.rev_packets, at_sockets.rev_bytes);
                 for k in &o.keys {
                     if self.by_key.get(k) == Some(&id) {
                         self.by_key.remove(k);

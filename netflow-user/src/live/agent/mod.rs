@@ -37,6 +37,8 @@ pub struct AgentOptions {
     pub trace: trace::TraceOptions,
     pub metrics_addr: SocketAddr,
     pub runtime_endpoint: Option<String>,
+    /// Every connection as a JSON line, not only those that did not end well.
+    pub log_all_connections: bool,
 }
 
 /// How often the pods of the node are listed again.
@@ -114,6 +116,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<Stats> {
         metrics: Arc::clone(&metrics),
         pods: Arc::clone(&pods),
         json: output::sink(Mode::Json, Box::new(std::io::stdout())),
+        log_all_connections: opts.log_all_connections,
     };
     let mut topts = opts.trace;
     topts.pods = Some(labels);
@@ -131,6 +134,7 @@ struct AgentSink {
     metrics: Arc<Metrics>,
     pods: Arc<Mutex<PodIndex>>,
     json: Box<dyn Sink + Send>,
+    log_all_connections: bool,
 }
 
 impl AgentSink {
@@ -226,7 +230,7 @@ impl Sink for AgentSink {
             namespace: pod.namespace,
             pod: pod.pod,
         });
-        if c.outcome != crate::correlate::connections::Outcome::Ok {
+        if self.log_all_connections || c.outcome != crate::correlate::connections::Outcome::Ok {
             self.json.connection(c, names)?;
         }
         Ok(())

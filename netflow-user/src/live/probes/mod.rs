@@ -15,7 +15,7 @@ use aya::{
 use netflow_common::{names, AddrKey, ConnCount, FlowKey};
 
 use crate::{
-    correlate::connections::{CountSource, Counted},
+    correlate::connections::{CountSource, Counted, SocketCounts},
     decode::packet::Tuple,
     live::kernel::btf::KernelBtf,
     live::probes::netfilter::NfPrograms,
@@ -56,23 +56,7 @@ struct NfLinks {
 /// `cgroup_skb` ingress on the cgroup v2 root (a link: it dies with the
 /// process): the moment a socket takes a packet. True when attached.
 fn attach_sock_in(ebpf: &mut Ebpf, status: &mut Vec<ProbeStatus>) -> bool {
-    let name = names::PROG_SOCK_IN;
-    let target = "cgroup_skb/ingress".to_string();
-    let r = crate::live::kernel::cgroup::open_root()
-        .map_err(|e| e.to_string())
-        .and_then(|root| {
-            let p: &mut CgroupSkb = program(ebpf, name, &target).map_err(|e| e.to_string())?;
-            p.load().map_err(|e| short(&e))?;
-            // A link (5.7+) shares the cgroup with other programs whatever
-            // the mode, and the kernel wants no mode flags with it.
-            p.attach(
-                &root.fd,
-                CgroupSkbAttachType::Ingress,
-                CgroupAttachMode::Single,
-            )
-            .map_err(|e| short(&e))?;
-            Ok(root.how)
-        });
+    let r = attach_cgroup_skb(ebpf, names::PROG_SOCK_IN, CgroupSkbAttachType::Ingress);
     let (active, note) = match r {
         Ok(how) => (true, format!("socket delivery ({how})")),
         Err(e) => (
@@ -81,12 +65,50 @@ fn attach_sock_in(ebpf: &mut Ebpf, status: &mut Vec<ProbeStatus>) -> bool {
         ),
     };
     status.push(ProbeStatus {
-        name,
-        target,
+        name: names::PROG_SOCK_IN,
+        target: "cgroup_skb/ingress".into(),
         active,
         note,
     });
     active
+}
+
+/// The agent's counting: `cgroup_skb` egress on the cgroup v2 root, where
+/// a socket of the node sends (ingress is `attach_sock_in`).
+fn attach_sock_out(ebpf: &mut Ebpf, status: &mut Vec<ProbeStatus>) {
+    let r = attach_cgroup_skb(ebpf, names::PROG_SOCK_OUT, CgroupSkbAttachType::Egress);
+    let (active, note) = match r {
+        Ok(how) => (
+            true,
+            format!("TCP data counted where sockets send and take it ({how})"),
+        ),
+        Err(e) => (false, format!("TCP data a pod sends is not counted: {e}")),
+    };
+    status.push(ProbeStatus {
+        name: names::PROG_SOCK_OUT,
+        target: "cgroup_skb/egress".into(),
+        active,
+        note,
+    });
+}
+
+fn attach_cgroup_skb(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    kind: CgroupSkbAttachType,
+) -> std::result::Result<String, String> {
+    let target = match kind {
+        CgroupSkbAttachType::Ingress => "cgroup_skb/ingress",
+        CgroupSkbAttachType::Egress => "cgroup_skb/egress",
+    };
+    let root = crate::live::kernel::cgroup::open_root().map_err(|e| e.to_string())?;
+    let p: &mut CgroupSkb = program(ebpf, name, target).map_err(|e| e.to_string())?;
+    p.load().map_err(|e| short(&e))?;
+    // A link (5.7+) shares the cgroup with other programs whatever the
+    // mode, and the kernel wants no mode flags with it.
+    p.attach(&root.fd, kind, CgroupAttachMode::Single)
+        .map_err(|e| short(&e))?;
+    Ok(root.how)
 }
 
 impl Probes {
@@ -111,6 +133,9 @@ impl Probes {
 
         let mut status = Vec::new();
         let sockets = attach_sock_in(&mut ebpf, &mut status);
+        if filter.flags & netflow_common::filter_flags::SOCKET_COUNT != 0 {
+            attach_sock_out(&mut ebpf, &mut status);
+        }
         // Where packets end first, then netfilter, then where they start: a
         // packet first seen on a device always has its end probes in place.
         let (starts, ends): (Vec<Tracepoint>, Vec<Tracepoint>) = TRACEPOINTS
@@ -339,8 +364,19 @@ impl CountSource for KernelCounts {
             fwd_bytes: c.bytes[fwd],
             rev_packets: c.pkts[rev],
             rev_bytes: c.bytes[rev],
+            // Seen by the socket that sent it and by the one that took it:
+            // the larger of the two counts.
+            at_sockets: SocketCounts {
+                fwd_packets: c.sent[fwd].max(c.taken[fwd]),
+                fwd_bytes: c.sent_bytes[fwd].max(c.taken_bytes[fwd]),
+                rev_packets: c.sent[rev].max(c.taken[rev]),
+                rev_bytes: c.sent_bytes[rev].max(c.taken_bytes[rev]),
+            },
         })
-        .filter(|k| k.fwd_packets + k.rev_packets > 0)
+        .filter(|k| {
+            let s = &k.at_sockets;
+            k.fwd_packets + k.rev_packets + s.fwd_packets + s.rev_packets > 0
+        })
     }
 }
 
