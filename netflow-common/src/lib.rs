@@ -300,6 +300,10 @@ pub struct ConnCount {
     /// sockets of the node is seen at both ends: its count is the larger.
     pub sent: [u64; 2],
     pub sent_bytes: [u64; 2],
+    /// The sender's CPU writes `sent`, the receiver's `taken`: a cache
+    /// line apart, so that they do not take the line from each other at
+    /// every packet.
+    pub _gap: [u64; 8],
     pub taken: [u64; 2],
     pub taken_bytes: [u64; 2],
 }

@@ -1,7 +1,10 @@
 //! A socket takes the packet: `cgroup_skb` ingress on the cgroup v2 root,
 //! which runs after INPUT and the socket lookup, for every socket of the
 //! node (listeners and connecting sockets included).
-use aya_ebpf::helpers::bpf_ktime_get_ns;
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_ns, generated},
+    programs::SkBuffContext,
+};
 use netflow_common::{filter_flags as ff, parse, track_flags, Point, Track};
 
 use crate::{
@@ -19,7 +22,8 @@ use crate::{
 /// it stays tracked as delivered: a later free of it (QUEUE_PURGE when the
 /// socket closes) is known to come after delivery.
 #[inline(always)]
-pub(crate) fn on_deliver(skb: *const u8) -> Result<(), ()> {
+pub(crate) fn on_deliver(ctx: &SkBuffContext) -> Result<(), ()> {
+    let skb = ctx.skb.skb as *const u8;
     // Nothing selected yet: no packet of ours can be here (a copy's
     // original was tracked when a device first saw it). The agent's
     // counting needs none.
@@ -30,7 +34,7 @@ pub(crate) fn on_deliver(skb: *const u8) -> Result<(), ()> {
     let o = offsets();
     let key = skb as u64;
     let slot = TRACKED.get_ptr_mut(key);
-    if slot.is_none() && v(&f.flags) & ff::SOCKET_COUNT != 0 && count_at_socket(skb, false) {
+    if slot.is_none() && v(&f.flags) & ff::SOCKET_COUNT != 0 && count_at_socket(ctx, false) {
         return Ok(());
     }
     // Copies (raw sockets, multicast to several sockets) are cloned skbs,
@@ -98,22 +102,44 @@ pub(crate) fn on_deliver(skb: *const u8) -> Result<(), ()> {
 /// cgroup_skb egress (attached for the agent's counting only): a socket of
 /// the node sends a packet.
 #[inline(always)]
-pub(crate) fn on_send(skb: *const u8) {
+pub(crate) fn on_send(ctx: &SkBuffContext) {
     if v(&filter().flags) & ff::SOCKET_COUNT != 0 {
-        let _ = count_at_socket(skb, true);
+        let _ = count_at_socket(ctx, true);
     }
 }
 
 /// A TCP segment without SYN/FIN/RST at a socket: counted in its
 /// connection (see `guard::count_at_socket`). False for any other packet.
+///
+/// The headers come by `bpf_skb_load_bytes` (a cgroup_skb program sees the
+/// packet from its network header on, both ways): one helper call instead
+/// of the probe reads of the skb's fields and bytes. Constant sizes, each
+/// enough for the IPv4 or IPv6 and TCP headers of a packet that long.
 #[inline(always)]
-fn count_at_socket(skb: *const u8, sent: bool) -> bool {
+fn count_at_socket(ctx: &SkBuffContext, sent: bool) -> bool {
     let Ok(ev) = scratch() else {
         return false;
     };
-    if read_packet::<Probe>(skb, offsets(), ev, FILTER_BYTES).is_err() {
+    let len = ctx.len();
+    let skb = ctx.skb.skb as *const core::ffi::c_void;
+    let dst = ev.data.as_mut_ptr() as *mut core::ffi::c_void;
+    let (r, n) = unsafe {
+        if len >= 64 {
+            (generated::bpf_skb_load_bytes(skb, 0, dst, 64), 64)
+        } else if len >= 56 {
+            (generated::bpf_skb_load_bytes(skb, 0, dst, 56), 56)
+        } else if len >= 40 {
+            (generated::bpf_skb_load_bytes(skb, 0, dst, 40), 40)
+        } else {
+            return false;
+        }
+    };
+    if r != 0 {
         return false;
     }
+    ev.hdr.cap_len = n;
+    ev.hdr.len = len;
+    ev.hdr.l3_proto = u16::from_be(ctx.skb.protocol() as u16);
     match guard::socket_counted(ev, filter()) {
         Some(t) => {
             guard::count_at_socket(ev, &t, sent);

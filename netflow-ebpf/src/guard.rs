@@ -126,27 +126,15 @@ pub(crate) fn count_at_socket(ev: &PacketEvent, t: &parse::Tuple, sent: bool) {
         }
     };
     let len = if len == 0 { ev.hdr.len as u64 } else { len };
+    // Only this side's counters: the other end's CPU writes its own (the
+    // daemon takes the larger, and counts them in `sampled` then).
     let d = (dir & 1) as usize;
-    let before = max(c.sent[d], c.taken[d]);
     if sent {
         c.sent[d] += 1;
         c.sent_bytes[d] += len;
     } else {
         c.taken[d] += 1;
         c.taken_bytes[d] += len;
-    }
-    // Seen at both ends, a packet counts once.
-    if max(c.sent[d], c.taken[d]) > before {
-        count_sampled();
-    }
-}
-
-#[inline(always)]
-fn max(a: u64, b: u64) -> u64 {
-    if a > b {
-        a
-    } else {
-        b
     }
 }
 
@@ -173,22 +161,39 @@ fn is_loopback(a: &[u8; 16]) -> bool {
 #[inline(always)]
 fn conn_key(buf: &[u8; netflow_common::CAPTURE_BYTES], t: &parse::Tuple) -> (FlowKey, u8) {
     let mut k = parse::flow_key(buf, t);
-    // Compare (src, sport) with (dst, dport).
-    let mut order = 0i8;
-    let mut i = 0;
-    while i < 16 {
-        if order == 0 {
-            if k.src[i] < k.dst[i] {
-                order = -1;
-            } else if k.src[i] > k.dst[i] {
-                order = 1;
-            }
+    // Compare (src, sport) with (dst, dport): the addresses as two
+    // big-endian halves each (the byte order the daemon compares in).
+    let half = |a: &[u8; 16], i: usize| {
+        u64::from_be_bytes([
+            a[i],
+            a[i + 1],
+            a[i + 2],
+            a[i + 3],
+            a[i + 4],
+            a[i + 5],
+            a[i + 6],
+            a[i + 7],
+        ])
+    };
+    let (s0, d0) = (half(&k.src, 0), half(&k.dst, 0));
+    let (s1, d1) = (half(&k.src, 8), half(&k.dst, 8));
+    let order: i8 = if s0 != d0 {
+        if s0 < d0 {
+            -1
+        } else {
+            1
         }
-        i += 1;
-    }
-    if order == 0 && k.sport > k.dport {
-        order = 1;
-    }
+    } else if s1 != d1 {
+        if s1 < d1 {
+            -1
+        } else {
+            1
+        }
+    } else if k.sport > k.dport {
+        1
+    } else {
+        0
+    };
     if order > 0 {
         core::mem::swap(&mut k.src, &mut k.dst);
         core::mem::swap(&mut k.sport, &mut k.dport);

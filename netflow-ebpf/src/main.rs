@@ -127,7 +127,7 @@ pub fn netflow_tcp_rcv(ctx: BtfTracePointContext) -> i32 {
 /// returns 1 (allow): the packet goes on untouched.
 #[cgroup_skb(ingress)]
 pub fn netflow_sock_in(ctx: SkBuffContext) -> i32 {
-    let _ = on_deliver(ctx.skb.skb as *const u8);
+    let _ = on_deliver(&ctx);
     1
 }
 
@@ -136,7 +136,7 @@ pub fn netflow_sock_in(ctx: SkBuffContext) -> i32 {
 /// connection instead of followed across the node. Always returns 1.
 #[cgroup_skb(egress)]
 pub fn netflow_sock_out(ctx: SkBuffContext) -> i32 {
-    deliver::on_send(ctx.skb.skb as *const u8);
+    deliver::on_send(&ctx);
     1
 }
 

@@ -42,6 +42,10 @@ pub struct Pipeline {
     filter: FlowFilter,
     /// UDP ports whose packets carry VXLAN (the decoder follows the inner packet).
     vxlan_ports: Vec<u16>,
+    /// The kernel's count of only-counted packets; `stats.sampled` adds
+    /// those the sockets counted (known as each connection ends).
+    kernel_sampled: u64,
+    sampled_at_sockets: u64,
 }
 
 impl Pipeline {
@@ -66,6 +70,8 @@ impl Pipeline {
             stats: Stats::default(),
             recorder,
             filter,
+            kernel_sampled: 0,
+            sampled_at_sockets: 0,
         }
     }
 
@@ -145,7 +151,8 @@ impl Pipeline {
 
     /// The kernel's count of only-counted packets so far.
     pub fn sampled(&mut self, total: u64) {
-        self.stats.sampled = total;
+        self.kernel_sampled = total;
+        self.stats.sampled = total + self.sampled_at_sockets;
     }
 
     /// The kernel's count of lost events, read at monotonic time `now`:
@@ -249,6 +256,8 @@ impl Pipeline {
         }
         let mut late = false;
         for (i, c) in conns.into_iter().enumerate() {
+            self.sampled_at_sockets += c.counted_at_sockets;
+            self.stats.sampled = self.kernel_sampled + self.sampled_at_sockets;
             late = late || self.out_of_time(i);
             if late {
                 self.stats.unreported += 1;
@@ -293,7 +302,9 @@ impl Pipeline {
             r.end(&End {
                 events: self.stats.events,
                 lost,
-                sampled: self.stats.sampled,
+                // The replay counts the sockets' share again from the
+                // recorded counts.
+                sampled: self.kernel_sampled,
             })?;
         }
         Ok(self.stats)

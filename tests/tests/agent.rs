@@ -377,6 +377,14 @@ fn the_agent_counts_tcp_data_at_its_sockets() {
     assert!(sent > 100, "{sent} packets for 20 MB");
     assert_eq!(fwd["packets"].as_u64(), Some(sent), "{c:#}");
     assert_eq!(rev["packets"].as_u64(), Some(answered), "{c:#}");
+    // The run's count of only-counted packets has them (the node's other
+    // traffic may add to it).
+    let counted = fwd["sampled"].as_u64().unwrap() + rev["sampled"].as_u64().unwrap();
+    assert!(
+        stats(&lines)["sampled"].as_u64().unwrap() >= counted,
+        "{counted} counted: {:#}",
+        stats(&lines)
+    );
     // Nothing of the healthy transfer was reported packet by packet but
     // the drops the kernel made (a segment TCP had already, say).
     for p in packets(&lines) {

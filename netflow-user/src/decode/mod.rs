@@ -10,6 +10,7 @@ use netflow_common::Point;
 use serde::Serialize;
 
 pub mod compat;
+pub mod dns;
 pub mod kallsyms;
 pub mod names;
 pub mod packet;

@@ -161,6 +161,8 @@ pub struct Connection {
     /// The rule behind the destination translation, with its Service and
     /// how the call reached it (NodePort, externalIP, ...).
     pub dnat_rule: Option<Box<RuleMatch>>,
+    /// Of its packets, those the sockets counted (the agent's counting).
+    pub counted_at_sockets: u64,
 }
 
 /// One side of a conversation: address and port (ICMP echo: its id).
@@ -658,6 +660,7 @@ impl Connections {
                     nat: o.nat,
                     translations: o.nat.into_iter().chain(o.nat2).collect(),
                     dnat_rule: o.dnat_rule,
+                    counted_at_sockets: at_sockets.fwd_packets + at_sockets.rev_packets,
                 })
             })
             .collect()
