@@ -88,7 +88,10 @@ pub(crate) fn socket_counted(ev: &PacketEvent, f: &Filter) -> Option<parse::Tupl
     if v(&f.flags) & ff::SOCKET_COUNT == 0 {
         return None;
     }
-    let cap = ev.hdr.cap_len as usize;
+    // Read back, not forwarded from the caller's store: a verifier that
+    // knows the length as a constant per branch (6.12's) loses the
+    // buffer's pointer type in the parse that follows.
+    let cap = v(&ev.hdr.cap_len) as usize;
     let o = parse::outer(&ev.data, cap, ev.hdr.l3_proto)?;
     let t = parse::inner(&ev.data, cap, &o, f).unwrap_or(o);
     if t.proto != IPPROTO_TCP

@@ -362,6 +362,12 @@ fn the_agent_counts_tcp_data_at_its_sockets() {
         "--log-connections",
         "all",
     ]);
+    let mut agent = agent;
+    let said = agent.stderr_so_far().to_string();
+    // It says which probes are on: both socket programs count.
+    for probe in ["cgroup_skb/ingress", "cgroup_skb/egress"] {
+        assert!(said.contains(&format!("on  {probe}")), "{said}");
+    }
     send_bytes(&a, &vip, 80, 20_000_000);
     std::thread::sleep(Duration::from_millis(500));
     let lines = agent.stop();
