@@ -8,7 +8,7 @@ set -euo pipefail
 export PATH="$HOME/.cargo/bin:$PATH"
 
 need_apt=()
-for p in llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 iptables nftables bpftool iputils-ping iperf3 tcpdump python3 protobuf-compiler containerd runc containernetworking-plugins busybox-static tshark tmux qemu-system-x86 kmod xz-utils prometheus ipvsadm; do
+for p in llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 iptables nftables bpftool iputils-ping iperf3 tcpdump python3 protobuf-compiler containerd runc containernetworking-plugins busybox-static dnsmasq-base bind9-dnsutils tshark tmux qemu-system-x86 kmod xz-utils prometheus ipvsadm; do
   dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -138,6 +138,10 @@ struct LiveArgs {
     /// UDP ports that carry VXLAN (default 4789 and 8472). Repeatable.
     #[arg(long, value_name = "PORT")]
     vxlan_port: Vec<u16>,
+    /// A port DNS servers listen on besides 53 (a NodeLocal DNSCache or a
+    /// CoreDNS on another port): its messages are decoded. Repeatable.
+    #[arg(long, value_name = "PORT")]
+    dns_port: Vec<u16>,
     /// Stop after this long (e.g. 10s, 500ms, 2m).
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
@@ -183,6 +187,9 @@ struct AgentArgs {
     /// well, or all of them (every connection of the node: a flow log).
     #[arg(long, value_name = "WHICH", default_value = "failed", value_parser = ["failed", "all"])]
     log_connections: String,
+    /// A port DNS servers listen on besides 53. Repeatable.
+    #[arg(long, value_name = "PORT")]
+    dns_port: Vec<u16>,
 }
 
 #[cfg(feature = "live")]
@@ -205,6 +212,7 @@ fn agent_cmd(a: AgentArgs, rt: &Runtime) -> anyhow::Result<()> {
             ring_bytes: a.ring_size,
             every_packet: false,
             count_at_sockets: true,
+            dns_ports: a.dns_port,
             pods: None,
             follow_netns: None,
         },
@@ -278,6 +286,7 @@ impl LiveArgs {
             ring_bytes: self.ring_size,
             every_packet: self.every_packet,
             count_at_sockets: false,
+            dns_ports: self.dns_port,
             pods: None,
             follow_netns: None,
         }
@@ -514,6 +523,7 @@ fn demo_cmd(a: DemoArgs, rt: &Runtime) -> anyhow::Result<()> {
         ring_bytes: netflow_common::RING_BYTES,
         every_packet: false,
         count_at_sockets: false,
+        dns_ports: Vec::new(),
         pods: None,
         follow_netns: None,
     };

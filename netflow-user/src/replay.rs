@@ -46,6 +46,7 @@ fn config(meta: &Meta) -> Config {
         idle_ns: meta.idle_ns,
         vxlan_ports: meta.vxlan_ports.clone(),
         rule_hold_ns: meta.rule_hold_ns,
+        dns_ports: meta.dns_ports.clone(),
         ..Config::default()
     }
 }

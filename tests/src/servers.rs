@@ -78,6 +78,42 @@ pub fn send_bytes(ns: &str, addr: &str, port: u16, bytes: u64) {
     ));
 }
 
+/// Debian's dnsmasq as a lab's DNS server in `ns` on `addr:53`: every name
+/// under `cluster.local` answered from `records` (`(name, address)`) or
+/// NXDOMAIN; any other name is REFUSED (it has no upstream).
+pub fn dnsmasq(ns: &str, addr: &str, records: &[(&str, &str)]) -> Background {
+    let mut cmd = format!(
+        "ip netns exec {ns} dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts \
+         --bind-interfaces --listen-address={addr} --port=53 --user=root --pid-file= \
+         --local=/cluster.local/"
+    );
+    for (name, ip) in records {
+        cmd.push_str(&format!(" --address=/{name}/{ip}"));
+    }
+    let bg = Background::spawn(&cmd);
+    wait_bound(ns, "-lunH", addr, 53);
+    bg
+}
+
+/// A UDP server in `ns` on `addr:port` that reads queries and never answers.
+pub fn silent_udp(ns: &str, addr: &str, port: u16) -> Background {
+    let bg = Background::spawn(&format!(
+        "ip netns exec {ns} python3 -c \"import socket,time; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('{addr}',{port}))\nwhile True: s.recv(2048)\""
+    ));
+    wait_bound(ns, "-lunH", addr, port);
+    bg
+}
+
+/// `dig` from `ns`: what it printed (a query nobody answers is no error).
+pub fn dig(ns: &str, args: &str) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("ip netns exec {ns} dig +tries=1 +time=2 {args}"))
+        .output()
+        .expect("run dig");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// An nftables counter in `ns` at OUTPUT for packets matching `expr`
 /// (one per namespace: table `ip cnt`).
 pub fn output_counter(ns: &str, expr: &str) {

@@ -405,3 +405,60 @@ fn the_agent_counts_tcp_data_at_its_sockets() {
         assert!((1..=3).contains(&followed), "{followed} followed: {c:#}");
     }
 }
+
+/// DNS in the agent's metrics, scraped by a real Prometheus: responses by
+/// code and by the pod that asked, their latency, and a query nobody
+/// answered (a `--dns-port` server that never replies).
+#[test]
+fn dns_responses_and_unanswered_queries_are_scraped() {
+    let (lab, _node, a, b, _va, _vb) = routed_lab("agd");
+    let b_ip = format!("{}.0.2", lab.net());
+    let _dns = dnsmasq(
+        &b,
+        &b_ip,
+        &[("web.default.svc.cluster.local", "10.96.0.20")],
+    );
+    let _silent = silent_udp(&b, &b_ip, 5353);
+    lab.exec(&a, &format!("ping -c1 -W2 {b_ip}"));
+    let port = free_port();
+    let agent = Tracer::agent(&[
+        "--metrics-addr",
+        &format!("127.0.0.1:{port}"),
+        "--dns-port",
+        "5353",
+    ]);
+    let prom = Prometheus::start(&format!("127.0.0.1:{port}"));
+    assert!(dig(&a, &format!("@{b_ip} web.default.svc.cluster.local A")).contains("10.96.0.20"));
+    assert!(dig(&a, &format!("@{b_ip} missing.default.svc.cluster.local A")).contains("NXDOMAIN"));
+    dig(&a, &format!("@{b_ip} -p 5353 silent.test A"));
+    // Each lookup is counted once its connection ends (idle 10 s).
+    for rcode in ["NOERROR", "NXDOMAIN"] {
+        prom.wait_for(
+            &format!(r#"netflow_dns_responses_total{{pod="{a}",rcode="{rcode}"}}"#),
+            1.0,
+            40,
+        );
+    }
+    prom.wait_for(
+        &format!(r#"netflow_dns_unanswered_total{{pod="{a}"}}"#),
+        1.0,
+        40,
+    );
+    prom.wait_for("netflow_dns_latency_seconds_count", 2.0, 20);
+    // Bounded labels: never a query name.
+    for (labels, _) in prom.query("netflow_dns_responses_total") {
+        assert!(!labels.to_string().contains("cluster.local"), "{labels}");
+    }
+    // The server's pod asked nothing.
+    assert!(prom
+        .query(&format!(r#"netflow_dns_responses_total{{pod="{b}"}}"#))
+        .is_empty());
+    // The failed lookup is in the log as its own outcome.
+    let lines = agent.stop();
+    let missing: Vec<&Value> = connections(&lines)
+        .into_iter()
+        .filter(|c| c["dns"]["qname"] == "missing.default.svc.cluster.local")
+        .collect();
+    assert_eq!(missing.len(), 1, "{lines:#?}");
+    assert_eq!(missing[0]["outcome"], "dns_error", "{:#}", missing[0]);
+}

@@ -200,6 +200,7 @@ fn write_sample(path: &std::path::Path) {
         idle_ns: 1_000_000_000,
         vxlan_ports: vec![4789],
         rule_hold_ns: 0,
+        dns_ports: vec![],
     };
     let mut w = Writer::create(path, &meta).unwrap();
     let mut pkt = vec![

@@ -75,6 +75,8 @@ pub struct Config {
     /// by the kernel (the neighbour queue while ARP/ND asks: 3 probes a
     /// second apart by default) before it is given up as unknown.
     pub held_ns: u64,
+    /// Ports of DNS servers besides 53 (`--dns-port`).
+    pub dns_ports: Vec<u16>,
 }
 
 impl Default for Config {
@@ -85,6 +87,7 @@ impl Default for Config {
             vxlan_ports: crate::decode::packet::DEFAULT_VXLAN_PORTS.to_vec(),
             rule_hold_ns: 0,
             held_ns: 6_000_000_000,
+            dns_ports: Vec::new(),
         }
     }
 }
@@ -389,6 +392,7 @@ impl Correlator {
                     incomplete: false,
                     counted: false,
                     drop_hook: None,
+                    dns: None,
                     rules: fp
                         .and_then(|fp| self.pending_rules.remove(&fp))
                         .map(|v| {
@@ -609,6 +613,7 @@ impl Correlator {
                 }
             }
             o.tl.drop_hook = drop_hook(&o.tl);
+            o.tl.dns = dns_of(&o.tl, &self.cfg.dns_ports);
             o.tl.verdict = verdict(&o.tl);
             if !o.tl.rules.is_empty() {
                 name_rules(&mut o.tl);
@@ -661,6 +666,15 @@ fn annotate_nat(hops: &mut [Hop]) {
         }
         prev = Some(t);
     }
+}
+
+/// The DNS message the packet carries (read from its first hop with bytes).
+fn dns_of(tl: &Timeline, ports: &[u16]) -> Option<Box<crate::decode::dns::Message>> {
+    tl.hops
+        .iter()
+        .find_map(|h| h.packet.as_ref().map(|p| (p, &h.data)))
+        .and_then(|(p, data)| crate::decode::dns::of_packet(p, data, ports))
+        .map(Box::new)
 }
 
 /// A dropped packet whose last netfilter hop is "early" at a hook, with no

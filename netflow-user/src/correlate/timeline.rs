@@ -173,6 +173,8 @@ pub struct Timeline {
     /// The cause behind its drop, from the node's evidence (see
     /// [`super::cause`]); set when it is complete.
     pub explained: Option<Box<super::cause::explained::Explained>>,
+    /// The DNS message it carries; set when it is complete.
+    pub dns: Option<Box<crate::decode::dns::Message>>,
 }
 
 impl Timeline {

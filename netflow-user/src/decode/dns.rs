@@ -84,17 +84,30 @@ pub fn of_packet(p: &Packet, data: &[u8], ports: &[u16]) -> Option<Message> {
     if !(is_dns(p.tuple.dport) || is_dns(p.tuple.sport)) {
         return None;
     }
-    let (payload, tcp) = app_payload(data, p.encap.map(|e| e.kind))?;
-    match (p.tuple.proto, tcp) {
-        (Proto::Udp, false) => parse(payload),
-        // Over TCP each message has a 2-byte length first.
-        (Proto::Tcp, true) if payload.len() > 2 => parse(&payload[2..]),
+    let (payload, tcp_header) = app_payload(data, p.encap.map(|e| e.kind))?;
+    match (p.tuple.proto, tcp_header) {
+        (Proto::Udp, None) => parse(payload),
+        // Over TCP a message has its 2-byte length first; a client may send
+        // the length in a segment of its own, and the message in the next.
+        (Proto::Tcp, Some(header)) => {
+            let segment = (p.ids.ip_payload_len as usize).saturating_sub(header);
+            if segment <= 2 {
+                return None;
+            }
+            let prefix = u16::from_be_bytes([*payload.first()?, *payload.get(1)?]) as usize;
+            if prefix + 2 == segment {
+                parse(&payload[2..])
+            } else {
+                parse(payload)
+            }
+        }
         _ => None,
     }
 }
 
-/// The transport payload of the (innermost) packet, and whether it is TCP.
-fn app_payload(data: &[u8], encap: Option<EncapKind>) -> Option<(&[u8], bool)> {
+/// The transport payload of the (innermost) packet, and for TCP the length
+/// of its header.
+fn app_payload(data: &[u8], encap: Option<EncapKind>) -> Option<(&[u8], Option<usize>)> {
     use etherparse::{LaxSlicedPacket, TransportSlice};
     let outer = LaxSlicedPacket::from_ip(data).ok()?;
     let inner = match encap {
@@ -111,8 +124,8 @@ fn app_payload(data: &[u8], encap: Option<EncapKind>) -> Option<(&[u8], bool)> {
         }
     };
     match inner.transport? {
-        TransportSlice::Udp(u) => Some((u.payload(), false)),
-        TransportSlice::Tcp(t) => Some((t.payload(), true)),
+        TransportSlice::Udp(u) => Some((u.payload(), None)),
+        TransportSlice::Tcp(t) => Some((t.payload(), Some(t.header_len()))),
         _ => None,
     }
 }
@@ -329,5 +342,40 @@ mod tests {
         let r = parse(&m).unwrap();
         assert_eq!(r.qname, None);
         assert!(r.truncated);
+    }
+}
+
+#[cfg(test)]
+mod packet_tests {
+    use super::*;
+
+    #[test]
+    fn a_query_over_tcp_with_its_length_first() {
+        let mut msg = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        for l in ["tcp", "default", "svc", "cluster", "local"] {
+            msg.push(l.len() as u8);
+            msg.extend_from_slice(l.as_bytes());
+        }
+        msg.extend_from_slice(&[0, 0, 1, 0, 1]);
+        let mut payload = (msg.len() as u16).to_be_bytes().to_vec();
+        payload.extend_from_slice(&msg);
+        let b = etherparse::PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(40000, 53, 1, 1000)
+            .psh()
+            .ack(1);
+        let mut pkt = Vec::new();
+        b.write(&mut pkt, &payload).unwrap();
+        let p = crate::decode::packet::decode_ip(&pkt, &[]).unwrap();
+        let m = of_packet(&p, &pkt, &[]).expect("a DNS message");
+        assert_eq!(m.qname.as_deref(), Some("tcp.default.svc.cluster.local"));
+        // The length in a segment of its own, the message in the next.
+        let mut pkt = Vec::new();
+        etherparse::PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(40000, 53, 1, 1000)
+            .ack(1)
+            .write(&mut pkt, &msg)
+            .unwrap();
+        let p = crate::decode::packet::decode_ip(&pkt, &[]).unwrap();
+        assert_eq!(of_packet(&p, &pkt, &[]).unwrap().id, 0x1234);
     }
 }

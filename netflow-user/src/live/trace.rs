@@ -44,6 +44,8 @@ pub struct TraceOptions {
     /// by the sockets that send and take them, never followed hop by hop
     /// (their drops are still reported). Needs cgroup v2.
     pub count_at_sockets: bool,
+    /// Ports of DNS servers besides 53.
+    pub dns_ports: Vec<u16>,
     /// Pods kept current by someone else (the agent): netns inode → pod
     /// label, shown instead of the selected pods' names.
     pub pods: Option<PodLabels>,
@@ -106,6 +108,7 @@ fn meta(sel: &Selection, probes: &Probes, opts: &TraceOptions, rule_trace: bool)
         idle_ns: opts.idle.as_nanos() as u64,
         vxlan_ports: sel.vxlan_ports.clone(),
         rule_hold_ns: if rule_trace { RULE_HOLD_NS } else { 0 },
+        dns_ports: opts.dns_ports.clone(),
     }
 }
 
@@ -276,6 +279,7 @@ pub async fn run_with(
         idle_ns: opts.idle.as_nanos() as u64,
         vxlan_ports: sel.vxlan_ports.clone(),
         rule_hold_ns: if rules.is_some() { RULE_HOLD_NS } else { 0 },
+        dns_ports: opts.dns_ports.clone(),
         ..Config::default()
     };
     // The kernel selected the packets: no filter after it.

@@ -114,6 +114,7 @@ pub fn outcome_hint(outcome: Outcome, drop_hint: Option<String>, at: &str) -> Op
         Outcome::Refused => drop_hint.unwrap_or_else(|| {
             format!("refused {at}: nothing listens on that port, or a firewall rejects it; check the Service's targetPort and the server's listening ports")
         }),
+        Outcome::DnsError => "the DNS server answered with an error".into(),
         Outcome::Incomplete => "netflow did not see all of this connection (events lost while the ring buffer was full, or it began before the trace): no answer given; narrow the selection".into(),
     })
 }

@@ -5,6 +5,7 @@
 //! [`json`], `text`, [`pcapng`] and the [`dashboard`] render it.
 pub mod dashboard;
 pub mod diagnose;
+pub mod dns;
 pub mod json;
 pub mod pcapng;
 mod sink;

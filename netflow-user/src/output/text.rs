@@ -54,6 +54,10 @@ impl Sink for Text {
                 s
             })
             .unwrap_or_default();
+        let detail = match tl.dns.as_deref() {
+            Some(m) => format!("{detail} dns {}", crate::output::dns::message_words(m)),
+            None => detail,
+        };
         let incomplete = if tl.incomplete {
             " (incomplete: events lost)"
         } else {
@@ -196,6 +200,9 @@ impl Sink for Text {
             dir(&c.fwd),
             dir(&c.rev)
         )?;
+        if let Some(d) = &j.dns {
+            writeln!(self.out, "  dns {}", crate::output::dns::words(d))?;
+        }
         if let Some(w) = &c.at {
             let mut line = format!("  {}", where_words(w, names));
             if let (Some(r), Some(l)) = (&j.reason, &j.location) {

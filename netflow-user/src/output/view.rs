@@ -7,6 +7,8 @@ use std::net::IpAddr;
 use netflow_common::Point;
 use serde::Serialize;
 
+use crate::output::dns::DnsView;
+
 use crate::{
     correlate::cause::{Cause, Explained},
     correlate::connections::{Connection, DirCounts, Outcome, Where},
@@ -233,6 +235,9 @@ pub struct TimelineView {
     /// Events of this packet may be missing (ring buffer full).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub incomplete: bool,
+    /// The DNS message it carries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsView>,
 }
 
 /// A point as the text output names it (finer than [`point_name`]: tc
@@ -429,6 +434,7 @@ pub fn timeline_view(tl: &Timeline, names: &Names) -> TimelineView {
             .then(|| tl.hops.last().map(|h| hop_view(h, names)))
             .flatten(),
         incomplete: tl.incomplete,
+        dns: tl.dns.as_deref().map(crate::output::dns::message_view),
     }
 }
 
@@ -464,6 +470,9 @@ pub struct ConnectionView {
     /// Every translation of the initiator's packets, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub translations: Vec<NatView>,
+    /// Its DNS lookup, when it is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsView>,
 }
 
 /// Where a connection went wrong, in words: "at FORWARD on vclient in
@@ -505,7 +514,15 @@ pub fn connection_view(c: &Connection, names: &Names) -> ConnectionView {
         flow: flow_view(&c.tuple),
         outcome: c.outcome,
         at: c.at.as_ref().map(|w| hop_view(&w.hop, names)),
-        hint: outcome_hint(c.outcome, drop.as_ref().map(|d| d.hint.clone()), &at_words),
+        hint: c
+            .dns
+            .as_deref()
+            .filter(|_| matches!(c.outcome, Outcome::DnsError | Outcome::NoReply))
+            .and_then(|l| {
+                let server = crate::decode::packet::endpoint((c.tuple.dst, c.tuple.dport));
+                crate::output::dns::hint(l, &server)
+            })
+            .or_else(|| outcome_hint(c.outcome, drop.as_ref().map(|d| d.hint.clone()), &at_words)),
         reason: drop.as_ref().map(|d| d.reason.clone()),
         likely: drop.as_ref().and_then(|d| d.likely),
         hook: drop.as_ref().and_then(|d| d.hook),
@@ -523,6 +540,7 @@ pub fn connection_view(c: &Connection, names: &Names) -> ConnectionView {
             .iter()
             .map(|n| nat_view(*n, dnat_rule(c, *n)))
             .collect(),
+        dns: c.dns.as_deref().and_then(crate::output::dns::lookups_view),
     }
 }
 

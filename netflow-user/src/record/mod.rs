@@ -50,6 +50,9 @@ pub struct Meta {
     /// no rule tracing in the run).
     #[serde(default)]
     pub rule_hold_ns: u64,
+    /// Ports of DNS servers besides 53 (absent before DNS decoding).
+    #[serde(default)]
+    pub dns_ports: Vec<u16>,
 }
 
 pub use crate::correlate::cause::evidence::Answered;
@@ -381,6 +384,7 @@ mod tests {
             idle_ns: 1_000_000_000,
             vxlan_ports: vec![4789],
             rule_hold_ns: 0,
+            dns_ports: vec![],
         }
     }
 

@@ -38,6 +38,9 @@ pub enum Outcome {
     ReplyLost,
     /// A RST or an ICMP unreachable answered.
     Refused,
+    /// A DNS server answered the lookup with an error (NXDOMAIN, SERVFAIL,
+    /// REFUSED ...): the transport worked, the name did not resolve.
+    DnsError,
     /// netflow did not see the whole connection (the kernel lost events of
     /// it, or it began before the trace): no answer is given.
     Incomplete,
@@ -51,6 +54,7 @@ impl Outcome {
             Outcome::NoReply => "no_reply",
             Outcome::ReplyLost => "reply_lost",
             Outcome::Refused => "refused",
+            Outcome::DnsError => "dns_error",
             Outcome::Incomplete => "incomplete",
         }
     }
@@ -108,6 +112,8 @@ impl SocketCounts {
 
 /// Where the counts of only-counted packets come from: the kernel's map in
 /// a live run, the recording in a replay. `take` removes them.
+pub mod dns;
+
 pub trait CountSource {
     fn take(&mut self, t: &Tuple) -> Option<Counted>;
 }
@@ -163,6 +169,8 @@ pub struct Connection {
     pub dnat_rule: Option<Box<RuleMatch>>,
     /// Of its packets, those the sockets counted (the agent's counting).
     pub counted_at_sockets: u64,
+    /// Its DNS lookups, when it is one.
+    pub dns: Option<Box<dns::Lookups>>,
 }
 
 /// One side of a conversation: address and port (ICMP echo: its id).
@@ -320,6 +328,8 @@ struct Open {
     refused: Option<Box<Where>>,
     reset: bool,
     incomplete: bool,
+    /// Its DNS queries and responses, when it is a lookup.
+    dns: Option<Box<dns::Lookups>>,
 }
 
 impl Open {
@@ -350,6 +360,9 @@ impl Open {
         }
         if self.rev.reached == 0 {
             return (Outcome::ReplyLost, self.rev.failed.as_deref().cloned());
+        }
+        if let Some(dns::Result::Error(_)) = self.dns.as_ref().and_then(|d| d.result()) {
+            return (Outcome::DnsError, None);
         }
         (Outcome::Ok, None)
     }
@@ -470,6 +483,11 @@ impl Connections {
         o.first_ts = o.first_ts.min(ts);
         o.last_ts = o.last_ts.max(tl.hops.last().map(|h| h.ts_ns).unwrap_or(ts));
         o.incomplete |= tl.incomplete;
+        if let Some(m) = &tl.dns {
+            o.dns
+                .get_or_insert_with(Default::default)
+                .see((**m).clone(), ts);
+        }
         if reset {
             o.reset = true;
             if !fwd && o.refused.is_none() {
@@ -550,6 +568,7 @@ impl Connections {
                 refused: None,
                 reset: false,
                 incomplete: ts <= self.suspect_until,
+                dns: None,
             },
         );
         self.next_id
@@ -661,6 +680,7 @@ impl Connections {
                     translations: o.nat.into_iter().chain(o.nat2).collect(),
                     dnat_rule: o.dnat_rule,
                     counted_at_sockets: at_sockets.fwd_packets + at_sockets.rev_packets,
+                    dns: o.dns,
                 })
             })
             .collect()

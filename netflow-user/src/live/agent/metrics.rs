@@ -43,6 +43,14 @@ pub struct PacketLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DnsLabels {
+    /// `NOERROR`, `NXDOMAIN`, `SERVFAIL`, ...
+    pub rcode: String,
+    pub namespace: String,
+    pub pod: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
 }
@@ -55,6 +63,8 @@ enum Series {
     Packet(PacketLabels),
     Retransmit(PodLabels),
     Reset(PodLabels),
+    DnsResponse(DnsLabels),
+    DnsUnanswered(PodLabels),
 }
 
 /// Every metric the agent exports.
@@ -65,6 +75,9 @@ pub struct Metrics {
     packets: Family<PacketLabels, Counter>,
     retransmits: Family<PodLabels, Counter>,
     resets: Family<PodLabels, Counter>,
+    dns_responses: Family<DnsLabels, Counter>,
+    dns_unanswered: Family<PodLabels, Counter>,
+    pub dns_latency: Histogram,
     /// The series each pod has (the client library cannot list them).
     series: std::sync::Mutex<HashMap<PodLabels, HashSet<Series>>>,
     pub transit: Histogram,
@@ -72,6 +85,11 @@ pub struct Metrics {
     pub sampled: Counter,
     cpu_seconds: Counter<f64>,
     resident_bytes: Gauge,
+}
+
+/// DNS latency buckets: 100 µs to ~6.5 s.
+fn dns_buckets() -> impl Iterator<Item = f64> {
+    prometheus_client::metrics::histogram::exponential_buckets(1e-4, 3.0, 11)
 }
 
 /// Transit time buckets: 1 µs to ~1 s.
@@ -118,6 +136,24 @@ impl Metrics {
             "TCP resets a socket of the pod sent",
             resets.clone(),
         );
+        let dns_responses = Family::<DnsLabels, Counter>::default();
+        registry.register(
+            "netflow_dns_responses",
+            "DNS responses to the pod's queries, by response code",
+            dns_responses.clone(),
+        );
+        let dns_unanswered = Family::<PodLabels, Counter>::default();
+        registry.register(
+            "netflow_dns_unanswered",
+            "DNS queries of the pod nobody answered",
+            dns_unanswered.clone(),
+        );
+        let dns_latency = Histogram::new(dns_buckets());
+        registry.register(
+            "netflow_dns_latency_seconds",
+            "Time from a DNS query to its response",
+            dns_latency.clone(),
+        );
         let transit = Histogram::new(transit_buckets());
         registry.register(
             "netflow_node_transit_seconds",
@@ -162,6 +198,9 @@ impl Metrics {
             packets,
             retransmits,
             resets,
+            dns_responses,
+            dns_unanswered,
+            dns_latency,
             series: Default::default(),
             transit,
             lost,
@@ -222,12 +261,37 @@ impl Metrics {
         }
     }
 
+    /// A DNS query of the pod: its response code and latency, or none.
+    pub fn dns(&self, rcode: Option<String>, latency_s: Option<f64>, pod: PodLabels) {
+        match rcode {
+            Some(rcode) => {
+                let l = DnsLabels {
+                    rcode,
+                    namespace: pod.namespace,
+                    pod: pod.pod,
+                };
+                self.dns_responses.get_or_create(&l).inc();
+                self.remember(Series::DnsResponse(l));
+                if let Some(s) = latency_s {
+                    self.dns_latency.observe(s);
+                }
+            }
+            None => {
+                self.dns_unanswered.get_or_create(&pod).inc();
+                self.remember(Series::DnsUnanswered(pod));
+            }
+        }
+    }
+
     fn remember(&self, s: Series) {
         let pod = match &s {
             Series::Drop(l) => (&l.namespace, &l.pod),
             Series::Connection(l) => (&l.namespace, &l.pod),
             Series::Packet(l) => (&l.namespace, &l.pod),
-            Series::Retransmit(l) | Series::Reset(l) => (&l.namespace, &l.pod),
+            Series::Retransmit(l) | Series::Reset(l) | Series::DnsUnanswered(l) => {
+                (&l.namespace, &l.pod)
+            }
+            Series::DnsResponse(l) => (&l.namespace, &l.pod),
         };
         if pod.1.is_empty() {
             return;
@@ -253,6 +317,8 @@ impl Metrics {
                 Series::Packet(l) => self.packets.remove(&l),
                 Series::Retransmit(l) => self.retransmits.remove(&l),
                 Series::Reset(l) => self.resets.remove(&l),
+                Series::DnsResponse(l) => self.dns_responses.remove(&l),
+                Series::DnsUnanswered(l) => self.dns_unanswered.remove(&l),
             };
         }
     }
@@ -308,6 +374,8 @@ mod tests {
         Metrics::advance(&m.lost, 5);
         Metrics::advance(&m.lost, 3);
         m.transit.observe(20e-6);
+        m.dns(Some("NXDOMAIN".into()), Some(0.0004), web.clone());
+        m.dns(None, None, web.clone());
         let text = m.encode();
         for want in [
             r#"netflow_drops_total{reason="NETFILTER_DROP",hook="forward",namespace="default",pod="web"} 1"#,
@@ -316,6 +384,9 @@ mod tests {
             r#"netflow_tcp_resets_total{namespace="default",pod="web"} 1"#,
             "netflow_lost_events_total 5",
             "netflow_node_transit_seconds_count 1",
+            r#"netflow_dns_responses_total{rcode="NXDOMAIN",namespace="default",pod="web"} 1"#,
+            r#"netflow_dns_unanswered_total{namespace="default",pod="web"} 1"#,
+            "netflow_dns_latency_seconds_count 1",
             "netflow_build_info{version=",
             "process_cpu_seconds_total",
             "process_resident_memory_bytes",

@@ -225,6 +225,17 @@ impl Sink for AgentSink {
             .pod_of(None, Some(c.tuple.src))
             .or_else(|| self.pod_of(None, Some(c.tuple.dst)))
             .unwrap_or_default();
+        if let Some(l) = &c.dns {
+            // The client's pod (the connection's initiator).
+            let client = self.pod_of(None, Some(c.tuple.src)).unwrap_or_default();
+            for t in &l.tries {
+                self.metrics.dns(
+                    t.rcode().map(crate::decode::dns::rcode_name),
+                    t.latency_ns().map(|ns| ns as f64 / 1e9),
+                    client.clone(),
+                );
+            }
+        }
         self.metrics.connection(OutcomeLabels {
             outcome: c.outcome.as_str().into(),
             namespace: pod.namespace,

@@ -1,0 +1,109 @@
+//! DNS on the timeline, with Debian's dnsmasq as the lab's DNS server and
+//! `dig` as the client: each lookup is named by its query and its response
+//! code (or as unanswered), a healthy one reads `ok` with its latency,
+//! straight and through a Service VIP (DNAT on the node). Over UDP: a TCP
+//! segment's data lies in page fragments the programs do not read yet.
+use netflow_tests::*;
+use serde_json::Value;
+
+/// The one connection whose lookup asked for `name` over `proto`.
+fn lookup<'a>(lines: &'a [Value], name: &str, proto: &str) -> &'a Value {
+    let c: Vec<&Value> = connections(lines)
+        .into_iter()
+        .filter(|c| c["dns"]["qname"] == name && c["flow"]["proto"] == proto)
+        .collect();
+    assert_eq!(c.len(), 1, "{name} over {proto}: {:#?}", connections(lines));
+    c[0]
+}
+
+#[test]
+fn lookups_are_named_by_query_and_response_code() {
+    let (lab, node, a, b, _va, _vb) = routed_lab("dns");
+    let b_ip = format!("{}.0.2", lab.net());
+    let vip = format!("10.96.{}.10", lab.net().trim_start_matches("10."));
+    // kube-dns's Service: its VIP DNATed to the server pod, UDP and TCP.
+    for proto in ["udp", "tcp"] {
+        sh(&format!(
+            "ip netns exec {node} iptables -t nat -A PREROUTING -d {vip} -p {proto} --dport 53 -j DNAT --to-destination {b_ip}:53"
+        ));
+    }
+    let _dns = dnsmasq(
+        &b,
+        &b_ip,
+        &[("web.default.svc.cluster.local", "10.96.0.20")],
+    );
+    let _silent = silent_udp(&b, &b_ip, 5353);
+    lab.exec(&a, &format!("ping -c1 -W2 {b_ip}"));
+
+    let t = Tracer::start(&["--netns", &a, "--dns-port", "5353"]);
+    let said = dig(&a, &format!("@{b_ip} web.default.svc.cluster.local A"));
+    assert!(said.contains("10.96.0.20"), "{said}");
+    let said = dig(&a, &format!("@{b_ip} missing.default.svc.cluster.local A"));
+    assert!(said.contains("NXDOMAIN"), "{said}");
+    let said = dig(&a, &format!("@{b_ip} outside.example A"));
+    assert!(said.contains("REFUSED"), "{said}");
+    dig(&a, &format!("@{b_ip} -p 5353 silent.test A"));
+    let said = dig(&a, &format!("@{vip} web.default.svc.cluster.local A"));
+    assert!(said.contains("NOERROR"), "{said}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let lines = t.stop();
+
+    // Healthy: ok, the answer and the time it took.
+    let webs: Vec<&Value> = connections(&lines)
+        .into_iter()
+        .filter(|c| c["dns"]["qname"] == "web.default.svc.cluster.local")
+        .collect();
+    assert_eq!(webs.len(), 2, "{webs:#?}");
+    let straight = webs
+        .iter()
+        .find(|c| c["flow"]["dst"] == b_ip.as_str())
+        .unwrap_or_else(|| panic!("{webs:#?}"));
+    assert_eq!(straight["outcome"], "ok", "{straight:#}");
+    let d = &straight["dns"];
+    assert_eq!(d["rcode"], "NOERROR", "{straight:#}");
+    assert_eq!(d["qtype"], "A", "{straight:#}");
+    assert_eq!(d["answers"][0]["type"], "A", "{straight:#}");
+    assert_eq!(d["answers"][0]["data"], "10.96.0.20", "{straight:#}");
+    assert!(d["latency_ns"].as_u64().unwrap() > 0, "{straight:#}");
+    // Through the VIP: named by the client's tuple, translated, answered.
+    let via = webs
+        .iter()
+        .find(|c| c["flow"]["dst"] == vip.as_str())
+        .unwrap_or_else(|| panic!("{webs:#?}"));
+    assert_eq!(via["outcome"], "ok", "{via:#}");
+    assert_eq!(via["dns"]["answers"][0]["data"], "10.96.0.20", "{via:#}");
+    assert_eq!(via["dns"]["rcode"], "NOERROR", "{via:#}");
+    assert_eq!(via["nat"]["to"], format!("{b_ip}:53"), "{via:#}");
+
+    // An answer that is an error: its own outcome, with the code.
+    let missing = lookup(&lines, "missing.default.svc.cluster.local", "udp");
+    assert_eq!(missing["outcome"], "dns_error", "{missing:#}");
+    assert_eq!(missing["dns"]["rcode"], "NXDOMAIN", "{missing:#}");
+    assert!(
+        missing["hint"].as_str().unwrap().contains("NXDOMAIN"),
+        "{missing:#}"
+    );
+    let refused = lookup(&lines, "outside.example", "udp");
+    assert_eq!(refused["outcome"], "dns_error", "{refused:#}");
+    assert_eq!(refused["dns"]["rcode"], "REFUSED", "{refused:#}");
+
+    // Nobody answered: no_reply, naming the query (a --dns-port server).
+    let silent = lookup(&lines, "silent.test", "udp");
+    assert_eq!(silent["outcome"], "no_reply", "{silent:#}");
+    assert_eq!(silent["dns"]["rcode"], Value::Null, "{silent:#}");
+    assert!(
+        silent["hint"].as_str().unwrap().contains("never answered"),
+        "{silent:#}"
+    );
+
+    // Packets carry their message too: the query and the response.
+    let msgs: Vec<&Value> = packets(&lines)
+        .into_iter()
+        .filter(|p| p["dns"]["qname"] == "missing.default.svc.cluster.local")
+        .collect();
+    assert!(
+        msgs.iter().any(|p| p["dns"]["rcode"] == Value::Null)
+            && msgs.iter().any(|p| p["dns"]["rcode"] == "NXDOMAIN"),
+        "{msgs:#?}"
+    );
+}
