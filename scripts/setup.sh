@@ -8,13 +8,18 @@ set -euo pipefail
 export PATH="$HOME/.cargo/bin:$PATH"
 
 need_apt=()
-for p in llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 iptables nftables bpftool iputils-ping iperf3 tcpdump python3 protobuf-compiler containerd runc containernetworking-plugins busybox-static dnsmasq-base bind9-dnsutils tshark tmux qemu-system-x86 kmod xz-utils prometheus ipvsadm; do
+for p in llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 iptables nftables bpftool iputils-ping iperf3 tcpdump python3 protobuf-compiler containerd runc containernetworking-plugins busybox-static dnsmasq-base bind9 bind9-dnsutils tshark tmux qemu-system-x86 kmod xz-utils prometheus ipvsadm; do
   dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${need_apt[@]}"
+fi
+# The DNS tests start their own BIND in a lab namespace: the package's
+# service stays off where systemd runs.
+if [ -d /run/systemd/system ]; then
+  systemctl disable --now named >/dev/null 2>&1 || true
 fi
 
 # The Kubernetes API schemas the deploy/ manifests are checked against (offline).

@@ -1,7 +1,7 @@
 //! Helpers for netflow's real-kernel tests, one module per concern: shell
 //! commands ([`shell`]), namespace labs that remove everything they created
 //! when dropped, also when a test panics ([`lab`]), test servers
-//! ([`servers`]), the binaries under test and a running tracer ([`tracer`]),
+//! ([`servers`]), the dashboard rendered off screen ([`screen`]), the binaries under test and a running tracer ([`tracer`]),
 //! its JSON lines ([`json`]), what the kernel has ([`kernel`]), a terminal
 //! in tmux ([`tmux`]) and a real containerd ([`cri`]).
 //!
@@ -10,6 +10,7 @@ pub mod cri;
 pub mod json;
 pub mod kernel;
 pub mod lab;
+pub mod screen;
 pub mod servers;
 pub mod shell;
 pub mod tmux;
@@ -18,6 +19,7 @@ pub mod tracer;
 pub use json::*;
 pub use kernel::*;
 pub use lab::*;
+pub use screen::*;
 pub use servers::*;
 pub use shell::*;
 pub use tmux::*;

@@ -95,6 +95,29 @@ pub fn dnsmasq(ns: &str, addr: &str, records: &[(&str, &str)]) -> Background {
     bg
 }
 
+/// Debian's BIND (`named`) in `ns` on `addr:port`, serving one zone,
+/// `broken.test`, whose file does not exist: it answers SERVFAIL for every
+/// name in it, as a server with a zone that failed to load does.
+pub fn named_servfail(ns: &str, addr: &str, port: u16) -> Background {
+    let dir = std::env::temp_dir().join(format!("netflow-named-{ns}-{port}"));
+    std::fs::create_dir_all(&dir).expect("named's directory");
+    let d = dir.display();
+    std::fs::write(
+        dir.join("named.conf"),
+        format!(
+            "options {{ directory \"{d}\"; listen-on port {port} {{ {addr}; }}; listen-on-v6 {{ none; }};\n\
+             recursion no; pid-file none; dnssec-validation no; }};\n\
+             controls {{ }};\n\
+             zone \"broken.test\" {{ type primary; file \"{d}/missing.zone\"; }};\n"
+        ),
+    )
+    .expect("write named.conf");
+    let mut bg = Background::spawn(&format!("ip netns exec {ns} named -g -c {d}/named.conf"));
+    bg.1 = Some(dir.join("named.conf"));
+    wait_bound(ns, "-lunH", addr, port);
+    bg
+}
+
 /// A UDP server in `ns` on `addr:port` that reads queries and never answers.
 pub fn silent_udp(ns: &str, addr: &str, port: u16) -> Background {
     let bg = Background::spawn(&format!(

@@ -6,12 +6,8 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use netflow::{
-    correlate::filter::FlowFilter,
-    output::dashboard::{draw, App, DashboardSink, Inbox},
-    replay,
-};
-use netflow_tests::Tmux;
+use netflow::output::dashboard::{draw, App};
+use netflow_tests::{dashboard_screen as screen, replayed_dashboard as loaded_from, Tmux};
 use ratatui::{
     backend::TestBackend,
     crossterm::event::{KeyCode, KeyEvent, KeyModifiers},
@@ -24,41 +20,6 @@ fn fixture() -> PathBuf {
 
 fn loaded() -> Arc<Mutex<App>> {
     loaded_from(&fixture())
-}
-
-fn loaded_from(path: &std::path::Path) -> Arc<Mutex<App>> {
-    let app = Arc::new(Mutex::new(App::default()));
-    let inbox = Arc::new(Inbox::default());
-    let r = replay::replay(
-        path,
-        Box::new(DashboardSink(inbox.clone())),
-        FlowFilter::default(),
-    )
-    .unwrap();
-    {
-        let mut a = app.lock().unwrap();
-        a.absorb(&inbox);
-        a.state.source = "replay fixture".into();
-        a.state.selection = r.meta.summary;
-        a.state.probes = r.meta.probes;
-    }
-    app
-}
-
-fn screen(app: &App) -> String {
-    let mut t = Terminal::new(TestBackend::new(160, 45)).unwrap();
-    t.draw(|f| draw(f, app)).unwrap();
-    let buf = t.backend().buffer().clone();
-    (0..buf.area.height)
-        .map(|y| {
-            (0..buf.area.width)
-                .map(|x| buf[(x, y)].symbol().to_string())
-                .collect::<String>()
-                .trim_end()
-                .to_string()
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 fn key(app: &Arc<Mutex<App>>, c: KeyCode) {

@@ -1,10 +1,19 @@
-//! DNS on the timeline, with Debian's dnsmasq as the lab's DNS server and
-//! `dig` as the client: each lookup is named by its query and its response
+//! DNS on the timeline, with Debian's dnsmasq and BIND as the lab's DNS
+//! servers and `dig` and glibc (`getent`) as the clients: each lookup is named by its query and its response
 //! code (or as unanswered), a healthy one reads `ok` with its latency,
 //! straight and through a Service VIP (DNAT on the node). Over UDP: a TCP
 //! segment's data lies in page fragments the programs do not read yet.
 use netflow_tests::*;
 use serde_json::Value;
+
+/// A directory removed however the test ends.
+struct RemoveDirOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveDirOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 
 /// The one connection whose lookup asked for `name` over `proto`.
 fn lookup<'a>(lines: &'a [Value], name: &str, proto: &str) -> &'a Value {
@@ -30,12 +39,42 @@ fn lookups_are_named_by_query_and_response_code() {
     let _dns = dnsmasq(
         &b,
         &b_ip,
-        &[("web.default.svc.cluster.local", "10.96.0.20")],
+        &[
+            ("web.default.svc.cluster.local", "10.96.0.20"),
+            ("api.default.svc.cluster.local", "10.96.0.21"),
+        ],
     );
+    // Pod a's resolver as Kubernetes writes it (`ip netns exec` mounts it
+    // over /etc/resolv.conf): a short name walks the search path.
+    let resolv = std::path::PathBuf::from(format!("/etc/netns/{a}"));
+    std::fs::create_dir_all(&resolv).unwrap();
+    let _resolv = RemoveDirOnDrop(resolv.clone());
+    std::fs::write(
+        resolv.join("resolv.conf"),
+        format!("nameserver {b_ip}\nsearch other.svc.cluster.local default.svc.cluster.local\noptions ndots:5 attempts:1\n"),
+    )
+    .unwrap();
     let _silent = silent_udp(&b, &b_ip, 5353);
+    let _named = named_servfail(&b, &b_ip, 5300);
     lab.exec(&a, &format!("ping -c1 -W2 {b_ip}"));
 
-    let t = Tracer::start(&["--netns", &a, "--dns-port", "5353"]);
+    let dir = std::env::temp_dir().join(format!("netflow-dns-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _dir = RemoveDirOnDrop(dir.clone());
+    // Readable by the unprivileged replay below.
+    sh(&format!("chmod 755 {}", dir.display()));
+    let rec = dir.join("dns.nflw");
+    let rec_s = rec.to_str().unwrap();
+    let t = Tracer::start(&[
+        "--netns",
+        &a,
+        "--dns-port",
+        "5353",
+        "--dns-port",
+        "5300",
+        "--write",
+        rec_s,
+    ]);
     let said = dig(&a, &format!("@{b_ip} web.default.svc.cluster.local A"));
     assert!(said.contains("10.96.0.20"), "{said}");
     let said = dig(&a, &format!("@{b_ip} missing.default.svc.cluster.local A"));
@@ -43,10 +82,17 @@ fn lookups_are_named_by_query_and_response_code() {
     let said = dig(&a, &format!("@{b_ip} outside.example A"));
     assert!(said.contains("REFUSED"), "{said}");
     dig(&a, &format!("@{b_ip} -p 5353 silent.test A"));
+    let said = dig(&a, &format!("@{b_ip} -p 5300 x.broken.test A"));
+    assert!(said.contains("SERVFAIL"), "{said}");
+    // glibc's walk: api.other.svc.cluster.local (NXDOMAIN), then
+    // api.default.svc.cluster.local.
+    let said = sh(&format!("ip netns exec {a} getent ahostsv4 api"));
+    assert!(said.contains("10.96.0.21"), "{said}");
     let said = dig(&a, &format!("@{vip} web.default.svc.cluster.local A"));
     assert!(said.contains("NOERROR"), "{said}");
     std::thread::sleep(std::time::Duration::from_millis(300));
     let lines = t.stop();
+    sh(&format!("chmod 644 {rec_s}"));
 
     // Healthy: ok, the answer and the time it took.
     let webs: Vec<&Value> = connections(&lines)
@@ -87,6 +133,14 @@ fn lookups_are_named_by_query_and_response_code() {
     assert_eq!(refused["outcome"], "dns_error", "{refused:#}");
     assert_eq!(refused["dns"]["rcode"], "REFUSED", "{refused:#}");
 
+    let broken = lookup(&lines, "x.broken.test", "udp");
+    assert_eq!(broken["outcome"], "dns_error", "{broken:#}");
+    assert_eq!(broken["dns"]["rcode"], "SERVFAIL", "{broken:#}");
+    assert!(
+        broken["hint"].as_str().unwrap().contains("SERVFAIL"),
+        "{broken:#}"
+    );
+
     // Nobody answered: no_reply, naming the query (a --dns-port server).
     let silent = lookup(&lines, "silent.test", "udp");
     assert_eq!(silent["outcome"], "no_reply", "{silent:#}");
@@ -94,6 +148,34 @@ fn lookups_are_named_by_query_and_response_code() {
     assert!(
         silent["hint"].as_str().unwrap().contains("never answered"),
         "{silent:#}"
+    );
+
+    // A search-path walk is one lookup with its tries: it reads ok, and
+    // the NXDOMAIN of its first try is no failure of its own.
+    let walk = lookup(&lines, "api.default.svc.cluster.local", "udp");
+    assert_eq!(walk["outcome"], "ok", "{walk:#}");
+    let tries: Vec<(&str, &str)> = walk["dns"]["tries"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{walk:#}"))
+        .iter()
+        .map(|t| {
+            (
+                t["qname"].as_str().unwrap(),
+                t["rcode"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert!(
+        tries.contains(&("api.other.svc.cluster.local", "NXDOMAIN"))
+            && tries.last() == Some(&("api.default.svc.cluster.local", "NOERROR")),
+        "{tries:?}"
+    );
+    assert!(
+        connections(&lines)
+            .iter()
+            .all(|c| c["dns"]["qname"] != "api.other.svc.cluster.local"),
+        "{:#?}",
+        connections(&lines)
     );
 
     // Packets carry their message too: the query and the response.
@@ -106,4 +188,37 @@ fn lookups_are_named_by_query_and_response_code() {
             && msgs.iter().any(|p| p["dns"]["rcode"] == "NXDOMAIN"),
         "{msgs:#?}"
     );
+
+    // Offline, as nobody: the recording replays to the same lookups (the
+    // --dns-port travels with it), and the dashboard names them.
+    let out = unprivileged(&["replay", rec_s, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replayed: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for name in [
+        "missing.default.svc.cluster.local",
+        "outside.example",
+        "silent.test",
+    ] {
+        assert_eq!(
+            lookup(&replayed, name, "udp"),
+            lookup(&lines, name, "udp"),
+            "{name}"
+        );
+    }
+    let app = replayed_dashboard(&rec);
+    let screen = dashboard_screen(&app.lock().unwrap());
+    // The selected flow (the last lookup, through the VIP) shows its
+    // message; the server's row counts its failed lookups.
+    assert!(
+        screen.contains("dns A? web.default.svc.cluster.local -> NOERROR"),
+        "{screen}"
+    );
+    assert!(screen.contains("dns_error"), "{screen}");
 }

@@ -33,6 +33,23 @@ pub struct Message {
     pub truncated: bool,
 }
 
+impl Message {
+    /// A type A message without answers (tests' building block).
+    #[cfg(test)]
+    pub fn a(id: u16, name: &str, response: bool, rcode: u8) -> Self {
+        Message {
+            id,
+            response,
+            rcode,
+            qname: Some(name.into()),
+            qtype: 1,
+            answer_count: 0,
+            answers: Vec::new(),
+            truncated: false,
+        }
+    }
+}
+
 /// One answer record, as people read it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Answer {

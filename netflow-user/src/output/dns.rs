@@ -78,34 +78,36 @@ pub fn lookups_view(l: &Lookups) -> Option<DnsView> {
 /// A packet's message: `A? web.test` (a query), `A? web.test -> NOERROR
 /// 10.0.0.1` (a response).
 pub fn message_words(m: &Message) -> String {
-    let v = message_view(m);
-    if m.response {
-        words(&v)
-    } else {
-        format!(
-            "{}? {}",
-            v.qtype,
-            v.qname.as_deref().unwrap_or("(name cut by the capture)")
-        )
-    }
+    packet_words(&message_view(m))
+}
+
+/// [`message_words`] from the packet's view.
+pub fn packet_words(v: &DnsView) -> String {
+    describe(v, false)
 }
 
 /// `A? web.default.svc.cluster.local -> NXDOMAIN in 0.4 ms` (`-> no
 /// answer` for a query nobody answered; a walk says how many tries).
 pub fn words(v: &DnsView) -> String {
+    describe(v, true)
+}
+
+fn describe(v: &DnsView, lookup: bool) -> String {
     let name = v.qname.as_deref().unwrap_or("(name cut by the capture)");
     let mut s = format!("{}? {name}", v.qtype);
-    match (&v.rcode, v.latency_ns) {
-        (Some(rc), Some(ns)) => {
+    match &v.rcode {
+        Some(rc) => {
             s.push_str(&format!(" -> {rc}"));
             if !v.answers.is_empty() {
                 let a: Vec<&str> = v.answers.iter().map(|a| a.data.as_str()).collect();
                 s.push_str(&format!(" {}", a.join(",")));
             }
-            s.push_str(&format!(" in {:.1} ms", ns as f64 / 1e6));
         }
-        (Some(rc), None) => s.push_str(&format!(" -> {rc}")),
-        (None, _) => s.push_str(" -> no answer"),
+        None if lookup => s.push_str(" -> no answer"),
+        None => {}
+    }
+    if let Some(ns) = v.latency_ns {
+        s.push_str(&format!(" in {:.1} ms", ns as f64 / 1e6));
     }
     if v.tries.len() > 1 {
         s.push_str(&format!(" ({} tries)", v.tries.len()));
@@ -143,16 +145,7 @@ mod tests {
     use super::*;
 
     fn msg(id: u16, name: &str, response: bool, rcode: u8) -> Message {
-        Message {
-            id,
-            response,
-            rcode,
-            qname: Some(name.into()),
-            qtype: 1,
-            answer_count: 0,
-            answers: Vec::new(),
-            truncated: false,
-        }
+        Message::a(id, name, response, rcode)
     }
 
     #[test]

@@ -121,16 +121,7 @@ mod tests {
     use super::*;
 
     fn msg(id: u16, name: &str, response: bool, rcode: u8) -> Message {
-        Message {
-            id,
-            response,
-            rcode,
-            qname: Some(name.into()),
-            qtype: 1,
-            answer_count: 0,
-            answers: Vec::new(),
-            truncated: false,
-        }
+        Message::a(id, name, response, rcode)
     }
 
     #[test]

@@ -113,6 +113,7 @@ impl SocketCounts {
 /// Where the counts of only-counted packets come from: the kernel's map in
 /// a live run, the recording in a replay. `take` removes them.
 pub mod dns;
+mod walk;
 
 pub trait CountSource {
     fn take(&mut self, t: &Tuple) -> Option<Counted>;
@@ -393,6 +394,8 @@ pub struct Connections {
     /// may miss packets.
     suspect_until: u64,
     evicted: u64,
+    /// Search-path walks being put together (see [`walk`]).
+    walks: walk::Walks,
 }
 
 /// Open connections kept at most (memory stays bounded under a flood of
@@ -624,7 +627,8 @@ impl Connections {
             done.dedup();
             self.evicted += n as u64;
         }
-        self.finish(done, counts)
+        let done = self.finish(done, counts);
+        self.walks.settle(done, now_ns)
     }
 
     /// Connections reported early to keep the table bounded, so far.
@@ -636,7 +640,9 @@ impl Connections {
     pub fn flush(&mut self, counts: Counts) -> Vec<Connection> {
         let all: Vec<u64> = self.open.keys().copied().collect();
         self.due.clear();
-        self.finish(all, counts)
+        let done = self.finish(all, counts);
+        // Whatever a walk held goes out too.
+        self.walks.settle(done, u64::MAX)
     }
 
     fn finish(&mut self, mut ids: Vec<u64>, counts: Counts) -> Vec<Connection> {

@@ -45,6 +45,12 @@ fn timeline_lines(title: &str, t: &TimelineView, out: &mut Vec<Line<'static>>) {
             )));
         }
     }
+    if let Some(d) = &t.dns {
+        out.push(Line::from(Span::styled(
+            format!("dns {}", crate::output::dns::packet_words(d)),
+            Style::default().fg(Color::Cyan),
+        )));
+    }
     if let Some(d) = &t.drop {
         out.push(Line::from(Span::styled(
             format!("dropped: {} at {}", d.reason, d.location),

@@ -67,8 +67,18 @@ pub fn draw(
                 None => (format!("{} open", g.flows), Color::Gray),
             },
         };
+        // A lookup's row names what it asked (not a group's: many names).
+        let endpoint = match fl.latest.dns.as_ref().filter(|_| fl.group.is_none()) {
+            Some(d) => format!(
+                "{} {}? {}",
+                fl.endpoint,
+                d.qtype,
+                d.qname.as_deref().unwrap_or("-")
+            ),
+            None => fl.endpoint.clone(),
+        };
         Row::new(vec![
-            Cell::from(fl.endpoint.clone()),
+            Cell::from(endpoint),
             Cell::from(k.dst.to_string()),
             Cell::from(k.proto.to_string()),
             Cell::from(format!("{}→{}", port(k.sport), port(k.dport))),
