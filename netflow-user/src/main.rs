@@ -55,6 +55,13 @@ enum Command {
     /// JSON line on stdout. Runs until SIGTERM or Ctrl-C.
     #[cfg(feature = "live")]
     Agent(AgentArgs),
+    /// What this kernel gives netflow (needs root): every probe attached as
+    /// `trace` would (then detached), per hop the probe that serves it and
+    /// the fallbacks taken, per program the verifier's figure against its
+    /// bound. Run it before an incident; attach it to a bug report. Exits
+    /// 1 when a program is refused by the verifier or over its bound.
+    #[cfg(feature = "live")]
+    Check(CheckArgs),
     /// Not in a build without the kernel side: says so.
     #[cfg(not(feature = "live"))]
     #[command(hide = true)]
@@ -70,6 +77,14 @@ enum Command {
 struct Unavailable {
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
     _args: Vec<String>,
+}
+
+#[cfg(feature = "live")]
+#[derive(Args)]
+struct CheckArgs {
+    /// One JSON object instead of the tables.
+    #[arg(long)]
+    json: bool,
 }
 
 #[cfg(feature = "live")]
@@ -572,6 +587,12 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo_cmd(a, &rt),
         #[cfg(feature = "live")]
         Command::Agent(a) => agent_cmd(a, &rt),
+        #[cfg(feature = "live")]
+        Command::Check(a) => match netflow::live::check::run(a.json) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
         #[cfg(not(feature = "live"))]
         Command::Trace(_) | Command::Demo(_) => Err(anyhow::anyhow!(
             "this netflow is built without the kernel side (--no-default-features): it replays, exports and shows recordings; tracing needs the default build"

@@ -101,6 +101,10 @@ const SUITE: &[(&str, &[&str])] = &[
     ("tcp", &["closed_port_no_socket_and_reset"]),
     ("agent", &["the_agent_counts_tcp_data_at_its_sockets"]),
     ("probes", &["sigkill_leaves_nothing_attached"]),
+    (
+        "verifier",
+        &["every_program_within_its_bound_and_checked_in_figure"],
+    ),
 ];
 
 /// Tests run again with netflow's fallback probes forced (label, environment):
@@ -200,6 +204,8 @@ struct Outcome {
     results: BTreeMap<String, &'static str>,
     probes: Vec<String>,
     secs: u64,
+    /// `netflow check --json` in the guest (figures, start-up).
+    check: Option<serde_json::Value>,
 }
 
 pub fn vm_test(root: &Path, args: VmArgs) -> Result<()> {
@@ -271,11 +277,15 @@ pub fn vm_test(root: &Path, args: VmArgs) -> Result<()> {
             .filter_map(|l| l.trim().strip_prefix("probe "))
             .map(str::to_string)
             .collect();
+        let check = fs::read_to_string(share.join("check.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
         outcomes.push(Outcome {
             release,
             results,
             probes,
             secs: started.elapsed().as_secs(),
+            check,
         });
     }
     let table = matrix(&outcomes);
@@ -677,6 +687,7 @@ fn matrix(outcomes: &[Outcome]) -> String {
         s.push_str(&format!(" {} s |", o.secs));
     }
     s.push('\n');
+    s.push_str(&figures(outcomes));
     for o in outcomes {
         s.push_str(&format!(
             "\nProbes on {} (netflow's start-up lines):\n\n",
@@ -685,6 +696,64 @@ fn matrix(outcomes: &[Outcome]) -> String {
         for p in &o.probes {
             s.push_str(&format!("    {p}\n"));
         }
+    }
+    s
+}
+
+/// Per kernel: netflow's start-up under emulation and each program's
+/// verifier figure (`netflow check` in the guest).
+fn figures(outcomes: &[Outcome]) -> String {
+    let mut s = String::from("\nStart-up and the verifier's figure per program (`netflow check`, instructions processed; -: not loaded there):\n\n| program |");
+    for o in outcomes {
+        s.push_str(&format!(" {} |", o.release));
+    }
+    s.push_str("\n| --- |");
+    for _ in outcomes {
+        s.push_str(" ---: |");
+    }
+    s.push_str("\n| (start-up: probes loaded and attached) |");
+    for o in outcomes {
+        let ms = o.check.as_ref().and_then(|c| c["startup_ms"].as_u64());
+        match ms {
+            Some(ms) => s.push_str(&format!(" {:.1} s |", ms as f64 / 1000.0)),
+            None => s.push_str(" (no check) |"),
+        }
+    }
+    s.push('\n');
+    let mut progs: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| o.check.as_ref()?["programs"].as_array().cloned())
+        .flatten()
+        .filter_map(|p| p["prog"].as_str().map(str::to_string))
+        .collect();
+    progs.sort();
+    progs.dedup();
+    for p in &progs {
+        s.push_str(&format!("| {p} |"));
+        for o in outcomes {
+            let fig = o.check.as_ref().and_then(|c| {
+                c["programs"]
+                    .as_array()?
+                    .iter()
+                    .find(|f| f["prog"] == p.as_str())
+                    .cloned()
+            });
+            let cell = match fig {
+                Some(f) if f["verifier_refused"] == true => {
+                    format!("REFUSED ({})", f["insns"])
+                }
+                Some(f) => match f["insns"].as_u64() {
+                    Some(n) if n > f["bound"].as_u64().unwrap_or(u64::MAX) => {
+                        format!("{n} (over {})", f["bound"])
+                    }
+                    Some(n) => n.to_string(),
+                    None => "-".into(),
+                },
+                None => "-".into(),
+            };
+            s.push_str(&format!(" {cell} |"));
+        }
+        s.push('\n');
     }
     s
 }

@@ -5,6 +5,7 @@
 //! the settings behind a failure ([`evidence`]), and
 //! the live run that drains the ring buffer into the pipeline ([`trace`]).
 pub mod agent;
+pub mod check;
 pub mod demo;
 pub mod evidence;
 pub mod kernel;

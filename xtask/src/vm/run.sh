@@ -21,6 +21,8 @@ if [ -f exec.sh ]; then
 fi
 # The probes netflow picks on this kernel, as it tells a user at start.
 timeout -s INT 60 "$NETFLOW_BIN" trace --host 192.0.2.1 --duration 2s > /dev/null 2> probes.txt
+# Every program's verifier figure and the start-up time, for the summary.
+timeout -s INT 300 "$NETFLOW_BIN" check --json > check.json 2> check.err
 : > results.txt
 # Lines: LABEL ENV BIN TESTS... (LABEL and ENV "-" for none; ENV forces a
 # fallback probe, e.g. NETFLOW_NF_PROBE=kprobe).

@@ -2,7 +2,7 @@
 //! error type, and the one-line form of a refused program.
 use std::path::PathBuf;
 
-use aya::{programs::ProgramError, Ebpf, EbpfLoader};
+use aya::{programs::ProgramError, Ebpf, EbpfLoader, VerifierLogLevel};
 use netflow_common::names;
 
 /// The compiled kernel programs (built by build.rs with aya-build).
@@ -38,6 +38,8 @@ pub enum ProbeError {
     Prototype(String, String),
     #[error("failed to read the kernel's BTF for program loading: {0}")]
     Btf(#[source] aya::BtfError),
+    #[error("{0}")]
+    Raw(String),
     #[error(transparent)]
     KernelBtf(#[from] crate::live::kernel::btf::BtfError),
 }
@@ -59,8 +61,14 @@ pub(super) fn short(e: &ProgramError) -> String {
             io_error,
             verifier_log,
         } => {
-            log::debug!("verifier log:\n{verifier_log}");
-            format!("the kernel refused the program ({io_error})")
+            let log = verifier_log.to_string();
+            log::debug!("verifier log:\n{log}");
+            match processed(&log) {
+                Some(n) => format!(
+                    "the kernel refused the program ({io_error}; the verifier processed {n} instructions)"
+                ),
+                None => format!("the kernel refused the program ({io_error})"),
+            }
         }
         e => {
             // aya puts the errno in the source: show it.
@@ -80,6 +88,15 @@ pub(super) fn loader<'a>(
     filter: &'a netflow_common::Filter,
 ) -> EbpfLoader<'a> {
     let mut l = EbpfLoader::new();
+    // A refused program is verified once more for its log: with the
+    // statistics alone (its figure) that log fits aya's first buffer; at
+    // the debug level aya verifies it again and again with larger ones
+    // (minutes under emulation). `RUST_LOG=debug` asks for the whole log.
+    l.verifier_log_level(if log::log_enabled!(log::Level::Debug) {
+        VerifierLogLevel::DEBUG | VerifierLogLevel::STATS
+    } else {
+        VerifierLogLevel::STATS
+    });
     l.override_global(names::GLOBAL_OFFSETS, offsets, true)
         .override_global(names::GLOBAL_FILTER, filter, true);
     l
@@ -102,4 +119,38 @@ where
             target: target.into(),
             err,
         })
+}
+
+/// The verifier's "processed N insns" (its statistics line, or the
+/// complexity limit's message).
+pub fn processed(log: &str) -> Option<u32> {
+    log.lines().rev().find_map(|l| {
+        let l = l.trim().to_ascii_lowercase();
+        let at = l.find("processed ")?;
+        let rest = &l[at + "processed ".len()..];
+        let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+        let after = rest[digits.len()..].trim_start();
+        if after.starts_with("insn") {
+            digits.parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::processed;
+
+    #[test]
+    fn reads_the_verifiers_figure() {
+        let ok = "verification time 1234 usec\nstack depth 96+0\nprocessed 183405 insns (limit 1000000) max_states_per_insn 4 total_states 9000 peak_states 3000 mark_read 100\n";
+        assert_eq!(processed(ok), Some(183405));
+        let big = "BPF program is too large. Processed 1000001 insn\nprocessed 1000001 insns (limit 1000000) max_states_per_insn 24\n";
+        assert_eq!(processed(big), Some(1000001));
+        let only_limit = "BPF program is too large. Processed 1000001 insn\n";
+        assert_eq!(processed(only_limit), Some(1000001));
+        assert_eq!(processed("invalid mem access 'inv'\n"), None);
+        assert_eq!(processed(""), None);
+    }
 }

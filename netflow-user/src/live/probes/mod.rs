@@ -23,9 +23,11 @@ use crate::{
     output::ProbeStatus,
 };
 
+pub mod figures;
 mod hooks;
 mod load;
 pub mod netfilter;
+mod raw;
 mod tracepoints;
 
 use hooks::{attach_kprobes, attach_netfilter, attach_nf_hook_slow};

@@ -11,21 +11,17 @@
 //! Links are per network namespace and owned as fds: they vanish when netflow
 //! exits, also on SIGKILL.
 use std::{
-    collections::HashMap,
-    ffi::CString,
-    os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd},
+    os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd},
     path::Path,
 };
 
-use aya::{maps::Map, Ebpf};
+use aya::Ebpf;
 use netflow_common::names;
 
-use super::load::EBPF_OBJECT;
+use super::raw::{sys_bpf, LoadSpec, RawError, Relocated, BPF_LINK_CREATE};
 
-const BPF_PROG_LOAD: libc::c_long = 5;
-const BPF_LINK_CREATE: libc::c_long = 28;
-const BPF_PROG_TYPE_NETFILTER: u32 = 32;
-const BPF_NETFILTER: u32 = 45;
+pub const BPF_PROG_TYPE_NETFILTER: u32 = 32;
+pub const BPF_NETFILTER: u32 = 45;
 pub const NFPROTO_IPV4: u32 = 2;
 pub const NFPROTO_IPV6: u32 = 10;
 
@@ -40,16 +36,13 @@ const LATE_PRIORITY: i32 = i32::MAX - 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetfilterError {
-    #[error("failed to parse the netflow object for the netfilter loader: {0}")]
-    Parse(String),
-    #[error("failed to relocate netfilter program {0}: {1}")]
-    Relocate(&'static str, String),
-    #[error("kernel object has no program {0}")]
-    Missing(&'static str),
-    #[error("failed to load netfilter program {prog}: {err} (verifier log: RUST_LOG=debug)")]
+    #[error(transparent)]
+    Object(#[from] RawError),
+    #[error("failed to load netfilter program {prog}: {err}{}", insns.map(|n| format!(" (verifier: {n} instructions processed)")).unwrap_or_default())]
     Load {
         prog: &'static str,
         err: std::io::Error,
+        insns: Option<u32>,
         log: String,
     },
     #[error("failed to attach netfilter program {prog} at {hook} (priority {priority}) in netns {netns}: {err}")]
@@ -66,25 +59,6 @@ pub enum NetfilterError {
 
 #[repr(C)]
 #[derive(Default)]
-struct ProgLoadAttr {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-    kern_version: u32,
-    prog_flags: u32,
-    prog_name: [u8; 16],
-    prog_ifindex: u32,
-    expected_attach_type: u32,
-    /// The rest of `union bpf_attr`, zero.
-    rest: [u64; 12],
-}
-
-#[repr(C)]
-#[derive(Default)]
 struct LinkCreateAttr {
     prog_fd: u32,
     target_fd: u32,
@@ -97,34 +71,6 @@ struct LinkCreateAttr {
     rest: [u64; 8],
 }
 
-fn sys_bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<RawFd> {
-    // SAFETY: attr is a valid, fully initialised bpf_attr prefix of the given size.
-    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T, std::mem::size_of::<T>()) };
-    if r < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(r as RawFd)
-    }
-}
-
-/// The fd of each of aya's maps, by name.
-fn map_fds(ebpf: &Ebpf) -> HashMap<String, RawFd> {
-    ebpf.maps()
-        .filter_map(|(name, m)| {
-            let data = match m {
-                Map::Array(d)
-                | Map::HashMap(d)
-                | Map::LpmTrie(d)
-                | Map::LruHashMap(d)
-                | Map::PerCpuArray(d)
-                | Map::RingBuf(d) => d,
-                _ => return None,
-            };
-            Some((name.to_string(), data.fd().as_fd().as_raw_fd()))
-        })
-        .collect()
-}
-
 /// The two netfilter programs, loaded against the maps of `ebpf`.
 pub struct NfPrograms {
     early: OwnedFd,
@@ -134,32 +80,18 @@ pub struct NfPrograms {
 impl NfPrograms {
     /// Must run while every map is still owned by `ebpf` (before `take_map`).
     pub fn load(ebpf: &Ebpf) -> Result<Self, NetfilterError> {
-        let mut obj = aya_obj::Object::parse(EBPF_OBJECT)
-            .map_err(|e| NetfilterError::Parse(e.to_string()))?;
-        let fds = map_fds(ebpf);
-        let maps: Vec<(String, RawFd, aya_obj::Map)> = obj
-            .maps
-            .iter()
-            .filter_map(|(n, m)| fds.get(n).map(|fd| (n.clone(), *fd, m.clone())))
-            .collect();
-        let text_sections = obj.functions.keys().map(|(section, _)| *section).collect();
-        obj.relocate_maps(
-            maps.iter().map(|(n, fd, m)| (n.as_str(), *fd, m)),
-            &text_sections,
-        )
-        .map_err(|e| NetfilterError::Relocate("maps", e.to_string()))?;
-        obj.relocate_calls(&text_sections)
-            .map_err(|e| NetfilterError::Relocate("calls", e.to_string()))?;
+        let obj = Relocated::new(ebpf)?;
         let load = |prog: &'static str| -> Result<OwnedFd, NetfilterError> {
-            let p = obj
-                .programs
-                .get(prog)
-                .ok_or(NetfilterError::Missing(prog))?;
-            let f = obj
-                .functions
-                .get(&p.function_key())
-                .ok_or(NetfilterError::Missing(prog))?;
-            load_program(prog, &f.instructions)
+            let l = obj.load(prog, SPEC)?;
+            l.fd.map_err(|err| {
+                log::debug!("verifier statistics for {prog}:\n{}", l.log);
+                NetfilterError::Load {
+                    prog,
+                    err,
+                    insns: l.insns,
+                    log: l.log,
+                }
+            })
         };
         Ok(Self {
             early: load(names::PROG_NF_EARLY)?,
@@ -211,45 +143,12 @@ impl NfPrograms {
     }
 }
 
-fn load_program(
-    prog: &'static str,
-    insns: &[aya_obj::generated::bpf_insn],
-) -> Result<OwnedFd, NetfilterError> {
-    let license = CString::new("GPL").expect("no NUL");
-    let mut log = vec![0u8; 1 << 20];
-    let mut name = [0u8; 16];
-    let n = prog.len().min(15);
-    name[..n].copy_from_slice(&prog.as_bytes()[..n]);
-    let mut attr = ProgLoadAttr {
-        prog_type: BPF_PROG_TYPE_NETFILTER,
-        insn_cnt: insns.len() as u32,
-        insns: insns.as_ptr() as u64,
-        license: license.as_ptr() as u64,
-        prog_name: name,
-        expected_attach_type: BPF_NETFILTER,
-        ..Default::default()
-    };
-    match sys_bpf(BPF_PROG_LOAD, &mut attr) {
-        // SAFETY: a new fd the kernel just returned.
-        Ok(fd) => Ok(unsafe { OwnedFd::from_raw_fd(fd) }),
-        Err(err) => {
-            // Retry with the verifier log for the error message.
-            attr.log_level = 1;
-            attr.log_size = log.len() as u32;
-            attr.log_buf = log.as_mut_ptr() as u64;
-            let _ = sys_bpf(BPF_PROG_LOAD, &mut attr);
-            let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
-            let text = String::from_utf8_lossy(&log[..end]);
-            log::debug!("verifier log for {prog}:\n{text}");
-            let tail: Vec<&str> = text.lines().rev().take(20).collect();
-            Err(NetfilterError::Load {
-                prog,
-                err,
-                log: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
-            })
-        }
-    }
-}
+/// How the kernel takes a netfilter program.
+pub const SPEC: LoadSpec = LoadSpec {
+    prog_type: BPF_PROG_TYPE_NETFILTER,
+    expected_attach_type: BPF_NETFILTER,
+    attach_btf_id: 0,
+};
 
 /// Link at `priority`, stepping away from priorities already taken (EBUSY:
 /// another hook, e.g. a second netflow, sits exactly there).

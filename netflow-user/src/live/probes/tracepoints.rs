@@ -70,6 +70,13 @@ fn reads(prog: &str) -> &'static [&'static str] {
     }
 }
 
+/// `prog` reads arguments this kernel's `tp` has.
+pub(super) fn fits(kbtf: &KernelBtf, prog: &str, tp: &str) -> std::result::Result<bool, String> {
+    let params = kbtf.tracepoint_args(tp).map_err(|e| e.to_string())?;
+    let want = reads(prog);
+    Ok(params.len() >= want.len() && params[..want.len()] == *want)
+}
+
 /// The program for `tp` that fits this kernel's prototype, and a note.
 fn fitting(
     kbtf: &KernelBtf,
