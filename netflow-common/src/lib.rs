@@ -8,6 +8,10 @@ pub mod parse;
 
 /// Names of maps, programs and globals, used by both sides.
 pub mod names {
+    /// Kernel functions the loader marks global in the object's BTF, so
+    /// that the verifier checks each once (bpf-linker makes every
+    /// function static).
+    pub const GLOBAL_FN_PREFIX: &str = "netflow_g_";
     pub const EVENTS: &str = "EVENTS";
     pub const LOST: &str = "LOST";
     pub const TRACKED: &str = "TRACKED";

@@ -3,7 +3,6 @@
 use core::ptr::read_volatile;
 
 use aya_ebpf::{
-    helpers::bpf_probe_read_kernel,
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
@@ -199,8 +198,19 @@ impl Mem for Btf {
 }
 
 impl Mem for Probe {
+    /// Never fails: a read the kernel cannot do leaves zeros (the helper
+    /// zeroes its destination on failure), as a missing field would read.
+    /// No branch on the helper's result: each such branch doubled the
+    /// paths the verifier walks after it (the kprobe on `nf_hook_slow`:
+    /// 862k -> 260k instructions on 5.10.0-46, tc 402k -> 133k).
     #[inline(always)]
     unsafe fn read<T: Copy>(base: *const u8, off: u32) -> Result<T, ()> {
-        bpf_probe_read_kernel(base.add(off as usize) as *const T).map_err(|_| ())
+        let mut v = core::mem::MaybeUninit::<T>::uninit();
+        let _ = aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+            v.as_mut_ptr() as *mut core::ffi::c_void,
+            core::mem::size_of::<T>() as u32,
+            base.add(off as usize) as *const core::ffi::c_void,
+        );
+        Ok(v.assume_init())
     }
 }

@@ -11,7 +11,7 @@ use crate::{
     conntrack::remember_reply,
     emit::output,
     globals::*,
-    guard,
+    guard, once,
     select::selected,
     skb::{device, fill_meta, read_packet, scratch, Dev},
 };
@@ -79,7 +79,7 @@ pub(crate) fn on_drop<M: Mem>(skb: *const u8, location: u64, reason: u32) -> Res
 pub(crate) fn on_device<M: Mem>(skb: *const u8, point: Point) -> Result<(), ()> {
     let o = offsets();
     let dev = device::<M>(skb, o);
-    let reported = on_hop::<M>(skb, point, o, &dev, 0, 0)?;
+    let reported = on_hop::<M, false>(skb, point, o, &dev, 0, 0)?;
     if reported && point == Point::Rx {
         // Its route lookup comes next (forwarded and local input packets).
         crate::route::remember(scratch()?);
@@ -89,8 +89,10 @@ pub(crate) fn on_device<M: Mem>(skb: *const u8, point: Point) -> Result<(), ()> 
 
 /// A hop at a device (or a netfilter hook with its device): the common path.
 /// True when it reported the packet (its headers are in the scratch event).
+/// `G`: parse through the global functions of [`crate::once`] (each
+/// verified once) instead of inline (the netfilter programs).
 #[inline(always)]
-pub(crate) fn on_hop<M: Mem>(
+pub(crate) fn on_hop<M: Mem, const G: bool>(
     skb: *const u8,
     point: Point,
     o: &Offsets,
@@ -117,7 +119,18 @@ pub(crate) fn on_hop<M: Mem>(
     let slot = TRACKED.get_ptr_mut(key);
     let ev = scratch()?;
     let fp_of = |ev: &PacketEvent| {
-        parse::fingerprint(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, f)
+        if G {
+            once::netflow_g_fingerprint()
+        } else {
+            parse::fingerprint(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, f)
+        }
+    };
+    let has_inner = |ev: &PacketEvent| {
+        if G {
+            once::netflow_g_has_inner() != 0
+        } else {
+            parse::has_inner(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, f)
+        }
     };
     let mut fp = 0;
     let mut now = 0;
@@ -131,7 +144,7 @@ pub(crate) fn on_hop<M: Mem>(
         Some(t) => {
             if unsafe { (*t).flags } & track_flags::COUNTED != 0 {
                 read_packet::<M>(skb, o, ev, FILTER_BYTES)?;
-                if parse::has_inner(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, f) {
+                if has_inner(ev) {
                     read_packet::<M>(skb, o, ev, CAPTURE_BYTES as u32)?;
                     full = true;
                 }
@@ -157,11 +170,16 @@ pub(crate) fn on_hop<M: Mem>(
         }
     };
     if !tracked {
-        if !full && parse::has_inner(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, f) {
+        if !full && has_inner(ev) {
             read_packet::<M>(skb, o, ev, CAPTURE_BYTES as u32)?;
             full = true;
         }
-        if guard::socket_counted(ev, f).is_some() {
+        let counted_at_socket = if G {
+            once::netflow_g_socket_counted() != 0
+        } else {
+            guard::socket_counted(ev, f).is_some()
+        };
+        if counted_at_socket {
             // The agent's TCP data: its sockets count it.
             if slot.is_some() {
                 let _ = TRACKED.remove(key);
@@ -170,7 +188,16 @@ pub(crate) fn on_hop<M: Mem>(
         }
         let netns_hit =
             v(&f.flags) & ff::NETNS != 0 && unsafe { SEL_NETNS.get(dev.netns) }.is_some();
-        if !selected(ev, f, netns_hit) {
+        let chosen = if G {
+            let n = netns_hit as u32;
+            once::netflow_g_selected(n, 0) != 0
+                || once::netflow_g_reply_of_selected(0) != 0
+                || once::netflow_g_selected(n, 1) != 0
+                || once::netflow_g_reply_of_selected(1) != 0
+        } else {
+            selected(ev, f, netns_hit)
+        };
+        if !chosen {
             if slot.is_some() {
                 // A different packet in a reused skb: forget the old one.
                 let _ = TRACKED.remove(key);
@@ -193,7 +220,12 @@ pub(crate) fn on_hop<M: Mem>(
         }
         // A packet new to us: full detail (the event carries the full
         // capture), or only counted.
-        flags = if guard::full_detail(ev, f, now) {
+        let full_detail = if G {
+            once::netflow_g_full_detail(now) != 0
+        } else {
+            guard::full_detail(ev, f, now)
+        };
+        flags = if full_detail {
             if !full {
                 read_packet::<M>(skb, o, ev, CAPTURE_BYTES as u32)?;
                 // As the daemon computes it, from the bytes it gets.
@@ -207,6 +239,8 @@ pub(crate) fn on_hop<M: Mem>(
     let counted = flags & track_flags::COUNTED != 0;
     let hdr = if counted {
         0
+    } else if G {
+        once::netflow_g_tuple_hash()
     } else {
         parse::tuple_hash(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, f)
     };

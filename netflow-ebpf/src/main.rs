@@ -18,6 +18,7 @@ mod hop;
 mod icmp;
 mod netfilter;
 mod nf_stack;
+mod once;
 mod route;
 mod select;
 mod skb;
@@ -160,7 +161,7 @@ pub fn netflow_tcp_reset(ctx: BtfTracePointContext) -> i32 {
     if !skb.is_null() {
         let o = offsets();
         let dev = device::<Btf>(skb, o);
-        let _ = on_hop::<Btf>(skb, Point::TcpReset, o, &dev, 0, 0);
+        let _ = on_hop::<Btf, false>(skb, Point::TcpReset, o, &dev, 0, 0);
     } else if !sk.is_null() {
         let _ = on_sock(sk, Point::TcpReset);
     }

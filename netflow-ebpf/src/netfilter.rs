@@ -82,7 +82,7 @@ pub(crate) fn on_nf_hook<M: Mem, const FOLLOW_DNAT: bool>(
     let dev = dev_at::<M>(ptr, o);
     if translated {
         let kept = keep_receive(skb);
-        if on_hop::<M>(skb, point, o, &dev, hook, pf) == Ok(true) {
+        if on_hop::<M, true>(skb, point, o, &dev, hook, pf) == Ok(true) {
             // Its route lookup comes next, with the translated addresses.
             if let Ok(ev) = scratch() {
                 crate::route::remember(ev);
@@ -93,7 +93,7 @@ pub(crate) fn on_nf_hook<M: Mem, const FOLLOW_DNAT: bool>(
         }
         return;
     }
-    let _ = on_hop::<M>(skb, point, o, &dev, hook, pf);
+    let _ = on_hop::<M, true>(skb, point, o, &dev, hook, pf);
 }
 
 /// Conntrack translated the packet's destination (`IPS_DST_NAT`). The
@@ -143,12 +143,7 @@ fn report_receive<M: Mem>(skb: *const u8, o: &netflow_common::Offsets, dev: &Dev
     };
     let pre = unsafe { &mut *pre };
     let ts = pre.hdr.ts_ns;
-    let fp = netflow_common::parse::fingerprint(
-        &pre.data,
-        pre.hdr.cap_len as usize,
-        pre.hdr.l3_proto,
-        filter(),
-    );
+    let fp = crate::once::netflow_g_pre_nat_fingerprint();
     // The same packet as the hop just reported (its fingerprint is NAT
     // invariant), received a moment ago: not an earlier packet's receive
     // left behind in a reused skb.

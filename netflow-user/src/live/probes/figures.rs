@@ -13,7 +13,7 @@ use aya_obj::{btf::BtfKind, ProgramSection};
 use netflow_common::{filter_flags as ff, names, Filter};
 
 use super::{
-    load::{loader, ProbeError, EBPF_OBJECT},
+    load::{ebpf_object, loader, ProbeError},
     netfilter,
     raw::{LoadSpec, Relocated},
     tracepoints::fits,
@@ -113,7 +113,7 @@ fn filters(reason_consumed: u32) -> Vec<(&'static str, Filter)> {
 fn targets() -> std::collections::HashMap<String, String> {
     use object::{Object, ObjectSection, ObjectSymbol};
     let mut out = std::collections::HashMap::new();
-    let Ok(file) = object::File::parse(EBPF_OBJECT) else {
+    let Ok(file) = object::File::parse(ebpf_object()) else {
         return out;
     };
     for sym in file.symbols() {
@@ -203,7 +203,7 @@ pub fn measure(kbtf: &KernelBtf, reason_consumed: u32) -> Result<Vec<Figure>, Pr
     let mut out: Vec<Figure> = Vec::new();
     for (fname, filter) in filters(reason_consumed) {
         let ebpf: Ebpf = loader(&offsets, &filter)
-            .load(EBPF_OBJECT)
+            .load(ebpf_object())
             .map_err(ProbeError::Object)?;
         let obj = Relocated::new(&ebpf).map_err(|e| ProbeError::Raw(e.to_string()))?;
         let mut progs: Vec<(String, ProgramSection)> = obj
@@ -248,10 +248,13 @@ pub fn measure(kbtf: &KernelBtf, reason_consumed: u32) -> Result<Vec<Figure>, Pr
                 let by_verifier = matches!(errno, Some(libc::E2BIG) | Some(libc::EACCES));
                 fig.verifier_refused |= by_verifier;
                 if fig.refused.is_none() {
-                    let line = loaded.log.lines().rev().find(|l| !l.trim().is_empty());
-                    fig.refused = Some(match (by_verifier, line) {
-                        (true, Some(l)) => format!("{e} under filter {fname}: {l}"),
-                        _ => format!("{e}"),
+                    fig.refused = Some(if by_verifier {
+                        format!(
+                            "{e} under filter {fname}: {}",
+                            loaded.log.replace('\n', " | ")
+                        )
+                    } else {
+                        format!("{e}")
                     });
                 }
             }
@@ -265,10 +268,6 @@ pub fn measure(kbtf: &KernelBtf, reason_consumed: u32) -> Result<Vec<Figure>, Pr
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct CheckedIn {
     pub kernels: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u32>>,
-    /// Programs known to be over their bound, each with why it is allowed
-    /// for now: their growth is still checked.
-    #[serde(default)]
-    pub over_bound: std::collections::BTreeMap<String, String>,
 }
 
 /// A figure may grow this much over its checked-in one.
@@ -284,7 +283,7 @@ impl CheckedIn {
     }
 
     /// What is wrong with `figs` on kernel `release`, one line each: a
-    /// program refused by the verifier, over its bound (unless allowed), or
+    /// program refused by the verifier, over its bound, or
     /// grown past its checked-in figure by more than [`GROWTH`].
     pub fn problems(&self, release: &str, figs: &[Figure]) -> Vec<String> {
         let mine = self.for_kernel(release);
@@ -299,7 +298,7 @@ impl CheckedIn {
                 continue;
             }
             let Some(n) = f.insns else { continue };
-            if n > f.bound && !self.over_bound.contains_key(&f.prog) {
+            if n > f.bound {
                 out.push(format!(
                     "{}: {n} instructions, over its bound {}",
                     f.prog, f.bound

@@ -8,7 +8,7 @@ use aya::{
 };
 use netflow_common::names;
 
-use super::load::{loader, program, NetfilterPlan, ProbeError, Result, EBPF_OBJECT};
+use super::load::{ebpf_object, loader, program, NetfilterPlan, ProbeError, Result};
 use crate::output::ProbeStatus;
 use crate::{
     live::kernel::btf::KernelBtf,
@@ -247,7 +247,7 @@ pub fn verify_kprobe(kbtf: &KernelBtf, prog: &'static str) -> Result<()> {
     let offsets = kbtf.offsets()?;
     let filter = netflow_common::Filter::empty();
     let mut ebpf = loader(&offsets, &filter)
-        .load(EBPF_OBJECT)
+        .load(ebpf_object())
         .map_err(ProbeError::Object)?;
     let target = format!("kprobe ({prog})");
     let p: &mut KProbe = program(&mut ebpf, prog, &target)?;

@@ -5,8 +5,39 @@ use std::path::PathBuf;
 use aya::{programs::ProgramError, Ebpf, EbpfLoader, VerifierLogLevel};
 use netflow_common::names;
 
-/// The compiled kernel programs (built by build.rs with aya-build).
-pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netflow"));
+/// The compiled kernel programs (built by build.rs with aya-build), as
+/// built: load [`ebpf_object`].
+static BUILT_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netflow"));
+
+/// The object as built (before [`ebpf_object`]'s rewrite).
+#[cfg(test)]
+pub(super) fn built_object() -> &'static [u8] {
+    BUILT_OBJECT
+}
+
+/// The kernel programs to load: the built object with its functions named
+/// `netflow_g_*` marked global in its BTF (see `netflow-ebpf/src/once.rs`).
+pub fn ebpf_object() -> &'static [u8] {
+    static OBJ: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
+    let words = OBJ.get_or_init(|| {
+        let mut bytes = BUILT_OBJECT.to_vec();
+        if let Err(e) = super::btf_linkage::mark_global(&mut bytes, names::GLOBAL_FN_PREFIX) {
+            log::warn!("kernel object: functions left static: {e}");
+        }
+        // 8-byte aligned for the ELF parser.
+        bytes
+            .chunks(8)
+            .map(|c| {
+                let mut w = [0u8; 8];
+                w[..c.len()].copy_from_slice(c);
+                u64::from_le_bytes(w)
+            })
+            .collect()
+    });
+    // SAFETY: the words' memory, viewed as bytes, for as long as the static lives.
+    let all = unsafe { std::slice::from_raw_parts(words.as_ptr() as *const u8, words.len() * 8) };
+    &all[..BUILT_OBJECT.len()]
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
@@ -140,6 +171,18 @@ pub fn processed(log: &str) -> Option<u32> {
 
 #[cfg(test)]
 mod tests {
+    /// The built object: every function of `netflow-ebpf/src/once.rs` is
+    /// found and marked global, and nothing else is.
+    #[test]
+    fn marks_the_once_functions_of_the_built_object() {
+        use super::super::btf_linkage::mark_global;
+        let mut obj = super::built_object().to_vec();
+        let n = mark_global(&mut obj, netflow_common::names::GLOBAL_FN_PREFIX)
+            .expect("the object's BTF");
+        assert_eq!(n, 8, "functions named netflow_g_* in the object's BTF");
+        assert_eq!(mark_global(&mut obj, "no_such_prefix_").unwrap(), 0);
+    }
+
     use super::processed;
 
     #[test]

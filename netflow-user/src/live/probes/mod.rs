@@ -23,6 +23,7 @@ use crate::{
     output::ProbeStatus,
 };
 
+mod btf_linkage;
 pub mod figures;
 mod hooks;
 mod load;
@@ -32,8 +33,8 @@ mod tracepoints;
 
 use hooks::{attach_kprobes, attach_netfilter, attach_nf_hook_slow};
 pub use hooks::{has_kprobes, verify_kprobe};
+pub use load::{ebpf_object, NetfilterPlan, ProbeError};
 use load::{loader, program, short, Result};
-pub use load::{NetfilterPlan, ProbeError, EBPF_OBJECT};
 use tracepoints::{attach_tracepoint, Tracepoint, REQUIRED, TRACEPOINTS};
 
 pub struct Probes {
@@ -128,7 +129,7 @@ impl Probes {
         filter.reason_consumed = reason_consumed;
         let mut ebpf = loader(&offsets, &filter)
             .map_max_entries(names::EVENTS, ring_bytes)
-            .load(EBPF_OBJECT)
+            .load(ebpf_object())
             .map_err(ProbeError::Object)?;
         fill_selection(&mut ebpf, sel)?;
         let btf = Btf::from_sys_fs().map_err(ProbeError::Btf)?;

@@ -12,9 +12,10 @@ use std::{
 
 use aya::{maps::Map, Ebpf};
 
-use super::load::{processed, EBPF_OBJECT};
+use super::load::{ebpf_object, processed};
 
 const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_BTF_LOAD: libc::c_long = 18;
 pub(super) const BPF_LINK_CREATE: libc::c_long = 28;
 /// `log_level` bit: the verifier's statistics only ("processed N insns").
 const BPF_LOG_STATS: u32 = 4;
@@ -58,6 +59,18 @@ struct ProgLoadAttr {
     rest: [u32; 13],
 }
 
+/// `union bpf_attr` for BPF_BTF_LOAD.
+#[repr(C)]
+#[derive(Default)]
+struct BtfLoadAttr {
+    btf: u64,
+    btf_log_buf: u64,
+    btf_size: u32,
+    btf_log_size: u32,
+    btf_log_level: u32,
+    _pad: u32,
+}
+
 pub(super) fn sys_bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<RawFd> {
     // SAFETY: attr is a valid, fully initialised bpf_attr prefix of the given size.
     let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T, std::mem::size_of::<T>()) };
@@ -92,6 +105,10 @@ fn map_fds(ebpf: &Ebpf) -> HashMap<String, RawFd> {
 /// still own every map: before any `take_map`).
 pub struct Relocated {
     obj: aya_obj::Object,
+    /// The object's BTF as the kernel took it: programs loaded with it
+    /// carry their functions' info, which tells the verifier which
+    /// functions are global (checked once).
+    btf: Option<OwnedFd>,
 }
 
 /// How the kernel is to take one program.
@@ -114,7 +131,16 @@ pub struct Loaded {
 impl Relocated {
     pub fn new(ebpf: &Ebpf) -> Result<Self, RawError> {
         let mut obj =
-            aya_obj::Object::parse(EBPF_OBJECT).map_err(|e| RawError::Parse(e.to_string()))?;
+            aya_obj::Object::parse(ebpf_object()).map_err(|e| RawError::Parse(e.to_string()))?;
+        // As aya does: the BTF sanitized for this kernel's features, loaded.
+        let btf = match aya::features().btf() {
+            Some(features) => match obj.fixup_and_sanitize_btf(features) {
+                Ok(Some(btf)) => load_btf(&btf.to_bytes()),
+                Ok(None) => None,
+                Err(e) => return Err(RawError::Relocate("BTF", e.to_string())),
+            },
+            None => None,
+        };
         let fds = map_fds(ebpf);
         let maps: Vec<(String, RawFd, aya_obj::Map)> = obj
             .maps
@@ -129,7 +155,7 @@ impl Relocated {
         .map_err(|e| RawError::Relocate("maps", e.to_string()))?;
         obj.relocate_calls(&text_sections)
             .map_err(|e| RawError::Relocate("calls", e.to_string()))?;
-        Ok(Self { obj })
+        Ok(Self { obj, btf })
     }
 
     /// The names of the object's programs with their sections.
@@ -140,7 +166,7 @@ impl Relocated {
             .map(|(n, p)| (n.as_str(), &p.section))
     }
 
-    fn instructions(&self, prog: &str) -> Result<&[aya_obj::generated::bpf_insn], RawError> {
+    fn function(&self, prog: &str) -> Result<&aya_obj::Function, RawError> {
         let p = self
             .obj
             .programs
@@ -151,14 +177,17 @@ impl Relocated {
             .functions
             .get(&p.function_key())
             .ok_or_else(|| RawError::Missing(prog.into()))?;
-        Ok(&f.instructions)
+        Ok(f)
     }
 
     /// Load `prog` as `spec` says, with the verifier's statistics on: one
     /// verification, whose figure comes back whether the kernel takes the
     /// program or refuses it.
     pub fn load(&self, prog: &str, spec: LoadSpec) -> Result<Loaded, RawError> {
-        let insns = self.instructions(prog)?;
+        let func = self.function(prog)?;
+        let insns = &func.instructions;
+        let func_info = func.func_info.func_info_bytes();
+        let line_info = func.line_info.line_info_bytes();
         let license = CString::new("GPL").expect("no NUL");
         let mut log = vec![0u8; 64 << 10];
         let mut name = [0u8; 16];
@@ -177,6 +206,19 @@ impl Relocated {
             attach_btf_id: spec.attach_btf_id,
             ..Default::default()
         };
+        if let Some(btf) = &self.btf {
+            attr.prog_btf_fd = btf.as_raw_fd() as u32;
+            if func.func_info_rec_size > 0 {
+                attr.func_info = func_info.as_ptr() as u64;
+                attr.func_info_cnt = func.func_info.len() as u32;
+                attr.func_info_rec_size = func.func_info_rec_size as u32;
+            }
+            if func.line_info_rec_size > 0 {
+                attr.line_info = line_info.as_ptr() as u64;
+                attr.line_info_cnt = func.line_info.len() as u32;
+                attr.line_info_rec_size = func.line_info_rec_size as u32;
+            }
+        }
         let mut r = sys_bpf(BPF_PROG_LOAD, &mut attr);
         if r.as_ref()
             .is_err_and(|e| e.raw_os_error() == Some(libc::ENOSPC))
@@ -188,7 +230,23 @@ impl Relocated {
             r = sys_bpf(BPF_PROG_LOAD, &mut attr);
         }
         let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
-        let text = String::from_utf8_lossy(&log[..end]).into_owned();
+        let mut text = String::from_utf8_lossy(&log[..end]).into_owned();
+        if r.as_ref()
+            .is_err_and(|e| e.raw_os_error() == Some(libc::EACCES))
+        {
+            // Refused as unsafe: verify once more with the whole log for
+            // the verifier's reason (its last lines).
+            let mut big = vec![0u8; 64 << 20];
+            attr.log_level = 1 | BPF_LOG_STATS;
+            attr.log_size = big.len() as u32;
+            attr.log_buf = big.as_mut_ptr() as u64;
+            let _ = sys_bpf(BPF_PROG_LOAD, &mut attr);
+            let end = big.iter().position(|b| *b == 0).unwrap_or(big.len());
+            let whole = String::from_utf8_lossy(&big[..end]);
+            log::debug!("verifier log of {prog}:\n{whole}");
+            let stats = tail(&text, 3);
+            text = format!("{}\n{stats}", tail(&whole, 12));
+        }
         // SAFETY: a new fd the kernel just returned.
         let fd = r.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
         Ok(Loaded {
@@ -196,6 +254,24 @@ impl Relocated {
             insns: processed(&text),
             log: tail(&text, 20),
         })
+    }
+}
+
+/// Load `raw` as a BTF object; None when the kernel refuses it (the
+/// programs then load without it, as aya's do).
+fn load_btf(raw: &[u8]) -> Option<OwnedFd> {
+    let mut attr = BtfLoadAttr {
+        btf: raw.as_ptr() as u64,
+        btf_size: raw.len() as u32,
+        ..Default::default()
+    };
+    match sys_bpf(BPF_BTF_LOAD, &mut attr) {
+        // SAFETY: a new fd the kernel just returned.
+        Ok(fd) => Some(unsafe { OwnedFd::from_raw_fd(fd) }),
+        Err(e) => {
+            log::debug!("the kernel refused the object's BTF: {e}");
+            None
+        }
     }
 }
 
