@@ -32,8 +32,8 @@ if ! command -v bpf-linker >/dev/null 2>&1; then
     cargo install bpf-linker --locked --no-default-features --features llvm-22
 fi
 
-# The kernel matrix (cargo xtask vm-test): Debian's 5.10, 6.1 and 6.12 kernels,
-# cached under target/vm/.
+# The kernel matrix (cargo xtask vm-test): Debian's 5.10 and 6.1 kernels (two point
+# releases each) and 6.12, cached under target/vm/.
 bash "$(dirname "$0")/vm-kernels.sh"
 
 # bpffs and tracefs may be unmounted on a fresh boot.
