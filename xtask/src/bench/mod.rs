@@ -502,6 +502,7 @@ fn bench(bin: &Path, a: &BenchArgs) -> Result<()> {
             );
         }
     }
+    startup(bin);
     if recording.exists() {
         let (events, rate) = replay_rate(bin, &recording)?;
         println!();
@@ -511,4 +512,31 @@ fn bench(bin: &Path, a: &BenchArgs) -> Result<()> {
         let _ = std::fs::remove_file(&recording);
     }
     Ok(())
+}
+
+/// netflow's start-up on this machine: every probe loaded and attached,
+/// as `trace` starts (`netflow check`, which also prints the verifier's
+/// figures), three runs, the median.
+fn startup(bin: &std::path::Path) {
+    let mut ms: Vec<u64> = (0..3)
+        .filter_map(|_| {
+            let out = std::process::Command::new(bin)
+                .args(["check", "--json"])
+                .output()
+                .ok()?;
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            v["startup_ms"].as_u64()
+        })
+        .collect();
+    println!();
+    if ms.is_empty() {
+        println!("start-up: `netflow check` gave no figure");
+        return;
+    }
+    ms.sort();
+    println!(
+        "start-up on this machine (probes loaded and attached, `netflow check`, median of {}): {:.2} s",
+        ms.len(),
+        ms[ms.len() / 2] as f64 / 1000.0
+    );
 }
