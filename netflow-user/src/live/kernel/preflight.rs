@@ -4,7 +4,7 @@ use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PreflightError {
-    #[error("netflow trace needs root or the capabilities {missing} (run it with sudo)")]
+    #[error("this command needs root or the capabilities {missing} to load the kernel programs (run it with sudo)")]
     Privileges { missing: String },
     #[error("this kernel has no BTF at {0}: netflow needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (5.8 or newer)")]
     NoBtf(String),
