@@ -1,4 +1,5 @@
 //! The `netflow` command line: a thin layer over the library.
+use std::io::Write;
 use std::process::ExitCode;
 #[cfg(feature = "live")]
 use std::time::Duration;
@@ -62,6 +63,10 @@ enum Command {
     /// 1 when a program is refused by the verifier or over its bound.
     #[cfg(feature = "live")]
     Check(CheckArgs),
+    /// Print the JSON Schema of the JSON lines (`--json`, the agent's
+    /// stdout): one `kind` per record, each line with its format version
+    /// `v`, `time`, `ts_ns` and `node`.
+    Schema,
     /// Not in a build without the kernel side: says so.
     #[cfg(not(feature = "live"))]
     #[command(hide = true)]
@@ -157,6 +162,10 @@ struct LiveArgs {
     /// CoreDNS on another port): its messages are decoded. Repeatable.
     #[arg(long, value_name = "PORT")]
     dns_port: Vec<u16>,
+    /// The node's name on every JSON record (default: the hostname; in a
+    /// DaemonSet, the Kubernetes node's name from the downward API).
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
     /// Stop after this long (e.g. 10s, 500ms, 2m).
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
@@ -205,6 +214,10 @@ struct AgentArgs {
     /// A port DNS servers listen on besides 53. Repeatable.
     #[arg(long, value_name = "PORT")]
     dns_port: Vec<u16>,
+    /// The node's name on every JSON record (default: the hostname; in a
+    /// DaemonSet, the Kubernetes node's name from the downward API).
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
 }
 
 #[cfg(feature = "live")]
@@ -228,6 +241,7 @@ fn agent_cmd(a: AgentArgs, rt: &Runtime) -> anyhow::Result<()> {
             every_packet: false,
             count_at_sockets: true,
             dns_ports: a.dns_port,
+            node: a.node,
             pods: None,
             follow_netns: None,
         },
@@ -261,7 +275,9 @@ fn parse_ring_size(s: &str) -> Result<u32, String> {
 struct TraceArgs {
     #[command(flatten)]
     live: LiveArgs,
-    /// JSON lines (one object per packet, then a stats line) instead of text.
+    /// JSON lines instead of text: a start record, one per packet,
+    /// connection and TCP note, then a stats line (`netflow schema` prints
+    /// their JSON Schema).
     #[arg(long)]
     json: bool,
 }
@@ -302,6 +318,7 @@ impl LiveArgs {
             every_packet: self.every_packet,
             count_at_sockets: false,
             dns_ports: self.dns_port,
+            node: self.node,
             pods: None,
             follow_netns: None,
         }
@@ -377,6 +394,19 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(err());
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+fn schema_cmd() -> anyhow::Result<()> {
+    print_or_pipe(netflow_schema::schema_text().as_bytes())
+}
+
+/// Everything to stdout; a reader that went away (`| head`) is not an error.
+fn print_or_pipe(bytes: &[u8]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
 }
 
 fn replay_cmd(a: ReplayArgs) -> anyhow::Result<()> {
@@ -539,6 +569,7 @@ fn demo_cmd(a: DemoArgs, rt: &Runtime) -> anyhow::Result<()> {
         every_packet: false,
         count_at_sockets: false,
         dns_ports: Vec::new(),
+        node: None,
         pods: None,
         follow_netns: None,
     };
@@ -599,6 +630,7 @@ fn main() -> ExitCode {
         )),
         Command::Replay(a) => replay_cmd(a),
         Command::Export(a) => export_cmd(a),
+        Command::Schema => schema_cmd(),
     };
     match result {
         Ok(_) => ExitCode::SUCCESS,

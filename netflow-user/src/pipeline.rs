@@ -46,6 +46,8 @@ pub struct Pipeline {
     /// those the sockets counted (known as each connection ends).
     kernel_sampled: u64,
     sampled_at_sockets: u64,
+    /// Replay: when the recorded run ended (its stats line's moment).
+    ended_ns: Option<u64>,
 }
 
 impl Pipeline {
@@ -72,6 +74,7 @@ impl Pipeline {
             filter,
             kernel_sampled: 0,
             sampled_at_sockets: 0,
+            ended_ns: None,
         }
     }
 
@@ -144,6 +147,11 @@ impl Pipeline {
         self.recorded_evidence.insert(a.query, a.answer);
     }
 
+    /// A replay: when the recorded run ended.
+    pub fn ended(&mut self, ns: u64) {
+        self.ended_ns = (ns != 0).then_some(ns);
+    }
+
     /// A replayed record of counts the live run read.
     pub fn recorded_counts(&mut self, t: Tuple, c: Counted) {
         *self.recorded_counts.entry(t).or_default() = c;
@@ -166,12 +174,13 @@ impl Pipeline {
     }
 
     /// Tell the output what is traced.
-    pub fn start(
-        &mut self,
-        summary: &str,
-        probes: &[crate::output::ProbeStatus],
-    ) -> std::io::Result<()> {
-        self.sink.start(summary, probes)
+    pub fn start(&mut self, run: &crate::output::Run) -> std::io::Result<()> {
+        self.sink.start(run)
+    }
+
+    /// The realtime clock's offset now (a live run looks again periodically).
+    pub fn clock(&mut self, realtime_offset_ns: i128) {
+        self.sink.clock(realtime_offset_ns)
     }
 
     /// Names changed (namespaces or devices came and went).
@@ -296,7 +305,7 @@ impl Pipeline {
             self.conns.flush(&mut counts)
         };
         self.emit_connections(conns)?;
-        self.sink.stats(&self.stats)?;
+        self.sink.stats(&self.stats, self.ended_ns.unwrap_or(now))?;
         self.sink.flush()?;
         if let Some(r) = self.recorder.take() {
             r.end(&End {
@@ -305,6 +314,7 @@ impl Pipeline {
                 // The replay counts the sockets' share again from the
                 // recorded counts.
                 sampled: self.kernel_sampled,
+                ended_ns: now,
             })?;
         }
         Ok(self.stats)

@@ -6,7 +6,8 @@ use crate::{
     correlate::filter::FlowFilter,
     correlate::Config,
     decode::names::Names,
-    output::{Sink, Stats},
+    decode::Event,
+    output::{parse_probe_line, Run, Sink, Start, Stats},
     pipeline::Pipeline,
     record::{Meta, Reader, Record, RecordError},
 };
@@ -62,7 +63,15 @@ fn replay_with(
     };
     let mut pipe = make(&meta, Names::default());
     let (mut lost, mut last_tick) = (0, 0);
+    // The start record: when the run started, else at its first event.
+    let mut start = Some(run(&meta, path));
     while let Some(rec) = r.next_record()? {
+        if let Some(mut s) = start.take_if(|s| s.ts_ns != 0 || matches!(rec, Record::Event(_))) {
+            if let (0, Record::Event(bytes)) = (s.ts_ns, &rec) {
+                s.ts_ns = Event::decode(bytes, &[]).map_or(0, |e| e.ts_ns);
+            }
+            pipe.start(&s)?;
+        }
         match rec {
             Record::Meta(_) => {}
             Record::Names(n) => pipe.names.restore(n),
@@ -76,11 +85,15 @@ fn replay_with(
             }
             Record::End(end) => {
                 lost = end.lost;
+                pipe.ended(end.ended_ns);
                 pipe.sampled(end.sampled);
             }
             Record::Counted(c) => pipe.recorded_counts(c.tuple(), c.counted),
             Record::Evidence(a) => pipe.recorded_evidence(a),
         }
+    }
+    if let Some(s) = start {
+        pipe.start(&s)?;
     }
     let truncated = r.truncated;
     let stats = pipe.finish(lost, last_tick, None)?;
@@ -89,6 +102,26 @@ fn replay_with(
         stats,
         truncated,
     })
+}
+
+/// The recorded run as its start record says it.
+fn run(meta: &Meta, path: &Path) -> Run {
+    Run {
+        node: meta.hostname.clone(),
+        realtime_offset_ns: meta.realtime_offset_ns,
+        ts_ns: meta.started_ns,
+        start: Start {
+            netflow_version: meta.netflow_version.clone(),
+            kernel: meta.kernel.clone(),
+            summary: meta.summary.clone(),
+            probes: if meta.probe_list.is_empty() {
+                meta.probes.iter().map(|l| parse_probe_line(l)).collect()
+            } else {
+                meta.probe_list.clone()
+            },
+            recording: Some(path.display().to_string()),
+        },
+    }
 }
 
 /// The header of a recording.

@@ -46,6 +46,9 @@ fn replayed(file: &str, mode: Mode) -> (String, replay::Replayed) {
     )
     .unwrap();
     let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    // The start record names the recording as given: here, where this
+    // checkout is.
+    let text = text.replace(&fixtures().display().to_string(), "tests/fixtures");
     (text, r)
 }
 

@@ -1,5 +1,64 @@
-//! Reading netflow's JSON lines: packets, hops, connections, stats.
+//! Reading netflow's JSON lines: packets, hops, connections, stats. Every
+//! line a test reads goes through [`parse_lines`]: it validates against the
+//! checked-in schema and reads into the schema's types unchanged.
+use std::sync::OnceLock;
+
+use netflow_schema::{Line, VERSION};
 use serde_json::Value;
+
+fn validator() -> &'static jsonschema::Validator {
+    static V: OnceLock<jsonschema::Validator> = OnceLock::new();
+    V.get_or_init(|| {
+        // The checked-in file (built in: the kernel matrix runs these tests
+        // in VMs without the checkout).
+        let text = include_str!("../../schema/netflow.schema.json");
+        let schema: Value = serde_json::from_str(text).expect("the schema is JSON");
+        jsonschema::validator_for(&schema).expect("a valid JSON Schema")
+    })
+}
+
+/// One line of netflow's output, held to the contract: valid against the
+/// schema, with `v`, `time` and `node`, and read by the schema's types
+/// without losing a field.
+pub fn parse_line(text: &str) -> Value {
+    let value: Value =
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("bad JSON line {text:?}: {e}"));
+    let errors: Vec<String> = validator()
+        .iter_errors(&value)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "line against the schema: {errors:?}\n{text}"
+    );
+    let line: Line =
+        serde_json::from_value(value.clone()).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(line.v, VERSION);
+    assert!(!line.node.is_empty(), "no node: {text}");
+    assert!(
+        line.time.len() == "2026-12-07T07:18:09.000000042Z".len() && line.time.ends_with('Z'),
+        "time is not RFC 3339 with nanoseconds: {text}"
+    );
+    assert_eq!(
+        serde_json::to_value(&line).unwrap(),
+        value,
+        "a field the schema's types do not know: {text}"
+    );
+    value
+}
+
+/// Every line of an output ([`parse_line`] each).
+pub fn parse_lines(text: &str) -> Vec<Value> {
+    text.lines().map(parse_line).collect()
+}
+
+/// The typed records of lines already parsed.
+pub fn typed(lines: &[Value]) -> Vec<Line> {
+    lines
+        .iter()
+        .map(|v| serde_json::from_value(v.clone()).expect("a line"))
+        .collect()
+}
 
 /// Packet objects only.
 pub fn packets(lines: &[Value]) -> Vec<&Value> {
@@ -88,9 +147,9 @@ pub fn in_order(
     })
 }
 
-/// Connection records (`"kind":"flow"`).
+/// Connection records (`"kind":"connection"`).
 pub fn connections(lines: &[Value]) -> Vec<&Value> {
-    lines.iter().filter(|v| v["kind"] == "flow").collect()
+    lines.iter().filter(|v| v["kind"] == "connection").collect()
 }
 
 /// The hops of a packet that carry a NAT translation.

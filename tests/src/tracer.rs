@@ -220,10 +220,7 @@ impl Tracer {
             "netflow failed ({status}):\n{}",
             self.stderr_text
         );
-        let lines = out
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
-            .collect();
+        let lines = out.lines().map(crate::json::parse_line).collect();
         (lines, took)
     }
 }

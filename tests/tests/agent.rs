@@ -324,7 +324,7 @@ fn prometheus_scrapes_drops_and_connection_outcomes() {
         "the late pod's drop at INPUT on stdout: {lines:#?}"
     );
     assert!(
-        lines.iter().any(|l| l["kind"] == "flow"
+        lines.iter().any(|l| l["kind"] == "connection"
             && l["flow"]["dport"] == 5432
             && l["outcome"] == "request_lost"),
         "{lines:#?}"

@@ -34,7 +34,7 @@ fn demo_shows_the_lab_and_cleans_up() {
     );
     let pkts: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(netflow_tests::json::parse_line)
         .filter(|v| v["kind"] == "packet")
         .collect();
     let any_hop = |f: &dyn Fn(&serde_json::Value) -> bool| {

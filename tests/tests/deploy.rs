@@ -116,6 +116,17 @@ fn manifests_agree_with_each_other_and_the_agent() {
         args.contains(&format!("--metrics-addr=0.0.0.0:{port}").as_str()),
         "{args:?}"
     );
+    // Every JSON line names the Kubernetes node (the downward API's).
+    assert!(args.contains(&"--node=$(NODE_NAME)"), "{args:?}");
+    assert!(
+        c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "NODE_NAME"
+                && e["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"),
+        "{c:#}"
+    );
     assert_eq!(
         pod["metadata"]["annotations"]["prometheus.io/port"],
         port.to_string()

@@ -199,7 +199,7 @@ fn lookups_are_named_by_query_and_response_code() {
     );
     let replayed: Vec<Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+        .map(netflow_tests::json::parse_line)
         .collect();
     for name in [
         "missing.default.svc.cluster.local",

@@ -122,7 +122,7 @@ fn the_image_traces_a_cri_pod_inside_containerd() {
         .join()
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .map(netflow_tests::json::parse_line)
         .collect();
     let pkts = packets(&lines);
     let to_pod: Vec<_> = pkts

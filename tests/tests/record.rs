@@ -5,6 +5,17 @@ use std::process::Command;
 
 use netflow_tests::*;
 
+/// A replay's lines as the live run wrote them: its start record also
+/// names the recording (and says nothing else the live one did not).
+fn as_live(replayed: &[serde_json::Value], recording: &str) -> Vec<serde_json::Value> {
+    let mut lines = replayed.to_vec();
+    let start = &mut lines[0];
+    assert_eq!(start["kind"], "start", "{start:#}");
+    assert_eq!(start["recording"], recording, "{start:#}");
+    start.as_object_mut().unwrap().remove("recording");
+    lines
+}
+
 #[test]
 fn recording_replays_to_the_live_json_and_exports_pcapng() {
     let mut lab = Lab::new("rc");
@@ -32,9 +43,13 @@ fn recording_replays_to_the_live_json_and_exports_pcapng() {
     assert!(out.status.success(), "{err}");
     let replayed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+        .map(netflow_tests::json::parse_line)
         .collect();
-    assert_eq!(replayed, live, "replay reproduces the live run exactly");
+    assert_eq!(
+        as_live(&replayed, rec_s),
+        live,
+        "replay reproduces the live run exactly"
+    );
     assert!(err.contains("replayed"), "{err}");
 
     // The build without the kernel side reads the live build's recording
@@ -48,10 +63,11 @@ fn recording_replays_to_the_live_json_and_exports_pcapng() {
     );
     let offline_replayed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+        .map(netflow_tests::json::parse_line)
         .collect();
     assert_eq!(
-        offline_replayed, live,
+        as_live(&offline_replayed, rec_s),
+        live,
         "the offline build replays it exactly"
     );
     let live_pcap = unprivileged(&["export", rec_s, "--pcapng", "-"]).stdout;
@@ -72,7 +88,7 @@ fn recording_replays_to_the_live_json_and_exports_pcapng() {
     let out = unprivileged(&["replay", rec_s, "--json", "--proto", "tcp"]);
     let tcp: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+        .map(netflow_tests::json::parse_line)
         .collect();
     let tcp_pkts = packets(&tcp);
     assert!(
@@ -201,6 +217,8 @@ fn write_sample(path: &std::path::Path) {
         vxlan_ports: vec![4789],
         rule_hold_ns: 0,
         dns_ports: vec![],
+        started_ns: 0,
+        probe_list: vec![],
     };
     let mut w = Writer::create(path, &meta).unwrap();
     let mut pkt = vec![
@@ -236,6 +254,7 @@ fn write_sample(path: &std::path::Path) {
         events: 2,
         lost: 0,
         sampled: 0,
+        ended_ns: 0,
     })
     .unwrap();
 }
@@ -310,7 +329,7 @@ fn recording_paths_are_private_and_never_followed() {
     assert_eq!(mode, 0o600);
     assert!(std::fs::read_to_string(&mine)
         .unwrap()
-        .contains("\"kind\":\"flow\""));
+        .contains("\"kind\":\"connection\""));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -29,17 +29,15 @@
 use crate::decode::rule::{verdict, Action, RuleHit, TraceKind};
 
 /// A Kubernetes object a rule belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct K8sRef {
     /// `Service`, `NetworkPolicy` or `Pod` (a pod a default deny protects).
     pub kind: &'static str,
     pub namespace: String,
     pub name: String,
     /// The Service's port name (or number) as kube-proxy names it.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<String>,
     /// kube-proxy rejects the packet because the Service has no endpoints.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub no_endpoints: bool,
 }
 

@@ -10,8 +10,8 @@ use crate::decode::{
     Event, IcmpError, RouteLookup, What,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+/// What became of a packet (its word: `output::view::wire_verdict`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Forwarded,
     Delivered,
@@ -118,8 +118,7 @@ impl Hop {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NatKind {
     Dnat,
     Snat,

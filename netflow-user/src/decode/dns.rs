@@ -6,8 +6,6 @@
 //! this small reader.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use serde::Serialize;
-
 use super::packet::{EncapKind, Packet, Proto};
 
 /// The port DNS servers listen on; `--dns-port` adds others.
@@ -17,7 +15,7 @@ pub const DNS_PORT: u16 = 53;
 const MAX_ANSWERS: usize = 4;
 
 /// One DNS message (a query or a response).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     pub id: u16,
     pub response: bool,
@@ -51,9 +49,8 @@ impl Message {
 }
 
 /// One answer record, as people read it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
-    #[serde(rename = "type")]
     pub rtype: &'static str,
     pub data: String,
 }

@@ -7,7 +7,6 @@
 //! IP-in-IP inner packets included); [`names`] and [`kallsyms`] hold what
 //! turns numbers into words (drop reasons, symbols, namespaces).
 use netflow_common::Point;
-use serde::Serialize;
 
 pub mod compat;
 pub mod dns;
@@ -149,8 +148,7 @@ impl IcmpError {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NoteKind {
     Retransmit,
     Reset,

@@ -4,16 +4,13 @@
 use std::net::IpAddr;
 
 use etherparse::{IpNumber, LaxNetSlice, LaxSlicedPacket, TransportSlice};
-use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Proto {
     Tcp,
     Udp,
     Icmp,
     Icmpv6,
-    #[serde(untagged)]
     Other(u8),
 }
 
@@ -52,7 +49,7 @@ impl std::fmt::Display for Proto {
 }
 
 /// Addresses, protocol and ports of one IP packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Tuple {
     pub proto: Proto,
     pub src: IpAddr,
@@ -95,15 +92,14 @@ impl std::fmt::Display for Tuple {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EncapKind {
     Vxlan,
     Ipip,
 }
 
 /// The outer header of an encapsulated packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Encap {
     pub kind: EncapKind,
     pub vni: Option<u32>,
@@ -114,7 +110,7 @@ pub struct Encap {
 /// The numbers a packet carries that people read (IPv4 ID, TCP seq/ack, ICMP
 /// type/id/seq, IP payload length). Which packets are the same is decided by
 /// [`fingerprint`], not by these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct PacketIds {
     pub ip_id: Option<u16>,
     pub tcp_seq: Option<u32>,
@@ -124,7 +120,7 @@ pub struct PacketIds {
 }
 
 /// A decoded packet (the inner one when encapsulated).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packet {
     pub tuple: Tuple,
     pub encap: Option<Encap>,

@@ -15,7 +15,7 @@ use crate::{
     live::probes::{NetfilterPlan, Probes},
     live::ruletrace::{RuleTracer, WatchedNs},
     live::select::{inode_of, Selection, Selectors},
-    output::{self, Mode, ProbeStatus, Stats},
+    output::{self, Mode, ProbeStatus, Run, Start, Stats},
     pipeline::Pipeline,
     record::{Meta, Writer},
 };
@@ -46,6 +46,8 @@ pub struct TraceOptions {
     pub count_at_sockets: bool,
     /// Ports of DNS servers besides 53.
     pub dns_ports: Vec<u16>,
+    /// The node's name on every record (default: the hostname).
+    pub node: Option<String>,
     /// Pods kept current by someone else (the agent): netns inode → pod
     /// label, shown instead of the selected pods' names.
     pub pods: Option<PodLabels>,
@@ -101,16 +103,26 @@ fn meta(sel: &Selection, probes: &Probes, opts: &TraceOptions, rule_trace: bool)
     Meta {
         netflow_version: env!("CARGO_PKG_VERSION").into(),
         kernel: field(|u| u.release()),
-        hostname: field(|u| u.nodename()),
-        realtime_offset_ns: clock_ns(libc::CLOCK_REALTIME) as i128 - monotonic_ns() as i128,
+        hostname: opts.node.clone().unwrap_or_else(|| field(|u| u.nodename())),
+        realtime_offset_ns: realtime_offset_ns(),
+        started_ns: monotonic_ns(),
         summary: sel.summary.clone(),
         probes: probes.status.iter().map(|p| p.to_string()).collect(),
+        probe_list: probes.status.iter().map(ProbeStatus::wire).collect(),
         idle_ns: opts.idle.as_nanos() as u64,
         vxlan_ports: sel.vxlan_ports.clone(),
         rule_hold_ns: if rule_trace { RULE_HOLD_NS } else { 0 },
         dns_ports: opts.dns_ports.clone(),
     }
 }
+
+/// CLOCK_REALTIME - CLOCK_MONOTONIC now, ns: turns event times into dates.
+fn realtime_offset_ns() -> i128 {
+    clock_ns(libc::CLOCK_REALTIME) as i128 - monotonic_ns() as i128
+}
+
+/// A change of the realtime clock's offset taken for a step (NTP's).
+const CLOCK_STEP_NS: i128 = 1_000_000;
 
 /// How long an ended packet waits for its rule trace events.
 const RULE_HOLD_NS: u64 = 100_000_000;
@@ -252,12 +264,9 @@ pub async fn run_with(
     let mut ring = unsafe { AsyncFd::register(probes.take_events()?) }
         .map_err(|e| anyhow::anyhow!("failed to watch the event ring buffer: {e}"))?;
 
+    let meta = meta(&sel, &probes, &opts, rules.is_some());
     let recorder = match (record_file, &opts.write) {
-        (Some(f), Some(path)) => Some(Writer::start(
-            f,
-            path,
-            &meta(&sel, &probes, &opts, rules.is_some()),
-        )?),
+        (Some(f), Some(path)) => Some(Writer::start(f, path, &meta)?),
         _ => None,
     };
     if !quiet {
@@ -286,8 +295,20 @@ pub async fn run_with(
     let mut pipe = Pipeline::new(cfg, sink, names, recorder, FlowFilter::default());
     pipe.set_counts(Box::new(probes.take_counts()?));
     pipe.set_evidence(Box::new(crate::live::evidence::NodeEvidence::new()));
-    pipe.start(&sel.summary, &probes.status)?;
+    pipe.start(&Run {
+        node: meta.hostname.clone(),
+        realtime_offset_ns: meta.realtime_offset_ns,
+        ts_ns: meta.started_ns,
+        start: Start {
+            netflow_version: meta.netflow_version.clone(),
+            kernel: meta.kernel.clone(),
+            summary: sel.summary.clone(),
+            probes: meta.probe_list.clone(),
+            recording: None,
+        },
+    })?;
     pipe.names_changed()?;
+    let mut clock = meta.realtime_offset_ns;
 
     let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
     let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt())?;
@@ -347,6 +368,14 @@ pub async fn run_with(
                     pipe.sampled(probes.sampled());
                 }
                 if polls.is_multiple_of(REFRESH_POLLS) {
+                    // NTP may have stepped the realtime clock (two reads of
+                    // the offset differ by the time between the clock reads:
+                    // not a step).
+                    let offset = realtime_offset_ns();
+                    if (offset - clock).abs() > CLOCK_STEP_NS {
+                        clock = offset;
+                        pipe.clock(offset);
+                    }
                     let before = pipe.names.snapshot();
                     crate::live::names::refresh(&mut pipe.names);
                     pipe.names.pods = pod_labels(&sel, &opts);

@@ -1,30 +1,18 @@
 //! DNS as users read it: the `dns` object of packets and connections, the
 //! words of the text output (`dns A? web.default.svc.cluster.local ->
 //! NXDOMAIN in 0.4 ms`) and the hint of a failed lookup.
-use serde::Serialize;
-
 use crate::correlate::connections::dns::{Lookups, Result as LookupResult, Try};
 use crate::decode::dns::{rcode_name, type_name, Answer, Message};
 
-/// `{"id","qname","qtype","rcode","answers","latency_ns"}`; a connection's
-/// lookup also has its `tries` when it asked more than once (a search-path
-/// walk), each with the same fields.
-#[derive(Debug, Clone, Serialize)]
-pub struct DnsView {
-    pub id: u16,
-    pub qname: Option<String>,
-    pub qtype: String,
-    /// The response's code; `null` for a query nobody answered.
-    pub rcode: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub answer_count: Option<u16>,
-    pub answers: Vec<Answer>,
-    pub latency_ns: Option<u64>,
-    /// The capture ended before the message: answers past it are missing.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub truncated: bool,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tries: Vec<DnsView>,
+pub use netflow_schema::Dns as DnsView;
+
+fn answers(a: &[Answer]) -> Vec<netflow_schema::DnsAnswer> {
+    a.iter()
+        .map(|a| netflow_schema::DnsAnswer {
+            rtype: a.rtype.to_string(),
+            data: a.data.clone(),
+        })
+        .collect()
 }
 
 /// A packet's DNS message.
@@ -35,7 +23,7 @@ pub fn message_view(m: &Message) -> DnsView {
         qtype: type_name(m.qtype),
         rcode: m.response.then(|| rcode_name(m.rcode)),
         answer_count: m.response.then_some(m.answer_count),
-        answers: m.answers.clone(),
+        answers: answers(&m.answers),
         latency_ns: None,
         truncated: m.truncated,
         tries: Vec::new(),
@@ -47,7 +35,7 @@ fn try_view(t: &Try) -> DnsView {
         Some((r, _)) => (
             Some(rcode_name(r.rcode)),
             Some(r.answer_count),
-            r.answers.clone(),
+            answers(&r.answers),
             r.truncated,
         ),
         None => (None, None, Vec::new(), false),

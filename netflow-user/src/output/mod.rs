@@ -14,7 +14,7 @@ pub mod view;
 
 use std::io::Write;
 
-pub use sink::{Mode, ProbeStatus, Sink, Stats};
+pub use sink::{parse_probe_line, probe_line, Mode, Probe, ProbeStatus, Run, Sink, Start, Stats};
 
 pub fn sink(mode: Mode, out: Box<dyn Write + Send>) -> Box<dyn Sink + Send> {
     let out: Box<dyn Write + Send> = Box::new(std::io::BufWriter::with_capacity(1 << 16, out));
@@ -24,4 +24,4 @@ pub fn sink(mode: Mode, out: Box<dyn Write + Send>) -> Box<dyn Sink + Send> {
     }
 }
 
-pub use view::{timeline_view, TimelineView};
+pub use view::timeline_view;

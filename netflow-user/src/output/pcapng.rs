@@ -138,7 +138,7 @@ impl<W: Write + Send> Sink for Pcapng<W> {
         Ok(())
     }
 
-    fn stats(&mut self, _s: &Stats) -> std::io::Result<()> {
+    fn stats(&mut self, _s: &Stats, _now: u64) -> std::io::Result<()> {
         Ok(())
     }
 

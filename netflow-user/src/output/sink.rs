@@ -1,6 +1,6 @@
 //! What every output implements ([`Sink`]) and what it is told: the probes
 //! that run, the run's counters.
-use serde::Serialize;
+pub use netflow_schema::{Probe, Start};
 
 use crate::{
     correlate::{connections::Connection, Note, Timeline},
@@ -16,11 +16,54 @@ pub struct ProbeStatus {
     pub note: String,
 }
 
+impl ProbeStatus {
+    /// As the start record says it.
+    pub fn wire(&self) -> Probe {
+        Probe {
+            target: self.target.clone(),
+            on: self.active,
+            note: self.note.clone(),
+        }
+    }
+}
+
 impl std::fmt::Display for ProbeStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = if self.active { "on " } else { "off" };
-        write!(f, "{state} {:<22} {}", self.target, self.note)
+        f.write_str(&probe_line(&self.wire()))
     }
+}
+
+/// A probe as the start lines (and a recording's header) say it:
+/// `on  tp_btf/net_dev_xmit       device transmits`.
+pub fn probe_line(p: &Probe) -> String {
+    let state = if p.on { "on " } else { "off" };
+    format!("{state} {:<22} {}", p.target, p.note)
+}
+
+/// [`probe_line`] read back (a recording's header keeps the lines).
+pub fn parse_probe_line(line: &str) -> Probe {
+    let (state, rest) = line.split_at(line.len().min(4));
+    let (target, note) = match rest.get(..22) {
+        Some(t) if rest[22..].starts_with(' ') || rest.len() == 22 => (t, &rest[22..]),
+        _ => rest.split_once(' ').unwrap_or((rest, "")),
+    };
+    Probe {
+        target: target.trim().to_string(),
+        on: state.trim() == "on",
+        note: note.trim().to_string(),
+    }
+}
+
+/// A run as the outputs are told of it when it starts.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// The node's name on every record (its hostname, or `--node`).
+    pub node: String,
+    /// CLOCK_REALTIME - CLOCK_MONOTONIC, ns, when the run started.
+    pub realtime_offset_ns: i128,
+    /// When it started (CLOCK_MONOTONIC, ns).
+    pub ts_ns: u64,
+    pub start: Start,
 }
 
 /// Output format, chosen once.
@@ -31,53 +74,24 @@ pub enum Mode {
 }
 
 /// Counters of a run, printed at its end.
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct Stats {
-    /// Events read from the ring buffer.
-    pub events: u64,
-    /// Events the kernel could not hand over (ring buffer full).
-    pub lost: u64,
-    /// Selected packets the guardrails only counted (no hops reported).
-    pub sampled: u64,
-    /// Records that could not be decoded.
-    pub decode_errors: u64,
-    /// Packet timelines printed.
-    pub packets: u64,
-    pub dropped: u64,
-    /// Packets whose last trace is neither a socket, a device's transmit, nor a drop.
-    pub unknown: u64,
-    /// Multicast/broadcast packets no socket on the node took (not drops).
-    pub unclaimed: u64,
-    /// Packets freed after a socket took them (not drops).
-    pub after_delivery: u64,
-    /// Flow notes (TCP retransmissions and resets).
-    pub notes: u64,
-    /// Packets and connections still open when a stopped tracer ran out of
-    /// time to print them (counted, not printed).
-    pub unreported: u64,
-    /// Packets still on their way when the trace stopped (or when events were
-    /// lost): verdict unknown, marked incomplete.
-    pub in_flight: u64,
-    /// Connections reported before their end, and packets' timelines
-    /// completed early, to keep the tables bounded.
-    pub evicted: u64,
-    /// Connection records, and how many of them had an outcome other than ok.
-    pub connections: u64,
-    pub connections_failed: u64,
-}
+pub use netflow_schema::Stats;
 
 pub trait Sink {
-    /// Tracing starts: what is selected and which probes run.
-    fn start(&mut self, _summary: &str, _probes: &[ProbeStatus]) -> std::io::Result<()> {
+    /// Tracing starts: what is selected, where, and which probes run.
+    fn start(&mut self, _run: &Run) -> std::io::Result<()> {
         Ok(())
     }
+    /// The realtime clock moved against the monotonic one (NTP stepped it):
+    /// CLOCK_REALTIME - CLOCK_MONOTONIC now, ns.
+    fn clock(&mut self, _realtime_offset_ns: i128) {}
     fn timeline(&mut self, tl: &Timeline, names: &Names) -> std::io::Result<()>;
     /// Counters so far (every poll).
     fn progress(&mut self, _s: &Stats) {}
     fn note(&mut self, n: &Note, names: &Names) -> std::io::Result<()>;
     /// A connection is over (or the run is).
     fn connection(&mut self, c: &Connection, names: &Names) -> std::io::Result<()>;
-    fn stats(&mut self, s: &Stats) -> std::io::Result<()>;
+    /// The run's counters at `now` (CLOCK_MONOTONIC, ns).
+    fn stats(&mut self, s: &Stats, now: u64) -> std::io::Result<()>;
     /// Push out what is buffered (called after each batch of timelines).
     fn flush(&mut self) -> std::io::Result<()>;
 }

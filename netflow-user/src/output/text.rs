@@ -4,8 +4,8 @@ use std::io::Write;
 use netflow_common::Point;
 
 use super::view::{
-    connection_view, icmp_view, nat_view, point_label, route_view, rule_view, timeline_drop_view,
-    verdict_name, where_words, NatView, RuleView,
+    connection_view, icmp_view, nat_view, nat_words, point_label, route_view, rule_view,
+    timeline_drop_view, verdict_name, where_words,
 };
 use super::{Sink, Stats};
 use crate::{
@@ -89,7 +89,7 @@ impl Sink for Text {
                 line.push_str(&format!(" table {table} chain {chain}"));
             }
             if let Some(n) = h.nat {
-                line.push_str(&format!("  {}", nat_view(n, h.rule.as_deref()).words()));
+                line.push_str(&format!("  {}", nat_words(&nat_view(n, h.rule.as_deref()))));
             }
             if let Some(p) = &h.packet {
                 if Some(p.tuple) != last_tuple && h.nat.is_none() {
@@ -180,7 +180,7 @@ impl Sink for Text {
 
     fn connection(&mut self, c: &Connection, names: &Names) -> std::io::Result<()> {
         let j = connection_view(c, names);
-        let nats: Vec<String> = j.translations.iter().map(NatView::words).collect();
+        let nats: Vec<String> = j.translations.iter().map(nat_words).collect();
         let nat = if nats.is_empty() {
             String::new()
         } else {
@@ -196,7 +196,7 @@ impl Sink for Text {
             self.out,
             "connection {}{nat}: {}  [fwd {}; rev {}]",
             c.tuple,
-            c.outcome.as_str().to_uppercase(),
+            crate::output::view::outcome_name(c.outcome).to_uppercase(),
             dir(&c.fwd),
             dir(&c.rev)
         )?;
@@ -230,7 +230,7 @@ impl Sink for Text {
         writeln!(self.out, "{}: {what}", n.tuple)
     }
 
-    fn stats(&mut self, _s: &Stats) -> std::io::Result<()> {
+    fn stats(&mut self, _s: &Stats, _now: u64) -> std::io::Result<()> {
         // The run's summary goes to stderr (see trace.rs) for every format.
         Ok(())
     }
@@ -241,7 +241,7 @@ impl Sink for Text {
 }
 
 /// A rule in one line: where it is, then its text (or its comment).
-fn rule_line(r: &RuleView) -> String {
+fn rule_line(r: &netflow_schema::Rule) -> String {
     let mut s = format!("{} {} {}", r.family, r.table, r.chain);
     match r.handle {
         Some(h) => s.push_str(&format!(" handle {h}")),

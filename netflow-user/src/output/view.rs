@@ -1,182 +1,100 @@
-//! The view model: what a completed timeline, connection or note shows, in
-//! the words every output uses. JSON serializes it as is (its keys are
-//! documented in the README and kept stable); text, pcapng comments and the
-//! dashboard render the same fields.
-use std::net::IpAddr;
-
+//! Where netflow's own values become the output's records (the wire types
+//! of `netflow-schema`): the one place a completed timeline, connection or
+//! note is put in the words every output uses. JSON serializes the records
+//! as they are; text, pcapng comments and the dashboard render the same
+//! fields.
 use netflow_common::Point;
-use serde::Serialize;
+use netflow_schema as wire;
+use netflow_schema::{Hop as HopView, Nat as NatView, Packet as TimelineView, Rule as RuleView};
 
-use crate::output::dns::DnsView;
+pub use netflow_schema::Drop as DropView;
 
 use crate::{
     correlate::cause::{Cause, Explained},
     correlate::connections::{Connection, DirCounts, Outcome, Where},
     correlate::rules::{drop_hint, K8sRef, RuleMatch},
-    correlate::{tcp_state_name, DropInfo, Hop, Nat, NatKind, Note, NoteKind, Timeline, Verdict},
-    decode::packet::{Encap, Proto, Tuple},
+    correlate::{tcp_state_name, DropInfo, Hop, Nat, NatKind, Note, Timeline, Verdict},
+    decode::packet::{Encap, EncapKind, Proto, Tuple},
     decode::rule::{family_name, verdict, RuleHit, TraceKind},
+    decode::NoteKind,
     decode::{names::Names, IcmpError},
     output::diagnose::{hint, hook_name, outcome_hint, reason_from_location, UNAVAILABLE},
 };
 
-#[derive(Debug, Clone, Serialize)]
-pub struct FlowView {
-    pub proto: Proto,
-    pub src: IpAddr,
-    pub dst: IpAddr,
-    pub sport: Option<u16>,
-    pub dport: Option<u16>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct HopView {
-    pub ts_ns: u64,
-    pub point: &'static str,
-    pub ifname: String,
-    pub ifindex: u32,
-    pub netns: u32,
-    pub netns_name: Option<String>,
-    /// The bridge (or bond, VRF) this device is a port of.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub master: Option<String>,
-    pub dir: Option<&'static str>,
-    pub src: Option<IpAddr>,
-    pub dst: Option<IpAddr>,
-    pub sport: Option<u16>,
-    pub dport: Option<u16>,
-    pub len: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tcp_flags: Option<String>,
-    pub encap: Option<Encap>,
-    /// Netfilter points: the hook, and whether before or after its built-in hooks.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hook: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stage: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub nat: Option<NatView>,
-    /// nftables table and chain, where the kernel lets netflow see them.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub table: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub chain: Option<String>,
-    /// An ICMP error the node sent about the packet (`icmp_error` hops).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub icmp: Option<IcmpView>,
-    /// The routing decision (`route` hops).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub route: Option<RouteView>,
-}
-
-/// `{"table","oif","gw","error"}`: the table that answered, the route's
-/// device and gateway, or why the lookup failed.
-#[derive(Debug, Clone, Serialize)]
-pub struct RouteView {
-    pub table: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub oif: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub gw: Option<IpAddr>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<&'static str>,
-}
-
-pub fn route_view(h: &Hop) -> Option<RouteView> {
+pub fn route_view(h: &Hop) -> Option<wire::Route> {
     let r = h.route?;
-    Some(RouteView {
+    Some(wire::Route {
         table: r.table,
         oif: (r.err == 0 && !h.ifname.is_empty()).then(|| h.ifname.clone()),
         gw: r.gw,
-        error: r.error(),
+        error: r.error().map(str::to_string),
     })
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct IcmpView {
-    #[serde(rename = "type")]
-    pub icmp_type: u8,
-    pub code: u8,
-    pub what: &'static str,
-    /// For "fragmentation needed": the MTU of the device the packet's route
-    /// leads to (the hop's device).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mtu: Option<u32>,
-}
-
-pub fn icmp_view(e: &IcmpError) -> IcmpView {
-    IcmpView {
+pub fn icmp_view(e: &IcmpError) -> wire::Icmp {
+    wire::Icmp {
         icmp_type: e.icmp_type,
         code: e.code,
-        what: e.words(),
+        what: e.words().to_string(),
         mtu: e.frag_needed().then_some(e.mtu),
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct NatView {
-    pub kind: NatKind,
-    pub from: String,
-    pub to: String,
-    /// The Service a DNAT serves (`ns/name:port`), from kube-proxy's rules.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub service: Option<String>,
-    /// How the call reached it: `NodePort`, `externalIP`, `LoadBalancer`,
-    /// `ClusterIP` or `hostPort` (from the rules on its way).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub via: Option<&'static str>,
-    /// The rule that translated, where nftables tracing named it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rule: Option<RuleView>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub k8s: Option<K8sRef>,
+/// A translation as text and the dashboard say it: `NodePort
+/// 192.168.5.1:30080 -> 10.100.0.2:8080 (Service default/web:http)`, `DNAT
+/// a -> b`, `SNAT a -> b`.
+pub fn nat_words(n: &NatView) -> String {
+    let kind = match (n.kind, n.via.as_deref()) {
+        (wire::NatKind::Dnat, Some(via)) => via,
+        (wire::NatKind::Dnat, None) => "DNAT",
+        (wire::NatKind::Snat, _) => "SNAT",
+    };
+    let mut s = format!("{kind} {} -> {}", n.from, n.to);
+    if let Some(k) = &n.k8s {
+        s.push_str(&format!(" ({} {})", k.kind, k8s_display(k)));
+    }
+    s
 }
 
-impl NatView {
-    /// As text and the dashboard say it: `NodePort 192.168.5.1:30080 ->
-    /// 10.100.0.2:8080 (Service default/web:http)`, `DNAT a -> b`, `SNAT a -> b`.
-    pub fn words(&self) -> String {
-        let kind = match (self.kind, self.via) {
-            (NatKind::Dnat, Some(via)) => via,
-            (NatKind::Dnat, None) => "DNAT",
-            (NatKind::Snat, _) => "SNAT",
-        };
-        let mut s = format!("{kind} {} -> {}", self.from, self.to);
-        if let Some(k) = &self.k8s {
-            s.push_str(&format!(" ({} {})", k.kind, k.display()));
-        }
-        s
+/// `ns/name:port` (or `ns/name`, or `name` for a cluster-wide object).
+pub fn k8s_display(k: &wire::K8sRef) -> String {
+    let name = match &k.port {
+        Some(p) => format!("{}:{p}", k.name),
+        None => k.name.clone(),
+    };
+    if k.namespace.is_empty() {
+        name
+    } else {
+        format!("{}/{name}", k.namespace)
     }
 }
 
-/// A rule as nftables tracing named it: `{"family","table","chain",
-/// "handle","rule","comment","verdict"}`.
-#[derive(Debug, Clone, Serialize)]
-pub struct RuleView {
-    pub family: &'static str,
-    pub table: String,
-    pub chain: String,
-    /// The rule's handle; absent for a chain's policy.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub handle: Option<u64>,
-    /// As `iptables-save` (rules iptables-nft wrote) or `nft` prints it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rule: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub comment: Option<String>,
-    /// The comment of the set or map element the packet matched.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub element: Option<String>,
-    /// The comment that names the chain a jump went to (Calico's policy).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target_comment: Option<String>,
-    pub verdict: &'static str,
+pub fn k8s_view(k: &K8sRef) -> wire::K8sRef {
+    wire::K8sRef {
+        kind: k.kind.to_string(),
+        namespace: k.namespace.clone(),
+        name: k.name.clone(),
+        port: k.port.clone(),
+        no_endpoints: k.no_endpoints,
+    }
+}
+
+pub fn cause_view(c: &Cause) -> wire::Cause {
+    wire::Cause {
+        kind: c.kind.to_string(),
+        setting: c.setting.clone(),
+        value: c.value.clone(),
+        netns: c.netns,
+        netns_name: c.netns_name.clone(),
+        dev: c.dev.clone(),
+        addr: c.addr.clone(),
+    }
 }
 
 pub fn rule_view(h: &RuleHit) -> RuleView {
     let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
     RuleView {
-        family: family_name(h.family),
+        family: family_name(h.family).to_string(),
         table: h.table.clone(),
         chain: h.chain.clone(),
         handle: (h.kind != TraceKind::Policy).then_some(h.handle),
@@ -184,127 +102,135 @@ pub fn rule_view(h: &RuleHit) -> RuleView {
         comment: some(&h.comment),
         element: some(&h.element),
         target_comment: some(&h.target_comment),
-        verdict: verdict::name(h.verdict),
+        verdict: verdict::name(h.verdict).to_string(),
     }
 }
 
 pub use crate::decode::packet::endpoint;
 
-#[derive(Debug, Clone, Serialize)]
-pub struct DropView {
-    pub reason: String,
-    /// Where the kernel gives no reason (before 5.17): the reason its
-    /// location most likely means.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub likely: Option<&'static str>,
-    pub location: String,
-    pub hint: String,
-    /// Netfilter hook where the packet was last seen before filtering.
-    pub hook: Option<&'static str>,
-    /// The rule that dropped it, where nftables tracing named it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rule: Option<RuleView>,
-    /// The Kubernetes object that rule belongs to.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub k8s: Option<K8sRef>,
-    /// A drop because no policy accepted the packet, when several judged
-    /// it: all of them, in order (`k8s` is the last).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub policies: Option<Vec<K8sRef>>,
-    /// The node setting or state behind it, as read on the node.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cause: Option<Cause>,
-    /// What the evidence ruled out.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub ruled_out: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct TimelineView {
-    pub kind: &'static str,
-    pub flow: Option<FlowView>,
-    pub verdict: Verdict,
-    pub hops: Vec<HopView>,
-    pub drop: Option<DropView>,
-    /// Freed after a socket took it: not a drop on its path.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub after: Option<DropView>,
-    /// `unknown` packets: where they were last seen.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_seen: Option<HopView>,
-    /// Events of this packet may be missing (ring buffer full).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub incomplete: bool,
-    /// The DNS message it carries.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dns: Option<DnsView>,
-}
-
-/// A point as the text output names it (finer than [`point_name`]: tc
-/// direction, before/after netfilter's own hooks).
+/// A point as the text output names it: its wire name, finer for tc (its
+/// direction) and netfilter (after its own hooks).
 pub fn point_label(p: Point) -> &'static str {
     match p {
-        Point::Rx => "rx",
-        Point::Tx => "tx",
         Point::TcIngress => "tc-in",
         Point::TcEgress => "tc-out",
-        Point::Drop => "kfree_skb",
-        Point::Consume => "consume",
-        Point::Deliver => "socket",
-        Point::NfEarly => "nf",
         Point::NfLate => "nf-after",
-        Point::TcpRetransmit => "tcp-retransmit",
-        Point::TcpReset => "tcp-reset",
-        Point::NftChain => "nft-chain",
-        Point::Socket => "socket",
-        Point::IcmpSend => "icmp-error",
-        Point::RuleTrace => "rule",
-        Point::Route => "route",
+        p => wire_point(p).as_str(),
     }
 }
 
 /// A verdict as every output writes it (JSON's value, pcapng comments,
 /// the dashboard; text in capitals).
 pub fn verdict_name(v: Verdict) -> &'static str {
+    wire_verdict(v).as_str()
+}
+
+pub fn wire_verdict(v: Verdict) -> wire::Verdict {
     match v {
-        Verdict::Forwarded => "forwarded",
-        Verdict::Delivered => "delivered",
-        Verdict::Dropped => "dropped",
-        Verdict::Unclaimed => "unclaimed",
-        Verdict::Unknown => "unknown",
+        Verdict::Forwarded => wire::Verdict::Forwarded,
+        Verdict::Delivered => wire::Verdict::Delivered,
+        Verdict::Dropped => wire::Verdict::Dropped,
+        Verdict::Unclaimed => wire::Verdict::Unclaimed,
+        Verdict::Unknown => wire::Verdict::Unknown,
+    }
+}
+
+pub fn wire_outcome(o: Outcome) -> wire::Outcome {
+    match o {
+        Outcome::Ok => wire::Outcome::Ok,
+        Outcome::RequestLost => wire::Outcome::RequestLost,
+        Outcome::NoReply => wire::Outcome::NoReply,
+        Outcome::ReplyLost => wire::Outcome::ReplyLost,
+        Outcome::Refused => wire::Outcome::Refused,
+        Outcome::DnsError => wire::Outcome::DnsError,
+        Outcome::Incomplete => wire::Outcome::Incomplete,
+    }
+}
+
+/// An outcome as every output writes it (text in capitals).
+pub fn outcome_name(o: Outcome) -> &'static str {
+    wire_outcome(o).as_str()
+}
+
+pub fn wire_point(p: Point) -> wire::Point {
+    match p {
+        Point::Rx => wire::Point::Rx,
+        Point::Tx => wire::Point::Tx,
+        Point::TcIngress | Point::TcEgress => wire::Point::Tc,
+        Point::Drop => wire::Point::KfreeSkb,
+        Point::Consume => wire::Point::ConsumeSkb,
+        Point::Deliver | Point::Socket => wire::Point::Socket,
+        Point::NfEarly | Point::NfLate => wire::Point::Nf,
+        Point::TcpRetransmit => wire::Point::TcpRetransmit,
+        Point::TcpReset => wire::Point::TcpReset,
+        Point::NftChain => wire::Point::NftChain,
+        Point::IcmpSend => wire::Point::IcmpError,
+        Point::RuleTrace => wire::Point::Rule,
+        Point::Route => wire::Point::Route,
     }
 }
 
 pub fn point_name(p: Point) -> &'static str {
-    match p {
-        Point::Rx => "rx",
-        Point::Tx => "tx",
-        Point::TcIngress | Point::TcEgress => "tc",
-        Point::Drop => "kfree_skb",
-        Point::Consume => "consume_skb",
-        Point::Deliver => "socket",
-        Point::NfEarly | Point::NfLate => "nf",
-        Point::TcpRetransmit => "tcp_retransmit",
-        Point::TcpReset => "tcp_reset",
-        Point::NftChain => "nft_chain",
-        Point::Socket => "socket",
-        Point::IcmpSend => "icmp_error",
-        Point::RuleTrace => "rule",
-        Point::Route => "route",
-    }
+    wire_point(p).as_str()
 }
 
-pub fn direction(p: Point) -> Option<&'static str> {
+pub fn direction(p: Point) -> Option<wire::Dir> {
     match p {
-        Point::Rx | Point::TcIngress => Some("ingress"),
-        Point::Tx | Point::TcEgress => Some("egress"),
+        Point::Rx | Point::TcIngress => Some(wire::Dir::Ingress),
+        Point::Tx | Point::TcEgress => Some(wire::Dir::Egress),
         _ => None,
     }
 }
 
-pub fn flow_view(t: &Tuple) -> FlowView {
-    FlowView {
-        proto: t.proto,
+fn wire_nat_kind(k: NatKind) -> wire::NatKind {
+    match k {
+        NatKind::Dnat => wire::NatKind::Dnat,
+        NatKind::Snat => wire::NatKind::Snat,
+    }
+}
+
+pub fn wire_proto(p: Proto) -> wire::Proto {
+    match p {
+        Proto::Tcp => wire::Proto::Tcp,
+        Proto::Udp => wire::Proto::Udp,
+        Proto::Icmp => wire::Proto::Icmp,
+        Proto::Icmpv6 => wire::Proto::Icmpv6,
+        Proto::Other(n) => wire::Proto::Other(n),
+    }
+}
+
+pub fn tcp_event(k: NoteKind) -> wire::TcpEvent {
+    match k {
+        NoteKind::Retransmit => wire::TcpEvent::Retransmit,
+        NoteKind::Reset => wire::TcpEvent::Reset,
+    }
+}
+
+fn encap_view(e: &Encap) -> wire::Encap {
+    wire::Encap {
+        kind: match e.kind {
+            EncapKind::Vxlan => wire::EncapKind::Vxlan,
+            EncapKind::Ipip => wire::EncapKind::Ipip,
+        },
+        vni: e.vni,
+        outer_src: e.outer_src,
+        outer_dst: e.outer_dst,
+    }
+}
+
+fn counts_view(c: &DirCounts) -> wire::DirCounts {
+    wire::DirCounts {
+        packets: c.packets,
+        bytes: c.bytes,
+        delivered: c.delivered,
+        dropped: c.dropped,
+        sampled: c.sampled,
+    }
+}
+
+pub fn flow_view(t: &Tuple) -> wire::Flow {
+    wire::Flow {
+        proto: wire_proto(t.proto),
         src: t.src,
         dst: t.dst,
         sport: t.sport,
@@ -316,7 +242,7 @@ pub fn hop_view(h: &Hop, names: &Names) -> HopView {
     let t = h.packet.as_ref().map(|p| p.tuple);
     HopView {
         ts_ns: h.ts_ns,
-        point: point_name(h.point),
+        point: wire_point(h.point),
         ifname: h.ifname.clone(),
         ifindex: h.ifindex,
         netns: h.netns,
@@ -329,14 +255,18 @@ pub fn hop_view(h: &Hop, names: &Names) -> HopView {
         dport: t.and_then(|t| t.dport),
         len: h.len,
         tcp_flags: h.packet.as_ref().and_then(|p| p.tcp_flags.clone()),
-        encap: h.packet.as_ref().and_then(|p| p.encap),
+        encap: h
+            .packet
+            .as_ref()
+            .and_then(|p| p.encap.as_ref())
+            .map(encap_view),
         hook: matches!(h.point, Point::NfEarly | Point::NfLate | Point::NftChain)
-            .then(|| hook_name(h.hook)),
+            .then(|| hook_name(h.hook).to_string()),
         table: h.nft.as_ref().map(|n| n.0.clone()),
         chain: h.nft.as_ref().map(|n| n.1.clone()),
         stage: match h.point {
-            Point::NfEarly => Some("early"),
-            Point::NfLate => Some("late"),
+            Point::NfEarly => Some(wire::Stage::Early),
+            Point::NfLate => Some(wire::Stage::Late),
             _ => None,
         },
         nat: h.nat.map(|n| nat_view(n, h.rule.as_deref())),
@@ -346,18 +276,20 @@ pub fn hop_view(h: &Hop, names: &Names) -> HopView {
 }
 
 pub fn nat_view(n: Nat, rule: Option<&RuleMatch>) -> NatView {
-    let k8s = rule.and_then(|r| r.k8s.clone());
+    let k8s = rule.and_then(|r| r.k8s.as_ref());
     NatView {
-        kind: n.kind,
+        kind: wire_nat_kind(n.kind),
         from: endpoint(n.from),
         to: endpoint(n.to),
         service: k8s
-            .as_ref()
             .filter(|k| k.kind == "Service" && n.kind == NatKind::Dnat)
             .map(K8sRef::display),
-        via: rule.and_then(|r| r.via).filter(|_| n.kind == NatKind::Dnat),
+        via: rule
+            .and_then(|r| r.via)
+            .filter(|_| n.kind == NatKind::Dnat)
+            .map(str::to_string),
         rule: rule.map(|r| rule_view(&r.hit)),
-        k8s,
+        k8s: k8s.map(k8s_view),
     }
 }
 
@@ -369,8 +301,9 @@ pub fn drop_view(d: DropInfo, hook: Option<u8>, names: &Names) -> DropView {
         hint: hint(&reason, hook, &location),
         likely: (reason == UNAVAILABLE)
             .then(|| reason_from_location(&location))
-            .flatten(),
-        hook: hook.map(hook_name),
+            .flatten()
+            .map(str::to_string),
+        hook: hook.map(|h| hook_name(h).to_string()),
         reason,
         location,
         rule: None,
@@ -386,9 +319,9 @@ fn name_rule(v: &mut DropView, rule: Option<&RuleMatch>) {
     if let Some(m) = rule {
         v.hint = drop_hint(m);
         v.rule = Some(rule_view(&m.hit));
-        v.k8s = m.k8s.clone();
+        v.k8s = m.k8s.as_ref().map(k8s_view);
         if m.judged_by.len() > 1 {
-            v.policies = Some(m.judged_by.clone());
+            v.policies = Some(m.judged_by.iter().map(k8s_view).collect());
         }
     }
 }
@@ -406,7 +339,7 @@ pub fn timeline_drop_view(tl: &Timeline, names: &Names) -> Option<DropView> {
         .find(|h| h.icmp.is_some_and(|e| e.frag_needed()));
     if let (true, Some(_)) = (v.reason == UNAVAILABLE, too_big) {
         // A kernel without drop reasons: the ICMP error says which.
-        v.likely = Some("PKT_TOO_BIG");
+        v.likely = Some("PKT_TOO_BIG".into());
     }
     name_rule(&mut v, tl.drop_rule.as_ref());
     explain(&mut v, tl.explained.as_deref());
@@ -417,16 +350,15 @@ pub fn timeline_drop_view(tl: &Timeline, names: &Names) -> Option<DropView> {
 fn explain(v: &mut DropView, e: Option<&Explained>) {
     if let Some(e) = e {
         v.hint = e.hint.clone();
-        v.cause = e.cause.clone();
+        v.cause = e.cause.as_ref().map(cause_view);
         v.ruled_out = e.ruled_out.clone();
     }
 }
 
 pub fn timeline_view(tl: &Timeline, names: &Names) -> TimelineView {
     TimelineView {
-        kind: "packet",
         flow: tl.tuple().as_ref().map(flow_view),
-        verdict: tl.verdict,
+        verdict: wire_verdict(tl.verdict),
         hops: tl.hops.iter().map(|h| hop_view(h, names)).collect(),
         drop: timeline_drop_view(tl, names),
         after: tl.after.map(|d| drop_view(d, None, names)),
@@ -436,43 +368,6 @@ pub fn timeline_view(tl: &Timeline, names: &Names) -> TimelineView {
         incomplete: tl.incomplete,
         dns: tl.dns.as_deref().map(crate::output::dns::message_view),
     }
-}
-
-/// One connection: `{"kind":"flow", ...}`.
-#[derive(Debug, Clone, Serialize)]
-pub struct ConnectionView {
-    pub kind: &'static str,
-    pub flow: FlowView,
-    pub outcome: Outcome,
-    /// The hop where it went wrong.
-    #[serde(rename = "where")]
-    pub at: Option<HopView>,
-    pub reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub likely: Option<&'static str>,
-    pub location: Option<String>,
-    /// The netfilter hook that dropped it, when a filter did.
-    pub hook: Option<&'static str>,
-    /// The rule that dropped it and its Kubernetes object (rule tracing).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rule: Option<RuleView>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub k8s: Option<K8sRef>,
-    /// The node setting or state behind the failure.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cause: Option<Cause>,
-    pub hint: Option<String>,
-    pub fwd: DirCounts,
-    pub rev: DirCounts,
-    pub first_ts_ns: u64,
-    pub last_ts_ns: u64,
-    pub nat: Option<NatView>,
-    /// Every translation of the initiator's packets, in order.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub translations: Vec<NatView>,
-    /// Its DNS lookup, when it is one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dns: Option<DnsView>,
 }
 
 /// Where a connection went wrong, in words: "at FORWARD on vclient in
@@ -496,7 +391,7 @@ pub fn where_words(w: &Where, names: &Names) -> String {
     }
 }
 
-pub fn connection_view(c: &Connection, names: &Names) -> ConnectionView {
+pub fn connection_view(c: &Connection, names: &Names) -> wire::Connection {
     let drop = c.at.as_ref().and_then(|w| {
         w.drop.map(|d| {
             let mut v = drop_view(d, w.drop_hook.map(|(h, _)| h), names);
@@ -509,10 +404,9 @@ pub fn connection_view(c: &Connection, names: &Names) -> ConnectionView {
         c.at.as_ref()
             .map(|w| where_words(w, names))
             .unwrap_or_default();
-    ConnectionView {
-        kind: "flow",
+    wire::Connection {
         flow: flow_view(&c.tuple),
-        outcome: c.outcome,
+        outcome: wire_outcome(c.outcome),
         at: c.at.as_ref().map(|w| hop_view(&w.hop, names)),
         hint: c
             .dns
@@ -524,14 +418,14 @@ pub fn connection_view(c: &Connection, names: &Names) -> ConnectionView {
             })
             .or_else(|| outcome_hint(c.outcome, drop.as_ref().map(|d| d.hint.clone()), &at_words)),
         reason: drop.as_ref().map(|d| d.reason.clone()),
-        likely: drop.as_ref().and_then(|d| d.likely),
-        hook: drop.as_ref().and_then(|d| d.hook),
+        likely: drop.as_ref().and_then(|d| d.likely.clone()),
+        hook: drop.as_ref().and_then(|d| d.hook.clone()),
         rule: drop.as_ref().and_then(|d| d.rule.clone()),
         k8s: drop.as_ref().and_then(|d| d.k8s.clone()),
         cause: drop.as_ref().and_then(|d| d.cause.clone()),
         location: drop.map(|d| d.location),
-        fwd: c.fwd,
-        rev: c.rev,
+        fwd: counts_view(&c.fwd),
+        rev: counts_view(&c.rev),
         first_ts_ns: c.first_ts_ns,
         last_ts_ns: c.last_ts_ns,
         nat: c.nat.map(|n| nat_view(n, dnat_rule(c, n))),
@@ -549,27 +443,13 @@ fn dnat_rule(c: &Connection, n: Nat) -> Option<&RuleMatch> {
     c.dnat_rule.as_deref().filter(|_| n.kind == NatKind::Dnat)
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct NoteView {
-    pub kind: &'static str,
-    pub event: NoteKind,
-    pub flow: FlowView,
-    pub ts_ns: u64,
-    pub netns: u32,
-    pub netns_name: Option<String>,
-    pub state: &'static str,
-    pub count: u32,
-}
-
-pub fn note_view(n: &Note, names: &Names) -> NoteView {
-    NoteView {
-        kind: "tcp",
-        event: n.kind,
+pub fn note_view(n: &Note, names: &Names) -> wire::TcpNote {
+    wire::TcpNote {
+        event: tcp_event(n.kind),
         flow: flow_view(&n.tuple),
-        ts_ns: n.ts_ns,
         netns: n.netns,
         netns_name: names.netns(n.netns).map(str::to_string),
-        state: tcp_state_name(n.tcp_state),
+        state: tcp_state_name(n.tcp_state).to_string(),
         count: n.count,
     }
 }

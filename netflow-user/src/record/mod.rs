@@ -53,6 +53,13 @@ pub struct Meta {
     /// Ports of DNS servers besides 53 (absent before DNS decoding).
     #[serde(default)]
     pub dns_ports: Vec<u16>,
+    /// CLOCK_MONOTONIC when the run started (0: recorded before it was kept).
+    #[serde(default)]
+    pub started_ns: u64,
+    /// The probes as the start record says them (`probes` has them as
+    /// lines; empty: recorded before it was kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probe_list: Vec<netflow_schema::Probe>,
 }
 
 pub use crate::correlate::cause::evidence::Answered;
@@ -65,6 +72,9 @@ pub struct End {
     /// Selected packets only counted by the guardrails (absent before format 2).
     #[serde(default)]
     pub sampled: u64,
+    /// CLOCK_MONOTONIC when the run ended (0: recorded before it was kept).
+    #[serde(default)]
+    pub ended_ns: u64,
 }
 
 /// Kind 7: the only-counted packets of one connection tuple.
@@ -385,6 +395,8 @@ mod tests {
             vxlan_ports: vec![4789],
             rule_hold_ns: 0,
             dns_ports: vec![],
+            started_ns: 0,
+            probe_list: vec![],
         }
     }
 
@@ -404,6 +416,7 @@ mod tests {
                 events: 1,
                 lost: 0,
                 sampled: 0,
+                ended_ns: 0,
             })
             .unwrap();
         }

@@ -4,7 +4,6 @@
 //! ...) is one connection with several tries; what it came to is the last
 //! answer, so the NXDOMAINs of the walk do not read as failures when a
 //! later try succeeds.
-use serde::Serialize;
 
 use crate::decode::dns::{self, Message};
 
@@ -33,7 +32,7 @@ impl Try {
 }
 
 /// What the lookups of a connection came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Result {
     /// A query was answered without error (the last answer, or one of
     /// parallel A/AAAA queries).

@@ -25,8 +25,8 @@ use crate::{
     decode::packet::{decode_ip, Packet, Proto, Tuple},
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// How a connection went (its word: `output::view::wire_outcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// The request reached the responder's socket and the reply reached the initiator's.
     Ok,
@@ -46,22 +46,8 @@ pub enum Outcome {
     Incomplete,
 }
 
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::RequestLost => "request_lost",
-            Outcome::NoReply => "no_reply",
-            Outcome::ReplyLost => "reply_lost",
-            Outcome::Refused => "refused",
-            Outcome::DnsError => "dns_error",
-            Outcome::Incomplete => "incomplete",
-        }
-    }
-}
-
 /// Counts of one direction.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DirCounts {
     /// Every selected packet, traced or only counted.
     pub packets: u64,

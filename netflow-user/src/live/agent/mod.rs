@@ -18,7 +18,7 @@ use crate::{
     correlate::{connections::Connection, Note, Timeline, Verdict},
     decode::names::Names,
     live::trace,
-    output::{self, Mode, ProbeStatus, Sink, Stats},
+    output::{self, Mode, Run, Sink, Stats},
 };
 
 pub mod metrics;
@@ -148,8 +148,12 @@ impl AgentSink {
 }
 
 impl Sink for AgentSink {
-    fn start(&mut self, summary: &str, probes: &[ProbeStatus]) -> std::io::Result<()> {
-        self.json.start(summary, probes)
+    fn start(&mut self, run: &Run) -> std::io::Result<()> {
+        self.json.start(run)
+    }
+
+    fn clock(&mut self, realtime_offset_ns: i128) {
+        self.json.clock(realtime_offset_ns)
     }
 
     fn timeline(&mut self, tl: &Timeline, names: &Names) -> std::io::Result<()> {
@@ -188,12 +192,7 @@ impl Sink for AgentSink {
             let pod = from.or(to).unwrap_or_default();
             let d = output::view::timeline_drop_view(tl, names);
             let (reason, hook) = d
-                .map(|d| {
-                    (
-                        d.likely.map(str::to_string).unwrap_or(d.reason),
-                        d.hook.unwrap_or("").to_string(),
-                    )
-                })
+                .map(|d| (d.likely.unwrap_or(d.reason), d.hook.unwrap_or_default()))
                 .unwrap_or_default();
             self.metrics.dropped(DropLabels {
                 reason,
@@ -237,7 +236,7 @@ impl Sink for AgentSink {
             }
         }
         self.metrics.connection(OutcomeLabels {
-            outcome: c.outcome.as_str().into(),
+            outcome: output::view::outcome_name(c.outcome).into(),
             namespace: pod.namespace,
             pod: pod.pod,
         });
@@ -247,9 +246,9 @@ impl Sink for AgentSink {
         Ok(())
     }
 
-    fn stats(&mut self, s: &Stats) -> std::io::Result<()> {
+    fn stats(&mut self, s: &Stats, now: u64) -> std::io::Result<()> {
         self.progress(s);
-        self.json.stats(s)
+        self.json.stats(s, now)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

@@ -9,11 +9,11 @@ use ratatui::{
 };
 
 use super::state::Flow;
-use crate::output::{view::verdict_name, TimelineView};
+use netflow_schema::Packet;
 
-fn timeline_lines(title: &str, t: &TimelineView, out: &mut Vec<Line<'static>>) {
+fn timeline_lines(title: &str, t: &Packet, out: &mut Vec<Line<'static>>) {
     out.push(Line::from(Span::styled(
-        format!("{title}: {}", verdict_name(t.verdict)).to_lowercase(),
+        format!("{title}: {}", t.verdict).to_lowercase(),
         Style::default().add_modifier(Modifier::BOLD),
     )));
     let t0 = t.hops.first().map(|h| h.ts_ns).unwrap_or(0);
@@ -25,14 +25,14 @@ fn timeline_lines(title: &str, t: &TimelineView, out: &mut Vec<Line<'static>>) {
             if h.ifname.is_empty() { "-" } else { &h.ifname },
             h.netns_name.clone().unwrap_or_else(|| h.netns.to_string()),
         );
-        if let Some(hook) = h.hook {
+        if let Some(hook) = &h.hook {
             s.push_str(&format!(" {}", hook.to_uppercase()));
         }
         out.push(Line::from(s));
         // Translations and tunnels on their own line, so they never wrap.
         if let Some(n) = &h.nat {
             out.push(Line::from(Span::styled(
-                format!("            {}", n.words()),
+                format!("            {}", crate::output::view::nat_words(n)),
                 Style::default().fg(Color::Yellow),
             )));
         }

@@ -7,10 +7,9 @@ use ratatui::{
 };
 
 use super::state::{Flow, SortBy};
-use crate::{
-    correlate::{connections::Outcome, Verdict},
-    output::view::verdict_name,
-};
+use netflow_schema::Verdict;
+
+use crate::correlate::connections::Outcome;
 
 fn port(p: Option<u16>) -> String {
     p.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
@@ -24,7 +23,7 @@ fn verdict(v: Verdict) -> (String, Color) {
         Verdict::Dropped => Color::Red,
         Verdict::Unclaimed | Verdict::Unknown => Color::Gray,
     };
-    let word = verdict_name(v);
+    let word = v.as_str();
     match v {
         Verdict::Dropped => (word.to_uppercase(), color),
         _ => (word.to_string(), color),
@@ -36,7 +35,7 @@ fn outcome(o: Option<Outcome>) -> (&'static str, Color) {
         None => ("-", Color::Gray),
         Some(Outcome::Ok) => ("ok", Color::Green),
         Some(Outcome::Incomplete) => ("incomplete", Color::Yellow),
-        Some(o) => (o.as_str(), Color::Red),
+        Some(o) => (crate::output::view::outcome_name(o), Color::Red),
     }
 }
 

@@ -26,7 +26,7 @@ use crate::{
     correlate::{Note, Timeline},
     decode::names::Names,
     decode::packet::Tuple,
-    output::ProbeStatus,
+    output::{probe_line, Run},
     output::{Sink, Stats},
 };
 
@@ -244,10 +244,10 @@ impl App {
 pub struct DashboardSink(pub Arc<Inbox>);
 
 impl Sink for DashboardSink {
-    fn start(&mut self, summary: &str, probes: &[ProbeStatus]) -> std::io::Result<()> {
+    fn start(&mut self, run: &Run) -> std::io::Result<()> {
         self.0.push(Update::Start(
-            summary.to_string(),
-            probes.iter().map(|p| p.to_string()).collect(),
+            run.start.summary.clone(),
+            run.start.probes.iter().map(probe_line).collect(),
         ));
         Ok(())
     }
@@ -276,7 +276,7 @@ impl Sink for DashboardSink {
         self.0.push(Update::Progress(s.events, s.lost, s.sampled));
     }
 
-    fn stats(&mut self, s: &Stats) -> std::io::Result<()> {
+    fn stats(&mut self, s: &Stats, _now: u64) -> std::io::Result<()> {
         self.progress(s);
         Ok(())
     }

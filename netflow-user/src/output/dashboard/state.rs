@@ -5,12 +5,11 @@ use std::{
     sync::Arc,
 };
 
+use netflow_schema::Verdict;
+
 use crate::{
-    correlate::connections::Outcome,
-    correlate::{Timeline, Verdict},
-    decode::names::Names,
-    decode::packet::Tuple,
-    output::view::{timeline_view, TimelineView},
+    correlate::connections::Outcome, correlate::Timeline, decode::names::Names,
+    decode::packet::Tuple, output::view::timeline_view,
 };
 
 /// What the dashboard keeps of one completed packet, prepared where the
@@ -25,7 +24,7 @@ pub struct FlowUpdate {
     pub first_ts: u64,
     pub last_ts: u64,
     pub span_us: f64,
-    pub js: Arc<TimelineView>,
+    pub js: Arc<netflow_schema::Packet>,
 }
 
 impl FlowUpdate {
@@ -66,8 +65,8 @@ pub struct Flow {
     pub last_verdict: Verdict,
     /// Time from a packet's first to last hop (µs), as a histogram.
     pub spans: Hist,
-    pub latest: Arc<TimelineView>,
-    pub latest_drop: Option<Arc<TimelineView>>,
+    pub latest: Arc<netflow_schema::Packet>,
+    pub latest_drop: Option<Arc<netflow_schema::Packet>>,
     pub last_ts: u64,
     /// The outcome of its last connection that ended.
     pub outcome: Option<Outcome>,
@@ -400,7 +399,9 @@ impl State {
             match fl.outcome {
                 Some(Outcome::Ok) => c.ok += 1,
                 Some(o) => {
-                    *c.failed.entry(o.as_str()).or_default() += 1;
+                    *c.failed
+                        .entry(crate::output::view::outcome_name(o))
+                        .or_default() += 1;
                 }
                 None => {}
             }
