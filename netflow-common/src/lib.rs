@@ -221,6 +221,10 @@ pub mod event_flags {
     /// A drop of a packet the guardrails had only counted (its count is in
     /// CONNS already; this event is its only report).
     pub const COUNTED: u8 = 2;
+    /// Set by the daemon, never by the kernel: a packet followed on its way
+    /// was freed from a closing socket's queue. With no socket hop (a run
+    /// without socket-delivery evidence) it reads unknown, not dropped.
+    pub const SOCKET_PURGE: u8 = 0x40;
     /// Set by the daemon, never by the kernel: the packet was freed outside
     /// `nf_hook_slow`, so an "early" netfilter hop before it is not a hook's
     /// drop verdict (e.g. br_netfilter's `ip_sabotage_in` steals the packet

@@ -112,8 +112,14 @@ fn the_schema_refuses_what_is_not_a_line() {
 fn the_replay_goldens_validate() {
     let schema: Value = serde_json::from_str(&schema_text()).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
-    let text = read("tests/fixtures/outcomes.jsonl");
-    assert!(text.lines().count() > 5);
+    for file in ["outcomes.jsonl", "layout1-outcomes.jsonl"] {
+        let text = read(&format!("tests/fixtures/{file}"));
+        assert!(text.lines().count() > 5, "{file}");
+        golden_lines_validate(&validator, file, &text);
+    }
+}
+
+fn golden_lines_validate(validator: &jsonschema::Validator, file: &str, text: &str) {
     for (i, l) in text.lines().enumerate() {
         let value: Value = serde_json::from_str(l).unwrap();
         let errors: Vec<String> = validator

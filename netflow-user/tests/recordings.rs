@@ -1,10 +1,11 @@
-//! Recordings made by earlier netflow versions (tests/fixtures, recorded by
-//! live runs of netflow 0.1 with event layout 1) replay in this one, and what
-//! they print is pinned: the text and JSON outputs are compared with golden
-//! files. Runs without root and without the kernel side
-//! (`--no-default-features`). After an intended change of the output,
-//! `NETFLOW_BLESS=1 cargo test -p netflow-user --test recordings` rewrites
-//! the golden files; review their diff.
+//! Recordings replay, and what they print is pinned: the text and JSON
+//! outputs are compared with golden files. Two generations: `layout1-*`,
+//! recorded by live runs of netflow 0.1 with event layout 1 (older
+//! recordings must keep replaying), and the rest, recorded with today's
+//! probes by `tests/fixtures/record-*.sh`. Runs without root and without the
+//! kernel side (`--no-default-features`). After an intended change of the
+//! output, `NETFLOW_BLESS=1 cargo test -p netflow-user --test recordings`
+//! rewrites the golden files; review their diff.
 use std::{
     io::Write,
     path::{Path, PathBuf},
@@ -74,27 +75,38 @@ fn golden(name: &str, got: &str) {
     }
 }
 
+/// Recorded by netflow 0.1 with event layout 1 (no socket-delivery
+/// probe yet): they must replay, and read true.
+const LAYOUT1: [&str; 2] = ["layout1-service-and-drop.nflw", "layout1-outcomes.nflw"];
+/// Recorded with today's probes (`tests/fixtures/record-*.sh`).
+const CURRENT: [&str; 2] = ["service-and-drop.nflw", "outcomes.nflw"];
+
 #[test]
-fn the_fixtures_are_of_the_previous_event_layout() {
-    for file in ["service-and-drop.nflw", "outcomes.nflw"] {
-        let mut r = Reader::open(&fixtures().join(file)).unwrap();
-        let mut layouts = std::collections::BTreeSet::new();
-        while let Some(rec) = r.next_record().unwrap() {
-            if let Record::Event(bytes) = rec {
-                layouts.insert(compat::version_of(&bytes));
+fn the_fixtures_are_of_their_event_layout() {
+    for (files, want) in [
+        (LAYOUT1, Some(1)),
+        (CURRENT, Some(netflow_common::EVENT_VERSION)),
+    ] {
+        for file in files {
+            let mut r = Reader::open(&fixtures().join(file)).unwrap();
+            let mut layouts = std::collections::BTreeSet::new();
+            while let Some(rec) = r.next_record().unwrap() {
+                if let Record::Event(bytes) = rec {
+                    layouts.insert(compat::version_of(&bytes));
+                }
             }
+            assert_eq!(
+                layouts.into_iter().collect::<Vec<_>>(),
+                vec![want],
+                "{file}"
+            );
         }
-        assert_eq!(
-            layouts.into_iter().collect::<Vec<_>>(),
-            vec![Some(1)],
-            "{file}"
-        );
     }
 }
 
 #[test]
-fn previous_layout_recordings_replay_completely() {
-    for file in ["service-and-drop.nflw", "outcomes.nflw"] {
+fn recordings_replay_completely() {
+    for file in LAYOUT1.into_iter().chain(CURRENT) {
         let (_, r) = replayed(file, Mode::Json);
         assert_eq!(r.stats.decode_errors, 0, "{file}");
         assert!(
@@ -106,25 +118,99 @@ fn previous_layout_recordings_replay_completely() {
     }
 }
 
+/// The packets of a recording: (flow words, verdict, drop reason).
+fn verdicts(file: &str) -> Vec<(String, String, String)> {
+    let (json, _) = replayed(file, Mode::Json);
+    json.lines()
+        .map(|l| serde_json::from_str::<netflow_schema::Line>(l).unwrap())
+        .filter_map(|l| match l.record {
+            netflow_schema::Record::Packet(p) => Some(p),
+            _ => None,
+        })
+        .map(|p| {
+            let f = p.flow.expect("a flow");
+            (
+                format!(
+                    "{} {}:{:?} > {}:{:?}",
+                    serde_json::to_string(&f.proto).unwrap(),
+                    f.src,
+                    f.sport,
+                    f.dst,
+                    f.dport
+                ),
+                p.verdict.to_string(),
+                p.drop.map(|d| d.reason).unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_fixtures_read_true() {
+    // Today's probes: both Service calls delivered both ways, FINs
+    // included; the one drop is the policy's, of the call to 5432.
+    let v = verdicts("service-and-drop.nflw");
+    let tcp: Vec<_> = v
+        .iter()
+        .filter(|(f, _, _)| f.starts_with("\"tcp\""))
+        .collect();
+    assert!(tcp.len() >= 20, "{v:#?}");
+    for (flow, verdict, reason) in &tcp {
+        if flow.contains("5432") {
+            assert_eq!(
+                (verdict.as_str(), reason.as_str()),
+                ("dropped", "NETFILTER_DROP")
+            );
+        } else {
+            assert_eq!(verdict, "delivered", "{flow}");
+        }
+    }
+    // Without socket-delivery evidence (layout 1), a packet freed from a
+    // closing socket's queue is unknown, never dropped: the one drop is
+    // the policy's.
+    let v = verdicts("layout1-service-and-drop.nflw");
+    let dropped: Vec<_> = v
+        .iter()
+        .filter(|(_, verdict, _)| verdict == "dropped")
+        .collect();
+    assert!(!dropped.is_empty(), "{v:#?}");
+    for (flow, _, reason) in dropped {
+        assert_ne!(reason, "QUEUE_PURGE", "{flow}");
+    }
+}
+
 #[test]
 fn text_output_is_unchanged() {
-    let (text, _) = replayed("service-and-drop.nflw", Mode::Text);
-    assert!(
-        text.contains("DNAT 10.96.0.10:80 -> 10.207.0.2:8080"),
-        "{text}"
-    );
-    assert!(text.contains("=> DROPPED"), "{text}");
-    golden("service-and-drop.txt", &text);
+    for (file, gold) in [
+        ("service-and-drop.nflw", "service-and-drop.txt"),
+        (
+            "layout1-service-and-drop.nflw",
+            "layout1-service-and-drop.txt",
+        ),
+    ] {
+        let (text, _) = replayed(file, Mode::Text);
+        assert!(
+            text.contains("DNAT 10.96.0.10:80 -> 10.207.0.2:8080"),
+            "{text}"
+        );
+        assert!(text.contains("=> DROPPED"), "{text}");
+        golden(gold, &text);
+    }
 }
 
 #[test]
 fn json_output_is_unchanged() {
-    let (json, _) = replayed("outcomes.nflw", Mode::Json);
-    for outcome in ["ok", "request_lost", "no_reply", "reply_lost", "refused"] {
-        assert!(
-            json.contains(&format!("\"outcome\":\"{outcome}\"")),
-            "no {outcome} connection"
-        );
+    for (file, gold) in [
+        ("outcomes.nflw", "outcomes.jsonl"),
+        ("layout1-outcomes.nflw", "layout1-outcomes.jsonl"),
+    ] {
+        let (json, _) = replayed(file, Mode::Json);
+        for outcome in ["ok", "request_lost", "no_reply", "reply_lost", "refused"] {
+            assert!(
+                json.contains(&format!("\"outcome\":\"{outcome}\"")),
+                "{file}: no {outcome} connection"
+            );
+        }
+        golden(gold, &json);
     }
-    golden("outcomes.jsonl", &json);
 }

@@ -355,6 +355,7 @@ impl Correlator {
             reason,
             location,
             outside_hook: true,
+            purged: true,
         };
         match self.by_skb.get(&skb).and_then(|id| self.open.get_mut(id)) {
             Some(o) => o.tl.after = Some(info),
@@ -513,6 +514,7 @@ impl Correlator {
                 reason,
                 location,
                 outside_hook: ev.flags & event_flags::OUTSIDE_HOOK != 0,
+                purged: ev.flags & event_flags::SOCKET_PURGE != 0,
             });
             o.tl.hops.push(Hop::new(ev));
         } else if ev.point == Point::Deliver {
@@ -606,8 +608,17 @@ impl Correlator {
             }
             o.tl.hops.sort_by_key(|h| h.ts_ns);
             annotate_nat(&mut o.tl.hops);
-            if o.tl.delivered {
-                // Another copy was freed: the packet still reached its socket.
+            if !o.tl.delivered && o.tl.drop.is_some_and(|d| d.purged) {
+                // The free is no hop of its way: what was last seen is.
+                if let Some(i) = o.tl.hops.iter().rposition(|h| h.point == Point::Drop) {
+                    o.tl.hops.remove(i);
+                }
+            }
+            if o.tl.delivered || o.tl.drop.is_some_and(|d| d.purged) {
+                // Another copy was freed: the packet still reached its
+                // socket. Or freed from a closing socket's queue: where no
+                // socket hop says it arrived, its verdict is its last hop's
+                // (unknown after a receive), never dropped.
                 if let Some(d) = o.tl.drop.take() {
                     o.tl.after.get_or_insert(d);
                 }

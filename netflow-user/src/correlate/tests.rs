@@ -179,6 +179,31 @@ fn socket_delivery_ends_the_timeline_and_a_later_free_is_after() {
 }
 
 #[test]
+fn a_followed_packet_freed_from_a_closing_socket_is_never_dropped() {
+    // A FIN followed to its receiver, with no socket hop (a run without
+    // socket-delivery evidence), then freed from the closing socket's
+    // queue: unknown, the free kept as after.
+    let p = icmp([10, 0, 0, 2], [10, 0, 0, 1], 1, 1, 100);
+    let mut c = Correlator::new(Config::default());
+    c.push(ev(10, 0xa, Point::Tx, "eth0", &p));
+    c.push(ev(20, 0xa, Point::Rx, "eth0", &p));
+    let mut purge = ev(30, 0xa, Point::Drop, "", &p);
+    purge.flags = event_flags::SOCKET_PURGE;
+    c.push(purge);
+    let out = c.flush();
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!(out[0].verdict, Verdict::Unknown);
+    assert!(out[0].drop.is_none() && out[0].after.is_some_and(|a| a.purged));
+    // The same free on its way without the flag (a drop where it was
+    // received, QUEUE_PURGE unknown to the daemon) still reads dropped.
+    let mut c = Correlator::new(Config::default());
+    c.push(ev(10, 0xa, Point::Tx, "eth0", &p));
+    c.push(ev(20, 0xa, Point::Rx, "eth0", &p));
+    c.push(ev(30, 0xa, Point::Drop, "eth0", &p));
+    assert_eq!(c.flush()[0].verdict, Verdict::Dropped);
+}
+
+#[test]
 fn a_copy_delivered_to_a_raw_socket_makes_the_packet_delivered() {
     let p = icmp([10, 0, 0, 2], [10, 0, 0, 1], 1, 1, 100);
     let mut c = Correlator::new(Config::default());

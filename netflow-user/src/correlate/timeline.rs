@@ -138,6 +138,8 @@ pub struct DropInfo {
     pub location: u64,
     /// Freed outside netfilter's hook code: not a hook's verdict.
     pub outside_hook: bool,
+    /// Freed from a closing socket's queue: not a drop on its path.
+    pub purged: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -155,6 +155,8 @@ impl Sink for Text {
             let location = names.location(d.location);
             let what = if tl.verdict == Verdict::Unclaimed {
                 "no socket here listens for this group packet"
+            } else if d.purged && tl.verdict != Verdict::Delivered {
+                "from a closing socket's queue, not a drop on its path"
             } else {
                 "after delivery, not a drop on its path"
             };

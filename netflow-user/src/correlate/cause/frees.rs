@@ -43,17 +43,23 @@ pub fn effective_reason(names: &Names, reason: u32, location: &str) -> String {
 
 /// Settle what a free is, before the correlator sees it: `open` says
 /// whether its packet is being followed. A free of a packet that had
-/// arrived gets `AFTER_DELIVERY`; one the kernel processed becomes a
+/// arrived gets `AFTER_DELIVERY` (`SOCKET_PURGE` when it is followed); one
+/// the kernel processed becomes a
 /// consume; one outside netfilter's code is marked `OUTSIDE_HOOK`.
 pub fn settle(ev: &mut Event, names: &Names, reason: u32, at: &str, open: bool) {
     if ev.point != Point::Drop {
         return;
     }
-    if !open && purged_from_a_socket(names, reason, at) {
-        // Freed from a socket's queue when it closed, never seen on its
-        // way (loopback is not followed): it had arrived; not a drop on its
-        // path.
-        ev.flags |= event_flags::AFTER_DELIVERY;
+    if purged_from_a_socket(names, reason, at) {
+        // Freed from a socket's queue when it closed: never seen on its way
+        // (loopback is not followed), it had arrived; followed, it had
+        // reached a socket (the socket hop says which), or it is the
+        // sender's copy. Either way not a drop on its path.
+        ev.flags |= if open {
+            event_flags::SOCKET_PURGE
+        } else {
+            event_flags::AFTER_DELIVERY
+        };
     } else if kernel_processed_icmpv6(ev, names, reason, at)
         || kernel_processed_tcp_fin(ev, names, reason, at)
     {
