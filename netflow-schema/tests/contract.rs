@@ -126,16 +126,12 @@ fn golden_lines_validate(validator: &jsonschema::Validator, file: &str, text: &s
             .iter_errors(&value)
             .map(|e| e.to_string())
             .collect();
-        assert!(
-            errors.is_empty(),
-            "outcomes.jsonl line {}: {errors:?}",
-            i + 1
-        );
+        assert!(errors.is_empty(), "{file} line {}: {errors:?}", i + 1);
         let line: Line = serde_json::from_value(value.clone()).unwrap();
         assert_eq!(
             serde_json::to_value(&line).unwrap(),
             value,
-            "line {}",
+            "{file} line {}",
             i + 1
         );
     }

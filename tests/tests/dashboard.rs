@@ -67,7 +67,7 @@ fn screens_from_a_recording() {
     // Esc clears; the Service flow shows its DNAT hop.
     key(&app, KeyCode::Esc);
     key(&app, KeyCode::Char('/'));
-    for c in "tcp".chars() {
+    for c in "10.96.0.10".chars() {
         key(&app, KeyCode::Char(c));
     }
     key(&app, KeyCode::Enter);
