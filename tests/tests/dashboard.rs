@@ -35,7 +35,7 @@ fn screens_from_a_recording() {
     // Status bar, flows table, timeline, drop reasons, sparkline, key hints.
     assert!(s.contains("replay fixture") && s.contains("lost 0"), "{s}");
     assert!(
-        s.contains("flows by peer and port (") && s.contains("sorted by last seen"),
+        s.contains("flows by peer and port (") && s.contains("sorted by failing first"),
         "{s}"
     );
     assert!(s.contains("10.96.0.10") || s.contains("10.207.0.2"), "{s}");
@@ -84,7 +84,7 @@ fn screens_from_a_recording() {
     key(&app, KeyCode::Char('?'));
     let s = screen(&app.lock().unwrap());
     assert!(
-        s.contains("sorted by endpoint") && s.contains("FROZEN") && s.contains(" keys "),
+        s.contains("sorted by last seen") && s.contains("FROZEN") && s.contains(" keys "),
         "{s}"
     );
     key(&app, KeyCode::Char('x'));
@@ -142,6 +142,170 @@ fn outcome_column_from_a_recording() {
     );
 }
 
+/// The rows of the flows table, top to bottom (the lines between its
+/// header and its bottom border).
+fn table_rows(s: &str) -> Vec<String> {
+    s.lines()
+        .skip_while(|l| !l.contains("endpoint"))
+        .skip(1)
+        .take_while(|l| !l.starts_with('└'))
+        .map(|l| l.split('│').nth(1).unwrap_or("").trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// What an SRE looks at first: the failing calls with their causes, the
+/// healthy one below them, the link-local noise folded into one row.
+#[test]
+fn failing_rows_come_first_with_their_causes_and_link_local_is_folded() {
+    let app = loaded();
+    let s = screen(&app.lock().unwrap());
+    let rows = table_rows(&s);
+    assert_eq!(rows.len(), 4, "{s}");
+    for row in &rows[..2] {
+        assert!(
+            row.contains("DROPPED") && row.contains("request_lost") && row.contains("rule"),
+            "a failing row with its cause first: {row}\n{s}"
+        );
+    }
+    assert!(
+        rows[0].contains("5432") && rows[0].contains("rule 4 in svc deny"),
+        "{s}"
+    );
+    assert!(
+        rows[2].contains("10.96.0.10") && rows[2].contains("ok 2/2"),
+        "{s}"
+    );
+    assert!(rows[3].starts_with("link-local ×3"), "{s}");
+    assert!(
+        !s.contains("ff02::") && s.contains("1 link-local folded (m)"),
+        "{s}"
+    );
+    // `m` shows them, each on its own row; `m` again folds them.
+    key(&app, KeyCode::Char('m'));
+    let s = screen(&app.lock().unwrap());
+    assert!(s.contains("ff02::") && !s.contains("link-local ×"), "{s}");
+    key(&app, KeyCode::Char('m'));
+    assert!(screen(&app.lock().unwrap()).contains("link-local ×3"));
+}
+
+/// The selection is a connection, not a row number: new traffic that
+/// reorders the table leaves it where it was.
+#[test]
+fn the_selection_stays_on_its_flow_when_rows_move() {
+    let app = loaded();
+    // The healthy Service call (third row).
+    key(&app, KeyCode::Down);
+    key(&app, KeyCode::Down);
+    let s = screen(&app.lock().unwrap());
+    let selected = |s: &str| {
+        s.lines()
+            .flat_map(|l| l.split('│'))
+            .find(|l| l.contains("pkts,") && l.contains("bytes"))
+            .map(|l| l.trim().to_string())
+    };
+    let before = table_rows(&s);
+    assert!(before[2].contains("10.96.0.10"), "{s}");
+    assert!(s.contains("10.96.0.10:80"), "the details show it: {s}");
+    // More traffic: another recording's failing calls come in above it.
+    let more = netflow_tests::replayed_dashboard(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/outcomes.nflw"),
+    );
+    {
+        let more = more.lock().unwrap();
+        let mut a = app.lock().unwrap();
+        for f in more.state.flows.values() {
+            a.state.flows.insert(f.key, f.clone());
+        }
+    }
+    let s2 = screen(&app.lock().unwrap());
+    let after = table_rows(&s2);
+    let at = after
+        .iter()
+        .position(|r| r.starts_with("sdclient") && r.contains("10.96.0.10"))
+        .unwrap();
+    assert!(at > 2, "the Service call moved down: {s2}");
+    assert_eq!(
+        selected(&s),
+        selected(&s2),
+        "the details pane kept it:\n{s}\n{s2}"
+    );
+    assert!(
+        s2.lines()
+            .any(|l| l.contains("10.207.0.1 -> 10.96.0.10:80")),
+        "still the Service call: {s2}"
+    );
+    let a = app.lock().unwrap();
+    let rows = a.rows();
+    assert_eq!(a.selected_index(&rows), at);
+}
+
+/// `/` matches verdicts, outcomes and causes, not only addresses.
+#[test]
+fn the_filter_matches_verdicts_outcomes_and_causes() {
+    let app = loaded();
+    key(&app, KeyCode::Char('c'));
+    for (filter, want) in [
+        ("dropped", 2),
+        ("request_lost", 2),
+        ("rule 5", 1),
+        ("delivered", 2),
+        ("refused", 0),
+    ] {
+        key(&app, KeyCode::Char('/'));
+        for c in filter.chars() {
+            key(&app, KeyCode::Char(c));
+        }
+        key(&app, KeyCode::Enter);
+        let s = screen(&app.lock().unwrap());
+        assert!(s.contains(&format!(" flows ({want})")), "{filter}: {s}");
+        assert_eq!(table_rows(&s).len(), want, "{filter}: {s}");
+        key(&app, KeyCode::Esc);
+    }
+}
+
+/// The dashboard on a recording says what `replay` says of every
+/// connection (the same end of input: an ICMP echo nobody answered is
+/// request_lost in both, not left open).
+#[test]
+fn the_replay_dashboard_agrees_with_replay_on_every_outcome() {
+    for file in ["service-and-drop.nflw", "outcomes.nflw"] {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(file);
+        let out = std::process::Command::new(netflow_tests::netflow_bin())
+            .args(["replay", path.to_str().unwrap(), "--json"])
+            .output()
+            .unwrap();
+        let lines = netflow_tests::json::parse_lines(&String::from_utf8_lossy(&out.stdout));
+        let conns = netflow_tests::json::connections(&lines);
+        assert!(conns.len() >= 4, "{file}");
+        let app = loaded_from(&path);
+        key(&app, KeyCode::Char('c'));
+        let s = screen(&app.lock().unwrap());
+        for c in conns {
+            let (sport, dport) = match c["flow"]["proto"].as_str() {
+                // ICMP: the echo's flow has no ports.
+                Some("icmp" | "icmpv6") => ("-".to_string(), "-".to_string()),
+                _ => (
+                    c["flow"]["sport"].to_string(),
+                    c["flow"]["dport"].to_string(),
+                ),
+            };
+            let ports = format!("{sport}→{dport}");
+            let row = table_rows(&s)
+                .into_iter()
+                .find(|r| r.contains(&ports) && r.contains(c["flow"]["proto"].as_str().unwrap()))
+                .unwrap_or_else(|| panic!("{file}: no row for {c}\n{s}"));
+            assert!(
+                row.contains(c["outcome"].as_str().unwrap()),
+                "{file}: replay says {} of {ports}: {row}\n{s}",
+                c["outcome"]
+            );
+        }
+    }
+}
+
 #[test]
 fn tiny_terminal_does_not_panic() {
     let app = loaded();
@@ -165,6 +329,18 @@ fn real_binary_in_tmux() {
     // half drawn, or one drawn before the replay was read).
     t.wait_for("drop reasons", 15);
     t.wait_for("NETFILTER_DROP", 15);
+    // The failing calls on top, with their causes; the link-local noise
+    // folded into one row.
+    let s = t.wait_for("link-local ×", 15);
+    let first = s
+        .lines()
+        .skip_while(|l| !l.contains("endpoint"))
+        .nth(1)
+        .unwrap_or("");
+    assert!(
+        first.contains("DROPPED") && first.contains("request_lost") && first.contains("rule"),
+        "{s}"
+    );
     t.keys("?");
     t.wait_for(" keys ", 15);
     t.keys("q");

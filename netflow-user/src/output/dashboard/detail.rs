@@ -69,6 +69,19 @@ pub fn draw(f: &mut Frame, area: Rect, flow: Option<&Flow>) {
                 fl.key.to_string(),
                 Style::default().fg(Color::Cyan),
             )));
+            lines.push(Line::from(format!(
+                "{} pkts, {} bytes, p50 {:.1} µs, p99 {:.1} µs",
+                fl.packets,
+                fl.bytes,
+                fl.median_us(),
+                fl.p99_us()
+            )));
+            if let Some(c) = &fl.cause {
+                lines.push(Line::from(Span::styled(
+                    format!("cause: {c}"),
+                    Style::default().fg(Color::Red),
+                )));
+            }
             timeline_lines("latest packet", &fl.latest, &mut lines);
             if let Some(d) = &fl.latest_drop {
                 lines.push(Line::from(""));

@@ -6,6 +6,8 @@ use ratatui::{
     Frame,
 };
 
+use std::borrow::Cow;
+
 use super::state::{Flow, SortBy};
 use netflow_schema::Verdict;
 
@@ -39,23 +41,55 @@ fn outcome(o: Option<Outcome>) -> (&'static str, Color) {
     }
 }
 
-pub fn draw(
-    f: &mut Frame,
-    area: Rect,
-    rows: &[&Flow],
-    selected: usize,
-    sort: SortBy,
-    reverse: bool,
-) {
+/// How the rows are shown.
+#[derive(Debug, Clone, Copy)]
+pub struct View {
+    pub sort: SortBy,
+    pub reverse: bool,
+    pub grouped: bool,
+    /// Link-local and multicast flows unfolded.
+    pub local: bool,
+}
+
+/// `s` in at most `width` columns, cut at a word with `…` (never mid-word,
+/// unless a single word is wider than the column).
+pub fn fit(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        return s.to_string();
+    }
+    let mut out = String::new();
+    for w in s.split(' ') {
+        let next = if out.is_empty() {
+            w.to_string()
+        } else {
+            format!("{out} {w}")
+        };
+        if next.chars().count() + 1 > width {
+            break;
+        }
+        out = next;
+    }
+    if out.is_empty() {
+        out = s.chars().take(width.saturating_sub(1)).collect();
+    }
+    out.push('…');
+    out
+}
+
+/// The widest the cause column gets (the details pane has it whole).
+const CAUSE_WIDTH: usize = 30;
+
+pub fn draw(f: &mut Frame, area: Rect, rows: &[Cow<'_, Flow>], selected: usize, view: View) {
+    // Bytes and the median are in the details pane: the failure's words
+    // come first.
     let header = Row::new([
-        "endpoint", "peer", "proto", "ports", "pkts", "bytes", "drops", "verdict", "outcome",
-        "p50 µs", "p99 µs",
+        "endpoint", "peer", "proto", "ports", "pkts", "drops", "verdict", "outcome", "cause",
+        "p99 µs",
     ])
     .style(Style::default().add_modifier(Modifier::BOLD));
-    let body = rows.iter().map(|fl| {
-        let k = fl.key;
-        let (v, color) = verdict(fl.last_verdict);
-        let (o, ocolor) = match &fl.group {
+    let outcomes: Vec<(String, Color)> = rows
+        .iter()
+        .map(|fl| match &fl.group {
             None => {
                 let (o, c) = outcome(fl.outcome);
                 (o.to_string(), c)
@@ -65,7 +99,48 @@ pub fn draw(
                 None if g.ok > 0 => (format!("ok {}/{}", g.ok, g.flows), Color::Green),
                 None => (format!("{} open", g.flows), Color::Gray),
             },
-        };
+        })
+        .collect();
+    let ports: Vec<String> = rows
+        .iter()
+        .map(|r| format!("{}→{}", port(r.key.sport), port(r.key.dport)))
+        .collect();
+    let peers: Vec<String> = rows
+        .iter()
+        .map(|r| match r.folded {
+            Some(_) => "-".to_string(),
+            None => r.key.dst.to_string(),
+        })
+        .collect();
+    let widest = |v: &mut dyn Iterator<Item = usize>, min: usize| v.max().unwrap_or(0).max(min);
+    // Every column as wide as its widest cell; the cause gets what is
+    // left after the endpoint's least, cut at a word; the endpoint the rest.
+    let fixed = [
+        widest(&mut peers.iter().map(|p| p.chars().count()), 4),
+        6,
+        widest(&mut ports.iter().map(|p| p.chars().count()), 5),
+        5,
+        5,
+        9,
+        widest(&mut outcomes.iter().map(|(o, _)| o.chars().count()), 7),
+        7,
+    ];
+    let columns = fixed.len() + 2;
+    let room = (area.width as usize).saturating_sub(2 + columns - 1 + fixed.iter().sum::<usize>());
+    let cause_width = room.saturating_sub(12).min(CAUSE_WIDTH);
+    let causes: Vec<String> = rows
+        .iter()
+        .map(|fl| {
+            fl.cause
+                .as_deref()
+                .map_or(String::new(), |c| fit(c, cause_width))
+        })
+        .collect();
+    let cause_width = widest(&mut causes.iter().map(|c| c.chars().count()), 5);
+    let body = rows.iter().enumerate().map(|(i, fl)| {
+        let k = fl.key;
+        let (v, color) = verdict(fl.last_verdict);
+        let (o, ocolor) = outcomes[i].clone();
         // A lookup's row names what it asked (not a group's: many names).
         let endpoint = match fl.latest.dns.as_ref().filter(|_| fl.group.is_none()) {
             Some(d) => format!(
@@ -78,11 +153,10 @@ pub fn draw(
         };
         Row::new(vec![
             Cell::from(endpoint),
-            Cell::from(k.dst.to_string()),
+            Cell::from(peers[i].clone()),
             Cell::from(k.proto.to_string()),
-            Cell::from(format!("{}→{}", port(k.sport), port(k.dport))),
+            Cell::from(ports[i].clone()),
             Cell::from(fl.packets.to_string()),
-            Cell::from(fl.bytes.to_string()),
             Cell::from(fl.drops.to_string()).style(if fl.drops > 0 {
                 Style::default().fg(Color::Red)
             } else {
@@ -90,35 +164,40 @@ pub fn draw(
             }),
             Cell::from(v).style(Style::default().fg(color)),
             Cell::from(o).style(Style::default().fg(ocolor)),
-            Cell::from(format!("{:.1}", fl.median_us())),
+            Cell::from(causes[i].clone()).style(Style::default().fg(Color::Red)),
             Cell::from(format!("{:.1}", fl.p99_us())),
         ])
     });
-    // Addresses and ports keep their width; the endpoint name gives way.
     let widths = [
         Constraint::Min(8),
-        Constraint::Length(15),
-        Constraint::Length(6),
-        Constraint::Length(11),
-        Constraint::Length(5),
-        Constraint::Length(7),
-        Constraint::Length(5),
-        Constraint::Length(9),
-        Constraint::Length(13),
-        Constraint::Length(7),
-        Constraint::Length(7),
+        Constraint::Length(fixed[0] as u16),
+        Constraint::Length(fixed[1] as u16),
+        Constraint::Length(fixed[2] as u16),
+        Constraint::Length(fixed[3] as u16),
+        Constraint::Length(fixed[4] as u16),
+        Constraint::Length(fixed[5] as u16),
+        Constraint::Length(fixed[6] as u16),
+        Constraint::Length(cause_width as u16),
+        Constraint::Length(fixed[7] as u16),
     ];
-    let grouped = rows.first().is_some_and(|r| r.group.is_some());
+    let folded = rows.iter().filter(|r| r.folded.is_some()).count();
     let title = format!(
-        " {} ({}) sorted by {}{} ",
-        if grouped {
+        " {} ({}) sorted by {}{}{} ",
+        if view.grouped {
             "flows by peer and port (c: per connection)"
         } else {
             "flows"
         },
-        rows.len(),
-        sort.label(),
-        if reverse { ", reversed" } else { "" }
+        rows.len() - folded,
+        view.sort.label(),
+        if view.reverse { ", reversed" } else { "" },
+        if view.local {
+            ", link-local shown (m folds)".to_string()
+        } else if folded > 0 {
+            format!(", {folded} link-local folded (m)")
+        } else {
+            String::new()
+        }
     );
     let table = Table::new(body, widths)
         .header(header)
@@ -129,4 +208,17 @@ pub fn draw(
         st.select(Some(selected.min(rows.len() - 1)));
     }
     f.render_stateful_widget(table, area, &mut st);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fit_cuts_at_a_word() {
+        assert_eq!(super::fit("rule 4 in svc deny", 30), "rule 4 in svc deny");
+        assert_eq!(
+            super::fit("NetworkPolicy default/deny-db", 20),
+            "NetworkPolicy…"
+        );
+        assert_eq!(super::fit("abcdefghij", 5), "abcd…");
+    }
 }

@@ -8,14 +8,15 @@ use ratatui::{
 const KEYS: &[(&str, &str)] = &[
     ("q, Ctrl-C", "quit"),
     ("?", "this help (any key closes it)"),
-    ("/", "filter flows (Enter keeps it, Esc drops it)"),
+    ("/", "filter: words of a row, verdict, outcome, cause"),
     ("Esc", "clear the filter, unfreeze"),
     ("f, space", "freeze / unfreeze the view"),
     ("j/k, ↓/↑", "move; PgDn/PgUp by 10, g/G first/last"),
     ("s", "sort by the next column"),
     ("r", "reverse the sort"),
     ("c", "per connection / grouped by peer and port"),
-    ("Enter", "(grouped) the group's connections"),
+    ("m", "show / fold link-local and multicast flows"),
+    ("Enter", "a group's connections, a folded row's flows"),
 ];
 
 pub fn draw(f: &mut Frame) {

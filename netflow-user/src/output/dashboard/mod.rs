@@ -10,6 +10,7 @@ pub mod state;
 pub mod status;
 
 use std::{
+    borrow::Cow,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -20,7 +21,7 @@ use ratatui::{
     Frame,
 };
 
-use self::state::{FlowUpdate, SortBy, State};
+use self::state::{row_key, FlowUpdate, RowKey, SortBy, State};
 use crate::{
     correlate::connections::Outcome,
     correlate::{Note, Timeline},
@@ -36,7 +37,11 @@ pub struct App {
     pub state: State,
     /// What is shown while frozen.
     pub frozen: Option<State>,
+    /// The selected row: by its key, so it stays on its connection (or
+    /// group) whatever the order does; by position only until a row is
+    /// shown, or when its row is gone.
     pub selected: usize,
+    pub selected_key: Option<RowKey>,
     pub sort: SortBy,
     pub reverse: bool,
     pub filter: String,
@@ -45,6 +50,9 @@ pub struct App {
     pub quit: bool,
     /// One row per connection instead of per "endpoint → peer:port" group.
     pub per_connection: bool,
+    /// Link-local and multicast flows shown (folded into a row per scope
+    /// otherwise).
+    pub local: bool,
 }
 
 impl App {
@@ -52,13 +60,51 @@ impl App {
         self.frozen.as_ref().unwrap_or(&self.state)
     }
 
-    fn row_count(&self) -> usize {
+    /// The rows on screen, in order: flows (or groups), then the folded
+    /// link-local and multicast rows.
+    pub fn rows(&self) -> Vec<Cow<'_, state::Flow>> {
         let st = self.shown();
-        if self.per_connection {
-            st.rows(&self.filter, self.sort, self.reverse).len()
+        let mut rows: Vec<Cow<'_, state::Flow>> = if self.per_connection {
+            st.rows(&self.filter, self.sort, self.reverse, self.local)
+                .into_iter()
+                .map(Cow::Borrowed)
+                .collect()
         } else {
-            st.groups(&self.filter, self.sort, self.reverse).len()
+            st.groups(&self.filter, self.sort, self.reverse, self.local)
+                .into_iter()
+                .map(Cow::Owned)
+                .collect()
+        };
+        if !self.local {
+            rows.extend(st.folded(&self.filter).into_iter().map(Cow::Owned));
         }
+        rows
+    }
+
+    /// Where the selected row is now.
+    pub fn selected_index(&self, rows: &[Cow<'_, state::Flow>]) -> usize {
+        self.selected_key
+            .as_ref()
+            .and_then(|k| rows.iter().position(|r| row_key(r) == *k))
+            .unwrap_or(self.selected)
+            .min(rows.len().saturating_sub(1))
+    }
+
+    /// Select the row at `i` (clamped), and remember it by its key.
+    fn select(&mut self, i: usize) {
+        let (i, key) = {
+            let rows = self.rows();
+            let i = i.min(rows.len().saturating_sub(1));
+            (i, rows.get(i).map(|r| row_key(r)))
+        };
+        self.selected = i;
+        self.selected_key = key;
+    }
+
+    /// Back to the first row (a new filter, sort or view).
+    fn reselect(&mut self) {
+        self.selected_key = None;
+        self.select(0);
     }
 
     pub fn key(&mut self, k: KeyEvent) {
@@ -82,7 +128,7 @@ impl App {
                 KeyCode::Char(c) => self.filter.push(c),
                 _ => {}
             }
-            self.selected = 0;
+            self.reselect();
             return;
         }
         if self.help {
@@ -92,7 +138,11 @@ impl App {
                 return;
             }
         }
-        let rows = self.row_count();
+        let (at, rows) = {
+            let rows = self.rows();
+            (self.selected_index(&rows), rows.len())
+        };
+        let last = rows.saturating_sub(1);
         match k.code {
             KeyCode::Char('q') => self.quit = true,
             KeyCode::Char('?') => self.help = true,
@@ -100,6 +150,7 @@ impl App {
             KeyCode::Esc => {
                 self.filter.clear();
                 self.frozen = None;
+                self.select(at);
             }
             KeyCode::Char('f') | KeyCode::Char(' ') => {
                 self.frozen = match self.frozen.take() {
@@ -109,36 +160,43 @@ impl App {
             }
             KeyCode::Char('s') => {
                 self.sort = self.sort.next();
-                self.selected = 0;
+                self.reselect();
             }
             KeyCode::Char('r') => self.reverse = !self.reverse,
             KeyCode::Char('c') => {
                 self.per_connection = !self.per_connection;
-                self.selected = 0;
+                self.reselect();
             }
-            KeyCode::Enter if !self.per_connection => {
-                // Into the group: its connections.
-                let st = self.shown();
-                if let Some(g) = st
-                    .groups(&self.filter, self.sort, self.reverse)
-                    .get(self.selected)
-                {
-                    self.filter = format!(
-                        "-> {}",
-                        crate::decode::packet::endpoint((g.key.dst, g.key.dport))
-                    );
-                    self.per_connection = true;
-                    self.selected = 0;
+            KeyCode::Char('m') => {
+                self.local = !self.local;
+                self.reselect();
+            }
+            KeyCode::Enter => {
+                let row = self.rows().get(at).map(|r| r.clone().into_owned());
+                match row {
+                    // A folded row: the flows it holds.
+                    Some(r) if r.folded.is_some() => {
+                        self.local = true;
+                        self.reselect();
+                    }
+                    // Into a group: its connections.
+                    Some(g) if !self.per_connection => {
+                        self.filter = format!(
+                            "-> {}",
+                            crate::decode::packet::endpoint((g.key.dst, g.key.dport))
+                        );
+                        self.per_connection = true;
+                        self.reselect();
+                    }
+                    _ => {}
                 }
             }
-            KeyCode::Down | KeyCode::Char('j') => {
-                self.selected = (self.selected + 1).min(rows.saturating_sub(1))
-            }
-            KeyCode::Up | KeyCode::Char('k') => self.selected = self.selected.saturating_sub(1),
-            KeyCode::PageDown => self.selected = (self.selected + 10).min(rows.saturating_sub(1)),
-            KeyCode::PageUp => self.selected = self.selected.saturating_sub(10),
-            KeyCode::Home | KeyCode::Char('g') => self.selected = 0,
-            KeyCode::End | KeyCode::Char('G') => self.selected = rows.saturating_sub(1),
+            KeyCode::Down | KeyCode::Char('j') => self.select((at + 1).min(last)),
+            KeyCode::Up | KeyCode::Char('k') => self.select(at.saturating_sub(1)),
+            KeyCode::PageDown => self.select((at + 10).min(last)),
+            KeyCode::PageUp => self.select(at.saturating_sub(10)),
+            KeyCode::Home | KeyCode::Char('g') => self.select(0),
+            KeyCode::End | KeyCode::Char('G') => self.select(last),
             _ => {}
         }
     }
@@ -158,19 +216,17 @@ pub fn draw(f: &mut Frame, app: &App) {
     let [detail_area, drops_area] =
         Layout::vertical([Constraint::Percentage(65), Constraint::Percentage(35)]).areas(right);
     let state = app.shown();
-    let groups;
-    let rows: Vec<&state::Flow> = if app.per_connection {
-        state.rows(&app.filter, app.sort, app.reverse)
-    } else {
-        groups = state.groups(&app.filter, app.sort, app.reverse);
-        groups.iter().collect()
+    let rows = app.rows();
+    let at = app.selected_index(&rows);
+    let view = flows::View {
+        sort: app.sort,
+        reverse: app.reverse,
+        grouped: !app.per_connection,
+        local: app.local,
     };
-    let selected = rows
-        .get(app.selected.min(rows.len().saturating_sub(1)))
-        .copied();
     status::draw_top(f, top, app, state);
-    flows::draw(f, left, &rows, app.selected, app.sort, app.reverse);
-    detail::draw(f, detail_area, selected);
+    flows::draw(f, left, &rows, at, view);
+    detail::draw(f, detail_area, rows.get(at).map(|r| r.as_ref()));
     drops::draw(f, drops_area, state);
     status::draw_sparkline(f, spark, state);
     status::draw_bottom(f, bottom, app);
@@ -195,7 +251,7 @@ struct Pending {
 enum Update {
     Start(String, Vec<String>),
     Flow(Box<FlowUpdate>),
-    Outcome(Tuple, Outcome),
+    Outcome(Tuple, Outcome, Option<String>),
     Progress(u64, u64, u64),
 }
 
@@ -229,7 +285,7 @@ impl App {
                     st.probes = probes;
                 }
                 Update::Flow(f) => st.apply(*f),
-                Update::Outcome(t, o) => st.connection(t, o),
+                Update::Outcome(t, o, cause) => st.connection(t, o, cause),
                 Update::Progress(events, lost, sampled) => {
                     st.events = events;
                     st.lost = lost;
@@ -237,7 +293,35 @@ impl App {
                 }
             }
         }
+        // The first row shown becomes the selection: it then stays on its
+        // connection, wherever new packets move it.
+        if self.selected_key.is_none() {
+            let at = self.selected;
+            self.select(at);
+        }
     }
+}
+
+/// A failed connection's cause in short (see [`state::short_cause`]).
+fn connection_cause(
+    c: &crate::correlate::connections::Connection,
+    names: &Names,
+) -> Option<String> {
+    let v = crate::output::view::connection_view(c, names);
+    let drop = netflow_schema::Drop {
+        reason: v.reason.clone().unwrap_or_default(),
+        likely: v.likely,
+        location: v.location.unwrap_or_default(),
+        hint: String::new(),
+        hook: v.hook,
+        rule: v.rule,
+        k8s: v.k8s,
+        policies: None,
+        cause: v.cause,
+        ruled_out: Vec::new(),
+    };
+    let short = state::short_cause(&drop, Some(c.outcome));
+    (!short.is_empty()).then_some(short)
 }
 
 /// Feeds completed timelines from a pipeline into the dashboard's inbox.
@@ -266,9 +350,12 @@ impl Sink for DashboardSink {
     fn connection(
         &mut self,
         c: &crate::correlate::connections::Connection,
-        _names: &Names,
+        names: &Names,
     ) -> std::io::Result<()> {
-        self.0.push(Update::Outcome(c.tuple, c.outcome));
+        let cause = (c.outcome != Outcome::Ok)
+            .then(|| connection_cause(c, names))
+            .flatten();
+        self.0.push(Update::Outcome(c.tuple, c.outcome, cause));
         Ok(())
     }
 

@@ -67,11 +67,17 @@ pub struct Flow {
     pub spans: Hist,
     pub latest: Arc<netflow_schema::Packet>,
     pub latest_drop: Option<Arc<netflow_schema::Packet>>,
+    pub first_ts: u64,
     pub last_ts: u64,
     /// The outcome of its last connection that ended.
     pub outcome: Option<Outcome>,
+    /// What failed, in short: the rule or Policy, the setting, "nothing
+    /// listens" (see [`short_cause`]).
+    pub cause: Option<String>,
     /// A grouped row (see [`State::groups`]).
     pub group: Option<GroupCounts>,
+    /// A row of folded link-local and multicast flows: its scope.
+    pub folded: Option<Scope>,
 }
 
 impl Flow {
@@ -146,6 +152,7 @@ impl Hist {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SortBy {
     #[default]
+    Failing,
     LastSeen,
     Endpoint,
     Proto,
@@ -156,7 +163,8 @@ pub enum SortBy {
 }
 
 impl SortBy {
-    pub const ALL: [SortBy; 7] = [
+    pub const ALL: [SortBy; 8] = [
+        SortBy::Failing,
         SortBy::LastSeen,
         SortBy::Endpoint,
         SortBy::Proto,
@@ -168,6 +176,7 @@ impl SortBy {
 
     pub fn label(self) -> &'static str {
         match self {
+            SortBy::Failing => "failing first",
             SortBy::LastSeen => "last seen",
             SortBy::Endpoint => "endpoint",
             SortBy::Proto => "protocol",
@@ -266,9 +275,12 @@ impl State {
             spans: Hist::default(),
             latest: u.js.clone(),
             latest_drop: None,
+            first_ts: u.first_ts,
             last_ts: 0,
             outcome: None,
+            cause: None,
             group: None,
+            folded: None,
         });
         f.packets += 1;
         f.bytes += u.len as u64;
@@ -288,6 +300,7 @@ impl State {
                 .entry(d.reason.clone())
                 .or_insert((0, d.hint.clone()));
             e.0 += 1;
+            f.cause = Some(short_cause(d, None));
             f.latest_drop = Some(u.js.clone());
         }
         f.latest = u.js;
@@ -337,38 +350,94 @@ impl State {
         self.aliases.retain(|_, k| flows.contains_key(k));
     }
 
-    /// A connection ended: its flow shows the outcome.
-    pub fn connection(&mut self, tuple: Tuple, outcome: Outcome) {
-        let k = flow_key(tuple);
-        let key = if self.flows.contains_key(&k) {
-            Some(k)
-        } else {
-            self.aliases.get(&k).copied()
+    /// A connection ended: its flow shows the outcome and, when it failed,
+    /// its cause in short.
+    pub fn connection(&mut self, tuple: Tuple, outcome: Outcome, cause: Option<String>) {
+        // An ICMP connection is keyed by its echo id; its packets' flows
+        // have no ports.
+        let portless = Tuple {
+            sport: None,
+            dport: None,
+            ..tuple
         };
+        let key = [flow_key(tuple), flow_key(portless)]
+            .into_iter()
+            .find_map(|k| {
+                if self.flows.contains_key(&k) {
+                    Some(k)
+                } else {
+                    self.aliases.get(&k).copied()
+                }
+            });
         if let Some(f) = key.and_then(|k| self.flows.get_mut(&k)) {
             f.outcome = Some(outcome);
+            if cause.is_some() {
+                f.cause = cause;
+            }
         }
     }
 
-    /// Flows passing `filter` (a substring of the endpoint, addresses,
-    /// protocol or ports), sorted.
-    pub fn rows(&self, filter: &str, sort: SortBy, reverse: bool) -> Vec<&Flow> {
+    /// Flows passing `filter` (words of the row: endpoint, addresses,
+    /// protocol, ports, verdict, outcome, cause), sorted; link-local and
+    /// multicast ones only with `local`.
+    pub fn rows(&self, filter: &str, sort: SortBy, reverse: bool, local: bool) -> Vec<&Flow> {
         let f = filter.to_lowercase();
         let mut v: Vec<&Flow> = self
             .flows
             .values()
+            .filter(|fl| local || scope(&fl.key).is_none())
             .filter(|fl| f.is_empty() || row_text(fl).to_lowercase().contains(&f))
             .collect();
         v.sort_by(|a, b| order(a, b, sort, reverse));
         v
     }
 
+    /// Link-local and multicast flows folded away (not shown without
+    /// `local`): one row per scope, as [`State::groups`] makes them.
+    pub fn folded(&self, filter: &str) -> Vec<Flow> {
+        let f = filter.to_lowercase();
+        let mut rows: BTreeMap<Scope, Flow> = BTreeMap::new();
+        let mut flows: Vec<&Flow> = self
+            .flows
+            .values()
+            .filter(|fl| f.is_empty() || row_text(fl).to_lowercase().contains(&f))
+            .collect();
+        flows.sort_by_key(|fl| (fl.first_ts, fl.key));
+        for fl in flows {
+            let Some(s) = scope(&fl.key) else { continue };
+            let row = rows.entry(s).or_insert_with(|| {
+                let mut key = fl.key;
+                key.sport = None;
+                key.dport = None;
+                Flow {
+                    key,
+                    endpoint: String::new(),
+                    packets: 0,
+                    bytes: 0,
+                    drops: 0,
+                    spans: Hist::default(),
+                    outcome: None,
+                    cause: None,
+                    group: Some(GroupCounts::default()),
+                    folded: Some(s),
+                    ..fl.clone()
+                }
+            });
+            add_to_group(row, fl);
+        }
+        for r in rows.values_mut() {
+            let n = r.group.as_ref().map_or(0, |g| g.flows);
+            r.endpoint = format!("{} ×{n}", r.folded.expect("a scope").label());
+        }
+        rows.into_values().collect()
+    }
+
     /// The flows grouped by endpoint, peer, protocol and destination port
     /// ("pod → service:port"): one row per group, as a flow without a
     /// source port whose `group` counts its connections and outcomes.
-    pub fn groups(&self, filter: &str, sort: SortBy, reverse: bool) -> Vec<Flow> {
+    pub fn groups(&self, filter: &str, sort: SortBy, reverse: bool, local: bool) -> Vec<Flow> {
         let mut groups: HashMap<(String, Tuple), Flow> = HashMap::new();
-        for fl in self.rows(filter, SortBy::LastSeen, true) {
+        for fl in self.rows(filter, SortBy::LastSeen, true, local) {
             let mut key = fl.key;
             key.sport = None;
             let g = groups
@@ -380,36 +449,109 @@ impl State {
                     drops: 0,
                     spans: Hist::default(),
                     outcome: None,
+                    cause: None,
                     group: Some(GroupCounts::default()),
                     ..fl.clone()
                 });
-            g.packets += fl.packets;
-            g.bytes += fl.bytes;
-            g.drops += fl.drops;
-            g.spans.merge(&fl.spans);
-            // Rows come oldest first: the last one is the latest.
-            g.last_ts = fl.last_ts;
-            g.last_verdict = fl.last_verdict;
-            g.latest = fl.latest.clone();
-            if fl.latest_drop.is_some() {
-                g.latest_drop = fl.latest_drop.clone();
-            }
-            let c = g.group.as_mut().expect("a group");
-            c.flows += 1;
-            match fl.outcome {
-                Some(Outcome::Ok) => c.ok += 1,
-                Some(o) => {
-                    *c.failed
-                        .entry(crate::output::view::outcome_name(o))
-                        .or_default() += 1;
-                }
-                None => {}
-            }
+            add_to_group(g, fl);
         }
         let mut v: Vec<Flow> = groups.into_values().collect();
         v.sort_by(|a, b| order(a, b, sort, reverse));
         v
     }
+}
+
+/// One flow into a grouped row (flows come oldest first).
+fn add_to_group(g: &mut Flow, fl: &Flow) {
+    g.packets += fl.packets;
+    g.bytes += fl.bytes;
+    g.drops += fl.drops;
+    g.spans.merge(&fl.spans);
+    g.first_ts = g.first_ts.min(fl.first_ts);
+    g.last_ts = g.last_ts.max(fl.last_ts);
+    g.last_verdict = fl.last_verdict;
+    g.latest = fl.latest.clone();
+    if fl.latest_drop.is_some() {
+        g.latest_drop = fl.latest_drop.clone();
+    }
+    if fl.cause.is_some() {
+        g.cause = fl.cause.clone();
+    }
+    let c = g.group.as_mut().expect("a group");
+    c.flows += 1;
+    match fl.outcome {
+        Some(Outcome::Ok) => c.ok += 1,
+        Some(o) => {
+            *c.failed
+                .entry(crate::output::view::outcome_name(o))
+                .or_default() += 1;
+        }
+        None => {}
+    }
+}
+
+/// Where link-local and multicast traffic goes (neighbour discovery, MLD,
+/// IGMP, mDNS, LLMNR, SSDP, DHCP): folded into one row per scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    /// Link-local: fe80::/10 sources, ff02::/16, 224.0.0.0/24, 169.254/16.
+    LinkLocal,
+    /// Other multicast (239.255.255.250 for SSDP, ff05::...) and broadcast.
+    Multicast,
+}
+
+impl Scope {
+    pub fn label(self) -> &'static str {
+        match self {
+            Scope::LinkLocal => "link-local",
+            Scope::Multicast => "multicast",
+        }
+    }
+}
+
+/// The scope a flow folds into, if any.
+pub fn scope(t: &Tuple) -> Option<Scope> {
+    use std::net::IpAddr;
+    let link_local = |a: &IpAddr| match a {
+        IpAddr::V4(a) => a.is_link_local() || (a.octets()[..3] == [224, 0, 0]),
+        IpAddr::V6(a) => {
+            (a.segments()[0] & 0xffc0) == 0xfe80 || (a.segments()[0] & 0xff0f) == 0xff02
+        }
+    };
+    if link_local(&t.src) || link_local(&t.dst) {
+        Some(Scope::LinkLocal)
+    } else if crate::correlate::is_group_addr(&t.dst) {
+        Some(Scope::Multicast)
+    } else {
+        None
+    }
+}
+
+/// A failure in a few words, from its drop: the Kubernetes object or the
+/// rule that dropped it, the node setting behind it, "nothing listens", or
+/// the kernel's reason.
+pub fn short_cause(d: &netflow_schema::Drop, outcome: Option<Outcome>) -> String {
+    if let Some(k) = &d.k8s {
+        return format!("{} {}", k.kind, crate::output::view::k8s_display(k));
+    }
+    if let Some(r) = &d.rule {
+        return match r.handle {
+            Some(h) => format!("rule {h} in {} {}", r.table, r.chain),
+            None => format!("policy of {} {}", r.table, r.chain),
+        };
+    }
+    if let Some(c) = &d.cause {
+        return match (&c.setting, &c.value) {
+            (Some(s), Some(v)) => format!("{s}={v}"),
+            (Some(s), None) => s.clone(),
+            _ => c.kind.replace('_', " "),
+        };
+    }
+    let reason = d.likely.as_deref().unwrap_or(&d.reason);
+    if reason == "NO_SOCKET" || outcome == Some(Outcome::Refused) {
+        return "nothing listens".into();
+    }
+    reason.to_string()
 }
 
 /// Connections of a grouped row and how they ended.
@@ -421,8 +563,30 @@ pub struct GroupCounts {
     pub failed: BTreeMap<&'static str, u64>,
 }
 
+/// Failing first (a drop on its path, or an outcome other than ok and
+/// incomplete), then open, then done.
+fn rank(f: &Flow) -> u8 {
+    let failed = |o: Outcome| !matches!(o, Outcome::Ok | Outcome::Incomplete);
+    let failing = f.drops > 0
+        || f.outcome.is_some_and(failed)
+        || f.group.as_ref().is_some_and(|g| !g.failed.is_empty());
+    let open = match &f.group {
+        Some(g) => g.ok + g.failed.values().sum::<u64>() < g.flows,
+        None => f.outcome.is_none(),
+    };
+    if failing {
+        0
+    } else if open {
+        1
+    } else {
+        2
+    }
+}
+
 fn order(a: &Flow, b: &Flow, sort: SortBy, reverse: bool) -> std::cmp::Ordering {
     let o = match sort {
+        // Stable: ties keep the order they were first seen in.
+        SortBy::Failing => rank(a).cmp(&rank(b)).then(a.first_ts.cmp(&b.first_ts)),
         SortBy::LastSeen => b.last_ts.cmp(&a.last_ts),
         SortBy::Endpoint => a.endpoint.cmp(&b.endpoint),
         SortBy::Proto => a.key.proto.cmp(&b.key.proto),
@@ -442,9 +606,31 @@ fn order(a: &Flow, b: &Flow, sort: SortBy, reverse: bool) -> std::cmp::Ordering 
     }
 }
 
-/// The searchable text of a row.
+/// The searchable text of a row: endpoint, addresses, protocol, ports,
+/// verdict, outcome and cause.
 pub fn row_text(f: &Flow) -> String {
-    format!("{} {}", f.endpoint, f.key)
+    let outcome = f.outcome.map(crate::output::view::outcome_name);
+    let failed = f
+        .group
+        .iter()
+        .flat_map(|g| g.failed.keys().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!(
+        "{} {} {} {} {failed} {}",
+        f.endpoint,
+        f.key,
+        f.last_verdict,
+        outcome.unwrap_or(""),
+        f.cause.as_deref().unwrap_or("")
+    )
+}
+
+/// What identifies a row across reorderings: its endpoint and key.
+pub type RowKey = (String, Tuple);
+
+pub fn row_key(f: &Flow) -> RowKey {
+    (f.endpoint.clone(), f.key)
 }
 
 #[cfg(test)]
@@ -468,10 +654,10 @@ mod tests {
 
     #[test]
     fn sort_cycles_through_every_column() {
-        let mut s = SortBy::LastSeen;
+        let mut s = SortBy::Failing;
         for _ in 0..SortBy::ALL.len() {
             s = s.next();
         }
-        assert_eq!(s, SortBy::LastSeen);
+        assert_eq!(s, SortBy::Failing);
     }
 }

@@ -79,7 +79,7 @@ pub fn draw_bottom(f: &mut Frame, area: Rect, app: &App) {
             format!(" | filter \"{}\"", app.filter)
         };
         Line::from(format!(
-            " q quit  ? help  / filter  Esc clear  f freeze  j/k move  s sort  r reverse{filter}"
+            " q quit  ? help  / filter  Esc clear  f freeze  j/k move  s sort  r reverse  m link-local{filter}"
         ))
     };
     f.render_widget(Paragraph::new(line), area);
