@@ -117,7 +117,7 @@ struct SelectArgs {
     /// Packets from or to this TCP/UDP port. Repeatable.
     #[arg(long, value_name = "PORT")]
     port: Vec<u16>,
-    /// Only this protocol: tcp, udp, icmp, icmpv6 or a number.
+    /// Only this protocol: tcp, udp, sctp, icmp, icmpv6 or a number.
     #[arg(long, value_name = "PROTO")]
     proto: Option<String>,
 }
@@ -135,8 +135,11 @@ struct LiveArgs {
     #[arg(long, value_name = "unix:///PATH")]
     runtime_endpoint: Option<String>,
     /// Only look at these devices (of this network namespace). Repeatable.
-    #[arg(long, value_name = "DEV")]
+    #[arg(short = 'i', long, value_name = "DEV")]
     iface: Vec<String>,
+    /// Stop after this many packets are reported (as tcpdump's -c).
+    #[arg(short = 'c', long = "count", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    count: Option<u64>,
     /// Also attach tc ingress/egress programs (TCX, else clsact) on the --iface
     /// devices, or on every non-bridge device of this namespace: hops at the
     /// exact tc points (tc ingress runs before netfilter PREROUTING).
@@ -169,11 +172,13 @@ struct LiveArgs {
     /// Stop after this long (e.g. 10s, 500ms, 2m).
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
-    /// A packet with no new hop for this long is complete.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    /// A packet with no new hop for this long is complete (at least 10ms).
+    #[arg(long, default_value = "1s", value_parser = parse_idle)]
     idle: Duration,
-    /// Also record every event to FILE, for `netflow replay` and `netflow export`.
-    #[arg(long, value_name = "FILE")]
+    /// Also record every event to FILE, for `netflow replay` and `netflow
+    /// export` (as tcpdump's -w, but a netflow recording, not a pcap:
+    /// `netflow export FILE --pcapng OUT` makes one).
+    #[arg(short = 'w', long, value_name = "FILE")]
     write: Option<PathBuf>,
     /// Size of the kernel's event ring buffer (a power of two, at least 4K;
     /// e.g. 64M for a busy node). Events that do not fit are counted as lost
@@ -223,6 +228,7 @@ struct AgentArgs {
 #[cfg(feature = "live")]
 fn agent_cmd(a: AgentArgs, rt: &Runtime) -> anyhow::Result<()> {
     use netflow::live::agent::{self, AgentOptions};
+    netflow::live::kernel::preflight::check("agent")?;
     let opts = AgentOptions {
         trace: TraceOptions {
             selectors: Selectors {
@@ -242,6 +248,8 @@ fn agent_cmd(a: AgentArgs, rt: &Runtime) -> anyhow::Result<()> {
             count_at_sockets: true,
             dns_ports: a.dns_port,
             node: a.node,
+            count: None,
+            command: "agent",
             pods: None,
             follow_netns: None,
         },
@@ -275,6 +283,10 @@ fn parse_ring_size(s: &str) -> Result<u32, String> {
 struct TraceArgs {
     #[command(flatten)]
     live: LiveArgs,
+    /// Read a recording instead of tracing (as tcpdump's -r; the same as
+    /// `netflow replay FILE`, needs no root). A netflow recording, not a pcap.
+    #[arg(short = 'r', long = "read", value_name = "FILE")]
+    read: Option<PathBuf>,
     /// JSON lines instead of text: a start record, one per packet,
     /// connection and TCP note, then a stats line (`netflow schema` prints
     /// their JSON Schema).
@@ -319,6 +331,8 @@ impl LiveArgs {
             count_at_sockets: false,
             dns_ports: self.dns_port,
             node: self.node,
+            count: self.count,
+            command: "trace",
             pods: None,
             follow_netns: None,
         }
@@ -374,6 +388,18 @@ impl SelectArgs {
     }
 }
 
+/// `--idle`: a duration, at least 10ms (shorter ends packets on their way).
+#[cfg(feature = "live")]
+fn parse_idle(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(10) {
+        return Err(format!(
+            "--idle {s} is too short: at least 10ms (a packet crossing the node takes up to a few ms; shorter ends packets on their way)"
+        ));
+    }
+    Ok(d)
+}
+
 #[cfg(feature = "live")]
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let err = || format!("invalid duration {s:?}: use a number with ms, s, m or h (e.g. 10s)");
@@ -414,21 +440,42 @@ fn replay_cmd(a: ReplayArgs) -> anyhow::Result<()> {
     let mode = if a.json { Mode::Json } else { Mode::Text };
     let r = replay::replay(
         &a.file,
-        output::sink(mode, Box::new(std::io::stdout())),
-        filter,
+        output::sink(mode, Box::new(output::Stdout)),
+        filter.clone(),
     )?;
     replay::summary(&r, &a.file, &mut std::io::stderr())?;
+    warn_unmatched(&filter, &r);
     if r.truncated {
         anyhow::bail!("{} is truncated", a.file.display());
     }
     Ok(())
 }
 
+/// Selectors that matched nothing in a recording: said, with what the
+/// recording has (a typo, or the wrong recording).
+fn warn_unmatched(filter: &FlowFilter, r: &replay::Replayed) {
+    if filter.is_empty() || r.stats.packets > 0 {
+        return;
+    }
+    eprintln!(
+        "netflow: warning: no packet of the recording matches the selectors ({}); it holds {} events of {}",
+        filter.words(),
+        r.stats.events,
+        r.meta.summary
+    );
+}
+
 fn export_cmd(a: ExportArgs) -> anyhow::Result<()> {
     let filter = a.select.filter()?;
+    let stdout = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str() == "-");
+    if stdout(&a.json) && stdout(&a.pcapng) {
+        anyhow::bail!(
+            "--pcapng - and --json - would mix two formats on stdout: give one of them a file"
+        );
+    }
     let create = |p: &PathBuf| -> anyhow::Result<Box<dyn std::io::Write + Send>> {
         if p.as_os_str() == "-" {
-            return Ok(Box::new(std::io::stdout()));
+            return Ok(Box::new(output::Stdout));
         }
         let f = netflow::record::create_private(p)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", p.display()))?;
@@ -443,6 +490,7 @@ fn export_cmd(a: ExportArgs) -> anyhow::Result<()> {
         )?;
         truncated |= r.truncated;
         replay::summary(&r, &a.file, &mut std::io::stderr())?;
+        warn_unmatched(&filter, &r);
     }
     if let Some(out) = &a.pcapng {
         let offset = replay::meta(&a.file)?.realtime_offset_ns;
@@ -466,7 +514,10 @@ fn dashboard_cmd(a: DashboardArgs, #[cfg(feature = "live")] rt: &Runtime) -> any
 
     use netflow::output::dashboard::{run_ui, App, DashboardSink, Inbox};
 
-    let app = Arc::new(Mutex::new(App::default()));
+    let app = Arc::new(Mutex::new(App {
+        no_color: netflow::output::dashboard::no_color_asked(),
+        ..App::default()
+    }));
     if let Some(file) = &a.replay {
         #[cfg(feature = "live")]
         let filter = a.live.select.filter()?;
@@ -493,8 +544,10 @@ fn dashboard_cmd(a: DashboardArgs, #[cfg(feature = "live")] rt: &Runtime) -> any
     }
     #[cfg(feature = "live")]
     {
-        netflow::live::kernel::preflight::check()?;
-        live_dashboard(a.live.options(Mode::Text), "live", rt)
+        netflow::live::kernel::preflight::check("dashboard")?;
+        let mut opts = a.live.options(Mode::Text);
+        opts.command = "dashboard";
+        live_dashboard(opts, "live", rt)
     }
     #[cfg(not(feature = "live"))]
     anyhow::bail!("this netflow is built without the kernel side: give --replay FILE")
@@ -514,7 +567,10 @@ fn live_dashboard(opts: TraceOptions, source: &str, rt: &Runtime) -> anyhow::Res
 
     use netflow::output::dashboard::{run_ui, App, DashboardSink, Inbox};
 
-    let app = Arc::new(Mutex::new(App::default()));
+    let app = Arc::new(Mutex::new(App {
+        no_color: netflow::output::dashboard::no_color_asked(),
+        ..App::default()
+    }));
     app.lock().expect("state").state.source = source.into();
     let done = Arc::new(AtomicBool::new(false));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -548,7 +604,7 @@ fn live_dashboard(opts: TraceOptions, source: &str, rt: &Runtime) -> anyhow::Res
 fn demo_cmd(a: DemoArgs, rt: &Runtime) -> anyhow::Result<()> {
     use netflow::live::demo;
 
-    netflow::live::kernel::preflight::check()?;
+    netflow::live::kernel::preflight::check("demo")?;
     eprintln!("netflow demo: building the lab (namespaces nfdemo-*)...");
     let mut lab = demo::Lab::build()?;
     lab.start_traffic();
@@ -570,6 +626,8 @@ fn demo_cmd(a: DemoArgs, rt: &Runtime) -> anyhow::Result<()> {
         count_at_sockets: false,
         dns_ports: Vec::new(),
         node: None,
+        count: None,
+        command: "demo",
         pods: None,
         follow_netns: None,
     };
@@ -606,10 +664,18 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         #[cfg(feature = "live")]
-        Command::Trace(a) => {
-            let mode = if a.json { Mode::Json } else { Mode::Text };
-            rt.block_on(trace::run(a.live.options(mode))).map(|_| ())
-        }
+        Command::Trace(a) => match a.read {
+            // `-r FILE`: as `netflow replay FILE`, with the same selectors.
+            Some(file) => replay_cmd(ReplayArgs {
+                file,
+                select: a.live.select,
+                json: a.json,
+            }),
+            None => {
+                let mode = if a.json { Mode::Json } else { Mode::Text };
+                rt.block_on(trace::run(a.live.options(mode))).map(|_| ())
+            }
+        },
         #[cfg(feature = "live")]
         Command::Dashboard(a) => dashboard_cmd(a, &rt),
         #[cfg(not(feature = "live"))]
@@ -634,6 +700,15 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(_) => ExitCode::SUCCESS,
+        // The reader of stdout went away (`| head`): not a failure.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             // One readable line per cause, no debug dump.
             eprintln!("netflow: {e}");

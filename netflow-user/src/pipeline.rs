@@ -48,6 +48,8 @@ pub struct Pipeline {
     sampled_at_sockets: u64,
     /// Replay: when the recorded run ended (its stats line's moment).
     ended_ns: Option<u64>,
+    /// Packets to report at most (`-c`).
+    limit: Option<u64>,
 }
 
 impl Pipeline {
@@ -75,6 +77,7 @@ impl Pipeline {
             kernel_sampled: 0,
             sampled_at_sockets: 0,
             ended_ns: None,
+            limit: None,
         }
     }
 
@@ -145,6 +148,16 @@ impl Pipeline {
     /// A replayed answer the node gave the live run.
     pub fn recorded_evidence(&mut self, a: Answered) {
         self.recorded_evidence.insert(a.query, a.answer);
+    }
+
+    /// Report at most `n` packets (`-c N`); see [`Pipeline::limit_reached`].
+    pub fn limit(&mut self, n: Option<u64>) {
+        self.limit = n;
+    }
+
+    /// `-c N` packets reported: the run should stop.
+    pub fn limit_reached(&self) -> bool {
+        self.limit.is_some_and(|n| self.stats.packets >= n)
     }
 
     /// A replay: when the recorded run ended.
@@ -235,6 +248,9 @@ impl Pipeline {
         }
         let mut late = false;
         for (i, tl) in tls.into_iter().enumerate() {
+            if self.limit_reached() {
+                break;
+            }
             late = late || self.out_of_time(i);
             if late {
                 self.stats.unreported += 1;

@@ -16,7 +16,7 @@ pub enum FilterError {
         "invalid --host {0:?}: expected an IP address or CIDR (10.0.0.1, 10.0.0.0/24, fd00::/64)"
     )]
     BadHost(String),
-    #[error("invalid --proto {0:?}: expected tcp, udp, icmp, icmpv6 or a protocol number")]
+    #[error("invalid --proto {0:?}: expected tcp, udp, sctp, icmp, icmpv6 or a protocol number")]
     BadProto(String),
 }
 
@@ -26,6 +26,7 @@ pub fn parse_proto(s: &str) -> Result<Proto, FilterError> {
         "udp" => Proto::Udp,
         "icmp" => Proto::Icmp,
         "icmpv6" | "icmp6" => Proto::Icmpv6,
+        "sctp" => Proto::from_ip_number(132),
         n => Proto::from_ip_number(n.parse().map_err(|_| FilterError::BadProto(s.into()))?),
     })
 }
@@ -63,6 +64,27 @@ impl FlowFilter {
             proto: proto.map(parse_proto).transpose()?,
             netns,
         })
+    }
+
+    /// No selector given: everything passes.
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+            && self.ports.is_empty()
+            && self.proto.is_none()
+            && self.netns.is_empty()
+    }
+
+    /// The selectors as given: `--pod web --port 80`.
+    pub fn words(&self) -> String {
+        let mut w: Vec<String> = self
+            .netns
+            .iter()
+            .map(|n| format!("--pod/--netns {n}"))
+            .collect();
+        w.extend(self.hosts.iter().map(|h| format!("--host {h}")));
+        w.extend(self.ports.iter().map(|p| format!("--port {p}")));
+        w.extend(self.proto.iter().map(|p| format!("--proto {p}")));
+        w.join(" ")
     }
 
     pub fn tuple(&self, t: &Tuple) -> bool {

@@ -43,6 +43,7 @@ impl std::fmt::Display for Proto {
             Self::Udp => f.write_str("udp"),
             Self::Icmp => f.write_str("icmp"),
             Self::Icmpv6 => f.write_str("icmpv6"),
+            Self::Other(132) => f.write_str("sctp"),
             Self::Other(n) => write!(f, "ip-proto-{n}"),
         }
     }

@@ -46,7 +46,7 @@ impl Report {
 
 /// Attach everything, measure every program, and report.
 pub fn run(json: bool) -> anyhow::Result<bool> {
-    preflight::check()?;
+    preflight::check("check")?;
     let started = Instant::now();
     let kbtf = KernelBtf::load()?;
     let reasons = kbtf.drop_reasons()?;

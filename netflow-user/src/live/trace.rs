@@ -48,6 +48,10 @@ pub struct TraceOptions {
     pub dns_ports: Vec<u16>,
     /// The node's name on every record (default: the hostname).
     pub node: Option<String>,
+    /// Stop after this many packets reported (`-c`).
+    pub count: Option<u64>,
+    /// The command that traces, for its messages (`trace`, `dashboard`, ...).
+    pub command: &'static str,
     /// Pods kept current by someone else (the agent): netns inode → pod
     /// label, shown instead of the selected pods' names.
     pub pods: Option<PodLabels>,
@@ -180,7 +184,7 @@ fn start_rule_trace(
 
 /// Trace to stdout until Ctrl-C, SIGTERM or `--duration`.
 pub async fn run(opts: TraceOptions) -> anyhow::Result<Stats> {
-    let sink = output::sink(opts.mode, Box::new(std::io::stdout()));
+    let sink = output::sink(opts.mode, Box::new(output::Stdout));
     run_with(opts, sink, false, std::future::pending()).await
 }
 
@@ -208,7 +212,7 @@ pub async fn run_with(
     quiet: bool,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<Stats> {
-    preflight::check()?;
+    preflight::check(opts.command)?;
     // A bad recording path fails before anything is loaded.
     let record_file = opts.write.as_deref().map(Writer::open).transpose()?;
     let sel = opts.selectors.resolve()?;
@@ -293,6 +297,7 @@ pub async fn run_with(
     };
     // The kernel selected the packets: no filter after it.
     let mut pipe = Pipeline::new(cfg, sink, names, recorder, FlowFilter::default());
+    pipe.limit(opts.count);
     pipe.set_counts(Box::new(probes.take_counts()?));
     pipe.set_evidence(Box::new(crate::live::evidence::NodeEvidence::new()));
     pipe.start(&Run {
@@ -332,6 +337,11 @@ pub async fn run_with(
     // once, whatever the interval says.
     let mut last_tick = std::time::Instant::now();
     loop {
+        // `-c N` reached, or the reader of stdout went away (`| head`):
+        // stop as on Ctrl-C, the recording's tail written.
+        if pipe.limit_reached() || output::stdout_closed() {
+            break;
+        }
         let overdue = last_tick.elapsed() >= 2 * POLL;
         tokio::select! {
             _ = sigint.recv() => break,

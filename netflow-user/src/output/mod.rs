@@ -9,12 +9,14 @@ pub mod dns;
 pub mod json;
 pub mod pcapng;
 mod sink;
+mod stdout;
 mod text;
 pub mod view;
 
 use std::io::Write;
 
 pub use sink::{parse_probe_line, probe_line, Mode, Probe, ProbeStatus, Run, Sink, Start, Stats};
+pub use stdout::{stdout_closed, Stdout};
 
 pub fn sink(mode: Mode, out: Box<dyn Write + Send>) -> Box<dyn Sink + Send> {
     let out: Box<dyn Write + Send> = Box::new(std::io::BufWriter::with_capacity(1 << 16, out));

@@ -115,7 +115,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<Stats> {
     let sink = AgentSink {
         metrics: Arc::clone(&metrics),
         pods: Arc::clone(&pods),
-        json: output::sink(Mode::Json, Box::new(std::io::stdout())),
+        json: output::sink(Mode::Json, Box::new(output::Stdout)),
         log_all_connections: opts.log_all_connections,
     };
     let mut topts = opts.trace;

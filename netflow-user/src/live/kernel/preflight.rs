@@ -4,8 +4,13 @@ use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PreflightError {
-    #[error("this command needs root or the capabilities {missing} to load the kernel programs (run it with sudo)")]
-    Privileges { missing: String },
+    #[error("`netflow {command}` needs root, or the capabilities CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (and CAP_SYS_ADMIN on 5.10 or to enter other network namespaces) to {what}: missing {missing}. Run it with sudo{offline}")]
+    Privileges {
+        command: &'static str,
+        what: &'static str,
+        missing: String,
+        offline: &'static str,
+    },
     #[error("this kernel has no BTF at {0}: netflow needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (5.8 or newer)")]
     NoBtf(String),
 }
@@ -26,7 +31,26 @@ fn effective_caps() -> u64 {
         .unwrap_or(0)
 }
 
-pub fn check() -> Result<(), PreflightError> {
+/// What each command does with its privileges, and what it can do without.
+fn words(command: &'static str) -> (&'static str, &'static str) {
+    match command {
+        "trace" => (
+            "load its kernel programs",
+            "; reading a recording needs none: netflow replay FILE",
+        ),
+        "dashboard" => (
+            "trace live",
+            "; a recording needs none: netflow dashboard --replay FILE",
+        ),
+        "demo" => ("build its lab and trace it", ""),
+        "agent" => ("trace every pod of the node", ""),
+        "check" => ("load and check the kernel programs", ""),
+        _ => ("load its kernel programs", ""),
+    }
+}
+
+/// Before `command` loads anything: the privileges and the kernel's BTF.
+pub fn check(command: &'static str) -> Result<(), PreflightError> {
     let caps = effective_caps();
     let has = |c: u32| caps & (1 << c) != 0;
     let mut missing = Vec::new();
@@ -45,8 +69,12 @@ pub fn check() -> Result<(), PreflightError> {
         missing.push("CAP_NET_ADMIN");
     }
     if !missing.is_empty() {
+        let (what, offline) = words(command);
         return Err(PreflightError::Privileges {
+            command,
+            what,
             missing: missing.join(", "),
+            offline,
         });
     }
     let btf = crate::live::kernel::btf::VMLINUX;

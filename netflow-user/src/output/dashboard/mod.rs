@@ -53,6 +53,8 @@ pub struct App {
     /// Link-local and multicast flows shown (folded into a row per scope
     /// otherwise).
     pub local: bool,
+    /// Draw without colours ([`no_color_asked`]).
+    pub no_color: bool,
 }
 
 impl App {
@@ -233,6 +235,18 @@ pub fn draw(f: &mut Frame, app: &App) {
     if app.help {
         help::draw(f);
     }
+    if app.no_color {
+        // Shapes and emphasis stay (the selection is reversed), colours go.
+        for cell in f.buffer_mut().content.iter_mut() {
+            cell.set_fg(ratatui::style::Color::Reset);
+            cell.set_bg(ratatui::style::Color::Reset);
+        }
+    }
+}
+
+/// NO_COLOR (https://no-color.org): set and not empty.
+pub fn no_color_asked() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
 }
 
 /// Updates from the tracer waiting for the screen: the tracer only ever
