@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::Value;
+use netflow_schema::Line;
 
 /// The `netflow` binary under test.
 pub fn netflow_bin() -> PathBuf {
@@ -178,18 +178,25 @@ impl Tracer {
         let _ = c.wait();
     }
 
-    /// Ctrl-C, then every JSON line it printed.
-    pub fn stop(self) -> Vec<Value> {
-        self.stop_by(libc::SIGINT).0
+    /// Ctrl-C, then every line it printed, typed.
+    pub fn stop_lines(self) -> Vec<Line> {
+        self.stop_lines_by(libc::SIGINT).0
     }
 
-    /// SIGTERM (what a DaemonSet rollout sends): every JSON line it
-    /// printed, and how long it took to exit.
-    pub fn terminate(self) -> (Vec<Value>, Duration) {
-        self.stop_by(libc::SIGTERM)
+    /// SIGTERM (what a DaemonSet rollout sends): every line it printed,
+    /// typed, and how long it took to exit.
+    pub fn terminate_lines(self) -> (Vec<Line>, Duration) {
+        self.stop_lines_by(libc::SIGTERM)
     }
 
-    fn stop_by(mut self, signal: i32) -> (Vec<Value>, Duration) {
+    fn stop_lines_by(self, signal: i32) -> (Vec<Line>, Duration) {
+        let (out, took) = self.stopped(signal);
+        (crate::json::parse_lines(&out), took)
+    }
+
+    /// Signal it, wait for it to exit (successfully): what it printed on
+    /// stdout and how long it took.
+    fn stopped(mut self, signal: i32) -> (String, Duration) {
         let mut child = self.child.take().unwrap();
         let asked = Instant::now();
         // SAFETY: signalling our own child.
@@ -220,8 +227,7 @@ impl Tracer {
             "netflow failed ({status}):\n{}",
             self.stderr_text
         );
-        let lines = out.lines().map(crate::json::parse_line).collect();
-        (lines, took)
+        (out, took)
     }
 }
 

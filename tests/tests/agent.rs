@@ -5,6 +5,7 @@
 //! JSON lines (nothing of the healthy call), and SIGTERM ends it quickly.
 use std::time::{Duration, Instant};
 
+use netflow_schema::{Connection, Outcome, Packet, Verdict};
 use netflow_tests::*;
 use serde_json::Value;
 
@@ -283,12 +284,12 @@ fn prometheus_scrapes_drops_and_connection_outcomes() {
     // A second netflow on the same node traces as usual beside the agent.
     let t = Tracer::start(&["--netns", &a, "--proto", "tcp"]);
     tcp_client(&a, &vip, 80);
-    let traced = t.stop();
+    let traced = t.stop_lines();
     let syn = packets(&traced)
         .into_iter()
-        .find(|p| p["flow"]["dst"] == vip.as_str())
-        .unwrap_or_else(|| panic!("the trace beside the agent: {traced:#?}"));
-    assert_eq!(syn["verdict"], "delivered", "{syn:#}");
+        .find(|p| p.flow.as_ref().is_some_and(|f| f.dst.to_string() == vip))
+        .unwrap_or_else(|| panic!("the trace beside the agent: {}", packet_summary(&traced)));
+    assert_eq!(syn.verdict, Verdict::Delivered, "{syn:#?}");
     // A pod that went away: its series are retired (Prometheus sees them
     // go stale at the next scrape).
     sh(&format!("ip netns del {late}"));
@@ -304,35 +305,39 @@ fn prometheus_scrapes_drops_and_connection_outcomes() {
         std::thread::sleep(Duration::from_millis(500));
     }
 
-    let (lines, took) = agent.terminate();
+    let (lines, took) = agent.terminate_lines();
     assert!(
         took < Duration::from_secs(5),
         "SIGTERM: exited after {took:?}"
     );
     // stdout: the drop and the connection that did not end well, not the
     // healthy call.
-    let dropped: Vec<&Value> = lines
-        .iter()
-        .filter(|l| l["kind"] == "packet" && l["flow"]["dport"] == 5432)
+    let dport = |p: &Packet| p.flow.as_ref().and_then(|f| f.dport);
+    let dropped: Vec<&Packet> = packets(&lines)
+        .into_iter()
+        .filter(|p| dport(p) == Some(5432))
         .collect();
     assert!(!dropped.is_empty(), "{lines:#?}");
-    assert!(dropped.iter().all(|l| l["verdict"] == "dropped"));
     assert!(
-        lines.iter().any(|l| l["kind"] == "packet"
-            && l["flow"]["dport"] == 7777
-            && l["drop"]["hook"] == "input"),
+        dropped.iter().all(|p| p.verdict == Verdict::Dropped),
+        "{dropped:#?}"
+    );
+    assert!(
+        packets(&lines).iter().any(|p| dport(p) == Some(7777)
+            && p.drop.as_ref().and_then(|d| d.hook.as_deref()) == Some("input")),
         "the late pod's drop at INPUT on stdout: {lines:#?}"
     );
     assert!(
-        lines.iter().any(|l| l["kind"] == "connection"
-            && l["flow"]["dport"] == 5432
-            && l["outcome"] == "request_lost"),
+        connections(&lines)
+            .iter()
+            .any(|c| c.flow.dport == Some(5432) && c.outcome == Outcome::RequestLost),
         "{lines:#?}"
     );
     assert!(
-        !lines.iter().any(|l| l["flow"]["dst"] == vip.as_str()
-            || l["flow"]["sport"] == 8080
-            || l["flow"]["dport"] == 8080),
+        !lines
+            .iter()
+            .filter_map(line_flow)
+            .any(|f| f.dst.to_string() == vip || f.sport == Some(8080) || f.dport == Some(8080)),
         "the healthy call is not on stdout: {lines:#?}"
     );
 }
@@ -370,39 +375,37 @@ fn the_agent_counts_tcp_data_at_its_sockets() {
     }
     send_bytes(&a, &vip, 80, 20_000_000);
     std::thread::sleep(Duration::from_millis(500));
-    let lines = agent.stop();
-    let c: Vec<&Value> = connections(&lines)
+    let lines = agent.stop_lines();
+    let c: Vec<&Connection> = connections(&lines)
         .into_iter()
-        .filter(|c| c["flow"]["dst"] == vip.as_str() && c["flow"]["dport"] == 80)
+        .filter(|c| c.flow.dst.to_string() == vip && c.flow.dport == Some(80))
         .collect();
     assert_eq!(c.len(), 1, "{c:#?}");
     let c = c[0];
-    assert_eq!(c["outcome"], "ok", "{c:#}");
-    let (fwd, rev) = (&c["fwd"], &c["rev"]);
+    assert_eq!(c.outcome, Outcome::Ok, "{c:#?}");
+    let (fwd, rev) = (&c.fwd, &c.rev);
     let (sent, answered) = (counter_packets(&a), counter_packets(&b));
     assert!(sent > 100, "{sent} packets for 20 MB");
-    assert_eq!(fwd["packets"].as_u64(), Some(sent), "{c:#}");
-    assert_eq!(rev["packets"].as_u64(), Some(answered), "{c:#}");
+    assert_eq!(fwd.packets, sent, "{c:#?}");
+    assert_eq!(rev.packets, answered, "{c:#?}");
     // The run's count of only-counted packets has them (the node's other
     // traffic may add to it).
-    let counted = fwd["sampled"].as_u64().unwrap() + rev["sampled"].as_u64().unwrap();
+    let counted = fwd.sampled + rev.sampled;
     assert!(
-        stats(&lines)["sampled"].as_u64().unwrap() >= counted,
-        "{counted} counted: {:#}",
+        stats(&lines).sampled >= counted,
+        "{counted} counted: {:#?}",
         stats(&lines)
     );
     // Nothing of the healthy transfer was reported packet by packet but
     // the drops the kernel made (a segment TCP had already, say).
     for p in packets(&lines) {
-        assert_eq!(p["verdict"], "dropped", "{p:#}");
+        assert_eq!(p.verdict, Verdict::Dropped, "{p:#?}");
     }
     // Followed hop by hop: the SYN, the SYN-ACK and the FINs at most, and
     // the drops (each one's report is its only event).
     for d in [fwd, rev] {
-        let followed = d["packets"].as_u64().unwrap()
-            - d["sampled"].as_u64().unwrap()
-            - d["dropped"].as_u64().unwrap();
-        assert!((1..=3).contains(&followed), "{followed} followed: {c:#}");
+        let followed = d.packets - d.sampled - d.dropped;
+        assert!((1..=3).contains(&followed), "{followed} followed: {c:#?}");
     }
 }
 
@@ -454,11 +457,14 @@ fn dns_responses_and_unanswered_queries_are_scraped() {
         .query(&format!(r#"netflow_dns_responses_total{{pod="{b}"}}"#))
         .is_empty());
     // The failed lookup is in the log as its own outcome.
-    let lines = agent.stop();
-    let missing: Vec<&Value> = connections(&lines)
+    let lines = agent.stop_lines();
+    let missing: Vec<&Connection> = connections(&lines)
         .into_iter()
-        .filter(|c| c["dns"]["qname"] == "missing.default.svc.cluster.local")
+        .filter(|c| {
+            c.dns.as_ref().and_then(|d| d.qname.as_deref())
+                == Some("missing.default.svc.cluster.local")
+        })
         .collect();
     assert_eq!(missing.len(), 1, "{lines:#?}");
-    assert_eq!(missing[0]["outcome"], "dns_error", "{:#}", missing[0]);
+    assert_eq!(missing[0].outcome, Outcome::DnsError, "{:#?}", missing[0]);
 }

@@ -3,19 +3,19 @@
 //! setting right (every packet delivered, no drop, no cause anywhere), then
 //! with it wrong (the drop, its cause with the setting and its value, and a
 //! hint that says so, on the packet and on its connection).
+use netflow_schema::{Cause, Connection, Line, Outcome, Packet, Proto, Verdict};
 use netflow_tests::*;
-use serde_json::Value;
 
 /// The healthy run: nothing dropped or lost, no packet or connection names
 /// a cause, every connection `ok`.
-fn healthy(lines: &[Value]) {
+fn healthy(lines: &[Line]) {
     let pkts = packets(lines);
     assert!(!pkts.is_empty(), "no packets traced");
     let s = stats(lines);
-    assert_eq!(s["dropped"], 0, "{}", packet_summary(lines));
-    assert_eq!(s["unknown"], 0, "{}", packet_summary(lines));
+    assert_eq!(s.dropped, 0, "{}", packet_summary(lines));
+    assert_eq!(s.unknown, 0, "{}", packet_summary(lines));
     for p in &pkts {
-        assert!(p["drop"].is_null(), "{p:#}");
+        assert!(p.drop.is_none(), "{p:#?}");
     }
     let conns = connections(lines);
     assert!(
@@ -24,20 +24,24 @@ fn healthy(lines: &[Value]) {
         packet_summary(lines)
     );
     for c in conns {
-        assert_eq!(c["outcome"], "ok", "{c:#}");
-        assert!(c.get("cause").is_none(), "{c:#}");
+        assert_eq!(c.outcome, Outcome::Ok, "{c:#?}");
+        assert!(c.cause.is_none(), "{c:#?}");
     }
 }
 
 /// The drop's cause: its kind, setting and value, and the hint naming
 /// them; the same cause on the connection.
-fn caused<'a>(p: &'a Value, kind: &str, setting: &str, value: &str) -> &'a Value {
-    assert_eq!(p["verdict"], "dropped", "{p:#}");
-    let c = &p["drop"]["cause"];
-    assert_eq!(c["kind"], kind, "{p:#}");
-    assert_eq!(c["setting"], setting, "{p:#}");
-    assert_eq!(c["value"], value, "{p:#}");
-    let hint = p["drop"]["hint"].as_str().unwrap();
+fn caused<'a>(p: &'a Packet, kind: &str, setting: &str, value: &str) -> &'a Cause {
+    assert_eq!(p.verdict, Verdict::Dropped, "{p:#?}");
+    let drop = the_drop(p);
+    let c = drop
+        .cause
+        .as_ref()
+        .unwrap_or_else(|| panic!("no cause: {p:#?}"));
+    assert_eq!(c.kind, kind, "{p:#?}");
+    assert_eq!(c.setting.as_deref(), Some(setting), "{p:#?}");
+    assert_eq!(c.value.as_deref(), Some(value), "{p:#?}");
+    let hint = &drop.hint;
     assert!(
         hint.contains(&format!("{setting} = {value}")),
         "the hint names the setting and its value: {hint}"
@@ -46,13 +50,23 @@ fn caused<'a>(p: &'a Value, kind: &str, setting: &str, value: &str) -> &'a Value
 }
 
 /// The connection of `src -> dst` names the same cause.
-fn connection_caused<'a>(lines: &'a [Value], dst: &str, kind: &str) -> &'a Value {
+fn connection_caused<'a>(lines: &'a [Line], dst: &str, kind: &str) -> &'a Connection {
     let c = connections(lines)
         .into_iter()
-        .find(|c| c["flow"]["dst"] == dst)
-        .unwrap_or_else(|| panic!("a connection to {dst}: {lines:#?}"));
-    assert_ne!(c["outcome"], "ok", "{c:#}");
-    assert_eq!(c["cause"]["kind"], kind, "{c:#}");
+        .find(|c| c.flow.dst.to_string() == dst)
+        .unwrap_or_else(|| {
+            panic!(
+                "a connection to {dst}: {:#?}\n{}",
+                connections(lines),
+                packet_summary(lines)
+            )
+        });
+    assert_ne!(c.outcome, Outcome::Ok, "{c:#?}");
+    assert_eq!(
+        c.cause.as_ref().map(|c| c.kind.as_str()),
+        Some(kind),
+        "{c:#?}"
+    );
     c
 }
 
@@ -68,7 +82,7 @@ fn forwarding_off_names_ip_forward() {
 
     let t = Tracer::start(&["--netns", &a, "--proto", "icmp"]);
     lab.exec(&a, &format!("ping -c2 -i0.2 -W2 {b_ip}"));
-    healthy(&t.stop());
+    healthy(&t.stop_lines());
 
     // Neighbours stay resolved (proxy ARP stops with forwarding, and an
     // emulated kernel is slow enough for the entry to expire): only
@@ -88,20 +102,20 @@ fn forwarding_off_names_ip_forward() {
     ));
     let t = Tracer::start(&["--netns", &a, "--proto", "icmp"]);
     sh_quiet(&format!("ip netns exec {a} ping -c2 -i0.2 -W1 {b_ip}"));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let pkts = packets(&lines);
-    let reqs = flows(&pkts, "icmp", &a_ip, &b_ip);
+    let reqs = flows(&pkts, Proto::Icmp, &a_ip, &b_ip);
     assert!(reqs.len() >= 2, "{}", packet_summary(&lines));
     for r in &reqs {
         let c = caused(r, "forwarding_disabled", "net.ipv4.ip_forward", "0");
-        assert_eq!(c["netns_name"], node.as_str(), "{r:#}");
-        assert_eq!(c["dev"], va.as_str(), "{r:#}");
-        let hint = r["drop"]["hint"].as_str().unwrap();
+        assert_eq!(c.netns_name.as_deref(), Some(node.as_str()), "{r:#?}");
+        assert_eq!(c.dev.as_deref(), Some(va.as_str()), "{r:#?}");
+        let hint = &the_drop(r).hint;
         assert!(!hint.contains("no route"), "{hint}");
         assert!(hint.contains(&vb), "the route it had: {hint}");
     }
     let c = connection_caused(&lines, &b_ip, "forwarding_disabled");
-    assert_eq!(c["outcome"], "request_lost", "{c:#}");
+    assert_eq!(c.outcome, Outcome::RequestLost, "{c:#?}");
 }
 
 /// IPv6 forwarding off (`net.ipv6.conf.all.forwarding = 0`): the same
@@ -114,18 +128,18 @@ fn ipv6_forwarding_off_names_the_ipv6_setting() {
 
     let t = Tracer::start(&["--netns", &a, "--proto", "icmpv6", "--host", &b6]);
     lab.exec(&a, &format!("ping -6 -c2 -i0.2 -W2 {b6}"));
-    healthy(&t.stop());
+    healthy(&t.stop_lines());
 
     sh(&format!(
         "ip netns exec {node} sysctl -qw net.ipv6.conf.all.forwarding=0"
     ));
     let t = Tracer::start(&["--netns", &a, "--proto", "icmpv6", "--host", &b6]);
     sh_quiet(&format!("ip netns exec {a} ping -6 -c2 -i0.2 -W1 {b6}"));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let pkts = packets(&lines);
-    let reqs: Vec<&Value> = flows(&pkts, "icmpv6", &a6, &b6)
+    let reqs: Vec<&Packet> = flows(&pkts, Proto::Icmpv6, &a6, &b6)
         .into_iter()
-        .filter(|p| p["verdict"] == "dropped")
+        .filter(|p| p.verdict == Verdict::Dropped)
         .collect();
     assert!(reqs.len() >= 2, "{}", packet_summary(&lines));
     for r in &reqs {
@@ -135,7 +149,7 @@ fn ipv6_forwarding_off_names_the_ipv6_setting() {
             "net.ipv6.conf.all.forwarding",
             "0",
         );
-        assert_eq!(c["netns_name"], node.as_str(), "{r:#}");
+        assert_eq!(c.netns_name.as_deref(), Some(node.as_str()), "{r:#?}");
     }
 }
 
@@ -168,7 +182,7 @@ fn unanswered_gateway_names_proxy_arp() {
 
     let t = Tracer::start(&["--netns", &a, "--proto", "icmp"]);
     lab.exec(&a, &format!("ping -c2 -i0.2 -W2 {b_ip}"));
-    healthy(&t.stop());
+    healthy(&t.stop_lines());
 
     sh(&format!(
         "ip netns exec {node} sysctl -qw net.ipv4.conf.{va}.proxy_arp=0"
@@ -178,9 +192,9 @@ fn unanswered_gateway_names_proxy_arp() {
     sh_quiet(&format!("ip netns exec {a} ping -c1 -W1 {b_ip}"));
     // ARP asks three times a second apart before the kernel gives up.
     std::thread::sleep(std::time::Duration::from_secs(5));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let pkts = packets(&lines);
-    let reqs = flows(&pkts, "icmp", &a_ip, &b_ip);
+    let reqs = flows(&pkts, Proto::Icmp, &a_ip, &b_ip);
     assert_eq!(
         reqs.len(),
         1,
@@ -188,14 +202,14 @@ fn unanswered_gateway_names_proxy_arp() {
         packet_summary(&lines)
     );
     let r = reqs[0];
-    assert_eq!(reason(&r["drop"]), "NEIGH_FAILED", "{r:#}");
+    assert_eq!(packet_reason(r), "NEIGH_FAILED", "{r:#?}");
     let key = format!("net.ipv4.conf.{va}.proxy_arp");
     let c = caused(r, "gateway_unanswered", &key, "0");
-    assert_eq!(c["addr"], "169.254.1.1", "{r:#}");
-    assert_eq!(c["dev"], va.as_str(), "{r:#}");
-    assert!(r["drop"]["hint"].as_str().unwrap().contains("169.254.1.1"));
+    assert_eq!(c.addr.as_deref(), Some("169.254.1.1"), "{r:#?}");
+    assert_eq!(c.dev.as_deref(), Some(va.as_str()), "{r:#?}");
+    assert!(the_drop(r).hint.contains("169.254.1.1"), "{r:#?}");
     let s = stats(&lines);
-    assert_eq!(s["unknown"], 0, "{}", packet_summary(&lines));
+    assert_eq!(s.unknown, 0, "{}", packet_summary(&lines));
     connection_caused(&lines, &b_ip, "gateway_unanswered");
 }
 
@@ -221,15 +235,15 @@ fn strict_rp_filter_names_the_setting_in_force() {
     sh_quiet(&format!(
         "ip netns exec {a} ping -c2 -i0.2 -W1 -I {spoofed} {b_ip}"
     ));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     // Off: the requests reach the pod (its replies go out by the node's
     // default route, nowhere); none is dropped, no cause.
     let pkts = packets(&lines);
-    let reqs = flows(&pkts, "icmp", spoofed, &b_ip);
+    let reqs = flows(&pkts, Proto::Icmp, spoofed, &b_ip);
     assert!(reqs.len() >= 2, "{}", packet_summary(&lines));
     for r in &reqs {
-        assert_eq!(r["verdict"], "delivered", "{r:#}");
-        assert!(r["drop"].is_null(), "{r:#}");
+        assert_eq!(r.verdict, Verdict::Delivered, "{r:#?}");
+        assert!(r.drop.is_none(), "{r:#?}");
     }
 
     set(1, 0);
@@ -237,15 +251,15 @@ fn strict_rp_filter_names_the_setting_in_force() {
     sh_quiet(&format!(
         "ip netns exec {a} ping -c2 -i0.2 -W1 -I {spoofed} {b_ip}"
     ));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let pkts = packets(&lines);
-    let reqs = flows(&pkts, "icmp", spoofed, &b_ip);
+    let reqs = flows(&pkts, Proto::Icmp, spoofed, &b_ip);
     assert!(reqs.len() >= 2, "{}", packet_summary(&lines));
     for r in &reqs {
-        assert_eq!(reason(&r["drop"]), "IP_RPFILTER", "{r:#}");
+        assert_eq!(packet_reason(r), "IP_RPFILTER", "{r:#?}");
         let c = caused(r, "rp_filter", "net.ipv4.conf.all.rp_filter", "1");
-        assert_eq!(c["netns_name"], node.as_str(), "{r:#}");
-        assert_eq!(c["dev"], va.as_str(), "{r:#}");
+        assert_eq!(c.netns_name.as_deref(), Some(node.as_str()), "{r:#?}");
+        assert_eq!(c.dev.as_deref(), Some(va.as_str()), "{r:#?}");
     }
 }
 
@@ -267,7 +281,7 @@ fn bridged_reply_without_netfilter_names_bridge_nf_call_iptables() {
 
     let t = Tracer::start(&["--pod", &a, "--proto", "tcp", "--nf-netns", &node]);
     tcp_client(&a, vip, 80);
-    healthy(&t.stop());
+    healthy(&t.stop_lines());
 
     sh(&format!(
         "ip netns exec {node} sysctl -qw net.bridge.bridge-nf-call-iptables=0"
@@ -276,29 +290,36 @@ fn bridged_reply_without_netfilter_names_bridge_nf_call_iptables() {
     sh_quiet(&format!(
         "ip netns exec {a} python3 -c \"import socket; socket.create_connection(('{vip}',80),timeout=1)\""
     ));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let pkts = packets(&lines);
     let b_ip = format!("{net}.0.2");
     let synack = pkts
         .iter()
-        .find(|p| p["flow"]["src"] == b_ip.as_str() && p["verdict"] == "dropped")
+        .find(|p| {
+            p.flow.as_ref().is_some_and(|f| f.src.to_string() == b_ip)
+                && p.verdict == Verdict::Dropped
+        })
         .unwrap_or_else(|| panic!("the untranslated reply: {}", packet_summary(&lines)));
-    assert_eq!(reason(&synack["drop"]), "NO_SOCKET", "{synack:#}");
+    assert_eq!(packet_reason(synack), "NO_SOCKET", "{synack:#?}");
     let c = caused(
         synack,
         "reply_not_translated",
         "net.bridge.bridge-nf-call-iptables",
         "0",
     );
-    assert_eq!(c["dev"], "br0", "{synack:#}");
-    assert_eq!(c["netns_name"], node.as_str(), "{synack:#}");
-    assert_eq!(c["addr"], format!("{vip}:80"), "{synack:#}");
-    let hint = synack["drop"]["hint"].as_str().unwrap();
+    assert_eq!(c.dev.as_deref(), Some("br0"), "{synack:#?}");
+    assert_eq!(c.netns_name.as_deref(), Some(node.as_str()), "{synack:#?}");
+    assert_eq!(
+        c.addr.as_deref(),
+        Some(format!("{vip}:80").as_str()),
+        "{synack:#?}"
+    );
+    let hint = &the_drop(synack).hint;
     assert!(!hint.contains("listens"), "the port answered: {hint}");
     let conn = connection_caused(&lines, vip, "reply_not_translated");
     assert!(
-        !conn["hint"].as_str().unwrap().contains("listens"),
-        "{conn:#}"
+        conn.hint.as_deref().is_some_and(|h| !h.contains("listens")),
+        "{conn:#?}"
     );
 }
 
@@ -325,21 +346,25 @@ fn forward_policy_drop_names_the_chain_policy() {
 
     let t = Tracer::start(&args);
     tcp_client(&a, &b_ip, 8080);
-    healthy(&t.stop());
+    healthy(&t.stop_lines());
 
     sh(&format!("ip netns exec {node} iptables -P FORWARD DROP"));
     let t = Tracer::start(&args);
     sh_quiet(&format!(
         "ip netns exec {a} python3 -c \"import socket; socket.create_connection(('{b_ip}',8080),timeout=1)\""
     ));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let pkts = packets(&lines);
-    let syn = flows(&pkts, "tcp", &format!("{net}.0.1"), &b_ip)
+    let syn = flows(&pkts, Proto::Tcp, &format!("{net}.0.1"), &b_ip)
         .into_iter()
-        .find(|p| p["verdict"] == "dropped")
+        .find(|p| p.verdict == Verdict::Dropped)
         .unwrap_or_else(|| panic!("the dropped SYN: {}", packet_summary(&lines)));
-    assert_eq!(syn["drop"]["hook"], "forward", "{syn:#}");
-    let hint = syn["drop"]["hint"].as_str().unwrap();
+    assert_eq!(
+        syn.drop.as_ref().and_then(|d| d.hook.as_deref()),
+        Some("forward"),
+        "{syn:#?}"
+    );
+    let hint = &the_drop(syn).hint;
     assert!(
         !hint.contains("a firewall rule dropped"),
         "no rule dropped it: {hint}"
@@ -347,7 +372,10 @@ fn forward_policy_drop_names_the_chain_policy() {
     if !kernel_has_owned_tables() {
         // No rule tracing before 5.12: the hook, and no rule blamed.
         assert!(hint.contains("a chain's policy"), "{hint}");
-        assert!(syn["drop"].get("cause").is_none(), "{syn:#}");
+        assert!(
+            syn.drop.as_ref().and_then(|d| d.cause.as_ref()).is_none(),
+            "{syn:#?}"
+        );
         return;
     }
     let c = caused(
@@ -356,7 +384,14 @@ fn forward_policy_drop_names_the_chain_policy() {
         "policy of chain FORWARD in table ip filter",
         "drop",
     );
-    assert_eq!(c["netns_name"], node.as_str(), "{syn:#}");
-    assert!(syn["drop"]["rule"]["handle"].is_null(), "{syn:#}");
+    assert_eq!(c.netns_name.as_deref(), Some(node.as_str()), "{syn:#?}");
+    assert!(
+        syn.drop
+            .as_ref()
+            .and_then(|d| d.rule.as_ref())
+            .and_then(|r| r.handle)
+            .is_none(),
+        "{syn:#?}"
+    );
     connection_caused(&lines, &b_ip, "chain_policy");
 }

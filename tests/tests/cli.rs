@@ -200,7 +200,7 @@ fn count_stops_after_n_packets() {
     let status = t.wait().unwrap();
     let err = std::fs::read_to_string(&err_path).unwrap();
     assert!(status.success(), "{err}");
-    let lines = netflow_tests::json::parse_lines(&std::fs::read_to_string(&out_path).unwrap());
+    let lines = netflow_tests::parse_lines(&std::fs::read_to_string(&out_path).unwrap());
     assert_eq!(netflow_tests::packets(&lines).len(), 2, "{lines:#?}");
     assert!(
         err.contains("netflow: 2 packets"),

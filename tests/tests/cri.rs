@@ -1,4 +1,5 @@
 //! Pod resolution over CRI against a real containerd (started by the test).
+use netflow_schema::{Outcome, Proto};
 use netflow_tests::{
     connections, cri::Containerd, hop_list, in_order, netflow_bin, packet_summary, packets, sh,
     stats, tcp_client, Background, Lab, Tracer,
@@ -32,13 +33,13 @@ fn pod_created_through_cri_is_found_by_name() {
     );
     // The CNI bridge is the pods' gateway: ping the pod from the host.
     sh(&format!("ping -c2 -i0.2 -W2 {ip}"));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let pkts = packets(&lines);
     let to_pod: Vec<_> = pkts
         .iter()
-        .filter(|p| p["flow"]["dst"] == ip.as_str())
+        .filter(|p| p.flow.as_ref().is_some_and(|f| f.dst.to_string() == ip))
         .collect();
-    assert!(to_pod.len() >= 2, "{pkts:#?}");
+    assert!(to_pod.len() >= 2, "{}", packet_summary(&lines));
     for p in &to_pod {
         let hops = hop_list(p);
         // The pod's eth0 is labelled with the pod's name.
@@ -116,23 +117,24 @@ fn host_network_pod_is_selected_by_its_ports() {
     );
     tcp_client(&client, &node_ip, port);
     lab.exec(&client, &format!("ping -c2 -i0.2 -W2 {node_ip}"));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let _ = std::fs::remove_file(&script);
     let s = stats(&lines);
-    assert_eq!(s["dropped"], 0, "{}", packet_summary(&lines));
-    assert_eq!(s["unknown"], 0, "{}", packet_summary(&lines));
+    assert_eq!(s.dropped, 0, "{}", packet_summary(&lines));
+    assert_eq!(s.unknown, 0, "{}", packet_summary(&lines));
     let pkts = packets(&lines);
     assert!(
-        pkts.iter().all(|p| p["flow"]["proto"] == "tcp"),
+        pkts.iter()
+            .all(|p| p.flow.as_ref().is_some_and(|f| f.proto == Proto::Tcp)),
         "only the pod's ports: {}",
         packet_summary(&lines)
     );
     let calls: Vec<_> = connections(&lines)
         .into_iter()
-        .filter(|c| c["flow"]["dport"] == port)
+        .filter(|c| c.flow.dport == Some(port))
         .collect();
     assert_eq!(calls.len(), 1, "{}", packet_summary(&lines));
-    assert_eq!(calls[0]["outcome"], "ok", "{:#}", calls[0]);
-    assert_eq!(calls[0]["flow"]["dst"], node_ip.as_str(), "{:#}", calls[0]);
+    assert_eq!(calls[0].outcome, Outcome::Ok, "{:#?}", calls[0]);
+    assert_eq!(calls[0].flow.dst.to_string(), node_ip, "{:#?}", calls[0]);
     drop(ctr);
 }

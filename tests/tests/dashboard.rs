@@ -277,30 +277,29 @@ fn the_replay_dashboard_agrees_with_replay_on_every_outcome() {
             .args(["replay", path.to_str().unwrap(), "--json"])
             .output()
             .unwrap();
-        let lines = netflow_tests::json::parse_lines(&String::from_utf8_lossy(&out.stdout));
-        let conns = netflow_tests::json::connections(&lines);
+        let lines = netflow_tests::parse_lines(&String::from_utf8_lossy(&out.stdout));
+        let conns = netflow_tests::connections(&lines);
         assert!(conns.len() >= 4, "{file}");
         let app = loaded_from(&path);
         key(&app, KeyCode::Char('c'));
         let s = screen(&app.lock().unwrap());
         for c in conns {
-            let (sport, dport) = match c["flow"]["proto"].as_str() {
+            use netflow_schema::Proto;
+            let port = |p: Option<u16>| p.map_or("-".to_string(), |p| p.to_string());
+            let ports = match c.flow.proto {
                 // ICMP: the echo's flow has no ports.
-                Some("icmp" | "icmpv6") => ("-".to_string(), "-".to_string()),
-                _ => (
-                    c["flow"]["sport"].to_string(),
-                    c["flow"]["dport"].to_string(),
-                ),
+                Proto::Icmp | Proto::Icmpv6 => "-→-".to_string(),
+                _ => format!("{}→{}", port(c.flow.sport), port(c.flow.dport)),
             };
-            let ports = format!("{sport}→{dport}");
+            let proto = netflow_tests::proto_name(c.flow.proto);
             let row = table_rows(&s)
                 .into_iter()
-                .find(|r| r.contains(&ports) && r.contains(c["flow"]["proto"].as_str().unwrap()))
-                .unwrap_or_else(|| panic!("{file}: no row for {c}\n{s}"));
+                .find(|r| r.contains(&ports) && r.contains(&proto))
+                .unwrap_or_else(|| panic!("{file}: no row for {c:#?}\n{s}"));
             assert!(
-                row.contains(c["outcome"].as_str().unwrap()),
+                row.contains(c.outcome.as_str()),
                 "{file}: replay says {} of {ports}: {row}\n{s}",
-                c["outcome"]
+                c.outcome
             );
         }
     }

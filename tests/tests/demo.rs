@@ -3,7 +3,8 @@
 //! One test: the demo's namespaces have fixed names.
 use std::process::Command;
 
-use netflow_tests::{netflow_bin, require_root, Tmux};
+use netflow_schema::{EncapKind, Hop, NatKind};
+use netflow_tests::{netflow_bin, packet_summary, packets, parse_lines, require_root, Tmux};
 
 fn demo_netns_left() -> Vec<String> {
     std::fs::read_dir("/run/netns")
@@ -32,32 +33,41 @@ fn demo_shows_the_lab_and_cleans_up() {
         "left: {:?}",
         demo_netns_left()
     );
-    let pkts: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(netflow_tests::json::parse_line)
-        .filter(|v| v["kind"] == "packet")
-        .collect();
-    let any_hop = |f: &dyn Fn(&serde_json::Value) -> bool| {
-        pkts.iter()
-            .any(|p| p["hops"].as_array().unwrap().iter().any(f))
+    let lines = parse_lines(&String::from_utf8_lossy(&out.stdout));
+    let pkts = packets(&lines);
+    let any_hop = |f: &dyn Fn(&Hop) -> bool| pkts.iter().any(|p| p.hops.iter().any(f));
+    assert!(
+        any_hop(&|h| h
+            .nat
+            .as_ref()
+            .is_some_and(|n| n.kind == NatKind::Dnat && n.from == "10.96.250.10:80")),
+        "Service DNAT: {}",
+        packet_summary(&lines)
+    );
+    assert!(
+        any_hop(&|h| h
+            .encap
+            .as_ref()
+            .is_some_and(|e| e.kind == EncapKind::Vxlan && e.vni == Some(42))),
+        "VXLAN hop: {}",
+        packet_summary(&lines)
+    );
+    // The kernel's reason as written (not `likely`).
+    let dropped = |reason: &str, dport: u16| {
+        pkts.iter().any(|p| {
+            p.drop.as_ref().is_some_and(|d| d.reason == reason)
+                && p.flow.as_ref().and_then(|f| f.dport) == Some(dport)
+        })
     };
     assert!(
-        any_hop(&|h| h["nat"]["kind"] == "dnat" && h["nat"]["from"] == "10.96.250.10:80"),
-        "Service DNAT"
+        dropped("NETFILTER_DROP", 5432),
+        "policy drop: {}",
+        packet_summary(&lines)
     );
     assert!(
-        any_hop(&|h| h["encap"]["kind"] == "vxlan" && h["encap"]["vni"] == 42),
-        "VXLAN hop"
-    );
-    assert!(
-        pkts.iter()
-            .any(|p| p["drop"]["reason"] == "NETFILTER_DROP" && p["flow"]["dport"] == 5432),
-        "policy drop"
-    );
-    assert!(
-        pkts.iter()
-            .any(|p| p["drop"]["reason"] == "NO_SOCKET" && p["flow"]["dport"] == 9999),
-        "closed port"
+        dropped("NO_SOCKET", 9999),
+        "closed port: {}",
+        packet_summary(&lines)
     );
 
     // Dashboard mode in a real terminal, quit with q.

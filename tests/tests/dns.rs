@@ -3,8 +3,8 @@
 //! code (or as unanswered), a healthy one reads `ok` with its latency,
 //! straight and through a Service VIP (DNAT on the node). Over UDP: a TCP
 //! segment's data lies in page fragments the programs do not read yet.
+use netflow_schema::{Connection, Line, Outcome, Packet, Proto};
 use netflow_tests::*;
-use serde_json::Value;
 
 /// A directory removed however the test ends.
 struct RemoveDirOnDrop(std::path::PathBuf);
@@ -15,13 +15,38 @@ impl Drop for RemoveDirOnDrop {
     }
 }
 
+/// The name a connection's lookup asked for.
+fn conn_qname(c: &Connection) -> Option<&str> {
+    c.dns.as_ref().and_then(|d| d.qname.as_deref())
+}
+
+/// The name a packet's DNS message asks for.
+fn packet_qname(p: &Packet) -> Option<&str> {
+    p.dns.as_ref().and_then(|d| d.qname.as_deref())
+}
+
+/// The response code of a packet's DNS message (`None` for a query).
+fn packet_rcode(p: &Packet) -> Option<&str> {
+    p.dns.as_ref().and_then(|d| d.rcode.as_deref())
+}
+
+/// The response code of a connection's lookup.
+fn conn_rcode(c: &Connection) -> Option<&str> {
+    c.dns.as_ref().and_then(|d| d.rcode.as_deref())
+}
+
 /// The one connection whose lookup asked for `name` over `proto`.
-fn lookup<'a>(lines: &'a [Value], name: &str, proto: &str) -> &'a Value {
-    let c: Vec<&Value> = connections(lines)
+fn lookup<'a>(lines: &'a [Line], name: &str, proto: Proto) -> &'a Connection {
+    let c: Vec<&Connection> = connections(lines)
         .into_iter()
-        .filter(|c| c["dns"]["qname"] == name && c["flow"]["proto"] == proto)
+        .filter(|c| conn_qname(c) == Some(name) && c.flow.proto == proto)
         .collect();
-    assert_eq!(c.len(), 1, "{name} over {proto}: {:#?}", connections(lines));
+    assert_eq!(
+        c.len(),
+        1,
+        "{name} over {proto:?}: {:#?}",
+        connections(lines)
+    );
     c[0]
 }
 
@@ -91,77 +116,112 @@ fn lookups_are_named_by_query_and_response_code() {
     let said = dig(&a, &format!("@{vip} web.default.svc.cluster.local A"));
     assert!(said.contains("NOERROR"), "{said}");
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     sh(&format!("chmod 644 {rec_s}"));
 
     // Healthy: ok, the answer and the time it took.
-    let webs: Vec<&Value> = connections(&lines)
+    let webs: Vec<&Connection> = connections(&lines)
         .into_iter()
-        .filter(|c| c["dns"]["qname"] == "web.default.svc.cluster.local")
+        .filter(|c| conn_qname(c) == Some("web.default.svc.cluster.local"))
         .collect();
     assert_eq!(webs.len(), 2, "{webs:#?}");
     let straight = webs
         .iter()
-        .find(|c| c["flow"]["dst"] == b_ip.as_str())
+        .find(|c| c.flow.dst.to_string() == b_ip)
         .unwrap_or_else(|| panic!("{webs:#?}"));
-    assert_eq!(straight["outcome"], "ok", "{straight:#}");
-    let d = &straight["dns"];
-    assert_eq!(d["rcode"], "NOERROR", "{straight:#}");
-    assert_eq!(d["qtype"], "A", "{straight:#}");
-    assert_eq!(d["answers"][0]["type"], "A", "{straight:#}");
-    assert_eq!(d["answers"][0]["data"], "10.96.0.20", "{straight:#}");
-    assert!(d["latency_ns"].as_u64().unwrap() > 0, "{straight:#}");
+    assert_eq!(straight.outcome, Outcome::Ok, "{straight:#?}");
+    let d = straight
+        .dns
+        .as_ref()
+        .unwrap_or_else(|| panic!("no dns: {straight:#?}"));
+    assert_eq!(d.rcode.as_deref(), Some("NOERROR"), "{straight:#?}");
+    assert_eq!(d.qtype, "A", "{straight:#?}");
+    assert_eq!(
+        d.answers.first().map(|a| a.rtype.as_str()),
+        Some("A"),
+        "{straight:#?}"
+    );
+    assert_eq!(
+        d.answers.first().map(|a| a.data.as_str()),
+        Some("10.96.0.20"),
+        "{straight:#?}"
+    );
+    assert!(d.latency_ns.is_some_and(|l| l > 0), "{straight:#?}");
     // Through the VIP: named by the client's tuple, translated, answered.
     let via = webs
         .iter()
-        .find(|c| c["flow"]["dst"] == vip.as_str())
+        .find(|c| c.flow.dst.to_string() == vip)
         .unwrap_or_else(|| panic!("{webs:#?}"));
-    assert_eq!(via["outcome"], "ok", "{via:#}");
-    assert_eq!(via["dns"]["answers"][0]["data"], "10.96.0.20", "{via:#}");
-    assert_eq!(via["dns"]["rcode"], "NOERROR", "{via:#}");
-    assert_eq!(via["nat"]["to"], format!("{b_ip}:53"), "{via:#}");
+    assert_eq!(via.outcome, Outcome::Ok, "{via:#?}");
+    assert_eq!(
+        via.dns
+            .as_ref()
+            .and_then(|d| d.answers.first())
+            .map(|a| a.data.as_str()),
+        Some("10.96.0.20"),
+        "{via:#?}"
+    );
+    assert_eq!(conn_rcode(via), Some("NOERROR"), "{via:#?}");
+    assert_eq!(
+        via.nat.as_ref().map(|n| n.to.as_str()),
+        Some(format!("{b_ip}:53").as_str()),
+        "{via:#?}"
+    );
 
     // An answer that is an error: its own outcome, with the code.
-    let missing = lookup(&lines, "missing.default.svc.cluster.local", "udp");
-    assert_eq!(missing["outcome"], "dns_error", "{missing:#}");
-    assert_eq!(missing["dns"]["rcode"], "NXDOMAIN", "{missing:#}");
+    let missing = lookup(&lines, "missing.default.svc.cluster.local", Proto::Udp);
+    assert_eq!(missing.outcome, Outcome::DnsError, "{missing:#?}");
+    assert_eq!(conn_rcode(missing), Some("NXDOMAIN"), "{missing:#?}");
     assert!(
-        missing["hint"].as_str().unwrap().contains("NXDOMAIN"),
-        "{missing:#}"
+        missing
+            .hint
+            .as_deref()
+            .is_some_and(|h| h.contains("NXDOMAIN")),
+        "{missing:#?}"
     );
-    let refused = lookup(&lines, "outside.example", "udp");
-    assert_eq!(refused["outcome"], "dns_error", "{refused:#}");
-    assert_eq!(refused["dns"]["rcode"], "REFUSED", "{refused:#}");
+    let refused = lookup(&lines, "outside.example", Proto::Udp);
+    assert_eq!(refused.outcome, Outcome::DnsError, "{refused:#?}");
+    assert_eq!(conn_rcode(refused), Some("REFUSED"), "{refused:#?}");
 
-    let broken = lookup(&lines, "x.broken.test", "udp");
-    assert_eq!(broken["outcome"], "dns_error", "{broken:#}");
-    assert_eq!(broken["dns"]["rcode"], "SERVFAIL", "{broken:#}");
+    let broken = lookup(&lines, "x.broken.test", Proto::Udp);
+    assert_eq!(broken.outcome, Outcome::DnsError, "{broken:#?}");
+    assert_eq!(conn_rcode(broken), Some("SERVFAIL"), "{broken:#?}");
     assert!(
-        broken["hint"].as_str().unwrap().contains("SERVFAIL"),
-        "{broken:#}"
+        broken
+            .hint
+            .as_deref()
+            .is_some_and(|h| h.contains("SERVFAIL")),
+        "{broken:#?}"
     );
 
     // Nobody answered: no_reply, naming the query (a --dns-port server).
-    let silent = lookup(&lines, "silent.test", "udp");
-    assert_eq!(silent["outcome"], "no_reply", "{silent:#}");
-    assert_eq!(silent["dns"]["rcode"], Value::Null, "{silent:#}");
+    let silent = lookup(&lines, "silent.test", Proto::Udp);
+    assert_eq!(silent.outcome, Outcome::NoReply, "{silent:#?}");
+    assert_eq!(conn_rcode(silent), None, "{silent:#?}");
     assert!(
-        silent["hint"].as_str().unwrap().contains("never answered"),
-        "{silent:#}"
+        silent
+            .hint
+            .as_deref()
+            .is_some_and(|h| h.contains("never answered")),
+        "{silent:#?}"
     );
 
     // A search-path walk is one lookup with its tries: it reads ok, and
     // the NXDOMAIN of its first try is no failure of its own.
-    let walk = lookup(&lines, "api.default.svc.cluster.local", "udp");
-    assert_eq!(walk["outcome"], "ok", "{walk:#}");
-    let tries: Vec<(&str, &str)> = walk["dns"]["tries"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{walk:#}"))
+    let walk = lookup(&lines, "api.default.svc.cluster.local", Proto::Udp);
+    assert_eq!(walk.outcome, Outcome::Ok, "{walk:#?}");
+    let tries: Vec<(&str, &str)> = walk
+        .dns
+        .as_ref()
+        .unwrap_or_else(|| panic!("{walk:#?}"))
+        .tries
         .iter()
         .map(|t| {
             (
-                t["qname"].as_str().unwrap(),
-                t["rcode"].as_str().unwrap_or("-"),
+                t.qname
+                    .as_deref()
+                    .unwrap_or_else(|| panic!("a try without a name: {walk:#?}")),
+                t.rcode.as_deref().unwrap_or("-"),
             )
         })
         .collect();
@@ -173,19 +233,19 @@ fn lookups_are_named_by_query_and_response_code() {
     assert!(
         connections(&lines)
             .iter()
-            .all(|c| c["dns"]["qname"] != "api.other.svc.cluster.local"),
+            .all(|c| conn_qname(c) != Some("api.other.svc.cluster.local")),
         "{:#?}",
         connections(&lines)
     );
 
     // Packets carry their message too: the query and the response.
-    let msgs: Vec<&Value> = packets(&lines)
+    let msgs: Vec<&Packet> = packets(&lines)
         .into_iter()
-        .filter(|p| p["dns"]["qname"] == "missing.default.svc.cluster.local")
+        .filter(|p| packet_qname(p) == Some("missing.default.svc.cluster.local"))
         .collect();
     assert!(
-        msgs.iter().any(|p| p["dns"]["rcode"] == Value::Null)
-            && msgs.iter().any(|p| p["dns"]["rcode"] == "NXDOMAIN"),
+        msgs.iter().any(|p| packet_rcode(p).is_none())
+            && msgs.iter().any(|p| packet_rcode(p) == Some("NXDOMAIN")),
         "{msgs:#?}"
     );
 
@@ -197,28 +257,39 @@ fn lookups_are_named_by_query_and_response_code() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let replayed: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(netflow_tests::json::parse_line)
-        .collect();
+    let replayed = parse_lines(&String::from_utf8_lossy(&out.stdout));
     for name in [
         "missing.default.svc.cluster.local",
         "outside.example",
         "silent.test",
     ] {
         assert_eq!(
-            lookup(&replayed, name, "udp"),
-            lookup(&lines, name, "udp"),
+            lookup(&replayed, name, Proto::Udp),
+            lookup(&lines, name, Proto::Udp),
             "{name}"
         );
     }
     let app = replayed_dashboard(&rec);
     let screen = dashboard_screen(&app.lock().unwrap());
-    // The selected flow (the last lookup, through the VIP) shows its
-    // message; the server's row counts its failed lookups.
+    // The failed lookups first: the server's row counts them.
+    let first = screen
+        .lines()
+        .skip_while(|l| !l.contains("endpoint"))
+        .nth(1)
+        .unwrap_or("");
+    assert!(first.contains("dns_error"), "{screen}");
+    // The lookup through the VIP, selected by a filter, shows its message.
+    {
+        use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+        let mut a = app.lock().unwrap();
+        for c in std::iter::once('/').chain(vip.chars()) {
+            a.key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+        }
+        a.key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    }
+    let screen = dashboard_screen(&app.lock().unwrap());
     assert!(
         screen.contains("dns A? web.default.svc.cluster.local -> NOERROR"),
         "{screen}"
     );
-    assert!(screen.contains("dns_error"), "{screen}");
 }

@@ -2,8 +2,8 @@
 //! node's uplink calls a NodePort (DNAT to a pod, masquerade towards it);
 //! the tracer selects the pod. The call is followed from the uplink's
 //! receive, named by the client's tuple, with every translation and hook.
+use netflow_schema::{Connection, Hop, Line, Nat, NatKind, Outcome, Packet, Point, Verdict};
 use netflow_tests::*;
-use serde_json::Value;
 
 /// A routed pod lab with an "external" namespace on an uplink of the node
 /// (`192.168.N.2` -> node `192.168.N.1`) and a NodePort 30080 to pod b:8080
@@ -89,84 +89,117 @@ fn kube_proxy_nodeport(l: &NodePortLab, port: u16) {
 
 /// The NodePort's translation (on a packet's hop or a connection) names
 /// the Service, how the call reached it and the rule, from kube-proxy's rules.
-fn names_the_nodeport_service(nat: &Value) {
-    assert_eq!(nat["kind"], "dnat", "{nat:#}");
-    assert_eq!(nat["via"], "NodePort", "{nat:#}");
-    assert_eq!(nat["service"], "default/web:http", "{nat:#}");
-    assert_eq!(nat["rule"]["chain"], "KUBE-SEP-WEB", "{nat:#}");
+fn names_the_nodeport_service(nat: &Nat) {
+    assert_eq!(nat.kind, NatKind::Dnat, "{nat:#?}");
+    assert_eq!(nat.via.as_deref(), Some("NodePort"), "{nat:#?}");
+    assert_eq!(nat.service.as_deref(), Some("default/web:http"), "{nat:#?}");
+    let rule = nat.rule.as_ref();
+    assert_eq!(
+        rule.map(|r| r.chain.as_str()),
+        Some("KUBE-SEP-WEB"),
+        "{nat:#?}"
+    );
     assert!(
-        nat["rule"]["rule"]
-            .as_str()
+        rule.and_then(|r| r.rule.as_deref())
             .unwrap_or("")
             .contains("--to-destination"),
-        "{nat:#}"
+        "{nat:#?}"
     );
+}
+
+/// A connection's first translation (panics without one).
+fn first_translation(c: &Connection) -> &Nat {
+    c.translations
+        .first()
+        .unwrap_or_else(|| panic!("no translations: {c:#?}"))
+}
+
+/// The translation of one kind among a packet's hops.
+fn nat_hop_of(p: &Packet, kind: NatKind) -> Option<&Hop> {
+    nat_hops(p)
+        .into_iter()
+        .find(|h| h.nat.as_ref().map(|n| n.kind) == Some(kind))
 }
 
 /// The client's SYN to the NodePort: named by the client's tuple, first
 /// seen on the uplink.
-fn client_syn<'a>(l: &NodePortLab, lines: &'a [Value]) -> &'a Value {
+fn client_syn<'a>(l: &NodePortLab, lines: &'a [Line]) -> &'a Packet {
     client_syn_to(l, lines, &l.node_ip, 30080)
 }
 
 /// The client's SYN to `dst:port`: named by the client's tuple, first seen
 /// on the uplink, translated at PREROUTING to pod b.
-fn client_syn_to<'a>(l: &NodePortLab, lines: &'a [Value], dst: &str, port: u16) -> &'a Value {
+fn client_syn_to<'a>(l: &NodePortLab, lines: &'a [Line], dst: &str, port: u16) -> &'a Packet {
     let pkts = packets(lines);
     let syn = pkts
         .iter()
-        .find(|p| p["flow"]["src"] == l.ext_ip.as_str() && p["hops"][0]["tcp_flags"] == "S")
+        .copied()
+        .find(|p| {
+            p.flow
+                .as_ref()
+                .is_some_and(|f| f.src.to_string() == l.ext_ip)
+                && first_flags(p) == Some("S")
+        })
         .unwrap_or_else(|| panic!("the client's SYN: {}", packet_summary(lines)));
-    assert_eq!(syn["flow"]["dst"], dst, "{syn:#}");
-    assert_eq!(syn["flow"]["dport"], port, "{syn:#}");
-    let first = &syn["hops"][0];
+    let flow = syn.flow.as_ref().unwrap();
+    assert_eq!(flow.dst.to_string(), dst, "{syn:#?}");
+    assert_eq!(flow.dport, Some(port), "{syn:#?}");
+    let first = syn
+        .hops
+        .first()
+        .unwrap_or_else(|| panic!("no hops: {syn:#?}"));
     assert_eq!(
-        (first["point"].as_str(), first["ifname"].as_str()),
-        (Some("rx"), Some(l.uplink.as_str())),
-        "followed from the uplink: {syn:#}"
+        (first.point, first.ifname.as_str()),
+        (Point::Rx, l.uplink.as_str()),
+        "followed from the uplink: {syn:#?}"
     );
-    assert_eq!(first["dport"], port, "{syn:#}");
-    let dnat = nat_hops(syn)
-        .into_iter()
-        .find(|h| h["nat"]["kind"] == "dnat")
-        .unwrap_or_else(|| panic!("the NodePort's DNAT: {syn:#}"));
-    assert_eq!(dnat["hook"], "prerouting", "{dnat:#}");
-    assert_eq!(dnat["nat"]["from"], format!("{dst}:{port}"), "{dnat:#}");
-    assert_eq!(dnat["nat"]["to"], format!("{}:8080", l.b_ip), "{dnat:#}");
+    assert_eq!(first.dport, Some(port), "{syn:#?}");
+    let dnat =
+        nat_hop_of(syn, NatKind::Dnat).unwrap_or_else(|| panic!("the NodePort's DNAT: {syn:#?}"));
+    assert_eq!(dnat.hook.as_deref(), Some("prerouting"), "{dnat:#?}");
+    let n = hop_nat(dnat);
+    assert_eq!(n.from, format!("{dst}:{port}"), "{dnat:#?}");
+    assert_eq!(n.to, format!("{}:8080", l.b_ip), "{dnat:#?}");
     syn
 }
 
 /// The connection to the NodePort, named as the client sees it.
-fn client_connection<'a>(l: &NodePortLab, lines: &'a [Value]) -> &'a Value {
+fn client_connection<'a>(l: &NodePortLab, lines: &'a [Line]) -> &'a Connection {
     client_connection_to(l, lines, &l.node_ip, 30080)
 }
 
 fn client_connection_to<'a>(
     l: &NodePortLab,
-    lines: &'a [Value],
+    lines: &'a [Line],
     dst: &str,
     port: u16,
-) -> &'a Value {
+) -> &'a Connection {
     let c = connections(lines)
         .into_iter()
-        .find(|c| c["flow"]["src"] == l.ext_ip.as_str() && c["flow"]["dport"] == port)
-        .unwrap_or_else(|| panic!("the client's connection: {lines:#?}"));
-    assert_eq!(c["flow"]["dst"], dst, "{c:#}");
+        .find(|c| c.flow.src.to_string() == l.ext_ip && c.flow.dport == Some(port))
+        .unwrap_or_else(|| {
+            panic!(
+                "the client's connection: {:#?}\n{}",
+                connections(lines),
+                packet_summary(lines)
+            )
+        });
+    assert_eq!(c.flow.dst.to_string(), dst, "{c:#?}");
     c
 }
 
 /// A healthy call from outside to `dst:port`, translated to pod b:8080.
-fn healthy_call(l: &NodePortLab, dst: &str, port: u16) -> Vec<Value> {
+fn healthy_call(l: &NodePortLab, dst: &str, port: u16) -> Vec<Line> {
     let t = Tracer::start(&["--netns", &l.b, "--proto", "tcp", "--nf-netns", &l.node]);
     tcp_client(&l.ext, dst, port);
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let syn = client_syn_to(l, &lines, dst, port);
-    assert_eq!(syn["verdict"], "delivered", "{syn:#}");
+    assert_eq!(syn.verdict, Verdict::Delivered, "{syn:#?}");
     let s = stats(&lines);
-    assert_eq!(s["dropped"], 0, "{}", packet_summary(&lines));
-    assert_eq!(s["unknown"], 0, "{}", packet_summary(&lines));
+    assert_eq!(s.dropped, 0, "{}", packet_summary(&lines));
+    assert_eq!(s.unknown, 0, "{}", packet_summary(&lines));
     let c = client_connection_to(l, &lines, dst, port);
-    assert_eq!(c["outcome"], "ok", "{c:#}");
+    assert_eq!(c.outcome, Outcome::Ok, "{c:#?}");
     lines
 }
 
@@ -177,14 +210,11 @@ fn nodeport_call_is_followed_from_the_uplink() {
     l.lab.exec(&l.ext, &format!("ping -c1 -W2 {}", l.node_ip));
     let t = Tracer::start(&["--netns", &l.b, "--proto", "tcp", "--nf-netns", &l.node]);
     tcp_client(&l.ext, &l.node_ip, 30080);
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let syn = client_syn(&l, &lines);
-    assert_eq!(syn["verdict"], "delivered", "{syn:#}");
-    let snat = nat_hops(syn)
-        .into_iter()
-        .find(|h| h["nat"]["kind"] == "snat")
-        .unwrap_or_else(|| panic!("the masquerade: {syn:#}"));
-    assert_eq!(snat["hook"], "postrouting", "{snat:#}");
+    assert_eq!(syn.verdict, Verdict::Delivered, "{syn:#?}");
+    let snat = nat_hop_of(syn, NatKind::Snat).unwrap_or_else(|| panic!("the masquerade: {syn:#?}"));
+    assert_eq!(snat.hook.as_deref(), Some("postrouting"), "{snat:#?}");
     assert!(in_order(
         &hop_list(syn),
         &[
@@ -194,28 +224,29 @@ fn nodeport_call_is_followed_from_the_uplink() {
         ]
     ));
     let s = stats(&lines);
-    assert_eq!(s["dropped"], 0, "{}", packet_summary(&lines));
-    assert_eq!(s["unknown"], 0, "{}", packet_summary(&lines));
+    assert_eq!(s.dropped, 0, "{}", packet_summary(&lines));
+    assert_eq!(s.unknown, 0, "{}", packet_summary(&lines));
     let c = client_connection(&l, &lines);
-    assert_eq!(c["outcome"], "ok", "{c:#}");
+    assert_eq!(c.outcome, Outcome::Ok, "{c:#?}");
     // Every translation: the NodePort's DNAT, then the masquerade.
-    let kinds: Vec<&str> = c["translations"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{c:#}"))
-        .iter()
-        .map(|n| n["kind"].as_str().unwrap())
-        .collect();
-    assert_eq!(kinds, ["dnat", "snat"], "{c:#}");
+    let kinds: Vec<NatKind> = c.translations.iter().map(|n| n.kind).collect();
+    assert_eq!(kinds, [NatKind::Dnat, NatKind::Snat], "{c:#?}");
     // The translating rule, read from the ruleset (tracing starts after it).
-    let rule = &c["translations"][0]["rule"];
+    let rule = c.translations.first().and_then(|n| n.rule.as_ref());
     assert_eq!(
-        (rule["table"].as_str(), rule["chain"].as_str()),
+        (
+            rule.map(|r| r.table.as_str()),
+            rule.map(|r| r.chain.as_str())
+        ),
         (Some("kp"), Some("pre")),
-        "{c:#}"
+        "{c:#?}"
     );
     assert!(
-        c["translations"][0]["via"].is_null(),
-        "no kube-proxy rule says how: {c:#}"
+        c.translations
+            .first()
+            .and_then(|n| n.via.as_ref())
+            .is_none(),
+        "no kube-proxy rule says how: {c:#?}"
     );
 }
 
@@ -231,13 +262,10 @@ fn nodeport_call_dropped_at_forward_names_hook_and_rule() {
     l.lab.exec(&l.ext, &format!("ping -c1 -W2 {}", l.node_ip));
     let lines = healthy_call(&l, &l.node_ip, 30082);
     let syn = client_syn_to(&l, &lines, &l.node_ip, 30082);
-    let dnat = nat_hops(syn)
-        .into_iter()
-        .find(|h| h["nat"]["kind"] == "dnat")
-        .unwrap();
-    names_the_nodeport_service(&dnat["nat"]);
+    let dnat = nat_hop_of(syn, NatKind::Dnat).unwrap();
+    names_the_nodeport_service(hop_nat(dnat));
     let c = client_connection_to(&l, &lines, &l.node_ip, 30082);
-    names_the_nodeport_service(&c["translations"][0]);
+    names_the_nodeport_service(first_translation(c));
 
     sh(&format!(
         "ip netns exec {} nft 'add table ip fw; add chain ip fw filterfwd {{ type filter hook forward priority 0; }}; add rule ip fw filterfwd ip daddr {} tcp dport 8080 drop'",
@@ -249,23 +277,28 @@ fn nodeport_call_dropped_at_forward_names_hook_and_rule() {
         "ip netns exec {} python3 -c \"import socket; socket.create_connection(('{}',30082),timeout=1)\"",
         l.ext, l.node_ip
     ));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let syn = client_syn_to(&l, &lines, &l.node_ip, 30082);
-    assert_eq!(syn["verdict"], "dropped", "{syn:#}");
-    assert_eq!(syn["drop"]["hook"], "forward", "{syn:#}");
-    assert_eq!(reason(&syn["drop"]), "NETFILTER_DROP", "{syn:#}");
+    assert_eq!(syn.verdict, Verdict::Dropped, "{syn:#?}");
+    assert_eq!(
+        syn.drop.as_ref().and_then(|d| d.hook.as_deref()),
+        Some("forward"),
+        "{syn:#?}"
+    );
+    assert_eq!(packet_reason(syn), "NETFILTER_DROP", "{syn:#?}");
     if kernel_has_owned_tables() {
-        let rule = &syn["drop"]["rule"];
+        let rule = syn.drop.as_ref().and_then(|d| d.rule.as_ref());
         assert_eq!(
-            rule["chain"], "filterfwd",
-            "the rule that dropped it: {syn:#}"
+            rule.map(|r| r.chain.as_str()),
+            Some("filterfwd"),
+            "the rule that dropped it: {syn:#?}"
         );
-        assert_eq!(rule["table"], "fw", "{syn:#}");
+        assert_eq!(rule.map(|r| r.table.as_str()), Some("fw"), "{syn:#?}");
     }
     let c = client_connection_to(&l, &lines, &l.node_ip, 30082);
-    assert_eq!(c["outcome"], "request_lost", "{c:#}");
-    assert_eq!(c["hook"], "forward", "{c:#}");
-    names_the_nodeport_service(&c["translations"][0]);
+    assert_eq!(c.outcome, Outcome::RequestLost, "{c:#?}");
+    assert_eq!(c.hook.as_deref(), Some("forward"), "{c:#?}");
+    names_the_nodeport_service(first_translation(c));
 }
 
 /// externalTrafficPolicy: Local on a node without a local endpoint:
@@ -292,30 +325,48 @@ fn local_traffic_policy_without_local_endpoint_names_service_and_policy() {
         "ip netns exec {} python3 -c \"import socket; socket.create_connection(('{}',30081),timeout=1)\"",
         l.ext, l.node_ip
     ));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let pkts = packets(&lines);
     let syn = pkts
         .iter()
-        .find(|p| p["flow"]["dport"] == 30081 && p["verdict"] == "dropped")
+        .find(|p| {
+            p.flow.as_ref().and_then(|f| f.dport) == Some(30081) && p.verdict == Verdict::Dropped
+        })
         .unwrap_or_else(|| panic!("the dropped call: {}", packet_summary(&lines)));
-    assert_eq!(syn["flow"]["src"], l.ext_ip.as_str(), "{syn:#}");
-    assert_eq!(syn["drop"]["hook"], "input", "{syn:#}");
+    assert_eq!(
+        syn.flow.as_ref().map(|f| f.src.to_string()),
+        Some(l.ext_ip.clone()),
+        "{syn:#?}"
+    );
+    assert_eq!(
+        syn.drop.as_ref().and_then(|d| d.hook.as_deref()),
+        Some("input"),
+        "{syn:#?}"
+    );
     if !kernel_has_owned_tables() {
         return;
     }
-    let d = &syn["drop"];
-    assert_eq!(d["k8s"]["kind"], "Service", "{d:#}");
-    assert_eq!(d["k8s"]["name"], "web", "{d:#}");
-    let hint = d["hint"].as_str().unwrap();
+    let d = the_drop(syn);
+    assert_eq!(
+        d.k8s.as_ref().map(|k| k.kind.as_str()),
+        Some("Service"),
+        "{d:#?}"
+    );
+    assert_eq!(
+        d.k8s.as_ref().map(|k| k.name.as_str()),
+        Some("web"),
+        "{d:#?}"
+    );
+    let hint = &d.hint;
     assert!(
         hint.contains("externalTrafficPolicy: Local") && hint.contains("default/web"),
         "{hint}"
     );
     let c = connections(&lines)
         .into_iter()
-        .find(|c| c["flow"]["dport"] == 30081)
+        .find(|c| c.flow.dport == Some(30081))
         .unwrap_or_else(|| panic!("{lines:#?}"));
-    assert_eq!(c["outcome"], "request_lost", "{c:#}");
+    assert_eq!(c.outcome, Outcome::RequestLost, "{c:#?}");
 }
 
 /// A hostPort (the CNI portmap plugin's chains: CNI-HOSTPORT-DNAT, a
@@ -348,10 +399,12 @@ fn hostport_and_external_ip_calls_are_followed_from_the_uplink() {
 
     let lines = healthy_call(&l, &l.node_ip, 8081);
     let c = client_connection_to(&l, &lines, &l.node_ip, 8081);
-    assert_eq!(c["translations"][0]["via"], "hostPort", "{c:#}");
+    let nat = first_translation(c);
+    assert_eq!(nat.via.as_deref(), Some("hostPort"), "{c:#?}");
     assert_eq!(
-        c["translations"][0]["rule"]["chain"], "CNI-DN-5e1f2a3b4c5d6e7f8a9b0",
-        "{c:#}"
+        nat.rule.as_ref().map(|r| r.chain.as_str()),
+        Some("CNI-DN-5e1f2a3b4c5d6e7f8a9b0"),
+        "{c:#?}"
     );
     healthy_call(&l, ext_ip_svc, 80);
 }

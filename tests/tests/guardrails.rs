@@ -2,16 +2,24 @@
 //! in full, every drop and every SYN of a flood is reported, and
 //! `--every-packet` lifts them. Counts are checked against nftables
 //! counters on the same packets.
+use netflow_schema::{Connection, Line, Outcome, Packet, Verdict};
 use netflow_tests::*;
-use serde_json::Value;
 
-fn the_connection(lines: &[Value], dport: u64) -> &Value {
+fn the_connection(lines: &[Line], dport: u16) -> &Connection {
     let c: Vec<_> = connections(lines)
         .into_iter()
-        .filter(|c| c["flow"]["dport"] == dport)
+        .filter(|c| c.flow.dport == Some(dport))
         .collect();
     assert_eq!(c.len(), 1, "{c:#?}");
     c[0]
+}
+
+fn dport(p: &Packet) -> Option<u16> {
+    p.flow.as_ref().and_then(|f| f.dport)
+}
+
+fn sport(p: &Packet) -> Option<u16> {
+    p.flow.as_ref().and_then(|f| f.sport)
 }
 
 /// A bulk TCP transfer: a few packets traced, all counted exactly (the
@@ -29,44 +37,41 @@ fn bulk_transfer_is_sampled_and_counted_exactly() {
     let t = Tracer::start(&["--netns", &a]);
     send_bytes(&a, &format!("{net}.0.2"), 7300, 20_000_000);
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let c = the_connection(&lines, 7300);
-    assert_eq!(c["outcome"], "ok", "{c:#}");
-    let (fwd, rev) = (&c["fwd"], &c["rev"]);
-    assert_eq!(fwd["packets"].as_u64(), Some(counter_packets(&a)), "{c:#}");
-    assert_eq!(rev["packets"].as_u64(), Some(counter_packets(&b)), "{c:#}");
-    let sampled = fwd["sampled"].as_u64().unwrap() + rev["sampled"].as_u64().unwrap();
+    assert_eq!(c.outcome, Outcome::Ok, "{c:#?}");
+    let (fwd, rev) = (&c.fwd, &c.rev);
+    assert_eq!(fwd.packets, counter_packets(&a), "{c:#?}");
+    assert_eq!(rev.packets, counter_packets(&b), "{c:#?}");
+    let sampled = fwd.sampled + rev.sampled;
     let traced = packets(&lines)
         .iter()
-        .filter(|p| p["flow"]["dport"] == 7300 || p["flow"]["sport"] == 7300)
+        .filter(|p| dport(p) == Some(7300) || sport(p) == Some(7300))
         .count() as u64;
     assert!(
         sampled > 0 && traced < sampled,
-        "traced {traced}, counted {sampled}: {c:#}"
+        "traced {traced}, counted {sampled}: {c:#?}"
     );
-    assert_eq!(
-        traced + sampled,
-        fwd["packets"].as_u64().unwrap() + rev["packets"].as_u64().unwrap()
-    );
+    assert_eq!(traced + sampled, fwd.packets + rev.packets, "{c:#?}");
     // SYN and FINs are always traced.
     let flags: Vec<&str> = packets(&lines)
-        .iter()
-        .filter_map(|p| p["hops"][0]["tcp_flags"].as_str())
+        .into_iter()
+        .filter_map(first_flags)
         .collect();
     assert!(flags.contains(&"S") && flags.contains(&"S."), "{flags:?}");
     assert!(
         flags.iter().filter(|f| f.contains('F')).count() >= 2,
         "{flags:?}"
     );
-    assert_eq!(stats(&lines)["sampled"].as_u64(), Some(sampled));
+    assert_eq!(stats(&lines).sampled, sampled);
 
     // --every-packet: nothing only counted.
     let t = Tracer::start(&["--netns", &a, "--every-packet"]);
     send_bytes(&a, &format!("{net}.0.2"), 7300, 2_000_000);
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let c = the_connection(&lines, 7300);
-    assert_eq!(c["fwd"]["sampled"], 0, "{c:#}");
-    assert_eq!(stats(&lines)["sampled"], 0);
+    assert_eq!(c.fwd.sampled, 0, "{c:#?}");
+    assert_eq!(stats(&lines).sampled, 0);
 }
 
 /// A flood: every dropped datagram of a busy flow is reported, and every
@@ -93,7 +98,7 @@ fn every_drop_and_every_syn_of_a_flood_is_reported() {
         format!("python3 -c \"import socket\nfor i in range(300):\n s=socket.create_connection(('{net}.0.2',7400),timeout=3); s.sendall(b'hi'); s.recv(10); s.close()\"").as_str(),
     );
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let out = sh(&format!("ip netns exec {b} nft list table ip f"));
     let dropped_by_rule: u64 = out
         .split("packets ")
@@ -105,24 +110,24 @@ fn every_drop_and_every_syn_of_a_flood_is_reported() {
     let pkts = packets(&lines);
     let drops = pkts
         .iter()
-        .filter(|p| p["flow"]["dport"] == 7401 && p["verdict"] == "dropped")
+        .filter(|p| dport(p) == Some(7401) && p.verdict == Verdict::Dropped)
         .count();
     assert_eq!(drops, 3000, "every drop reported");
     let c = the_connection(&lines, 7401);
-    assert_eq!(c["outcome"], "request_lost", "{c:#}");
-    assert_eq!(c["fwd"]["dropped"], 3000, "{c:#}");
+    assert_eq!(c.outcome, Outcome::RequestLost, "{c:#?}");
+    assert_eq!(c.fwd.dropped, 3000, "{c:#?}");
     let syns = pkts
         .iter()
-        .filter(|p| p["flow"]["dport"] == 7400 && p["hops"][0]["tcp_flags"] == "S")
+        .filter(|p| dport(p) == Some(7400) && first_flags(p) == Some("S"))
         .count();
     assert_eq!(syns, 300, "every SYN reported");
     let conns: Vec<_> = connections(&lines)
         .into_iter()
-        .filter(|c| c["flow"]["dport"] == 7400)
+        .filter(|c| c.flow.dport == Some(7400))
         .collect();
     assert_eq!(conns.len(), 300);
-    assert!(conns.iter().all(|c| c["outcome"] == "ok"), "{conns:#?}");
-    assert_eq!(stats(&lines)["lost"], 0);
+    assert!(conns.iter().all(|c| c.outcome == Outcome::Ok), "{conns:#?}");
+    assert_eq!(stats(&lines).lost, 0);
 }
 
 /// Datagrams from `n` new sockets (a new flow each), as fast as Python
@@ -181,7 +186,7 @@ fn dashboard_under_a_flood_of_new_flows() {
     // 150k flows over at least 10 s (the 100k in 10 s, and more).
     let _flood = flow_flood(&a, &format!("{net}.0.2"), 7500, 150_000, 15_000);
     // The packet count on the status bar keeps moving while the flood runs.
-    let packets = |s: &str| -> u64 {
+    let shown_packets = |s: &str| -> u64 {
         s.split(" packets ")
             .nth(1)
             .and_then(|r| r.split_whitespace().next())
@@ -192,7 +197,7 @@ fn dashboard_under_a_flood_of_new_flows() {
     // this binary hold both cores (the flood's python starting, the
     // dashboard's first frame): wait for them, then watch the count move.
     let started = std::time::Instant::now();
-    while packets(&t.screen()) == 0 {
+    while shown_packets(&t.screen()) == 0 {
         assert!(
             started.elapsed() < std::time::Duration::from_secs(20),
             "no packet of the flood shown in 20 s\n{}",
@@ -205,7 +210,7 @@ fn dashboard_under_a_flood_of_new_flows() {
     let mut peak = 0;
     for _ in 0..8 {
         std::thread::sleep(std::time::Duration::from_millis(700));
-        seen.push(packets(&t.screen()));
+        seen.push(shown_packets(&t.screen()));
         peak = peak.max(rss_mb(pid));
     }
     assert!(

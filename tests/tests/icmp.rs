@@ -2,36 +2,33 @@
 //! packet's timeline: a packet too big for a VXLAN device's MTU shows the
 //! "fragmentation needed" the node sent, with the device and its MTU, and
 //! the drop's hint names them. Packets that fit show no ICMP error.
+use netflow_schema::{Hop, Icmp, Packet, Point, Proto, Verdict};
 use netflow_tests::*;
-use serde_json::Value;
 
-fn icmp_hops(p: &Value) -> Vec<&Value> {
-    p["hops"]
-        .as_array()
-        .unwrap()
+fn icmp_hops(p: &Packet) -> Vec<&Hop> {
+    p.hops
         .iter()
-        .filter(|h| h["point"] == "icmp_error")
+        .filter(|h| h.point == Point::IcmpError)
         .collect()
 }
 
 /// The requests that fit (no hop longer than `limit` bytes), delivered with
 /// no ICMP error, and the one that did not.
-fn the_big_one<'a>(reqs: &[&'a Value], limit: u64, fitting: usize) -> &'a Value {
-    let too_big = |p: &&Value| {
-        p["hops"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|h| h["len"].as_u64().unwrap_or(0) > limit)
-    };
-    let (big, small): (Vec<&Value>, Vec<&Value>) = reqs.iter().copied().partition(too_big);
+fn the_big_one<'a>(reqs: &[&'a Packet], limit: u32, fitting: usize) -> &'a Packet {
+    let too_big = |p: &&Packet| p.hops.iter().any(|h| h.len > limit);
+    let (big, small): (Vec<&Packet>, Vec<&Packet>) = reqs.iter().copied().partition(too_big);
     assert_eq!(small.len(), fitting, "{reqs:#?}");
     for p in &small {
-        assert_eq!(p["verdict"], "delivered", "{p:#}");
-        assert!(icmp_hops(p).is_empty(), "{p:#}");
+        assert_eq!(p.verdict, Verdict::Delivered, "{p:#?}");
+        assert!(icmp_hops(p).is_empty(), "{p:#?}");
     }
     assert_eq!(big.len(), 1, "{reqs:#?}");
     big[0]
+}
+
+/// The ICMP error of an `icmp_error` hop (panics without one).
+fn the_icmp(h: &Hop) -> &Icmp {
+    h.icmp.as_ref().unwrap_or_else(|| panic!("no icmp: {h:#?}"))
 }
 
 #[test]
@@ -56,9 +53,14 @@ fn too_big_for_the_tunnel_shows_fragmentation_needed() {
     sh_quiet(&format!(
         "ip netns exec {p1} ping -c1 -W1 -M do -s 1400 {net}.2.2"
     ));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let pkts = packets(&lines);
-    let reqs = flows(&pkts, "icmp", &format!("{net}.1.2"), &format!("{net}.2.2"));
+    let reqs = flows(
+        &pkts,
+        Proto::Icmp,
+        &format!("{net}.1.2"),
+        &format!("{net}.2.2"),
+    );
 
     // 1328 bytes of IP (1392 on the underlay, with VXLAN and Ethernet)
     // against 1428: the big one is the one with a hop over 1400 bytes
@@ -67,34 +69,41 @@ fn too_big_for_the_tunnel_shows_fragmentation_needed() {
     // delivered with no ICMP error.
     let p = the_big_one(&reqs, 1400, 2);
     // The ones that fit name no cause.
-    for r in reqs.iter().filter(|r| r["verdict"] == "delivered") {
-        assert!(r.get("drop").is_none_or(|d| d.is_null()), "{r:#}");
+    for r in reqs.iter().filter(|r| r.verdict == Verdict::Delivered) {
+        assert!(r.drop.is_none(), "{r:#?}");
     }
 
     // The big one: dropped on the node at ip_forward, the ICMP error on its timeline.
-    assert_eq!(p["verdict"], "dropped", "{p:#}");
-    let drop = &p["drop"];
-    assert!(
-        drop["location"].as_str().unwrap().starts_with("ip_forward"),
-        "{drop:#}"
-    );
+    assert_eq!(p.verdict, Verdict::Dropped, "{p:#?}");
+    let drop = the_drop(p);
+    assert!(drop.location.starts_with("ip_forward"), "{drop:#?}");
     if probe_on {
         let icmp = icmp_hops(p);
-        assert_eq!(icmp.len(), 1, "{p:#}");
+        assert_eq!(icmp.len(), 1, "{p:#?}");
         let h = icmp[0];
-        assert_eq!(h["ifname"], "vx0", "{h:#}");
-        assert_eq!(h["netns_name"], n1.as_str(), "{h:#}");
-        assert_eq!(h["icmp"]["type"], 3);
-        assert_eq!(h["icmp"]["code"], 4);
-        assert_eq!(h["icmp"]["mtu"], 1400);
-        assert_eq!(h["icmp"]["what"], "fragmentation needed");
-        assert_eq!(reason(drop), "PKT_TOO_BIG", "{drop:#}");
-        let hint = drop["hint"].as_str().unwrap();
+        assert_eq!(h.ifname, "vx0", "{h:#?}");
+        assert_eq!(h.netns_name.as_deref(), Some(n1.as_str()), "{h:#?}");
+        let e = the_icmp(h);
+        assert_eq!(e.icmp_type, 3, "{h:#?}");
+        assert_eq!(e.code, 4, "{h:#?}");
+        assert_eq!(e.mtu, Some(1400), "{h:#?}");
+        assert_eq!(e.what, "fragmentation needed", "{h:#?}");
+        assert_eq!(drop_reason(drop), "PKT_TOO_BIG", "{drop:#?}");
+        let hint = &drop.hint;
         assert!(hint.contains("MTU 1400 of vx0"), "{hint}");
         // The cause: the route's device and its MTU.
-        assert_eq!(drop["cause"]["kind"], "mtu", "{drop:#}");
-        assert_eq!(drop["cause"]["dev"], "vx0", "{drop:#}");
-        assert_eq!(drop["cause"]["value"], "1400", "{drop:#}");
+        let cause = drop.cause.as_ref();
+        assert_eq!(cause.map(|c| c.kind.as_str()), Some("mtu"), "{drop:#?}");
+        assert_eq!(
+            cause.and_then(|c| c.dev.as_deref()),
+            Some("vx0"),
+            "{drop:#?}"
+        );
+        assert_eq!(
+            cause.and_then(|c| c.value.as_deref()),
+            Some("1400"),
+            "{drop:#?}"
+        );
     } else {
         // Kernels without the tracepoint say so at start; the drop reads as before.
         assert!(
@@ -129,30 +138,25 @@ fn ipv6_too_big_shows_packet_too_big() {
     sh_quiet(&format!(
         "ip netns exec {a} ping -6 -c1 -W1 -M do -s 1400 {b_ip}"
     ));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let pkts = packets(&lines);
-    let reqs = flows(&pkts, "icmpv6", &a_ip, &b_ip);
+    let reqs = flows(&pkts, Proto::Icmpv6, &a_ip, &b_ip);
     let p = the_big_one(&reqs, 1300, 2);
-    assert_eq!(p["verdict"], "dropped", "{p:#}");
-    let drop = &p["drop"];
-    assert!(
-        drop["location"]
-            .as_str()
-            .unwrap()
-            .starts_with("ip6_forward"),
-        "{drop:#}"
-    );
+    assert_eq!(p.verdict, Verdict::Dropped, "{p:#?}");
+    let drop = the_drop(p);
+    assert!(drop.location.starts_with("ip6_forward"), "{drop:#?}");
     if probe_on {
         let icmp = icmp_hops(p);
-        assert_eq!(icmp.len(), 1, "{p:#}");
+        assert_eq!(icmp.len(), 1, "{p:#?}");
         let h = icmp[0];
-        assert_eq!(h["ifname"], vb.as_str(), "{h:#}");
-        assert_eq!(h["netns_name"], node.as_str(), "{h:#}");
-        assert_eq!(h["icmp"]["type"], 2);
-        assert_eq!(h["icmp"]["mtu"], 1300);
-        assert_eq!(h["icmp"]["what"], "packet too big");
-        assert_eq!(reason(drop), "PKT_TOO_BIG", "{drop:#}");
-        let hint = drop["hint"].as_str().unwrap();
+        assert_eq!(h.ifname, vb, "{h:#?}");
+        assert_eq!(h.netns_name.as_deref(), Some(node.as_str()), "{h:#?}");
+        let e = the_icmp(h);
+        assert_eq!(e.icmp_type, 2, "{h:#?}");
+        assert_eq!(e.mtu, Some(1300), "{h:#?}");
+        assert_eq!(e.what, "packet too big", "{h:#?}");
+        assert_eq!(drop_reason(drop), "PKT_TOO_BIG", "{drop:#?}");
+        let hint = &drop.hint;
         assert!(
             hint.contains(&format!("MTU 1300 of {vb}")) && hint.contains("ICMPv6 packet too big"),
             "{hint}"

@@ -10,8 +10,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netflow_tests::{cri::Containerd, hop_list, in_order, packets, sh, sh_quiet};
-use serde_json::Value;
+use netflow_schema::Verdict;
+use netflow_tests::{
+    cri::Containerd, hop_list, in_order, packet_summary, packets, parse_lines, sh, sh_quiet,
+};
 
 #[test]
 fn the_image_traces_a_cri_pod_inside_containerd() {
@@ -118,24 +120,19 @@ fn the_image_traces_a_cri_pod_inside_containerd() {
         status.success(),
         "netflow in the container: {status}\n{said}"
     );
-    let lines: Vec<Value> = stdout
-        .join()
-        .unwrap()
-        .lines()
-        .map(netflow_tests::json::parse_line)
-        .collect();
+    let lines = parse_lines(&stdout.join().unwrap());
     let pkts = packets(&lines);
     let to_pod: Vec<_> = pkts
         .iter()
-        .filter(|p| p["flow"]["dst"] == ip.as_str())
+        .filter(|p| p.flow.as_ref().is_some_and(|f| f.dst.to_string() == ip))
         .collect();
-    assert!(to_pod.len() >= 2, "{pkts:#?}\n{said}");
+    assert!(to_pod.len() >= 2, "{}\n{said}", packet_summary(&lines));
     for p in &to_pod {
         assert!(
             in_order(&hop_list(p), &[("rx", "eth0", "shop/cart-0", "ingress")]),
-            "{p:#}"
+            "{p:#?}"
         );
-        assert_eq!(p["verdict"], "delivered", "{p:#}");
+        assert_eq!(p.verdict, Verdict::Delivered, "{p:#?}");
     }
     sh_quiet(&format!(
         "ctr -a {sock} -n {ns} tasks kill -s KILL {container}"

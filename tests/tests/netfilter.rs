@@ -3,6 +3,7 @@
 //! address block of its own (`Lab::net`), so tests run in parallel.
 //!
 //! Netfilter hops: filtering drops, DNAT/SNAT and their reverse, rp_filter.
+use netflow_schema::{NatKind, Point, Proto, Stage, Verdict};
 use netflow_tests::*;
 
 /// A FORWARD drop rule on the node: the packet's timeline ends with the drop,
@@ -19,28 +20,26 @@ fn forward_drop_is_attributed_to_netfilter() {
 
     let t = Tracer::start(&["--netns", &a, "--proto", "icmp", "--nf-netns", &node]);
     sh_quiet(&format!("ip netns exec {a} ping -c2 -i0.2 -W1 {net}.0.2"));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let pkts = packets(&lines);
-    let reqs = flows(&pkts, "icmp", &format!("{net}.0.1"), &format!("{net}.0.2"));
-    assert!(reqs.len() >= 2, "{pkts:#?}");
+    let reqs = flows(
+        &pkts,
+        Proto::Icmp,
+        &format!("{net}.0.1"),
+        &format!("{net}.0.2"),
+    );
+    assert!(reqs.len() >= 2, "{}", packet_summary(&lines));
     for r in &reqs {
-        assert_eq!(r["verdict"], "dropped", "{r:#}");
-        assert_eq!(reason(&r["drop"]), "NETFILTER_DROP", "{r:#}");
+        assert_eq!(r.verdict, Verdict::Dropped, "{r:#?}");
+        assert_eq!(packet_reason(r), "NETFILTER_DROP", "{r:#?}");
+        let drop = the_drop(r);
         assert_eq!(
-            r["drop"]["hook"], "forward",
-            "seen before FORWARD filtering, never after: {r:#}"
+            drop.hook.as_deref(),
+            Some("forward"),
+            "seen before FORWARD filtering, never after: {r:#?}"
         );
-        assert!(
-            r["drop"]["hint"]
-                .as_str()
-                .unwrap()
-                .contains("firewall rule"),
-            "{r:#}"
-        );
-        assert!(
-            r["drop"]["location"].as_str().unwrap().contains('+'),
-            "symbolized location: {r:#}"
-        );
+        assert!(drop.hint.contains("firewall rule"), "{r:#?}");
+        assert!(drop.location.contains('+'), "symbolized location: {r:#?}");
         let hops = hop_list(r);
         assert!(
             in_order(
@@ -80,24 +79,33 @@ fn service_vip_dnat_and_reverse_translation() {
 
     let t = Tracer::start(&["--netns", &a, "--proto", "tcp", "--nf-netns", &node]);
     tcp_client(&a, "10.96.0.10", 80);
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let pkts = packets(&lines);
 
     let to_vip: Vec<_> = pkts
         .iter()
-        .filter(|p| p["flow"]["dst"] == "10.96.0.10" && p["flow"]["dport"] == 80)
+        .filter(|p| {
+            p.flow
+                .as_ref()
+                .is_some_and(|f| f.dst.to_string() == "10.96.0.10" && f.dport == Some(80))
+        })
         .collect();
-    assert!(to_vip.len() >= 2, "SYN and data towards the VIP: {pkts:#?}");
+    assert!(
+        to_vip.len() >= 2,
+        "SYN and data towards the VIP: {}",
+        packet_summary(&lines)
+    );
     for p in &to_vip {
-        let hops = p["hops"].as_array().unwrap();
+        let hops = &p.hops;
         let h = one_nat_hop(p);
-        assert_eq!(h["point"], "nf");
-        assert_eq!(h["hook"], "prerouting");
-        assert_eq!(h["stage"], "late");
-        assert_eq!(h["netns_name"], node.as_str());
-        assert_eq!(h["nat"]["kind"], "dnat");
-        assert_eq!(h["nat"]["from"], "10.96.0.10:80");
-        assert_eq!(h["nat"]["to"], format!("{net}.0.2:8080"));
+        assert_eq!(h.point, Point::Nf, "{h:#?}");
+        assert_eq!(h.hook.as_deref(), Some("prerouting"), "{h:#?}");
+        assert_eq!(h.stage, Some(Stage::Late), "{h:#?}");
+        assert_eq!(h.netns_name.as_deref(), Some(node.as_str()), "{h:#?}");
+        let n = hop_nat(h);
+        assert_eq!(n.kind, NatKind::Dnat, "{h:#?}");
+        assert_eq!(n.from, "10.96.0.10:80", "{h:#?}");
+        assert_eq!(n.to, format!("{net}.0.2:8080"), "{h:#?}");
         let path = hop_list(p);
         assert!(
             in_order(
@@ -113,26 +121,35 @@ fn service_vip_dnat_and_reverse_translation() {
             "{path:#?}"
         );
         // After the DNAT every hop carries the backend address.
-        let last = hops.iter().rev().find(|h| h["point"] == "rx").unwrap();
-        assert_eq!(last["dst"], format!("{net}.0.2"));
-        assert_eq!(last["dport"], 8080);
+        let last = hops.iter().rev().find(|h| h.point == Point::Rx).unwrap();
+        assert_eq!(
+            last.dst.map(|a| a.to_string()),
+            Some(format!("{net}.0.2")),
+            "{last:#?}"
+        );
+        assert_eq!(last.dport, Some(8080), "{last:#?}");
         // The SYN and the data reach the server's socket (pure ACKs TCP may
         // free without saying so).
-        let flags = hops[0]["tcp_flags"].as_str().unwrap();
+        let flags = first_flags(p).unwrap_or_else(|| panic!("no TCP flags: {p:#?}"));
         if flags.contains('S') || flags.contains('P') {
-            assert_eq!(p["verdict"], "delivered", "{p:#}");
+            assert_eq!(p.verdict, Verdict::Delivered, "{p:#?}");
         }
     }
     let replies: Vec<_> = pkts
         .iter()
-        .filter(|p| p["flow"]["src"] == format!("{net}.0.2").as_str() && p["flow"]["sport"] == 8080)
+        .filter(|p| {
+            p.flow
+                .as_ref()
+                .is_some_and(|f| f.src.to_string() == format!("{net}.0.2") && f.sport == Some(8080))
+        })
         .collect();
-    assert!(!replies.is_empty(), "{pkts:#?}");
+    assert!(!replies.is_empty(), "{}", packet_summary(&lines));
     for p in &replies {
         let nat = one_nat_hop(p);
-        assert_eq!(nat["hook"], "postrouting");
-        assert_eq!(nat["nat"]["from"], format!("{net}.0.2:8080"));
-        assert_eq!(nat["nat"]["to"], "10.96.0.10:80");
+        assert_eq!(nat.hook.as_deref(), Some("postrouting"), "{nat:#?}");
+        let n = hop_nat(nat);
+        assert_eq!(n.from, format!("{net}.0.2:8080"), "{nat:#?}");
+        assert_eq!(n.to, "10.96.0.10:80", "{nat:#?}");
     }
 }
 
@@ -154,13 +171,13 @@ fn rp_filter_drop() {
     sh_quiet(&format!(
         "ip netns exec {a} ping -c2 -i0.2 -W1 -I 10.99.77.7 {net}.0.2"
     ));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let pkts = packets(&lines);
-    let spoofed = flows(&pkts, "icmp", "10.99.77.7", &format!("{net}.0.2"));
-    assert!(spoofed.len() >= 2, "{pkts:#?}");
+    let spoofed = flows(&pkts, Proto::Icmp, "10.99.77.7", &format!("{net}.0.2"));
+    assert!(spoofed.len() >= 2, "{}", packet_summary(&lines));
     for p in &spoofed {
-        assert_eq!(reason(&p["drop"]), "IP_RPFILTER", "{p:#}");
-        assert!(p["drop"]["hint"].as_str().unwrap().contains("rp_filter"));
+        assert_eq!(packet_reason(p), "IP_RPFILTER", "{p:#?}");
+        assert!(the_drop(p).hint.contains("rp_filter"), "{p:#?}");
         assert!(in_order(
             &hop_list(p),
             &[("rx", &va, &node, "ingress"), ("kfree_skb", &va, &node, "")]
@@ -191,16 +208,22 @@ fn masquerade_to_external_network() {
     lab.exec(&a, &format!("ping -c1 -W2 {under}.2"));
     let t = Tracer::start(&["--netns", &a, "--proto", "icmp", "--nf-netns", &node]);
     lab.exec(&a, &format!("ping -c2 -i0.2 -W2 {under}.2"));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let pkts = packets(&lines);
-    let out = flows(&pkts, "icmp", &format!("{net}.0.1"), &format!("{under}.2"));
-    assert!(out.len() >= 2, "{pkts:#?}");
+    let out = flows(
+        &pkts,
+        Proto::Icmp,
+        &format!("{net}.0.1"),
+        &format!("{under}.2"),
+    );
+    assert!(out.len() >= 2, "{}", packet_summary(&lines));
     for p in &out {
         let nat = one_nat_hop(p);
-        assert_eq!(nat["hook"], "postrouting");
-        assert_eq!(nat["nat"]["kind"], "snat");
-        assert_eq!(nat["nat"]["from"], format!("{net}.0.1"));
-        assert_eq!(nat["nat"]["to"], format!("{under}.1"));
+        assert_eq!(nat.hook.as_deref(), Some("postrouting"), "{nat:#?}");
+        let n = hop_nat(nat);
+        assert_eq!(n.kind, NatKind::Snat, "{nat:#?}");
+        assert_eq!(n.from, format!("{net}.0.1"), "{nat:#?}");
+        assert_eq!(n.to, format!("{under}.1"), "{nat:#?}");
         assert!(in_order(
             &hop_list(p),
             &[
@@ -210,16 +233,23 @@ fn masquerade_to_external_network() {
         ));
     }
     // Replies come back to the node's address and are un-NATed to the pod.
-    let back = flows(&pkts, "icmp", &format!("{under}.2"), &format!("{under}.1"));
+    let back = flows(
+        &pkts,
+        Proto::Icmp,
+        &format!("{under}.2"),
+        &format!("{under}.1"),
+    );
     assert!(
         back.len() >= 2,
-        "replies selected after translation: {pkts:#?}"
+        "replies selected after translation: {}",
+        packet_summary(&lines)
     );
     for p in &back {
         let nat = one_nat_hop(p);
-        assert_eq!(nat["hook"], "prerouting");
-        assert_eq!(nat["nat"]["kind"], "dnat");
-        assert_eq!(nat["nat"]["to"], format!("{net}.0.1"));
+        assert_eq!(nat.hook.as_deref(), Some("prerouting"), "{nat:#?}");
+        let n = hop_nat(nat);
+        assert_eq!(n.kind, NatKind::Dnat, "{nat:#?}");
+        assert_eq!(n.to, format!("{net}.0.1"), "{nat:#?}");
         assert!(in_order(&hop_list(p), &[("rx", "eth0", &a, "ingress")]));
     }
 }
@@ -240,16 +270,21 @@ fn output_dnat_with_iptables_in_the_pod() {
 
     let t = Tracer::start(&["--pod", &a, "--proto", "tcp"]);
     tcp_client(&a, "10.96.3.10", 80);
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let pkts = packets(&lines);
     let syn = pkts
         .iter()
-        .find(|p| p["flow"]["dst"] == "10.96.3.10" && p["hops"][0]["tcp_flags"] == "S")
-        .unwrap_or_else(|| panic!("{pkts:#?}"));
+        .find(|p| {
+            p.flow
+                .as_ref()
+                .is_some_and(|f| f.dst.to_string() == "10.96.3.10")
+                && first_flags(p) == Some("S")
+        })
+        .unwrap_or_else(|| panic!("{}", packet_summary(&lines)));
     let nat = one_nat_hop(syn);
-    assert_eq!(nat["hook"], "output");
-    assert_eq!(nat["netns_name"], a.as_str());
-    assert_eq!(nat["nat"]["to"], format!("{net}.0.2:8080"));
+    assert_eq!(nat.hook.as_deref(), Some("output"), "{nat:#?}");
+    assert_eq!(nat.netns_name.as_deref(), Some(a.as_str()), "{nat:#?}");
+    assert_eq!(hop_nat(nat).to, format!("{net}.0.2:8080"), "{nat:#?}");
     assert!(in_order(
         &hop_list(syn),
         &[("tx", "eth0", &a, "egress"), ("rx", "eth0", &b, "ingress")]
@@ -257,12 +292,15 @@ fn output_dnat_with_iptables_in_the_pod() {
     let synack = pkts
         .iter()
         .find(|p| {
-            p["flow"]["src"] == format!("{net}.0.2").as_str() && p["hops"][0]["tcp_flags"] == "S."
+            p.flow
+                .as_ref()
+                .is_some_and(|f| f.src.to_string() == format!("{net}.0.2"))
+                && first_flags(p) == Some("S.")
         })
-        .unwrap_or_else(|| panic!("{pkts:#?}"));
+        .unwrap_or_else(|| panic!("{}", packet_summary(&lines)));
     let nat = one_nat_hop(synack);
-    assert_eq!(nat["hook"], "input");
-    assert_eq!(nat["nat"]["to"], "10.96.3.10:80");
+    assert_eq!(nat.hook.as_deref(), Some("input"), "{nat:#?}");
+    assert_eq!(hop_nat(nat).to, "10.96.3.10:80", "{nat:#?}");
 }
 
 /// A Service whose backend shares the client's bridge (docker/flannel style
@@ -282,18 +320,24 @@ fn bridged_backend_dnat_with_bridge_nf_call_iptables() {
     let t = Tracer::start(&["--pod", &a, "--proto", "tcp", "--nf-netns", &node]);
     // Works only if the bridged reply is un-DNATed: the client checks the answer.
     tcp_client(&a, "10.96.4.10", 80);
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let pkts = packets(&lines);
     let syn = pkts
         .iter()
-        .find(|p| p["flow"]["dst"] == "10.96.4.10" && p["hops"][0]["tcp_flags"] == "S")
-        .unwrap_or_else(|| panic!("{pkts:#?}"));
+        .find(|p| {
+            p.flow
+                .as_ref()
+                .is_some_and(|f| f.dst.to_string() == "10.96.4.10")
+                && first_flags(p) == Some("S")
+        })
+        .unwrap_or_else(|| panic!("{}", packet_summary(&lines)));
     let nat = one_nat_hop(syn);
     assert_eq!(
-        (nat["hook"].as_str(), nat["netns_name"].as_str()),
-        (Some("prerouting"), Some(node.as_str()))
+        (nat.hook.as_deref(), nat.netns_name.as_deref()),
+        (Some("prerouting"), Some(node.as_str())),
+        "{nat:#?}"
     );
-    assert_eq!(nat["nat"]["to"], format!("{net}.0.2:8080"));
+    assert_eq!(hop_nat(nat).to, format!("{net}.0.2:8080"), "{nat:#?}");
     assert!(in_order(
         &hop_list(syn),
         &[("tx", "eth0", &a, "egress"), ("rx", "eth0", &b, "ingress")]
@@ -301,12 +345,21 @@ fn bridged_backend_dnat_with_bridge_nf_call_iptables() {
     let synack = pkts
         .iter()
         .find(|p| {
-            p["flow"]["src"] == format!("{net}.0.2").as_str() && p["hops"][0]["tcp_flags"] == "S."
+            p.flow
+                .as_ref()
+                .is_some_and(|f| f.src.to_string() == format!("{net}.0.2"))
+                && first_flags(p) == Some("S.")
         })
-        .unwrap_or_else(|| panic!("the reply, selected after translation: {pkts:#?}"));
+        .unwrap_or_else(|| {
+            panic!(
+                "the reply, selected after translation: {}",
+                packet_summary(&lines)
+            )
+        });
     let nat = one_nat_hop(synack);
-    assert_eq!(nat["nat"]["from"], format!("{net}.0.2:8080"));
-    assert_eq!(nat["nat"]["to"], "10.96.4.10:80");
+    let n = hop_nat(nat);
+    assert_eq!(n.from, format!("{net}.0.2:8080"), "{nat:#?}");
+    assert_eq!(n.to, "10.96.4.10:80", "{nat:#?}");
     let vb = format!("v{b}");
     assert!(
         in_order(

@@ -3,6 +3,7 @@
 //! address block of its own (`Lab::net`), so tests run in parallel.
 //!
 //! Packet paths across devices and namespaces: bridge, routed, VXLAN, IP-in-IP, pods.
+use netflow_schema::{EncapKind, Proto, Verdict};
 use netflow_tests::*;
 
 /// Two pods on a Linux bridge in the host namespace (docker/flannel style),
@@ -30,14 +31,20 @@ fn bridge_ping_selected_by_sender_netns() {
 
     let t = Tracer::start(&["--netns", &a]);
     lab.exec(&a, &format!("ping -c3 -i0.2 -W2 {net}.0.2"));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let pkts = packets(&lines);
 
-    let reqs = flows(&pkts, "icmp", &format!("{net}.0.1"), &format!("{net}.0.2"));
+    let reqs = flows(
+        &pkts,
+        Proto::Icmp,
+        &format!("{net}.0.1"),
+        &format!("{net}.0.2"),
+    );
     assert!(
         reqs.len() >= 3,
-        "expected 3 echo requests, got {}: {pkts:#?}",
-        reqs.len()
+        "expected 3 echo requests, got {}: {}",
+        reqs.len(),
+        packet_summary(&lines)
     );
     for r in &reqs {
         let hops = hop_list(r);
@@ -53,30 +60,32 @@ fn bridge_ping_selected_by_sender_netns() {
             ),
             "request path: {hops:#?}"
         );
-        assert_eq!(r["verdict"], "delivered", "{r:#}");
-        let bridged: Vec<_> = r["hops"]
-            .as_array()
-            .unwrap()
+        assert_eq!(r.verdict, Verdict::Delivered, "{r:#?}");
+        let bridged: Vec<_> = r
+            .hops
             .iter()
-            .filter(|h| h["ifname"] == va.as_str() || h["ifname"] == vb.as_str())
+            .filter(|h| h.ifname == va || h.ifname == vb)
             .collect();
         assert!(
-            bridged.iter().all(|h| h["master"] == br.as_str()),
+            bridged
+                .iter()
+                .all(|h| h.master.as_deref() == Some(br.as_str())),
             "veth hops name the bridge: {bridged:#?}"
         );
         // Timestamps increase along the path.
-        let ts: Vec<u64> = r["hops"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| h["ts_ns"].as_u64().unwrap())
-            .collect();
+        let ts: Vec<u64> = r.hops.iter().map(|h| h.ts_ns).collect();
         assert!(ts.windows(2).all(|w| w[0] <= w[1]), "{ts:?}");
     }
-    let reps = flows(&pkts, "icmp", &format!("{net}.0.2"), &format!("{net}.0.1"));
+    let reps = flows(
+        &pkts,
+        Proto::Icmp,
+        &format!("{net}.0.2"),
+        &format!("{net}.0.1"),
+    );
     assert!(
         reps.len() >= 3,
-        "replies are selected by the netns address: {pkts:#?}"
+        "replies are selected by the netns address: {}",
+        packet_summary(&lines)
     );
     for r in &reps {
         let hops = hop_list(r);
@@ -93,7 +102,7 @@ fn bridge_ping_selected_by_sender_netns() {
             "reply path: {hops:#?}"
         );
     }
-    assert_eq!(stats(&lines)["lost"], 0);
+    assert_eq!(stats(&lines).lost, 0);
 }
 
 #[test]
@@ -104,12 +113,18 @@ fn routed_pods_with_proxy_arp() {
 
     let t = Tracer::start(&["--netns", &b]);
     lab.exec(&a, &format!("ping -c3 -i0.2 -W2 {net}.0.2"));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let pkts = packets(&lines);
-    let reqs = flows(&pkts, "icmp", &format!("{net}.0.1"), &format!("{net}.0.2"));
+    let reqs = flows(
+        &pkts,
+        Proto::Icmp,
+        &format!("{net}.0.1"),
+        &format!("{net}.0.2"),
+    );
     assert!(
         reqs.len() >= 3,
-        "requests into the selected netns are followed from their start: {pkts:#?}"
+        "requests into the selected netns are followed from their start: {}",
+        packet_summary(&lines)
     );
     for r in &reqs {
         let hops = hop_list(r);
@@ -125,7 +140,7 @@ fn routed_pods_with_proxy_arp() {
             ),
             "routed path: {hops:#?}"
         );
-        assert_eq!(r["verdict"], "delivered");
+        assert_eq!(r.verdict, Verdict::Delivered, "{r:#?}");
     }
 }
 
@@ -175,10 +190,15 @@ fn vxlan_inner_and_outer_headers_in_one_timeline() {
 
     let t = Tracer::start(&["--host", &format!("{net}.0.2"), "--proto", "icmp"]);
     lab.exec(&n1, &format!("ping -c3 -i0.2 -W2 {net}.0.2"));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let pkts = packets(&lines);
-    let reqs = flows(&pkts, "icmp", &format!("{net}.0.1"), &format!("{net}.0.2"));
-    assert!(reqs.len() >= 3, "{pkts:#?}");
+    let reqs = flows(
+        &pkts,
+        Proto::Icmp,
+        &format!("{net}.0.1"),
+        &format!("{net}.0.2"),
+    );
+    assert!(reqs.len() >= 3, "{}", packet_summary(&lines));
     for r in &reqs {
         let hops = hop_list(r);
         assert!(
@@ -193,21 +213,38 @@ fn vxlan_inner_and_outer_headers_in_one_timeline() {
             ),
             "{hops:#?}"
         );
-        for h in r["hops"].as_array().unwrap() {
+        for h in &r.hops {
             // Every hop shows the inner tuple.
-            assert_eq!(h["src"], format!("{net}.0.1"), "{h:#}");
-            assert_eq!(h["dst"], format!("{net}.0.2"), "{h:#}");
-            let on_underlay = h["ifname"] == u1.as_str() || h["ifname"] == u2.as_str();
+            assert_eq!(
+                h.src.map(|a| a.to_string()),
+                Some(format!("{net}.0.1")),
+                "{h:#?}"
+            );
+            assert_eq!(
+                h.dst.map(|a| a.to_string()),
+                Some(format!("{net}.0.2")),
+                "{h:#?}"
+            );
+            let on_underlay = h.ifname == u1 || h.ifname == u2;
+            let e = h.encap.as_ref();
             if on_underlay {
-                assert_eq!(h["encap"]["kind"], "vxlan", "{h:#}");
-                assert_eq!(h["encap"]["vni"], 42);
-                assert_eq!(h["encap"]["outer_src"], format!("{under}.1"));
-                assert_eq!(h["encap"]["outer_dst"], format!("{under}.2"));
-            } else if h["ifname"] == "vx0" {
-                assert!(h["encap"].is_null(), "{h:#}");
+                assert_eq!(e.map(|e| e.kind), Some(EncapKind::Vxlan), "{h:#?}");
+                assert_eq!(e.and_then(|e| e.vni), Some(42), "{h:#?}");
+                assert_eq!(
+                    e.map(|e| e.outer_src.to_string()),
+                    Some(format!("{under}.1")),
+                    "{h:#?}"
+                );
+                assert_eq!(
+                    e.map(|e| e.outer_dst.to_string()),
+                    Some(format!("{under}.2")),
+                    "{h:#?}"
+                );
+            } else if h.ifname == "vx0" {
+                assert!(e.is_none(), "{h:#?}");
             }
         }
-        assert_eq!(r["verdict"], "delivered");
+        assert_eq!(r.verdict, Verdict::Delivered, "{r:#?}");
     }
 }
 
@@ -243,13 +280,18 @@ for _ in range(3):
         "ip netns exec {a} python3 -c \"{}\"",
         py.replace('"', "\\\"")
     ));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let pkts = packets(&lines);
-    let inner = flows(&pkts, "udp", &format!("{net}.55.1"), &format!("{net}.55.2"));
-    assert!(inner.len() >= 3, "{pkts:#?}");
+    let inner = flows(
+        &pkts,
+        Proto::Udp,
+        &format!("{net}.55.1"),
+        &format!("{net}.55.2"),
+    );
+    assert!(inner.len() >= 3, "{}", packet_summary(&lines));
     for p in &inner {
-        assert_eq!(p["flow"]["sport"], 1234);
-        assert_eq!(p["flow"]["dport"], 5678);
+        assert_eq!(p.flow.as_ref().and_then(|f| f.sport), Some(1234), "{p:#?}");
+        assert_eq!(p.flow.as_ref().and_then(|f| f.dport), Some(5678), "{p:#?}");
         let hops = hop_list(p);
         assert!(
             in_order(
@@ -258,10 +300,19 @@ for _ in range(3):
             ),
             "{hops:#?}"
         );
-        for h in p["hops"].as_array().unwrap() {
-            assert_eq!(h["encap"]["kind"], "ipip", "{h:#}");
-            assert_eq!(h["encap"]["outer_src"], format!("{net}.0.1"));
-            assert_eq!(h["encap"]["outer_dst"], format!("{net}.0.2"));
+        for h in &p.hops {
+            let e = h.encap.as_ref();
+            assert_eq!(e.map(|e| e.kind), Some(EncapKind::Ipip), "{h:#?}");
+            assert_eq!(
+                e.map(|e| e.outer_src.to_string()),
+                Some(format!("{net}.0.1")),
+                "{h:#?}"
+            );
+            assert_eq!(
+                e.map(|e| e.outer_dst.to_string()),
+                Some(format!("{net}.0.2")),
+                "{h:#?}"
+            );
         }
     }
 }
@@ -287,10 +338,15 @@ fn cross_node_pod_to_pod_over_vxlan() {
 
     let t = Tracer::start(&["--pod", &p1, "--proto", "icmp"]);
     lab.exec(&p1, &format!("ping -c2 -i0.2 -W2 {net}.2.2"));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let pkts = packets(&lines);
-    let reqs = flows(&pkts, "icmp", &format!("{net}.1.2"), &format!("{net}.2.2"));
-    assert!(reqs.len() >= 2, "{pkts:#?}");
+    let reqs = flows(
+        &pkts,
+        Proto::Icmp,
+        &format!("{net}.1.2"),
+        &format!("{net}.2.2"),
+    );
+    assert!(reqs.len() >= 2, "{}", packet_summary(&lines));
     let (v1, v2) = (format!("v{p1}"), format!("v{p2}"));
     for r in &reqs {
         let hops = hop_list(r);
@@ -310,24 +366,35 @@ fn cross_node_pod_to_pod_over_vxlan() {
             ),
             "{hops:#?}"
         );
-        let on_underlay: Vec<_> = r["hops"]
-            .as_array()
-            .unwrap()
+        let on_underlay: Vec<_> = r
+            .hops
             .iter()
-            .filter(|h| h["ifname"] == u1.as_str() || h["ifname"] == u2.as_str())
+            .filter(|h| h.ifname == u1 || h.ifname == u2)
             .collect();
         assert!(
-            on_underlay.iter().all(|h| h["encap"]["kind"] == "vxlan"
-                && h["encap"]["vni"] == 7
-                && h["encap"]["outer_src"] == format!("{under}.1").as_str()),
+            on_underlay
+                .iter()
+                .all(|h| h.encap.as_ref().is_some_and(|e| {
+                    e.kind == EncapKind::Vxlan
+                        && e.vni == Some(7)
+                        && e.outer_src.to_string() == format!("{under}.1")
+                })),
             "{on_underlay:#?}"
         );
-        assert_eq!(r["verdict"], "delivered");
+        assert_eq!(r.verdict, Verdict::Delivered, "{r:#?}");
     }
     // The replies come back the same way, selected by the pod's address.
     assert!(
-        flows(&pkts, "icmp", &format!("{net}.2.2"), &format!("{net}.1.2")).len() >= 2,
-        "{pkts:#?}"
+        flows(
+            &pkts,
+            Proto::Icmp,
+            &format!("{net}.2.2"),
+            &format!("{net}.1.2")
+        )
+        .len()
+            >= 2,
+        "{}",
+        packet_summary(&lines)
     );
 }
 
@@ -343,10 +410,15 @@ fn pod_by_name_and_ip_from_named_netns() {
     for sel in [["--pod", a.as_str()], ["--pod-ip", &format!("{net}.0.2")]] {
         let t = Tracer::start(&[sel[0], sel[1], "--proto", "icmp"]);
         lab.exec(&a, &format!("ping -c2 -i0.2 -W2 {net}.0.2"));
-        let lines = t.stop();
+        let lines = t.stop_lines();
         let pkts = packets(&lines);
-        let reqs = flows(&pkts, "icmp", &format!("{net}.0.1"), &format!("{net}.0.2"));
-        assert!(reqs.len() >= 2, "{sel:?}: {pkts:#?}");
+        let reqs = flows(
+            &pkts,
+            Proto::Icmp,
+            &format!("{net}.0.1"),
+            &format!("{net}.0.2"),
+        );
+        assert!(reqs.len() >= 2, "{sel:?}: {}", packet_summary(&lines));
         assert!(in_order(
             &hop_list(reqs[0]),
             &[("tx", "eth0", &a, "egress"), ("rx", "eth0", &b, "ingress")]

@@ -50,11 +50,14 @@ fn tc_hops_coexist_with_other_tc_programs() {
     let first = Tracer::start(&["--tc", "--iface", &va, "--netns", &a]);
     let second = Tracer::start(&["--tc", "--iface", &va, "--proto", "icmp"]);
     lab.exec(&a, &format!("ping -c3 -i0.2 -W2 {net}.0.254"));
-    for (who, lines) in [("first", first.stop()), ("second", second.stop())] {
+    for (who, lines) in [
+        ("first", first.stop_lines()),
+        ("second", second.stop_lines()),
+    ] {
         let pkts = packets(&lines);
         let reqs = flows(
             &pkts,
-            "icmp",
+            netflow_schema::Proto::Icmp,
             &format!("{net}.0.1"),
             &format!("{net}.0.254"),
         );
@@ -76,7 +79,7 @@ fn tc_hops_coexist_with_other_tc_programs() {
         }
         let reps = flows(
             &pkts,
-            "icmp",
+            netflow_schema::Proto::Icmp,
             &format!("{net}.0.254"),
             &format!("{net}.0.1"),
         );

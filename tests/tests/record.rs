@@ -3,16 +3,20 @@
 //! hop; bad files are refused with a clear error.
 use std::process::Command;
 
+use netflow_schema::{Line, Proto, Record};
 use netflow_tests::*;
 
 /// A replay's lines as the live run wrote them: its start record also
 /// names the recording (and says nothing else the live one did not).
-fn as_live(replayed: &[serde_json::Value], recording: &str) -> Vec<serde_json::Value> {
+fn as_live(replayed: &[Line], recording: &str) -> Vec<Line> {
     let mut lines = replayed.to_vec();
-    let start = &mut lines[0];
-    assert_eq!(start["kind"], "start", "{start:#}");
-    assert_eq!(start["recording"], recording, "{start:#}");
-    start.as_object_mut().unwrap().remove("recording");
+    match &mut lines[0].record {
+        Record::Start(start) => {
+            assert_eq!(start.recording.as_deref(), Some(recording), "{start:#?}");
+            start.recording = None;
+        }
+        other => panic!("the first line is not the start: {other:#?}"),
+    }
     lines
 }
 
@@ -32,19 +36,16 @@ fn recording_replays_to_the_live_json_and_exports_pcapng() {
     let t = Tracer::start(&["--pod", &a, "--write", rec_s]);
     lab.exec(&a, &format!("ping -c3 -i0.2 -W2 {net}.0.2"));
     sh_quiet(&format!("ip netns exec {a} python3 -c \"import socket; socket.create_connection(('{net}.0.2', 9), timeout=1)\""));
-    let live = t.stop();
+    let live = t.stop_lines();
     sh(&format!("chmod 644 {rec_s}"));
     let live_pkts = packets(&live);
-    assert!(live_pkts.len() >= 6, "{live:#?}");
+    assert!(live_pkts.len() >= 6, "{}", packet_summary(&live));
 
     // Replay as nobody: same packets, same order, same stats.
     let out = unprivileged(&["replay", rec_s, "--json"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    let replayed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(netflow_tests::json::parse_line)
-        .collect();
+    let replayed = parse_lines(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(
         as_live(&replayed, rec_s),
         live,
@@ -61,10 +62,7 @@ fn recording_replays_to_the_live_json_and_exports_pcapng() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let offline_replayed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(netflow_tests::json::parse_line)
-        .collect();
+    let offline_replayed = parse_lines(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(
         as_live(&offline_replayed, rec_s),
         live,
@@ -86,14 +84,15 @@ fn recording_replays_to_the_live_json_and_exports_pcapng() {
 
     // Filters apply to replay as to trace.
     let out = unprivileged(&["replay", rec_s, "--json", "--proto", "tcp"]);
-    let tcp: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(netflow_tests::json::parse_line)
-        .collect();
+    let tcp = parse_lines(&String::from_utf8_lossy(&out.stdout));
     let tcp_pkts = packets(&tcp);
     assert!(
-        !tcp_pkts.is_empty() && tcp_pkts.iter().all(|p| p["flow"]["proto"] == "tcp"),
-        "{tcp:#?}"
+        !tcp_pkts.is_empty()
+            && tcp_pkts
+                .iter()
+                .all(|p| p.flow.as_ref().is_some_and(|f| f.proto == Proto::Tcp)),
+        "{}",
+        packet_summary(&tcp)
     );
     assert!(tcp_pkts.len() < live_pkts.len());
 
@@ -108,14 +107,7 @@ fn recording_replays_to_the_live_json_and_exports_pcapng() {
     std::fs::write(&pcap, &out.stdout).unwrap();
     let hops_with_bytes: usize = live_pkts
         .iter()
-        .map(|p| {
-            p["hops"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|h| !h["src"].is_null())
-                .count()
-        })
+        .map(|p| p.hops.iter().filter(|h| h.src.is_some()).count())
         .sum();
     let fields = sh(&format!(
         "tshark -r {} -T fields -e frame.interface_description -e ip.src -e frame.comment 2>/dev/null",
@@ -353,7 +345,7 @@ fn kernel_and_daemon_compute_the_same_fingerprints() {
     lab.exec(&p1, &format!("ping -c3 -i0.2 -W2 {net}.2.2"));
     sh_quiet(&format!("ip netns exec {p1} python3 -c \"import socket; socket.create_connection(('{net}.2.2', 9), timeout=1)\""));
     sh_quiet(&format!("ip netns exec {p1} python3 -c \"import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b'x'*40, ('{net}.2.2', 5353))\""));
-    t.stop();
+    t.stop_lines();
 
     let mut r = Reader::open(&rec).unwrap();
     let (mut vxlan_ports, mut compared, mut encapsulated) = (vec![], 0, 0);

@@ -1,55 +1,68 @@
 //! Real-kernel tests: route hops (`fib:fib_table_lookup`). Each lab routes
 //! its own pods; the tests check the table that answered, the device and
 //! gateway, and a failed lookup named on the drop.
+use netflow_schema::{Hop, Packet, Point, Proto, Verdict};
 use netflow_tests::*;
-use serde_json::Value;
 
 /// The packet's routing decisions in `netns`.
-fn routes_in<'a>(p: &'a Value, netns: &str) -> Vec<&'a Value> {
-    p["hops"]
-        .as_array()
-        .unwrap()
+fn routes_in<'a>(p: &'a Packet, netns: &str) -> Vec<&'a Hop> {
+    p.hops
         .iter()
-        .filter(|h| h["point"] == "route" && h["netns_name"] == netns)
+        .filter(|h| h.point == Point::Route && h.netns_name.as_deref() == Some(netns))
         .collect()
 }
 
 /// Delivered, with a routing decision on the node (exactly one when
 /// `oif` is given): `table` answered, through `oif`.
-fn answered(r: &Value, node: &str, table: u32, oif: Option<&str>) {
-    assert_eq!(r["verdict"], "delivered", "{r:#}");
+fn answered(r: &Packet, node: &str, table: u32, oif: Option<&str>) {
+    assert_eq!(r.verdict, Verdict::Delivered, "{r:#?}");
     let at_node = routes_in(r, node);
     if oif.is_some() {
-        assert_eq!(at_node.len(), 1, "one routing decision on the node: {r:#}");
+        assert_eq!(at_node.len(), 1, "one routing decision on the node: {r:#?}");
     }
     let h = *at_node
         .first()
-        .unwrap_or_else(|| panic!("the routing decision on the node: {r:#}"));
-    assert_eq!(h["route"]["table"], table, "{h:#}");
+        .unwrap_or_else(|| panic!("the routing decision on the node: {r:#?}"));
+    let route = h.route.as_ref();
+    assert_eq!(route.map(|r| r.table), Some(table), "{h:#?}");
     if let Some(oif) = oif {
-        assert_eq!(h["route"]["oif"], oif, "{h:#}");
+        assert_eq!(route.and_then(|r| r.oif.as_deref()), Some(oif), "{h:#?}");
     }
-    assert!(h["route"].get("error").is_none(), "{h:#}");
+    assert!(route.and_then(|r| r.error.as_ref()).is_none(), "{h:#?}");
 }
 
 /// Dropped after the node's lookup in the main table failed, the hint
 /// naming that table.
-fn unroutable(r: &Value, node: &str) {
-    assert_eq!(r["verdict"], "dropped", "{r:#}");
+fn unroutable(r: &Packet, node: &str) {
+    assert_eq!(r.verdict, Verdict::Dropped, "{r:#?}");
     let h = *routes_in(r, node)
         .last()
-        .unwrap_or_else(|| panic!("the failed lookup on the node: {r:#}"));
-    assert_eq!(h["route"]["table"], 254, "{h:#}");
-    assert_eq!(h["route"]["error"], "no route to host", "{h:#}");
-    let hint = r["drop"]["hint"].as_str().unwrap();
+        .unwrap_or_else(|| panic!("the failed lookup on the node: {r:#?}"));
+    let route = h.route.as_ref();
+    assert_eq!(route.map(|r| r.table), Some(254), "{h:#?}");
+    assert_eq!(
+        route.and_then(|r| r.error.as_deref()),
+        Some("no route to host"),
+        "{h:#?}"
+    );
+    let drop = the_drop(r);
+    let hint = &drop.hint;
     assert!(
         hint.contains("no route to") && hint.contains("table 254"),
         "{hint}"
     );
-    let c = &r["drop"]["cause"];
-    assert_eq!(c["kind"], "no_route", "{r:#}");
-    assert_eq!(c["setting"], "route table 254", "{r:#}");
-    assert_eq!(c["value"], "no route to host", "{r:#}");
+    let c = drop.cause.as_ref();
+    assert_eq!(c.map(|c| c.kind.as_str()), Some("no_route"), "{r:#?}");
+    assert_eq!(
+        c.and_then(|c| c.setting.as_deref()),
+        Some("route table 254"),
+        "{r:#?}"
+    );
+    assert_eq!(
+        c.and_then(|c| c.value.as_deref()),
+        Some("no route to host"),
+        "{r:#?}"
+    );
 }
 
 /// Policy routing: packets from pod a use table 100 on the node; the
@@ -66,11 +79,15 @@ fn policy_routing_shows_the_table_on_the_route_hop() {
 
     let t = Tracer::start(&["--netns", &a, "--proto", "icmp"]);
     sh_quiet(&format!("ip netns exec {a} ping -c2 -i0.2 -W1 {b_ip}"));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let pkts = packets(&lines);
-    let reqs = flows(&pkts, "icmp", &a_ip, &b_ip);
-    let replies = flows(&pkts, "icmp", &b_ip, &a_ip);
-    assert!(reqs.len() >= 2 && replies.len() >= 2, "{pkts:#?}");
+    let reqs = flows(&pkts, Proto::Icmp, &a_ip, &b_ip);
+    let replies = flows(&pkts, Proto::Icmp, &b_ip, &a_ip);
+    assert!(
+        reqs.len() >= 2 && replies.len() >= 2,
+        "{}",
+        packet_summary(&lines)
+    );
     for r in &reqs {
         answered(r, &node, 100, Some(&vb));
     }
@@ -93,10 +110,10 @@ fn a_failed_lookup_is_named_on_the_drop() {
 
     let t = Tracer::start(&["--netns", &a, "--proto", "icmp"]);
     sh_quiet(&format!("ip netns exec {a} ping -c2 -i0.2 -W1 {dst}"));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let pkts = packets(&lines);
-    let reqs = flows(&pkts, "icmp", &a_ip, &dst);
-    assert!(reqs.len() >= 2, "{pkts:#?}");
+    let reqs = flows(&pkts, Proto::Icmp, &a_ip, &dst);
+    assert!(reqs.len() >= 2, "{}", packet_summary(&lines));
     for r in &reqs {
         unroutable(r, &node);
     }
@@ -124,21 +141,21 @@ fn ipv6_route_hops_show_the_table_and_the_failed_lookup() {
     sh_quiet(&format!(
         "ip netns exec {a} ping -6 -c2 -i0.2 -W1 {nowhere}"
     ));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let pkts = packets(&lines);
-    let reqs = flows(&pkts, "icmpv6", &a_ip, &b_ip);
-    assert!(reqs.len() >= 2, "{pkts:#?}");
+    let reqs = flows(&pkts, Proto::Icmpv6, &a_ip, &b_ip);
+    assert!(reqs.len() >= 2, "{}", packet_summary(&lines));
     for r in &reqs {
         answered(r, &node, 100, Some(&vb));
     }
     // The replies go by the main table.
-    let replies = flows(&pkts, "icmpv6", &b_ip, &a_ip);
-    assert!(!replies.is_empty(), "{pkts:#?}");
+    let replies = flows(&pkts, Proto::Icmpv6, &b_ip, &a_ip);
+    assert!(!replies.is_empty(), "{}", packet_summary(&lines));
     for r in &replies {
         answered(r, &node, 254, None);
     }
-    let lost = flows(&pkts, "icmpv6", &a_ip, &nowhere);
-    assert!(lost.len() >= 2, "{pkts:#?}");
+    let lost = flows(&pkts, Proto::Icmpv6, &a_ip, &nowhere);
+    assert!(lost.len() >= 2, "{}", packet_summary(&lines));
     for r in &lost {
         unroutable(r, &node);
     }

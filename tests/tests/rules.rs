@@ -4,8 +4,8 @@
 //! and kube-proxy's nftables mode), sends real traffic and checks that
 //! netflow names the rule and the Kubernetes object, and that it leaves the
 //! ruleset exactly as it found it.
+use netflow_schema::{Drop, K8sRef, NatKind, Packet, Rule, Verdict};
 use netflow_tests::*;
-use serde_json::Value;
 
 /// kube-proxy (iptables mode) and kube-router rules for pod b (`web-1` in
 /// namespace `default`, `B`): Service default/web:http (10.96.0.10:80 →
@@ -82,10 +82,45 @@ fn connect_fails(ns: &str, addr: &str, port: u16) {
 }
 
 /// The first packet of the flow to `dst:dport` (as sent).
-fn first_to<'a>(pkts: &[&'a Value], dst: &str, dport: u16) -> &'a Value {
+fn first_to<'a>(pkts: &[&'a Packet], dst: &str, dport: u16) -> &'a Packet {
     pkts.iter()
-        .find(|p| p["flow"]["dst"] == dst && p["flow"]["dport"] == dport)
-        .unwrap_or_else(|| panic!("no packet to {dst}:{dport}: {pkts:#?}"))
+        .copied()
+        .find(|p| {
+            p.flow
+                .as_ref()
+                .is_some_and(|f| f.dst.to_string() == dst && f.dport == Some(dport))
+        })
+        .unwrap_or_else(|| {
+            let all: Vec<String> = pkts.iter().map(|p| packet_line(p)).collect();
+            panic!("no packet to {dst}:{dport}:\n{}", all.join("\n"))
+        })
+}
+
+/// Whether a packet goes to `dst` (its flow as sent).
+fn to_dst(p: &Packet, dst: &str) -> bool {
+    p.flow.as_ref().is_some_and(|f| f.dst.to_string() == dst)
+}
+
+/// Whether a packet goes to port `dport`.
+fn to_port(p: &Packet, dport: u16) -> bool {
+    p.flow.as_ref().and_then(|f| f.dport) == Some(dport)
+}
+
+/// The rule that dropped it (panics without one).
+fn drop_rule(d: &Drop) -> &Rule {
+    d.rule.as_ref().unwrap_or_else(|| panic!("no rule: {d:#?}"))
+}
+
+/// The Kubernetes object of the rule that dropped it (panics without one).
+fn drop_k8s(d: &Drop) -> &K8sRef {
+    d.k8s.as_ref().unwrap_or_else(|| panic!("no k8s: {d:#?}"))
+}
+
+/// A rule's text, as iptables-save or nft prints it (panics without one).
+fn rule_text(r: &Rule) -> &str {
+    r.rule
+        .as_deref()
+        .unwrap_or_else(|| panic!("no rule text: {r:#?}"))
 }
 
 #[test]
@@ -113,93 +148,104 @@ fn kube_proxy_iptables_rules_name_the_service_and_the_policy() {
     connect_fails(&a, "10.96.0.11", 80);
     connect_fails(&a, &b_ip, 9090);
     connect_fails(&a, &b_ip, 5432);
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let pkts = packets(&lines);
 
     // The healthy Service call: delivered, its DNAT names the Service, the
     // endpoint and the rule that chose it; nothing dropped.
     let syn = first_to(&pkts, "10.96.0.10", 80);
-    assert_eq!(syn["verdict"], "delivered", "{syn:#}");
+    assert_eq!(syn.verdict, Verdict::Delivered, "{syn:#?}");
     let nat = one_nat_hop(syn);
-    assert_eq!(nat["nat"]["kind"], "dnat");
-    assert_eq!(nat["nat"]["to"], format!("{b_ip}:8080"));
-    assert_eq!(nat["nat"]["service"], "default/web:http", "{nat:#}");
-    assert_eq!(nat["nat"]["k8s"]["kind"], "Service");
-    let rule = &nat["nat"]["rule"];
-    assert_eq!(rule["table"], "nat", "{rule:#}");
-    assert_eq!(rule["chain"], "KUBE-SEP-6DHMNBWU2XGPHOOR");
-    assert_eq!(rule["comment"], "default/web:http");
-    assert!(rule["handle"].as_u64().is_some(), "{rule:#}");
-    let text = rule["rule"].as_str().unwrap();
+    let n = hop_nat(nat);
+    assert_eq!(n.kind, NatKind::Dnat, "{nat:#?}");
+    assert_eq!(n.to, format!("{b_ip}:8080"), "{nat:#?}");
+    assert_eq!(n.service.as_deref(), Some("default/web:http"), "{nat:#?}");
+    assert_eq!(
+        n.k8s.as_ref().map(|k| k.kind.as_str()),
+        Some("Service"),
+        "{nat:#?}"
+    );
+    let rule = n
+        .rule
+        .as_ref()
+        .unwrap_or_else(|| panic!("no rule: {nat:#?}"));
+    assert_eq!(rule.table, "nat", "{rule:#?}");
+    assert_eq!(rule.chain, "KUBE-SEP-6DHMNBWU2XGPHOOR", "{rule:#?}");
+    assert_eq!(
+        rule.comment.as_deref(),
+        Some("default/web:http"),
+        "{rule:#?}"
+    );
+    assert!(rule.handle.is_some(), "{rule:#?}");
+    let text = rule_text(rule);
     assert!(
         text.starts_with("-A KUBE-SEP-6DHMNBWU2XGPHOOR") && text.contains("DNAT"),
         "{text}"
     );
-    for p in pkts.iter().filter(|p| p["flow"]["dst"] == "10.96.0.10") {
+    for p in pkts.iter().filter(|p| to_dst(p, "10.96.0.10")) {
         assert_ne!(
-            p["verdict"], "dropped",
-            "the healthy call has no drop: {p:#}"
+            p.verdict,
+            Verdict::Dropped,
+            "the healthy call has no drop: {p:#?}"
         );
     }
 
     // A Service without endpoints: rejected, the Service named, the hint says why.
     let empty = first_to(&pkts, "10.96.0.11", 80);
-    assert_eq!(empty["verdict"], "dropped", "{empty:#}");
-    let d = &empty["drop"];
-    assert_eq!(d["rule"]["chain"], "KUBE-SERVICES", "{d:#}");
-    assert_eq!(d["rule"]["table"], "filter");
-    assert_eq!(d["rule"]["comment"], "default/empty:http has no endpoints");
-    assert_eq!(d["rule"]["verdict"], "drop");
-    assert_eq!(d["k8s"]["kind"], "Service");
-    assert_eq!(d["k8s"]["namespace"], "default");
-    assert_eq!(d["k8s"]["name"], "empty");
-    assert_eq!(d["k8s"]["port"], "http");
-    assert!(
-        d["hint"].as_str().unwrap().contains("no ready endpoints"),
-        "{d:#}"
+    assert_eq!(empty.verdict, Verdict::Dropped, "{empty:#?}");
+    let d = the_drop(empty);
+    let rule = drop_rule(d);
+    assert_eq!(rule.chain, "KUBE-SERVICES", "{d:#?}");
+    assert_eq!(rule.table, "filter", "{d:#?}");
+    assert_eq!(
+        rule.comment.as_deref(),
+        Some("default/empty:http has no endpoints"),
+        "{d:#?}"
     );
+    assert_eq!(rule.verdict, "drop", "{d:#?}");
+    let k8s = drop_k8s(d);
+    assert_eq!(k8s.kind, "Service", "{d:#?}");
+    assert_eq!(k8s.namespace, "default", "{d:#?}");
+    assert_eq!(k8s.name, "empty", "{d:#?}");
+    assert_eq!(k8s.port.as_deref(), Some("http"), "{d:#?}");
+    assert!(d.hint.contains("no ready endpoints"), "{d:#?}");
     // The connection says the same.
     let conn = connections(&lines)
         .into_iter()
-        .find(|c| c["flow"]["dst"] == "10.96.0.11")
+        .find(|c| c.flow.dst.to_string() == "10.96.0.11")
         .expect("the connection to the Service without endpoints");
-    assert_eq!(conn["k8s"]["name"], "empty", "{conn:#}");
+    assert_eq!(
+        conn.k8s.as_ref().map(|k| k.name.as_str()),
+        Some("empty"),
+        "{conn:#?}"
+    );
     assert!(
-        conn["hint"]
-            .as_str()
-            .unwrap()
-            .contains("no ready endpoints"),
-        "{conn:#}"
+        conn.hint
+            .as_deref()
+            .is_some_and(|h| h.contains("no ready endpoints")),
+        "{conn:#?}"
     );
 
     // Port 9090 of the pod: kube-router's default deny, naming the pod.
     let denied = first_to(&pkts, &b_ip, 9090);
-    assert_eq!(denied["verdict"], "dropped");
-    let d = &denied["drop"];
-    assert_eq!(d["rule"]["chain"], "KUBE-POD-FW-4ZNDWSQZ5DU6FRFT", "{d:#}");
-    assert_eq!(d["k8s"]["kind"], "Pod");
-    assert_eq!(d["k8s"]["name"], "web-1");
-    assert!(
-        d["rule"]["rule"].as_str().unwrap().contains("REJECT"),
-        "{d:#}"
-    );
+    assert_eq!(denied.verdict, Verdict::Dropped, "{denied:#?}");
+    let d = the_drop(denied);
+    assert_eq!(drop_rule(d).chain, "KUBE-POD-FW-4ZNDWSQZ5DU6FRFT", "{d:#?}");
+    assert_eq!(drop_k8s(d).kind, "Pod", "{d:#?}");
+    assert_eq!(drop_k8s(d).name, "web-1", "{d:#?}");
+    assert!(rule_text(drop_rule(d)).contains("REJECT"), "{d:#?}");
 
     // Port 5432: a policy's DROP, naming the policy, its chain and handle.
     let db = first_to(&pkts, &b_ip, 5432);
-    assert_eq!(db["verdict"], "dropped");
-    let d = &db["drop"];
-    assert_eq!(d["rule"]["chain"], "KUBE-NWPLCY-CZCMKWKBT5BFWM3L", "{d:#}");
-    assert!(d["rule"]["handle"].as_u64().is_some());
-    assert_eq!(d["k8s"]["kind"], "NetworkPolicy");
-    assert_eq!(d["k8s"]["name"], "deny-db");
-    assert_eq!(d["k8s"]["namespace"], "default");
-    assert!(
-        d["hint"]
-            .as_str()
-            .unwrap()
-            .contains("NetworkPolicy default/deny-db"),
-        "{d:#}"
-    );
+    assert_eq!(db.verdict, Verdict::Dropped, "{db:#?}");
+    let d = the_drop(db);
+    assert_eq!(drop_rule(d).chain, "KUBE-NWPLCY-CZCMKWKBT5BFWM3L", "{d:#?}");
+    assert!(drop_rule(d).handle.is_some(), "{d:#?}");
+    let k8s = drop_k8s(d);
+    assert_eq!(k8s.kind, "NetworkPolicy", "{d:#?}");
+    assert_eq!(k8s.name, "deny-db", "{d:#?}");
+    assert_eq!(k8s.namespace, "default", "{d:#?}");
+    assert!(d.hint.contains("NetworkPolicy default/deny-db"), "{d:#?}");
 
     assert!(
         !sh(&format!("ip netns exec {node} nft list tables")).contains(&table),
@@ -217,18 +263,15 @@ fn old_kernel_keeps_todays_drops(t: Tracer, a: &str, b_ip: &str) {
         t.stderr_text
     );
     connect_fails(a, b_ip, 9090);
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let pkts = packets(&lines);
     let d = first_to(&pkts, b_ip, 9090);
-    assert_eq!(d["verdict"], "dropped", "{d:#}");
-    assert!(d["drop"].get("rule").is_none(), "{d:#}");
+    assert_eq!(d.verdict, Verdict::Dropped, "{d:#?}");
     assert!(
-        d["drop"]["hint"]
-            .as_str()
-            .unwrap()
-            .contains("firewall rule"),
-        "{d:#}"
+        d.drop.as_ref().and_then(|d| d.rule.as_ref()).is_none(),
+        "{d:#?}"
     );
+    assert!(the_drop(d).hint.contains("firewall rule"), "{d:#?}");
 }
 
 /// kube-proxy's nftables mode: the DNAT names the Service from its
@@ -286,31 +329,29 @@ fn kube_proxy_nftables_mode_names_the_service() {
     let t = Tracer::start(&["--netns", &a, "--proto", "tcp", "--nf-netns", &node]);
     tcp_client(&a, "10.96.0.10", 80);
     connect_fails(&a, "10.96.0.11", 80);
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let pkts = packets(&lines);
     // No endpoints: the map element kube-proxy wrote names the Service.
     let empty = first_to(&pkts, "10.96.0.11", 80);
-    assert_eq!(empty["verdict"], "dropped", "{empty:#}");
-    let d = &empty["drop"];
-    assert_eq!(d["rule"]["chain"], "reject-chain", "{d:#}");
-    assert_eq!(d["k8s"]["name"], "empty", "{d:#}");
-    assert_eq!(d["k8s"]["no_endpoints"], true, "{d:#}");
-    assert!(
-        d["hint"].as_str().unwrap().contains("no ready endpoints"),
-        "{d:#}"
-    );
+    assert_eq!(empty.verdict, Verdict::Dropped, "{empty:#?}");
+    let d = the_drop(empty);
+    assert_eq!(drop_rule(d).chain, "reject-chain", "{d:#?}");
+    assert_eq!(drop_k8s(d).name, "empty", "{d:#?}");
+    assert!(drop_k8s(d).no_endpoints, "{d:#?}");
+    assert!(d.hint.contains("no ready endpoints"), "{d:#?}");
     let syn = first_to(&pkts, "10.96.0.10", 80);
-    assert_eq!(syn["verdict"], "delivered", "{syn:#}");
+    assert_eq!(syn.verdict, Verdict::Delivered, "{syn:#?}");
     let nat = one_nat_hop(syn);
-    assert_eq!(nat["nat"]["service"], "default/web:http", "{nat:#}");
-    let rule = &nat["nat"]["rule"];
-    assert_eq!(rule["family"], "ip");
-    assert_eq!(rule["table"], "kube-proxy");
-    assert_eq!(rule["chain"], ep.as_str());
-    assert!(
-        rule["rule"].as_str().unwrap().contains("dnat to"),
-        "{rule:#}"
-    );
+    let n = hop_nat(nat);
+    assert_eq!(n.service.as_deref(), Some("default/web:http"), "{nat:#?}");
+    let rule = n
+        .rule
+        .as_ref()
+        .unwrap_or_else(|| panic!("no rule: {nat:#?}"));
+    assert_eq!(rule.family, "ip", "{rule:#?}");
+    assert_eq!(rule.table, "kube-proxy", "{rule:#?}");
+    assert_eq!(rule.chain, ep, "{rule:#?}");
+    assert!(rule_text(rule).contains("dnat to"), "{rule:#?}");
 }
 
 /// SIGKILL: the kernel deletes netflow's owned table with its socket.
@@ -355,13 +396,16 @@ fn no_rule_trace_leaves_the_ruleset_untouched() {
     let t = Tracer::start(&["--netns", &a, "--nf-netns", &node, "--no-rule-trace"]);
     connect_fails(&a, &format!("{net}.0.2"), 9090);
     let during = sh(&format!("ip netns exec {node} nft -s list ruleset"));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     assert_eq!(during, before);
     // The drop is still reported, without a rule.
     let pkts = packets(&lines);
     let d = first_to(&pkts, &format!("{net}.0.2"), 9090);
-    assert_eq!(d["verdict"], "dropped");
-    assert!(d["drop"].get("rule").is_none(), "{d:#}");
+    assert_eq!(d.verdict, Verdict::Dropped, "{d:#?}");
+    assert!(
+        d.drop.as_ref().and_then(|d| d.rule.as_ref()).is_none(),
+        "{d:#?}"
+    );
     assert_eq!(
         sh(&format!("ip netns exec {node} nft -s list ruleset")),
         before
@@ -461,38 +505,41 @@ fn calico_policy_chains_name_the_network_policy() {
     tcp_client(&a, &b_ip, 8080);
     connect_fails(&a, &b_ip, 5432);
     connect_fails(&a, &b_ip, 22);
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let pkts = packets(&lines);
 
     // Allowed by default/allow-web: delivered, nothing dropped.
-    for p in pkts.iter().filter(|p| p["flow"]["dport"] == 8080) {
-        assert_eq!(p["verdict"], "delivered", "{p:#}");
+    for p in pkts.iter().filter(|p| to_port(p, 8080)) {
+        assert_eq!(p.verdict, Verdict::Delivered, "{p:#?}");
     }
     assert!(
-        pkts.iter().any(|p| p["flow"]["dport"] == 8080),
+        pkts.iter().any(|p| to_port(p, 8080)),
         "the allowed connection was seen"
     );
 
     // Port 5432: no policy accepted it; both policies that judged it named.
     let db = first_to(&pkts, &b_ip, 5432);
-    assert_eq!(db["verdict"], "dropped", "{db:#}");
-    let d = &db["drop"];
-    assert_eq!(d["rule"]["chain"], format!("cali-tw-{vb}"), "{d:#}");
+    assert_eq!(db.verdict, Verdict::Dropped, "{db:#?}");
+    let d = the_drop(db);
+    assert_eq!(drop_rule(d).chain, format!("cali-tw-{vb}"), "{d:#?}");
     assert_eq!(
-        d["rule"]["comment"],
-        "End of tier default. Drop if no policies passed packet"
+        drop_rule(d).comment.as_deref(),
+        Some("End of tier default. Drop if no policies passed packet"),
+        "{d:#?}"
     );
-    assert_eq!(d["k8s"]["kind"], "NetworkPolicy", "{d:#}");
-    assert_eq!(d["k8s"]["namespace"], "default");
-    assert_eq!(d["k8s"]["name"], "deny-db");
-    let judged: Vec<&str> = d["policies"]
-        .as_array()
-        .unwrap_or_else(|| panic!("the policies that judged it: {d:#}"))
+    let k8s = drop_k8s(d);
+    assert_eq!(k8s.kind, "NetworkPolicy", "{d:#?}");
+    assert_eq!(k8s.namespace, "default", "{d:#?}");
+    assert_eq!(k8s.name, "deny-db", "{d:#?}");
+    let judged: Vec<&str> = d
+        .policies
+        .as_ref()
+        .unwrap_or_else(|| panic!("the policies that judged it: {d:#?}"))
         .iter()
-        .map(|p| p["name"].as_str().unwrap())
+        .map(|p| p.name.as_str())
         .collect();
-    assert_eq!(judged, ["deny-ssh", "allow-web", "deny-db"], "{d:#}");
-    let hint = d["hint"].as_str().unwrap();
+    assert_eq!(judged, ["deny-ssh", "allow-web", "deny-db"], "{d:#?}");
+    let hint = &d.hint;
     assert!(
         hint.contains("NetworkPolicy default/allow-web")
             && hint.contains("NetworkPolicy default/deny-db")
@@ -502,25 +549,20 @@ fn calico_policy_chains_name_the_network_policy() {
 
     // Port 22: Calico's own policy denies it by a rule of its chain.
     let ssh = first_to(&pkts, &b_ip, 22);
-    assert_eq!(ssh["verdict"], "dropped", "{ssh:#}");
-    let d = &ssh["drop"];
-    assert_eq!(d["rule"]["chain"], "cali-pi-_ccrEY90o7NpSLqAr-9a", "{d:#}");
-    assert!(d["rule"]["handle"].as_u64().is_some(), "{d:#}");
+    assert_eq!(ssh.verdict, Verdict::Dropped, "{ssh:#?}");
+    let d = the_drop(ssh);
+    assert_eq!(drop_rule(d).chain, "cali-pi-_ccrEY90o7NpSLqAr-9a", "{d:#?}");
+    assert!(drop_rule(d).handle.is_some(), "{d:#?}");
     assert!(
-        d["rule"]["rule"]
-            .as_str()
-            .unwrap()
-            .contains("--dports 22 -j DROP"),
-        "the iptables-save line: {d:#}"
+        rule_text(drop_rule(d)).contains("--dports 22 -j DROP"),
+        "the iptables-save line: {d:#?}"
     );
-    assert_eq!(d["k8s"]["kind"], "CalicoNetworkPolicy", "{d:#}");
-    assert_eq!(d["k8s"]["name"], "deny-ssh");
+    assert_eq!(drop_k8s(d).kind, "CalicoNetworkPolicy", "{d:#?}");
+    assert_eq!(drop_k8s(d).name, "deny-ssh", "{d:#?}");
     assert!(
-        d["hint"]
-            .as_str()
-            .unwrap()
+        d.hint
             .contains("CalicoNetworkPolicy default/deny-ssh dropped it"),
-        "{d:#}"
+        "{d:#?}"
     );
-    assert!(d.get("policies").is_none(), "{d:#}");
+    assert!(d.policies.is_none(), "{d:#?}");
 }

@@ -3,6 +3,7 @@
 //! address block of its own (`Lab::net`), so tests run in parallel.
 //!
 //! TCP: closed ports and resets, retransmissions.
+use netflow_schema::{Record, TcpEvent, Verdict};
 use netflow_tests::*;
 
 /// A SYN to a closed port: dropped with NO_SOCKET and a hint, the kernel's
@@ -18,20 +19,19 @@ fn closed_port_no_socket_and_reset() {
     sh_quiet(&format!(
         "ip netns exec {a} python3 -c \"import socket; socket.create_connection(('{net}.0.2', 9), timeout=2)\""
     ));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let pkts = packets(&lines);
     let syn = pkts
         .iter()
-        .find(|p| p["flow"]["dport"] == 9 && p["hops"][0]["tcp_flags"] == "S")
+        .find(|p| p.flow.as_ref().and_then(|f| f.dport) == Some(9) && first_flags(p) == Some("S"))
         .unwrap_or_else(|| panic!("the SYN: {pkts:#?}"));
-    assert_eq!(syn["verdict"], "dropped", "{syn:#}");
-    assert_eq!(reason(&syn["drop"]), "NO_SOCKET", "{syn:#}");
+    assert_eq!(syn.verdict, Verdict::Dropped, "{syn:#?}");
+    assert_eq!(packet_reason(syn), "NO_SOCKET", "{syn:#?}");
     assert!(
-        syn["drop"]["hint"]
-            .as_str()
-            .unwrap()
-            .contains("nothing listens"),
-        "{syn:#}"
+        syn.drop
+            .as_ref()
+            .is_some_and(|d| d.hint.contains("nothing listens")),
+        "{syn:#?}"
     );
     let hops = hop_list(syn);
     let mut path = vec![
@@ -46,11 +46,8 @@ fn closed_port_no_socket_and_reset() {
     let rst = pkts
         .iter()
         .find(|p| {
-            p["flow"]["sport"] == 9
-                && p["hops"][0]["tcp_flags"]
-                    .as_str()
-                    .unwrap_or("")
-                    .contains('R')
+            p.flow.as_ref().and_then(|f| f.sport) == Some(9)
+                && first_flags(p).unwrap_or("").contains('R')
         })
         .unwrap_or_else(|| panic!("the RST back: {pkts:#?}"));
     assert!(in_order(
@@ -73,28 +70,37 @@ fn syn_retransmissions_are_noted() {
     sh_quiet(&format!(
         "ip netns exec {a} python3 -c \"import socket; socket.create_connection(('{net}.0.2', 80), timeout=2.5)\""
     ));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let notes: Vec<_> = lines
         .iter()
-        .filter(|v| v["kind"] == "tcp" && v["event"] == "retransmit")
+        .filter_map(|l| match &l.record {
+            Record::Tcp(n) if n.event == TcpEvent::Retransmit => Some(n),
+            _ => None,
+        })
         .collect();
     assert!(!notes.is_empty(), "{lines:#?}");
     for n in &notes {
-        assert_eq!(n["state"], "SYN_SENT", "{n:#}");
-        assert_eq!(n["flow"]["dst"], format!("{net}.0.2"));
-        assert_eq!(n["flow"]["dport"], 80);
-        assert_eq!(n["netns_name"], a.as_str());
+        assert_eq!(n.state, "SYN_SENT", "{n:#?}");
+        assert_eq!(n.flow.dst.to_string(), format!("{net}.0.2"), "{n:#?}");
+        assert_eq!(n.flow.dport, Some(80), "{n:#?}");
+        assert_eq!(n.netns_name.as_deref(), Some(a.as_str()), "{n:#?}");
     }
-    assert_eq!(notes.last().unwrap()["count"], notes.len() as u64);
+    assert_eq!(
+        notes.last().unwrap().count as usize,
+        notes.len(),
+        "{notes:#?}"
+    );
     let syns: Vec<_> = packets(&lines)
         .into_iter()
-        .filter(|p| p["flow"]["dport"] == 80)
+        .filter(|p| p.flow.as_ref().and_then(|f| f.dport) == Some(80))
         .collect();
     assert!(
         syns.len() > notes.len(),
         "the first SYN and each retransmission: {syns:#?}"
     );
-    assert!(syns
-        .iter()
-        .all(|p| reason(&p["drop"]) == "NETFILTER_DROP" && p["drop"]["hook"] == "forward"));
+    assert!(
+        syns.iter().all(|p| packet_reason(p) == "NETFILTER_DROP"
+            && p.drop.as_ref().and_then(|d| d.hook.as_deref()) == Some("forward")),
+        "{syns:#?}"
+    );
 }

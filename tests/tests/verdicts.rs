@@ -3,60 +3,83 @@
 //! ok), and each way a connection goes wrong is named for the right
 //! connection, with where and why.
 //! Each lab has its own addresses (`Lab::net`).
+use netflow_schema::{Connection, Line, NatKind, Outcome, Point, Proto, Verdict};
 use netflow_tests::*;
-use serde_json::Value;
 
 /// Every packet reached a socket or left on a device; group packets nobody
 /// wanted are unclaimed, never dropped; nothing is unknown.
-fn assert_packets_healthy(lines: &[Value]) {
+fn assert_packets_healthy(lines: &[Line]) {
     let pkts = packets(lines);
     assert!(!pkts.is_empty(), "no packets traced");
     for p in &pkts {
-        let v = p["verdict"].as_str().unwrap();
-        let dst = p["flow"]["dst"].as_str().unwrap_or("");
+        let v = p.verdict;
+        let dst = p
+            .flow
+            .as_ref()
+            .map(|f| f.dst.to_string())
+            .unwrap_or_default();
         let group = dst.starts_with("ff") || dst.starts_with("224.") || dst == "255.255.255.255";
         // A packet still on its way when the trace stopped is marked incomplete.
-        let cut_short = v == "unknown" && p["incomplete"] == true;
+        let cut_short = v == Verdict::Unknown && p.incomplete;
         assert!(
-            v == "delivered" || v == "forwarded" || (v == "unclaimed" && group) || cut_short,
-            "a healthy exchange has a {v} packet: {p:#}\nevery packet of the run:\n{}",
+            v == Verdict::Delivered
+                || v == Verdict::Forwarded
+                || (v == Verdict::Unclaimed && group)
+                || cut_short,
+            "a healthy exchange has a {v} packet: {p:#?}\nevery packet of the run:\n{}",
             packet_summary(lines)
         );
     }
     let st = stats(lines);
-    assert_eq!(st["dropped"], 0, "{st}");
-    assert_eq!(st["unknown"], 0, "{st}");
-    assert_eq!(st["lost"], 0, "{st}");
+    assert_eq!(st.dropped, 0, "{st:#?}");
+    assert_eq!(st.unknown, 0, "{st:#?}");
+    assert_eq!(st.lost, 0, "{st:#?}");
 }
 
-fn assert_connections_ok(conns: &[&Value]) {
+fn assert_connections_ok(conns: &[&Connection]) {
     for c in conns {
-        assert_eq!(c["outcome"], "ok", "{c:#}");
-        assert!(c["where"].is_null() && c["hint"].is_null(), "{c:#}");
-        assert!(c["fwd"]["delivered"].as_u64().unwrap() >= 1, "{c:#}");
-        assert!(c["rev"]["delivered"].as_u64().unwrap() >= 1, "{c:#}");
-        assert_eq!(c["fwd"]["dropped"], 0, "{c:#}");
-        assert_eq!(c["rev"]["dropped"], 0, "{c:#}");
+        assert_eq!(c.outcome, Outcome::Ok, "{c:#?}");
+        assert!(c.at.is_none() && c.hint.is_none(), "{c:#?}");
+        assert!(c.fwd.delivered >= 1, "{c:#?}");
+        assert!(c.rev.delivered >= 1, "{c:#?}");
+        assert_eq!(c.fwd.dropped, 0, "{c:#?}");
+        assert_eq!(c.rev.dropped, 0, "{c:#?}");
     }
 }
 
-/// The connections whose initiator's tuple is (proto, src, dst, dport).
+/// The connections whose initiator's tuple is (proto, src, dst, dport)
+/// (any dport when 0).
 fn conns_to<'a>(
-    lines: &'a [Value],
-    proto: &str,
+    lines: &'a [Line],
+    proto: Proto,
     src: &str,
     dst: &str,
-    dport: u64,
-) -> Vec<&'a Value> {
+    dport: u16,
+) -> Vec<&'a Connection> {
     connections(lines)
         .into_iter()
         .filter(|c| {
-            c["flow"]["proto"] == proto
-                && c["flow"]["src"] == src
-                && c["flow"]["dst"] == dst
-                && (dport == 0 || c["flow"]["dport"] == dport)
+            c.flow.proto == proto
+                && c.flow.src.to_string() == src
+                && c.flow.dst.to_string() == dst
+                && (dport == 0 || c.flow.dport == Some(dport))
         })
         .collect()
+}
+
+/// The kind of a connection's translation.
+fn nat_kind(c: &Connection) -> Option<NatKind> {
+    c.nat.as_ref().map(|n| n.kind)
+}
+
+/// Where a connection's translation sent it (`addr:port`).
+fn nat_to(c: &Connection) -> Option<&str> {
+    c.nat.as_ref().map(|n| n.to.as_str())
+}
+
+/// The netns name of the hop where a connection went wrong.
+fn where_netns(c: &Connection) -> Option<&str> {
+    c.at.as_ref().and_then(|h| h.netns_name.as_deref())
 }
 
 /// Three calls to a Service VIP DNAT'd on the node (kube-proxy style): every
@@ -77,9 +100,15 @@ fn service_calls_read_healthy() {
     for _ in 0..3 {
         tcp_client(&a, "10.96.230.10", 80);
     }
-    let lines = t.stop();
+    let lines = t.stop_lines();
     assert_packets_healthy(&lines);
-    let calls = conns_to(&lines, "tcp", &format!("{net}.0.1"), "10.96.230.10", 80);
+    let calls = conns_to(
+        &lines,
+        Proto::Tcp,
+        &format!("{net}.0.1"),
+        "10.96.230.10",
+        80,
+    );
     assert_eq!(
         calls.len(),
         3,
@@ -88,22 +117,26 @@ fn service_calls_read_healthy() {
     );
     assert_connections_ok(&calls);
     for c in &calls {
-        assert_eq!(c["nat"]["kind"], "dnat", "{c:#}");
-        assert_eq!(c["nat"]["to"], format!("{net}.0.2:8080"), "{c:#}");
+        assert_eq!(nat_kind(c), Some(NatKind::Dnat), "{c:#?}");
+        assert_eq!(
+            nat_to(c),
+            Some(format!("{net}.0.2:8080").as_str()),
+            "{c:#?}"
+        );
         // SYN, ACK, data, FIN, ACK at least one way; SYN-ACK, data, FIN the other.
-        assert!(c["fwd"]["packets"].as_u64().unwrap() >= 4, "{c:#}");
-        assert!(c["rev"]["packets"].as_u64().unwrap() >= 3, "{c:#}");
+        assert!(c.fwd.packets >= 4, "{c:#?}");
+        assert!(c.rev.packets >= 3, "{c:#?}");
     }
     // The server's side of the handshake shows the socket hop.
     let syn_acks: Vec<_> = packets(&lines)
         .into_iter()
-        .filter(|p| p["hops"][0]["tcp_flags"] == "S.")
+        .filter(|p| first_flags(p) == Some("S."))
         .collect();
     assert!(!syn_acks.is_empty());
     for p in syn_acks {
-        let last = p["hops"].as_array().unwrap().last().unwrap();
-        assert_eq!(last["point"], "socket", "{p:#}");
-        assert_eq!(last["netns_name"], a.as_str(), "{p:#}");
+        let last = p.hops.last().unwrap();
+        assert_eq!(last.point, Point::Socket, "{p:#?}");
+        assert_eq!(last.netns_name.as_deref(), Some(a.as_str()), "{p:#?}");
     }
 }
 
@@ -129,17 +162,17 @@ fn udp_service_calls_read_healthy() {
         3,
         "every answer came back"
     );
-    let lines = t.stop();
+    let lines = t.stop_lines();
     assert_packets_healthy(&lines);
-    let calls = conns_to(&lines, "udp", &a_ip, &vip, 53);
+    let calls = conns_to(&lines, Proto::Udp, &a_ip, &vip, 53);
     // A new socket (and source port) per question, as resolvers do.
     assert_eq!(calls.len(), 3, "{:#?}", connections(&lines));
     assert_connections_ok(&calls);
     for c in &calls {
-        assert_eq!(c["nat"]["kind"], "dnat", "{c:#}");
-        assert_eq!(c["nat"]["to"], format!("{b_ip}:5353"), "{c:#}");
-        assert_eq!(c["fwd"]["delivered"], 1, "{c:#}");
-        assert_eq!(c["rev"]["delivered"], 1, "{c:#}");
+        assert_eq!(nat_kind(c), Some(NatKind::Dnat), "{c:#?}");
+        assert_eq!(nat_to(c), Some(format!("{b_ip}:5353").as_str()), "{c:#?}");
+        assert_eq!(c.fwd.delivered, 1, "{c:#?}");
+        assert_eq!(c.rev.delivered, 1, "{c:#?}");
     }
 }
 
@@ -171,9 +204,9 @@ fn ipvs_service_calls_read_healthy() {
     for _ in 0..2 {
         tcp_client(&a, &vip, 80);
     }
-    let lines = t.stop();
+    let lines = t.stop_lines();
     assert_packets_healthy(&lines);
-    let calls = conns_to(&lines, "tcp", &a_ip, &vip, 80);
+    let calls = conns_to(&lines, Proto::Tcp, &a_ip, &vip, 80);
     assert_eq!(
         calls.len(),
         2,
@@ -182,8 +215,8 @@ fn ipvs_service_calls_read_healthy() {
     );
     assert_connections_ok(&calls);
     for c in &calls {
-        assert_eq!(c["nat"]["kind"], "dnat", "{c:#}");
-        assert_eq!(c["nat"]["to"], format!("{b_ip}:8080"), "{c:#}");
+        assert_eq!(nat_kind(c), Some(NatKind::Dnat), "{c:#?}");
+        assert_eq!(nat_to(c), Some(format!("{b_ip}:8080").as_str()), "{c:#?}");
     }
 }
 
@@ -199,11 +232,11 @@ fn pod_to_pod_over_vxlan_reads_healthy() {
     tcp_client(&v.p1, &format!("{net}.2.2"), 7000);
     tcp_client(&v.p1, &format!("{net}.2.2"), 7000);
     v.lab.exec(&v.p1, &format!("ping -c2 -i0.2 -W2 {net}.2.2"));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     assert_packets_healthy(&lines);
     let tcp = conns_to(
         &lines,
-        "tcp",
+        Proto::Tcp,
         &format!("{net}.1.2"),
         &format!("{net}.2.2"),
         7000,
@@ -212,7 +245,7 @@ fn pod_to_pod_over_vxlan_reads_healthy() {
     assert_connections_ok(&tcp);
     let ping = conns_to(
         &lines,
-        "icmp",
+        Proto::Icmp,
         &format!("{net}.1.2"),
         &format!("{net}.2.2"),
         0,
@@ -224,8 +257,8 @@ fn pod_to_pod_over_vxlan_reads_healthy() {
         connections(&lines)
     );
     assert_connections_ok(&ping);
-    assert_eq!(ping[0]["fwd"]["delivered"], 2, "{:#}", ping[0]);
-    assert_eq!(ping[0]["rev"]["delivered"], 2, "{:#}", ping[0]);
+    assert_eq!(ping[0].fwd.delivered, 2, "{:#?}", ping[0]);
+    assert_eq!(ping[0].rev.delivered, 2, "{:#?}", ping[0]);
 }
 
 /// UDP request/response and ping, over IPv4 and IPv6, between two pods.
@@ -249,16 +282,40 @@ fn udp_and_ping_ipv4_ipv6_read_healthy() {
     assert_eq!(udp_client(&a, &format!("{net6}::2"), 5301, 2, 2.0), 2);
     lab.exec(&a, &format!("ping -c2 -i0.2 -W2 {net}.0.2"));
     lab.exec(&a, &format!("ping -6 -c2 -i0.2 -W2 {net6}::2"));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     assert_packets_healthy(&lines);
     for (proto, src, dst, port, n) in [
-        ("udp", &format!("{net}.0.1"), &format!("{net}.0.2"), 5300, 2),
-        ("udp", &format!("{net6}::1"), &format!("{net6}::2"), 5301, 2),
-        ("icmp", &format!("{net}.0.1"), &format!("{net}.0.2"), 0, 1),
-        ("icmpv6", &format!("{net6}::1"), &format!("{net6}::2"), 0, 1),
+        (
+            Proto::Udp,
+            &format!("{net}.0.1"),
+            &format!("{net}.0.2"),
+            5300,
+            2,
+        ),
+        (
+            Proto::Udp,
+            &format!("{net6}::1"),
+            &format!("{net6}::2"),
+            5301,
+            2,
+        ),
+        (
+            Proto::Icmp,
+            &format!("{net}.0.1"),
+            &format!("{net}.0.2"),
+            0,
+            1,
+        ),
+        (
+            Proto::Icmpv6,
+            &format!("{net6}::1"),
+            &format!("{net6}::2"),
+            0,
+            1,
+        ),
     ] {
         let c = conns_to(&lines, proto, src, dst, port);
-        assert_eq!(c.len(), n, "{proto} {dst}: {:#?}", connections(&lines));
+        assert_eq!(c.len(), n, "{proto:?} {dst}: {:#?}", connections(&lines));
         assert_connections_ok(&c);
     }
 }
@@ -280,26 +337,29 @@ fn forward_drop_is_request_lost() {
         "ip netns exec {a} python3 -c \"import socket; socket.create_connection(('{net}.0.2',9090),timeout=1.5)\""
     ));
     tcp_client(&a, &format!("{net}.0.2"), 9091);
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let lost = conns_to(
         &lines,
-        "tcp",
+        Proto::Tcp,
         &format!("{net}.0.1"),
         &format!("{net}.0.2"),
         9090,
     );
     assert_eq!(lost.len(), 1, "{:#?}", connections(&lines));
     let c = lost[0];
-    assert_eq!(c["outcome"], "request_lost", "{c:#}");
-    assert_eq!(c["hook"], "forward", "{c:#}");
-    assert_eq!(reason(c), "NETFILTER_DROP", "{c:#}");
-    assert_eq!(c["where"]["netns_name"], node.as_str(), "{c:#}");
-    assert!(c["hint"].as_str().unwrap().contains("firewall"), "{c:#}");
-    assert!(c["fwd"]["dropped"].as_u64().unwrap() >= 1, "{c:#}");
-    assert_eq!(c["rev"]["packets"], 0, "{c:#}");
+    assert_eq!(c.outcome, Outcome::RequestLost, "{c:#?}");
+    assert_eq!(c.hook.as_deref(), Some("forward"), "{c:#?}");
+    assert_eq!(conn_reason(c), "NETFILTER_DROP", "{c:#?}");
+    assert_eq!(where_netns(c), Some(node.as_str()), "{c:#?}");
+    assert!(
+        c.hint.as_deref().is_some_and(|h| h.contains("firewall")),
+        "{c:#?}"
+    );
+    assert!(c.fwd.dropped >= 1, "{c:#?}");
+    assert_eq!(c.rev.packets, 0, "{c:#?}");
     let ok = conns_to(
         &lines,
-        "tcp",
+        Proto::Tcp,
         &format!("{net}.0.1"),
         &format!("{net}.0.2"),
         9091,
@@ -321,27 +381,34 @@ fn silent_udp_server_is_no_reply() {
     let t = Tracer::start(&["--netns", &a, "--proto", "udp"]);
     assert_eq!(udp_client(&a, &format!("{net}.0.2"), 5400, 1, 0.5), 0);
     assert_eq!(udp_client(&a, &format!("{net}.0.2"), 5401, 1, 2.0), 1);
-    let lines = t.stop();
+    let lines = t.stop_lines();
     assert_packets_healthy(&lines);
     let c = conns_to(
         &lines,
-        "udp",
+        Proto::Udp,
         &format!("{net}.0.1"),
         &format!("{net}.0.2"),
         5400,
     );
     assert_eq!(c.len(), 1, "{:#?}", connections(&lines));
-    assert_eq!(c[0]["outcome"], "no_reply", "{:#}", c[0]);
-    assert_eq!(c[0]["where"]["point"], "socket", "{:#}", c[0]);
-    assert_eq!(c[0]["where"]["netns_name"], b.as_str(), "{:#}", c[0]);
+    assert_eq!(c[0].outcome, Outcome::NoReply, "{:#?}", c[0]);
+    assert_eq!(
+        c[0].at.as_ref().map(|h| h.point),
+        Some(Point::Socket),
+        "{:#?}",
+        c[0]
+    );
+    assert_eq!(where_netns(c[0]), Some(b.as_str()), "{:#?}", c[0]);
     assert!(
-        c[0]["hint"].as_str().unwrap().contains("application"),
-        "{:#}",
+        c[0].hint
+            .as_deref()
+            .is_some_and(|h| h.contains("application")),
+        "{:#?}",
         c[0]
     );
     assert_connections_ok(&conns_to(
         &lines,
-        "udp",
+        Proto::Udp,
         &format!("{net}.0.1"),
         &format!("{net}.0.2"),
         5401,
@@ -360,21 +427,21 @@ fn dropped_answers_are_reply_lost() {
     ));
     let t = Tracer::start(&["--netns", &a, "--proto", "udp", "--nf-netns", &node]);
     assert_eq!(udp_client(&a, &format!("{net}.0.2"), 5500, 1, 0.5), 0);
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let c = conns_to(
         &lines,
-        "udp",
+        Proto::Udp,
         &format!("{net}.0.1"),
         &format!("{net}.0.2"),
         5500,
     );
     assert_eq!(c.len(), 1, "{:#?}", connections(&lines));
     let c = c[0];
-    assert_eq!(c["outcome"], "reply_lost", "{c:#}");
-    assert_eq!(c["hook"], "forward", "{c:#}");
-    assert_eq!(reason(c), "NETFILTER_DROP", "{c:#}");
-    assert_eq!(c["fwd"]["delivered"], 1, "the request arrived: {c:#}");
-    assert_eq!(c["rev"]["dropped"], 1, "{c:#}");
+    assert_eq!(c.outcome, Outcome::ReplyLost, "{c:#?}");
+    assert_eq!(c.hook.as_deref(), Some("forward"), "{c:#?}");
+    assert_eq!(conn_reason(c), "NETFILTER_DROP", "{c:#?}");
+    assert_eq!(c.fwd.delivered, 1, "the request arrived: {c:#?}");
+    assert_eq!(c.rev.dropped, 1, "{c:#?}");
 }
 
 /// Closed ports: TCP answered with a RST and UDP with ICMP port unreachable
@@ -390,8 +457,8 @@ fn closed_ports_are_refused() {
         "ip netns exec {a} python3 -c \"import socket; socket.create_connection(('{net}.0.2',9999),timeout=1)\""
     ));
     assert_eq!(udp_client(&a, &format!("{net}.0.2"), 9998, 1, 0.5), 0);
-    let lines = t.stop();
-    for (proto, port) in [("tcp", 9999), ("udp", 9998)] {
+    let lines = t.stop_lines();
+    for (proto, port) in [(Proto::Tcp, 9999), (Proto::Udp, 9998)] {
         let c = conns_to(
             &lines,
             proto,
@@ -399,12 +466,15 @@ fn closed_ports_are_refused() {
             &format!("{net}.0.2"),
             port,
         );
-        assert_eq!(c.len(), 1, "{proto}: {:#?}", connections(&lines));
+        assert_eq!(c.len(), 1, "{proto:?}: {:#?}", connections(&lines));
         let c = c[0];
-        assert_eq!(c["outcome"], "refused", "{c:#}");
-        assert_eq!(reason(c), "NO_SOCKET", "{c:#}");
-        assert_eq!(c["where"]["netns_name"], b.as_str(), "{c:#}");
-        assert!(c["hint"].as_str().unwrap().contains("listens"), "{c:#}");
+        assert_eq!(c.outcome, Outcome::Refused, "{c:#?}");
+        assert_eq!(conn_reason(c), "NO_SOCKET", "{c:#?}");
+        assert_eq!(where_netns(c), Some(b.as_str()), "{c:#?}");
+        assert!(
+            c.hint.as_deref().is_some_and(|h| h.contains("listens")),
+            "{c:#?}"
+        );
     }
 }
 
@@ -420,15 +490,12 @@ fn lost_events_make_connections_incomplete() {
     let t = Tracer::start(&["--netns", &a, "--proto", "udp", "--ring-size", "4K"]);
     // Bursts faster than a 4 KiB ring drains.
     assert!(udp_client(&a, &format!("{net}.0.2"), 5700, 300, 1.0) > 0);
-    let lines = t.stop();
+    let lines = t.stop_lines();
     let st = stats(&lines);
-    assert!(
-        st["lost"].as_u64().unwrap() > 0,
-        "the ring overflowed: {st}"
-    );
+    assert!(st.lost > 0, "the ring overflowed: {st:#?}");
     let conns = conns_to(
         &lines,
-        "udp",
+        Proto::Udp,
         &format!("{net}.0.1"),
         &format!("{net}.0.2"),
         5700,
@@ -436,10 +503,10 @@ fn lost_events_make_connections_incomplete() {
     assert!(!conns.is_empty());
     let mut incomplete = 0;
     for c in &conns {
-        match c["outcome"].as_str().unwrap() {
-            "ok" => {}
-            "incomplete" => incomplete += 1,
-            other => panic!("with events lost, {other} is a guess: {c:#}"),
+        match c.outcome {
+            Outcome::Ok => {}
+            Outcome::Incomplete => incomplete += 1,
+            other => panic!("with events lost, {other} is a guess: {c:#?}"),
         }
     }
     assert!(incomplete > 0, "{conns:#?}");
@@ -471,9 +538,9 @@ fn bridged_pods_read_healthy() {
     tcp_client(&a, &format!("{net}.0.2"), 7100);
     assert_eq!(udp_client(&a, &format!("{net}.0.2"), 7101, 1, 2.0), 1);
     lab.exec(&a, &format!("ping -c2 -i0.2 -W2 {net}.0.2"));
-    let lines = t.stop();
+    let lines = t.stop_lines();
     assert_packets_healthy(&lines);
-    for (proto, port) in [("tcp", 7100), ("udp", 7101), ("icmp", 0)] {
+    for (proto, port) in [(Proto::Tcp, 7100), (Proto::Udp, 7101), (Proto::Icmp, 0)] {
         let c = conns_to(
             &lines,
             proto,
@@ -481,7 +548,7 @@ fn bridged_pods_read_healthy() {
             &format!("{net}.0.2"),
             port,
         );
-        assert_eq!(c.len(), 1, "{proto}: {:#?}", connections(&lines));
+        assert_eq!(c.len(), 1, "{proto:?}: {:#?}", connections(&lines));
         assert_connections_ok(&c);
     }
 }
@@ -526,9 +593,9 @@ fn hairpin_service_call_to_itself_reads_healthy() {
     for _ in 0..2 {
         tcp_client(&a, &vip, 80);
     }
-    let lines = t.stop();
+    let lines = t.stop_lines();
     assert_packets_healthy(&lines);
-    let calls = conns_to(&lines, "tcp", &a_ip, &vip, 80);
+    let calls = conns_to(&lines, Proto::Tcp, &a_ip, &vip, 80);
     assert_eq!(
         calls.len(),
         2,
@@ -537,15 +604,17 @@ fn hairpin_service_call_to_itself_reads_healthy() {
     );
     assert_connections_ok(&calls);
     for c in &calls {
-        assert_eq!(c["nat"]["kind"], "dnat", "{c:#}");
-        assert_eq!(c["nat"]["to"], format!("{a_ip}:8080"), "{c:#}");
+        assert_eq!(nat_kind(c), Some(NatKind::Dnat), "{c:#?}");
+        assert_eq!(nat_to(c), Some(format!("{a_ip}:8080").as_str()), "{c:#?}");
     }
     // The SYN went out of the pod, into the bridge port, back out of the
     // same port and into the pod's socket, translated both ways on the way.
     let pkts = packets(&lines);
     let syn = pkts
         .iter()
-        .find(|p| p["flow"]["dst"] == vip.as_str() && p["hops"][0]["tcp_flags"] == "S")
+        .find(|p| {
+            p.flow.as_ref().is_some_and(|f| f.dst.to_string() == vip) && first_flags(p) == Some("S")
+        })
         .unwrap_or_else(|| panic!("{pkts:#?}"));
     assert!(
         in_order(
@@ -558,11 +627,11 @@ fn hairpin_service_call_to_itself_reads_healthy() {
                 ("socket", "eth0", &a, ""),
             ]
         ),
-        "{syn:#}"
+        "{syn:#?}"
     );
-    let kinds: Vec<&str> = nat_hops(syn)
+    let kinds: Vec<NatKind> = nat_hops(syn)
         .iter()
-        .filter_map(|h| h["nat"]["kind"].as_str())
+        .filter_map(|h| h.nat.as_ref().map(|n| n.kind))
         .collect();
-    assert_eq!(kinds, ["dnat", "snat"], "{syn:#}");
+    assert_eq!(kinds, [NatKind::Dnat, NatKind::Snat], "{syn:#?}");
 }
