@@ -5,6 +5,11 @@
 //! reported whatever this decides (see `hop::on_drop`).
 use netflow_common::{filter_flags as ff, Bucket, ConnCount, Filter, FlowKey, PacketEvent};
 
+use core::{
+    intrinsics::{atomic_xadd, AtomicOrdering},
+    ptr::addr_of_mut,
+};
+
 use netflow_common::parse;
 
 use crate::globals::*;
@@ -39,26 +44,61 @@ pub(crate) fn full_detail(ev: &PacketEvent, f: &Filter, now: u64) -> bool {
     let Some(c) = conn_entry(&key) else {
         return true;
     };
-    let n = c.total;
-    c.total += 1;
+    // Two CPUs may read the same `n` (both directions at once): only which
+    // packets get full detail depends on it, never a count.
+    // SAFETY: `c` points to a live CONNS value (see `conn_entry`).
+    let n = unsafe { load(addr_of_mut!((*c).total)) };
+    // SAFETY: as above, for each field below.
+    unsafe { add(addr_of_mut!((*c).total), 1) };
     let every = v(&f.guard_every) as u64;
-    let wanted = c.full < v(&f.guard_first) as u64 || (every != 0 && n % every == 0);
+    // SAFETY: as above.
+    let full = unsafe { load(addr_of_mut!((*c).full)) };
+    let wanted = full < v(&f.guard_first) as u64 || (every != 0 && n % every == 0);
     // A connection's first packet is like its SYN: always shown (it names
     // the initiator); the next ones within the per-CPU rate.
     if wanted && (n == 0 || take_token(f, now)) {
-        c.full += 1;
+        // SAFETY: as above.
+        unsafe { add(addr_of_mut!((*c).full), 1) };
         return true;
     }
     let len = ev.hdr.len as u64;
-    if dir == 0 {
-        c.pkts[0] += 1;
-        c.bytes[0] += len;
-    } else {
-        c.pkts[1] += 1;
-        c.bytes[1] += len;
+    let d = (dir & 1) as usize;
+    // SAFETY: as above; `d` is 0 or 1, within the arrays.
+    unsafe {
+        add(addr_of_mut!((*c).pkts[d]), 1);
+        add(addr_of_mut!((*c).bytes[d]), len);
     }
     count_sampled();
     false
+}
+
+/// `bpf_map_update_elem`'s flag: create, never replace.
+const BPF_NOEXIST: u64 = 1;
+
+/// Adds `n` to a counter of CONNS, which every CPU updates (a connection's
+/// two directions, or one spread by RSS): one atomic add (BPF_XADD, on
+/// every kernel netflow runs on; its result unused, so no BPF_FETCH, which
+/// 5.10 lacks), so that no increment is lost.
+///
+/// # Safety
+/// `p` points to a `u64` of a map value that lives while the program runs.
+#[inline(always)]
+unsafe fn add(p: *mut u64, n: u64) {
+    // SAFETY: the caller's promise; the value's u64 fields are 8-aligned
+    // (map values are).
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, n) };
+}
+
+/// Reads a counter of CONNS that other CPUs may be adding to: one aligned
+/// 8-byte load (one BPF instruction, not torn; the BPF backend has no
+/// atomic load to select for cpu v1-v3).
+///
+/// # Safety
+/// As [`add`].
+#[inline(always)]
+unsafe fn load(p: *mut u64) -> u64 {
+    // SAFETY: the caller's promise, as for `add`.
+    unsafe { core::ptr::read_volatile(p) }
 }
 
 #[inline(always)]
@@ -68,15 +108,21 @@ fn count_sampled() {
     }
 }
 
-/// The connection's counts, created when it is new.
+/// The connection's counts, created when it is new: a pointer, not a
+/// reference (other CPUs update the same value at the same time; every
+/// update goes through [`add`]). The value lives while the program runs
+/// (an LRU eviction frees it after an RCU grace period).
 #[inline(always)]
-fn conn_entry(key: &FlowKey) -> Option<&'static mut ConnCount> {
+fn conn_entry(key: &FlowKey) -> Option<*mut ConnCount> {
     if let Some(c) = CONNS.get_ptr_mut(key) {
-        return Some(unsafe { &mut *c });
+        return Some(c);
     }
     let zero = CONN_ZERO.get(0)?;
-    let _ = CONNS.insert(key, zero, 0);
-    CONNS.get_ptr_mut(key).map(|c| unsafe { &mut *c })
+    // Only if still absent: another CPU may have made it since the lookup
+    // (both directions' first packets at once), and replacing it would
+    // lose what that CPU counts in the replaced value.
+    let _ = CONNS.insert(key, zero, BPF_NOEXIST);
+    CONNS.get_ptr_mut(key)
 }
 
 /// Counting at the sockets (the agent, [`ff::SOCKET_COUNT`]): the packet
@@ -132,12 +178,16 @@ pub(crate) fn count_at_socket(ev: &PacketEvent, t: &parse::Tuple, sent: bool) {
     // Only this side's counters: the other end's CPU writes its own (the
     // daemon takes the larger, and counts them in `sampled` then).
     let d = (dir & 1) as usize;
-    if sent {
-        c.sent[d] += 1;
-        c.sent_bytes[d] += len;
-    } else {
-        c.taken[d] += 1;
-        c.taken_bytes[d] += len;
+    // SAFETY: `c` points to a live CONNS value (see `conn_entry`); `d` is 0
+    // or 1, within the arrays.
+    unsafe {
+        if sent {
+            add(addr_of_mut!((*c).sent[d]), 1);
+            add(addr_of_mut!((*c).sent_bytes[d]), len);
+        } else {
+            add(addr_of_mut!((*c).taken[d]), 1);
+            add(addr_of_mut!((*c).taken_bytes[d]), len);
+        }
     }
 }
 

@@ -8,6 +8,11 @@
 //! Programs only read: they never change or drop the packets they observe.
 #![no_std]
 #![no_main]
+// The BPF target has no atomic read-modify-write types in core (no CAS):
+// the counters shared by CPUs use the add intrinsic (BPF_XADD), see
+// `guard::add`.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 mod conntrack;
 mod deliver;
