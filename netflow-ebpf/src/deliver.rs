@@ -39,14 +39,25 @@ pub(crate) fn on_deliver(ctx: &SkBuffContext) -> Result<(), ()> {
     }
     // Copies (raw sockets, multicast to several sockets) are cloned skbs,
     // and a copy may be made in the memory of a packet freed a moment ago.
+    // SAFETY: `skb` is the cgroup_skb context pointer, which is the kernel's
+    // `struct sk_buff *` (the verifier maps `__sk_buff` accesses onto it);
+    // `skb_cloned_byte` is the offset of the byte holding its `cloned` bit,
+    // read through bpf_probe_read_kernel, which faults safely (zero).
     let cloned: u8 = unsafe { Probe::read(skb, v(&o.skb_cloned_byte)) }.unwrap_or(0);
     let cloned = cloned as u32 & v(&o.skb_cloned_mask) != 0;
     if let Some(t) = slot {
         // Only counted: it arrived; nothing to report, nothing to read (a
         // reused skb went through a device program first, which noticed;
         // a copy did not: its fingerprint is checked below).
+        // SAFETY: `t` is this skb's TRACKED value from the lookup above:
+        // preallocated map memory, aligned for the Track, valid while the
+        // program runs. An LRU eviction on another CPU can give the element to
+        // another skb meanwhile (aya's caveat on these lookups): then this
+        // reads, and the line below writes, that skb's entry: wrong data, never
+        // invalid memory.
         let flags = unsafe { (*t).flags };
         if flags & track_flags::COUNTED != 0 && !cloned {
+            // SAFETY: as above.
             unsafe { (*t).flags = flags | track_flags::DELIVERED };
             return Ok(());
         }
@@ -59,8 +70,12 @@ pub(crate) fn on_deliver(ctx: &SkBuffContext) -> Result<(), ()> {
     read_packet::<Probe>(skb, o, ev, FILTER_BYTES)?;
     let fp = parse::fingerprint(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, f);
     let tracked = match slot {
+        // SAFETY: as above: `t` is this skb's TRACKED value from the lookup at
+        // the top.
         Some(t) if unsafe { (*t).fp } == fp => {
+            // SAFETY: as above.
             let flags = unsafe { (*t).flags };
+            // SAFETY: as above.
             unsafe { (*t).flags = flags | track_flags::DELIVERED };
             if flags & track_flags::COUNTED != 0 {
                 return Ok(()); // only counted
@@ -70,6 +85,8 @@ pub(crate) fn on_deliver(ctx: &SkBuffContext) -> Result<(), ()> {
         _ => false,
     };
     let dev = device::<Probe>(skb, o);
+    // SAFETY: bpf_ktime_get_ns takes no arguments and only reads the monotonic
+    // clock; every program type here may call it.
     let now = unsafe { bpf_ktime_get_ns() };
     if !tracked {
         // Loopback is never part of a path across the node; `--iface`
@@ -77,6 +94,9 @@ pub(crate) fn on_deliver(ctx: &SkBuffContext) -> Result<(), ()> {
         if dev.ifindex == 1 || v(&f.flags) & ff::IFACE != 0 {
             return Ok(());
         }
+        // SAFETY: the reference the lookup returns is never read, only tested
+        // for presence, so aya's caveat on `get` (a value removed and reused
+        // under the reference) cannot matter.
         let netns_hit =
             v(&f.flags) & ff::NETNS != 0 && unsafe { SEL_NETNS.get(dev.netns) }.is_some();
         if !selected(ev, f, netns_hit) {
@@ -123,6 +143,11 @@ fn count_at_socket(ctx: &SkBuffContext, sent: bool) -> bool {
     let len = ctx.len();
     let skb = ctx.skb.skb as *const core::ffi::c_void;
     let dst = ev.data.as_mut_ptr() as *mut core::ffi::c_void;
+    // SAFETY: `skb` is this program's context, which bpf_skb_load_bytes takes
+    // as its first argument (the verifier checks that); `dst` is `ev.data`, 128
+    // writable bytes, and each constant length (64, 56, 40) is no more; the
+    // helper checks offset 0 plus the length against the packet and fails
+    // otherwise (`len` is checked first anyway).
     let (r, n) = unsafe {
         if len >= 64 {
             (generated::bpf_skb_load_bytes(skb, 0, dst, 64), 64)

@@ -33,6 +33,11 @@ pub(crate) fn end_tracked(skb: *const u8, point: Point, location: u64) {
         return;
     }
     let key = skb as u64;
+    // SAFETY: TRACKED's values are preallocated with the map, so the reference
+    // is to valid, aligned memory while the program runs; it is only used to
+    // copy `flags` out, before the remove below. An LRU eviction on another CPU
+    // reusing the element meanwhile (aya's caveat on `get`) would give another
+    // skb's flags, not a fault.
     let flags = match unsafe { TRACKED.get(key) } {
         None => return,
         Some(t) => t.flags,
@@ -50,7 +55,15 @@ pub(crate) fn end_tracked(skb: *const u8, point: Point, location: u64) {
         count_lost();
         return;
     };
+    // SAFETY: `entry` is a record just reserved in EVENTS:
+    // size_of::<EventHeader>() bytes of ring memory, 8-aligned (as ring records
+    // are), that only this program holds until `submit`. Its bytes are real
+    // ones (the ring is zeroed when created, then holds older records), and
+    // every field of EventHeader is an integer or a byte array, valid for any
+    // bytes; each field but `_pad` is written below before the submit.
     let h = unsafe { &mut *entry.as_mut_ptr() };
+    // SAFETY: bpf_ktime_get_ns takes no arguments and only reads the monotonic
+    // clock; every program type here may call it.
     header(h, key, point, unsafe { bpf_ktime_get_ns() });
     h.location = location;
     h.netns = 0;
@@ -66,6 +79,12 @@ pub(crate) fn end_tracked(skb: *const u8, point: Point, location: u64) {
 #[inline(always)]
 pub(crate) fn zero16(b: &mut [u8; 16]) {
     let p = b.as_mut_ptr() as *mut u64;
+    // SAFETY: `p` covers `b`'s 16 bytes as two u64s, writable through the
+    // `&mut`. The u64 stores need 8-alignment, which `[u8; 16]` does not
+    // promise: every caller passes `EventHeader::ifname`, at offset 64 of the
+    // 8-aligned repr(C) EventHeader (in the scratch or PRE_NAT slot or a ring
+    // record), so it holds for them, but this safe function would be UB for an
+    // unaligned array.
     unsafe {
         core::ptr::write_volatile(p, 0);
         core::ptr::write_volatile(p.add(1), 0);
@@ -86,6 +105,10 @@ pub(crate) fn wake_flags() -> u64 {
 #[inline(always)]
 pub(crate) fn count_lost() {
     if let Some(c) = LOST.get_ptr_mut(0) {
+        // SAFETY: `c` is this CPU's LOST slot: an 8-aligned u64 of map memory
+        // that lives as long as the map; no other CPU writes it. A program
+        // nesting on this CPU between the load and the store (see issue 37)
+        // races with this plain increment: one count lost, memory unharmed.
         unsafe { *c += 1 };
     }
 }

@@ -152,6 +152,11 @@ pub(crate) fn tracking() -> bool {
 #[inline(always)]
 pub(crate) fn set_tracking() {
     if let Some(n) = TRACKING.get_ptr_mut(0) {
+        // SAFETY: `n` is TRACKING's one value (an Array: one u32 shared by all
+        // CPUs, allocated with the map, aligned). Other CPUs may store the same
+        // 1, or read it (`tracking`), at the same time: a plain aligned 32-bit
+        // store, one BPF instruction that is never torn, though not an atomic
+        // in Rust's model.
         unsafe { *n = 1 };
     }
 }
@@ -176,6 +181,9 @@ pub(crate) fn filter() -> &'static Filter {
 /// Volatile read of a global's field.
 #[inline(always)]
 pub(crate) fn v<T: Copy>(p: &T) -> T {
+    // SAFETY: `p` is a reference: non-null, aligned and valid for reads of an
+    // initialized `T`. Volatile only so that the compiler neither folds the
+    // loader-filled globals nor copies whole structs.
     unsafe { read_volatile(p) }
 }
 
@@ -184,6 +192,16 @@ pub(crate) fn v<T: Copy>(p: &T) -> T {
 /// fault-safe, which costs a load instead of a helper call. tc and kprobe
 /// programs hold an untyped pointer and use `bpf_probe_read_kernel`.
 pub(crate) trait Mem {
+    /// Reads a `T` at `base + off` in kernel memory.
+    ///
+    /// # Safety
+    /// - `T` is plain data valid for any bit pattern (integers, byte arrays,
+    ///   raw pointers): what is read is whatever the kernel holds (or zeros).
+    /// - `off` is the offset of a field of the kernel object `base` points to
+    ///   (the loader's BTF offsets), whose bytes are read as the `T`, so that
+    ///   `base.add(off)` stays inside that object. `base` may be null only if
+    ///   `off` is 0: `add` on null with another offset is outside any object.
+    /// - Each implementation adds its own conditions below.
     unsafe fn read<T: Copy>(base: *const u8, off: u32) -> Result<T, ()>;
 }
 
@@ -191,8 +209,23 @@ pub(crate) struct Btf;
 pub(crate) struct Probe;
 
 impl Mem for Btf {
+    /// # Safety
+    /// As [`Mem::read`], and:
+    /// - `base` is a pointer the verifier types by BTF (a tp_btf or
+    ///   fentry/fexit argument, a BPF netfilter context field, or a pointer
+    ///   loaded through one of these), to an object the kernel keeps alive
+    ///   while the program runs. The verifier checks the load against the
+    ///   field's BTF type and makes it fault-safe (a bad address reads zero
+    ///   instead of faulting); with any other pointer it rejects the
+    ///   program, so no unchecked load can run.
+    /// - `base + off` is aligned for `T` (kernel fields are naturally
+    ///   aligned; see `route::on_fib6_lookup` for a `[u64; 2]` read).
     #[inline(always)]
     unsafe fn read<T: Copy>(base: *const u8, off: u32) -> Result<T, ()> {
+        // Sound by the caller's promise: `base.add(off)` is a field inside the
+        // object `base` points to, aligned for `T`, and `base` is a BTF
+        // pointer, so the verifier checked this load against the field and
+        // made it fault-safe.
         Ok(core::ptr::read_volatile(base.add(off as usize) as *const T))
     }
 }
@@ -203,14 +236,26 @@ impl Mem for Probe {
     /// No branch on the helper's result: each such branch doubled the
     /// paths the verifier walks after it (the kprobe on `nf_hook_slow`:
     /// 862k -> 260k instructions on 5.10.0-46, tc 402k -> 133k).
+    ///
+    /// # Safety
+    /// As [`Mem::read`]. `base` need not be valid, live or aligned:
+    /// `bpf_probe_read_kernel` checks the address, and copies from it or
+    /// zeroes the destination.
     #[inline(always)]
     unsafe fn read<T: Copy>(base: *const u8, off: u32) -> Result<T, ()> {
         let mut v = core::mem::MaybeUninit::<T>::uninit();
+        // The destination is `v`, size_of::<T>() writable bytes on this
+        // program's stack; the source is only an address to the helper, which
+        // checks it (`base.add(off)` stays in `base`'s object: the caller's
+        // promise).
         let _ = aya_ebpf::helpers::generated::bpf_probe_read_kernel(
             v.as_mut_ptr() as *mut core::ffi::c_void,
             core::mem::size_of::<T>() as u32,
             base.add(off as usize) as *const core::ffi::c_void,
         );
+        // Initialized: the helper wrote all size_of::<T>() bytes of `v`, the
+        // kernel's or, on a fault, zeros; any bytes are a valid `T` (the
+        // caller's promise).
         Ok(v.assume_init())
     }
 }

@@ -104,14 +104,20 @@ unsafe fn load(p: *mut u64) -> u64 {
 #[inline(always)]
 fn count_sampled() {
     if let Some(s) = SAMPLED.get_ptr_mut(0) {
+        // SAFETY: `s` is this CPU's SAMPLED slot: an 8-aligned u64 of map
+        // memory that lives as long as the map; no other CPU writes it. A
+        // program nesting on this CPU between the load and the store (see issue
+        // 37) races with this plain increment: one count lost, memory unharmed.
         unsafe { *s += 1 };
     }
 }
 
 /// The connection's counts, created when it is new: a pointer, not a
 /// reference (other CPUs update the same value at the same time; every
-/// update goes through [`add`]). The value lives while the program runs
-/// (an LRU eviction frees it after an RCU grace period).
+/// update goes through [`add`]). The memory stays map memory while the
+/// program runs; an LRU eviction may hand the element to another
+/// connection meanwhile (LRU elements are reused at once): at worst a count
+/// lands on the wrong connection, never outside the map.
 #[inline(always)]
 fn conn_entry(key: &FlowKey) -> Option<*mut ConnCount> {
     if let Some(c) = CONNS.get_ptr_mut(key) {
@@ -267,6 +273,13 @@ fn take_token(f: &Filter, now: u64) -> bool {
     let Some(b) = BUCKET.get_ptr_mut(0) else {
         return true;
     };
+    // SAFETY: `b` is this CPU's BUCKET slot: map memory, 8-aligned for the
+    // Bucket, that lives as long as the map; no other CPU uses it (a program
+    // runs with migration disabled). Not sound if programs nest on this CPU
+    // (see issue 37): the guardrails also run in the netfilter programs at
+    // OUTPUT, in process context, where a softirq program (rx, tc ingress, the
+    // other hooks) can interrupt and take a token through its own `&mut` to
+    // this slot while this one is live.
     let b: &mut Bucket = unsafe { &mut *b };
     let cap = rate / 10 + 1;
     let refill = now.saturating_sub(b.last_ns) * rate / 1_000_000_000;

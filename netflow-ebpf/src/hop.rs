@@ -27,6 +27,11 @@ pub(crate) fn on_drop<M: Mem>(skb: *const u8, location: u64, reason: u32) -> Res
     let dev = device::<M>(skb, o);
     let ev = scratch()?;
     read_packet::<M>(skb, o, ev, CAPTURE_BYTES as u32)?;
+    // SAFETY: TRACKED's values are preallocated with the map, so the reference
+    // is to valid, aligned memory while the program runs; it is used only to
+    // copy `fp` and `flags` out, before the remove. An LRU eviction on another
+    // CPU reusing the element meanwhile (aya's caveat on `get`) would give
+    // another skb's values, not a fault.
     let (tracked, flags) = match unsafe { TRACKED.get(key) } {
         Some(t) => {
             let (fp, flags) = (t.fp, t.flags);
@@ -48,12 +53,17 @@ pub(crate) fn on_drop<M: Mem>(skb: *const u8, location: u64, reason: u32) -> Res
         if parse::outer(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto).is_none() {
             return Ok(());
         }
+        // SAFETY: the reference the lookup returns is never read, only tested
+        // for presence, so aya's caveat on `get` (a value removed and reused
+        // under the reference) cannot matter.
         let netns_hit =
             v(&f.flags) & ff::NETNS != 0 && unsafe { SEL_NETNS.get(dev.netns) }.is_some();
         if !selected(ev, f, netns_hit) {
             return Ok(());
         }
     }
+    // SAFETY: bpf_ktime_get_ns takes no arguments and only reads the monotonic
+    // clock; every program type here may call it.
     fill_meta::<M>(ev, skb, o, &dev, Point::Drop, unsafe { bpf_ktime_get_ns() });
     ev.hdr.location = location;
     ev.hdr.reason = reason;
@@ -106,6 +116,9 @@ pub(crate) fn on_hop<M: Mem, const G: bool>(
     }
     if v(&f.flags) & ff::IFACE != 0 {
         let k = ((dev.netns as u64) << 32) | dev.ifindex as u64;
+        // SAFETY: the reference the lookup returns is never read, only tested
+        // for presence, so aya's caveat on `get` (a value removed and reused
+        // under the reference) cannot matter.
         if unsafe { SEL_IFACES.get(k) }.is_none() {
             return Ok(false);
         }
@@ -142,6 +155,13 @@ pub(crate) fn on_hop<M: Mem, const G: bool>(
     let mut full = every;
     let tracked = match slot {
         Some(t) => {
+            // SAFETY: `t` is this skb's TRACKED value from the lookup above:
+            // preallocated map memory, aligned for the Track, valid while the
+            // program runs, and this program does not remove it before its last
+            // use (each remove below returns). An LRU eviction on another CPU,
+            // or a program nesting on this one (see issue 37), can give the
+            // element to another skb meanwhile: then these reads and the write
+            // below see that skb's entry, wrong data but never invalid memory.
             if unsafe { (*t).flags } & track_flags::COUNTED != 0 {
                 read_packet::<M>(skb, o, ev, FILTER_BYTES)?;
                 if has_inner(ev) {
@@ -153,8 +173,12 @@ pub(crate) fn on_hop<M: Mem, const G: bool>(
                 full = true;
             }
             fp = fp_of(ev);
+            // SAFETY: bpf_ktime_get_ns takes no arguments and only reads the
+            // monotonic clock; every program type here may call it.
             now = unsafe { bpf_ktime_get_ns() };
+            // SAFETY: as above: `t` is this skb's TRACKED value.
             flags = unsafe { (*t).flags };
+            // SAFETY: as above.
             unsafe { (*t).fp == fp && now.wrapping_sub((*t).ts) < v(&f.stale_ns) }
         }
         None => {
@@ -186,6 +210,9 @@ pub(crate) fn on_hop<M: Mem, const G: bool>(
             }
             return Ok(false);
         }
+        // SAFETY: the reference the lookup returns is never read, only tested
+        // for presence, so aya's caveat on `get` (a value removed and reused
+        // under the reference) cannot matter.
         let netns_hit =
             v(&f.flags) & ff::NETNS != 0 && unsafe { SEL_NETNS.get(dev.netns) }.is_some();
         let chosen = if G {
@@ -208,6 +235,8 @@ pub(crate) fn on_hop<M: Mem, const G: bool>(
                 // call), and then this receive is its first hop.
                 ev.hdr.skb = key;
                 ev.hdr.point = Point::Rx as u8;
+                // SAFETY: bpf_ktime_get_ns takes no arguments and only reads
+                // the monotonic clock; every program type here may call it.
                 ev.hdr.ts_ns = unsafe { bpf_ktime_get_ns() };
             }
             return Ok(false);
@@ -216,6 +245,8 @@ pub(crate) fn on_hop<M: Mem, const G: bool>(
             // The fingerprint and the guard need only the headers (the
             // inner ones are in `ev` when there are any).
             fp = fp_of(ev);
+            // SAFETY: bpf_ktime_get_ns takes no arguments and only reads the
+            // monotonic clock; every program type here may call it.
             now = unsafe { bpf_ktime_get_ns() };
         }
         // A packet new to us: full detail (the event carries the full
@@ -245,6 +276,9 @@ pub(crate) fn on_hop<M: Mem, const G: bool>(
         parse::tuple_hash(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, f)
     };
     // Reported before with these very headers: this hop needs no bytes.
+    // SAFETY: `t` is this skb's TRACKED value from the lookup at the top
+    // (valid, aligned map memory; see there for what an eviction meanwhile can
+    // do): one u64 read.
     let same_headers = tracked && slot.is_some_and(|t| unsafe { (*t).hdr } == hdr);
     let track = Track {
         ts: now,
@@ -254,6 +288,12 @@ pub(crate) fn on_hop<M: Mem, const G: bool>(
         hdr,
     };
     match slot {
+        // SAFETY: `t` is this skb's TRACKED value from the lookup at the top:
+        // valid, aligned map memory, not removed by this program (each remove
+        // above returns). If an LRU eviction on another CPU, or a program
+        // nesting on this one (see issue 37), gave the element to another skb
+        // meanwhile, this overwrites that skb's entry: wrong tracking, never
+        // invalid memory.
         Some(t) => unsafe { *t = track },
         None => {
             let _ = TRACKED.insert(key, track, 0);

@@ -25,7 +25,14 @@ const RECEIVE_WINDOW_NS: u64 = 50_000_000;
 #[inline(always)]
 pub(crate) fn on_netfilter(ctx: *const u8, point: Point) {
     // Direct context loads: the verifier types them as BTF pointers.
+    // SAFETY: `ctx` is the program's context, a `struct bpf_nf_ctx *` (the
+    // loader loads these programs as BPF_PROG_TYPE_NETFILTER, see main.rs):
+    // 8-aligned, with `state` its first 8-byte field and `skb` its second. The
+    // verifier allows these context loads and types both results as BTF
+    // pointers.
     let state: *const u8 = unsafe { core::ptr::read_volatile(ctx as *const *const u8) };
+    // SAFETY: as above, the second field (`skb`); `add(1)` stays inside the
+    // context.
     let skb: *const u8 = unsafe { core::ptr::read_volatile((ctx as *const *const u8).add(1)) };
     on_nf_hook::<Btf, true>(skb, state, point);
 }
@@ -47,6 +54,12 @@ pub(crate) fn on_nf_hook<M: Mem, const FOLLOW_DNAT: bool>(
     let o = offsets();
     // `hook` is the first member (a u8, or an unsigned int before 5.15:
     // its low byte on little-endian).
+    // SAFETY: `state` is the hook's `struct nf_hook_state *`: a BTF pointer
+    // (the netfilter context's field, fentry/fexit's argument) or, with
+    // `Probe`, the kprobe's non-null argument or the one it kept for the
+    // kretprobe (see `nf_stack`), read by the helper (see `Mem`); offset 0 is
+    // its `hook`, a u8 (before 5.15 an unsigned int, whose low byte this is on
+    // little-endian).
     let hook: u8 = unsafe { M::read(state, 0) }.unwrap_or(0);
     // A packet from a device was selected (and tracked) when the device saw
     // it, before any hook: only at OUTPUT does a hook see a packet first. A
@@ -56,6 +69,11 @@ pub(crate) fn on_nf_hook<M: Mem, const FOLLOW_DNAT: bool>(
     // NodePort or external IP call from outside the node) is selected after
     // it: its receive, kept by the device program, becomes its first hop.
     let mut translated = false;
+    // SAFETY: TRACKED's values are preallocated with the map, so the reference
+    // is to valid, aligned memory while the program runs; it only reads
+    // `flags`, at once. An LRU eviction on another CPU reusing the element
+    // meanwhile (aya's caveat on `get`) would show another skb's flags, not a
+    // fault.
     match unsafe { TRACKED.get(skb as u64) } {
         Some(t) if t.flags & track_flags::COUNTED != 0 => return,
         None if FOLLOW_DNAT && hook == NF_INET_PRE_ROUTING && point == Point::NfLate => {
@@ -67,6 +85,7 @@ pub(crate) fn on_nf_hook<M: Mem, const FOLLOW_DNAT: bool>(
         None if hook != NF_INET_LOCAL_OUT => return,
         _ => {}
     }
+    // SAFETY: `state` as above; `nf_state_pf` is the BTF offset of its `u8 pf`.
     let pf: u8 = unsafe { M::read(state, v(&o.nf_state_pf)) }.unwrap_or(0);
     // IPv4 and IPv6 hooks only (as the links): nf_hook_slow also runs the
     // bridge, ARP and netdev families' hooks.
@@ -78,6 +97,9 @@ pub(crate) fn on_nf_hook<M: Mem, const FOLLOW_DNAT: bool>(
         NF_INET_PRE_ROUTING | NF_INET_LOCAL_IN | NF_INET_FORWARD => v(&o.nf_state_in),
         _ => v(&o.nf_state_out),
     };
+    // SAFETY: `state` as above; `dev_off` is the BTF offset of its
+    // `struct net_device *in` or `*out`, a pointer (any value is valid;
+    // `dev_at` checks for null).
     let ptr: *const u8 = unsafe { M::read(state, dev_off) }.unwrap_or(core::ptr::null());
     let dev = dev_at::<M>(ptr, o);
     if translated {
@@ -102,6 +124,10 @@ pub(crate) fn on_nf_hook<M: Mem, const FOLLOW_DNAT: bool>(
 /// here, by a probe read.
 #[inline(always)]
 fn dst_translated<M: Mem>(skb: *const u8, o: &netflow_common::Offsets) -> bool {
+    // SAFETY: `skb` is the kernel `struct sk_buff *` the program got, which
+    // either `M` reads safely (see `Mem`: a verifier-checked, fault-safe load,
+    // or bpf_probe_read_kernel); `skb_nfct` is the BTF offset of its
+    // `unsigned long _nfct`, read as a u64.
     let Ok(nfct) = (unsafe { M::read::<u64>(skb, v(&o.skb_nfct)) }) else {
         return false;
     };
@@ -109,6 +135,10 @@ fn dst_translated<M: Mem>(skb: *const u8, o: &netflow_common::Offsets) -> bool {
     if ct.is_null() {
         return false;
     }
+    // SAFETY: `ct` is the skb's `struct nf_conn *` (`_nfct` without its 3
+    // ctinfo bits, non-null), an untyped address here: `ct_status` is the
+    // offset of its `unsigned long status`, read through bpf_probe_read_kernel,
+    // which faults safely (zero).
     let status: u64 = unsafe { Probe::read(ct, v(&o.ct_status)) }.unwrap_or(0);
     status & netflow_common::IPS_DST_NAT != 0
 }
@@ -124,6 +154,10 @@ fn keep_receive(skb: *const u8) -> bool {
         return false;
     }
     let size = core::mem::size_of::<netflow_common::PacketEvent>() as u32;
+    // SAFETY: `pre` is this CPU's PRE_NAT slot and `ev` this CPU's SCRATCH
+    // slot: two distinct map values of `size` bytes each (both PacketEvents),
+    // so the helper copies one whole event into the other without overlap;
+    // `pre` is writable map memory, and `ev` is only read.
     let r = unsafe {
         aya_ebpf::helpers::generated::bpf_probe_read_kernel(
             pre as *mut core::ffi::c_void,
@@ -141,6 +175,13 @@ fn report_receive<M: Mem>(skb: *const u8, o: &netflow_common::Offsets, dev: &Dev
     let Some(pre) = PRE_NAT.get_ptr_mut(0) else {
         return;
     };
+    // SAFETY: `pre` is this CPU's PRE_NAT slot: map memory, 8-aligned for the
+    // PacketEvent, that lives as long as the map; no other CPU uses it, and
+    // only PREROUTING's late programs use PRE_NAT, which run in the receive
+    // path (softirq) and so do not nest. But `netflow_g_pre_nat_fingerprint`
+    // below makes a `&` to the same slot while this `&mut` is live (it is used
+    // after): aliasing that Rust forbids, harmless in practice only because
+    // that BPF function just reads the slot.
     let pre = unsafe { &mut *pre };
     let ts = pre.hdr.ts_ns;
     let fp = crate::once::netflow_g_pre_nat_fingerprint();
@@ -164,18 +205,42 @@ pub(crate) fn on_nft_chain(pkt: *const u8, chain: *const u8) -> Result<(), ()> {
     if pkt.is_null() || chain.is_null() || v(&o.nft_chain_name) == 0 {
         return Ok(());
     }
+    // SAFETY: `pkt` is the kprobe's `struct nft_pktinfo *`, non-null (checked
+    // above): `nft_pkt_skb` is the offset of its `struct sk_buff *skb`, read
+    // through bpf_probe_read_kernel, which faults safely (null).
     let skb: *const u8 = unsafe { Probe::read(pkt, v(&o.nft_pkt_skb))? };
+    // SAFETY: the reference the lookup returns is never read, only tested for
+    // presence, so aya's caveat on `get` (a value removed and reused under the
+    // reference) cannot matter.
     if unsafe { TRACKED.get(skb as u64) }.is_none() {
         return Ok(());
     }
+    // SAFETY: as above, `pkt->state`, a `const struct nf_hook_state *`.
     let state: *const u8 = unsafe { Probe::read(pkt, v(&o.nft_pkt_state))? };
+    // SAFETY: offset 0 of the state is its `hook` (a u8, or the low byte of an
+    // unsigned int before 5.15), read through the helper, which faults safely:
+    // a null `state` (a failed read above) reads zero.
     let hook: u8 = unsafe { Probe::read(state, 0) }.unwrap_or(0);
+    // SAFETY: as above, the state's `u8 pf`. Were `state` null (a failed read
+    // above), `add` with this offset would be formally outside any object; the
+    // helper only fails on the address (zero).
     let pf: u8 = unsafe { Probe::read(state, v(&o.nf_state_pf)) }.unwrap_or(0);
     let ev = scratch()?;
+    // SAFETY: `chain` is the kprobe's `struct nft_chain *`, non-null (checked
+    // above): `nft_chain_name` is the offset of its `char *name`, read through
+    // the helper, which faults safely.
     let chain_name: *const u8 = unsafe { Probe::read(chain, v(&o.nft_chain_name))? };
+    // SAFETY: as above, `chain->table`, a `struct nft_table *`.
     let table: *const u8 = unsafe { Probe::read(chain, v(&o.nft_chain_table))? };
+    // SAFETY: as above, `table->name`. Were `table` null (a failed read above),
+    // `add` with this offset would be formally outside any object; the helper
+    // only fails on the address (null).
     let table_name: *const u8 = unsafe { Probe::read(table, v(&o.nft_table_name))? };
     let (t, c) = ev.data.split_at_mut(CAPTURE_BYTES / 2);
+    // SAFETY: `t` and `c` are the two halves of `ev.data`, 64 writable bytes
+    // each, and the helper writes at most that many into each; the names'
+    // addresses are only read by bpf_probe_read_kernel_str, which faults safely
+    // (zeroing the half; the error is ignored).
     unsafe {
         let _ = aya_ebpf::helpers::bpf_probe_read_kernel_str_bytes(table_name, t);
         let _ = aya_ebpf::helpers::bpf_probe_read_kernel_str_bytes(chain_name, c);
@@ -185,6 +250,8 @@ pub(crate) fn on_nft_chain(pkt: *const u8, chain: *const u8) -> Result<(), ()> {
         ifindex: 0,
         netns: 0,
     };
+    // SAFETY: bpf_ktime_get_ns takes no arguments and only reads the monotonic
+    // clock; every program type here may call it.
     fill_meta::<Probe>(ev, skb, o, &dev, Point::NftChain, unsafe {
         bpf_ktime_get_ns()
     });

@@ -28,6 +28,16 @@ pub(crate) fn push(skb: *const u8, state: *const u8) {
     let Some(s) = NF_STACK.get_ptr_mut(&key) else {
         return;
     };
+    // SAFETY: `s` is this task's NF_STACK value from the lookup just above:
+    // preallocated map memory, 8-aligned for the NfStack, valid while the
+    // program runs. Only this task's nf_hook_slow kprobe and kretprobe use its
+    // key (a thread's pid_tgid), and kprobe programs do not nest on a CPU (the
+    // kernel's bpf_prog_active skips a nested one). Entries stay after their
+    // task's hooks return, so the map fills up (4096) and the LRU evicts: should
+    // it pick this entry while in use, another CPU could hand the element to
+    // another task meanwhile, and both would write one NfStack, popping wrong
+    // skb/state values (only ever read through the probe helper), never invalid
+    // memory.
     let s = unsafe { &mut *s };
     let d = s.depth;
     if d < DEPTH {
@@ -42,6 +52,8 @@ pub(crate) fn push(skb: *const u8, state: *const u8) {
 #[inline(always)]
 pub(crate) fn pop() -> Option<(*const u8, *const u8)> {
     let key = bpf_get_current_pid_tgid();
+    // SAFETY: as in `push`: this task's NF_STACK value, from the lookup in this
+    // statement.
     let s = unsafe { &mut *NF_STACK.get_ptr_mut(&key)? };
     if s.depth == 0 {
         return None;

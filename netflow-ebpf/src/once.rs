@@ -46,6 +46,12 @@ pub extern "C" fn netflow_g_pre_nat_fingerprint() -> u64 {
     let Some(pre) = PRE_NAT.get_ptr(0) else {
         return 0;
     };
+    // SAFETY: `pre` is this CPU's PRE_NAT slot: map memory, 8-aligned for the
+    // PacketEvent, that lives as long as the map. Its only caller,
+    // `netfilter::report_receive`, holds a `&mut` to the same slot across this
+    // call: a `&` while that one is live is aliasing Rust forbids, harmless in
+    // practice only because nothing writes the slot during this call, which
+    // just reads it.
     let pre = unsafe { &*pre };
     parse::fingerprint(
         &pre.data,

@@ -91,6 +91,13 @@ pub(crate) fn remember(ev: &PacketEvent) {
     let Some(ring) = ROUTE_PENDING.get_ptr_mut(0) else {
         return;
     };
+    // SAFETY: `ring` is this CPU's ROUTE_PENDING slot: map memory, 8-aligned
+    // for the PendingRing, that lives as long as the map; no other CPU uses it
+    // (a program runs with migration disabled). Not sound if programs nest on
+    // this CPU (see issue 37): `pending` takes a `&mut` to this slot too, in
+    // the route programs, which also run in process context (a local socket's
+    // route lookup); a receive in softirq can interrupt one and write the ring
+    // here while that reference is live.
     let ring = unsafe { &mut *ring };
     let i = (ring.next as usize) % PENDING;
     ring.e[i] = Pending {
@@ -110,7 +117,13 @@ pub(crate) fn remember(ev: &PacketEvent) {
 #[inline(always)]
 fn pending(version: u32, saddr: [u64; 2], daddr: [u64; 2], take: bool) -> Option<u64> {
     let ring = ROUTE_PENDING.get_ptr_mut(0)?;
+    // SAFETY: this CPU's ROUTE_PENDING slot, as in `remember`. Not sound if
+    // programs nest on this CPU (see issue 37): a route lookup runs in process
+    // context too (a local socket's), where a receive in softirq can interrupt
+    // it and `remember` a packet into this slot while this `&mut` is live.
     let ring = unsafe { &mut *ring };
+    // SAFETY: bpf_ktime_get_ns takes no arguments and only reads the monotonic
+    // clock; every program type here may call it.
     let now = unsafe { bpf_ktime_get_ns() };
     for i in 0..PENDING {
         let e = &mut ring.e[i];
@@ -123,6 +136,11 @@ fn pending(version: u32, saddr: [u64; 2], daddr: [u64; 2], take: bool) -> Option
             && now.wrapping_sub(e.ts) < PENDING_NS
         {
             let candidate = e.skb;
+            // SAFETY: TRACKED's values are preallocated with the map, so the
+            // reference is to valid, aligned memory while the program runs; it
+            // only reads `flags`, at once. An LRU eviction on another CPU
+            // reusing the element meanwhile (aya's caveat on `get`) would show
+            // another skb's flags, not a fault.
             let followed = unsafe { TRACKED.get(candidate) }
                 .is_some_and(|t| t.flags & track_flags::DELIVERED == 0);
             if take || !followed {
@@ -149,7 +167,12 @@ pub(crate) fn on_fib_lookup(
         return Ok(());
     }
     let o = offsets();
+    // SAFETY: `flp` is the tracepoint's BTF-typed `const struct flowi4 *`
+    // (non-null, checked above), read with a verifier-checked, fault-safe load
+    // (see `Btf`); `flowi4_saddr` is the BTF offset of its `__be32 saddr`, 4
+    // bytes.
     let saddr = v4_words(unsafe { Btf::read(flp, v(&o.flowi4_saddr))? });
+    // SAFETY: as above, `__be32 daddr`.
     let daddr = v4_words(unsafe { Btf::read(flp, v(&o.flowi4_daddr))? });
     let Some(skb) = pending(4, saddr, daddr, true) else {
         return Ok(());
@@ -183,11 +206,22 @@ pub(crate) fn on_fib6_lookup(res: *const u8, table: *const u8, flp: *const u8) -
         return Ok(());
     }
     let o = offsets();
+    // SAFETY: `res` is the tracepoint's BTF-typed `const struct fib6_result *`
+    // (non-null, checked above; see `Btf`); `fib6_res_type` is the BTF offset
+    // of its `u8 fib6_type`.
     let err = fib6_error(unsafe { Btf::read::<u8>(res, v(&o.fib6_res_type))? });
     if err == EAGAIN {
         return Ok(());
     }
+    // SAFETY: `flp` is the tracepoint's BTF-typed `const struct flowi6 *`
+    // (non-null, checked above; see `Btf`); `flowi6_saddr` is the BTF offset of
+    // its `struct in6_addr saddr`, 16 bytes read as two u64s. `in6_addr` itself
+    // promises only 4-alignment: the u64 loads rely on the field's offset
+    // being 8-aligned, as it is in the kernels' layouts (`daddr` follows
+    // `flowi_common`, whose `__be64` tunnel id makes its size a multiple of 8).
     let saddr: [u64; 2] = unsafe { Btf::read(flp, v(&o.flowi6_saddr))? };
+    // SAFETY: as above, `struct in6_addr daddr` (8-aligned in the same
+    // layouts).
     let daddr: [u64; 2] = unsafe { Btf::read(flp, v(&o.flowi6_daddr))? };
     // A table without an answer leaves the packet to the next rule's table.
     let Some(skb) = pending(6, saddr, daddr, err == 0) else {
@@ -196,12 +230,17 @@ pub(crate) fn on_fib6_lookup(res: *const u8, table: *const u8, flp: *const u8) -
     let tb_id: u32 = if table.is_null() {
         0
     } else {
+        // SAFETY: `table` is the tracepoint's BTF-typed `struct fib6_table *`,
+        // non-null here (see `Btf`); `fib6_table_id` is the BTF offset of its
+        // `u32 tb6_id`.
         unsafe { Btf::read(table, v(&o.fib6_table_id)) }.unwrap_or(0)
     };
     // `fib6_nh` starts with its `fib_nh_common`.
     let nh: *const u8 = if err != 0 {
         core::ptr::null()
     } else {
+        // SAFETY: `res` as above; `fib6_res_nh` is the BTF offset of its
+        // `struct fib6_nh *nh`, a pointer (BTF-typed in turn).
         unsafe { Btf::read(res, v(&o.fib6_res_nh)) }.unwrap_or(core::ptr::null())
     };
     report(skb, tb_id, nh, err, 0x86dd)
@@ -212,6 +251,8 @@ pub(crate) fn on_fib6_lookup(res: *const u8, table: *const u8, flp: *const u8) -
 #[inline(always)]
 fn report(skb: u64, tb_id: u32, nhc: *const u8, err: i32, l3_proto: u16) -> Result<(), ()> {
     let o = offsets();
+    // SAFETY: bpf_ktime_get_ns takes no arguments and only reads the monotonic
+    // clock; every program type here may call it.
     let now = unsafe { bpf_ktime_get_ns() };
     let ev = scratch()?;
     header(&mut ev.hdr, skb, Point::Route, now);
@@ -220,12 +261,23 @@ fn report(skb: u64, tb_id: u32, nhc: *const u8, err: i32, l3_proto: u16) -> Resu
         // No route: the device it came in on, whose namespace looked it up.
         (device::<Probe>(skb as *const u8, o), 0u8)
     } else {
+        // SAFETY: `nhc` is non-null: the IPv4 tracepoint's BTF-typed
+        // `const struct fib_nh_common *`, or the IPv6 answer's
+        // `struct fib6_nh *`, BTF-typed too, which begins with its
+        // `fib_nh_common` (the same offsets); see `Btf`. `nhc_dev` is the BTF
+        // offset of its `struct net_device *nhc_dev`.
         let d: *const u8 = unsafe { Btf::read(nhc, v(&o.nhc_dev)) }.unwrap_or(core::ptr::null());
+        // SAFETY: as above, `u8 nhc_gw_family`.
         let fam: u8 = unsafe { Btf::read(nhc, v(&o.nhc_gw_family)) }.unwrap_or(0);
         match fam {
+            // SAFETY: as above, the union `nhc_gw`'s first member,
+            // `__be32 ipv4`.
             2 => gw = v4_words(unsafe { Btf::read(nhc, v(&o.nhc_gw)) }.unwrap_or([0; 4])),
             // Not by BTF: before 6.12 the verifier walks the union only
             // into its first member (the 4-byte IPv4 address).
+            // SAFETY: `nhc` as above, read through bpf_probe_read_kernel (which
+            // faults safely) as the union's `struct in6_addr ipv6`: 16 bytes,
+            // any of which make valid u64s; the helper needs no alignment.
             10 => gw = unsafe { Probe::read(nhc, v(&o.nhc_gw)) }.unwrap_or([0; 2]),
             _ => {}
         }
@@ -236,6 +288,9 @@ fn report(skb: u64, tb_id: u32, nhc: *const u8, err: i32, l3_proto: u16) -> Resu
     h.netns = dev.netns;
     h.ifname = [0; 16];
     if !dev.ptr.is_null() {
+        // SAFETY: `dev.ptr` is non-null: a `struct net_device *` (see
+        // `dev_at`); `dev_name` is the offset of its `char name[16]`, read
+        // through bpf_probe_read_kernel, which faults safely.
         if let Ok(name) = unsafe { Probe::read::<[u8; 16]>(dev.ptr, v(&o.dev_name)) } {
             h.ifname = name;
         }
@@ -248,6 +303,9 @@ fn report(skb: u64, tb_id: u32, nhc: *const u8, err: i32, l3_proto: u16) -> Resu
     h.l3_proto = l3_proto;
     h.cap_len = 16;
     let p = ev.data.as_mut_ptr() as *mut u64;
+    // SAFETY: `p` points to `ev.data`, CAPTURE_BYTES (128) writable bytes of
+    // the event; the two stores cover its first 16, and `write_unaligned` needs
+    // no alignment.
     unsafe {
         core::ptr::write_unaligned(p, gw[0]);
         core::ptr::write_unaligned(p.add(1), gw[1]);

@@ -37,6 +37,9 @@ pub(crate) fn reply_of_selected(buf: &[u8; CAPTURE_BYTES], t: &Tuple) -> bool {
         Some(n) if *n != 0 => {}
         _ => return false,
     }
+    // SAFETY: the reference the lookup returns is never read, only tested for
+    // presence, so aya's caveat on `get` (a value removed and reused under the
+    // reference) cannot matter.
     unsafe { SEL_FLOWS.get(parse::flow_key(buf, t)) }.is_some()
 }
 
@@ -92,6 +95,11 @@ pub(crate) fn addr_bits(buf: &[u8; CAPTURE_BYTES], off: usize, len: usize, f: &F
     }
     let mut key = Key::new(128, AddrKey { addr: [0; 16] });
     parse::copy_addr(buf, off, len, &mut key.data.addr);
+    // SAFETY: the reference only copies the u32 out, at once. SEL_ADDRS's
+    // values are preallocated with the map, so it is valid, aligned memory
+    // while the program runs; an update from the daemon meanwhile (aya's caveat
+    // on `get`: an element freed and reused) could give another address's bits
+    // for this one packet, not a fault.
     let mut bits = unsafe { SEL_ADDRS.get(key.data) }.copied().unwrap_or(0);
     if v(&f.flags) & ff::NETS != 0 {
         bits |= SEL_NETS.get(&key).copied().unwrap_or(0);

@@ -87,6 +87,29 @@ fn demo_shows_the_lab_and_cleans_up() {
     t.wait_for("NETFILTER_DROP", 30);
     let s = t.wait_for("10.96.250.", 30);
     assert!(s.contains("demo"), "{s}");
+    // The answer first: the two failing calls (the policy drop and the
+    // closed port) on top with their causes, the healthy ones below, the
+    // link-local noise folded away.
+    let s = t.wait_for("nothing listens", 30);
+    let rows: Vec<&str> = s
+        .lines()
+        .skip_while(|l| !l.contains("endpoint"))
+        .skip(1)
+        .take(2)
+        .collect();
+    assert_eq!(rows.len(), 2, "{s}");
+    for r in &rows {
+        assert!(r.contains("DROPPED"), "a failing row first: {r}\n{s}");
+    }
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("→5432") && r.contains("rule"))
+            && rows
+                .iter()
+                .any(|r| r.contains("→9999") && r.contains("nothing listens")),
+        "{s}"
+    );
+    assert!(!s.contains("ff02::"), "link-local folded: {s}");
     t.keys("q");
     let s = t.wait_for("EXITED=", 30);
     assert!(s.contains("EXITED=0"), "{s}");

@@ -197,6 +197,32 @@ pub fn build_netflow(root: &std::path::Path) -> Result<std::path::PathBuf> {
     build(root, &[], "target")
 }
 
+/// Lint the kernel crate where it is built (the BPF target, outside the
+/// workspace's default members): every `unsafe` block carries a `// SAFETY:`
+/// note (`clippy::undocumented_unsafe_blocks`, denied in the crate).
+pub fn lint_ebpf(root: &std::path::Path) -> Result<()> {
+    run(Command::new("rustup")
+        .current_dir(root.join("netflow-ebpf"))
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .args([
+            "run",
+            "nightly",
+            "cargo",
+            "clippy",
+            "--release",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--bins",
+            "--target-dir",
+        ])
+        .arg(root.join("target/ebpf-clippy"))
+        .args(["--", "-D", "clippy::undocumented_unsafe_blocks"]))
+    .context("the kernel crate's lint: an `unsafe` block without a `// SAFETY:` note")
+}
+
 /// Where the build without the kernel side goes (its own target directory:
 /// features would otherwise unify with the live build's).
 const OFFLINE_TARGET: &str = "target/offline";
@@ -240,6 +266,7 @@ fn run_cli() -> Result<()> {
             let mut times = Times::start();
             // The binary under test is the one users run: optimized (the
             // flood and dashboard tests measure what a release build does).
+            lint_ebpf(&root)?;
             let bin = build_netflow(&root)?;
             let offline = build_offline(&root)?;
             // The node image, for the test that runs it in containerd.
