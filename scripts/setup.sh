@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-time machine setup for building and testing netflow (Debian 12, root).
-# Installs: LLVM 22 (matches rustc's LLVM), bpf-linker, nightly rust-src,
+# Installs: LLVM 22 (matches rustc's LLVM), bpf-linker, nightly rust-src and clippy (the kernel crate's lint),
 # the network tools the real-kernel tests and the benchmark use, and qemu
 # with Debian's stock kernels for the kernel matrix, and Prometheus (the
 # agent test scrapes netflow with it).
@@ -25,7 +25,7 @@ fi
 # The Kubernetes API schemas the deploy/ manifests are checked against (offline).
 python3 -c 'import kubernetes_validate' 2>/dev/null || python3 -m pip install -q kubernetes-validate || python3 -m pip install -q --break-system-packages kubernetes-validate
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
-rustup component add rust-src --toolchain nightly
+rustup component add rust-src clippy --toolchain nightly
 
 if ! command -v bpf-linker >/dev/null 2>&1; then
   LLVM_PREFIX=/usr/lib/llvm-22 LLVM_SYS_221_PREFIX=/usr/lib/llvm-22 \
