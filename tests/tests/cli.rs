@@ -134,6 +134,57 @@ fn a_closed_pipe_ends_quietly() {
     }
 }
 
+/// A live trace piped to `head`: when head has its line, netflow stops as
+/// on Ctrl-C (its recording written whole) and exits 0 under pipefail.
+#[test]
+fn a_live_trace_stops_when_its_reader_goes_away() {
+    require_root();
+    let dir = std::env::temp_dir().join(format!("netflow-pipe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rec = dir.join("p.nflw");
+    let mut t = Command::new("bash")
+        .args([
+            "-c",
+            &format!(
+                "set -o pipefail; {} trace -i lo --proto icmp --json -w {} 2>{} | head -n 2 >/dev/null",
+                netflow_bin().display(),
+                rec.display(),
+                dir.join("err").display()
+            ),
+        ])
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while t.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "netflow went on after head left"
+        );
+        let _ = Command::new("ping")
+            .args(["-c", "1", "-W", "1", "127.0.0.1"])
+            .output();
+    }
+    let err = std::fs::read_to_string(dir.join("err")).unwrap();
+    assert!(t.wait().unwrap().success(), "{err}");
+    // (The probe lines may say "errors": ICMP errors on timelines.)
+    assert!(
+        !err.contains("Broken pipe") && !err.contains("netflow: error"),
+        "{err}"
+    );
+    assert!(err.contains("netflow: "), "the summary line: {err}");
+    let replayed = Command::new(netflow_bin())
+        .arg("replay")
+        .arg(&rec)
+        .output()
+        .unwrap();
+    let rerr = String::from_utf8_lossy(&replayed.stderr);
+    assert!(
+        replayed.status.success() && !rerr.contains("cut short"),
+        "{rerr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// tcpdump's letters: -r reads a recording (the same as replay), -i is
 /// --iface, -c stops after N packets, -w records; the help says a
 /// recording is not a pcap.
