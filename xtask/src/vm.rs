@@ -6,7 +6,7 @@
 //! and writes it, with the probes netflow turned on there, to
 //! `target/vm/matrix.md` (the README's kernel table comes from that file).
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, BTreeSet, HashSet},
     fs,
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -279,14 +279,14 @@ pub fn vm_test(root: &Path, args: VmArgs) -> Result<()> {
         let started = Instant::now();
         let share = vm_dir.join("run").join(&release);
         let suite = if is_point(s) { POINT_SUITE } else { SUITE };
-        let selected = prepare_share(&share, &bins, &netflow, args.only.as_deref(), suite)?;
+        let selected = prepare_share(&share, &bins, &netflow, args.only.as_deref(), suite, None)?;
         if let Some(cmd) = &args.exec {
             fs::write(share.join("exec.sh"), cmd)?;
         }
         let initramfs = build_initramfs(&vm_dir, &release, &share)?;
         let kdir = vm_dir.join("kernels").join(&release);
         let timeout = Duration::from_secs(args.timeout_min * 60);
-        boot(&kdir, &initramfs, &share, timeout)?;
+        let mut ended = boot(&kdir, &initramfs, &share, timeout, args.exec.is_none())?;
         if died_before_the_tests(&share) {
             // Under emulation a guest kernel has been seen to panic while
             // booting (sched_clock_cpu, before init ran): no test started, so
@@ -295,7 +295,7 @@ pub fn vm_test(root: &Path, args: VmArgs) -> Result<()> {
                 "   the guest kernel panicked before any test ran (see boot.log); booting again"
             );
             fs::rename(share.join("boot.log"), share.join("boot-1.log"))?;
-            boot(&kdir, &initramfs, &share, timeout)?;
+            ended = boot(&kdir, &initramfs, &share, timeout, args.exec.is_none())?;
         }
         if args.exec.is_some() {
             let out = fs::read_to_string(share.join("exec.txt")).unwrap_or_default();
@@ -303,23 +303,49 @@ pub fn vm_test(root: &Path, args: VmArgs) -> Result<()> {
             continue;
         }
         let mut results = read_results(&share, &selected)?;
-        if results.values().any(|r| *r == "not run") && panicked(&share) {
+        let unfinished: BTreeSet<String> = results
+            .iter()
+            .filter(|(_, r)| **r == "not run")
+            .map(|(n, _)| n.clone())
+            .collect();
+        let stopped = match ended {
+            Ended::Exited if panicked(&share) => Some("the guest kernel panicked during the tests"),
+            Ended::Exited => None,
+            Ended::Stalled => Some("the guest made no progress for a test binary's bound and more"),
+            Ended::TimedOut => Some("the guest ran out of its time"),
+        };
+        if let (Some(why), false) = (stopped, unfinished.is_empty()) {
             // Under emulation (TCG) 6.12 has been seen to die on a stale int3
             // of live code patching at a tracepoint site (consume_skb,
-            // __dev_queue_xmit) while programs attach and detach: a fault of
-            // the emulator, not of the kernel under test. The kernel's run is
-            // done once more (its panic's console kept) and its results are
-            // those of that run.
-            let kept = vm_dir.join("run").join(format!("{release}-panic.log"));
-            fs::copy(share.join("boot.log"), &kept)?;
+            // __dev_queue_xmit) while programs attach and detach, and 6.1 to
+            // hang outright: faults of the emulator, not of the kernel under
+            // test. The first boot's results stand; the tests it never
+            // finished run in a second boot (its console and results kept
+            // beside the run), once.
+            let kept = vm_dir.join("run").join(format!("{release}-first"));
+            let _ = fs::remove_dir_all(&kept);
+            fs::create_dir_all(&kept)?;
+            for f in ["boot.log", "results.txt"] {
+                let _ = fs::copy(share.join(f), kept.join(f));
+            }
             println!(
-                "   the guest kernel panicked during the tests (console kept in {}); running this kernel's tests once more",
+                "   {why} ({} of its tests unfinished; console and results kept in {}); booting again for those",
+                unfinished.len(),
                 kept.display()
             );
-            let again = prepare_share(&share, &bins, &netflow, args.only.as_deref(), suite)?;
+            let again = prepare_share(
+                &share,
+                &bins,
+                &netflow,
+                args.only.as_deref(),
+                suite,
+                Some(&unfinished),
+            )?;
             let initramfs = build_initramfs(&vm_dir, &release, &share)?;
-            boot(&kdir, &initramfs, &share, timeout)?;
-            results = read_results(&share, &again)?;
+            boot(&kdir, &initramfs, &share, timeout, true)?;
+            for (n, r) in read_results(&share, &again)? {
+                results.insert(n, r);
+            }
         }
         if results.values().any(|r| *r != "pass") {
             print_failures(&share, &release);
@@ -440,6 +466,7 @@ fn prepare_share(
     netflow: &Path,
     only: Option<&str>,
     suite: &[(&str, &[&str])],
+    keep: Option<&BTreeSet<String>>,
 ) -> Result<Vec<String>> {
     let _ = fs::remove_dir_all(share);
     fs::create_dir_all(share)?;
@@ -469,6 +496,7 @@ fn prepare_share(
             .iter()
             .copied()
             .filter(|n| only.is_none_or(|o| n.contains(o)))
+            .filter(|n| keep.is_none_or(|k| k.contains(&labelled(n, label))))
             .collect();
         if names.is_empty() {
             continue;
@@ -610,7 +638,38 @@ fn died_before_the_tests(share: &Path) -> bool {
     !started && fs::read_to_string(share.join("boot.log")).is_ok_and(|l| l.contains("Kernel panic"))
 }
 
-fn boot(kdir: &Path, initramfs: &Path, share: &Path, timeout: Duration) -> Result<()> {
+/// How a guest's run ended.
+enum Ended {
+    /// The guest powered off (its tests done, or its kernel panicked).
+    Exited,
+    /// Its output did not grow for [`STALL_SECS`]: the guest hangs.
+    Stalled,
+    /// It ran past the kernel's whole bound.
+    TimedOut,
+}
+
+/// No new output from a guest for this long means it hangs: its own bound
+/// on a test binary ([`TEST_BIN_SECS`]) would have written a line by then.
+const STALL_SECS: u64 = TEST_BIN_SECS + 180;
+
+/// Bytes the guest has written so far (its progress).
+fn progress(share: &Path) -> u64 {
+    ["probes.txt", "check.json", "check.err", "results.txt"]
+        .iter()
+        .filter_map(|f| fs::metadata(share.join(f)).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Boot a guest on `share` and wait for it: at most `timeout`, and, when
+/// `watch`, at most [`STALL_SECS`] without progress.
+fn boot(
+    kdir: &Path,
+    initramfs: &Path,
+    share: &Path,
+    timeout: Duration,
+    watch: bool,
+) -> Result<Ended> {
     use std::os::unix::process::CommandExt;
     let log = fs::File::create(share.join("boot.log"))?;
     let mut qemu = Command::new("qemu-system-x86_64");
@@ -650,7 +709,13 @@ fn boot(kdir: &Path, initramfs: &Path, share: &Path, timeout: Duration) -> Resul
         .spawn()
         .context("qemu-system-x86_64 (package qemu-system-x86)")?;
     let started = Instant::now();
+    let (mut seen, mut moved) = (progress(share), Instant::now());
     loop {
+        let now = progress(share);
+        if now != seen {
+            (seen, moved) = (now, Instant::now());
+        }
+        let stalled = watch && moved.elapsed() > Duration::from_secs(STALL_SECS);
         if let Some(status) = child.try_wait()? {
             if !status.success() {
                 bail!(
@@ -658,21 +723,23 @@ fn boot(kdir: &Path, initramfs: &Path, share: &Path, timeout: Duration) -> Resul
                     share.join("boot.log").display()
                 );
             }
-            return Ok(());
+            return Ok(Ended::Exited);
         }
-        if started.elapsed() > timeout {
+        if stalled || started.elapsed() > timeout {
             let _ = child.kill();
             let _ = child.wait();
-            println!(
-                "   stopped after {} min; the console's last lines:",
-                timeout.as_secs() / 60
-            );
+            let (ended, why) = if stalled {
+                (Ended::Stalled, format!("no progress for {STALL_SECS} s"))
+            } else {
+                (Ended::TimedOut, format!("{} min", timeout.as_secs() / 60))
+            };
+            println!("   stopped ({why}); the console's last lines:");
             let console = fs::read_to_string(share.join("boot.log")).unwrap_or_default();
             let lines: Vec<&str> = console.lines().collect();
             for l in &lines[lines.len().saturating_sub(40)..] {
                 println!("   | {l}");
             }
-            return Ok(());
+            return Ok(ended);
         }
         std::thread::sleep(Duration::from_millis(500));
     }
