@@ -72,6 +72,7 @@ pub mod names {
     pub const PROG_NF_KRETPROBE: &str = "netflow_nf_kretprobe";
     pub const NF_STACK: &str = "NF_STACK";
     pub const KEY_SCRATCH: &str = "KEY_SCRATCH";
+    pub const NEST: &str = "NEST";
 
     pub const GLOBAL_OFFSETS: &str = "OFFSETS";
     pub const GLOBAL_FILTER: &str = "FILTER";
@@ -253,11 +254,17 @@ pub struct FlowKey {
     pub _pad: [u8; 3],
 }
 
+/// Nesting levels of the kernel programs on one CPU with their own working
+/// slots (process, softirq, one spare): the entries of every per-CPU
+/// working map (see the kernel crate's `nest`).
+pub const NEST_DEPTH: u32 = 3;
+
 /// Value of the TRACKED map.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct Track {
-    /// When the packet was last seen.
+    /// When the packet was last seen; 0 once it ended (an only counted
+    /// packet's entry is kept for the LRU to evict, but names no packet).
     pub ts: u64,
     /// Its fingerprint (see the kernel parser), to notice a reused skb.
     pub fp: u64,

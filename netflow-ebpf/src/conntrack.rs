@@ -21,16 +21,14 @@ pub(crate) fn remember_reply<M: Mem>(skb: *const u8, o: &Offsets) {
     if ct.is_null() {
         return;
     }
-    let Some(k) = KEY_SCRATCH.get_ptr_mut(0) else {
+    let Some(k) = crate::nest::slot(&KEY_SCRATCH) else {
         return;
     };
-    // SAFETY: `k` is this CPU's KEY_SCRATCH slot: map memory, 8-aligned for the
-    // FlowKey, that lives as long as the map; no other CPU uses it (a program
-    // runs with migration disabled). Not sound if programs nest on this CPU
-    // (see issue 37): the late netfilter programs run in process context at
-    // OUTPUT and POSTROUTING, and a softirq hook's late program (PREROUTING,
-    // INPUT, FORWARD) can interrupt one and build its own key in this slot
-    // while this `&mut` is live.
+    // SAFETY: `k` is this program's KEY_SCRATCH slot: map memory, 8-aligned
+    // for the FlowKey, that lives as long as the map; no other CPU uses it (a
+    // program runs with migration disabled), and a program nesting on this
+    // CPU (a softirq hook inside OUTPUT's, say) uses the next level's slot
+    // (see `nest`). Nothing else in this program holds a reference to it.
     let k = unsafe { &mut *k };
     // SAFETY: `ct` is the skb's `struct nf_conn *` (`_nfct` without its 3
     // ctinfo bits, non-null) and `ct_reply_tuple` the offset of

@@ -26,25 +26,30 @@ pub(crate) fn header(h: &mut EventHeader, skb: u64, point: Point, ts: u64) {
 
 /// A tracked packet's journey ends here (consumed, or taken by a socket):
 /// forget it and say so with a header-only event. Untracked, already
-/// reported taken by a socket, or only counted: nothing to say.
+/// reported taken by a socket, or only counted: nothing to say (an only
+/// counted one is marked ended).
 #[inline(always)]
 pub(crate) fn end_tracked(skb: *const u8, point: Point, location: u64) {
     if !tracking() {
         return;
     }
     let key = skb as u64;
-    // SAFETY: TRACKED's values are preallocated with the map, so the reference
-    // is to valid, aligned memory while the program runs; it is only used to
-    // copy `flags` out, before the remove below. An LRU eviction on another CPU
-    // reusing the element meanwhile (aya's caveat on `get`) would give another
-    // skb's flags, not a fault.
-    let flags = match unsafe { TRACKED.get(key) } {
-        None => return,
-        Some(t) => t.flags,
+    let Some(t) = TRACKED.get_ptr_mut(key) else {
+        return;
     };
+    // SAFETY: `t` is this skb's TRACKED value: preallocated map memory,
+    // aligned for the Track, valid while the program runs. An LRU eviction on
+    // another CPU, or a program nesting on this one, giving the element to
+    // another skb meanwhile would give that skb's flags, not a fault.
+    let flags = unsafe { (*t).flags };
     if flags & track_flags::COUNTED != 0 {
-        // Only counted: left for the LRU to evict (a delete costs more than
-        // the lookup; a reused skb is noticed by its fingerprint).
+        // Only counted: marked ended (one store; a delete costs more) and
+        // left for the LRU to evict. The skb's memory is soon another
+        // packet's, and a fingerprint alone can match by chance (a UDP
+        // answer of the same length whose IP ID equals the request's): that
+        // packet would be taken for this one and go uncounted.
+        // SAFETY: as above; one u64 store.
+        unsafe { (*t).ts = 0 };
         return;
     }
     let _ = TRACKED.remove(key);
@@ -106,10 +111,9 @@ pub(crate) fn wake_flags() -> u64 {
 pub(crate) fn count_lost() {
     if let Some(c) = LOST.get_ptr_mut(0) {
         // SAFETY: `c` is this CPU's LOST slot: an 8-aligned u64 of map memory
-        // that lives as long as the map; no other CPU writes it. A program
-        // nesting on this CPU between the load and the store (see issue 37)
-        // races with this plain increment: one count lost, memory unharmed.
-        unsafe { *c += 1 };
+        // that lives as long as the map. One atomic add (BPF_XADD): a program
+        // nesting on this CPU (see `nest`) cannot lose a count.
+        unsafe { crate::atomic::add(c, 1) };
     }
 }
 

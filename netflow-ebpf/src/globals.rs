@@ -86,14 +86,17 @@ pub(crate) static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 pub(crate) static TRACKED: LruHashMap<u64, Track> =
     LruHashMap::with_max_entries(TRACKED_ENTRIES, 0);
 
-/// The event being built, per CPU.
+/// The event being built, per CPU and nesting level (see `nest`).
 #[map]
-pub(crate) static SCRATCH: PerCpuArray<PacketEvent> = PerCpuArray::with_max_entries(1, 0);
+pub(crate) static SCRATCH: PerCpuArray<PacketEvent> =
+    PerCpuArray::with_max_entries(netflow_common::NEST_DEPTH, 0);
 
 /// A packet's receive, as the device saw it before PREROUTING's DNAT made
-/// it selected (see `netfilter::follow_translated`), per CPU.
+/// it selected (see `netfilter::follow_translated`), per CPU and nesting
+/// level.
 #[map]
-pub(crate) static PRE_NAT: PerCpuArray<PacketEvent> = PerCpuArray::with_max_entries(1, 0);
+pub(crate) static PRE_NAT: PerCpuArray<PacketEvent> =
+    PerCpuArray::with_max_entries(netflow_common::NEST_DEPTH, 0);
 
 /// Selected addresses (IPv4 mapped into IPv6) -> ADDR_* bits.
 #[map]
@@ -113,9 +116,10 @@ pub(crate) static SEL_NETNS: HashMap<u32, u8> = HashMap::with_max_entries(256, 0
 #[map]
 pub(crate) static SEL_FLOWS: LruHashMap<FlowKey, u8> = LruHashMap::with_max_entries(16384, 0);
 
-/// A flow key being built, per CPU (off the stack).
+/// A flow key being built, per CPU and nesting level (off the stack).
 #[map]
-pub(crate) static KEY_SCRATCH: PerCpuArray<FlowKey> = PerCpuArray::with_max_entries(1, 0);
+pub(crate) static KEY_SCRATCH: PerCpuArray<FlowKey> =
+    PerCpuArray::with_max_entries(netflow_common::NEST_DEPTH, 0);
 
 /// SEL_FLOWS has entries (spares the lookup until then).
 #[map]

@@ -5,14 +5,14 @@
 //! reported whatever this decides (see `hop::on_drop`).
 use netflow_common::{filter_flags as ff, Bucket, ConnCount, Filter, FlowKey, PacketEvent};
 
-use core::{
-    intrinsics::{atomic_xadd, AtomicOrdering},
-    ptr::addr_of_mut,
-};
+use core::ptr::addr_of_mut;
 
 use netflow_common::parse;
 
-use crate::globals::*;
+use crate::{
+    atomic::{add, load},
+    globals::*,
+};
 
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
@@ -75,40 +75,13 @@ pub(crate) fn full_detail(ev: &PacketEvent, f: &Filter, now: u64) -> bool {
 /// `bpf_map_update_elem`'s flag: create, never replace.
 const BPF_NOEXIST: u64 = 1;
 
-/// Adds `n` to a counter of CONNS, which every CPU updates (a connection's
-/// two directions, or one spread by RSS): one atomic add (BPF_XADD, on
-/// every kernel netflow runs on; its result unused, so no BPF_FETCH, which
-/// 5.10 lacks), so that no increment is lost.
-///
-/// # Safety
-/// `p` points to a `u64` of a map value that lives while the program runs.
-#[inline(always)]
-unsafe fn add(p: *mut u64, n: u64) {
-    // SAFETY: the caller's promise; the value's u64 fields are 8-aligned
-    // (map values are).
-    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, n) };
-}
-
-/// Reads a counter of CONNS that other CPUs may be adding to: one aligned
-/// 8-byte load (one BPF instruction, not torn; the BPF backend has no
-/// atomic load to select for cpu v1-v3).
-///
-/// # Safety
-/// As [`add`].
-#[inline(always)]
-unsafe fn load(p: *mut u64) -> u64 {
-    // SAFETY: the caller's promise, as for `add`.
-    unsafe { core::ptr::read_volatile(p) }
-}
-
 #[inline(always)]
 fn count_sampled() {
     if let Some(s) = SAMPLED.get_ptr_mut(0) {
         // SAFETY: `s` is this CPU's SAMPLED slot: an 8-aligned u64 of map
-        // memory that lives as long as the map; no other CPU writes it. A
-        // program nesting on this CPU between the load and the store (see issue
-        // 37) races with this plain increment: one count lost, memory unharmed.
-        unsafe { *s += 1 };
+        // memory that lives as long as the map. One atomic add: a program
+        // nesting on this CPU (see `nest`) cannot lose a count.
+        unsafe { add(s, 1) };
     }
 }
 
@@ -273,27 +246,38 @@ fn take_token(f: &Filter, now: u64) -> bool {
     let Some(b) = BUCKET.get_ptr_mut(0) else {
         return true;
     };
-    // SAFETY: `b` is this CPU's BUCKET slot: map memory, 8-aligned for the
-    // Bucket, that lives as long as the map; no other CPU uses it (a program
-    // runs with migration disabled). Not sound if programs nest on this CPU
-    // (see issue 37): the guardrails also run in the netfilter programs at
-    // OUTPUT, in process context, where a softirq program (rx, tc ingress, the
-    // other hooks) can interrupt and take a token through its own `&mut` to
-    // this slot while this one is live.
-    let b: &mut Bucket = unsafe { &mut *b };
+    // No reference to the bucket is made: a program nesting on this CPU (a
+    // softirq hook inside OUTPUT's, see `nest`) may take a token between a
+    // load and a store here. Then one token is taken twice or not at all: the
+    // rate is a little off, the memory unharmed.
+    //
+    // SAFETY: `b` is this CPU's BUCKET slot, map memory 8-aligned for the
+    // Bucket that lives as long as the map; no other CPU uses it (a program
+    // runs with migration disabled). The same holds for each access below.
+    let (tokens, last) = unsafe {
+        (
+            addr_of_mut!((*b).tokens).read_volatile(),
+            addr_of_mut!((*b).last_ns).read_volatile(),
+        )
+    };
     let cap = rate / 10 + 1;
-    let refill = now.saturating_sub(b.last_ns) * rate / 1_000_000_000;
+    let refill = now.saturating_sub(last) * rate / 1_000_000_000;
+    let mut tokens = tokens;
     if refill > 0 {
-        b.tokens = if b.tokens + refill > cap {
+        tokens = if tokens + refill > cap {
             cap
         } else {
-            b.tokens + refill
+            tokens + refill
         };
-        b.last_ns = now;
+        // SAFETY: as above.
+        unsafe { addr_of_mut!((*b).last_ns).write_volatile(now) };
     }
-    if b.tokens == 0 {
+    if tokens == 0 {
+        // SAFETY: as above.
+        unsafe { addr_of_mut!((*b).tokens).write_volatile(0) };
         return false;
     }
-    b.tokens -= 1;
+    // SAFETY: as above.
+    unsafe { addr_of_mut!((*b).tokens).write_volatile(tokens - 1) };
     true
 }

@@ -159,7 +159,7 @@ pub(crate) fn on_hop<M: Mem, const G: bool>(
             // preallocated map memory, aligned for the Track, valid while the
             // program runs, and this program does not remove it before its last
             // use (each remove below returns). An LRU eviction on another CPU,
-            // or a program nesting on this one (see issue 37), can give the
+            // or a program nesting on this one (see `nest`), can give the
             // element to another skb meanwhile: then these reads and the write
             // below see that skb's entry, wrong data but never invalid memory.
             if unsafe { (*t).flags } & track_flags::COUNTED != 0 {
@@ -178,8 +178,16 @@ pub(crate) fn on_hop<M: Mem, const G: bool>(
             now = unsafe { bpf_ktime_get_ns() };
             // SAFETY: as above: `t` is this skb's TRACKED value.
             flags = unsafe { (*t).flags };
+            // A packet a socket took goes nowhere after (a copy for another
+            // reader is another skb): seen again at a device or hook, the
+            // skb is another packet's. Its free may have gone unseen (a
+            // consume_skb program skipped because one runs on this CPU
+            // already), and a fingerprint alone can match by chance (a UDP
+            // answer of the request's length whose IP ID equals the
+            // request's): taken for the old packet, it would go uncounted.
+            let ended = flags & track_flags::DELIVERED != 0 && at_device_or_hook(point);
             // SAFETY: as above.
-            unsafe { (*t).fp == fp && now.wrapping_sub((*t).ts) < v(&f.stale_ns) }
+            !ended && unsafe { (*t).fp == fp && now.wrapping_sub((*t).ts) < v(&f.stale_ns) }
         }
         None => {
             // Most packets are not selected, or only counted: read just the
@@ -291,7 +299,7 @@ pub(crate) fn on_hop<M: Mem, const G: bool>(
         // SAFETY: `t` is this skb's TRACKED value from the lookup at the top:
         // valid, aligned map memory, not removed by this program (each remove
         // above returns). If an LRU eviction on another CPU, or a program
-        // nesting on this one (see issue 37), gave the element to another skb
+        // nesting on this one (see `nest`), gave the element to another skb
         // meanwhile, this overwrites that skb's entry: wrong tracking, never
         // invalid memory.
         Some(t) => unsafe { *t = track },
@@ -317,4 +325,14 @@ pub(crate) fn on_hop<M: Mem, const G: bool>(
         output(ev);
     }
     Ok(true)
+}
+
+/// A device's or a netfilter hook's hop (not a socket's answer to the
+/// packet: a RST, an ICMP error).
+#[inline(always)]
+fn at_device_or_hook(point: Point) -> bool {
+    matches!(
+        point,
+        Point::Rx | Point::Tx | Point::TcIngress | Point::TcEgress | Point::NfEarly | Point::NfLate
+    )
 }

@@ -10,13 +10,14 @@
 #![no_main]
 // The BPF target has no atomic read-modify-write types in core (no CAS):
 // the counters shared by CPUs use the add intrinsic (BPF_XADD), see
-// `guard::add`.
+// `atomic::add`.
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 // Every `unsafe` says why it is sound (`cargo xtask test` runs clippy on
 // this crate for the BPF target).
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod atomic;
 mod conntrack;
 mod deliver;
 mod emit;
@@ -24,6 +25,7 @@ mod globals;
 mod guard;
 mod hop;
 mod icmp;
+mod nest;
 mod netfilter;
 mod nf_stack;
 mod once;
@@ -54,6 +56,9 @@ use crate::{
 
 #[btf_tracepoint(function = "netif_receive_skb")]
 pub fn netflow_rx(ctx: BtfTracePointContext) -> i32 {
+    let Some(_level) = nest::enter() else {
+        return 0;
+    };
     let skb: *const u8 = ctx.arg(0);
     let _ = on_device::<Btf>(skb, Point::Rx);
     0
@@ -61,6 +66,9 @@ pub fn netflow_rx(ctx: BtfTracePointContext) -> i32 {
 
 #[btf_tracepoint(function = "net_dev_queue")]
 pub fn netflow_tx(ctx: BtfTracePointContext) -> i32 {
+    let Some(_level) = nest::enter() else {
+        return 0;
+    };
     let skb: *const u8 = ctx.arg(0);
     let _ = on_device::<Btf>(skb, Point::Tx);
     0
@@ -71,12 +79,18 @@ pub fn netflow_tx(ctx: BtfTracePointContext) -> i32 {
 /// always return TC_ACT_UNSPEC (TCX_NEXT): whatever else is attached decides.
 #[classifier]
 pub fn netflow_tc_ingress(ctx: TcContext) -> i32 {
+    let Some(_level) = nest::enter() else {
+        return TC_ACT_UNSPEC;
+    };
     let _ = on_device::<Probe>(ctx.skb.skb as *const u8, Point::TcIngress);
     TC_ACT_UNSPEC
 }
 
 #[classifier]
 pub fn netflow_tc_egress(ctx: TcContext) -> i32 {
+    let Some(_level) = nest::enter() else {
+        return TC_ACT_UNSPEC;
+    };
     let _ = on_device::<Probe>(ctx.skb.skb as *const u8, Point::TcEgress);
     TC_ACT_UNSPEC
 }
@@ -85,6 +99,9 @@ pub fn netflow_tc_egress(ctx: TcContext) -> i32 {
 /// (the argument order is checked against BTF by the loader).
 #[btf_tracepoint(function = "kfree_skb")]
 pub fn netflow_kfree_skb(ctx: BtfTracePointContext) -> i32 {
+    let Some(_level) = nest::enter() else {
+        return 0;
+    };
     let skb: *const u8 = ctx.arg(0);
     let location: u64 = ctx.arg(1);
     let reason: u32 = ctx.arg(2);
@@ -96,6 +113,9 @@ pub fn netflow_kfree_skb(ctx: BtfTracePointContext) -> i32 {
 /// reasons (5.10-5.16). Drops with their location; the reason is unavailable.
 #[btf_tracepoint(function = "kfree_skb")]
 pub fn netflow_kfree_skb_loc(ctx: BtfTracePointContext) -> i32 {
+    let Some(_level) = nest::enter() else {
+        return 0;
+    };
     let skb: *const u8 = ctx.arg(0);
     let location: u64 = ctx.arg(1);
     let _ = on_drop::<Btf>(skb, location, netflow_common::REASON_UNAVAILABLE);
@@ -136,6 +156,9 @@ pub fn netflow_tcp_rcv(ctx: BtfTracePointContext) -> i32 {
 /// returns 1 (allow): the packet goes on untouched.
 #[cgroup_skb(ingress)]
 pub fn netflow_sock_in(ctx: SkBuffContext) -> i32 {
+    let Some(_level) = nest::enter() else {
+        return 1;
+    };
     let _ = on_deliver(&ctx);
     1
 }
@@ -145,6 +168,9 @@ pub fn netflow_sock_in(ctx: SkBuffContext) -> i32 {
 /// connection instead of followed across the node. Always returns 1.
 #[cgroup_skb(egress)]
 pub fn netflow_sock_out(ctx: SkBuffContext) -> i32 {
+    let Some(_level) = nest::enter() else {
+        return 1;
+    };
     deliver::on_send(&ctx);
     1
 }
@@ -154,6 +180,9 @@ pub fn netflow_sock_out(ctx: SkBuffContext) -> i32 {
 /// headers, so the event's headers are built from the socket.
 #[btf_tracepoint(function = "tcp_retransmit_skb")]
 pub fn netflow_tcp_retransmit(ctx: BtfTracePointContext) -> i32 {
+    let Some(_level) = nest::enter() else {
+        return 0;
+    };
     let sk: *const u8 = ctx.arg(0);
     let _ = on_sock(sk, Point::TcpRetransmit);
     0
@@ -164,6 +193,9 @@ pub fn netflow_tcp_retransmit(ctx: BtfTracePointContext) -> i32 {
 /// from the socket `sk`.
 #[btf_tracepoint(function = "tcp_send_reset")]
 pub fn netflow_tcp_reset(ctx: BtfTracePointContext) -> i32 {
+    let Some(_level) = nest::enter() else {
+        return 0;
+    };
     let sk: *const u8 = ctx.arg(0);
     let skb: *const u8 = ctx.arg(1);
     if !skb.is_null() {
@@ -182,6 +214,9 @@ pub fn netflow_tcp_reset(ctx: BtfTracePointContext) -> i32 {
 /// fib_nh_common *nhc, int err)` (checked against BTF by the loader).
 #[btf_tracepoint(function = "fib_table_lookup")]
 pub fn netflow_route(ctx: BtfTracePointContext) -> i32 {
+    let Some(_level) = nest::enter() else {
+        return 0;
+    };
     let tb_id: u32 = ctx.arg(0);
     let flp: *const u8 = ctx.arg(1);
     let nhc: *const u8 = ctx.arg(2);
@@ -194,6 +229,9 @@ pub fn netflow_route(ctx: BtfTracePointContext) -> i32 {
 /// fib6_table *table, const struct flowi6 *flp)` (checked by the loader).
 #[btf_tracepoint(function = "fib6_table_lookup")]
 pub fn netflow_route6(ctx: BtfTracePointContext) -> i32 {
+    let Some(_level) = nest::enter() else {
+        return 0;
+    };
     let res: *const u8 = ctx.arg(1);
     let table: *const u8 = ctx.arg(2);
     let flp: *const u8 = ctx.arg(3);
@@ -203,6 +241,9 @@ pub fn netflow_route6(ctx: BtfTracePointContext) -> i32 {
 
 #[btf_tracepoint(function = "icmp_send")]
 pub fn netflow_icmp_send(ctx: BtfTracePointContext) -> i32 {
+    let Some(_level) = nest::enter() else {
+        return 0;
+    };
     let skb: *const u8 = ctx.arg(0);
     let icmp_type: i32 = ctx.arg(1);
     let code: i32 = ctx.arg(2);
@@ -216,6 +257,9 @@ pub fn netflow_icmp_send(ctx: BtfTracePointContext) -> i32 {
 #[fentry(function = "__icmp_send")]
 #[inline(always)]
 pub fn netflow_icmp_fentry(ctx: FEntryContext) -> i32 {
+    let Some(_level) = nest::enter() else {
+        return 0;
+    };
     let skb: *const u8 = ctx.arg(0);
     let icmp_type: i32 = ctx.arg(1);
     let code: i32 = ctx.arg(2);
@@ -226,6 +270,9 @@ pub fn netflow_icmp_fentry(ctx: FEntryContext) -> i32 {
 #[kprobe]
 #[inline(always)]
 pub fn netflow_icmp_kprobe(ctx: ProbeContext) -> u32 {
+    let Some(_level) = nest::enter() else {
+        return 0;
+    };
     let skb: *const u8 = ctx.arg(0).unwrap_or_default();
     let icmp_type: i32 = ctx.arg(1).unwrap_or(0);
     let code: i32 = ctx.arg(2).unwrap_or(0);
@@ -239,6 +286,9 @@ pub fn netflow_icmp_kprobe(ctx: ProbeContext) -> u32 {
 #[fentry(function = "icmp6_send")]
 #[inline(always)]
 pub fn netflow_icmp6_fentry(ctx: FEntryContext) -> i32 {
+    let Some(_level) = nest::enter() else {
+        return 0;
+    };
     let skb: *const u8 = ctx.arg(0);
     let icmp_type: u8 = ctx.arg(1);
     let code: u8 = ctx.arg(2);
@@ -249,6 +299,9 @@ pub fn netflow_icmp6_fentry(ctx: FEntryContext) -> i32 {
 #[kprobe]
 #[inline(always)]
 pub fn netflow_icmp6_kprobe(ctx: ProbeContext) -> u32 {
+    let Some(_level) = nest::enter() else {
+        return 0;
+    };
     let skb: *const u8 = ctx.arg(0).unwrap_or_default();
     let icmp_type: u64 = ctx.arg(1).unwrap_or(0);
     let code: u64 = ctx.arg(2).unwrap_or(0);
@@ -265,12 +318,18 @@ pub fn netflow_icmp6_kprobe(ctx: ProbeContext) -> u32 {
 /// of the packet at the late priority.
 #[classifier]
 pub fn netflow_nf_early(ctx: TcContext) -> i32 {
+    let Some(_level) = nest::enter() else {
+        return NF_ACCEPT;
+    };
     on_netfilter(ctx.skb.skb as *const u8, Point::NfEarly);
     NF_ACCEPT
 }
 
 #[classifier]
 pub fn netflow_nf_late(ctx: TcContext) -> i32 {
+    let Some(_level) = nest::enter() else {
+        return NF_ACCEPT;
+    };
     on_netfilter(ctx.skb.skb as *const u8, Point::NfLate);
     NF_ACCEPT
 }
@@ -286,6 +345,9 @@ pub fn netflow_nf_late(ctx: TcContext) -> i32 {
 #[fentry(function = "nf_hook_slow")]
 #[inline(always)]
 pub fn netflow_nf_fentry(ctx: FEntryContext) -> i32 {
+    let Some(_level) = nest::enter() else {
+        return 0;
+    };
     on_nf_hook::<Btf, true>(ctx.arg(0), ctx.arg(1), Point::NfEarly);
     0
 }
@@ -293,6 +355,9 @@ pub fn netflow_nf_fentry(ctx: FEntryContext) -> i32 {
 #[fexit(function = "nf_hook_slow")]
 #[inline(always)]
 pub fn netflow_nf_fexit(ctx: FExitContext) -> i32 {
+    let Some(_level) = nest::enter() else {
+        return 0;
+    };
     let ret: i32 = ctx.arg(4);
     if ret == 1 {
         on_nf_hook::<Btf, true>(ctx.arg(0), ctx.arg(1), Point::NfLate);
@@ -310,7 +375,9 @@ pub fn netflow_nf_kprobe(ctx: ProbeContext) -> u32 {
     let state: *const u8 = ctx.arg(1).unwrap_or_default();
     if !skb.is_null() && !state.is_null() {
         nf_stack::push(skb, state);
-        on_nf_hook::<Probe, false>(skb, state, Point::NfEarly);
+        if let Some(_level) = nest::enter() {
+            on_nf_hook::<Probe, false>(skb, state, Point::NfEarly);
+        }
     }
     0
 }
@@ -320,7 +387,7 @@ pub fn netflow_nf_kprobe(ctx: ProbeContext) -> u32 {
 pub fn netflow_nf_kretprobe(ctx: RetProbeContext) -> u32 {
     let ret: i32 = ctx.ret();
     if let Some((skb, state)) = nf_stack::pop() {
-        if ret == 1 {
+        if let (1, Some(_level)) = (ret, nest::enter()) {
             on_nf_hook::<Probe, false>(skb, state, Point::NfLate);
         }
     }
@@ -334,6 +401,9 @@ pub fn netflow_nf_kretprobe(ctx: RetProbeContext) -> u32 {
 #[kprobe]
 #[inline(always)]
 pub fn netflow_kprobe_nft_do_chain(ctx: ProbeContext) -> u32 {
+    let Some(_level) = nest::enter() else {
+        return 0;
+    };
     let pkt: *const u8 = ctx.arg(0).unwrap_or_default();
     let chain: *const u8 = ctx.arg(1).unwrap_or_default();
     let _ = on_nft_chain(pkt, chain);
@@ -346,6 +416,9 @@ pub fn netflow_kprobe_nft_do_chain(ctx: ProbeContext) -> u32 {
 #[kprobe]
 #[inline(always)]
 pub fn netflow_kprobe_kfree_skb_reason(ctx: ProbeContext) -> u32 {
+    let Some(_level) = nest::enter() else {
+        return 0;
+    };
     let skb: *const u8 = ctx.arg(1).unwrap_or_default();
     let reason: u32 = ctx.arg(2).unwrap_or(0);
     if !skb.is_null() {

@@ -147,15 +147,15 @@ fn dst_translated<M: Mem>(skb: *const u8, o: &netflow_common::Offsets) -> bool {
 /// left it there, unselected): keep it before the hop's own event is built.
 #[inline(always)]
 fn keep_receive(skb: *const u8) -> bool {
-    let (Ok(ev), Some(pre)) = (scratch(), PRE_NAT.get_ptr_mut(0)) else {
+    let (Ok(ev), Some(pre)) = (scratch(), crate::nest::slot(&PRE_NAT)) else {
         return false;
     };
     if ev.hdr.skb != skb as u64 || ev.hdr.point != Point::Rx as u8 {
         return false;
     }
     let size = core::mem::size_of::<netflow_common::PacketEvent>() as u32;
-    // SAFETY: `pre` is this CPU's PRE_NAT slot and `ev` this CPU's SCRATCH
-    // slot: two distinct map values of `size` bytes each (both PacketEvents),
+    // SAFETY: `pre` is this program's PRE_NAT slot and `ev` its SCRATCH
+    // slot (see `nest`): two distinct map values of `size` bytes each (both PacketEvents),
     // so the helper copies one whole event into the other without overlap;
     // `pre` is writable map memory, and `ev` is only read.
     let r = unsafe {
@@ -172,13 +172,12 @@ fn keep_receive(skb: *const u8) -> bool {
 /// device PREROUTING saw it come in on, when it came.
 #[inline(always)]
 fn report_receive<M: Mem>(skb: *const u8, o: &netflow_common::Offsets, dev: &Dev) {
-    let Some(pre) = PRE_NAT.get_ptr_mut(0) else {
+    let Some(pre) = crate::nest::slot(&PRE_NAT) else {
         return;
     };
-    // SAFETY: `pre` is this CPU's PRE_NAT slot: map memory, 8-aligned for the
-    // PacketEvent, that lives as long as the map; no other CPU uses it, and
-    // only PREROUTING's late programs use PRE_NAT, which run in the receive
-    // path (softirq) and so do not nest. But `netflow_g_pre_nat_fingerprint`
+    // SAFETY: `pre` is this program's PRE_NAT slot: map memory, 8-aligned for
+    // the PacketEvent, that lives as long as the map; no other CPU uses it, and
+    // a program nesting on this CPU uses the next level's (see `nest`). But `netflow_g_pre_nat_fingerprint`
     // below makes a `&` to the same slot while this `&mut` is live (it is used
     // after): aliasing that Rust forbids, harmless in practice only because
     // that BPF function just reads the slot.

@@ -43,10 +43,10 @@ pub extern "C" fn netflow_g_fingerprint() -> u64 {
 #[no_mangle]
 #[inline(never)]
 pub extern "C" fn netflow_g_pre_nat_fingerprint() -> u64 {
-    let Some(pre) = PRE_NAT.get_ptr(0) else {
+    let Some(pre) = crate::nest::slot(&PRE_NAT) else {
         return 0;
     };
-    // SAFETY: `pre` is this CPU's PRE_NAT slot: map memory, 8-aligned for the
+    // SAFETY: `pre` is this program's PRE_NAT slot (see `nest`): map memory, 8-aligned for the
     // PacketEvent, that lives as long as the map. Its only caller,
     // `netfilter::report_receive`, holds a `&mut` to the same slot across this
     // call: a `&` while that one is live is aliasing Rust forbids, harmless in

@@ -70,7 +70,8 @@ pub(crate) struct PendingRing {
 /// The selected IPv4 packets the receive program reported last on this CPU,
 /// for the route lookup that follows.
 #[map]
-pub(crate) static ROUTE_PENDING: PerCpuArray<PendingRing> = PerCpuArray::with_max_entries(1, 0);
+pub(crate) static ROUTE_PENDING: PerCpuArray<PendingRing> =
+    PerCpuArray::with_max_entries(netflow_common::NEST_DEPTH, 0);
 
 /// The receive program reported this packet (its headers in `ev`): keep it
 /// for the route lookup that follows.
@@ -88,16 +89,14 @@ pub(crate) fn remember(ev: &PacketEvent) {
         (0x86dd, 6) => (words(&d[8..24]), words(&d[24..40])),
         _ => return,
     };
-    let Some(ring) = ROUTE_PENDING.get_ptr_mut(0) else {
+    let Some(ring) = crate::nest::slot(&ROUTE_PENDING) else {
         return;
     };
-    // SAFETY: `ring` is this CPU's ROUTE_PENDING slot: map memory, 8-aligned
-    // for the PendingRing, that lives as long as the map; no other CPU uses it
-    // (a program runs with migration disabled). Not sound if programs nest on
-    // this CPU (see issue 37): `pending` takes a `&mut` to this slot too, in
-    // the route programs, which also run in process context (a local socket's
-    // route lookup); a receive in softirq can interrupt one and write the ring
-    // here while that reference is live.
+    // SAFETY: `ring` is this program's ROUTE_PENDING slot: map memory,
+    // 8-aligned for the PendingRing, that lives as long as the map; no other
+    // CPU uses it (a program runs with migration disabled), and a program
+    // nesting on this CPU uses the next level's slot (see `nest`). The
+    // reference ends with this function.
     let ring = unsafe { &mut *ring };
     let i = (ring.next as usize) % PENDING;
     ring.e[i] = Pending {
@@ -116,11 +115,8 @@ pub(crate) fn remember(ev: &PacketEvent) {
 /// `take`: it is answered, forget it.
 #[inline(always)]
 fn pending(version: u32, saddr: [u64; 2], daddr: [u64; 2], take: bool) -> Option<u64> {
-    let ring = ROUTE_PENDING.get_ptr_mut(0)?;
-    // SAFETY: this CPU's ROUTE_PENDING slot, as in `remember`. Not sound if
-    // programs nest on this CPU (see issue 37): a route lookup runs in process
-    // context too (a local socket's), where a receive in softirq can interrupt
-    // it and `remember` a packet into this slot while this `&mut` is live.
+    let ring = crate::nest::slot(&ROUTE_PENDING)?;
+    // SAFETY: this program's ROUTE_PENDING slot, as in `remember`.
     let ring = unsafe { &mut *ring };
     // SAFETY: bpf_ktime_get_ns takes no arguments and only reads the monotonic
     // clock; every program type here may call it.

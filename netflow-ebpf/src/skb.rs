@@ -56,24 +56,23 @@ pub(crate) fn dev_at<M: Mem>(ptr: *const u8, o: &Offsets) -> Dev {
     }
 }
 
+/// The event this program builds: its level's SCRATCH slot (see `nest`).
+/// The global functions of `once` call this again for the same slot.
 #[inline(always)]
 pub(crate) fn scratch() -> Result<&'static mut PacketEvent, ()> {
-    // SAFETY: `p` is this CPU's SCRATCH slot: map memory, 8-aligned for the
-    // PacketEvent, that lives as long as the map (so through any program: the
-    // `'static`), and no other CPU uses it (a program runs with migration
-    // disabled). The exclusive use `&mut` promises is not guaranteed, though.
+    let p = crate::nest::slot(&SCRATCH).ok_or(())?;
+    // SAFETY: `p` is this program's SCRATCH slot: map memory, 8-aligned for
+    // the PacketEvent, that lives as long as the map (so through any program:
+    // the `'static`). No other CPU uses it (a program runs with migration
+    // disabled), and a program nesting on this CPU takes the next level's slot
+    // (see `nest`), so no other program writes it while this one runs.
     //
-    // Not sound if programs nest on this CPU (see issue 37): every program
-    // shares this one slot, and a softirq program (rx, tc ingress, the
-    // PREROUTING, INPUT and FORWARD hooks) can interrupt a process-context one
-    // holding this reference (the OUTPUT hooks, cgroup egress, a kfree_skb,
-    // tcp_retransmit_skb or tcp_send_reset in process context) and overwrite
-    // the event it is building.
-    //
-    // Within one program too, each call makes a new `&mut` to the slot: the
+    // Within this program, each call makes a new `&mut` to the slot: the
     // global functions of `once` call this while `hop::on_hop` still holds its
-    // own (they only read it, behind a BPF function call).
-    SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p }).ok_or(())
+    // own. Rust's aliasing rule is broken there in form only: those are
+    // separate BPF functions the compiler cannot see into (`inline(never)`,
+    // `extern "C"`), and they only read the slot.
+    Ok(unsafe { &mut *p })
 }
 
 /// Everything but the packet bytes.

@@ -1,7 +1,9 @@
 //! Guardrails (the default): a bulk transfer is traced in part and counted
 //! in full, every drop and every SYN of a flood is reported, and
 //! `--every-packet` lifts them. Counts are checked against nftables
-//! counters on the same packets.
+//! counters on the same packets, also when two CPUs count one connection at
+//! once (the kernel's counters in CONNS are shared by every CPU; each add is
+//! atomic).
 use netflow_schema::{Connection, Line, Outcome, Packet, Verdict};
 use netflow_tests::*;
 
@@ -277,4 +279,94 @@ fn ctrl_c_under_a_flood_stops_quickly() {
     assert!(status.success(), "{rest}");
     assert!(took.as_secs_f64() < 4.0, "stopped after {took:?}: {rest}");
     assert!(rest.contains(" events, "), "the summary is printed: {rest}");
+}
+
+/// Requests per CPU in the two-CPU test.
+const N: u32 = 20_000;
+
+/// Python that runs `body` in two processes sharing one UDP socket `s`
+/// (made by `setup`), pinned to CPUs 0 and 1 (processes, not threads:
+/// they send at the same time, no interpreter lock between them), and
+/// waits for both.
+fn on_two_cpus(setup: &str, body: &str) -> String {
+    format!(
+        "import os, socket\n{setup}\ndef run(cpu):\n    os.sched_setaffinity(0, {{cpu}})\n{body}\nif os.fork() == 0:\n    run(1)\n    os._exit(0)\nrun(0)\nos.wait()\n"
+    )
+}
+
+#[test]
+fn one_connection_counted_on_two_cpus_at_once_is_exact() {
+    require_root();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        cpus >= 2,
+        "this test needs two CPUs to count on at once ({cpus} here)"
+    );
+    let mut lab = Lab::new("cpus");
+    let net = lab.net();
+    let (a, b) = lab.pair("a", "b");
+    let (ip_a, ip_b) = (format!("{net}.0.1"), format!("{net}.0.2"));
+    lab.exec(&a, &format!("ping -c1 -W2 {ip_b}"));
+    output_counter(&a, "udp dport 7400");
+    output_counter(&b, "udp sport 7400");
+    // An echo server answering from both CPUs at once, on one socket.
+    let server = on_two_cpus(
+        &format!(
+            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)\ns.setsockopt(socket.IPPROTO_IP, 10, 0)\ns.bind(('{ip_b}', 7400))"
+        ),
+        "    while True:\n        d, peer = s.recvfrom(100)\n        s.sendto(d, peer)",
+    );
+    let script = std::env::temp_dir().join(format!("netflow-cpus-{}.py", std::process::id()));
+    std::fs::write(&script, server).unwrap();
+    let _server = Background::spawn(&format!("ip netns exec {b} python3 {}", script.display()));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+
+    let t = Tracer::start(&["--netns", &a]);
+    // One connection (one socket, one source port), sent from both CPUs.
+    // Without DF (IP_MTU_DISCOVER = IP_PMTUDISC_DONT) each packet's IP ID
+    // comes from the kernel's atomic generator: two processes on one
+    // socket never send two packets alike (with DF, the socket's own
+    // counter, which two CPUs can bump to the same value: two identical
+    // packets that no one can tell apart).
+    // A third process takes the answers as they come, until they stop:
+    // none is dropped (a drop is reported, not only counted, and this
+    // test is about counting).
+    let client = on_two_cpus(
+        &format!(
+            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)\ns.setsockopt(socket.IPPROTO_IP, 10, 0)\ns.bind(('{ip_a}', 47400))\ns.connect(('{ip_b}', 7400))\nreader = os.fork()\nif reader == 0:\n    s.settimeout(2)\n    try:\n        while True: s.recv(100)\n    except socket.timeout:\n        os._exit(0)"
+        ),
+        &format!("    for i in range({N}):\n        s.send(b'x' * 32)"),
+    ) + "os.waitpid(reader, 0)\n";
+    let client_script = script.with_extension("client.py");
+    std::fs::write(&client_script, client).unwrap();
+    lab.exec(&a, &format!("python3 {}", client_script.display()));
+    // The server works through its queue: until it has answered the last
+    // request, then it stops, and so does the trace.
+    let mut answered = counter_packets(&b);
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let now = counter_packets(&b);
+        if now == answered {
+            break;
+        }
+        answered = now;
+    }
+    drop(_server);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let lines = t.stop_lines();
+    let _ = std::fs::remove_file(&script);
+    let _ = std::fs::remove_file(&client_script);
+
+    let stats = stats(&lines);
+    assert_eq!(stats.lost, 0, "{stats:#?}");
+    let c = the_connection(&lines, 7400);
+    let (sent, answered) = (counter_packets(&a), counter_packets(&b));
+    assert_eq!(sent, 2 * N as u64, "the client sent them all");
+    assert!(answered > 0, "the server answered");
+    // Most were only counted (the guardrails), from both directions and
+    // both CPUs at once: every one of them is in the counts.
+    assert!(c.fwd.sampled + c.rev.sampled > sent / 2, "{c:#?}");
+    assert_eq!(c.rev.dropped, 0, "no answer was dropped: {c:#?}");
+    assert_eq!(c.fwd.packets, sent, "requests: {c:#?}");
+    assert_eq!(c.rev.packets, answered, "answers: {c:#?} {stats:#?}");
 }
