@@ -58,8 +58,6 @@ pub mod names {
     pub const PROG_NF_LATE: &str = "netflow_nf_late";
     pub const PROG_TC_INGRESS: &str = "netflow_tc_ingress";
     pub const PROG_TC_EGRESS: &str = "netflow_tc_egress";
-    /// Loaded (verifier) but only attached where the kernel has kprobes.
-    pub const PROG_KPROBE_DROP: &str = "netflow_kprobe_kfree_skb_reason";
     /// Upgrade where kprobes exist: nftables table and chain names.
     pub const PROG_KPROBE_NFT: &str = "netflow_kprobe_nft_do_chain";
     /// Drops on kernels before drop reasons (5.10-5.16): location only.

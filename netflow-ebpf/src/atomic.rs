@@ -27,4 +27,3 @@ pub(crate) unsafe fn load(p: *mut u64) -> u64 {
     // SAFETY: the caller's promise, as for `add`.
     unsafe { core::ptr::read_volatile(p) }
 }
-

@@ -3,7 +3,7 @@
 //! one in N of the rest, within a per-CPU rate — while every other selected
 //! packet is only counted here, per connection and direction. Drops are
 //! reported whatever this decides (see `hop::on_drop`).
-use netflow_common::{filter_flags as ff, Bucket, ConnCount, Filter, FlowKey, PacketEvent};
+use netflow_common::{filter_flags as ff, ConnCount, Filter, FlowKey, PacketEvent};
 
 use core::ptr::addr_of_mut;
 

@@ -410,23 +410,6 @@ pub fn netflow_kprobe_nft_do_chain(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// Same drop report through a kprobe on `sk_skb_reason_drop(sk, skb, reason)`,
-/// for kernels that offer kprobes but whose tracepoint layout is unknown.
-/// Loaded (verifier-checked) everywhere; attached only where kprobes exist.
-#[kprobe]
-#[inline(always)]
-pub fn netflow_kprobe_kfree_skb_reason(ctx: ProbeContext) -> u32 {
-    let Some(_level) = nest::enter() else {
-        return 0;
-    };
-    let skb: *const u8 = ctx.arg(1).unwrap_or_default();
-    let reason: u32 = ctx.arg(2).unwrap_or(0);
-    if !skb.is_null() {
-        let _ = on_drop::<Probe>(skb, 0, reason);
-    }
-    0
-}
-
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

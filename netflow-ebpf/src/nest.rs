@@ -34,19 +34,22 @@ pub(crate) const DEPTH: u32 = netflow_common::NEST_DEPTH;
 #[map]
 static NEST: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
-/// A level taken: given back when dropped.
-pub(crate) struct Level {
-    count: *mut u32,
-    outer: u32,
-}
+/// A level taken: given back when dropped. Zero-sized, so that it costs
+/// no stack: the netfilter programs of 5.10 are near the 512 bytes a chain
+/// of BPF calls may use.
+pub(crate) struct Level;
 
 impl Drop for Level {
     #[inline(always)]
     fn drop(&mut self) {
-        // SAFETY: `count` is this CPU's NEST slot, a 4-aligned u32 of map
-        // memory that lives as long as the map (checked non-null in `enter`);
-        // no other CPU uses it.
-        unsafe { self.count.write_volatile(self.outer) };
+        if let Some(count) = NEST.get_ptr_mut(0) {
+            // SAFETY: `count` is this CPU's NEST slot, a 4-aligned u32 of map
+            // memory that lives as long as the map; no other CPU uses it. A
+            // program nesting here has given its level back before this one
+            // goes on (nesting is a stack), so the count is this program's
+            // level plus one, as `enter` left it.
+            unsafe { count.write_volatile(count.read_volatile().saturating_sub(1)) };
+        }
     }
 }
 
@@ -60,9 +63,11 @@ pub(crate) fn enter() -> Option<Level> {
         count_lost();
         return None;
     }
-    // SAFETY: as in `Level::drop`.
+    // SAFETY: as in `Level::drop`. A program that nests between this load
+    // and this store has given its level back by now: `outer` is still the
+    // count.
     unsafe { count.write_volatile(outer + 1) };
-    Some(Level { count, outer })
+    Some(Level)
 }
 
 /// The running program's slot in the per-CPU working maps (None when it took

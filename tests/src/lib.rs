@@ -3,7 +3,8 @@
 //! when dropped, also when a test panics ([`lab`]), test servers
 //! ([`servers`]), the dashboard rendered off screen ([`screen`]), the binaries under test and a running tracer ([`tracer`]),
 //! its JSON lines ([`json`]), what the kernel has ([`kernel`]), a terminal
-//! in tmux ([`tmux`]) and a real containerd ([`cri`]).
+//! in tmux ([`tmux`]), a real containerd ([`cri`]) and what a healthy run
+//! reads as ([`verdict`]).
 //!
 //! Tests run as root against the running kernel; nothing is mocked.
 pub mod cri;
@@ -15,6 +16,7 @@ pub mod servers;
 pub mod shell;
 pub mod tmux;
 pub mod tracer;
+pub mod verdict;
 
 pub use json::*;
 pub use kernel::*;
@@ -24,3 +26,4 @@ pub use servers::*;
 pub use shell::*;
 pub use tmux::*;
 pub use tracer::*;
+pub use verdict::*;

@@ -63,6 +63,13 @@ fn screens_from_a_recording() {
         "{s}"
     );
     assert!(s.contains("hint: a firewall rule"), "{s}");
+    // Its route lookup shows as `trace` shows it (table, device).
+    assert!(
+        s.lines()
+            .any(|l| l.contains(" route ") && l.contains("sdnode"))
+            && s.contains("table 254 dev vserver"),
+        "{s}"
+    );
 
     // Esc clears; the Service flow shows its DNAT hop.
     key(&app, KeyCode::Esc);

@@ -19,14 +19,6 @@ fn check(prog: &'static str, what: &str) {
 }
 
 #[test]
-fn kprobe_drop_program_passes_the_verifier() {
-    check(
-        names::PROG_KPROBE_DROP,
-        "drop reasons via sk_skb_reason_drop",
-    );
-}
-
-#[test]
 fn kprobe_nft_chain_program_passes_the_verifier() {
     check(
         names::PROG_KPROBE_NFT,

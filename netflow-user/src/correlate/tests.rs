@@ -1,8 +1,10 @@
 //! The correlator on synthetic events: one packet across devices, drops,
 //! copies joined by fingerprint, reuse of an skb.
 use etherparse::PacketBuilder;
+use netflow_common::{event_flags, Point};
 
 use super::*;
+use crate::decode::What;
 
 pub(crate) fn icmp(src: [u8; 4], dst: [u8; 4], id: u16, seq: u16, ip_id: u16) -> Vec<u8> {
     let mut out = Vec::new();

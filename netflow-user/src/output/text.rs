@@ -10,7 +10,7 @@ use super::view::{
 use super::{Sink, Stats};
 use crate::{
     correlate::connections::{Connection, DirCounts},
-    correlate::{tcp_state_name, Note, NoteKind, Timeline, Verdict},
+    correlate::{tcp_state_name, Hop, Note, NoteKind, Timeline, Verdict},
     decode::names::Names,
     decode::packet::{EncapKind, Tuple},
     output::diagnose::hook_name,
@@ -71,28 +71,54 @@ impl Sink for Text {
         let t0 = tl.hops.first().map(|h| h.ts_ns).unwrap_or(0);
         let mut last_tuple: Option<Tuple> = first;
         for h in &tl.hops {
-            let delta = h.ts_ns.saturating_sub(t0) as f64 / 1000.0;
-            let dev = match (h.ifname.as_str(), names.master(h.netns, h.ifindex)) {
+            // Every field named, none skipped with `..`: a hop field added
+            // to the timeline fails to compile here until `trace` shows it
+            // (or says why not).
+            let Hop {
+                ts_ns,
+                point,
+                // The address that joins a packet's hops; no reader's business.
+                skb: _,
+                netns,
+                ifindex,
+                ifname,
+                // The packet line has its length.
+                len: _,
+                mark: _,
+                hook,
+                pf: _,
+                packet,
+                // pcapng's.
+                data: _,
+                nat,
+                nft,
+                icmp,
+                rule,
+                // Shown through `route_view`.
+                route: _,
+            } = h;
+            let delta = ts_ns.saturating_sub(t0) as f64 / 1000.0;
+            let dev = match (ifname.as_str(), names.master(*netns, *ifindex)) {
                 ("", _) => "-".to_string(),
                 (d, Some(m)) => format!("{d} (port of {m})"),
                 (d, None) => d.to_string(),
             };
             let mut line = format!(
                 "  +{delta:>9.3}us  {:<9} {dev:<24} netns {:<12}",
-                point_label(h.point),
-                names.netns_label(h.netns),
+                point_label(*point),
+                names.netns_label(*netns),
             );
-            if matches!(h.point, Point::NfEarly | Point::NfLate | Point::NftChain) {
-                line.push_str(&format!("  {}", hook_name(h.hook).to_uppercase()));
+            if matches!(point, Point::NfEarly | Point::NfLate | Point::NftChain) {
+                line.push_str(&format!("  {}", hook_name(*hook).to_uppercase()));
             }
-            if let Some((table, chain)) = &h.nft {
+            if let Some((table, chain)) = nft {
                 line.push_str(&format!(" table {table} chain {chain}"));
             }
-            if let Some(n) = h.nat {
-                line.push_str(&format!("  {}", nat_words(&nat_view(n, h.rule.as_deref()))));
+            if let Some(n) = nat {
+                line.push_str(&format!("  {}", nat_words(&nat_view(*n, rule.as_deref()))));
             }
-            if let Some(p) = &h.packet {
-                if Some(p.tuple) != last_tuple && h.nat.is_none() {
+            if let Some(p) = packet {
+                if Some(p.tuple) != last_tuple && nat.is_none() {
                     line.push_str(&format!("  now {}", p.tuple));
                 }
                 last_tuple = Some(p.tuple);
@@ -116,14 +142,14 @@ impl Sink for Text {
                     line.push_str(&format!(": {e}"));
                 }
             }
-            if let Some(e) = h.icmp.as_ref().map(icmp_view) {
+            if let Some(e) = icmp.as_ref().map(icmp_view) {
                 line.push_str(&format!("  ICMP {}/{} {}", e.icmp_type, e.code, e.what));
                 if let Some(mtu) = e.mtu {
                     line.push_str(&format!(", MTU {mtu}"));
                 }
             }
             writeln!(self.out, "{}", line.trim_end())?;
-            if let Some(r) = &h.rule {
+            if let Some(r) = rule {
                 writeln!(
                     self.out,
                     "  {:>12}  rule: {}",

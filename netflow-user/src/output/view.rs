@@ -239,38 +239,62 @@ pub fn flow_view(t: &Tuple) -> wire::Flow {
 }
 
 pub fn hop_view(h: &Hop, names: &Names) -> HopView {
-    let t = h.packet.as_ref().map(|p| p.tuple);
+    // Every field named, none skipped with `..` (and the wire hop built
+    // whole): a field added to either fails to compile here until JSON
+    // carries it (or says why not).
+    let Hop {
+        ts_ns,
+        point,
+        // The address that joins a packet's hops; no reader's business.
+        skb: _,
+        netns,
+        ifindex,
+        ifname,
+        len,
+        mark: _,
+        hook,
+        pf: _,
+        packet,
+        // pcapng's.
+        data: _,
+        nat,
+        nft,
+        icmp,
+        rule,
+        // Through `route_view`.
+        route: _,
+    } = h;
+    let t = packet.as_ref().map(|p| p.tuple);
     HopView {
-        ts_ns: h.ts_ns,
-        point: wire_point(h.point),
-        ifname: h.ifname.clone(),
-        ifindex: h.ifindex,
-        netns: h.netns,
-        netns_name: names.netns(h.netns).map(str::to_string),
-        master: names.master(h.netns, h.ifindex).map(str::to_string),
-        dir: direction(h.point),
+        ts_ns: *ts_ns,
+        point: wire_point(*point),
+        ifname: ifname.clone(),
+        ifindex: *ifindex,
+        netns: *netns,
+        netns_name: names.netns(*netns).map(str::to_string),
+        master: names.master(*netns, *ifindex).map(str::to_string),
+        dir: direction(*point),
         src: t.map(|t| t.src),
         dst: t.map(|t| t.dst),
         sport: t.and_then(|t| t.sport),
         dport: t.and_then(|t| t.dport),
-        len: h.len,
-        tcp_flags: h.packet.as_ref().and_then(|p| p.tcp_flags.clone()),
-        encap: h
-            .packet
+        len: *len,
+        tcp_flags: packet.as_ref().and_then(|p| p.tcp_flags.clone()),
+        encap: packet
             .as_ref()
             .and_then(|p| p.encap.as_ref())
             .map(encap_view),
-        hook: matches!(h.point, Point::NfEarly | Point::NfLate | Point::NftChain)
-            .then(|| hook_name(h.hook).to_string()),
-        table: h.nft.as_ref().map(|n| n.0.clone()),
-        chain: h.nft.as_ref().map(|n| n.1.clone()),
-        stage: match h.point {
+        hook: matches!(point, Point::NfEarly | Point::NfLate | Point::NftChain)
+            .then(|| hook_name(*hook).to_string()),
+        table: nft.as_ref().map(|n| n.0.clone()),
+        chain: nft.as_ref().map(|n| n.1.clone()),
+        stage: match point {
             Point::NfEarly => Some(wire::Stage::Early),
             Point::NfLate => Some(wire::Stage::Late),
             _ => None,
         },
-        nat: h.nat.map(|n| nat_view(n, h.rule.as_deref())),
-        icmp: h.icmp.as_ref().map(icmp_view),
+        nat: nat.map(|n| nat_view(n, rule.as_deref())),
+        icmp: icmp.as_ref().map(icmp_view),
         route: route_view(h),
     }
 }

@@ -29,7 +29,8 @@ timeout -s INT 300 "$NETFLOW_BIN" check --json > check.json 2> check.err
 while read -r label envs bin filters; do
   [ -n "$bin" ] || continue
   echo "== $label $envs $bin $filters" >> results.txt
-  [ "$envs" = "-" ] && envs=
+  # ENV: VAR=value[,VAR=value...]
+  if [ "$envs" = "-" ]; then envs=; else envs=$(echo "$envs" | tr ',' ' '); fi
   # A test binary that hangs is stopped (its unfinished tests read "not
   # run"), what was running and the kernel's last words are kept, and the
   # next binary runs.

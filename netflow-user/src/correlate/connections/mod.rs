@@ -13,17 +13,23 @@
 //! A connection is reported when it closed (FIN both ways, or a RST) and
 //! then stayed quiet for `settle_ns`, when it was idle for `idle_ns`, and at
 //! the end of the run.
-use std::net::IpAddr;
-
 use rustc_hash::FxHashMap as HashMap;
 use serde::Serialize;
 
 use crate::{
     correlate::expiry::Deadlines,
     correlate::rules::RuleMatch,
-    correlate::{is_group_addr, DropInfo, Hop, Nat, NatKind, Timeline, Verdict},
-    decode::packet::{decode_ip, Packet, Proto, Tuple},
+    correlate::{DropInfo, Hop, Nat},
+    decode::packet::Tuple,
 };
+
+mod classify;
+pub mod dns;
+mod ingest;
+mod report;
+mod walk;
+
+use classify::{key, Key};
 
 /// How a connection went (its word: `output::view::wire_outcome`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,29 +104,12 @@ impl SocketCounts {
 
 /// Where the counts of only-counted packets come from: the kernel's map in
 /// a live run, the recording in a replay. `take` removes them.
-pub mod dns;
-mod walk;
-
 pub trait CountSource {
     fn take(&mut self, t: &Tuple) -> Option<Counted>;
 }
 
 /// The counts of a connection's tuple, when it is reported.
 pub type Counts<'a> = &'a mut dyn FnMut(&Tuple) -> Option<Counted>;
-
-impl Dir {
-    /// Packets only counted: those that were dropped were reported (and are
-    /// in `dropped` already); the others arrived.
-    fn add_counted(&mut self, packets: u64, bytes: u64) {
-        let arrived = packets.saturating_sub(self.counted_dropped);
-        self.counted_dropped = self.counted_dropped.saturating_sub(packets);
-        self.counts.packets += packets;
-        self.counts.bytes += bytes;
-        self.counts.sampled += arrived;
-        self.reached += arrived;
-        self.accepted += arrived;
-    }
-}
 
 /// Where a connection went wrong: the hop, and the drop there if any.
 #[derive(Debug, Clone)]
@@ -158,105 +147,6 @@ pub struct Connection {
     pub counted_at_sockets: u64,
     /// Its DNS lookups, when it is one.
     pub dns: Option<Box<dns::Lookups>>,
-}
-
-/// One side of a conversation: address and port (ICMP echo: its id).
-type Endpoint = (IpAddr, Option<u16>);
-/// Endpoints in a fixed order, and the protocol.
-type Key = (Proto, Endpoint, Endpoint);
-
-fn key(t: &Tuple) -> Key {
-    let (a, b) = ((t.src, t.sport), (t.dst, t.dport));
-    if a <= b {
-        (t.proto, a, b)
-    } else {
-        (t.proto, b, a)
-    }
-}
-
-/// What a packet is, for connections.
-enum Kind {
-    /// Part of a conversation; `answer`: it can only come from a responder.
-    Conv {
-        answer: bool,
-        reset: bool,
-        fin: bool,
-    },
-    /// An ICMP error about a packet with this tuple.
-    IcmpError(Tuple),
-    /// Not part of a conversation (neighbour discovery, group traffic).
-    Other,
-}
-
-const ICMP_ECHO: [(Proto, u8, u8); 2] = [(Proto::Icmp, 8, 0), (Proto::Icmpv6, 128, 129)];
-
-/// The packet's tuple for connections: ICMP echoes carry their id as ports.
-fn conv_tuple(p: &Packet) -> Tuple {
-    let mut t = p.tuple;
-    if let Some((_, id, _)) = p.ids.icmp {
-        if matches!(t.proto, Proto::Icmp | Proto::Icmpv6) {
-            t.sport = Some(id);
-            t.dport = Some(id);
-        }
-    }
-    t
-}
-
-fn kind(p: &Packet, data: &[u8]) -> Kind {
-    if is_group_addr(&p.tuple.dst) {
-        return Kind::Other;
-    }
-    match p.tuple.proto {
-        Proto::Tcp => {
-            let f = p.tcp_flags.as_deref().unwrap_or("");
-            Kind::Conv {
-                answer: f.contains('S') && f.contains('.'),
-                reset: f.contains('R'),
-                fin: f.contains('F'),
-            }
-        }
-        Proto::Udp => Kind::Conv {
-            answer: false,
-            reset: false,
-            fin: false,
-        },
-        proto @ (Proto::Icmp | Proto::Icmpv6) => {
-            let Some((ty, _, _)) = p.ids.icmp else {
-                return Kind::Other;
-            };
-            if let Some((_, _, reply)) = ICMP_ECHO
-                .iter()
-                .find(|(pr, req, rep)| *pr == proto && (ty == *req || ty == *rep))
-            {
-                return Kind::Conv {
-                    answer: ty == *reply,
-                    reset: false,
-                    fin: false,
-                };
-            }
-            let error = match proto {
-                Proto::Icmp => matches!(ty, 3 | 11 | 12),
-                _ => matches!(ty, 1..=4),
-            };
-            match error.then(|| quoted(data)).flatten() {
-                Some(t) => Kind::IcmpError(t),
-                None => Kind::Other,
-            }
-        }
-        Proto::Other(_) => Kind::Other,
-    }
-}
-
-/// The tuple of the packet an ICMP error quotes (after the outer IP header
-/// and the 8-byte ICMP header).
-fn quoted(data: &[u8]) -> Option<Tuple> {
-    let ip_len = match data.first()? >> 4 {
-        4 => ((data[0] & 0x0f) as usize) * 4,
-        6 => 40,
-        _ => return None,
-    };
-    let inner = data.get(ip_len + 8..)?;
-    decode_ip(inner, &[]).ok().map(|p| conv_tuple(&p))
 }
 
 #[derive(Debug, Clone)]
@@ -320,40 +210,6 @@ struct Open {
 }
 
 impl Open {
-    fn outcome(&self) -> (Outcome, Option<Where>) {
-        // Events lost, or only answers seen (it began before the trace).
-        if self.incomplete || self.fwd.counts.packets == 0 {
-            return (Outcome::Incomplete, None);
-        }
-        if let Some(w) = self.refused.as_ref().filter(|_| self.rev.accepted == 0) {
-            // Where the request died (e.g. NO_SOCKET at the server) says more
-            // than where the RST or ICMP error went; kernels before 6.10 have
-            // no reset event without a socket, so only the drop tells.
-            let died = self.fwd.failed.as_deref().filter(|f| f.drop.is_some());
-            return (Outcome::Refused, Some(died.unwrap_or(w).clone()));
-        }
-        if self.fwd.reached == 0 {
-            return (Outcome::RequestLost, self.fwd.failed.as_deref().cloned());
-        }
-        if self.rev.counts.packets == 0 {
-            let at = self.fwd.arrived.as_deref().map(|hop| Where {
-                hop: hop.clone(),
-                drop: None,
-                drop_hook: None,
-                rule: None,
-                explained: None,
-            });
-            return (Outcome::NoReply, at);
-        }
-        if self.rev.reached == 0 {
-            return (Outcome::ReplyLost, self.rev.failed.as_deref().cloned());
-        }
-        if let Some(dns::Result::Error(_)) = self.dns.as_ref().and_then(|d| d.result()) {
-            return (Outcome::DnsError, None);
-        }
-        (Outcome::Ok, None)
-    }
-
     fn closed(&self) -> bool {
         self.reset || (self.fwd.fin && self.rev.fin)
     }
@@ -388,16 +244,6 @@ pub struct Connections {
 /// new flows).
 pub const MAX_OPEN: usize = 50_000;
 
-fn where_of(tl: &Timeline) -> Option<Box<Where>> {
-    Some(Box::new(Where {
-        hop: tl.hops.last()?.without_bytes(),
-        drop: tl.drop,
-        drop_hook: tl.drop_hook,
-        rule: tl.drop_rule.clone(),
-        explained: tl.explained.clone(),
-    }))
-}
-
 impl crate::correlate::cause::Translations for Connections {
     /// `t` (server -> client) answers a request that was DNAT'd to `t`'s
     /// source: the translation its reply should have been reversed by.
@@ -418,174 +264,6 @@ impl Connections {
         }
     }
 
-    /// Add a completed packet timeline.
-    pub fn add(&mut self, tl: &Timeline) {
-        let Some((first, data)) = tl
-            .hops
-            .iter()
-            .find_map(|h| h.packet.as_ref().map(|p| (p, &h.data)))
-        else {
-            return;
-        };
-        let (answer, reset, fin) = match kind(first, data) {
-            Kind::Other => return,
-            Kind::IcmpError(quoted) => return self.icmp_error(tl, &quoted),
-            Kind::Conv { answer, reset, fin } => (answer, reset, fin),
-        };
-        let mut tuples: Vec<Tuple> = Vec::with_capacity(2);
-        for p in tl.hops.iter().filter_map(|h| h.packet.as_ref()) {
-            let t = conv_tuple(p);
-            if !tuples.contains(&t) {
-                tuples.push(t);
-            }
-        }
-        let ts = tl.hops.first().map(|h| h.ts_ns).unwrap_or(0);
-        let id = match tuples.iter().find_map(|t| self.by_key.get(&key(t))) {
-            Some(id) => *id,
-            None => self.create(&tuples, answer, ts),
-        };
-        let o = self.open.get_mut(&id).expect("indexed connection is open");
-        let fwd = tuples.iter().any(|t| o.fwd_tuples.contains(t));
-        for t in &tuples {
-            let k = key(t);
-            if !o.keys.contains(&k) {
-                o.keys.push(k);
-                self.by_key.insert(k, id);
-            }
-            let f = if fwd { *t } else { t.reversed() };
-            if !o.fwd_tuples.contains(&f) {
-                o.fwd_tuples.push(f);
-            }
-        }
-        if fwd && o.nat.is_none() {
-            let mut nats = tl.hops.iter().filter_map(|h| h.nat);
-            o.nat = nats.next();
-            o.nat2 = nats.find(|n| Some(n.kind) != o.nat.map(|f| f.kind));
-        }
-        if fwd && o.dnat_rule.is_none() {
-            o.dnat_rule = tl
-                .hops
-                .iter()
-                .find(|h| h.nat.is_some_and(|n| n.kind == NatKind::Dnat))
-                .and_then(|h| h.rule.clone());
-        }
-        o.first_ts = o.first_ts.min(ts);
-        o.last_ts = o.last_ts.max(tl.hops.last().map(|h| h.ts_ns).unwrap_or(ts));
-        o.incomplete |= tl.incomplete;
-        if let Some(m) = &tl.dns {
-            o.dns
-                .get_or_insert_with(Default::default)
-                .see((**m).clone(), ts);
-        }
-        if reset {
-            o.reset = true;
-            if !fwd && o.refused.is_none() {
-                o.refused = where_of(tl);
-            }
-        }
-        // The kernel answered a request with a RST (nothing listens).
-        if fwd
-            && tl
-                .hops
-                .iter()
-                .any(|h| h.point == netflow_common::Point::TcpReset)
-        {
-            o.refused
-                .get_or_insert_with(|| where_of(tl).expect("a hop"));
-        }
-        let d = if fwd { &mut o.fwd } else { &mut o.rev };
-        d.fin |= fin;
-        let dl = o.deadline(&self.cfg);
-        self.due.schedule(id, dl);
-        let d = if fwd { &mut o.fwd } else { &mut o.rev };
-        if tl.counted {
-            d.counted_dropped += 1;
-        } else {
-            d.counts.packets += 1;
-            d.counts.bytes += tl.hops.first().map(|h| h.len as u64).unwrap_or(0);
-        }
-        match tl.verdict {
-            Verdict::Delivered | Verdict::Forwarded => {
-                if tl.verdict == Verdict::Delivered {
-                    d.counts.delivered += 1;
-                }
-                d.reached += 1;
-                if !reset {
-                    d.accepted += 1;
-                }
-                if let Some(h) = tl.hops.last() {
-                    match &mut d.arrived {
-                        Some(b) => **b = h.without_bytes(),
-                        None => d.arrived = Some(Box::new(h.without_bytes())),
-                    }
-                }
-            }
-            Verdict::Dropped | Verdict::Unknown | Verdict::Unclaimed => {
-                if tl.verdict == Verdict::Dropped {
-                    d.counts.dropped += 1;
-                }
-                if d.failed
-                    .as_ref()
-                    .is_none_or(|w| w.drop.is_none() && tl.drop.is_some())
-                {
-                    d.failed = where_of(tl);
-                }
-            }
-        }
-    }
-
-    fn create(&mut self, tuples: &[Tuple], answer: bool, ts: u64) -> u64 {
-        self.next_id += 1;
-        let fwd_tuples: Vec<Tuple> = if answer {
-            tuples.iter().map(Tuple::reversed).collect()
-        } else {
-            tuples.to_vec()
-        };
-        self.open.insert(
-            self.next_id,
-            Open {
-                tuple: fwd_tuples[0],
-                fwd_tuples,
-                keys: Vec::new(),
-                fwd: Dir::default(),
-                rev: Dir::default(),
-                first_ts: ts,
-                last_ts: ts,
-                nat: None,
-                nat2: None,
-                dnat_rule: None,
-                refused: None,
-                reset: false,
-                incomplete: ts <= self.suspect_until,
-                dns: None,
-            },
-        );
-        self.next_id
-    }
-
-    /// An ICMP error quoting a packet of a connection we know: an
-    /// unreachable answers it (refused); others are left to the packet view.
-    fn icmp_error(&mut self, tl: &Timeline, quoted: &Tuple) {
-        let Some(o) = self
-            .by_key
-            .get(&key(quoted))
-            .and_then(|id| self.open.get_mut(id))
-        else {
-            return;
-        };
-        let unreachable = tl
-            .hops
-            .iter()
-            .find_map(|h| h.packet.as_ref())
-            .and_then(|p| p.ids.icmp)
-            .is_some_and(|(ty, _, _)| ty == 3 || ty == 1);
-        if unreachable && o.refused.is_none() {
-            // Where the request ended is the better answer than the error's path.
-            o.refused = o.fwd.failed.clone().or_else(|| where_of(tl));
-        }
-        o.last_ts = o.last_ts.max(tl.hops.last().map(|h| h.ts_ns).unwrap_or(0));
-    }
-
     /// The kernel lost events up to `now_ns`: connections open now, and those
     /// whose first packet is older, may miss packets.
     pub fn mark_incomplete(&mut self, now_ns: u64) {
@@ -595,87 +273,9 @@ impl Connections {
         }
     }
 
-    /// Connections that are over at `now_ns`, with the packets only counted;
-    /// beyond [`MAX_OPEN`] open ones, the least recently active are reported
-    /// early (and counted in `evicted`).
-    pub fn expire(&mut self, now_ns: u64, counts: Counts) -> Vec<Connection> {
-        let (open, cfg) = (&self.open, &self.cfg);
-        let mut done = self
-            .due
-            .due(now_ns, |id| open.get(&id).map(|o| o.deadline(cfg)));
-        if self.open.len() > MAX_OPEN {
-            let mut by_age: Vec<(u64, u64)> =
-                self.open.iter().map(|(id, o)| (o.last_ts, *id)).collect();
-            let n = self.open.len() - MAX_OPEN * 9 / 10;
-            by_age.select_nth_unstable(n - 1);
-            done.extend(by_age[..n].iter().map(|(_, id)| *id));
-            done.sort_unstable();
-            done.dedup();
-            self.evicted += n as u64;
-        }
-        let done = self.finish(done, counts);
-        self.walks.settle(done, now_ns)
-    }
-
     /// Connections reported early to keep the table bounded, so far.
     pub fn evicted(&self) -> u64 {
         self.evicted
-    }
-
-    /// Every connection (end of the run).
-    pub fn flush(&mut self, counts: Counts) -> Vec<Connection> {
-        let all: Vec<u64> = self.open.keys().copied().collect();
-        self.due.clear();
-        let done = self.finish(all, counts);
-        // Whatever a walk held goes out too.
-        self.walks.settle(done, u64::MAX)
-    }
-
-    fn finish(&mut self, mut ids: Vec<u64>, counts: Counts) -> Vec<Connection> {
-        ids.sort_unstable();
-        ids.into_iter()
-            .filter_map(|id| {
-                let mut o = self.open.remove(&id)?;
-                let tuples: Vec<Tuple> = o
-                    .fwd_tuples
-                    .iter()
-                    .filter(|t| matches!(t.proto, Proto::Tcp | Proto::Udp))
-                    .copied()
-                    .collect();
-                let mut at_sockets = SocketCounts::default();
-                for t in &tuples {
-                    if let Some(k) = counts(t) {
-                        o.fwd.add_counted(k.fwd_packets, k.fwd_bytes);
-                        o.rev.add_counted(k.rev_packets, k.rev_bytes);
-                        at_sockets = at_sockets.max(k.at_sockets);
-                    }
-                }
-                o.fwd
-                    .add_counted(at_sockets.fwd_packets, at_sockets.fwd_bytes);
-                o.rev
-                    .add_counted(at_sockets.rev_packets, at_sockets.rev_bytes);
-                for k in &o.keys {
-                    if self.by_key.get(k) == Some(&id) {
-                        self.by_key.remove(k);
-                    }
-                }
-                let (outcome, at) = o.outcome();
-                Some(Connection {
-                    tuple: o.tuple,
-                    outcome,
-                    at,
-                    fwd: o.fwd.counts,
-                    rev: o.rev.counts,
-                    first_ts_ns: o.first_ts,
-                    last_ts_ns: o.last_ts,
-                    nat: o.nat,
-                    translations: o.nat.into_iter().chain(o.nat2).collect(),
-                    dnat_rule: o.dnat_rule,
-                    counted_at_sockets: at_sockets.fwd_packets + at_sockets.rev_packets,
-                    dns: o.dns,
-                })
-            })
-            .collect()
     }
 
     pub fn open_count(&self) -> usize {

@@ -45,9 +45,16 @@ pub(super) fn attach_netfilter(
 /// `NETFLOW_NF_PROBE=fentry|kprobe`: skip the better netfilter probes (to
 /// test a fallback on a kernel that has both).
 fn forced_nf() -> Option<String> {
-    std::env::var("NETFLOW_NF_PROBE")
-        .ok()
-        .filter(|s| !s.is_empty())
+    forced("NETFLOW_NF_PROBE")
+}
+
+/// A fallback probe forced by the environment (the kernel matrix tests each
+/// fallback on a kernel that also has the better probe): `NETFLOW_NF_PROBE`,
+/// `NETFLOW_ICMP_PROBE=kprobe` (ICMP and ICMPv6 errors by kprobe, skipping
+/// the tracepoint and fentry), `NETFLOW_SOCK_PROBE=tracepoint` (socket
+/// delivery by the tracepoints, skipping cgroup_skb).
+pub(super) fn forced(var: &str) -> Option<String> {
+    std::env::var(var).ok().filter(|s| !s.is_empty())
 }
 
 /// Kernels without BPF netfilter links: the same early and late hops from
@@ -135,6 +142,9 @@ fn attach_fentry_or_kprobe(
 ) -> ProbeStatus {
     let fentry = (|| {
         let target = format!("fentry/{func}");
+        if forced("NETFLOW_ICMP_PROBE").as_deref() == Some("kprobe") {
+            return Err(ProbeError::Forced("NETFLOW_ICMP_PROBE=kprobe"));
+        }
         let load = |err| ProbeError::Load {
             prog: fentry_prog,
             target: target.clone(),

@@ -71,6 +71,8 @@ pub enum ProbeError {
     Btf(#[source] aya::BtfError),
     #[error("{0}")]
     Raw(String),
+    #[error("skipped ({0})")]
+    Forced(&'static str),
     #[error(transparent)]
     KernelBtf(#[from] crate::live::kernel::btf::BtfError),
 }

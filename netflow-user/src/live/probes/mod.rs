@@ -59,7 +59,10 @@ struct NfLinks {
 /// `cgroup_skb` ingress on the cgroup v2 root (a link: it dies with the
 /// process): the moment a socket takes a packet. True when attached.
 fn attach_sock_in(ebpf: &mut Ebpf, status: &mut Vec<ProbeStatus>) -> bool {
-    let r = attach_cgroup_skb(ebpf, names::PROG_SOCK_IN, CgroupSkbAttachType::Ingress);
+    let r = match hooks::forced("NETFLOW_SOCK_PROBE").as_deref() {
+        Some("tracepoint") => Err("skipped (NETFLOW_SOCK_PROBE=tracepoint)".to_string()),
+        _ => attach_cgroup_skb(ebpf, names::PROG_SOCK_IN, CgroupSkbAttachType::Ingress),
+    };
     let (active, note) = match r {
         Ok(how) => (true, format!("socket delivery ({how})")),
         Err(e) => (
@@ -262,9 +265,7 @@ impl Probes {
                 if !has_tcx() {
                     // Legacy path: needs a clsact qdisc (an existing one is fine).
                     if let Err(e) = tc::qdisc_add_clsact(dev) {
-                        let exists = matches!(&e, tc::TcError::AlreadyAttached)
-                            || matches!(&e, tc::TcError::IoError(io) if io.raw_os_error() == Some(libc::EEXIST));
-                        if !exists {
+                        if !already_exists(&e) {
                             return Err(ProbeError::Attach {
                                 prog,
                                 target,
@@ -384,6 +385,25 @@ impl CountSource for KernelCounts {
 }
 
 /// TCX links (6.6+): attached programs die with the process.
+/// The clsact qdisc is there already (another tc user's, or another
+/// netflow's): aya says so as its own variant, an I/O error, or a netlink
+/// error whose cause is EEXIST ("Exclusivity flag on, cannot modify").
+fn already_exists(e: &tc::TcError) -> bool {
+    if matches!(e, tc::TcError::AlreadyAttached) {
+        return true;
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if io.raw_os_error() == Some(libc::EEXIST) {
+                return true;
+            }
+        }
+        cause = c.source();
+    }
+    false
+}
+
 fn has_tcx() -> bool {
     use aya::util::KernelVersion;
     KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0))

@@ -129,6 +129,13 @@ pub(super) fn attach_tracepoint(
         ));
         return Ok(());
     }
+    if prog == names::PROG_ICMP_SEND
+        && super::hooks::forced("NETFLOW_ICMP_PROBE").as_deref() == Some("kprobe")
+    {
+        let why = "tp_btf/icmp_send skipped (NETFLOW_ICMP_PROBE=kprobe)".to_string();
+        status.push(super::hooks::attach_icmp_send(ebpf, btf, why));
+        return Ok(());
+    }
     let (prog, note) = match fitting(kbtf, prog, tp) {
         Ok(p) => p,
         Err(e) if prog == names::PROG_ICMP_SEND => {

@@ -12,37 +12,106 @@ use super::state::Flow;
 use netflow_schema::Packet;
 
 fn timeline_lines(title: &str, t: &Packet, out: &mut Vec<Line<'static>>) {
+    let flags = t
+        .hops
+        .iter()
+        .find_map(|h| h.tcp_flags.as_deref())
+        .map(|f| format!(" [{f}]"))
+        .unwrap_or_default();
     out.push(Line::from(Span::styled(
-        format!("{title}: {}", t.verdict).to_lowercase(),
+        format!(
+            "{}{flags}",
+            format!("{title}: {}", t.verdict).to_lowercase()
+        ),
         Style::default().add_modifier(Modifier::BOLD),
     )));
     let t0 = t.hops.first().map(|h| h.ts_ns).unwrap_or(0);
     for h in &t.hops {
+        // Every field named, none skipped with `..`: a hop field added to
+        // the schema fails to compile here until this pane shows it (or
+        // says why not).
+        let netflow_schema::Hop {
+            ts_ns,
+            point,
+            ifname,
+            ifindex: _,
+            netns,
+            netns_name,
+            // On the device column of `trace`; the pane is narrower.
+            master: _,
+            // Implied by the point (rx: ingress, tx: egress).
+            dir: _,
+            // The packet's tuple is the flow's row; a change shows as NAT.
+            src: _,
+            dst: _,
+            sport: _,
+            dport: _,
+            len: _,
+            // The packet's, on its title line.
+            tcp_flags: _,
+            encap,
+            hook,
+            // Early or late: the timeline's order says it.
+            stage: _,
+            nat,
+            table,
+            chain,
+            icmp,
+            route,
+        } = h;
         let mut s = format!(
             "+{:>8.1}µs {:<9} {:<10} {}",
-            h.ts_ns.saturating_sub(t0) as f64 / 1000.0,
-            h.point,
-            if h.ifname.is_empty() { "-" } else { &h.ifname },
-            h.netns_name.clone().unwrap_or_else(|| h.netns.to_string()),
+            ts_ns.saturating_sub(t0) as f64 / 1000.0,
+            point,
+            if ifname.is_empty() { "-" } else { ifname },
+            netns_name.clone().unwrap_or_else(|| netns.to_string()),
         );
-        if let Some(hook) = &h.hook {
+        if let Some(hook) = hook {
             s.push_str(&format!(" {}", hook.to_uppercase()));
         }
+        if let (Some(table), Some(chain)) = (table, chain) {
+            s.push_str(&format!(" {table}/{chain}"));
+        }
         out.push(Line::from(s));
-        // Translations and tunnels on their own line, so they never wrap.
-        if let Some(n) = &h.nat {
+        // Translations, tunnels, routes and ICMP errors on their own line,
+        // so they never wrap.
+        if let Some(n) = nat {
             out.push(Line::from(Span::styled(
                 format!("            {}", crate::output::view::nat_words(n)),
                 Style::default().fg(Color::Yellow),
             )));
         }
-        if let Some(e) = &h.encap {
+        if let Some(e) = encap {
             let kind = format!("{:?}", e.kind).to_lowercase();
             let vni = e.vni.map(|v| format!(" vni {v}")).unwrap_or_default();
             out.push(Line::from(format!(
                 "            {kind} {} -> {}{vni}",
                 e.outer_src, e.outer_dst
             )));
+        }
+        if let Some(r) = route {
+            let mut l = format!("            table {}", r.table);
+            if let Some(gw) = r.gw {
+                l.push_str(&format!(" via {gw}"));
+            }
+            if let Some(oif) = &r.oif {
+                l.push_str(&format!(" dev {oif}"));
+            }
+            let style = match &r.error {
+                Some(e) => {
+                    l.push_str(&format!(": {e}"));
+                    Style::default().fg(Color::Red)
+                }
+                None => Style::default(),
+            };
+            out.push(Line::from(Span::styled(l, style)));
+        }
+        if let Some(i) = icmp {
+            let mut l = format!("            ICMP {}/{} {}", i.icmp_type, i.code, i.what);
+            if let Some(mtu) = i.mtu {
+                l.push_str(&format!(", MTU {mtu}"));
+            }
+            out.push(Line::from(Span::styled(l, Style::default().fg(Color::Red))));
         }
     }
     if let Some(d) = &t.dns {
