@@ -49,15 +49,22 @@ impl Tmux {
 
     /// Wait until the screen shows `what`, then return it.
     pub fn wait_for(&self, what: &str, secs: u64) -> String {
+        self.wait_until(what, secs, |s| s.contains(what))
+    }
+
+    /// The screen once `ready` holds for it (`what` says what is awaited,
+    /// for the failure's message), within `secs`: what arrives in steps (a
+    /// rule's name after its drop) is waited for, not caught half-way.
+    pub fn wait_until(&self, what: &str, secs: u64, ready: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             let s = self.screen();
-            if s.contains(what) {
+            if ready(&s) {
                 return s;
             }
             assert!(
                 Instant::now() < deadline,
-                "screen never showed {what:?}:\n{s}"
+                "screen never showed {what}:\n{s}"
             );
             std::thread::sleep(Duration::from_millis(100));
         }

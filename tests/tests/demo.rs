@@ -90,13 +90,23 @@ fn demo_shows_the_lab_and_cleans_up() {
     // The answer first: the two failing calls (the policy drop and the
     // closed port) on top with their causes, the healthy ones below, the
     // link-local noise folded away.
-    let s = t.wait_for("nothing listens", 30);
-    let rows: Vec<&str> = s
-        .lines()
-        .skip_while(|l| !l.contains("endpoint"))
-        .skip(1)
-        .take(2)
-        .collect();
+    // Both causes, the rule's name arriving after its drop (the rule
+    // trace), within the same 30 s.
+    let top_rows = |s: &str| -> Vec<String> {
+        s.lines()
+            .skip_while(|l| !l.contains("endpoint"))
+            .skip(1)
+            .take(2)
+            .map(str::to_string)
+            .collect()
+    };
+    let s = t.wait_until("both failing calls with their causes", 30, |s| {
+        let rows = top_rows(s);
+        rows.iter()
+            .any(|r| r.contains("→5432") && r.contains("rule"))
+            && rows.iter().any(|r| r.contains("nothing listens"))
+    });
+    let rows = top_rows(&s);
     assert_eq!(rows.len(), 2, "{s}");
     for r in &rows {
         assert!(r.contains("DROPPED"), "a failing row first: {r}\n{s}");
