@@ -15,6 +15,7 @@ pub mod names;
 pub mod packet;
 pub mod raw;
 pub mod rule;
+pub mod xtables;
 
 pub use raw::{encode, DecodeError, RawEvent};
 

@@ -284,6 +284,9 @@ pub async fn run_with(
         }
         writeln!(err, "  Ctrl-C to stop")?;
     }
+    // Counters a drop's cause is read against, as they are before the first
+    // packet is traced.
+    let evidence = crate::live::evidence::NodeEvidence::with_baseline();
     // Under a service manager (systemd Type=notify) or a test harness: the
     // probes are attached, packets are being traced.
     notify(sd_notify::NotifyState::Ready);
@@ -299,7 +302,7 @@ pub async fn run_with(
     let mut pipe = Pipeline::new(cfg, sink, names, recorder, FlowFilter::default());
     pipe.limit(opts.count);
     pipe.set_counts(Box::new(probes.take_counts()?));
-    pipe.set_evidence(Box::new(crate::live::evidence::NodeEvidence::new()));
+    pipe.set_evidence(Box::new(evidence));
     pipe.start(&Run {
         node: meta.hostname.clone(),
         realtime_offset_ns: meta.realtime_offset_ns,

@@ -97,7 +97,7 @@ pub fn rule_view(h: &RuleHit) -> RuleView {
         family: family_name(h.family).to_string(),
         table: h.table.clone(),
         chain: h.chain.clone(),
-        handle: (h.kind != TraceKind::Policy).then_some(h.handle),
+        handle: (h.kind != TraceKind::Policy && h.handle != 0).then_some(h.handle),
         rule: some(&h.rule),
         comment: some(&h.comment),
         element: some(&h.element),
@@ -373,6 +373,7 @@ pub fn timeline_drop_view(tl: &Timeline, names: &Names) -> Option<DropView> {
 /// The cause the node's evidence names, and what it ruled out.
 fn explain(v: &mut DropView, e: Option<&Explained>) {
     if let Some(e) = e {
+        name_rule(v, e.rule.as_ref());
         v.hint = e.hint.clone();
         v.cause = e.cause.as_ref().map(cause_view);
         v.ruled_out = e.ruled_out.clone();

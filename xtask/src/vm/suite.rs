@@ -75,6 +75,17 @@ pub(super) static SUITE: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "legacy",
+        &[
+            "legacy_drop_rule_is_named_with_its_service",
+            "legacy_chain_policy_drop_is_named",
+        ],
+    ),
+    (
+        "conntrack",
+        &["full_conntrack_table_names_nf_conntrack_max"],
+    ),
+    (
         "external",
         &[
             "nodeport_call_is_followed_from_the_uplink",
@@ -250,6 +261,7 @@ pub(super) const GUEST_MODULES: &[&str] = &[
     "vxlan",
     "ipip",
     "nf_conntrack",
+    "nf_conntrack_netlink",
     "nf_nat",
     "nf_tables",
     "nft_compat",

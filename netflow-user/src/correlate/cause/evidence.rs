@@ -30,6 +30,42 @@ pub enum Query {
         from: String,
         to: String,
     },
+    /// Conntrack in a namespace: its count against the max, and its
+    /// per-CPU statistics summed, as moved since the previous read (or
+    /// since netflow started).
+    Conntrack { netns: u32 },
+    /// The legacy x_tables rules and built-in chain policies of a namespace
+    /// (`family` 2 or 10) whose packet counters moved since the previous
+    /// read (or since netflow started).
+    Legacy { netns: u32, family: u8 },
+}
+
+/// Conntrack's state in a namespace ([`Query::Conntrack`]). The
+/// statistics are those `conntrack -S` prints, summed over CPUs, counted
+/// since the previous read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConntrackState {
+    /// Entries in the namespace's table, and `nf_conntrack_max`.
+    pub count: u64,
+    pub max: u64,
+    /// Packets dropped for want of an entry (the table full after
+    /// `early_drop` found nothing to evict).
+    pub drop: u64,
+    /// Unreplied entries evicted to make room.
+    pub early_drop: u64,
+    /// Entries that lost a race to be inserted: their packet dropped.
+    pub insert_failed: u64,
+    /// Races resolved without a drop.
+    pub clash_resolve: u64,
+}
+
+/// What moved in a namespace's legacy tables ([`Query::Legacy`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegacyMoved {
+    /// Rules in the namespace's legacy tables of that family.
+    pub rules: u64,
+    /// Rules and policies whose counters moved, with the packets counted.
+    pub moved: Vec<crate::decode::xtables::Entry>,
 }
 
 /// The rules behind a destination translation, read from the ruleset: the
@@ -70,6 +106,8 @@ pub enum Answer {
     Link(LinkInfo),
     Neighbours(Vec<Neighbour>),
     Nat(Box<NatRules>),
+    Legacy(Box<LegacyMoved>),
+    Conntrack(ConntrackState),
 }
 
 /// Kind 8 of a recording: a question and what the node answered.
@@ -128,6 +166,22 @@ pub fn dnat_rules(
         to,
     })? {
         Answer::Nat(n) => Some(*n),
+        _ => None,
+    }
+}
+
+/// Conntrack's state in a namespace (None: no conntrack there).
+pub fn conntrack(ask: &mut Ask, netns: u32) -> Option<ConntrackState> {
+    match ask(&Query::Conntrack { netns })? {
+        Answer::Conntrack(c) => Some(c),
+        _ => None,
+    }
+}
+
+/// What moved in a namespace's legacy tables (None: it has none).
+pub fn legacy(ask: &mut Ask, netns: u32, family: u8) -> Option<LegacyMoved> {
+    match ask(&Query::Legacy { netns, family })? {
+        Answer::Legacy(l) => Some(*l),
         _ => None,
     }
 }
@@ -199,6 +253,32 @@ mod tests {
         };
         let s = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<Answered>(&s).unwrap(), r);
+        for a in [
+            Answered {
+                query: Query::Conntrack { netns: 3 },
+                answer: Some(Answer::Conntrack(ConntrackState {
+                    count: 8,
+                    max: 8,
+                    drop: 2,
+                    ..Default::default()
+                })),
+            },
+            Answered {
+                query: Query::Legacy {
+                    netns: 3,
+                    family: 2,
+                },
+                answer: Some(Answer::Legacy(Box::new(LegacyMoved {
+                    rules: 4,
+                    moved: crate::decode::xtables::parse_save(
+                        "*filter\n:FORWARD DROP [1:60]\n[2:120] -A FORWARD -j DROP\n",
+                    ),
+                }))),
+            },
+        ] {
+            let s = serde_json::to_string(&a).unwrap();
+            assert_eq!(serde_json::from_str::<Answered>(&s).unwrap(), a, "{s}");
+        }
         assert_eq!(
             setting_name("net/ipv4/conf/va/forwarding"),
             "net.ipv4.conf.va.forwarding"

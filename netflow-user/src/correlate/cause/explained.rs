@@ -23,4 +23,7 @@ pub struct Explained {
     pub cause: Option<Cause>,
     pub ruled_out: Vec<String>,
     pub hint: String,
+    /// The rule that dropped it, found from the node's own counters (a
+    /// legacy x_tables rule nftables tracing cannot see).
+    pub rule: Option<crate::correlate::rules::RuleMatch>,
 }

@@ -15,11 +15,17 @@
 //! | `mtu` | `PKT_TOO_BIG` with the node's ICMP error | the route's device and its MTU (from the ICMP error) |
 //! | `no_route` | a failed route lookup | the table and the error |
 //! | `chain_policy` | `NETFILTER_DROP` by a base chain's policy (rule tracing) | the chain, its table and family |
-//! | `no_rule` | `NETFILTER_DROP` that rule tracing followed without a rule dropping it | conntrack's `nf_conntrack_count`/`max` (`conntrack_full` when full) |
+//! | `conntrack_full` | `NETFILTER_DROP` at PREROUTING/OUTPUT with conntrack's `drop` statistic moved | ctnetlink's per-CPU statistics (`conntrack -S`), the count and `nf_conntrack_max` |
+//! | `conntrack_insert_failed` | `NETFILTER_DROP` at INPUT/POSTROUTING with `insert_failed` moved | the same statistics (a UDP flow's parallel packets: the DNS 5 s delay) |
+//! | a legacy rule (`rule`, `k8s`) | `NETFILTER_DROP` no nftables rule was seen making | the legacy x_tables' counters (`iptables-legacy-save -c`): the `DROP`/`REJECT` rule that moved and fits the packet, with the jumps to it |
+//! | `chain_policy` (legacy) | the same, no rule fits, the hook's chain policy `DROP` moved | the built-in chain's policy counter |
+//! | `no_rule` | `NETFILTER_DROP` that rule tracing followed without a rule dropping it, conntrack's statistics still | (ruled out: rules, conntrack with its count against the max) |
 mod at;
+mod conntrack;
 pub mod evidence;
 pub mod explained;
 pub mod frees;
+mod legacy;
 pub mod nat;
 mod neighbour;
 mod netfilter;
@@ -32,7 +38,7 @@ use self::{
     at::At,
     evidence::Ask,
     neighbour::neighbour,
-    netfilter::{no_rule, untranslated_reply},
+    netfilter::{netfilter_drop, untranslated_reply},
     route::{failed_route, forwarding, rp_filter, too_big},
 };
 use crate::{
@@ -74,6 +80,7 @@ pub fn explain(
         ));
         c.value = Some("drop".into());
         return Some(Explained {
+            rule: None,
             cause: Some(c),
             ruled_out: vec!["a rule (none of the chain's rules dropped it)".into()],
             hint: crate::correlate::rules::drop_hint(m),
@@ -90,7 +97,7 @@ pub fn explain(
         "NEIGH_FAILED" | "NEIGH_QUEUEFULL" | "NEIGH_DEAD" => neighbour(tl, &at, ask),
         "IP_RPFILTER" => rp_filter(tl, &at, ask),
         "NO_SOCKET" => untranslated_reply(tl, &at, names, ask, conns),
-        "NETFILTER_DROP" => no_rule(tl, &at, ask),
+        "NETFILTER_DROP" => netfilter_drop(tl, &at, ask),
         _ => None,
     }
 }

@@ -68,6 +68,7 @@ pub(super) fn neighbour(tl: &Timeline, at: &At, ask: &mut Ask) -> Option<Explain
                 c.dev = Some(p.name.clone());
                 c.addr = Some(addr.to_string());
                 return Some(Explained {
+rule: None,
                     hint: format!(
                         "nobody answered {proto} for {what} {addr} on {} in netns {}{state_words}: the other end of that veth, {}, has {} and so does not answer for an address it does not own; a routed CNI (Calico's 169.254.1.1) needs proxy_arp=1 there, or give {addr} to {}",
                         at.dev, at.netns_name, p.name, said(&key, &v), p.name
@@ -101,6 +102,7 @@ pub(super) fn neighbour(tl: &Timeline, at: &At, ask: &mut Ask) -> Option<Explain
         format!(" (ruled out: {})", ruled_out.join(", "))
     };
     Some(Explained {
+rule: None,
         hint: format!(
             "nobody answered {proto} for {what} {addr} on {} in netns {}{state_words}: the kernel held the packet while it asked, then gave up{peer_words}{ruled} (ip neigh show dev {})",
             at.dev, at.netns_name, at.dev

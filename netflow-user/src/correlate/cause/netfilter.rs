@@ -4,7 +4,8 @@ use netflow_common::Point;
 
 use super::{
     at::{said, At},
-    evidence::{link, setting_name, sysctl, Ask},
+    conntrack,
+    evidence::{link, setting_name, sysctl, Ask, ConntrackState},
     explained::{Cause, Explained},
 };
 use crate::{
@@ -72,6 +73,7 @@ pub(super) fn untranslated_reply(
                 addr: Some(called.clone()),
             };
             return Some(Explained {
+rule: None,
                 hint: format!(
                     "the reply came back from {backend}, not from {called} that the client called: the request's DNAT was not reversed because the reply crossed bridge {master} in netns {ns} without netfilter ({}); the client's kernel had no socket for it and reset it. Set it to 1 (modprobe br_netfilter), as kube-proxy requires",
                     said(key, &v)
@@ -90,6 +92,7 @@ pub(super) fn untranslated_reply(
         format!(" (ruled out: {})", ruled_out.join(", "))
     };
     Some(Explained {
+rule: None,
         hint: format!(
             "the reply came back from {backend}, not from {called} that the client called: it did not pass back through the conntrack that translated its request (an asymmetric return path, or the translation's entry was gone), so the client had no socket for it{ruled}"
         ),
@@ -98,55 +101,42 @@ pub(super) fn untranslated_reply(
     })
 }
 
+/// A netfilter drop no nftables rule was seen making: conntrack's (its
+/// statistics moved), a legacy rule's (its counter moved), else, when rule
+/// tracing followed the packet, netfilter's own checks.
+pub(super) fn netfilter_drop(tl: &Timeline, at: &At, ask: &mut Ask) -> Option<Explained> {
+    let ct = conntrack::read(ask, at);
+    if let Some(e) = ct.as_ref().and_then(|c| conntrack::conntrack(tl, at, c)) {
+        return Some(e);
+    }
+    if let Some(e) = super::legacy::legacy(tl, at, ask) {
+        return Some(e);
+    }
+    no_rule(tl, ct.as_ref())
+}
+
 /// A netfilter drop that rule tracing followed without seeing a rule or a
-/// chain's policy drop it: netfilter itself (conntrack) did.
-pub(super) fn no_rule(tl: &Timeline, at: &At, ask: &mut Ask) -> Option<Explained> {
+/// chain's policy drop it, nor conntrack's statistics move.
+fn no_rule(tl: &Timeline, ct: Option<&ConntrackState>) -> Option<Explained> {
     if tl.rules.is_empty() {
         // Rule tracing did not follow it: nothing to rule out.
         return None;
     }
-    let hook = tl
-        .drop_hook
-        .map(|(h, _)| {
-            format!(
-                " in {}",
-                netflow_common::NF_HOOK_NAMES
-                    .get(h as usize)
-                    .copied()
-                    .unwrap_or("unknown-hook")
-                    .to_uppercase()
-            )
-        })
-        .unwrap_or_default();
-    let count = sysctl(ask, at.netns, "net/netfilter/nf_conntrack_count");
-    let max = sysctl(ask, at.netns, "net/netfilter/nf_conntrack_max");
-    let n = |v: &Option<String>| v.as_deref().and_then(|v| v.parse::<u64>().ok());
+    let hook = conntrack::hook_words(tl);
     let mut ruled_out = vec![
         "a rule or a chain's policy (rule tracing followed the packet and saw none drop it)"
             .to_string(),
     ];
-    if let (Some(c), Some(m)) = (n(&count), n(&max)) {
-        if m > 0 && c >= m {
-            let mut cause = at.cause("conntrack_full");
-            cause.setting = Some("net.netfilter.nf_conntrack_max".into());
-            cause.value = Some(m.to_string());
-            return Some(Explained {
-                hint: format!(
-                    "conntrack's table is full ({c} of net.netfilter.nf_conntrack_max = {m} in netns {}): new connections are dropped{hook}; raise nf_conntrack_max or find what opens so many",
-                    at.netns_name
-                ),
-                cause: Some(cause),
-                ruled_out,
-            });
-        }
-        ruled_out.push(format!("a full conntrack table ({c} of {m})"));
+    if let Some(c) = ct {
+        ruled_out.push(conntrack::ruled_out(c));
     }
     Some(Explained {
         hint: format!(
-            "netfilter dropped it{hook} and no rule did: ruled out {}; look at conntrack (conntrack -S: invalid, insert_failed, drop) and at netfilter's own checks",
+            "netfilter dropped it{hook} and no rule did: ruled out {}; look at netfilter's own checks (conntrack -S: invalid; a helper or a match that drops)",
             ruled_out.join(", ")
         ),
         cause: None,
         ruled_out,
+        rule: None,
     })
 }

@@ -29,6 +29,7 @@ pub(super) fn too_big(tl: &Timeline, reason: &str, inferred: bool, at: &At) -> O
     c.dev = Some(h.ifname.clone());
     c.netns = Some(h.netns);
     Some(Explained {
+rule: None,
         cause: Some(c),
         ruled_out: Vec::new(),
         hint: format!(
@@ -53,6 +54,7 @@ pub(super) fn failed_route(tl: &Timeline) -> Option<Explained> {
         .unwrap_or_default();
     let error = r.error().unwrap_or("lookup failed");
     Some(Explained {
+rule: None,
         cause: Some(Cause {
             kind: "no_route",
             setting: Some(format!("route table {}", r.table)),
@@ -114,6 +116,7 @@ pub(super) fn forwarding(tl: &Timeline, at: &At, ask: &mut Ask, sure: bool) -> O
                 return None;
             }
             return Some(Explained {
+rule: None,
                 cause: None,
                 hint: format!(
                     "the node could not deliver or forward it to {dst}{via}: forwarding is on ({}); check `ip route get {dst}` and the address's scope",
@@ -135,6 +138,7 @@ pub(super) fn forwarding(tl: &Timeline, at: &At, ask: &mut Ask, sure: bool) -> O
         setting_name(&key)
     );
     Some(Explained {
+        rule: None,
         cause: Some(c),
         ruled_out: Vec::new(),
         hint,
@@ -172,6 +176,7 @@ pub(super) fn rp_filter(_tl: &Timeline, at: &At, ask: &mut Ask) -> Option<Explai
         )
     };
     Some(Explained {
+rule: None,
         hint: format!(
             "reverse-path filter ({mode}): {} in netns {} (the kernel uses the higher of conf.all and conf.{}), and the route back to {} does not leave by {}: {fix}",
             said(&key, &v.to_string()),

@@ -355,6 +355,9 @@ pub fn drop_hint(m: &RuleMatch) -> String {
     let h = &m.hit;
     let at = if h.kind == TraceKind::Policy {
         format!("the policy of chain {} in table {}", h.chain, h.table)
+    } else if h.handle == 0 {
+        // Read from the legacy tables' counters: no handle, the rule's text.
+        format!("legacy iptables rule `{}` in table {}", h.rule, h.table)
     } else {
         format!(
             "rule {} in chain {} of table {} {}",

@@ -4,6 +4,13 @@
 //! from a thread that enters it (`/proc/sys`, rtnetlink and the tools it
 //! starts answer for the reading thread's namespace). Answers are kept a
 //! second: a flood of drops asks the same questions.
+//!
+//! Counters (conntrack's statistics, legacy x_tables rules) are answered
+//! as moved since the previous read of that namespace; the first read is
+//! taken for every namespace when the run starts ([`NodeEvidence::with_baseline`]),
+//! and a namespace made later starts from zero, as its counters did.
+mod ctnetlink;
+mod legacy;
 mod natrules;
 mod rtnl;
 
@@ -15,12 +22,17 @@ use std::{
 };
 
 use super::in_netns;
-use crate::correlate::cause::evidence::{Answer, Evidence, LinkInfo, Neighbour, Query};
+use crate::correlate::cause::evidence::{
+    Answer, ConntrackState, Evidence, LegacyMoved, LinkInfo, Neighbour, Query,
+};
+use crate::decode::xtables;
 
 /// How long an answer is reused.
 const KEEP: Duration = Duration::from_secs(1);
 /// Answers kept at most.
 const MAX_KEPT: usize = 4096;
+/// Legacy entries that moved, said at most.
+const MAX_MOVED: usize = 1024;
 
 #[derive(Default)]
 pub struct NodeEvidence {
@@ -31,6 +43,23 @@ pub struct NodeEvidence {
     /// The ruleset's text per namespace and family (`iptables-save -t nat`,
     /// `nft -a list ruleset`), read at most once a KEEP.
     rulesets: HashMap<(u32, u8), (Instant, Ruleset)>,
+    /// Counters as last read, per namespace (and family).
+    conntrack_last: HashMap<u32, ctnetlink::Stats>,
+    legacy_last: HashMap<(u32, u8), Vec<xtables::Entry>>,
+}
+
+/// What a namespace's counters are at a moment.
+struct Counters {
+    conntrack: Option<ctnetlink::Stats>,
+    legacy: [Option<Vec<xtables::Entry>>; 2],
+}
+
+fn counters_here() -> Counters {
+    let legacy = |f| legacy::save(f).map(|t| xtables::parse_save(&t));
+    Counters {
+        conntrack: ctnetlink::stats().ok(),
+        legacy: [legacy(2), legacy(10)],
+    }
 }
 
 #[derive(Clone, Default)]
@@ -55,6 +84,74 @@ fn tool(cmd: &str, args: &[&str]) -> Option<String> {
 impl NodeEvidence {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// With every namespace's counters read now: what a drop's cause
+    /// compares them with.
+    pub fn with_baseline() -> Self {
+        let mut e = Self::new();
+        e.scan();
+        let paths: Vec<(u32, PathBuf)> = e.paths.iter().map(|(n, p)| (*n, p.clone())).collect();
+        for (netns, path) in paths {
+            let Some(c) = in_netns(&path, counters_here) else {
+                continue;
+            };
+            if let Some(s) = c.conntrack {
+                e.conntrack_last.insert(netns, s);
+            }
+            for (f, l) in [2u8, 10].into_iter().zip(c.legacy) {
+                if let Some(l) = l {
+                    e.legacy_last.insert((netns, f), l);
+                }
+            }
+        }
+        e
+    }
+
+    fn conntrack(&mut self, netns: u32) -> Option<ConntrackState> {
+        let path = self.path(netns)?;
+        let (now, (count, max)) = in_netns(&path, || {
+            let s = ctnetlink::stats().ok()?;
+            let cm = ctnetlink::count_and_max().ok();
+            let sysctl = |k: &str| {
+                std::fs::read_to_string(Path::new("/proc/sys/net/netfilter").join(k))
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            };
+            let count = cm.map(|c| c.0).or_else(|| sysctl("nf_conntrack_count"));
+            let max = cm.and_then(|c| c.1).or_else(|| sysctl("nf_conntrack_max"));
+            Some((s, (count.unwrap_or(0), max.unwrap_or(0))))
+        })
+        .flatten()?;
+        let was = self.conntrack_last.insert(netns, now).unwrap_or_default();
+        let d = now.since(&was);
+        Some(ConntrackState {
+            count,
+            max,
+            drop: d.drop,
+            early_drop: d.early_drop,
+            insert_failed: d.insert_failed,
+            clash_resolve: d.clash_resolve,
+        })
+    }
+
+    fn legacy(&mut self, netns: u32, family: u8) -> Option<LegacyMoved> {
+        let path = self.path(netns)?;
+        let now = in_netns(&path, move || legacy::save(family))
+            .flatten()
+            .map(|t| xtables::parse_save(&t))?;
+        let was = self
+            .legacy_last
+            .insert((netns, family), now.clone())
+            .unwrap_or_default();
+        let mut moved = xtables::moved(&was, &now);
+        // kube-proxy's tables run to tens of thousands of rules; what moved
+        // in a second is far less, but bounded all the same.
+        moved.truncate(MAX_MOVED);
+        Some(LegacyMoved {
+            rules: xtables::rule_count(&now) as u64,
+            moved,
+        })
     }
 
     /// Paths of the node's network namespaces, by inode: the tracer's own,
@@ -137,6 +234,10 @@ impl NodeEvidence {
                     .or_else(|| rs.nft.as_deref().and_then(|t| natrules::from_nft(t, &w)))
                     .map(|n| Answer::Nat(Box::new(n)))
             }
+            Query::Conntrack { netns } => self.conntrack(*netns).map(Answer::Conntrack),
+            Query::Legacy { netns, family } => self
+                .legacy(*netns, *family)
+                .map(|l| Answer::Legacy(Box::new(l))),
             Query::Neighbours { netns, ifindex } => {
                 let path = self.path(*netns)?;
                 let idx = *ifindex;

@@ -10,6 +10,7 @@
 //! target; a rule that says nothing of the destination is never an entry.
 use crate::correlate::cause::evidence::NatRules;
 use crate::decode::rule::{verdict, Action, RuleHit, TraceKind};
+use crate::decode::xtables::{ports, words};
 
 /// What a translation is looked up by.
 pub struct Wanted<'a> {
@@ -71,49 +72,6 @@ struct IptLine<'a> {
     to: Option<String>,
     negated: bool,
     text: &'a str,
-}
-
-/// Shell-like words: double quotes group, a backslash escapes.
-fn words(line: &str) -> Vec<String> {
-    let (mut out, mut cur, mut quoted, mut any) = (Vec::new(), String::new(), false, false);
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
-                if let Some(n) = chars.next() {
-                    cur.push(n);
-                    any = true;
-                }
-            }
-            '"' => {
-                quoted = !quoted;
-                any = true;
-            }
-            c if c.is_whitespace() && !quoted => {
-                if any {
-                    out.push(std::mem::take(&mut cur));
-                    any = false;
-                }
-            }
-            c => {
-                cur.push(c);
-                any = true;
-            }
-        }
-    }
-    if any {
-        out.push(cur);
-    }
-    out
-}
-
-fn ports(s: &str) -> Vec<(u16, u16)> {
-    s.split(',')
-        .filter_map(|p| match p.split_once(':') {
-            Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
-            None => p.parse().ok().map(|v| (v, v)),
-        })
-        .collect()
 }
 
 fn ipt_line(text: &str) -> Option<IptLine<'_>> {

@@ -144,7 +144,7 @@ fn cstr(v: &[u8]) -> String {
 }
 
 /// Route attributes (`struct rtattr`, 4-byte aligned): (type, value).
-fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
+pub(super) fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
     let mut out = Vec::new();
     while b.len() >= 4 {
         let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
@@ -162,12 +162,22 @@ fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
 /// A request (a dump, or one answer) and its messages: (type, body after
 /// the header).
 fn request(msg_type: u16, dump: bool, payload: &[u8]) -> io::Result<Vec<(u16, Vec<u8>)>> {
+    request_on(libc::NETLINK_ROUTE, msg_type, dump, payload)
+}
+
+/// A request on a netlink `protocol` (rtnetlink, nfnetlink).
+pub(super) fn request_on(
+    protocol: i32,
+    msg_type: u16,
+    dump: bool,
+    payload: &[u8],
+) -> io::Result<Vec<(u16, Vec<u8>)>> {
     // SAFETY: socket(2) with constant arguments; the fd is owned below.
     let fd = unsafe {
         libc::socket(
             libc::AF_NETLINK,
             libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
+            protocol,
         )
     };
     if fd < 0 {
