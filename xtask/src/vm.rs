@@ -35,7 +35,7 @@ pub struct VmArgs {
     /// Kernel series to boot (5.10, 6.1, 6.12); all of them when not given.
     #[arg(long = "kernel")]
     kernels: Vec<String>,
-    /// Run only the tests whose name contains this.
+    /// Run only the tests whose name contains this (several: comma-separated).
     #[arg(long)]
     only: Option<String>,
     /// Instead of the tests, run this shell command in each VM and print its

@@ -339,12 +339,15 @@ pub fn drop_view(d: DropInfo, hook: Option<u8>, names: &Names) -> DropView {
 }
 
 /// The rule that dropped the packet, its object, and the hint they give.
-fn name_rule(v: &mut DropView, rule: Option<&RuleMatch>) {
+fn name_rule(v: &mut DropView, rule: Option<&RuleMatch>, flow: Option<&Tuple>) {
     if let Some(m) = rule {
-        v.hint = drop_hint(m);
+        v.hint = drop_hint(m, flow);
         v.rule = Some(rule_view(&m.hit));
         v.k8s = m.k8s.as_ref().map(k8s_view);
-        if m.judged_by.len() > 1 {
+        // Several policies judged it, or the object is the pod they select.
+        if m.judged_by.len() > 1
+            || (!m.judged_by.is_empty() && m.k8s.as_ref() != m.judged_by.last())
+        {
             v.policies = Some(m.judged_by.iter().map(k8s_view).collect());
         }
     }
@@ -365,7 +368,7 @@ pub fn timeline_drop_view(tl: &Timeline, names: &Names) -> Option<DropView> {
         // A kernel without drop reasons: the ICMP error says which.
         v.likely = Some("PKT_TOO_BIG".into());
     }
-    name_rule(&mut v, tl.drop_rule.as_ref());
+    name_rule(&mut v, tl.drop_rule.as_ref(), tl.tuple().as_ref());
     explain(&mut v, tl.explained.as_deref());
     Some(v)
 }
@@ -373,7 +376,8 @@ pub fn timeline_drop_view(tl: &Timeline, names: &Names) -> Option<DropView> {
 /// The cause the node's evidence names, and what it ruled out.
 fn explain(v: &mut DropView, e: Option<&Explained>) {
     if let Some(e) = e {
-        name_rule(v, e.rule.as_ref());
+        // Its hint is the explanation's (said with the packet's tuple).
+        name_rule(v, e.rule.as_ref(), None);
         v.hint = e.hint.clone();
         v.cause = e.cause.as_ref().map(cause_view);
         v.ruled_out = e.ruled_out.clone();
@@ -420,7 +424,7 @@ pub fn connection_view(c: &Connection, names: &Names) -> wire::Connection {
     let drop = c.at.as_ref().and_then(|w| {
         w.drop.map(|d| {
             let mut v = drop_view(d, w.drop_hook.map(|(h, _)| h), names);
-            name_rule(&mut v, w.rule.as_ref());
+            name_rule(&mut v, w.rule.as_ref(), Some(&c.tuple));
             explain(&mut v, w.explained.as_deref());
             v
         })

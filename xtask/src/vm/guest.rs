@@ -52,7 +52,7 @@ pub(super) fn prepare_share(
         let names: Vec<&str> = names
             .iter()
             .copied()
-            .filter(|n| only.is_none_or(|o| n.contains(o)))
+            .filter(|n| only.is_none_or(|o| o.split(',').any(|o| n.contains(o))))
             .filter(|n| keep.is_none_or(|k| k.contains(&labelled(n, label))))
             .collect();
         if names.is_empty() {

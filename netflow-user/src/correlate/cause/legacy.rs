@@ -74,6 +74,46 @@ fn paths<'a>(l: &'a LegacyMoved, t: &Tuple, hook: Option<&str>) -> Vec<Vec<&'a E
         .collect()
 }
 
+/// Targets that are not chains.
+const TARGETS: &[&str] = &[
+    "ACCEPT",
+    "DROP",
+    "REJECT",
+    "RETURN",
+    "MARK",
+    "CONNMARK",
+    "NFLOG",
+    "LOG",
+    "DNAT",
+    "SNAT",
+    "MASQUERADE",
+    "REDIRECT",
+    "NOTRACK",
+    "CT",
+    "TRACE",
+    "TPROXY",
+    "TCPMSS",
+    "NFQUEUE",
+];
+
+/// The jumps to other chains that moved before `drop` in its chain and fit
+/// the packet: the chains it was judged by before (kube-router's "run
+/// through nw policy" jumps, which return).
+fn siblings<'a>(l: &'a LegacyMoved, drop: &Entry, t: &Tuple) -> Vec<&'a Entry> {
+    let Some(at) = l.moved.iter().position(|e| std::ptr::eq(e, drop)) else {
+        return Vec::new();
+    };
+    l.moved[..at]
+        .iter()
+        .filter(|e| e.table == drop.table && e.chain == drop.chain && !e.is_policy())
+        .filter(|e| {
+            xtables::rule(&e.rule).is_some_and(|r| {
+                !r.target.is_empty() && !TARGETS.contains(&r.target.as_str()) && r.accepts(t)
+            })
+        })
+        .collect()
+}
+
 fn hit(e: &Entry, family: u8, last: bool) -> RuleHit {
     let r = xtables::rule(&e.rule).unwrap_or_default();
     let (verdict, action) = match (last, r.target.as_str()) {
@@ -107,14 +147,17 @@ fn judge(tl: &Timeline, at: &At, l: &LegacyMoved, family: u8) -> Option<Explaine
     let where_ = hook_words(tl);
     match found.as_slice() {
         [one] => {
-            let hits: Vec<RuleHit> = one
-                .iter()
-                .enumerate()
-                .map(|(i, e)| hit(e, family, i + 1 == one.len()))
-                .collect();
+            let (drop, jumps) = one.split_last()?;
+            let mut hits: Vec<RuleHit> = jumps.iter().map(|e| hit(e, family, false)).collect();
+            hits.extend(
+                siblings(l, drop, &at.tuple)
+                    .into_iter()
+                    .map(|e| hit(e, family, false)),
+            );
+            hits.push(hit(drop, family, true));
             let m = rules::drop_rule(&hits)?;
             Some(Explained {
-                hint: rules::drop_hint(&m),
+                hint: rules::drop_hint(&m, Some(&at.tuple)),
                 cause: None,
                 ruled_out: Vec::new(),
                 rule: Some(m),

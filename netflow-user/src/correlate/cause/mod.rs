@@ -83,7 +83,7 @@ pub fn explain(
             rule: None,
             cause: Some(c),
             ruled_out: vec!["a rule (none of the chain's rules dropped it)".into()],
-            hint: crate::correlate::rules::drop_hint(m),
+            hint: crate::correlate::rules::drop_hint(m, Some(&at.tuple)),
         });
     }
     if let Some(e) = failed_route(tl) {

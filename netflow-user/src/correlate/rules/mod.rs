@@ -26,7 +26,10 @@
 //!   policies it was judged by: those jumps name them.
 //!
 //! Anything else gets its rule and comment, and no object.
-use crate::decode::rule::{verdict, Action, RuleHit, TraceKind};
+use crate::decode::{
+    packet::Tuple,
+    rule::{verdict, Action, RuleHit, TraceKind},
+};
 
 /// A Kubernetes object a rule belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,10 +115,24 @@ fn matched(hits: &[RuleHit], i: usize) -> RuleMatch {
         let via = (hit.action == Action::Dnat)
             .then(|| reached(&hits[..i]))
             .flatten();
+        // kube-router's reject for a pod: the policies its chain ran the
+        // packet through before ("run through nw policy NAME", in the pod's
+        // namespace) selected the pod and none accepted it.
+        let judged_by = if k8s.kind == "Pod" && hit.verdict == verdict::DROP {
+            hits[..i]
+                .iter()
+                .filter(|h| h.chain == hit.chain && h.verdict == verdict::JUMP)
+                .filter_map(|h| h.comment.trim().strip_prefix("run through nw policy "))
+                .filter(|name| is_name(name))
+                .map(|name| K8sRef::new("NetworkPolicy", &k8s.namespace, name))
+                .collect()
+        } else {
+            Vec::new()
+        };
         return RuleMatch {
             hit,
             k8s: Some(k8s),
-            judged_by: Vec::new(),
+            judged_by,
             via,
         };
     }
@@ -351,7 +368,7 @@ fn from_nft_chain(chain: &str) -> Option<K8sRef> {
 }
 
 /// The hint for a drop by a rule.
-pub fn drop_hint(m: &RuleMatch) -> String {
+pub fn drop_hint(m: &RuleMatch, flow: Option<&Tuple>) -> String {
     let h = &m.hit;
     let at = if h.kind == TraceKind::Policy {
         format!("the policy of chain {} in table {}", h.chain, h.table)
@@ -367,6 +384,25 @@ pub fn drop_hint(m: &RuleMatch) -> String {
             h.table
         )
     };
+    if let (Some(pod), false) = (
+        m.k8s.as_ref().filter(|k| k.kind == "Pod"),
+        m.judged_by.is_empty(),
+    ) {
+        let names: Vec<String> = m.judged_by.iter().map(|k| k.name.clone()).collect();
+        let what = flow
+            .map(|t| {
+                let port = t.dport.map(|p| format!(":{p}")).unwrap_or_default();
+                format!("{} -> {port}", t.src)
+            })
+            .unwrap_or_else(|| "this traffic".into());
+        return format!(
+            "pod {}/{} is selected by NetworkPolicy {}; none allows {what}: kube-router rejected it ({at}); check {}",
+            pod.namespace,
+            pod.name,
+            names.join(", "),
+            m.judged_by.iter().map(check).collect::<Vec<_>>().join(" and ")
+        );
+    }
     if !m.judged_by.is_empty() {
         let names: Vec<String> = m
             .judged_by
@@ -397,7 +433,7 @@ pub fn drop_hint(m: &RuleMatch) -> String {
             check(k)
         ),
         Some(k) if k.kind == "Pod" => format!(
-            "no NetworkPolicy selecting pod {}/{} allows this traffic ({at}); check kubectl get networkpolicy -n {}",
+            "the NetworkPolicies that select pod {}/{} do not allow this traffic: its firewall chain rejected it ({at}); check kubectl get networkpolicy -n {}",
             k.namespace, k.name, k.namespace
         ),
         Some(k) => format!("a rule of {} {} dropped it ({at})", k.kind, k.display()),

@@ -131,7 +131,7 @@ fn a_calico_tier_drop_names_every_policy_that_judged_the_packet() {
     let names: Vec<String> = m.judged_by.iter().map(K8sRef::display).collect();
     assert_eq!(names, ["default/allow-web", "default/deny-db"]);
     assert_eq!(m.k8s.as_ref().unwrap().name, "deny-db");
-    let hint = drop_hint(&m);
+    let hint = drop_hint(&m, None);
     assert!(
         hint.starts_with(
             "no rule of NetworkPolicy default/allow-web, NetworkPolicy default/deny-db allows"
@@ -205,4 +205,42 @@ fn the_last_drop_decides_and_the_path_names_its_object() {
         drop_rule(&hits[..3]).is_none(),
         "no drop verdict, no drop rule"
     );
+}
+
+#[test]
+fn kube_router_reject_names_the_policies_that_selected_the_pod() {
+    let pod = "rule to REJECT traffic destined for POD name:db namespace: default";
+    let jump = |chain: &str, comment: &str, to: &str| RuleHit {
+        target: to.into(),
+        ..hit(chain, comment, verdict::JUMP, Action::Other)
+    };
+    let mut through = jump("KUBE-POD-FW-A", "", "KUBE-NWPLCY-B");
+    through.comment = "run through nw policy allow-from-pc".into();
+    let hits = vec![
+        jump("FORWARD", "", "KUBE-POD-FW-A"),
+        through,
+        hit("KUBE-NWPLCY-B", "", verdict::RETURN, Action::Other),
+        hit("KUBE-POD-FW-A", pod, verdict::DROP, Action::Reject),
+    ];
+    let m = drop_rule(&hits).unwrap();
+    assert_eq!(m.k8s.as_ref().unwrap().kind, "Pod");
+    let judged: Vec<String> = m.judged_by.iter().map(|k| k.display()).collect();
+    assert_eq!(judged, ["default/allow-from-pc"]);
+    let t = Tuple {
+        proto: crate::decode::packet::Proto::Tcp,
+        src: "10.10.1.10".parse().unwrap(),
+        dst: "10.10.2.5".parse().unwrap(),
+        sport: Some(40000),
+        dport: Some(5432),
+    };
+    let hint = drop_hint(&m, Some(&t));
+    assert!(
+        hint.contains("pod default/db is selected by NetworkPolicy allow-from-pc; none allows 10.10.1.10 -> :5432"),
+        "{hint}"
+    );
+    // No policy jump seen: the pod's policies, never "no NetworkPolicy".
+    let m = drop_rule(&[hits[0].clone(), hits[3].clone()]).unwrap();
+    assert!(m.judged_by.is_empty());
+    let hint = drop_hint(&m, None);
+    assert!(!hint.contains("no NetworkPolicy"), "{hint}");
 }
