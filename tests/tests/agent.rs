@@ -468,3 +468,79 @@ fn dns_responses_and_unanswered_queries_are_scraped() {
     assert_eq!(missing.len(), 1, "{lines:#?}");
     assert_eq!(missing[0].outcome, Outcome::DnsError, "{:#?}", missing[0]);
 }
+
+/// One sample of the agent's own exposition (`name{labels}` exactly).
+fn sample(text: &str, series: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+/// A device's counters as `ip -s link` reads them: (rx packets, rx bytes,
+/// tx packets, tx bytes).
+fn device_counters(ns: &str, dev: &str) -> (u64, u64, u64, u64) {
+    let j: Value = serde_json::from_str(&sh(&format!("ip -n {ns} -s -j link show {dev}"))).unwrap();
+    let s = &j[0]["stats64"];
+    let n = |v: &Value| v.as_u64().unwrap_or_else(|| panic!("{j}"));
+    (
+        n(&s["rx"]["packets"]),
+        n(&s["rx"]["bytes"]),
+        n(&s["tx"]["packets"]),
+        n(&s["tx"]["bytes"]),
+    )
+}
+
+/// Per-pod packets and bytes from the counters of the pod's own device,
+/// read by the agent with no program on the packets' path: after a ping
+/// and a TCP transfer, each direction equals what `ip -s link` says of the
+/// pod's eth0 (ingress what it received, egress what it sent); a pod that
+/// sent nothing since has a series that does not move.
+#[test]
+fn per_pod_device_counts_equal_the_devices_counters() {
+    let (lab, _node, a, b, _va, _vb) = routed_lab("agv");
+    let b_ip = format!("{}.0.2", lab.net());
+    let _sink = byte_sink(&b, &b_ip, 7301);
+    let port = free_port();
+    let agent = Tracer::agent(&["--metrics-addr", &format!("127.0.0.1:{port}")]);
+    lab.exec(&a, &format!("ping -c5 -i0.2 -W2 {b_ip}"));
+    send_bytes(&a, &b_ip, 7301, 2_000_000);
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = http_get(&url).unwrap_or_default();
+        let mut all_equal = true;
+        let mut said = Vec::new();
+        for pod in [&a, &b] {
+            let (rxp, rxb, txp, txb) = device_counters(pod, "eth0");
+            let series = |name: &str, dir: &str| {
+                sample(
+                    &text,
+                    &format!(
+                        r#"netflow_pod_device_{name}_total{{namespace="",pod="{pod}",direction="{dir}"}}"#
+                    ),
+                )
+            };
+            let got = (
+                series("packets", "ingress"),
+                series("bytes", "ingress"),
+                series("packets", "egress"),
+                series("bytes", "egress"),
+            );
+            let want = (Some(rxp), Some(rxb), Some(txp), Some(txb));
+            all_equal &= got == want;
+            said.push(format!("{pod}: device {want:?}, agent {got:?}"));
+            if pod == &a {
+                assert!(
+                    txp >= 5 && txb > 2_000_000,
+                    "a sent the pings and the bytes: {txp} {txb}"
+                );
+            }
+        }
+        if all_equal {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}\n{text}", said.join("\n"));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let _ = agent.stop_lines();
+}

@@ -65,9 +65,6 @@ pub(super) fn prepare_share(
         ));
         selected.extend(names.iter().map(|n| labelled(n, label)));
     }
-    if selected.is_empty() {
-        bail!("no test of the kernel matrix matches {only:?}");
-    }
     fs::write(share.join("tests.txt"), tests)?;
     Ok(selected)
 }

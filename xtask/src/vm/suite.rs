@@ -86,6 +86,13 @@ pub(super) static SUITE: &[(&str, &[&str])] = &[
         &["full_conntrack_table_names_nf_conntrack_max"],
     ),
     (
+        "kube_router",
+        &[
+            "kube_router_reject_names_the_pod_and_its_policy",
+            "kube_router_legacy_reject_names_the_pod_and_its_policy",
+        ],
+    ),
+    (
         "external",
         &[
             "nodeport_call_is_followed_from_the_uplink",
@@ -95,7 +102,13 @@ pub(super) static SUITE: &[(&str, &[&str])] = &[
         ],
     ),
     ("tcp", &["closed_port_no_socket_and_reset"]),
-    ("agent", &["the_agent_counts_tcp_data_at_its_sockets"]),
+    (
+        "agent",
+        &[
+            "the_agent_counts_tcp_data_at_its_sockets",
+            "per_pod_device_counts_equal_the_devices_counters",
+        ],
+    ),
     (
         "probes",
         &[

@@ -65,6 +65,8 @@ enum Series {
     Reset(PodLabels),
     DnsResponse(DnsLabels),
     DnsUnanswered(PodLabels),
+    /// Both device series of a pod (packets and bytes, both directions).
+    Devices(PodLabels),
 }
 
 /// Every metric the agent exports.
@@ -73,6 +75,11 @@ pub struct Metrics {
     drops: Family<DropLabels, Counter>,
     connections: Family<OutcomeLabels, Counter>,
     packets: Family<PacketLabels, Counter>,
+    device_packets: Family<PacketLabels, Counter>,
+    device_bytes: Family<PacketLabels, Counter>,
+    /// Each pod's device totals as last read (a device made again counts
+    /// from zero).
+    device_last: std::sync::Mutex<HashMap<PodLabels, crate::live::evidence::rtnl::LinkStats>>,
     retransmits: Family<PodLabels, Counter>,
     resets: Family<PodLabels, Counter>,
     dns_responses: Family<DnsLabels, Counter>,
@@ -123,6 +130,18 @@ impl Metrics {
             "netflow_packets",
             "Packets followed across this node, by pod and direction (followed hop by hop; the guardrails count the rest per connection)",
             packets.clone(),
+        );
+        let device_packets = Family::<PacketLabels, Counter>::default();
+        registry.register(
+            "netflow_pod_device_packets",
+            "Packets the pod's own devices received (ingress) and sent (egress), as the kernel counts them (no program runs for them; hostNetwork pods are not counted)",
+            device_packets.clone(),
+        );
+        let device_bytes = Family::<PacketLabels, Counter>::default();
+        registry.register(
+            "netflow_pod_device_bytes",
+            "Bytes the pod's own devices received (ingress) and sent (egress), as the kernel counts them",
+            device_bytes.clone(),
         );
         let retransmits = Family::<PodLabels, Counter>::default();
         registry.register(
@@ -196,6 +215,9 @@ impl Metrics {
             drops,
             connections,
             packets,
+            device_packets,
+            device_bytes,
+            device_last: Default::default(),
             retransmits,
             resets,
             dns_responses,
@@ -247,6 +269,40 @@ impl Metrics {
         self.remember(Series::Packet(l));
     }
 
+    /// The totals of a pod's devices, read now: what they counted since
+    /// the previous read goes into its series.
+    pub fn device_counts(&self, pod: &PodLabels, now: crate::live::evidence::rtnl::LinkStats) {
+        let Ok(mut last) = self.device_last.lock() else {
+            return;
+        };
+        let was = last.insert(pod.clone(), now).unwrap_or_default();
+        drop(last);
+        let d = |now: u64, was: u64| if now >= was { now - was } else { now };
+        let labels = |direction: &str| PacketLabels {
+            namespace: pod.namespace.clone(),
+            pod: pod.pod.clone(),
+            direction: direction.into(),
+        };
+        for (dir, packets, bytes) in [
+            (
+                "ingress",
+                d(now.rx_packets, was.rx_packets),
+                d(now.rx_bytes, was.rx_bytes),
+            ),
+            (
+                "egress",
+                d(now.tx_packets, was.tx_packets),
+                d(now.tx_bytes, was.tx_bytes),
+            ),
+        ] {
+            self.device_packets
+                .get_or_create(&labels(dir))
+                .inc_by(packets);
+            self.device_bytes.get_or_create(&labels(dir)).inc_by(bytes);
+        }
+        self.remember(Series::Devices(pod.clone()));
+    }
+
     /// A socket of the pod retransmitted (or reset) a connection.
     pub fn tcp(&self, kind: crate::decode::NoteKind, l: PodLabels) {
         match kind {
@@ -292,6 +348,7 @@ impl Metrics {
                 (&l.namespace, &l.pod)
             }
             Series::DnsResponse(l) => (&l.namespace, &l.pod),
+            Series::Devices(l) => (&l.namespace, &l.pod),
         };
         if pod.1.is_empty() {
             return;
@@ -319,6 +376,21 @@ impl Metrics {
                 Series::Reset(l) => self.resets.remove(&l),
                 Series::DnsResponse(l) => self.dns_responses.remove(&l),
                 Series::DnsUnanswered(l) => self.dns_unanswered.remove(&l),
+                Series::Devices(l) => {
+                    if let Ok(mut last) = self.device_last.lock() {
+                        last.remove(&l);
+                    }
+                    for direction in ["ingress", "egress"] {
+                        let d = PacketLabels {
+                            namespace: l.namespace.clone(),
+                            pod: l.pod.clone(),
+                            direction: direction.into(),
+                        };
+                        self.device_packets.remove(&d);
+                        self.device_bytes.remove(&d);
+                    }
+                    true
+                }
             };
         }
     }

@@ -21,6 +21,7 @@ use crate::{
     output::{self, Mode, Run, Sink, Stats},
 };
 
+mod devices;
 pub mod metrics;
 mod pods;
 
@@ -58,6 +59,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<Stats> {
         &metrics,
         opts.runtime_endpoint.as_deref(),
     );
+    devices::count(&pods, &metrics);
     let listener = tokio::net::TcpListener::bind(opts.metrics_addr)
         .await
         .map_err(|e| AgentError::Listen(opts.metrics_addr, e))?;
@@ -105,6 +107,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<Stats> {
                         std::thread::sleep(Duration::from_millis(100));
                     }
                     pods::refresh(&pods, &labels, &follow, &metrics, endpoint.as_deref());
+                    devices::count(&pods, &metrics);
                 }
             })?
     };

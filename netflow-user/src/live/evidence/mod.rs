@@ -12,7 +12,7 @@
 mod ctnetlink;
 mod legacy;
 mod natrules;
-mod rtnl;
+pub(crate) mod rtnl;
 
 use std::{
     collections::HashMap,

@@ -19,6 +19,8 @@ const IFLA_MASTER: u16 = 10;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_LINK_NETNSID: u16 = 37;
+const IFLA_STATS64: u16 = 23;
+const IFF_LOOPBACK: u32 = 0x8;
 const NDA_DST: u16 = 1;
 
 /// A device as rtnetlink describes it.
@@ -34,6 +36,26 @@ pub struct Link {
     /// (IFLA_LINK_NETNSID).
     pub link_netnsid: Option<i32>,
     pub master: Option<u32>,
+    pub loopback: bool,
+    /// What the device counted (IFLA_STATS64).
+    pub stats: Option<LinkStats>,
+}
+
+/// A device's packets and bytes received and sent, as the kernel counts
+/// them (`ip -s link`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+}
+
+fn u64_at(v: &[u8], i: usize) -> u64 {
+    v.get(i * 8..i * 8 + 8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_ne_bytes)
+        .unwrap_or(0)
 }
 
 /// Every device of the calling thread's namespace.
@@ -44,8 +66,10 @@ pub fn links() -> io::Result<Vec<Link>> {
             continue;
         }
         let ifindex = i32::from_ne_bytes(body[4..8].try_into().unwrap()) as u32;
+        let flags = u32::from_ne_bytes(body[8..12].try_into().unwrap());
         let mut l = Link {
             ifindex,
+            loopback: flags & IFF_LOOPBACK != 0,
             ..Default::default()
         };
         for (t, v) in attrs(&body[16..]) {
@@ -54,6 +78,15 @@ pub fn links() -> io::Result<Vec<Link>> {
                 IFLA_LINK => l.link = u32_of(v).filter(|&i| i != 0),
                 IFLA_MASTER => l.master = u32_of(v).filter(|&i| i != 0),
                 IFLA_LINK_NETNSID => l.link_netnsid = u32_of(v).map(|n| n as i32).or(Some(-1)),
+                // struct rtnl_link_stats64: rx_packets, tx_packets, rx_bytes, tx_bytes, ...
+                IFLA_STATS64 if v.len() >= 32 => {
+                    l.stats = Some(LinkStats {
+                        rx_packets: u64_at(v, 0),
+                        tx_packets: u64_at(v, 1),
+                        rx_bytes: u64_at(v, 2),
+                        tx_bytes: u64_at(v, 3),
+                    })
+                }
                 IFLA_LINKINFO => {
                     for (t, v) in attrs(v) {
                         if t == IFLA_INFO_KIND {
@@ -263,7 +296,11 @@ mod tests {
     fn loopback_is_listed() {
         // Any namespace has lo; reading links needs no privilege.
         let l = links().expect("RTM_GETLINK dump");
-        assert!(l.iter().any(|l| l.name == "lo" && l.ifindex == 1), "{l:?}");
+        assert!(
+            l.iter()
+                .any(|l| l.name == "lo" && l.ifindex == 1 && l.loopback && l.stats.is_some()),
+            "{l:?}"
+        );
     }
 
     #[test]
