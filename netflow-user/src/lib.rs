@@ -17,6 +17,7 @@
 //! `live` feature (the default), so `--no-default-features` builds a
 //! `netflow` that reads recordings anywhere, without aya or a container
 //! runtime client.
+pub mod budget;
 pub mod correlate;
 pub mod decode;
 #[cfg(feature = "live")]

@@ -62,8 +62,11 @@ impl Pipeline {
     ) -> Self {
         Pipeline {
             vxlan_ports: cfg.vxlan_ports.clone(),
+            conns: Connections::new(connections::Config {
+                max_open: cfg.max_connections,
+                ..connections::Config::default()
+            }),
             corr: Correlator::new(cfg),
-            conns: Connections::new(connections::Config::default()),
             counts: None,
             recorded_counts: HashMap::new(),
             evidence: None,

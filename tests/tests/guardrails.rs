@@ -154,20 +154,21 @@ fn rss_mb(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// A flood of new flows through the live dashboard in tmux: the screen
-/// keeps updating, memory stays bounded, `q` quits at once.
-#[test]
-fn dashboard_under_a_flood_of_new_flows() {
-    let mut lab = Lab::new("gdash");
+/// A flood of 150k new flows through the live dashboard in tmux (with
+/// `extra` arguments): the screen keeps updating, `q` quits at once.
+/// Returns its peak RSS (MB) and whether the status bar said it was
+/// evicting.
+fn dashboard_flood(tag: &str, extra: &str) -> (u64, bool) {
+    let mut lab = Lab::new(tag);
     let net = lab.net();
     let (a, b) = lab.pair("a", "b");
     let _sink = udp_server(&b, &format!("{net}.0.2"), 7500, false);
     lab.exec(&a, &format!("ping -c1 -W2 {net}.0.2"));
-    let name = format!("nfflood{}", std::process::id());
+    let name = format!("nf{tag}{}", std::process::id());
     let t = Tmux::start(
         &name,
         &format!(
-            "{} dashboard --netns {a} --proto udp; echo EXITED=$?; sleep 30",
+            "{} dashboard --netns {a} --proto udp {extra}; echo EXITED=$?; sleep 30",
             netflow_bin().display()
         ),
     );
@@ -210,9 +211,12 @@ fn dashboard_under_a_flood_of_new_flows() {
     println!("first packets shown after {:?}", started.elapsed());
     let mut seen = Vec::new();
     let mut peak = 0;
+    let mut evicting = false;
     for _ in 0..8 {
         std::thread::sleep(std::time::Duration::from_millis(700));
-        seen.push(shown_packets(&t.screen()));
+        let screen = t.screen();
+        seen.push(shown_packets(&screen));
+        evicting |= screen.contains("evicting: ");
         peak = peak.max(rss_mb(pid));
     }
     assert!(
@@ -220,16 +224,33 @@ fn dashboard_under_a_flood_of_new_flows() {
         "the screen kept updating: {seen:?}\n{}",
         t.screen()
     );
-    // Bounded, not small: 10k flows with their histograms, an inbox of up
-    // to 10k packets and the correlator's open packets and connections. The
-    // same binary peaks between ~255 and ~285 MB here from run to run.
-    println!("dashboard peak RSS {peak} MB");
-    assert!(peak < 400, "dashboard RSS {peak} MB");
+    println!("dashboard {extra:?}: peak RSS {peak} MB, evicting said: {evicting}");
     let quit = std::time::Instant::now();
     t.keys("q");
     let s = t.wait_for("EXITED=", 10);
     assert!(s.contains("EXITED=0"), "{s}");
     assert!(quit.elapsed().as_secs() < 5);
+    (peak, evicting)
+}
+
+/// The default budget: bounded, not small (10k flows with their
+/// histograms, an inbox of up to 10k packets and the correlator's open
+/// packets and connections; the same binary peaks between ~255 and ~285
+/// MB here from run to run).
+#[test]
+fn dashboard_under_a_flood_of_new_flows() {
+    let (peak, _) = dashboard_flood("gdash", "");
+    assert!(peak < 400, "dashboard RSS {peak} MB");
+}
+
+/// A small budget (`--memory 32M`): the flood's connections outgrow what
+/// it allows, the status bar says it is evicting, and the dashboard stays
+/// under the 300 MB.
+#[test]
+fn dashboard_within_a_small_budget_says_it_evicts() {
+    let (peak, evicting) = dashboard_flood("gdsm", "--memory 32M");
+    assert!(evicting, "the status bar said nothing of evicting");
+    assert!(peak < 300, "dashboard RSS {peak} MB within --memory 32M");
 }
 
 /// Ctrl-C while a flood is being traced: the tracer ends within seconds

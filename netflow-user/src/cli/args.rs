@@ -120,6 +120,12 @@ pub(crate) struct LiveArgs {
     /// and mark their connections incomplete.
     #[arg(long, value_name = "BYTES", default_value = "8M", value_parser = parse_ring_size)]
     ring_size: u32,
+    /// Memory for what netflow holds (open timelines, connections, the
+    /// dashboard's flows): beyond it the least useful are completed early
+    /// or folded, and counted as evicted (e.g. 128M, 1G). Default: the
+    /// memory cgroup's memory.max less 96M when there is one, else 96M.
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
+    memory: Option<u64>,
     /// Trace every selected packet hop by hop. By default the guardrails
     /// trace the first packets of each connection, TCP SYN/FIN/RST, non-TCP/UDP
     /// packets, every drop and a sample of the rest (at most ~1000 packets/s
@@ -147,6 +153,12 @@ pub(crate) struct AgentArgs {
     /// Size of the kernel's event ring buffer (a power of two, at least 4K).
     #[arg(long, value_name = "BYTES", default_value = "8M", value_parser = parse_ring_size)]
     pub(crate) ring_size: u32,
+    /// Memory for what netflow holds (open timelines, connections, the
+    /// dashboard's flows): beyond it the least useful are completed early
+    /// or folded, and counted as evicted (e.g. 128M, 1G). Default: the
+    /// memory cgroup's memory.max less 96M when there is one, else 96M.
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
+    pub(crate) memory: Option<u64>,
     /// Which connections stdout gets as JSON lines: those that did not end
     /// well, or all of them (every connection of the node: a flow log).
     #[arg(long, value_name = "WHICH", default_value = "failed", value_parser = ["failed", "all"])]
@@ -158,6 +170,14 @@ pub(crate) struct AgentArgs {
     /// DaemonSet, the Kubernetes node's name from the downward API).
     #[arg(long, value_name = "NAME")]
     pub(crate) node: Option<String>,
+}
+
+#[cfg(feature = "live")]
+fn parse_memory(s: &str) -> Result<u64, String> {
+    let b = netflow::budget::parse_size(s).map_err(|e| e.to_string())?;
+    netflow::budget::Budget::given(b)
+        .map(|b| b.bytes)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(feature = "live")]
@@ -227,6 +247,7 @@ impl LiveArgs {
             idle: self.idle,
             write: self.write,
             ring_bytes: self.ring_size,
+            memory: self.memory,
             every_packet: self.every_packet,
             count_at_sockets: false,
             dns_ports: self.dns_port,

@@ -38,6 +38,7 @@ pub(crate) fn agent_cmd(a: AgentArgs, rt: &Runtime) -> anyhow::Result<()> {
             idle: Duration::from_secs(1),
             write: None,
             ring_bytes: a.ring_size,
+            memory: a.memory,
             every_packet: false,
             count_at_sockets: true,
             dns_ports: a.dns_port,
@@ -206,7 +207,11 @@ fn live_dashboard(opts: TraceOptions, source: &str, rt: &Runtime) -> anyhow::Res
         no_color: netflow::output::dashboard::no_color_asked(),
         ..App::default()
     }));
-    app.lock().expect("state").state.source = source.into();
+    {
+        let mut app = app.lock().expect("state");
+        app.state.source = source.into();
+        app.state.max_flows = trace::budget(&opts)?.flows();
+    }
     let done = Arc::new(AtomicBool::new(false));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let inbox = Arc::new(Inbox::default());
@@ -257,6 +262,7 @@ pub(crate) fn demo_cmd(a: DemoArgs, rt: &Runtime) -> anyhow::Result<()> {
         idle: Duration::from_secs(1),
         write: None,
         ring_bytes: netflow_common::RING_BYTES,
+        memory: None,
         every_packet: false,
         count_at_sockets: false,
         dns_ports: Vec::new(),

@@ -3,8 +3,7 @@
 use netflow_common::Point;
 
 use super::{
-    is_group_addr, rules, Correlator, Hop, Nat, NatKind, Timeline, Verdict, MAX_OPEN,
-    PENDING_RULE_NS,
+    is_group_addr, rules, Correlator, Hop, Nat, NatKind, Timeline, Verdict, PENDING_RULE_NS,
 };
 use crate::decode::packet::Tuple;
 
@@ -27,7 +26,9 @@ impl Correlator {
         let mut done = self
             .due
             .due(now_ns, |id| open.get(&id).map(|o| o.deadline(cfg)));
-        if self.open.len() > MAX_OPEN {
+        let max_open = self.cfg.max_open;
+        let mut evicted: Vec<u64> = Vec::new();
+        if self.open.len() > max_open {
             // Those due soonest first: packets that ended and wait only for
             // late copies or rule traces.
             let mut by_due: Vec<(u64, u64)> = self
@@ -35,14 +36,25 @@ impl Correlator {
                 .iter()
                 .map(|(id, o)| (o.deadline(cfg), *id))
                 .collect();
-            let n = self.open.len() - MAX_OPEN * 9 / 10;
+            let n = self.open.len() - max_open * 9 / 10;
             by_due.select_nth_unstable(n - 1);
-            done.extend(by_due[..n].iter().map(|(_, id)| *id));
+            evicted.extend(by_due[..n].iter().map(|(_, id)| *id));
+            done.extend(evicted.iter().copied());
             done.sort_unstable();
             done.dedup();
             self.evicted += n as u64;
         }
-        self.finish(done)
+        let mut out = self.finish(done);
+        if !evicted.is_empty() {
+            // Completed before their time: a fate not known yet is not one.
+            evicted.sort_unstable();
+            for tl in &mut out {
+                if tl.verdict == Verdict::Unknown && evicted.binary_search(&tl.id).is_ok() {
+                    tl.incomplete = true;
+                }
+            }
+        }
+        out
     }
 
     /// Every timeline, complete or not (end of the run).

@@ -77,6 +77,10 @@ pub struct Config {
     pub held_ns: u64,
     /// Ports of DNS servers besides 53 (`--dns-port`).
     pub dns_ports: Vec<u16>,
+    /// Open timelines kept at most, and open connections (from the run's
+    /// memory budget, `crate::budget`).
+    pub max_open: usize,
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -88,6 +92,8 @@ impl Default for Config {
             rule_hold_ns: 0,
             held_ns: 6_000_000_000,
             dns_ports: Vec::new(),
+            max_open: crate::budget::Budget::default().timelines(),
+            max_connections: crate::budget::Budget::default().connections(),
         }
     }
 }
@@ -136,11 +142,12 @@ impl Open {
 /// Netfilter's POSTROUTING hook number.
 const POSTROUTING: u8 = 4;
 
-/// Open timelines at most: under a burst (the agent with 50k connections
-/// opening in seconds, its ticks ~100 ms apart while it drains the ring, rule
-/// tracing holding ended packets back) they were ~200k, 300 MB. Beyond it
-/// those due soonest are completed early and counted (`evicted`).
-const MAX_OPEN: usize = 32768;
+// Open timelines are capped by `Config::max_open` (the run's budget): under
+// a burst (the agent with 50k connections opening in seconds, its ticks
+// ~100 ms apart while it drains the ring, rule tracing holding ended packets
+// back) they were ~200k, 300 MB. Beyond it those due soonest are completed
+// early and counted (`evicted`); one whose fate was still unknown reads
+// `incomplete`, never a verdict.
 
 /// Timelines held past POSTROUTING (`Open::held`) at most: the kernel's
 /// neighbour queues hold ~100 packets per unresolved neighbour.

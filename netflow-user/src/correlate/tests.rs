@@ -443,13 +443,15 @@ fn a_receive_reported_after_the_hop_that_selected_it_comes_first() {
     }
 }
 
-/// A burst of packets open at once is bounded: beyond MAX_OPEN those due
+/// A burst of packets open at once is bounded: beyond the cap those due
 /// soonest (ended, waiting only for late copies) are completed early and
 /// counted; the rest keep waiting, and nothing is lost.
 #[test]
 fn open_timelines_are_bounded_under_a_burst() {
-    let mut c = Correlator::new(Config::default());
-    let n = super::MAX_OPEN as u64 + 5000;
+    let cfg = Config::default();
+    let max_open = cfg.max_open;
+    let mut c = Correlator::new(cfg);
+    let n = max_open as u64 + 5000;
     for i in 0..n {
         let p = icmp([10, 0, 0, 1], [10, 0, 0, 2], 1, i as u16, 100);
         c.push(ev(10 + i, 0x1000 + i, Point::Rx, "veth-a", &p));
@@ -459,7 +461,7 @@ fn open_timelines_are_bounded_under_a_burst() {
         }
     }
     let out = c.expire(n + 20);
-    assert!(c.open_count() <= super::MAX_OPEN, "{}", c.open_count());
+    assert!(c.open_count() <= max_open, "{}", c.open_count());
     assert_eq!(out.len() as u64 + c.open_count() as u64, n);
     assert_eq!(c.evicted(), out.len() as u64);
     assert!(
@@ -476,4 +478,30 @@ fn open_timelines_are_bounded_under_a_burst() {
     c.push(ev(20, 0xa, Point::Consume, "", &[]));
     assert_eq!(c.expire(20 + 20_000_000).len(), 1);
     assert_eq!(c.evicted(), 0);
+}
+
+/// Evicted before their fate was known (a burst beyond the budget's cap,
+/// none of them ended yet): each reads `incomplete`, never a verdict.
+#[test]
+fn evicted_open_timelines_read_incomplete() {
+    let cfg = Config {
+        max_open: 1024,
+        ..Config::default()
+    };
+    let mut c = Correlator::new(cfg);
+    for i in 0..2000u64 {
+        let p = icmp([10, 0, 0, 1], [10, 0, 0, 2], 1, i as u16, 100);
+        c.push(ev(10 + i, 0x1000 + i, Point::Rx, "veth-a", &p));
+    }
+    let out = c.expire(2020);
+    assert!(
+        !out.is_empty() && c.open_count() <= 1024,
+        "{}",
+        c.open_count()
+    );
+    assert_eq!(c.evicted(), out.len() as u64);
+    for t in &out {
+        assert_eq!(t.verdict, Verdict::Unknown, "{t:?}");
+        assert!(t.incomplete, "an evicted timeline is incomplete: {t:?}");
+    }
 }

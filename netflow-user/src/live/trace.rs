@@ -38,6 +38,8 @@ pub struct TraceOptions {
     pub write: Option<PathBuf>,
     /// Size of the event ring buffer.
     pub ring_bytes: u32,
+    /// `--memory`: the budget for what the run holds (`crate::budget`).
+    pub memory: Option<u64>,
     /// No guardrails: full detail for every selected packet.
     pub every_packet: bool,
     /// The agent's counting: TCP segments without SYN/FIN/RST are counted
@@ -193,6 +195,17 @@ pub async fn run(opts: TraceOptions) -> anyhow::Result<Stats> {
 /// Give the allocator's freed memory back to the system now: mimalloc keeps
 /// freed pages for reuse a while, and a parse of the kernel's BTF leaves
 /// ~55 MB of them (idle RSS 112 MB without this, ~60 MB with it).
+/// The run's memory budget: `--memory`, else its memory cgroup's limit,
+/// else the default.
+pub fn budget(opts: &TraceOptions) -> Result<crate::budget::Budget, crate::budget::BudgetError> {
+    match opts.memory {
+        Some(b) => crate::budget::Budget::given(b),
+        None => Ok(crate::live::kernel::cgroup::memory_max()
+            .map(crate::budget::Budget::of_limit)
+            .unwrap_or_default()),
+    }
+}
+
 fn release_freed_memory() {
     #[cfg(not(feature = "system-alloc"))]
     {
@@ -268,6 +281,7 @@ pub async fn run_with(
     let mut ring = unsafe { AsyncFd::register(probes.take_events()?) }
         .map_err(|e| anyhow::anyhow!("failed to watch the event ring buffer: {e}"))?;
 
+    let budget = budget(&opts)?;
     let meta = meta(&sel, &probes, &opts, rules.is_some());
     let recorder = match (record_file, &opts.write) {
         (Some(f), Some(path)) => Some(Writer::start(f, path, &meta)?),
@@ -282,6 +296,13 @@ pub async fn run_with(
         if let Some(p) = &opts.write {
             writeln!(err, "  recording to {}", p.display())?;
         }
+        writeln!(
+            err,
+            "  memory budget {}: {} open timelines, {} open connections at most (--memory)",
+            budget.said(),
+            budget.timelines(),
+            budget.connections()
+        )?;
         writeln!(err, "  Ctrl-C to stop")?;
     }
     // Counters a drop's cause is read against, as they are before the first
@@ -292,6 +313,8 @@ pub async fn run_with(
     notify(sd_notify::NotifyState::Ready);
 
     let cfg = Config {
+        max_open: budget.timelines(),
+        max_connections: budget.connections(),
         idle_ns: opts.idle.as_nanos() as u64,
         vxlan_ports: sel.vxlan_ports.clone(),
         rule_hold_ns: if rules.is_some() { RULE_HOLD_NS } else { 0 },
@@ -441,7 +464,7 @@ pub async fn run_with(
     let stats = pipe.finish(probes.lost(), monotonic_ns(), Some(EXIT_BUDGET))?;
     if !quiet {
         eprintln!(
-            "netflow: {} packets ({} dropped, {} unknown, {} cut short), {} only counted, {} connections ({} not ok), {} events, {} lost, {} undecodable, {} not printed at exit",
+            "netflow: {} packets ({} dropped, {} unknown, {} cut short), {} only counted, {} connections ({} not ok), {} events, {} lost, {} evicted, {} undecodable, {} not printed at exit",
             stats.packets,
             stats.dropped,
             stats.unknown,
@@ -451,6 +474,7 @@ pub async fn run_with(
             stats.connections_failed,
             stats.events,
             stats.lost,
+            stats.evicted,
             stats.decode_errors,
             stats.unreported
         );

@@ -156,6 +156,10 @@ pub struct Config {
     pub settle_ns: u64,
     /// A connection with no packet for this long is reported.
     pub idle_ns: u64,
+    /// Open connections kept at most (from the run's memory budget): the
+    /// least recently active beyond it are reported early and counted in
+    /// `evicted`.
+    pub max_open: usize,
 }
 
 impl Default for Config {
@@ -163,6 +167,7 @@ impl Default for Config {
         Self {
             settle_ns: 2_000_000_000,
             idle_ns: 10_000_000_000,
+            max_open: crate::budget::Budget::default().connections(),
         }
     }
 }
@@ -185,7 +190,7 @@ struct Dir {
 }
 
 /// An open connection. Kept small (a few hundred bytes, in a map of up to
-/// [`MAX_OPEN`]): the hops it may report are boxed and carry no packet bytes.
+/// [`Config::max_open`]): the hops it may report are boxed and carry no packet bytes.
 struct Open {
     tuple: Tuple,
     /// Tuples of the initiator's direction (before and after NAT).
@@ -239,10 +244,6 @@ pub struct Connections {
     /// Search-path walks being put together (see [`walk`]).
     walks: walk::Walks,
 }
-
-/// Open connections kept at most (memory stays bounded under a flood of
-/// new flows).
-pub const MAX_OPEN: usize = 50_000;
 
 impl crate::correlate::cause::Translations for Connections {
     /// `t` (server -> client) answers a request that was DNAT'd to `t`'s

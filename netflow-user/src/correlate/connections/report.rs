@@ -1,8 +1,6 @@
 //! Connections out: which are over, and each one's outcome, counts (the
 //! packets only counted added in) and where it went wrong.
-use super::{
-    dns, Connection, Connections, Counts, Dir, Open, Outcome, SocketCounts, Where, MAX_OPEN,
-};
+use super::{dns, Connection, Connections, Counts, Dir, Open, Outcome, SocketCounts, Where};
 use crate::decode::packet::{Proto, Tuple};
 
 impl Dir {
@@ -57,17 +55,18 @@ impl Open {
 
 impl Connections {
     /// Connections that are over at `now_ns`, with the packets only counted;
-    /// beyond [`MAX_OPEN`] open ones, the least recently active are reported
+    /// beyond [`super::Config::max_open`] open ones, the least recently active are reported
     /// early (and counted in `evicted`).
     pub fn expire(&mut self, now_ns: u64, counts: Counts) -> Vec<Connection> {
         let (open, cfg) = (&self.open, &self.cfg);
         let mut done = self
             .due
             .due(now_ns, |id| open.get(&id).map(|o| o.deadline(cfg)));
-        if self.open.len() > MAX_OPEN {
+        let max_open = self.cfg.max_open;
+        if self.open.len() > max_open {
             let mut by_age: Vec<(u64, u64)> =
                 self.open.iter().map(|(id, o)| (o.last_ts, *id)).collect();
-            let n = self.open.len() - MAX_OPEN * 9 / 10;
+            let n = self.open.len() - max_open * 9 / 10;
             by_age.select_nth_unstable(n - 1);
             done.extend(by_age[..n].iter().map(|(_, id)| *id));
             done.sort_unstable();

@@ -131,7 +131,8 @@ fn pings_and_answers_seen_first() {
 #[test]
 fn a_flood_of_connections_stays_bounded() {
     let mut corr = Correlator::new(CorrConfig::default());
-    let n = MAX_OPEN as u64 + 100;
+    let max_open = Config::default().max_open;
+    let n = max_open as u64 + 100;
     for i in 0..n {
         let p = udp(C, POD, (i % 60000) as u16 + 1, 53, i as u16 + 1);
         corr.push(ev(i * 10 + 1, i + 1, Point::Tx, "eth0", &p));
@@ -143,7 +144,7 @@ fn a_flood_of_connections_stays_bounded() {
     assert_eq!(conns.open_count(), n as usize);
     let early = conns.expire(n * 10 + 100, &mut |_| None);
     assert_eq!(conns.evicted(), early.len() as u64);
-    assert!(conns.open_count() <= MAX_OPEN, "{}", conns.open_count());
+    assert!(conns.open_count() <= max_open, "{}", conns.open_count());
     // The least recently active went first.
     assert!(early
         .iter()

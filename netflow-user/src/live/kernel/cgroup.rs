@@ -75,3 +75,14 @@ pub fn open_root() -> Result<Cgroup2Root, CgroupError> {
         how: "cgroup v2 was not mounted: mounted privately, and detached".into(),
     })
 }
+
+/// The memory limit of this process's cgroup (v2 `memory.max`; None when
+/// there is none, `max`, or no cgroup v2).
+pub fn memory_max() -> Option<u64> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = own.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let file = std::path::Path::new("/sys/fs/cgroup")
+        .join(path.trim_start_matches('/'))
+        .join("memory.max");
+    std::fs::read_to_string(file).ok()?.trim().parse().ok()
+}

@@ -266,7 +266,8 @@ enum Update {
     Start(String, Vec<String>),
     Flow(Box<FlowUpdate>),
     Outcome(Tuple, Outcome, Option<String>),
-    Progress(u64, u64, u64),
+    /// Events, lost, only counted, evicted.
+    Progress(u64, u64, u64, u64),
 }
 
 /// Updates waiting at most (a screen this far behind skips the rest).
@@ -300,10 +301,11 @@ impl App {
                 }
                 Update::Flow(f) => st.apply(*f),
                 Update::Outcome(t, o, cause) => st.connection(t, o, cause),
-                Update::Progress(events, lost, sampled) => {
+                Update::Progress(events, lost, sampled, evicted) => {
                     st.events = events;
                     st.lost = lost;
                     st.sampled = sampled;
+                    st.evicted = evicted;
                 }
             }
         }
@@ -374,7 +376,8 @@ impl Sink for DashboardSink {
     }
 
     fn progress(&mut self, s: &Stats) {
-        self.0.push(Update::Progress(s.events, s.lost, s.sampled));
+        self.0
+            .push(Update::Progress(s.events, s.lost, s.sampled, s.evicted));
     }
 
     fn stats(&mut self, s: &Stats, _now: u64) -> std::io::Result<()> {

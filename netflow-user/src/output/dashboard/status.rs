@@ -32,8 +32,16 @@ pub fn draw_top(f: &mut Frame, area: Rect, app: &App, state: &State) {
                 Style::default()
             },
         ),
-        Span::raw(format!(" | packets {}", state.packets)),
     ];
+    // Beside lost: what the memory budget made it complete early (said
+    // before what a narrow terminal may cut off).
+    if state.evicted > 0 {
+        spans.push(Span::styled(
+            format!(" | evicting: {}", state.evicted),
+            Style::default().fg(Color::Yellow),
+        ));
+    }
+    spans.push(Span::raw(format!(" | packets {}", state.packets)));
     if state.sampled > 0 {
         spans.push(Span::raw(format!(" | only counted {}", state.sampled)));
     }

@@ -138,8 +138,9 @@ impl SortBy {
     }
 }
 
-/// Flows kept at most: beyond, the least recently seen tenth is folded
-/// into counters (memory and per-frame work stay bounded under a flood).
+/// Flows kept at most when the run's budget does not say (`max_flows`):
+/// beyond, the least recently seen tenth is folded into counters (memory
+/// and per-frame work stay bounded under a flood).
 pub const MAX_FLOWS: usize = 10_000;
 
 /// Seconds of packets-per-second history kept for the sparkline.
@@ -165,6 +166,11 @@ pub struct State {
     pub folded_packets: u64,
     /// Timelines the tracer could not hand to a busy screen (counted only).
     pub skipped: u64,
+    /// Open timelines and connections the tracer completed early to stay
+    /// within its memory budget.
+    pub evicted: u64,
+    /// Flows kept at most (the run's memory budget; 0: [`MAX_FLOWS`]).
+    pub max_flows: usize,
     pub probes: Vec<String>,
     pub selection: String,
     pub source: String,
@@ -250,7 +256,7 @@ impl State {
         }
         f.latest = u.js;
         self.packets += 1;
-        if self.flows.len() > MAX_FLOWS {
+        if self.flows.len() > self.cap() {
             self.fold_oldest();
         }
         let first_ts = u.first_ts;
@@ -279,11 +285,19 @@ impl State {
         }
     }
 
-    /// Fold the least recently seen flows, down to 90% of [`MAX_FLOWS`].
+    fn cap(&self) -> usize {
+        if self.max_flows == 0 {
+            MAX_FLOWS
+        } else {
+            self.max_flows
+        }
+    }
+
+    /// Fold the least recently seen flows, down to 90% of the cap.
     fn fold_oldest(&mut self) {
         let mut by_age: Vec<(u64, Tuple)> =
             self.flows.iter().map(|(k, f)| (f.last_ts, *k)).collect();
-        let n = self.flows.len() - MAX_FLOWS * 9 / 10;
+        let n = self.flows.len() - self.cap() * 9 / 10;
         by_age.select_nth_unstable(n - 1);
         for (_, k) in &by_age[..n] {
             if let Some(f) = self.flows.remove(k) {
