@@ -19,6 +19,9 @@ use crate::{
     record::{CountedRecord, End, Writer},
 };
 
+/// Connections that go out at a time when the run ends.
+const FLUSH_CHUNK: usize = 2048;
+
 pub struct Pipeline {
     corr: Correlator,
     conns: Connections,
@@ -315,15 +318,20 @@ impl Pipeline {
         let tls = self.completed(tls);
         let notes = self.corr.take_notes();
         self.emit(tls, notes)?;
-        let conns = {
-            let mut counts = counts(
-                &mut self.counts,
-                &mut self.recorded_counts,
-                &mut self.recorder,
-            );
-            self.conns.flush(&mut counts)
-        };
-        self.emit_connections(conns)?;
+        // A chunk at a time: a flood's open connections all at once would
+        // hold twice their size at the very end of the run.
+        loop {
+            let conns = {
+                let mut counts = counts(
+                    &mut self.counts,
+                    &mut self.recorded_counts,
+                    &mut self.recorder,
+                );
+                self.conns.flush_some(&mut counts, FLUSH_CHUNK)
+            };
+            let Some(conns) = conns else { break };
+            self.emit_connections(conns)?;
+        }
         self.sink.stats(&self.stats, self.ended_ns.unwrap_or(now))?;
         self.sink.flush()?;
         if let Some(r) = self.recorder.take() {

@@ -159,8 +159,11 @@ impl Correlator {
             Open {
                 tl: Timeline {
                     id,
-                    // A packet across a node has ~10 hops: grow once at most.
-                    hops: Vec::with_capacity(12),
+                    // A hop is ~300 bytes: a packet across a node has ~10
+                    // hops (two growths), a dropped or delivered one at its
+                    // first device 2-4. Twelve up front held 3.6 KB per open
+                    // timeline, most of a flood's memory.
+                    hops: Vec::with_capacity(4),
                     verdict: Verdict::Unknown,
                     drop: None,
                     consumed_at: None,

@@ -78,11 +78,32 @@ impl Connections {
     }
     /// Every connection (end of the run).
     pub fn flush(&mut self, counts: Counts) -> Vec<Connection> {
-        let all: Vec<u64> = self.open.keys().copied().collect();
+        let mut out = Vec::new();
+        while let Some(mut some) = self.flush_some(&mut *counts, usize::MAX) {
+            out.append(&mut some);
+        }
+        out
+    }
+
+    /// The end of the run, `n` connections at a time (a flood's tens of
+    /// thousands at once would hold twice their size while they go out);
+    /// what DNS walks held comes last. None once all went out.
+    pub fn flush_some(&mut self, counts: Counts, n: usize) -> Option<Vec<Connection>> {
         self.due.clear();
-        let done = self.finish(all, counts);
-        // Whatever a walk held goes out too.
-        self.walks.settle(done, u64::MAX)
+        if self.open.is_empty() {
+            if self.walks.is_empty() {
+                return None;
+            }
+            // Whatever a walk held goes out too.
+            return Some(self.walks.settle(Vec::new(), u64::MAX));
+        }
+        // The oldest first, as they opened.
+        let mut some: Vec<u64> = self.open.keys().copied().collect();
+        some.sort_unstable();
+        some.truncate(n);
+        let done = self.finish(some, counts);
+        // Nothing a walk holds is released before the last call.
+        Some(self.walks.settle(done, 0))
     }
 
     fn finish(&mut self, mut ids: Vec<u64>, counts: Counts) -> Vec<Connection> {

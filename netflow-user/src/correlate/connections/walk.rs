@@ -47,6 +47,11 @@ fn ended_nxdomain(c: &Connection) -> bool {
 impl Walks {
     /// Connections just finished, at `now`: those to report now (in order),
     /// the NXDOMAIN ones held until the walk goes on or [`HOLD_NS`] passes.
+    /// Nothing held.
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+
     pub fn settle(&mut self, finished: Vec<Connection>, now: u64) -> Vec<Connection> {
         let mut out = Vec::with_capacity(finished.len());
         for mut c in finished {
