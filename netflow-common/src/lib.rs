@@ -26,6 +26,8 @@ pub mod names {
     pub const CONNS: &str = "CONNS";
     pub const BUCKET: &str = "BUCKET";
     pub const SAMPLED: &str = "SAMPLED";
+    /// TCP state changes counted per network namespace ([`SockCounts`]).
+    pub const SOCK_COUNTS: &str = "SOCK_COUNTS";
 
     pub const PROG_RX: &str = "netflow_rx";
     pub const PROG_TX: &str = "netflow_tx";
@@ -42,6 +44,9 @@ pub mod names {
     /// loaded by netflow's own loader.
     pub const PROG_TCP_RETRANSMIT: &str = "netflow_tcp_retransmit";
     pub const PROG_TCP_RESET: &str = "netflow_tcp_reset";
+    /// `sock:inet_sock_set_state`: TCP state changes (the agent's
+    /// connections, counted per namespace; failed connects as events).
+    pub const PROG_SOCK_STATE: &str = "netflow_sock_state";
     pub const PROG_ICMP_SEND: &str = "netflow_icmp_send";
     /// Where the `icmp:icmp_send` tracepoint is missing: `__icmp_send`.
     pub const PROG_ICMP_FENTRY: &str = "netflow_icmp_fentry";
@@ -137,6 +142,12 @@ pub enum Point {
     /// device is the route's, `location` is `err << 32 | gateway` (IPv4,
     /// network order; 0: none), `hook` the gateway's family.
     Route = 16,
+    /// `sock:inet_sock_set_state`: a TCP connect failed (SYN_SENT to
+    /// CLOSE). Headers from the socket, as for [`Point::TcpRetransmit`];
+    /// `reason` holds the socket's error (`sk_err`: ECONNREFUSED,
+    /// ETIMEDOUT, EHOSTUNREACH, 0 when the application gave up), `location`
+    /// old state << 8 | new state.
+    SockState = 17,
 }
 
 impl Point {
@@ -158,6 +169,7 @@ impl Point {
             14 => Self::IcmpSend,
             15 => Self::RuleTrace,
             16 => Self::Route,
+            17 => Self::SockState,
             _ => return None,
         })
     }
@@ -321,6 +333,29 @@ pub struct ConnCount {
     pub taken_bytes: [u64; 2],
 }
 
+/// What a TCP state change is, as counted in SOCK_COUNTS (indexes of
+/// [`SockCounts::n`]).
+pub mod sock_class {
+    /// SYN_SENT -> ESTABLISHED: a connect succeeded.
+    pub const OPENED_ACTIVE: usize = 0;
+    /// SYN_RECV -> ESTABLISHED: a listener accepted a connection.
+    pub const OPENED_PASSIVE: usize = 1;
+    /// SYN_SENT -> CLOSE: a connect failed (also an event).
+    pub const CONNECT_FAILED: usize = 2;
+    /// Any other state (not LISTEN) -> CLOSE: a connection ended.
+    pub const CLOSED: usize = 3;
+    /// ... with ECONNRESET or EPIPE on the socket: a reset ended it.
+    pub const RESET: usize = 4;
+    pub const N: usize = 6;
+}
+
+/// Value of SOCK_COUNTS (per CPU), keyed by network namespace inode.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SockCounts {
+    pub n: [u64; sock_class::N],
+}
+
 /// A per-CPU token bucket for full-detail packets.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -403,6 +438,11 @@ pub struct Offsets {
     pub fib6_table_id: u32,
     /// `nf_conn.status` (IPS_* bits).
     pub ct_status: u32,
+    /// `struct sock` → `sk_err` (an int).
+    pub sk_err: u32,
+    /// `struct inet_sock` → `inet_sport` (network order): the local port,
+    /// still there when a closing socket's `skc_num` was cleared.
+    pub sk_sport: u32,
 }
 
 /// `nf_conn.status`: the destination was translated (DNAT).
@@ -516,4 +556,5 @@ mod pod {
     unsafe impl aya::Pod for super::AddrKey {}
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::ConnCount {}
+    unsafe impl aya::Pod for super::SockCounts {}
 }

@@ -4,11 +4,11 @@ use core::ptr::read_volatile;
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 use netflow_common::{
-    AddrKey, Bucket, ConnCount, Filter, FlowKey, Offsets, PacketEvent, Track, RING_BYTES,
-    TRACKED_ENTRIES,
+    AddrKey, Bucket, ConnCount, Filter, FlowKey, Offsets, PacketEvent, SockCounts, Track,
+    RING_BYTES, TRACKED_ENTRIES,
 };
 
 #[no_mangle]
@@ -65,6 +65,8 @@ pub(crate) static OFFSETS: Offsets = Offsets {
     fib6_res_type: 0,
     fib6_table_id: 0,
     ct_status: 0,
+    sk_err: 0,
+    sk_sport: 0,
 };
 
 #[no_mangle]
@@ -109,6 +111,12 @@ pub(crate) static SEL_NETS: LpmTrie<AddrKey, u32> = LpmTrie::with_max_entries(10
 /// Selected network namespaces (inode numbers).
 #[map]
 pub(crate) static SEL_NETNS: HashMap<u32, u8> = HashMap::with_max_entries(256, 0);
+
+/// TCP state changes per network namespace (see `sock::on_state`): a few
+/// thousand namespaces at most on a node; the least recent go first.
+#[map]
+pub(crate) static SOCK_COUNTS: LruPerCpuHashMap<u32, SockCounts> =
+    LruPerCpuHashMap::with_max_entries(8192, 0);
 
 /// Connections of selected packets, keyed by their reply direction as
 /// conntrack knows it after NAT: a reply to a translated packet is selected

@@ -184,7 +184,7 @@ pub fn netflow_tcp_retransmit(ctx: BtfTracePointContext) -> i32 {
         return 0;
     };
     let sk: *const u8 = ctx.arg(0);
-    let _ = on_sock(sk, Point::TcpRetransmit);
+    let _ = on_sock(sk, Point::TcpRetransmit, None);
     0
 }
 
@@ -203,7 +203,24 @@ pub fn netflow_tcp_reset(ctx: BtfTracePointContext) -> i32 {
         let dev = device::<Btf>(skb, o);
         let _ = on_hop::<Btf, false>(skb, Point::TcpReset, o, &dev, 0, 0);
     } else if !sk.is_null() {
-        let _ = on_sock(sk, Point::TcpReset);
+        let _ = on_sock(sk, Point::TcpReset, None);
+    }
+    0
+}
+
+/// `TP_PROTO(const struct sock *sk, const int oldstate, const int newstate)`:
+/// a TCP socket changes state (per connection, never per packet). Counted
+/// per namespace; a failed connect is an event.
+#[btf_tracepoint(function = "inet_sock_set_state")]
+pub fn netflow_sock_state(ctx: BtfTracePointContext) -> i32 {
+    let Some(_level) = nest::enter() else {
+        return 0;
+    };
+    let sk: *const u8 = ctx.arg(0);
+    let old: i32 = ctx.arg(1);
+    let new: i32 = ctx.arg(2);
+    if !sk.is_null() {
+        let _ = sock::on_state(sk, old, new);
     }
     0
 }

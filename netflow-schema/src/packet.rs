@@ -51,6 +51,8 @@ wire_enum! {
         Rule => "rule",
         /// A routing decision (`route`).
         Route => "route",
+        /// A TCP socket's state change (`inet_sock_set_state`).
+        SockState => "sock_state",
     }
 }
 

@@ -38,6 +38,9 @@ wire_enum! {
         Retransmit => "retransmit",
         /// A reset sent.
         Reset => "reset",
+        /// A connect failed (its socket went from SYN_SENT to CLOSE), seen
+        /// at the socket; `error` says why.
+        ConnectFailed => "connect_failed",
     }
 }
 
@@ -51,6 +54,12 @@ pub struct TcpNote {
     /// The socket's TCP state (`ESTABLISHED`, `SYN_SENT`, ...).
     pub state: String,
     pub count: u32,
+    /// For `connect_failed`: the socket's error (`ECONNREFUSED`: a RST
+    /// answered; `ETIMEDOUT`: no answer to its SYNs; `EHOSTUNREACH`,
+    /// `ENETUNREACH`: an ICMP error answered; `none`: the application gave
+    /// up first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Counters of a run (`"kind":"stats"`): the last line, and the agent's

@@ -141,6 +141,11 @@ impl Pipeline {
         self.emit_connections(conns)
     }
 
+    /// The kernel's TCP state change counts, per namespace, to the sink.
+    pub fn sockets(&mut self, counts: &[(u32, [u64; netflow_common::sock_class::N])]) {
+        self.sink.sockets(counts);
+    }
+
     /// Where a live run reads the kernel's counts of only-counted packets.
     pub fn set_counts(&mut self, source: Box<dyn CountSource + Send>) {
         self.counts = Some(source);

@@ -9,29 +9,6 @@ use netflow_schema::{Connection, Outcome, Packet, Verdict};
 use netflow_tests::*;
 use serde_json::Value;
 
-/// A free TCP port on loopback.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http_get(url: &str) -> Option<String> {
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sys,urllib.request;print(urllib.request.urlopen(sys.argv[1],timeout=3).read().decode())",
-            url,
-        ])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// A directory of the test's own, removed however the test ends.
 struct TempDir(std::path::PathBuf);
 
@@ -467,13 +444,6 @@ fn dns_responses_and_unanswered_queries_are_scraped() {
         .collect();
     assert_eq!(missing.len(), 1, "{lines:#?}");
     assert_eq!(missing[0].outcome, Outcome::DnsError, "{:#?}", missing[0]);
-}
-
-/// One sample of the agent's own exposition (`name{labels}` exactly).
-fn sample(text: &str, series: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
 }
 
 /// A device's counters as `ip -s link` reads them: (rx packets, rx bytes,

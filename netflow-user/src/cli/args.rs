@@ -166,6 +166,14 @@ pub(crate) struct AgentArgs {
     /// A port DNS servers listen on besides 53. Repeatable.
     #[arg(long, value_name = "PORT")]
     pub(crate) dns_port: Vec<u16>,
+    /// Which programs run. `per-hop`: every packet followed across the
+    /// node, as `trace` does (DNS, transit times, drops with hook and
+    /// rule; ~1.4 µs of kernel time per forwarded packet). `events`: only
+    /// programs that run per drop and per TCP state change, nothing on a
+    /// healthy packet's path: drops, failed connects, connection counts,
+    /// retransmits and resets; no DNS or transit times.
+    #[arg(long, value_name = "SET", default_value = "per-hop", value_parser = ["per-hop", "events"])]
+    pub(crate) probes: String,
     /// The node's name on every JSON record (default: the hostname; in a
     /// DaemonSet, the Kubernetes node's name from the downward API).
     #[arg(long, value_name = "NAME")]
@@ -250,6 +258,7 @@ impl LiveArgs {
             memory: self.memory,
             every_packet: self.every_packet,
             count_at_sockets: false,
+            probes: Default::default(),
             dns_ports: self.dns_port,
             node: self.node,
             count: self.count,

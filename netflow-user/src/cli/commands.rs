@@ -6,6 +6,7 @@ use std::time::Duration;
 
 #[cfg(feature = "live")]
 use netflow::live::{
+    probes::ProbeSet,
     select::Selectors,
     trace::{self, TraceOptions},
 };
@@ -23,6 +24,7 @@ use super::args::{DashboardArgs, ExportArgs, ReplayArgs};
 pub(crate) fn agent_cmd(a: AgentArgs, rt: &Runtime) -> anyhow::Result<()> {
     use netflow::live::agent::{self, AgentOptions};
     netflow::live::kernel::preflight::check("agent")?;
+    let events = a.probes == "events";
     let opts = AgentOptions {
         trace: TraceOptions {
             selectors: Selectors {
@@ -30,8 +32,10 @@ pub(crate) fn agent_cmd(a: AgentArgs, rt: &Runtime) -> anyhow::Result<()> {
                 ..Selectors::default()
             },
             tc: false,
-            netfilter: true,
-            rule_trace: !a.no_rule_trace,
+            // The events mode runs nothing per healthy packet: no netfilter
+            // programs, no nftables tracing, no counting at the sockets.
+            netfilter: !events,
+            rule_trace: !a.no_rule_trace && !events,
             nf_netns: a.nf_netns,
             duration: None,
             mode: Mode::Json,
@@ -40,7 +44,12 @@ pub(crate) fn agent_cmd(a: AgentArgs, rt: &Runtime) -> anyhow::Result<()> {
             ring_bytes: a.ring_size,
             memory: a.memory,
             every_packet: false,
-            count_at_sockets: true,
+            count_at_sockets: !events,
+            probes: if events {
+                ProbeSet::Events
+            } else {
+                ProbeSet::PerHop
+            },
             dns_ports: a.dns_port,
             node: a.node,
             count: None,
@@ -265,6 +274,7 @@ pub(crate) fn demo_cmd(a: DemoArgs, rt: &Runtime) -> anyhow::Result<()> {
         memory: None,
         every_packet: false,
         count_at_sockets: false,
+        probes: Default::default(),
         dns_ports: Vec::new(),
         node: None,
         count: None,

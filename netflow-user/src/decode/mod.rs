@@ -153,6 +153,28 @@ impl IcmpError {
 pub enum NoteKind {
     Retransmit,
     Reset,
+    /// A connect failed, with the socket's error (`sk_err`; 0: none).
+    ConnectFailed {
+        err: u16,
+    },
+}
+
+impl NoteKind {
+    /// The socket error's name (`ECONNREFUSED`, ...), for a failed connect.
+    pub fn error_name(self) -> Option<&'static str> {
+        let NoteKind::ConnectFailed { err } = self else {
+            return None;
+        };
+        Some(match err {
+            0 => "none",
+            101 => "ENETUNREACH",
+            104 => "ECONNRESET",
+            110 => "ETIMEDOUT",
+            111 => "ECONNREFUSED",
+            113 => "EHOSTUNREACH",
+            _ => "other",
+        })
+    }
 }
 
 /// One observation of one packet by one probe, decoded.
@@ -198,6 +220,12 @@ impl RawEvent {
                     NoteKind::Reset
                 },
                 tcp_state: self.reason as u8,
+            },
+            Point::SockState => What::Note {
+                kind: NoteKind::ConnectFailed {
+                    err: self.reason as u16,
+                },
+                tcp_state: (self.location >> 8) as u8,
             },
             Point::Drop | Point::Consume | Point::Deliver => What::End {
                 reason: self.reason,

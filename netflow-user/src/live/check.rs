@@ -60,7 +60,14 @@ pub fn run(json: bool) -> anyhow::Result<bool> {
         enabled: true,
         netns: Vec::new(),
     };
-    let probes = Probes::start(&sel, &kbtf, consumed, &plan, netflow_common::RING_BYTES)?;
+    let probes = Probes::start(
+        &sel,
+        &kbtf,
+        consumed,
+        &plan,
+        netflow_common::RING_BYTES,
+        Default::default(),
+    )?;
     let startup_ms = started.elapsed().as_millis() as u64;
     let status = probes.status.clone();
     drop(probes);

@@ -12,7 +12,7 @@ use crate::{
     decode::names::Names,
     live::kernel::clock::{clock_ns, monotonic_ns},
     live::kernel::{btf::KernelBtf, preflight},
-    live::probes::{NetfilterPlan, Probes},
+    live::probes::{NetfilterPlan, ProbeSet, Probes},
     live::ruletrace::{RuleTracer, WatchedNs},
     live::select::{inode_of, Selection, Selectors},
     output::{self, Mode, ProbeStatus, Run, Start, Stats},
@@ -46,6 +46,9 @@ pub struct TraceOptions {
     /// by the sockets that send and take them, never followed hop by hop
     /// (their drops are still reported). Needs cgroup v2.
     pub count_at_sockets: bool,
+    /// Which programs run (the agent's events mode: none per healthy
+    /// packet; no netfilter links, tc or rule tracing then).
+    pub probes: ProbeSet,
     /// Ports of DNS servers besides 53.
     pub dns_ports: Vec<u16>,
     /// The node's name on every record (default: the hostname).
@@ -151,7 +154,12 @@ fn start_rule_trace(
             None,
             status(
                 false,
-                "--no-rule-trace: ruleset untouched, no rule names".into(),
+                if opts.probes == ProbeSet::Events {
+                    "events mode: ruleset untouched, rules named from their counters only"
+                } else {
+                    "--no-rule-trace: ruleset untouched, no rule names"
+                }
+                .into(),
             ),
         );
     }
@@ -287,6 +295,9 @@ pub async fn run_with(
         plan.netns.push((n.name, n.path));
     }
     let mut sel = sel;
+    if opts.probes == ProbeSet::Events {
+        sel.summary = "every drop and TCP connection event (events mode)".into();
+    }
     if opts.every_packet {
         sel.filter.flags |= netflow_common::filter_flags::EVERY_PACKET;
     } else {
@@ -297,7 +308,7 @@ pub async fn run_with(
             sel.filter.flags |= netflow_common::filter_flags::SOCKET_COUNT;
         }
     }
-    let mut probes = Probes::start(&sel, &kbtf, consumed, &plan, opts.ring_bytes)?;
+    let mut probes = Probes::start(&sel, &kbtf, consumed, &plan, opts.ring_bytes, opts.probes)?;
     // The kernel's BTF as parsed (~55 MB of heap) was for the offsets and the
     // probes' checks: not kept for the run, and given back to the system.
     drop(kbtf);
@@ -433,6 +444,9 @@ pub async fn run_with(
                 if polls.is_multiple_of(4) {
                     pipe.lost(probes.lost(), monotonic_ns());
                     pipe.sampled(probes.sampled());
+                    if opts.probes == ProbeSet::Events {
+                        pipe.sockets(&probes.sock_counts());
+                    }
                 }
                 if polls.is_multiple_of(REFRESH_POLLS) {
                     // NTP may have stepped the realtime clock (two reads of

@@ -87,6 +87,9 @@ pub trait Sink {
     fn timeline(&mut self, tl: &Timeline, names: &Names) -> std::io::Result<()>;
     /// Counters so far (every poll).
     fn progress(&mut self, _s: &Stats) {}
+    /// TCP state changes so far per network namespace, by
+    /// `netflow_common::sock_class` (the agent's events mode).
+    fn sockets(&mut self, _counts: &[(u32, [u64; netflow_common::sock_class::N])]) {}
     fn note(&mut self, n: &Note, names: &Names) -> std::io::Result<()>;
     /// A connection is over (or the run is).
     fn connection(&mut self, c: &Connection, names: &Names) -> std::io::Result<()>;

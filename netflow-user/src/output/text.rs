@@ -254,6 +254,15 @@ impl Sink for Text {
                 format!("retransmission #{} ({})", n.count, tcp_state_name(s))
             }
             (NoteKind::Reset, s) => format!("RST sent by the socket ({})", tcp_state_name(s)),
+            (NoteKind::ConnectFailed { err }, _) => format!(
+                "connect failed: {}",
+                match err {
+                    0 => "the application gave up before an answer came".to_string(),
+                    110 => "no answer to its SYNs (ETIMEDOUT)".to_string(),
+                    111 => "refused: a RST answered (ECONNREFUSED)".to_string(),
+                    _ => n.kind.error_name().unwrap_or("error").to_string(),
+                }
+            ),
         };
         writeln!(self.out, "{}: {what}", n.tuple)
     }

@@ -167,6 +167,7 @@ pub fn wire_point(p: Point) -> wire::Point {
         Point::IcmpSend => wire::Point::IcmpError,
         Point::RuleTrace => wire::Point::Rule,
         Point::Route => wire::Point::Route,
+        Point::SockState => wire::Point::SockState,
     }
 }
 
@@ -203,6 +204,7 @@ pub fn tcp_event(k: NoteKind) -> wire::TcpEvent {
     match k {
         NoteKind::Retransmit => wire::TcpEvent::Retransmit,
         NoteKind::Reset => wire::TcpEvent::Reset,
+        NoteKind::ConnectFailed { .. } => wire::TcpEvent::ConnectFailed,
     }
 }
 
@@ -480,5 +482,6 @@ pub fn note_view(n: &Note, names: &Names) -> wire::TcpNote {
         netns_name: names.netns(n.netns).map(str::to_string),
         state: tcp_state_name(n.tcp_state).to_string(),
         count: n.count,
+        error: n.kind.error_name().map(str::to_string),
     }
 }

@@ -71,7 +71,7 @@ pub(super) fn print(costs: &[(Mode, Option<Cost>)]) {
             None if *mode == Mode::Tcpdump => ("-".into(), "not counted (cBPF)".into()),
             None => ("-".into(), "0 (nothing attached)".into()),
         };
-        let target = if *mode == Mode::Agent {
+        let target = if *mode == Mode::AgentEvents {
             "<= 100 ns"
         } else {
             ""

@@ -241,7 +241,7 @@ pub(super) fn many_flows(bin: &Path, n: u32, seconds: u32, rounds: usize) -> Res
     for round in 0..rounds {
         for agent in [false, true] {
             let observer = if agent {
-                Some(Observer::agent(bin)?)
+                Some(Observer::agent(bin, "per-hop")?)
             } else {
                 None
             };

@@ -104,6 +104,8 @@ enum Mode {
     Baseline,
     /// `netflow agent`: every pod, all the time (its metrics on a local port).
     Agent,
+    /// `netflow agent --probes events`: no program on a healthy packet's path.
+    AgentEvents,
     /// Nothing attached, measured again in the same rotation: the run's
     /// noise, the band every ratio is read against.
     OffAgain,
@@ -117,7 +119,7 @@ impl Mode {
         match self {
             Mode::Filtered => ">= 0.97 of off, >= tcpdump",
             Mode::Pod => ">= 0.95",
-            Mode::Agent => ">= 0.98, <= 2% CPU, <= 100 MB, <= 100 ns/packet",
+            Mode::AgentEvents => ">= 0.98, <= 2% CPU, <= 100 MB, <= 100 ns/packet",
             Mode::OffAgain => "the noise: ratios inside it are no cost",
             _ => "",
         }
@@ -133,6 +135,7 @@ impl Mode {
             Mode::Tcpdump => "tcpdump",
             Mode::Baseline => "baseline",
             Mode::Agent => "agent",
+            Mode::AgentEvents => "agent-events",
             Mode::BaselineAgent => "baseline-agent",
             Mode::OffAgain => "off-again",
         }
@@ -147,7 +150,8 @@ impl Mode {
             Mode::All => "netflow --every-packet",
             Mode::Tcpdump => "tcpdump on veth-a",
             Mode::Baseline => "filtered out, --baseline",
-            Mode::Agent => "netflow agent",
+            Mode::Agent => "netflow agent (per-hop)",
+            Mode::AgentEvents => "agent --probes events",
             Mode::BaselineAgent => "agent, --baseline",
             Mode::OffAgain => "off, again (the noise)",
         }
@@ -166,11 +170,11 @@ impl Observer {
     }
 
     /// `netflow agent`, its metrics on a local port nothing else uses.
-    pub(super) fn agent(bin: &Path) -> Result<Self> {
+    pub(super) fn agent(bin: &Path, probes: &str) -> Result<Self> {
         Self::command(
             bin,
             &["agent"],
-            &["--metrics-addr", "127.0.0.1:19965"],
+            &["--metrics-addr", "127.0.0.1:19965", "--probes", probes],
             "agent",
         )
     }
@@ -351,6 +355,7 @@ fn bench(bin: &Path, a: &BenchArgs) -> Result<()> {
         Mode::Tcpdump,
         Mode::Baseline,
         Mode::Agent,
+        Mode::AgentEvents,
         Mode::BaselineAgent,
     ]
     .into_iter()
@@ -391,6 +396,7 @@ fn bench(bin: &Path, a: &BenchArgs) -> Result<()> {
                         | Mode::All
                         | Mode::Baseline
                         | Mode::Agent
+                        | Mode::AgentEvents
                         | Mode::BaselineAgent
                 );
                 if netflow {
@@ -533,9 +539,11 @@ fn observe(
             "all",
         )?),
         Mode::Tcpdump => Some(Observer::tcpdump()?),
-        Mode::Agent => Some(Observer::agent(bin)?),
+        Mode::Agent => Some(Observer::agent(bin, "per-hop")?),
+        Mode::AgentEvents => Some(Observer::agent(bin, "events")?),
         Mode::BaselineAgent => Some(Observer::agent(
             a.baseline.as_deref().context("--baseline")?,
+            "per-hop",
         )?),
         Mode::Baseline => Some(Observer::netflow(
             a.baseline.as_deref().context("--baseline")?,

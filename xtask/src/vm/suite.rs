@@ -110,6 +110,10 @@ pub(super) static SUITE: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "agent_events",
+        &["the_events_mode_reports_failed_connects_from_their_sockets"],
+    ),
+    (
         "probes",
         &[
             "sigkill_leaves_nothing_attached",

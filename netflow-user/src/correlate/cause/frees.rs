@@ -62,6 +62,7 @@ pub fn settle(ev: &mut Event, names: &Names, reason: u32, at: &str, open: bool) 
         };
     } else if kernel_processed_icmpv6(ev, names, reason, at)
         || kernel_processed_tcp_fin(ev, names, reason, at)
+        || processed_by_tcp_state_machine(ev, names, reason, at)
     {
         ev.point = Point::Consume;
     } else if is_symbol(at) && !in_netfilter(at) && names.reason(reason) != "NETFILTER_DROP" {
@@ -118,6 +119,23 @@ fn kernel_processed_tcp_fin(ev: &Event, names: &Names, reason: u32, location: &s
         }
         _ => false,
     }
+}
+
+/// A segment a closing connection's socket processed and did not queue (an
+/// ACK of the closing exchange in FIN_WAIT or CLOSING): `tcp_rcv_state_process`
+/// frees it with `kfree_skb` and no reason (every discard there has its
+/// reason: TCP_CLOSE, TCP_FLAGS, INVALID_SEQUENCE ...). Seen where the socket
+/// delivery is not watched (the agent's events mode); where it is, the
+/// packet was already taken. A SYN stays a drop.
+fn processed_by_tcp_state_machine(ev: &Event, names: &Names, reason: u32, location: &str) -> bool {
+    ev.flags & event_flags::AFTER_DELIVERY == 0
+        && names.reason(reason) == "NOT_SPECIFIED"
+        && location.starts_with("tcp_rcv_state_process")
+        && ev
+            .packet
+            .as_ref()
+            .and_then(|p| p.tcp_flags.as_deref())
+            .is_some_and(|f| !f.contains('S'))
 }
 
 /// A location in netfilter's code (the hook loop, nftables, x_tables,
@@ -194,6 +212,13 @@ mod tests {
                 consumed,
                 "{flags} without reasons"
             );
+        }
+        // An ACK a closing socket's state machine processed: taken; a SYN
+        // there is not.
+        for (flags, consumed) in [(".", true), ("F", true), ("S", false)] {
+            let mut ev = tcp(flags);
+            settle(&mut ev, &names, 2, "tcp_rcv_state_process+0x1c6", false);
+            assert_eq!(ev.point == Point::Consume, consumed, "{flags}");
         }
         // With its reason (a real discard), never.
         names.reasons.insert(3, "NO_SOCKET".into());

@@ -6,6 +6,7 @@
 //! outcomes; never an address or a port.
 use std::collections::{HashMap, HashSet};
 
+use netflow_common::sock_class;
 use prometheus_client::{
     encoding::{text::encode, EncodeLabelSet},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -51,6 +52,24 @@ pub struct DnsLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SocketLabels {
+    /// `connected`, `accepted`, `connect_failed`, `closed`, `reset`.
+    pub event: String,
+    pub namespace: String,
+    pub pod: String,
+}
+
+/// The TCP state changes the kernel counts, by the name of each
+/// `netflow_common::sock_class`.
+const SOCKET_EVENTS: [(usize, &str); 5] = [
+    (sock_class::OPENED_ACTIVE, "connected"),
+    (sock_class::OPENED_PASSIVE, "accepted"),
+    (sock_class::CONNECT_FAILED, "connect_failed"),
+    (sock_class::CLOSED, "closed"),
+    (sock_class::RESET, "reset"),
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
 }
@@ -67,6 +86,7 @@ enum Series {
     DnsUnanswered(PodLabels),
     /// Both device series of a pod (packets and bytes, both directions).
     Devices(PodLabels),
+    Socket(SocketLabels),
 }
 
 /// Every metric the agent exports.
@@ -82,6 +102,9 @@ pub struct Metrics {
     device_last: std::sync::Mutex<HashMap<PodLabels, crate::live::evidence::rtnl::LinkStats>>,
     retransmits: Family<PodLabels, Counter>,
     resets: Family<PodLabels, Counter>,
+    sockets: Family<SocketLabels, Counter>,
+    /// Each namespace's socket counts as last read.
+    socket_last: std::sync::Mutex<HashMap<u32, [u64; sock_class::N]>>,
     dns_responses: Family<DnsLabels, Counter>,
     dns_unanswered: Family<PodLabels, Counter>,
     pub dns_latency: Histogram,
@@ -155,6 +178,12 @@ impl Metrics {
             "TCP resets a socket of the pod sent",
             resets.clone(),
         );
+        let sockets = Family::<SocketLabels, Counter>::default();
+        registry.register(
+            "netflow_tcp_socket_events",
+            "TCP state changes of the pod's sockets (connected, accepted, connect_failed, closed, reset), counted in the kernel per connection event (the events mode)",
+            sockets.clone(),
+        );
         let dns_responses = Family::<DnsLabels, Counter>::default();
         registry.register(
             "netflow_dns_responses",
@@ -220,6 +249,8 @@ impl Metrics {
             device_last: Default::default(),
             retransmits,
             resets,
+            sockets,
+            socket_last: Default::default(),
             dns_responses,
             dns_unanswered,
             dns_latency,
@@ -303,6 +334,34 @@ impl Metrics {
         self.remember(Series::Devices(pod.clone()));
     }
 
+    /// A namespace's TCP state change totals, read now: what they counted
+    /// since the previous read goes into its pod's series.
+    pub fn socket_counts(&self, netns: u32, pod: &PodLabels, now: [u64; sock_class::N]) {
+        let Ok(mut last) = self.socket_last.lock() else {
+            return;
+        };
+        let was = last.insert(netns, now).unwrap_or_default();
+        drop(last);
+        for (i, event) in SOCKET_EVENTS {
+            // An entry evicted and made again counts from zero.
+            let d = if now[i] >= was[i] {
+                now[i] - was[i]
+            } else {
+                now[i]
+            };
+            if d == 0 {
+                continue;
+            }
+            let l = SocketLabels {
+                event: event.into(),
+                namespace: pod.namespace.clone(),
+                pod: pod.pod.clone(),
+            };
+            self.sockets.get_or_create(&l).inc_by(d);
+            self.remember(Series::Socket(l));
+        }
+    }
+
     /// A socket of the pod retransmitted (or reset) a connection.
     pub fn tcp(&self, kind: crate::decode::NoteKind, l: PodLabels) {
         match kind {
@@ -314,6 +373,8 @@ impl Metrics {
                 self.resets.get_or_create(&l).inc();
                 self.remember(Series::Reset(l));
             }
+            // A connection outcome (see the agent's sink).
+            crate::decode::NoteKind::ConnectFailed { .. } => {}
         }
     }
 
@@ -349,6 +410,7 @@ impl Metrics {
             }
             Series::DnsResponse(l) => (&l.namespace, &l.pod),
             Series::Devices(l) => (&l.namespace, &l.pod),
+            Series::Socket(l) => (&l.namespace, &l.pod),
         };
         if pod.1.is_empty() {
             return;
@@ -376,6 +438,7 @@ impl Metrics {
                 Series::Reset(l) => self.resets.remove(&l),
                 Series::DnsResponse(l) => self.dns_responses.remove(&l),
                 Series::DnsUnanswered(l) => self.dns_unanswered.remove(&l),
+                Series::Socket(l) => self.sockets.remove(&l),
                 Series::Devices(l) => {
                     if let Ok(mut last) = self.device_last.lock() {
                         last.remove(&l);

@@ -15,9 +15,9 @@ use std::{
 };
 
 use crate::{
-    correlate::{connections::Connection, Note, Timeline, Verdict},
+    correlate::{connections::Connection, Note, NoteKind, Timeline, Verdict},
     decode::names::Names,
-    live::trace,
+    live::{probes::ProbeSet, trace},
     output::{self, Mode, Run, Sink, Stats},
 };
 
@@ -120,6 +120,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<Stats> {
         pods: Arc::clone(&pods),
         json: output::sink(Mode::Json, Box::new(output::Stdout)),
         log_all_connections: opts.log_all_connections,
+        events: opts.trace.probes == ProbeSet::Events,
     };
     let mut topts = opts.trace;
     topts.pods = Some(labels);
@@ -131,6 +132,19 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<Stats> {
     result
 }
 
+/// A failed connect's outcome, as `netflow_connections_total` names it: a
+/// RST or an ICMP error answered (`refused`), else no answer came before
+/// the socket gave up or the application closed it (`unanswered`).
+fn connect_outcome(err: u16) -> &'static str {
+    const ECONNREFUSED: u16 = 111;
+    const EHOSTUNREACH: u16 = 113;
+    const ENETUNREACH: u16 = 101;
+    match err {
+        ECONNREFUSED | EHOSTUNREACH | ENETUNREACH => "refused",
+        _ => "unanswered",
+    }
+}
+
 /// Counts what the pipeline reports into the metrics; writes drops and
 /// connections that did not end well as JSON lines.
 struct AgentSink {
@@ -138,6 +152,9 @@ struct AgentSink {
     pods: Arc<Mutex<PodIndex>>,
     json: Box<dyn Sink + Send>,
     log_all_connections: bool,
+    /// The events mode: connections come from their sockets' state
+    /// changes; those the correlator makes of drops alone are not said.
+    events: bool,
 }
 
 impl AgentSink {
@@ -213,16 +230,36 @@ impl Sink for AgentSink {
         Metrics::advance(&self.metrics.sampled, s.sampled);
     }
 
-    /// Retransmissions and resets, by the pod whose socket sent them.
-    fn note(&mut self, n: &Note, _names: &Names) -> std::io::Result<()> {
+    /// Retransmissions and resets, by the pod whose socket sent them. A
+    /// failed connect (the events mode) is a connection that did not end
+    /// well: counted by outcome and written as a JSON line.
+    fn note(&mut self, n: &Note, names: &Names) -> std::io::Result<()> {
         let pod = self
             .pod_of(Some(n.netns), Some(n.tuple.src))
             .unwrap_or_default();
+        if let NoteKind::ConnectFailed { err } = n.kind {
+            self.metrics.connection(OutcomeLabels {
+                outcome: connect_outcome(err).into(),
+                namespace: pod.namespace,
+                pod: pod.pod,
+            });
+            return self.json.note(n, names);
+        }
         self.metrics.tcp(n.kind, pod);
         Ok(())
     }
 
+    fn sockets(&mut self, counts: &[(u32, [u64; netflow_common::sock_class::N])]) {
+        for (netns, now) in counts {
+            let pod = self.pod_of(Some(*netns), None).unwrap_or_default();
+            self.metrics.socket_counts(*netns, &pod, *now);
+        }
+    }
+
     fn connection(&mut self, c: &Connection, names: &Names) -> std::io::Result<()> {
+        if self.events {
+            return Ok(());
+        }
         let pod = self
             .pod_of(None, Some(c.tuple.src))
             .or_else(|| self.pod_of(None, Some(c.tuple.dst)))

@@ -142,6 +142,8 @@ impl KernelBtf {
             sk_num: self.offset_of("sock_common", "skc_num")?,
             sk_family: self.offset_of("sock_common", "skc_family")?,
             sk_state: self.offset_of("sock_common", "skc_state")?,
+            sk_err: self.offset_of("sock", "sk_err")?,
+            sk_sport: self.offset_of("inet_sock", "inet_sport")?,
             sk_net: self.offset_of("sock_common", "skc_net.net")?,
             sk_v6_daddr: self.offset_of("sock_common", "skc_v6_daddr")?,
             sk_v6_rcv_saddr: self.offset_of("sock_common", "skc_v6_rcv_saddr")?,

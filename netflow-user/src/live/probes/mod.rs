@@ -5,14 +5,14 @@
 use aya::{
     maps::{
         lpm_trie::{Key, LpmTrie},
-        HashMap, MapData, PerCpuArray, RingBuf,
+        HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf,
     },
     programs::{
         tc, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, SchedClassifier, TcAttachType,
     },
     Btf, Ebpf,
 };
-use netflow_common::{names, AddrKey, ConnCount, FlowKey};
+use netflow_common::{names, sock_class, AddrKey, ConnCount, FlowKey, SockCounts};
 
 use crate::{
     correlate::connections::{CountSource, Counted, SocketCounts},
@@ -35,7 +35,17 @@ use hooks::{attach_kprobes, attach_netfilter, attach_nf_hook_slow};
 pub use hooks::{has_kprobes, verify_kprobe};
 pub use load::{ebpf_object, NetfilterPlan, ProbeError};
 use load::{loader, program, short, Result};
-use tracepoints::{attach_tracepoint, Tracepoint, REQUIRED, TRACEPOINTS};
+use tracepoints::{attach_tracepoint, Tracepoint, EVENT_PROBES, REQUIRED, SOCK_STATE, TRACEPOINTS};
+
+/// Which programs run: every hop of every selected packet (`trace`), or
+/// only those that run per drop and per connection event (the agent's
+/// events mode: nothing on a healthy packet's path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProbeSet {
+    #[default]
+    PerHop,
+    Events,
+}
 
 pub struct Probes {
     ebpf: Ebpf,
@@ -125,6 +135,7 @@ impl Probes {
         reason_consumed: u32,
         nf: &NetfilterPlan,
         ring_bytes: u32,
+        set: ProbeSet,
     ) -> Result<Self> {
         let nf_plan = nf;
         let offsets = kbtf.offsets()?;
@@ -138,6 +149,23 @@ impl Probes {
         let btf = Btf::from_sys_fs().map_err(ProbeError::Btf)?;
 
         let mut status = Vec::new();
+        if set == ProbeSet::Events {
+            for tp in TRACEPOINTS
+                .into_iter()
+                .filter(|(p, _, _)| EVENT_PROBES.contains(p))
+                .chain([SOCK_STATE])
+            {
+                attach_tracepoint(&mut ebpf, kbtf, &btf, tp, false, &mut status)?;
+            }
+            status.push(hooks::attach_icmp6_send(&mut ebpf, &btf));
+            status.push(ProbeStatus {
+                name: "per-hop",
+                target: "devices, netfilter, sockets".into(),
+                active: false,
+                note: "events mode: no program on a healthy packet's path".into(),
+            });
+            return Self::started(ebpf, status, None, nf_plan);
+        }
         let sockets = attach_sock_in(&mut ebpf, &mut status);
         if filter.flags & netflow_common::filter_flags::SOCKET_COUNT != 0 {
             attach_sock_out(&mut ebpf, &mut status);
@@ -173,6 +201,15 @@ impl Probes {
         for tp in starts {
             attach_tracepoint(&mut ebpf, kbtf, &btf, tp, sockets, &mut status)?;
         }
+        Self::started(ebpf, status, nf, nf_plan)
+    }
+
+    fn started(
+        mut ebpf: Ebpf,
+        status: Vec<ProbeStatus>,
+        nf: Option<(NfPrograms, Vec<std::os::fd::OwnedFd>)>,
+        nf_plan: &NetfilterPlan,
+    ) -> Result<Self> {
         let counter = |ebpf: &mut Ebpf, name: &'static str| {
             PerCpuArray::try_from(
                 ebpf.take_map(name)
@@ -307,6 +344,29 @@ impl Probes {
     /// Events the kernel could not put in the ring buffer, all CPUs.
     pub fn lost(&self) -> u64 {
         sum(&self.lost)
+    }
+
+    /// TCP state changes so far per network namespace (all CPUs), when the
+    /// events mode counts them.
+    pub fn sock_counts(&self) -> Vec<(u32, [u64; sock_class::N])> {
+        let Some(m) = self.ebpf.map(names::SOCK_COUNTS) else {
+            return Vec::new();
+        };
+        let Ok(m) = PerCpuHashMap::<_, u32, SockCounts>::try_from(m) else {
+            return Vec::new();
+        };
+        m.iter()
+            .filter_map(std::result::Result::ok)
+            .map(|(netns, per_cpu)| {
+                let mut sum = [0u64; sock_class::N];
+                for c in per_cpu.iter() {
+                    for (s, n) in sum.iter_mut().zip(c.n) {
+                        *s += n;
+                    }
+                }
+                (netns, sum)
+            })
+            .collect()
     }
 
     /// Selected packets the guardrails only counted, all CPUs.

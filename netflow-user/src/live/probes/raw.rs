@@ -92,6 +92,7 @@ fn map_fds(ebpf: &Ebpf) -> HashMap<String, RawFd> {
                 | Map::LruHashMap(d)
                 | Map::PerCpuArray(d)
                 | Map::PerCpuHashMap(d)
+                | Map::PerCpuLruHashMap(d)
                 | Map::ProgramArray(d)
                 | Map::RingBuf(d) => d,
                 _ => return None,

@@ -52,6 +52,23 @@ pub(super) const TRACEPOINTS: [Tracepoint; 11] = [
     ),
 ];
 
+/// The agent's events mode: the programs that run per drop, per socket
+/// event or per ICMP error, never per healthy packet.
+pub(super) const EVENT_PROBES: [&str; 4] = [
+    names::PROG_KFREE,
+    names::PROG_TCP_RETRANSMIT,
+    names::PROG_TCP_RESET,
+    names::PROG_ICMP_SEND,
+];
+
+/// TCP state changes: the agent's connections (events mode only; the
+/// per-hop mode reads connections from their packets).
+pub(super) const SOCK_STATE: Tracepoint = (
+    names::PROG_SOCK_STATE,
+    "inet_sock_set_state",
+    "no TCP connection counts or failed connects",
+);
+
 /// The leading arguments each program reads, checked against the running
 /// kernel's prototype before loading: a program that does not fit is not
 /// loaded (no verifier log), its fallback is used or the loss said.
@@ -63,6 +80,7 @@ fn reads(prog: &str) -> &'static [&'static str] {
         p if p == names::PROG_TCP_RCV => &["sock *", "sk_buff *"],
         p if p == names::PROG_TCP_RETRANSMIT => &["sock *"],
         p if p == names::PROG_TCP_RESET => &["sock *", "sk_buff *"],
+        p if p == names::PROG_SOCK_STATE => &["sock *", "int", "int"],
         p if p == names::PROG_ICMP_SEND => &["sk_buff *", "int", "int"],
         p if p == names::PROG_ROUTE => &["unsigned int", "flowi4 *", "fib_nh_common *", "int"],
         p if p == names::PROG_ROUTE6 => &["net *", "fib6_result *", "fib6_table *", "flowi6 *"],

@@ -1,0 +1,158 @@
+//! `netflow agent --probes events`: no program on a healthy packet's path.
+//! Connections come from their sockets' state changes (counted in the
+//! kernel per pod), a failed connect is a JSON line with the socket's
+//! error, drops come from the free; the healthy calls beside them say
+//! nothing but their counts.
+use std::time::{Duration, Instant};
+
+use netflow_schema::{Line, Record, TcpEvent, TcpNote, Verdict};
+use netflow_tests::*;
+
+fn connect_failures(lines: &[Line]) -> Vec<&TcpNote> {
+    lines
+        .iter()
+        .filter_map(|l| match &l.record {
+            Record::Tcp(n) if n.event == TcpEvent::ConnectFailed => Some(n),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A connect from `ns` that may fail: the application gives up after
+/// 1.5 s (and closes the socket).
+fn try_connect(ns: &str, addr: &str, port: u16) {
+    sh(&format!(
+        "ip netns exec {ns} python3 -c 'import socket
+s = socket.socket()
+s.settimeout(1.5)
+try:
+    s.connect((\"{addr}\", {port}))
+except OSError as e:
+    print(e)
+s.close()'"
+    ));
+}
+
+/// Three healthy calls, one refused (nothing listens) and one unanswered
+/// (the server's firewall drops its SYNs; the client gives up): the two
+/// failures are JSON lines with their errors and count as `refused` and
+/// `unanswered` connections of the client's pod, the healthy calls count
+/// as connected and accepted (and closed) with no line; the drops of the
+/// failed calls' SYNs are reported, none of the healthy ones.
+#[test]
+fn the_events_mode_reports_failed_connects_from_their_sockets() {
+    let (lab, _node, a, b, _va, _vb) = routed_lab("age");
+    let b_ip = format!("{}.0.2", lab.net());
+    let _sink = byte_sink(&b, &b_ip, 7302);
+    sh(&format!(
+        "ip netns exec {b} iptables -A INPUT -p tcp --dport 7304 -j DROP"
+    ));
+    lab.exec(&a, &format!("ping -c1 -W2 {b_ip}"));
+    let port = free_port();
+    let mut agent = Tracer::agent(&[
+        "--probes",
+        "events",
+        "--metrics-addr",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    let said = agent.stderr_so_far().to_string();
+    assert!(said.contains("on  tp_btf/inet_sock_set_state"), "{said}");
+    assert!(said.contains("off devices, netfilter, sockets"), "{said}");
+    for per_packet in [
+        "tp_btf/netif_receive_skb",
+        "tp_btf/net_dev_queue",
+        "cgroup_skb",
+    ] {
+        assert!(!said.contains(&format!("on  {per_packet}")), "{said}");
+    }
+    for _ in 0..3 {
+        send_bytes(&a, &b_ip, 7302, 10_000);
+    }
+    try_connect(&a, &b_ip, 7303);
+    try_connect(&a, &b_ip, 7304);
+
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let want = [
+        (
+            format!(
+                r#"netflow_tcp_socket_events_total{{event="connected",namespace="",pod="{a}"}}"#
+            ),
+            3,
+        ),
+        (
+            format!(
+                r#"netflow_tcp_socket_events_total{{event="connect_failed",namespace="",pod="{a}"}}"#
+            ),
+            2,
+        ),
+        (
+            format!(
+                r#"netflow_tcp_socket_events_total{{event="accepted",namespace="",pod="{b}"}}"#
+            ),
+            3,
+        ),
+        (
+            format!(r#"netflow_tcp_socket_events_total{{event="closed",namespace="",pod="{b}"}}"#),
+            3,
+        ),
+        (
+            format!(r#"netflow_connections_total{{outcome="refused",namespace="",pod="{a}"}}"#),
+            1,
+        ),
+        (
+            format!(r#"netflow_connections_total{{outcome="unanswered",namespace="",pod="{a}"}}"#),
+            1,
+        ),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = http_get(&url).unwrap_or_default();
+        let got: Vec<Option<u64>> = want.iter().map(|(s, _)| sample(&text, s)).collect();
+        if want.iter().zip(&got).all(|((_, n), g)| *g == Some(*n)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "want {want:#?}\ngot {got:?}\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let lines = agent.stop_lines();
+    let failed = connect_failures(&lines);
+    assert_eq!(failed.len(), 2, "{failed:#?}");
+    let by_port = |p: u16| {
+        failed
+            .iter()
+            .find(|n| n.flow.dport == Some(p))
+            .unwrap_or_else(|| panic!("no failed connect to :{p}: {failed:#?}"))
+    };
+    let refused = by_port(7303);
+    assert_eq!(
+        refused.error.as_deref(),
+        Some("ECONNREFUSED"),
+        "{refused:#?}"
+    );
+    assert_eq!(refused.state, "SYN_SENT", "{refused:#?}");
+    assert_eq!(
+        refused.netns_name.as_deref(),
+        Some(a.as_str()),
+        "{refused:#?}"
+    );
+    assert_eq!(refused.flow.src.to_string(), format!("{}.0.1", lab.net()));
+    assert_ne!(refused.flow.sport, Some(0), "{refused:#?}");
+    let unanswered = by_port(7304);
+    assert_eq!(unanswered.error.as_deref(), Some("none"), "{unanswered:#?}");
+    // Connections come from the sockets: no line made of packets.
+    assert!(connections(&lines).is_empty(), "{lines:#?}");
+    let pkts = packets(&lines);
+    let dropped_to = |p: u16| {
+        pkts.iter()
+            .filter(|k| {
+                k.verdict == Verdict::Dropped && k.flow.as_ref().and_then(|f| f.dport) == Some(p)
+            })
+            .count()
+    };
+    assert!(dropped_to(7304) >= 1, "{}", packet_summary(&lines));
+    assert!(dropped_to(7303) >= 1, "{}", packet_summary(&lines));
+    assert_eq!(dropped_to(7302), 0, "{}", packet_summary(&lines));
+}
