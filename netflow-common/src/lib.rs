@@ -471,6 +471,10 @@ pub mod filter_flags {
     /// followed across the node; the sockets that send and take it count
     /// it in CONNS (cgroup_skb egress and ingress). Its drop is reported.
     pub const SOCKET_COUNT: u32 = 1 << 9;
+    /// The agent's events mode (with [`ALL`]): every drop, socket event and
+    /// ICMP error is reported; at devices, hooks and sockets only the flows
+    /// being followed (SEL_FLOWS, filled by the daemon) are.
+    pub const ON_DEMAND: u32 = 1 << 10;
 }
 
 /// Bits of a SEL_ADDRS value.

@@ -123,6 +123,10 @@ fn headers(inner: u32) -> Option<(&'static netflow_common::PacketEvent, parse::T
 #[inline(never)]
 pub extern "C" fn netflow_g_selected(netns_hit: u32, inner: u32) -> u32 {
     let f = filter();
+    if v(&f.flags) & ff::ON_DEMAND != 0 {
+        // Only followed flows: `netflow_g_reply_of_selected` says.
+        return 0;
+    }
     if v(&f.flags) & ff::ALL != 0 {
         return 1;
     }

@@ -14,20 +14,32 @@ use crate::globals::*;
 /// Does the packet (outer or, when encapsulated, inner headers) match?
 #[inline(always)]
 pub(crate) fn selected(ev: &PacketEvent, f: &Filter, netns_hit: bool) -> bool {
-    if v(&f.flags) & ff::ALL != 0 {
+    let on_demand = v(&f.flags) & ff::ON_DEMAND != 0;
+    if v(&f.flags) & ff::ALL != 0 && !on_demand {
         return true;
     }
     let cap = ev.hdr.cap_len as usize;
     let Some(outer) = parse::outer(&ev.data, cap, ev.hdr.l3_proto) else {
         return false;
     };
-    if matches(&ev.data, &outer, f, netns_hit) || reply_of_selected(&ev.data, &outer) {
+    if (!on_demand && matches(&ev.data, &outer, f, netns_hit))
+        || reply_of_selected(&ev.data, &outer)
+    {
         return true;
     }
     match parse::inner(&ev.data, cap, &outer, f) {
-        Some(t) => matches(&ev.data, &t, f, netns_hit) || reply_of_selected(&ev.data, &t),
+        Some(t) => {
+            (!on_demand && matches(&ev.data, &t, f, netns_hit)) || reply_of_selected(&ev.data, &t)
+        }
         None => false,
     }
+}
+
+/// Every event of its kind is reported (drops, socket events, ICMP errors
+/// sent), whatever follows: the events mode's per-event programs.
+#[inline(always)]
+pub(crate) fn every_event(f: &Filter) -> bool {
+    v(&f.flags) & ff::ON_DEMAND != 0
 }
 
 /// Is this packet the reply direction of a selected, translated connection?

@@ -19,6 +19,23 @@ use crate::{
     record::{CountedRecord, End, Writer},
 };
 
+/// The flow of a drop on a packet's path or of a failed connect. A group
+/// packet (multicast, broadcast) nobody took is no failure: not followed.
+fn failed_flow(ev: &Event) -> Option<Tuple> {
+    let failed = match ev.what {
+        What::End { .. } => {
+            ev.point == netflow_common::Point::Drop
+                && ev.flags & netflow_common::event_flags::AFTER_DELIVERY == 0
+        }
+        What::Note { kind, .. } => matches!(kind, crate::decode::NoteKind::ConnectFailed { .. }),
+        _ => false,
+    };
+    failed
+        .then(|| ev.packet.as_ref().map(|p| p.tuple))
+        .flatten()
+        .filter(|t| !crate::correlate::is_group_addr(&t.dst))
+}
+
 /// Connections that go out at a time when the run ends.
 const FLUSH_CHUNK: usize = 2048;
 
@@ -53,7 +70,13 @@ pub struct Pipeline {
     ended_ns: Option<u64>,
     /// Packets to report at most (`-c`).
     limit: Option<u64>,
+    /// Live, the events mode: the flows of drops and failed connects seen
+    /// since the last take, to follow hop by hop (bounded).
+    failures: Option<Vec<(Tuple, u32)>>,
 }
+
+/// Failures held for the next take, at most.
+const MAX_FAILURES: usize = 64;
 
 impl Pipeline {
     pub fn new(
@@ -84,7 +107,21 @@ impl Pipeline {
             sampled_at_sockets: 0,
             ended_ns: None,
             limit: None,
+            failures: None,
         }
+    }
+
+    /// Keep the flows of drops and failed connects for `take_failures`.
+    pub fn collect_failures(&mut self) {
+        self.failures = Some(Vec::new());
+    }
+
+    /// The flows that failed since the last take (tuple, namespace).
+    pub fn take_failures(&mut self) -> Vec<(Tuple, u32)> {
+        self.failures
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// One record as the kernel wrote it.
@@ -103,6 +140,11 @@ impl Pipeline {
                 }
                 if let Some(r) = &mut self.recorder {
                     r.event(bytes)?;
+                }
+                if let Some(f) = self.failures.as_mut().filter(|f| f.len() < MAX_FAILURES) {
+                    if let Some(t) = failed_flow(&ev) {
+                        f.push((t, ev.netns));
+                    }
                 }
                 self.corr.push(ev);
             }
@@ -139,6 +181,11 @@ impl Pipeline {
         }
         self.emit(tls, notes)?;
         self.emit_connections(conns)
+    }
+
+    /// Flows followed hop by hop so far, and those the bounds skipped.
+    pub fn follows(&mut self, followed: u64, skipped: u64) {
+        self.sink.follows(followed, skipped);
     }
 
     /// The kernel's TCP state change counts, per namespace, to the sink.

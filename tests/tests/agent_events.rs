@@ -19,12 +19,12 @@ fn connect_failures(lines: &[Line]) -> Vec<&TcpNote> {
 }
 
 /// A connect from `ns` that may fail: the application gives up after
-/// 1.5 s (and closes the socket).
-fn try_connect(ns: &str, addr: &str, port: u16) {
+/// `secs` (and closes the socket).
+fn try_connect(ns: &str, addr: &str, port: u16, secs: f32) {
     sh(&format!(
         "ip netns exec {ns} python3 -c 'import socket
 s = socket.socket()
-s.settimeout(1.5)
+s.settimeout({secs})
 try:
     s.connect((\"{addr}\", {port}))
 except OSError as e:
@@ -57,7 +57,7 @@ fn the_events_mode_reports_failed_connects_from_their_sockets() {
     ]);
     let said = agent.stderr_so_far().to_string();
     assert!(said.contains("on  tp_btf/inet_sock_set_state"), "{said}");
-    assert!(said.contains("off devices, netfilter, sockets"), "{said}");
+    assert!(said.contains("on  on demand"), "{said}");
     for per_packet in [
         "tp_btf/netif_receive_skb",
         "tp_btf/net_dev_queue",
@@ -68,8 +68,8 @@ fn the_events_mode_reports_failed_connects_from_their_sockets() {
     for _ in 0..3 {
         send_bytes(&a, &b_ip, 7302, 10_000);
     }
-    try_connect(&a, &b_ip, 7303);
-    try_connect(&a, &b_ip, 7304);
+    try_connect(&a, &b_ip, 7303, 1.5);
+    try_connect(&a, &b_ip, 7304, 1.5);
 
     let url = format!("http://127.0.0.1:{port}/metrics");
     let want = [
@@ -155,4 +155,77 @@ fn the_events_mode_reports_failed_connects_from_their_sockets() {
     assert!(dropped_to(7304) >= 1, "{}", packet_summary(&lines));
     assert!(dropped_to(7303) >= 1, "{}", packet_summary(&lines));
     assert_eq!(dropped_to(7302), 0, "{}", packet_summary(&lines));
+}
+
+/// A policy drop in the node's FORWARD chain: its first SYN is reported
+/// from the free alone (no program was on its path); that drop has the
+/// flow followed, so the SYN the client sends again a second later is
+/// traced hop by hop and its drop names the hook. The healthy call beside
+/// it is never followed and says nothing; the programs are detached again
+/// once the window is over.
+#[test]
+fn a_dropped_flow_is_followed_so_its_retry_names_the_hook() {
+    let (lab, node, a, b, _va, _vb) = routed_lab("agf");
+    let b_ip = format!("{}.0.2", lab.net());
+    let _sink = byte_sink(&b, &b_ip, 7305);
+    sh(&format!(
+        "ip netns exec {node} iptables -A FORWARD -d {b_ip} -p tcp --dport 7306 -j DROP"
+    ));
+    lab.exec(&a, &format!("ping -c1 -W2 {b_ip}"));
+    let port = free_port();
+    let mut agent = Tracer::agent(&[
+        "--probes",
+        "events",
+        "--metrics-addr",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    let said = agent.stderr_so_far().to_string();
+    assert!(said.contains("on  on demand"), "{said}");
+    send_bytes(&a, &b_ip, 7305, 10_000);
+    // SYNs at 0 and ~1 s (and ~3 s): the client gives up at 2.5 s.
+    try_connect(&a, &b_ip, 7306, 2.5);
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let followed = (0..20)
+        .find_map(|_| {
+            let n = sample(
+                &http_get(&url).unwrap_or_default(),
+                "netflow_followed_flows_total",
+            );
+            if n.is_none_or(|n| n == 0) {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            n.filter(|n| *n > 0)
+        })
+        .expect("a followed flow in the metrics");
+    assert!(followed >= 1, "{followed}");
+    // The window (5 s) ends: nothing attached on the path any more.
+    std::thread::sleep(Duration::from_secs(4));
+    let lines = agent.stop_lines();
+    let pkts = packets(&lines);
+    let to = |p: u16| -> Vec<&netflow_schema::Packet> {
+        pkts.iter()
+            .copied()
+            .filter(|k| k.flow.as_ref().and_then(|f| f.dport) == Some(p))
+            .collect()
+    };
+    assert!(to(7305).is_empty(), "{}", packet_summary(&lines));
+    let dropped = to(7306);
+    assert!(dropped.len() >= 2, "{}", packet_summary(&lines));
+    assert!(dropped.iter().all(|p| p.verdict == Verdict::Dropped));
+    // The first: the free alone. A retry: its whole way to the drop.
+    assert_eq!(dropped[0].hops.len(), 1, "{}", packet_line(dropped[0]));
+    let retry = dropped
+        .iter()
+        .find(|p| p.hops.len() > 1)
+        .unwrap_or_else(|| panic!("no retry traced hop by hop: {}", packet_summary(&lines)));
+    let hook = retry.drop.as_ref().and_then(|d| d.hook.as_deref());
+    assert_eq!(hook, Some("forward"), "{}", packet_line(retry));
+    assert!(
+        retry
+            .hops
+            .iter()
+            .any(|h| h.netns_name.as_deref() == Some(a.as_str())),
+        "seen leaving pod a: {}",
+        packet_line(retry)
+    );
 }

@@ -2,12 +2,14 @@
 //! the kernel programs ([`probes`]), what the running kernel offers
 //! ([`kernel`]), turning selectors into the kernel's packet selection
 //! ([`select`], pods over CRI), reading names off the node ([`names`]) and
-//! the settings behind a failure ([`evidence`]), and
-//! the live run that drains the ring buffer into the pipeline ([`trace`]).
+//! the settings behind a failure ([`evidence`]), the live run that drains
+//! the ring buffer into the pipeline ([`trace`]), and the events mode's
+//! following of failed flows (`follow`).
 pub mod agent;
 pub mod check;
 pub mod demo;
 pub mod evidence;
+mod follow;
 pub mod kernel;
 pub mod names;
 pub mod probes;

@@ -297,6 +297,7 @@ pub async fn run_with(
     let mut sel = sel;
     if opts.probes == ProbeSet::Events {
         sel.summary = "every drop and TCP connection event (events mode)".into();
+        sel.filter.flags |= netflow_common::filter_flags::ON_DEMAND;
     }
     if opts.every_packet {
         sel.filter.flags |= netflow_common::filter_flags::EVERY_PACKET;
@@ -368,6 +369,9 @@ pub async fn run_with(
     pipe.limit(opts.count);
     pipe.set_counts(Box::new(probes.take_counts()?));
     pipe.set_evidence(Box::new(evidence));
+    if opts.probes == ProbeSet::Events {
+        pipe.collect_failures();
+    }
     pipe.start(&Run {
         node: meta.hostname.clone(),
         realtime_offset_ns: meta.realtime_offset_ns,
@@ -447,6 +451,9 @@ pub async fn run_with(
                     if opts.probes == ProbeSet::Events {
                         pipe.sockets(&probes.sock_counts());
                     }
+                }
+                if opts.probes == ProbeSet::Events {
+                    crate::live::follow::failures(&mut probes, &mut pipe, &opts);
                 }
                 if polls.is_multiple_of(REFRESH_POLLS) {
                     // NTP may have stepped the realtime clock (two reads of

@@ -90,6 +90,9 @@ pub trait Sink {
     /// TCP state changes so far per network namespace, by
     /// `netflow_common::sock_class` (the agent's events mode).
     fn sockets(&mut self, _counts: &[(u32, [u64; netflow_common::sock_class::N])]) {}
+    /// Failed flows followed hop by hop so far, and those skipped (the
+    /// events mode's bounds).
+    fn follows(&mut self, _followed: u64, _skipped: u64) {}
     fn note(&mut self, n: &Note, names: &Names) -> std::io::Result<()>;
     /// A connection is over (or the run is).
     fn connection(&mut self, c: &Connection, names: &Names) -> std::io::Result<()>;

@@ -111,7 +111,10 @@ pub(super) static SUITE: &[(&str, &[&str])] = &[
     ),
     (
         "agent_events",
-        &["the_events_mode_reports_failed_connects_from_their_sockets"],
+        &[
+            "the_events_mode_reports_failed_connects_from_their_sockets",
+            "a_dropped_flow_is_followed_so_its_retry_names_the_hook",
+        ],
     ),
     (
         "probes",

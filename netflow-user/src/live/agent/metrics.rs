@@ -113,6 +113,8 @@ pub struct Metrics {
     pub transit: Histogram,
     pub lost: Counter,
     pub sampled: Counter,
+    pub followed: Counter,
+    pub follows_skipped: Counter,
     cpu_seconds: Counter<f64>,
     resident_bytes: Gauge,
 }
@@ -220,6 +222,18 @@ impl Metrics {
             "Packets the guardrails only counted (no hops reported)",
             sampled.clone(),
         );
+        let followed = Counter::default();
+        registry.register(
+            "netflow_followed_flows",
+            "Failed flows followed hop by hop for a while (the events mode: the per-hop programs attached on demand)",
+            followed.clone(),
+        );
+        let follows_skipped = Counter::default();
+        registry.register(
+            "netflow_follows_skipped",
+            "Failed flows not followed: too many at once (the events mode's bounds)",
+            follows_skipped.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -258,6 +272,8 @@ impl Metrics {
             transit,
             lost,
             sampled,
+            followed,
+            follows_skipped,
             cpu_seconds,
             resident_bytes,
         }

@@ -249,6 +249,11 @@ impl Sink for AgentSink {
         Ok(())
     }
 
+    fn follows(&mut self, followed: u64, skipped: u64) {
+        Metrics::advance(&self.metrics.followed, followed);
+        Metrics::advance(&self.metrics.follows_skipped, skipped);
+    }
+
     fn sockets(&mut self, counts: &[(u32, [u64; netflow_common::sock_class::N])]) {
         for (netns, now) in counts {
             let pod = self.pod_of(Some(*netns), None).unwrap_or_default();

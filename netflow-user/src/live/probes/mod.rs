@@ -28,6 +28,7 @@ pub mod figures;
 mod hooks;
 mod load;
 pub mod netfilter;
+mod on_demand;
 mod raw;
 mod tracepoints;
 
@@ -54,6 +55,9 @@ pub struct Probes {
     sampled: PerCpuArray<MapData, u64>,
     /// Netfilter programs and their links (dropped with the probes).
     nf: Option<NfLinks>,
+    /// The events mode: the per-hop programs, attached while a failed flow
+    /// is followed.
+    on_demand: Option<on_demand::OnDemand>,
 }
 
 /// The netfilter programs, their links at start, and the links of the
@@ -158,13 +162,11 @@ impl Probes {
                 attach_tracepoint(&mut ebpf, kbtf, &btf, tp, false, &mut status)?;
             }
             status.push(hooks::attach_icmp6_send(&mut ebpf, &btf));
-            status.push(ProbeStatus {
-                name: "per-hop",
-                target: "devices, netfilter, sockets".into(),
-                active: false,
-                note: "events mode: no program on a healthy packet's path".into(),
-            });
-            return Self::started(ebpf, status, None, nf_plan);
+            let (od, st) = on_demand::OnDemand::load(&mut ebpf, kbtf, &btf);
+            status.push(st);
+            let mut me = Self::started(ebpf, status, None, nf_plan)?;
+            me.on_demand = Some(od);
+            return Ok(me);
         }
         let sockets = attach_sock_in(&mut ebpf, &mut status);
         if filter.flags & netflow_common::filter_flags::SOCKET_COUNT != 0 {
@@ -233,6 +235,7 @@ impl Probes {
                     .collect(),
                 followed: Default::default(),
             }),
+            on_demand: None,
         })
     }
 
@@ -344,6 +347,37 @@ impl Probes {
     /// Events the kernel could not put in the ring buffer, all CPUs.
     pub fn lost(&self) -> u64 {
         sum(&self.lost)
+    }
+
+    /// The events mode: follow `t` hop by hop for a while (its failure was
+    /// seen in namespace `netns`, one of the host's or of `candidates`).
+    /// False when skipped (too many at once) or not in the events mode.
+    pub fn follow(
+        &mut self,
+        t: &Tuple,
+        netns: u32,
+        candidates: &[(String, std::path::PathBuf)],
+        now_ns: u64,
+    ) -> bool {
+        let Some(od) = &mut self.on_demand else {
+            return false;
+        };
+        let path = candidates
+            .iter()
+            .find(|(_, p)| crate::live::select::inode_of(p).ok() == Some(netns))
+            .map(|(_, p)| p.clone());
+        od.follow(&mut self.ebpf, t, path, now_ns)
+    }
+
+    /// Flows followed past their window are let go (the programs detached
+    /// when none is left); how many were followed and skipped so far, and
+    /// whether the per-hop programs are attached now.
+    pub fn follows(&mut self, now_ns: u64) -> (u64, u64, bool) {
+        let Some(od) = &mut self.on_demand else {
+            return (0, 0, false);
+        };
+        od.expire(&mut self.ebpf, now_ns);
+        (od.started, od.skipped, od.attached())
     }
 
     /// TCP state changes so far per network namespace (all CPUs), when the
