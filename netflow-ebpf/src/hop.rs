@@ -12,7 +12,7 @@ use crate::{
     emit::output,
     globals::*,
     guard, once,
-    select::{every_event, selected},
+    select::{reported, selected},
     skb::{device, fill_meta, read_packet, scratch, Dev},
 };
 
@@ -58,7 +58,7 @@ pub(crate) fn on_drop<M: Mem>(skb: *const u8, location: u64, reason: u32) -> Res
         // under the reference) cannot matter.
         let netns_hit =
             v(&f.flags) & ff::NETNS != 0 && unsafe { SEL_NETNS.get(dev.netns) }.is_some();
-        if !every_event(f) && !selected(ev, f, netns_hit) {
+        if !reported(ev, f, netns_hit) {
             return Ok(());
         }
     }

@@ -7,7 +7,7 @@ use netflow_common::{filter_flags as ff, Point, CAPTURE_BYTES};
 use crate::{
     emit::output,
     globals::*,
-    select::{every_event, selected},
+    select::reported,
     skb::{dev_at, device, fill_meta, read_packet, scratch},
 };
 
@@ -37,7 +37,7 @@ pub(crate) fn on_icmp_send<M: Mem>(skb: *const u8, icmp_type: u8, code: u8) -> R
         // under the reference) cannot matter.
         let netns_hit =
             v(&f.flags) & ff::NETNS != 0 && unsafe { SEL_NETNS.get(in_dev.netns) }.is_some();
-        if !every_event(f) && !selected(ev, f, netns_hit) {
+        if !reported(ev, f, netns_hit) {
             return Ok(());
         }
     }

@@ -14,32 +14,59 @@ use crate::globals::*;
 /// Does the packet (outer or, when encapsulated, inner headers) match?
 #[inline(always)]
 pub(crate) fn selected(ev: &PacketEvent, f: &Filter, netns_hit: bool) -> bool {
-    let on_demand = v(&f.flags) & ff::ON_DEMAND != 0;
-    if v(&f.flags) & ff::ALL != 0 && !on_demand {
+    if v(&f.flags) & ff::ON_DEMAND != 0 {
+        // A branch of its own, apart from `matches`: a verifier that does
+        // not know the filter's value (5.10) walks it beside, not inside.
+        return followed(ev, f);
+    }
+    if v(&f.flags) & ff::ALL != 0 {
         return true;
     }
+    matched(ev, f, netns_hit)
+}
+
+/// Is the event of a per-event program (a drop, a socket event, an ICMP
+/// error sent) reported? As [`selected`], except that the events mode
+/// reports every one. One test of the flags: no path of its own for the
+/// verifier to walk.
+#[inline(always)]
+pub(crate) fn reported(ev: &PacketEvent, f: &Filter, netns_hit: bool) -> bool {
+    if v(&f.flags) & (ff::ALL | ff::ON_DEMAND) != 0 {
+        return true;
+    }
+    matched(ev, f, netns_hit)
+}
+
+/// The selectors against the outer headers, then the inner ones.
+#[inline(always)]
+fn matched(ev: &PacketEvent, f: &Filter, netns_hit: bool) -> bool {
     let cap = ev.hdr.cap_len as usize;
     let Some(outer) = parse::outer(&ev.data, cap, ev.hdr.l3_proto) else {
         return false;
     };
-    if (!on_demand && matches(&ev.data, &outer, f, netns_hit))
-        || reply_of_selected(&ev.data, &outer)
-    {
+    if matches(&ev.data, &outer, f, netns_hit) || reply_of_selected(&ev.data, &outer) {
         return true;
     }
     match parse::inner(&ev.data, cap, &outer, f) {
-        Some(t) => {
-            (!on_demand && matches(&ev.data, &t, f, netns_hit)) || reply_of_selected(&ev.data, &t)
-        }
+        Some(t) => matches(&ev.data, &t, f, netns_hit) || reply_of_selected(&ev.data, &t),
         None => false,
     }
 }
 
-/// Every event of its kind is reported (drops, socket events, ICMP errors
-/// sent), whatever follows: the events mode's per-event programs.
+/// The events mode: a flow the daemon follows (outer or inner headers).
 #[inline(always)]
-pub(crate) fn every_event(f: &Filter) -> bool {
-    v(&f.flags) & ff::ON_DEMAND != 0
+fn followed(ev: &PacketEvent, f: &Filter) -> bool {
+    let cap = ev.hdr.cap_len as usize;
+    let Some(outer) = parse::outer(&ev.data, cap, ev.hdr.l3_proto) else {
+        return false;
+    };
+    if reply_of_selected(&ev.data, &outer) {
+        return true;
+    }
+    match parse::inner(&ev.data, cap, &outer, f) {
+        Some(t) => reply_of_selected(&ev.data, &t),
+        None => false,
+    }
 }
 
 /// Is this packet the reply direction of a selected, translated connection?

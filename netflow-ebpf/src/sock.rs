@@ -6,7 +6,7 @@ use netflow_common::{filter_flags as ff, sock_class, Point, SockCounts, CAPTURE_
 use crate::{
     emit::{header, output, zero16},
     globals::*,
-    select::{every_event, selected},
+    select::reported,
     skb::scratch,
 };
 
@@ -166,7 +166,7 @@ pub(crate) fn on_sock(sk: *const u8, point: Point, note: Option<(u32, u64)>) -> 
     // presence, so aya's caveat on `get` (a value removed and reused under the
     // reference) cannot matter.
     let netns_hit = v(&f.flags) & ff::NETNS != 0 && unsafe { SEL_NETNS.get(netns) }.is_some();
-    if !every_event(f) && !selected(ev, f, netns_hit) {
+    if !reported(ev, f, netns_hit) {
         return Ok(());
     }
     // SAFETY: `sk` as for `family` above, `volatile unsigned char skc_state`.

@@ -8,6 +8,11 @@ use std::time::{Duration, Instant};
 use netflow_schema::{Line, Record, TcpEvent, TcpNote, Verdict};
 use netflow_tests::*;
 
+/// One agent of this file at a time: each follows every failure of the
+/// node, the other test's included, and the counts and the followed
+/// flows asserted here are the node's.
+static ONE_AGENT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn connect_failures(lines: &[Line]) -> Vec<&TcpNote> {
     lines
         .iter()
@@ -41,6 +46,7 @@ s.close()'"
 /// failed calls' SYNs are reported, none of the healthy ones.
 #[test]
 fn the_events_mode_reports_failed_connects_from_their_sockets() {
+    let _one = ONE_AGENT.lock().unwrap_or_else(|e| e.into_inner());
     let (lab, _node, a, b, _va, _vb) = routed_lab("age");
     let b_ip = format!("{}.0.2", lab.net());
     let _sink = byte_sink(&b, &b_ip, 7302);
@@ -118,7 +124,11 @@ fn the_events_mode_reports_failed_connects_from_their_sockets() {
         std::thread::sleep(Duration::from_millis(500));
     }
     let lines = agent.stop_lines();
-    let failed = connect_failures(&lines);
+    // Of this lab's pod a (the agent sees every pod of the node).
+    let failed: Vec<&TcpNote> = connect_failures(&lines)
+        .into_iter()
+        .filter(|n| n.netns_name.as_deref() == Some(a.as_str()))
+        .collect();
     assert_eq!(failed.len(), 2, "{failed:#?}");
     let by_port = |p: u16| {
         failed
@@ -160,11 +170,13 @@ fn the_events_mode_reports_failed_connects_from_their_sockets() {
 /// A policy drop in the node's FORWARD chain: its first SYN is reported
 /// from the free alone (no program was on its path); that drop has the
 /// flow followed, so the SYN the client sends again a second later is
-/// traced hop by hop and its drop names the hook. The healthy call beside
+/// traced hop by hop (and by nftables tracing of that flow alone) and its
+/// drop names the hook and the rule. The healthy call beside
 /// it is never followed and says nothing; the programs are detached again
 /// once the window is over.
 #[test]
-fn a_dropped_flow_is_followed_so_its_retry_names_the_hook() {
+fn a_dropped_flow_is_followed_so_its_retry_names_hook_and_rule() {
+    let _one = ONE_AGENT.lock().unwrap_or_else(|e| e.into_inner());
     let (lab, node, a, b, _va, _vb) = routed_lab("agf");
     let b_ip = format!("{}.0.2", lab.net());
     let _sink = byte_sink(&b, &b_ip, 7305);
@@ -198,8 +210,11 @@ fn a_dropped_flow_is_followed_so_its_retry_names_the_hook() {
         })
         .expect("a followed flow in the metrics");
     assert!(followed >= 1, "{followed}");
-    // The window (5 s) ends: nothing attached on the path any more.
+    // The window (5 s) ends: nothing attached on the path any more, and
+    // the nftables table that traced the followed flow is gone.
     std::thread::sleep(Duration::from_secs(4));
+    let tables = sh(&format!("ip netns exec {node} nft list tables"));
+    assert!(!tables.contains("netflow-"), "{tables}");
     let lines = agent.stop_lines();
     let pkts = packets(&lines);
     let to = |p: u16| -> Vec<&netflow_schema::Packet> {
@@ -214,18 +229,38 @@ fn a_dropped_flow_is_followed_so_its_retry_names_the_hook() {
     assert!(dropped.iter().all(|p| p.verdict == Verdict::Dropped));
     // The first: the free alone. A retry: its whole way to the drop.
     assert_eq!(dropped[0].hops.len(), 1, "{}", packet_line(dropped[0]));
-    let retry = dropped
-        .iter()
-        .find(|p| p.hops.len() > 1)
-        .unwrap_or_else(|| panic!("no retry traced hop by hop: {}", packet_summary(&lines)));
-    let hook = retry.drop.as_ref().and_then(|d| d.hook.as_deref());
-    assert_eq!(hook, Some("forward"), "{}", packet_line(retry));
+    let retries: Vec<_> = dropped.iter().filter(|p| p.hops.len() > 1).collect();
     assert!(
-        retry
+        !retries.is_empty(),
+        "no retry traced hop by hop: {}",
+        packet_summary(&lines)
+    );
+    for retry in &retries {
+        let hook = retry.drop.as_ref().and_then(|d| d.hook.as_deref());
+        assert_eq!(hook, Some("forward"), "{}", packet_line(retry));
+    }
+    // Its rule, by nftables tracing of the followed flows alone (owned
+    // tables: 5.12+; before, no rule tracing at all, and the agent said so).
+    let rule = retries
+        .iter()
+        .find_map(|p| p.drop.as_ref().and_then(|d| d.rule.as_ref()));
+    if !kernel_has_owned_tables() {
+        assert!(rule.is_none(), "{}", packet_summary(&lines));
+        return;
+    }
+    let rule = rule.unwrap_or_else(|| panic!("no rule: {}", packet_summary(&lines)));
+    let text = rule.rule.as_deref().unwrap_or_default();
+    assert!(
+        text.contains("--dport 7306") && text.contains("-j DROP"),
+        "{rule:?}"
+    );
+    assert_eq!(rule.chain, "FORWARD", "{rule:?}");
+    assert!(
+        retries[0]
             .hops
             .iter()
             .any(|h| h.netns_name.as_deref() == Some(a.as_str())),
         "seen leaving pod a: {}",
-        packet_line(retry)
+        packet_line(retries[0])
     );
 }

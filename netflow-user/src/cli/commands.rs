@@ -32,10 +32,11 @@ pub(crate) fn agent_cmd(a: AgentArgs, rt: &Runtime) -> anyhow::Result<()> {
                 ..Selectors::default()
             },
             tc: false,
-            // The events mode runs nothing per healthy packet: no netfilter
-            // programs, no nftables tracing, no counting at the sockets.
+            // The events mode runs nothing per healthy packet: netfilter
+            // programs and nftables tracing only for the flows it follows,
+            // while it does; no counting at the sockets.
             netfilter: !events,
-            rule_trace: !a.no_rule_trace && !events,
+            rule_trace: !a.no_rule_trace,
             nf_netns: a.nf_netns,
             duration: None,
             mode: Mode::Json,

@@ -149,17 +149,15 @@ fn start_rule_trace(
         active,
         note,
     };
+    if opts.probes == ProbeSet::Events && opts.rule_trace {
+        return (None, crate::live::follow::try_rule_trace());
+    }
     if !opts.rule_trace {
         return (
             None,
             status(
                 false,
-                if opts.probes == ProbeSet::Events {
-                    "events mode: ruleset untouched, rules named from their counters only"
-                } else {
-                    "--no-rule-trace: ruleset untouched, no rule names"
-                }
-                .into(),
+                "--no-rule-trace: ruleset untouched, no rule names".into(),
             ),
         );
     }
@@ -319,6 +317,7 @@ pub async fn run_with(
         probes.attach_tc(&crate::live::select::tc_devices(&opts.selectors.ifaces))?;
     }
     let (mut rules, rule_status) = start_rule_trace(&opts, &sel, &plan);
+    let rules_work = rule_status.active;
     probes.status.push(rule_status);
     // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd lives.
     let mut ring = unsafe { AsyncFd::register(probes.take_events()?) }
@@ -360,7 +359,11 @@ pub async fn run_with(
         max_connections: budget.connections(),
         idle_ns: opts.idle.as_nanos() as u64,
         vxlan_ports: sel.vxlan_ports.clone(),
-        rule_hold_ns: if rules.is_some() { RULE_HOLD_NS } else { 0 },
+        rule_hold_ns: if rules.is_some() || (opts.rule_trace && opts.probes == ProbeSet::Events) {
+            RULE_HOLD_NS
+        } else {
+            0
+        },
         dns_ports: opts.dns_ports.clone(),
         ..Config::default()
     };
@@ -401,6 +404,7 @@ pub async fn run_with(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut polls: u64 = 0;
     let mut rules_open = rules.is_some();
+    let mut follow = crate::live::follow::Follow::new(rules_work);
 
     // When the pipeline last expired packets and connections. Draining a
     // busy ring keeps the loop from ever waiting, and then the runtime's
@@ -453,7 +457,16 @@ pub async fn run_with(
                     }
                 }
                 if opts.probes == ProbeSet::Events {
-                    crate::live::follow::failures(&mut probes, &mut pipe, &opts);
+                    crate::live::follow::failures(
+                        &mut probes,
+                        &mut pipe,
+                        &opts,
+                        &mut follow,
+                        crate::live::follow::Rules {
+                            tracer: &mut rules,
+                            open: &mut rules_open,
+                        },
+                    );
                 }
                 if polls.is_multiple_of(REFRESH_POLLS) {
                     // NTP may have stepped the realtime clock (two reads of

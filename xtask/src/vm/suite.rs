@@ -113,7 +113,7 @@ pub(super) static SUITE: &[(&str, &[&str])] = &[
         "agent_events",
         &[
             "the_events_mode_reports_failed_connects_from_their_sockets",
-            "a_dropped_flow_is_followed_so_its_retry_names_the_hook",
+            "a_dropped_flow_is_followed_so_its_retry_names_hook_and_rule",
         ],
     ),
     (

@@ -36,6 +36,7 @@ use hooks::{attach_kprobes, attach_netfilter, attach_nf_hook_slow};
 pub use hooks::{has_kprobes, verify_kprobe};
 pub use load::{ebpf_object, NetfilterPlan, ProbeError};
 use load::{loader, program, short, Result};
+pub use on_demand::Followed;
 use tracepoints::{attach_tracepoint, Tracepoint, EVENT_PROBES, REQUIRED, SOCK_STATE, TRACEPOINTS};
 
 /// Which programs run: every hop of every selected packet (`trace`), or
@@ -349,24 +350,26 @@ impl Probes {
         sum(&self.lost)
     }
 
-    /// The events mode: follow `t` hop by hop for a while (its failure was
-    /// seen in namespace `netns`, one of the host's or of `candidates`).
-    /// False when skipped (too many at once) or not in the events mode.
+    /// The events mode: follow `t` hop by hop for a while; its failure was
+    /// seen in the namespace at `netns` (None: the host's).
     pub fn follow(
         &mut self,
         t: &Tuple,
-        netns: u32,
-        candidates: &[(String, std::path::PathBuf)],
+        netns: Option<std::path::PathBuf>,
         now_ns: u64,
-    ) -> bool {
-        let Some(od) = &mut self.on_demand else {
-            return false;
-        };
-        let path = candidates
-            .iter()
-            .find(|(_, p)| crate::live::select::inode_of(p).ok() == Some(netns))
-            .map(|(_, p)| p.clone());
-        od.follow(&mut self.ebpf, t, path, now_ns)
+    ) -> Followed {
+        match &mut self.on_demand {
+            Some(od) => od.follow(&mut self.ebpf, t, netns, now_ns),
+            None => Followed::Skipped,
+        }
+    }
+
+    /// The flows the events mode follows now.
+    pub fn followed_flows(&self) -> Vec<Tuple> {
+        self.on_demand
+            .as_ref()
+            .map(|od| od.flows())
+            .unwrap_or_default()
     }
 
     /// Flows followed past their window are let go (the programs detached

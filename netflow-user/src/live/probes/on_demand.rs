@@ -37,6 +37,16 @@ pub const MAX_FOLLOWED: usize = 4;
 const MAX_NEW_PER_SECOND: u32 = 4;
 const NF_FUNC: &str = "nf_hook_slow";
 
+/// What became of a flow to follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Followed {
+    New,
+    /// Followed already (its window is not extended).
+    Already,
+    /// Too many at once, or the programs could not be attached: counted.
+    Skipped,
+}
+
 /// A per-hop program, loaded, waiting to be attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Prog {
@@ -64,7 +74,9 @@ pub(super) struct OnDemand {
 /// What is attached while flows are followed: dropped, it is detached.
 struct Links {
     _aya: Vec<Box<dyn Any>>,
-    _nf: Vec<OwnedFd>,
+    nf: Vec<OwnedFd>,
+    /// The namespaces with netfilter links besides the host's.
+    nf_netns: Vec<PathBuf>,
 }
 
 impl OnDemand {
@@ -148,43 +160,63 @@ impl OnDemand {
 
     /// Follow `t` (both directions) from now on, attaching the programs if
     /// none are; `netns`: the namespace the failure was seen in, for its
-    /// netfilter links (None: the host's). False when skipped.
+    /// netfilter links (None: the host's).
     pub(super) fn follow(
         &mut self,
         ebpf: &mut Ebpf,
         t: &Tuple,
         netns: Option<PathBuf>,
         now_ns: u64,
-    ) -> bool {
+    ) -> Followed {
         if self.followed.contains_key(t) || self.followed.contains_key(&t.reversed()) {
-            return true;
+            return Followed::Already;
         }
         if now_ns.saturating_sub(self.second.0) >= 1_000_000_000 {
             self.second = (now_ns, 0);
         }
         if self.followed.len() >= MAX_FOLLOWED || self.second.1 >= MAX_NEW_PER_SECOND {
             self.skipped += 1;
-            return false;
+            return Followed::Skipped;
         }
         if select_flow(ebpf, t).is_err() {
             self.skipped += 1;
-            return false;
+            return Followed::Skipped;
         }
-        if self.links.is_none() {
-            match self.attach(ebpf, netns) {
+        match &mut self.links {
+            None => match self.attach(ebpf, netns) {
                 Ok(links) => self.links = Some(links),
                 Err(e) => {
                     log::warn!("following {t}: {e}");
                     self.skipped += 1;
                     clear_flows(ebpf);
-                    return false;
+                    return Followed::Skipped;
+                }
+            },
+            // Attached for other flows: netfilter links in this one's
+            // namespace too.
+            Some(links) => {
+                if let (Some(progs), Some(path)) = (&self.nf, netns) {
+                    if !links.nf_netns.contains(&path) {
+                        match progs.attach(Some(&path)) {
+                            Ok(fds) => {
+                                links.nf.extend(fds);
+                                links.nf_netns.push(path);
+                            }
+                            Err(e) => log::warn!("following {t}: {e}"),
+                        }
+                    }
                 }
             }
         }
         self.second.1 += 1;
         self.started += 1;
         self.followed.insert(*t, now_ns + WINDOW_NS);
-        true
+        Followed::New
+    }
+
+    /// The flows followed now.
+    pub(super) fn flows(&self) -> Vec<Tuple> {
+        self.followed.keys().copied().collect()
     }
 
     /// Flows past their window are no longer followed; with none left, the
@@ -207,10 +239,12 @@ impl OnDemand {
             attach_one(ebpf, *p, &mut aya)?;
         }
         let mut nf = Vec::new();
+        let mut nf_netns = Vec::new();
         if let Some(progs) = &self.nf {
             nf.extend(progs.attach(None).map_err(|e| e.to_string())?);
-            if let Some(path) = &netns {
-                nf.extend(progs.attach(Some(path)).map_err(|e| e.to_string())?);
+            if let Some(path) = netns {
+                nf.extend(progs.attach(Some(&path)).map_err(|e| e.to_string())?);
+                nf_netns.push(path);
             }
         } else if let Some(p) = self.nf_fallback {
             attach_one(ebpf, p, &mut aya)?;
@@ -218,7 +252,11 @@ impl OnDemand {
         for p in &self.starts {
             attach_one(ebpf, *p, &mut aya)?;
         }
-        Ok(Links { _aya: aya, _nf: nf })
+        Ok(Links {
+            _aya: aya,
+            nf,
+            nf_netns,
+        })
     }
 }
 

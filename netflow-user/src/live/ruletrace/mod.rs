@@ -84,6 +84,20 @@ impl RuleTracer {
         slowest.clamp(now.saturating_sub(MAX_LAG_NS), now)
     }
 
+    /// Stop (the tables deleted) and hand over every trace the watchers
+    /// had read: none is lost to a tracer replaced by another.
+    pub fn finish(mut self) -> Vec<Vec<u8>> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        let mut out = Vec::new();
+        while let Ok(b) = self.events.try_recv() {
+            out.push(b);
+        }
+        out
+    }
+
     /// Trace events the pipeline could not take (queue full, socket overrun).
     pub fn lost(&self) -> u64 {
         self.lost.load(Ordering::Relaxed)
