@@ -50,7 +50,15 @@ pub fn settle(ev: &mut Event, names: &Names, reason: u32, at: &str, open: bool) 
     if ev.point != Point::Drop {
         return;
     }
-    if purged_from_a_socket(names, reason, at) {
+    if !open
+        && ev.flags & event_flags::AFTER_DELIVERY == 0
+        && dropped_by_its_tcp_socket(ev, names, reason)
+    {
+        // Seen at its free alone (the events mode, loopback): a segment
+        // its TCP socket discarded had passed the socket's filter, where
+        // a followed packet is known taken; so it had arrived.
+        ev.flags |= event_flags::AFTER_DELIVERY;
+    } else if purged_from_a_socket(names, reason, at) {
         // Freed from a socket's queue when it closed: never seen on its way
         // (loopback is not followed), it had arrived; followed, it had
         // reached a socket (the socket hop says which), or it is the
@@ -68,6 +76,25 @@ pub fn settle(ev: &mut Event, names: &Names, reason: u32, at: &str, open: bool) 
     } else if is_symbol(at) && !in_netfilter(at) && names.reason(reason) != "NETFILTER_DROP" {
         ev.flags |= event_flags::OUTSIDE_HOOK;
     }
+}
+
+/// A TCP segment discarded by the socket that took it: the reasons TCP
+/// gives after the socket's filter (an old or out-of-window sequence, a
+/// full receive queue ...), not those of its checks before (checksum,
+/// MD5/AO signatures, minimum TTL) nor a missing socket.
+fn dropped_by_its_tcp_socket(ev: &Event, names: &Names, reason: u32) -> bool {
+    let reason = names.reason(reason);
+    let before_filter = ["TCP_CSUM", "TCP_MINTTL"];
+    let tcp = ev
+        .packet
+        .as_ref()
+        .is_some_and(|p| p.tuple.proto == Proto::Tcp);
+    tcp && ((reason.starts_with("TCP_")
+        && !before_filter.contains(&reason.as_str())
+        && !reason.starts_with("TCP_MD5")
+        && !reason.starts_with("TCP_AO"))
+        || reason == "SOCKET_BACKLOG"
+        || reason == "SOCKET_RCVBUFF")
 }
 
 /// `QUEUE_PURGE`, or before drop reasons (5.17) the functions that purge
@@ -219,6 +246,25 @@ mod tests {
             let mut ev = tcp(flags);
             settle(&mut ev, &names, 2, "tcp_rcv_state_process+0x1c6", false);
             assert_eq!(ev.point == Point::Consume, consumed, "{flags}");
+        }
+        // A segment its socket discarded (an old sequence), seen at its
+        // free alone: it had arrived; a checksum error had not.
+        names.reasons.insert(4, "TCP_OLD_SEQUENCE".into());
+        names.reasons.insert(5, "TCP_CSUM".into());
+        for (reason, after) in [(4, true), (5, false)] {
+            let mut ev = tcp(".");
+            settle(
+                &mut ev,
+                &names,
+                reason,
+                "tcp_validate_incoming+0x16b",
+                false,
+            );
+            assert_eq!(
+                ev.flags & event_flags::AFTER_DELIVERY != 0,
+                after,
+                "{reason}"
+            );
         }
         // With its reason (a real discard), never.
         names.reasons.insert(3, "NO_SOCKET".into());
