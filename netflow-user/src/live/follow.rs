@@ -13,10 +13,12 @@ use crate::{
         probes::{Followed, Probes},
         ruletrace::{RuleTracer, WatchedNs},
         select::{inode_of, mapped, Selection},
-        trace::TraceOptions,
     },
     pipeline::Pipeline,
 };
+
+/// The pods' network namespaces (name, path), kept current by the agent.
+pub(crate) type Pods = std::sync::Arc<std::sync::Mutex<Vec<(String, PathBuf)>>>;
 
 /// What is traced for the followed flows: the namespaces their failures
 /// were seen in (the host's first), while rules are traced.
@@ -39,7 +41,7 @@ pub(crate) struct Rules<'a> {
 pub(crate) fn failures(
     probes: &mut Probes,
     pipe: &mut Pipeline,
-    opts: &TraceOptions,
+    pods: Option<&Pods>,
     state: &mut Follow,
     rules: Rules,
 ) {
@@ -47,9 +49,7 @@ pub(crate) fn failures(
     let failures = pipe.take_failures();
     let mut new = false;
     if !failures.is_empty() {
-        let candidates = opts
-            .follow_netns
-            .as_ref()
+        let candidates = pods
             .and_then(|l| l.lock().ok().map(|l| l.clone()))
             .unwrap_or_default();
         for (t, netns) in failures {

@@ -460,7 +460,7 @@ pub async fn run_with(
                     crate::live::follow::failures(
                         &mut probes,
                         &mut pipe,
-                        &opts,
+                        opts.follow_netns.as_ref(),
                         &mut follow,
                         crate::live::follow::Rules {
                             tracer: &mut rules,

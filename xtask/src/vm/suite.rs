@@ -189,6 +189,10 @@ pub(super) const FALLBACKS: &[(&str, &str, &str, &[&str])] = &[
 #[cfg(test)]
 const PROGRAM_TESTS: &[(&str, &[&str])] = &[
     ("netflow_rx", &["bridged_pods_read_healthy"]),
+    (
+        "netflow_sock_state",
+        &["the_events_mode_reports_failed_connects_from_their_sockets"],
+    ),
     ("netflow_tx", &["bridged_pods_read_healthy"]),
     (
         "netflow_tc_ingress",
