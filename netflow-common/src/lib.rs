@@ -148,6 +148,10 @@ pub enum Point {
     /// ETIMEDOUT, EHOSTUNREACH, 0 when the application gave up), `location`
     /// old state << 8 | new state.
     SockState = 17,
+    /// cgroup_skb egress: a socket of the node sends the packet. The events
+    /// mode's DNS: a datagram to or from a DNS port, with its bytes, where
+    /// its socket sends it (not followed further unless its flow is).
+    SockSend = 18,
 }
 
 impl Point {
@@ -170,6 +174,7 @@ impl Point {
             15 => Self::RuleTrace,
             16 => Self::Route,
             17 => Self::SockState,
+            18 => Self::SockSend,
             _ => return None,
         })
     }
@@ -232,6 +237,10 @@ pub mod event_flags {
     /// A drop of a packet the guardrails had only counted (its count is in
     /// CONNS already; this event is its only report).
     pub const COUNTED: u8 = 2;
+    /// The events mode's DNS: a datagram reported at a socket for its DNS
+    /// message. One a socket takes begins a timeline of its own when none
+    /// is open (it came from off the node, where nothing saw it before).
+    pub const DNS: u8 = 4;
     /// Set by the daemon, never by the kernel: a packet followed on its way
     /// was freed from a closing socket's queue. With no socket hop (a run
     /// without socket-delivery evidence) it reads unknown, not dropped.
@@ -475,6 +484,11 @@ pub mod filter_flags {
     /// ICMP error is reported; at devices, hooks and sockets only the flows
     /// being followed (SEL_FLOWS, filled by the daemon) are.
     pub const ON_DEMAND: u32 = 1 << 10;
+    /// The events mode's DNS: a UDP datagram to or from one of
+    /// `Filter::dns_ports` is reported, with its bytes, where its socket
+    /// sends it and where a socket takes it (cgroup_skb egress and
+    /// ingress); every other packet costs those programs a few loads.
+    pub const DNS: u32 = 1 << 11;
 }
 
 /// Bits of a SEL_ADDRS value.
@@ -512,7 +526,12 @@ pub struct Filter {
     pub guard_every: u32,
     pub guard_rate: u32,
     pub _pad4: u32,
+    /// [`filter_flags::DNS`]: the DNS ports (0: none).
+    pub dns_ports: [u16; MAX_DNS_PORTS],
 }
+
+/// DNS ports the events mode reads at sockets (53 and `--dns-port`s).
+pub const MAX_DNS_PORTS: usize = 4;
 
 /// Selected IPv4 addresses kept in the filter itself (beyond: the map).
 pub const MAX_INLINE_V4: usize = 8;
@@ -538,6 +557,7 @@ impl Filter {
             guard_every: 0,
             guard_rate: 0,
             _pad4: 0,
+            dns_ports: [0; MAX_DNS_PORTS],
         }
     }
 }

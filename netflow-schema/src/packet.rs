@@ -10,7 +10,8 @@ use crate::dns::Dns;
 wire_enum! {
     /// What became of a packet on this node.
     pub enum Verdict {
-        /// It left the node on a device.
+        /// It left the node on a device (in the events mode, a DNS
+        /// datagram also when it left its socket and was not followed on).
         Forwarded => "forwarded",
         /// A socket on the node took it.
         Delivered => "delivered",
@@ -53,6 +54,9 @@ wire_enum! {
         Route => "route",
         /// A TCP socket's state change (`inet_sock_set_state`).
         SockState => "sock_state",
+        /// A socket of the node sent it (the events mode's DNS: not
+        /// followed further unless its flow is).
+        SockSend => "sock_send",
     }
 }
 

@@ -226,3 +226,54 @@ pub fn udp_client(ns: &str, addr: &str, port: u16, n: u32, wait: f32) -> u32 {
     ));
     out.trim().parse().expect("answered count")
 }
+
+/// A DNS server in `ns` on `addr:port` whose answers (NOERROR, no
+/// records) leave by a packet socket on `eth0` to its default gateway:
+/// past the node's IP stack and its socket programs, as an answer from a
+/// server on another node arrives. The query is read by a UDP socket.
+pub fn dns_answering_from_off_node(ns: &str, addr: &str, port: u16) -> Background {
+    let script = std::env::temp_dir().join(format!("netflow-test-offnode-dns-{ns}-{port}.py"));
+    std::fs::write(
+        &script,
+        format!(
+            r#"import socket, struct
+def gateway():
+    for l in open('/proc/net/route').read().split('\n')[1:]:
+        f = l.split()
+        if len(f) > 2 and f[1] == '00000000':
+            return socket.inet_ntoa(struct.pack('<I', int(f[2], 16)))
+def mac_of(ip):
+    for l in open('/proc/net/arp').read().split('\n')[1:]:
+        f = l.split()
+        if f and f[0] == ip:
+            return bytes.fromhex(f[3].replace(':', ''))
+def csum(b):
+    s = sum(struct.unpack('!10H', b))
+    s = (s >> 16) + (s & 0xffff)
+    s += s >> 16
+    return ~s & 0xffff
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(('{addr}', {port}))
+p = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+p.bind(('eth0', 0))
+me = bytes.fromhex(open('/sys/class/net/eth0/address').read().strip().replace(':', ''))
+while True:
+    q, (cip, cport) = u.recvfrom(2048)
+    gw = mac_of(gateway())
+    m = bytearray(q)
+    m[2] |= 0x80
+    m[3] = 0x80
+    udp = struct.pack('!HHHH', {port}, cport, 8 + len(m), 0) + bytes(m)
+    ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(udp), 7, 0, 64, 17, 0,
+                     socket.inet_aton('{addr}'), socket.inet_aton(cip))
+    ip = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:]
+    p.send(gw + me + b'\x08\x00' + ip + udp)
+"#
+        ),
+    )
+    .expect("write test server script");
+    let mut bg = Background::spawn(&format!("ip netns exec {ns} python3 {}", script.display()));
+    bg.1 = Some(script);
+    wait_bound(ns, "-lunH", addr, port);
+    bg
+}

@@ -5,7 +5,7 @@
 //! nothing but their counts.
 use std::time::{Duration, Instant};
 
-use netflow_schema::{Line, Record, TcpEvent, TcpNote, Verdict};
+use netflow_schema::{Line, Outcome, Record, TcpEvent, TcpNote, Verdict};
 use netflow_tests::*;
 
 /// One agent of this file at a time: each follows every failure of the
@@ -21,6 +21,24 @@ fn connect_failures(lines: &[Line]) -> Vec<&TcpNote> {
             _ => None,
         })
         .collect()
+}
+
+/// Wait until the agent on `port` serves each series with its value.
+fn wait_for_samples(port: u16, want: &[(String, u64)], secs: u64) {
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let text = http_get(&url).unwrap_or_default();
+        let got: Vec<Option<u64>> = want.iter().map(|(s, _)| sample(&text, s)).collect();
+        if want.iter().zip(&got).all(|((_, n), g)| *g == Some(*n)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "want {want:#?}\ngot {got:?}\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// A connect from `ns` that may fail: the application gives up after
@@ -64,12 +82,16 @@ fn the_events_mode_reports_failed_connects_from_their_sockets() {
     let said = agent.stderr_so_far().to_string();
     assert!(said.contains("on  tp_btf/inet_sock_set_state"), "{said}");
     assert!(said.contains("on  on demand"), "{said}");
-    for per_packet in [
-        "tp_btf/netif_receive_skb",
-        "tp_btf/net_dev_queue",
-        "cgroup_skb",
-    ] {
+    for per_packet in ["tp_btf/netif_receive_skb", "tp_btf/net_dev_queue"] {
         assert!(!said.contains(&format!("on  {per_packet}")), "{said}");
+    }
+    // At the sockets, DNS alone.
+    for way in ["ingress", "egress"] {
+        let line = said
+            .lines()
+            .find(|l| l.contains(&format!("cgroup_skb/{way}")))
+            .unwrap_or_else(|| panic!("no cgroup_skb/{way}: {said}"));
+        assert!(line.contains("DNS datagrams"), "{line}");
     }
     for _ in 0..3 {
         send_bytes(&a, &b_ip, 7302, 10_000);
@@ -77,7 +99,6 @@ fn the_events_mode_reports_failed_connects_from_their_sockets() {
     try_connect(&a, &b_ip, 7303, 1.5);
     try_connect(&a, &b_ip, 7304, 1.5);
 
-    let url = format!("http://127.0.0.1:{port}/metrics");
     let want = [
         (
             format!(
@@ -110,19 +131,7 @@ fn the_events_mode_reports_failed_connects_from_their_sockets() {
             1,
         ),
     ];
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = http_get(&url).unwrap_or_default();
-        let got: Vec<Option<u64>> = want.iter().map(|(s, _)| sample(&text, s)).collect();
-        if want.iter().zip(&got).all(|((_, n), g)| *g == Some(*n)) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "want {want:#?}\ngot {got:?}\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_for_samples(port, &want, 20);
     let lines = agent.stop_lines();
     // Of this lab's pod a (the agent sees every pod of the node).
     let failed: Vec<&TcpNote> = connect_failures(&lines)
@@ -152,8 +161,12 @@ fn the_events_mode_reports_failed_connects_from_their_sockets() {
     assert_ne!(refused.flow.sport, Some(0), "{refused:#?}");
     let unanswered = by_port(7304);
     assert_eq!(unanswered.error.as_deref(), Some("none"), "{unanswered:#?}");
-    // Connections come from the sockets: no line made of packets.
-    assert!(connections(&lines).is_empty(), "{lines:#?}");
+    // Connections come from the sockets: no line made of packets but DNS
+    // lookups' (the node's own, if any failed meanwhile).
+    assert!(
+        connections(&lines).iter().all(|c| c.dns.is_some()),
+        "{lines:#?}"
+    );
     let pkts = packets(&lines);
     let dropped_to = |p: u16| {
         pkts.iter()
@@ -263,4 +276,93 @@ fn a_dropped_flow_is_followed_so_its_retry_names_hook_and_rule() {
         "seen leaving pod a: {}",
         packet_line(retries[0])
     );
+}
+
+/// DNS in the events mode, read where sockets send and take it (no
+/// program on any other packet's path): a lookup answered, one answered
+/// from off the node (the answer never passed a socket of the node before
+/// the client's), one answered NXDOMAIN and one nobody answers (a
+/// `--dns-port` server that never replies) count by response code and as
+/// unanswered for the client's pod, with their latency; the failures are
+/// JSON lines with their query names, the healthy lookups are none.
+#[test]
+fn the_events_mode_reads_dns_at_the_sockets() {
+    let _one = ONE_AGENT.lock().unwrap_or_else(|e| e.into_inner());
+    let (lab, _node, a, b, _va, _vb) = routed_lab("agn");
+    let b_ip = format!("{}.0.2", lab.net());
+    let _dns = dnsmasq(
+        &b,
+        &b_ip,
+        &[("web.default.svc.cluster.local", "10.96.0.20")],
+    );
+    let _silent = silent_udp(&b, &b_ip, 5353);
+    let _remote = dns_answering_from_off_node(&b, &b_ip, 5354);
+    lab.exec(&a, &format!("ping -c1 -W2 {b_ip}"));
+    lab.exec(&b, &format!("ping -c1 -W2 {}.0.1", lab.net()));
+    let port = free_port();
+    let agent = Tracer::agent(&[
+        "--probes",
+        "events",
+        "--metrics-addr",
+        &format!("127.0.0.1:{port}"),
+        "--dns-port",
+        "5353",
+        "--dns-port",
+        "5354",
+    ]);
+    assert!(dig(&a, &format!("@{b_ip} web.default.svc.cluster.local A")).contains("10.96.0.20"));
+    assert!(dig(&a, &format!("@{b_ip} missing.default.svc.cluster.local A")).contains("NXDOMAIN"));
+    dig(&a, &format!("@{b_ip} -p 5353 silent.test A"));
+    let remote = dig(&a, &format!("@{b_ip} -p 5354 remote.test A"));
+    assert!(remote.contains("status: NOERROR"), "{remote}");
+    // Each lookup is counted once its connection ends (idle 10 s).
+    let series = |name: &str, extra: &str| format!(r#"{name}{{{extra}namespace="",pod="{a}"}}"#);
+    wait_for_samples(
+        port,
+        &[
+            (
+                series("netflow_dns_responses_total", r#"rcode="NOERROR","#),
+                2,
+            ),
+            (
+                series("netflow_dns_responses_total", r#"rcode="NXDOMAIN","#),
+                1,
+            ),
+            (series("netflow_dns_unanswered_total", ""), 1),
+        ],
+        40,
+    );
+    let text = http_get(&format!("http://127.0.0.1:{port}/metrics")).unwrap_or_default();
+    assert!(
+        sample(&text, "netflow_dns_latency_seconds_count").is_some_and(|n| n >= 3),
+        "{text}"
+    );
+    // The server's pod asked nothing.
+    let asked_by_b = text.lines().any(|l| {
+        l.starts_with("netflow_dns_responses_total") && l.contains(&format!(r#"pod="{b}""#))
+    });
+    assert!(!asked_by_b, "{text}");
+    let lines = agent.stop_lines();
+    let of_a: Vec<&netflow_schema::Connection> = connections(&lines)
+        .into_iter()
+        .filter(|c| c.flow.src.to_string() == format!("{}.0.1", lab.net()))
+        .collect();
+    let by_name = |q: &str| {
+        of_a.iter()
+            .copied()
+            .filter(|c| c.dns.as_ref().and_then(|d| d.qname.as_deref()) == Some(q))
+            .collect::<Vec<_>>()
+    };
+    let missing = by_name("missing.default.svc.cluster.local");
+    assert_eq!(missing.len(), 1, "{of_a:#?}");
+    assert_eq!(missing[0].outcome, Outcome::DnsError, "{:#?}", missing[0]);
+    let silent = by_name("silent.test");
+    assert_eq!(silent.len(), 1, "{of_a:#?}");
+    assert_eq!(silent[0].outcome, Outcome::NoReply, "{:#?}", silent[0]);
+    // The healthy lookups: counted, no line.
+    assert!(
+        by_name("web.default.svc.cluster.local").is_empty(),
+        "{of_a:#?}"
+    );
+    assert!(by_name("remote.test").is_empty(), "{of_a:#?}");
 }

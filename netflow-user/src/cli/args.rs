@@ -163,7 +163,8 @@ pub(crate) struct AgentArgs {
     /// well, or all of them (every connection of the node: a flow log).
     #[arg(long, value_name = "WHICH", default_value = "failed", value_parser = ["failed", "all"])]
     pub(crate) log_connections: String,
-    /// A port DNS servers listen on besides 53. Repeatable.
+    /// A port DNS servers listen on besides 53. Repeatable (with `--probes
+    /// events` at most three: the kernel reads them at the sockets).
     #[arg(long, value_name = "PORT")]
     pub(crate) dns_port: Vec<u16>,
     /// Which programs run. `per-hop`: every packet followed across the

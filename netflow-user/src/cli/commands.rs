@@ -25,6 +25,13 @@ pub(crate) fn agent_cmd(a: AgentArgs, rt: &Runtime) -> anyhow::Result<()> {
     use netflow::live::agent::{self, AgentOptions};
     netflow::live::kernel::preflight::check("agent")?;
     let events = a.probes == "events";
+    let extra = a.dns_port.iter().filter(|p| **p != 53).count();
+    if events && extra >= netflow_common::MAX_DNS_PORTS {
+        anyhow::bail!(
+            "--probes events reads DNS on port 53 and at most {} --dns-port besides ({extra} given)",
+            netflow_common::MAX_DNS_PORTS - 1
+        );
+    }
     let opts = AgentOptions {
         trace: TraceOptions {
             selectors: Selectors {

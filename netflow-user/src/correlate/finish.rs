@@ -212,6 +212,9 @@ fn verdict(tl: &Timeline) -> Verdict {
     match (tl.consumed_at.is_some(), last.map(|h| h.point)) {
         (true, Some(Point::Rx | Point::TcIngress)) => Verdict::Delivered,
         (_, Some(Point::Tx | Point::TcEgress)) => Verdict::Forwarded,
+        // The events mode's DNS: seen where its socket sent it, not
+        // followed on (nothing at devices); no free said it died.
+        (_, None) if tl.hops.iter().any(|h| h.point == Point::SockSend) => Verdict::Forwarded,
         _ if group => Verdict::Unclaimed,
         _ => Verdict::Unknown,
     }

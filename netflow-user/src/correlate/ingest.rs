@@ -123,8 +123,13 @@ impl Correlator {
                 let id = self.by_fp.get(&fp).copied()?;
                 self.open.get(&id).is_some_and(open).then_some(id)
             });
-        // A packet never seen on a device (loopback): not on a path.
-        let Some(id) = id else { return };
+        // A packet never seen on a device (loopback): not on a path. But
+        // a DNS datagram read at its socket (the events mode) that nothing
+        // saw before came from off the node: its own timeline.
+        let dns = ev.flags & event_flags::DNS != 0 && ev.packet.is_some();
+        let Some(id) = id.or_else(|| dns.then(|| self.new_timeline(ev.ts_ns, fp))) else {
+            return;
+        };
         let o = self.open.get_mut(&id).expect("timeline is open");
         if self.by_skb.insert(ev.skb, id) != Some(id) {
             o.skbs.push(ev.skb);

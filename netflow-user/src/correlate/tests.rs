@@ -505,3 +505,52 @@ fn evicted_open_timelines_read_incomplete() {
         assert!(t.incomplete, "an evicted timeline is incomplete: {t:?}");
     }
 }
+
+/// The events mode's DNS: a query seen where its socket sent it (nothing
+/// followed it on) and the answer read where a socket took it, come from
+/// off the node (no timeline open for it): two timelines, forwarded and
+/// delivered, each with its message. A socket event for a packet no
+/// timeline holds, without the DNS flag (loopback), still starts none.
+#[test]
+fn dns_read_at_the_sockets_makes_timelines_of_its_own() {
+    use crate::decode::dns::tests::{query, response};
+    let udp = |src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, m: &[u8]| {
+        let mut out = Vec::new();
+        PacketBuilder::ipv4(src, dst, 64)
+            .udp(sport, dport)
+            .write(&mut out, m)
+            .unwrap();
+        out
+    };
+    let q = udp(
+        [10, 0, 0, 1],
+        [10, 9, 0, 9],
+        40000,
+        53,
+        &query(7, "web.svc"),
+    );
+    let r = udp(
+        [10, 9, 0, 9],
+        [10, 0, 0, 1],
+        53,
+        40000,
+        &response(7, "web.svc", 3, &[]),
+    );
+    let mut c = Correlator::new(Config::default());
+    let mut sent = ev(10, 0xa, Point::SockSend, "eth0", &q);
+    sent.flags = event_flags::DNS;
+    c.push(sent);
+    let mut took = ev(1_000, 0xb, Point::Socket, "eth0", &r);
+    took.flags = event_flags::DNS;
+    c.push(took);
+    c.push(ev(1_100, 0xc, Point::Socket, "lo", &r));
+    let out = c.flush();
+    assert_eq!(out.len(), 2, "{out:#?}");
+    assert_eq!(out[0].verdict, Verdict::Forwarded, "{out:#?}");
+    assert!(out[0].dns.as_ref().is_some_and(|m| !m.response));
+    assert_eq!(out[1].verdict, Verdict::Delivered, "{out:#?}");
+    assert!(out[1]
+        .dns
+        .as_ref()
+        .is_some_and(|m| m.response && m.rcode == 3));
+}

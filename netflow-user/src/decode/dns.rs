@@ -266,11 +266,11 @@ fn name(m: &[u8], mut at: usize) -> Option<(String, usize)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A query for `name` (type A) with `id`.
-    fn query(id: u16, name: &str) -> Vec<u8> {
+    pub(crate) fn query(id: u16, name: &str) -> Vec<u8> {
         let mut m = vec![
             (id >> 8) as u8,
             id as u8,
@@ -293,7 +293,7 @@ mod tests {
         m
     }
 
-    fn response(id: u16, name: &str, rcode: u8, answers: &[[u8; 4]]) -> Vec<u8> {
+    pub(crate) fn response(id: u16, name: &str, rcode: u8, answers: &[[u8; 4]]) -> Vec<u8> {
         let mut m = query(id, name);
         m[2] = 0x81;
         m[3] = 0x80 | rcode;

@@ -264,7 +264,8 @@ impl RawEvent {
             | Point::NfEarly
             | Point::NfLate
             | Point::TcpRetransmit
-            | Point::TcpReset => What::Hop {
+            | Point::TcpReset
+            | Point::SockSend => What::Hop {
                 hook: self.hook,
                 pf: self.pf,
             },

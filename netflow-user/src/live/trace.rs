@@ -295,7 +295,14 @@ pub async fn run_with(
     let mut sel = sel;
     if opts.probes == ProbeSet::Events {
         sel.summary = "every drop and TCP connection event (events mode)".into();
-        sel.filter.flags |= netflow_common::filter_flags::ON_DEMAND;
+        sel.filter.flags |=
+            netflow_common::filter_flags::ON_DEMAND | netflow_common::filter_flags::DNS;
+        // DNS is read where sockets send and take it: port 53 and those
+        // named (the CLI allows as many as fit).
+        let ports = std::iter::once(53).chain(opts.dns_ports.iter().copied().filter(|p| *p != 53));
+        for (slot, p) in sel.filter.dns_ports.iter_mut().zip(ports) {
+            *slot = p;
+        }
     }
     if opts.every_packet {
         sel.filter.flags |= netflow_common::filter_flags::EVERY_PACKET;

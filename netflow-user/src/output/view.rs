@@ -168,6 +168,7 @@ pub fn wire_point(p: Point) -> wire::Point {
         Point::RuleTrace => wire::Point::Rule,
         Point::Route => wire::Point::Route,
         Point::SockState => wire::Point::SockState,
+        Point::SockSend => wire::Point::SockSend,
     }
 }
 

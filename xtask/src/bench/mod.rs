@@ -33,7 +33,9 @@ pub struct BenchArgs {
     /// Seconds of iperf3 per measurement.
     #[arg(long, default_value_t = 4)]
     seconds: u32,
-    /// Only these modes (off, filtered, pod, all, tcpdump); default all.
+    /// Only these modes (off, off-again, filtered, filtered-norules, pod, all,
+    /// tcpdump, agent, agent-events, nflog-dns, baseline, baseline-agent);
+    /// default all.
     #[arg(long, value_delimiter = ',')]
     modes: Vec<String>,
     /// Only measure how fast the daemon replays this recording (events/s on
@@ -106,6 +108,10 @@ enum Mode {
     Agent,
     /// `netflow agent --probes events`: no program on a healthy packet's path.
     AgentEvents,
+    /// The alternative to the events mode's DNS at the sockets: an NFLOG
+    /// rule for DNS at OUTPUT and INPUT in each pod's namespace (an
+    /// nftables base chain every packet of the pod passes).
+    NflogDns,
     /// Nothing attached, measured again in the same rotation: the run's
     /// noise, the band every ratio is read against.
     OffAgain,
@@ -136,6 +142,7 @@ impl Mode {
             Mode::Baseline => "baseline",
             Mode::Agent => "agent",
             Mode::AgentEvents => "agent-events",
+            Mode::NflogDns => "nflog-dns",
             Mode::BaselineAgent => "baseline-agent",
             Mode::OffAgain => "off-again",
         }
@@ -152,6 +159,7 @@ impl Mode {
             Mode::Baseline => "filtered out, --baseline",
             Mode::Agent => "netflow agent (per-hop)",
             Mode::AgentEvents => "agent --probes events",
+            Mode::NflogDns => "NFLOG rules for DNS",
             Mode::BaselineAgent => "agent, --baseline",
             Mode::OffAgain => "off, again (the noise)",
         }
@@ -189,6 +197,27 @@ impl Observer {
             .spawn()?;
         let o = Observer { child, stderr };
         o.wait_for("Ctrl-C to stop")?;
+        Ok(o)
+    }
+
+    /// NFLOG rules for DNS in both pods' namespaces, deleted on SIGINT.
+    fn nflog_dns() -> Result<Self> {
+        let rules = "table inet netflow_bench_nflog { \
+             chain o { type filter hook output priority 0; udp dport 53 log group 7; udp sport 53 log group 7; }; \
+             chain i { type filter hook input priority 0; udp dport 53 log group 7; udp sport 53 log group 7; }; }";
+        let script = format!(
+            "for ns in {NS_A} {NS_B}; do ip netns exec $ns nft '{rules}' || exit 1; done; \
+             trap 'for ns in {NS_A} {NS_B}; do ip netns exec $ns nft delete table inet netflow_bench_nflog; done; exit 0' INT TERM; \
+             echo 'rules in' >&2; while :; do sleep 0.2; done"
+        );
+        let stderr = std::env::temp_dir().join("netflow-bench-nflog.err");
+        let child = Command::new("sh")
+            .args(["-c", &script])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr)?)
+            .spawn()?;
+        let o = Observer { child, stderr };
+        o.wait_for("rules in")?;
         Ok(o)
     }
 
@@ -356,6 +385,7 @@ fn bench(bin: &Path, a: &BenchArgs) -> Result<()> {
         Mode::Baseline,
         Mode::Agent,
         Mode::AgentEvents,
+        Mode::NflogDns,
         Mode::BaselineAgent,
     ]
     .into_iter()
@@ -467,7 +497,9 @@ fn bench(bin: &Path, a: &BenchArgs) -> Result<()> {
     let mut costs = Vec::new();
     for &mode in &modes {
         let cost = match observe(mode, bin, a, None)? {
-            Some(o) if mode != Mode::Tcpdump => Some(cost::round(o, a.seconds)?),
+            Some(o) if !matches!(mode, Mode::Tcpdump | Mode::NflogDns) => {
+                Some(cost::round(o, a.seconds)?)
+            }
             Some(o) => {
                 o.stop()?;
                 None
@@ -541,6 +573,7 @@ fn observe(
         Mode::Tcpdump => Some(Observer::tcpdump()?),
         Mode::Agent => Some(Observer::agent(bin, "per-hop")?),
         Mode::AgentEvents => Some(Observer::agent(bin, "events")?),
+        Mode::NflogDns => Some(Observer::nflog_dns()?),
         Mode::BaselineAgent => Some(Observer::agent(
             a.baseline.as_deref().context("--baseline")?,
             "per-hop",

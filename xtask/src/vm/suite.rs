@@ -114,6 +114,7 @@ pub(super) static SUITE: &[(&str, &[&str])] = &[
         &[
             "the_events_mode_reports_failed_connects_from_their_sockets",
             "a_dropped_flow_is_followed_so_its_retry_names_hook_and_rule",
+            "the_events_mode_reads_dns_at_the_sockets",
         ],
     ),
     (

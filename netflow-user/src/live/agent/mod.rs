@@ -262,7 +262,9 @@ impl Sink for AgentSink {
     }
 
     fn connection(&mut self, c: &Connection, names: &Names) -> std::io::Result<()> {
-        if self.events {
+        // The events mode's connections come from their sockets; of those
+        // made of packets only DNS lookups (read at the sockets) count.
+        if self.events && c.dns.is_none() {
             return Ok(());
         }
         let pod = self

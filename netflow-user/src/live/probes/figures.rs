@@ -101,10 +101,13 @@ fn filters(reason_consumed: u32) -> Vec<(&'static str, Filter)> {
     let agent = guarded(ff::ALL | ff::SOCKET_COUNT);
     let mut every_packet = guarded(ff::ALL | ff::EVERY_PACKET);
     every_packet.guard_first = 0;
+    let mut events = guarded(ff::ALL | ff::ON_DEMAND | ff::DNS);
+    events.dns_ports = [53, 5353, 5354, 5355];
     vec![
         ("every selector", every_selector),
         ("agent", agent),
         ("every packet", every_packet),
+        ("events", events),
     ]
 }
 

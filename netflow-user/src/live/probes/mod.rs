@@ -94,6 +94,41 @@ fn attach_sock_in(ebpf: &mut Ebpf, status: &mut Vec<ProbeStatus>) -> bool {
     active
 }
 
+/// The events mode's DNS: both `cgroup_skb` programs on the cgroup v2 root
+/// for good, where every packet of a socket costs them a few loads and a
+/// DNS datagram is reported (ingress also takes a followed flow's packets
+/// at their socket). True when both are attached.
+fn attach_dns_sockets(ebpf: &mut Ebpf, status: &mut Vec<ProbeStatus>) -> bool {
+    let mut both = true;
+    for (name, kind, target, what) in [
+        (
+            names::PROG_SOCK_IN,
+            CgroupSkbAttachType::Ingress,
+            "cgroup_skb/ingress",
+            "DNS datagrams a socket takes, and followed flows' packets",
+        ),
+        (
+            names::PROG_SOCK_OUT,
+            CgroupSkbAttachType::Egress,
+            "cgroup_skb/egress",
+            "DNS datagrams a socket sends",
+        ),
+    ] {
+        let (active, note) = match attach_cgroup_skb(ebpf, name, kind) {
+            Ok(how) => (true, format!("{what} ({how})")),
+            Err(e) => (false, format!("no DNS lookups: {e}")),
+        };
+        both &= active;
+        status.push(ProbeStatus {
+            name,
+            target: target.into(),
+            active,
+            note,
+        });
+    }
+    both
+}
+
 /// The agent's counting: `cgroup_skb` egress on the cgroup v2 root, where
 /// a socket of the node sends (ingress is `attach_sock_in`).
 fn attach_sock_out(ebpf: &mut Ebpf, status: &mut Vec<ProbeStatus>) {
@@ -163,7 +198,9 @@ impl Probes {
                 attach_tracepoint(&mut ebpf, kbtf, &btf, tp, false, &mut status)?;
             }
             status.push(hooks::attach_icmp6_send(&mut ebpf, &btf));
-            let (od, st) = on_demand::OnDemand::load(&mut ebpf, kbtf, &btf);
+            let sockets = filter.flags & netflow_common::filter_flags::DNS != 0
+                && attach_dns_sockets(&mut ebpf, &mut status);
+            let (od, st) = on_demand::OnDemand::load(&mut ebpf, kbtf, &btf, sockets);
             status.push(st);
             let mut me = Self::started(ebpf, status, None, nf_plan)?;
             me.on_demand = Some(od);

@@ -81,19 +81,27 @@ struct Links {
 
 impl OnDemand {
     /// Load every per-hop program this kernel takes (nothing attached).
-    pub(super) fn load(ebpf: &mut Ebpf, kbtf: &KernelBtf, btf: &Btf) -> (Self, ProbeStatus) {
+    /// `sock_in`: the socket program is attached for good already (the
+    /// events mode's DNS), and takes followed flows' packets too.
+    pub(super) fn load(
+        ebpf: &mut Ebpf,
+        kbtf: &KernelBtf,
+        btf: &Btf,
+        sock_in: bool,
+    ) -> (Self, ProbeStatus) {
         let mut loaded = Vec::new();
         let mut off = Vec::new();
-        let sock_in = match load_sock_in(ebpf) {
-            Ok(()) => {
-                loaded.push(Prog::SockIn);
-                true
-            }
-            Err(e) => {
-                off.push(format!("socket delivery: {e}"));
-                false
-            }
-        };
+        let sock_in = sock_in
+            || match load_sock_in(ebpf) {
+                Ok(()) => {
+                    loaded.push(Prog::SockIn);
+                    true
+                }
+                Err(e) => {
+                    off.push(format!("socket delivery: {e}"));
+                    false
+                }
+            };
         for (prog, tp, _) in TRACEPOINTS {
             if EVENT_PROBES.contains(&prog)
                 || (sock_in && [names::PROG_DELIVER, names::PROG_TCP_RCV].contains(&prog))
@@ -386,6 +394,13 @@ fn select_flow(ebpf: &mut Ebpf, t: &Tuple) -> Result<(), aya::maps::MapError> {
 /// SEL_FLOWS emptied (the followed flows and the replies the kernel added).
 fn clear_flows(ebpf: &mut Ebpf) {
     let _ = set_active(ebpf, 0);
+    // No packet is tracked across the node any more: the socket programs
+    // (attached for DNS) go back to returning at once for any other packet.
+    if let Some(map) = ebpf.map_mut(names::TRACKING) {
+        if let Ok(mut a) = Array::<&mut MapData, u32>::try_from(map) {
+            let _ = a.set(0, 0, 0);
+        }
+    }
     let Some(map) = ebpf.map_mut(names::SEL_FLOWS) else {
         return;
     };
