@@ -231,17 +231,23 @@ fn map_memory_mb(pid: u32) -> u64 {
 /// The node with `n` connections held open through it, with and without
 /// the agent (alternating, `rounds` each): iperf3 beside them, the agent's
 /// CPU during it, its peak RSS and map memory.
-pub(super) fn many_flows(bin: &Path, n: u32, seconds: u32, rounds: usize) -> Result<()> {
+pub(super) fn many_flows(
+    bin: &Path,
+    n: u32,
+    seconds: u32,
+    rounds: usize,
+    probes: &str,
+) -> Result<()> {
     let mut lab = Lab::new()?;
     lab.start_server()?;
     println!(
-        "netflow bench: {n} TCP connections held open pod {NS_A} -> pod {NS_B}, iperf3 {seconds} s beside them, {rounds} rounds (agent target: >= 0.98 of off, <= 2% CPU, <= 100 MB)"
+        "netflow bench: {n} TCP connections held open pod {NS_A} -> pod {NS_B}, iperf3 {seconds} s beside them, {rounds} rounds, agent --probes {probes} (target: >= 0.98 of off, <= 2% CPU, <= 100 MB, 0 lost)"
     );
     let (mut off, mut with) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         for agent in [false, true] {
             let observer = if agent {
-                Some(Observer::agent(bin, "per-hop")?)
+                Some(Observer::agent(bin, probes)?)
             } else {
                 None
             };

@@ -53,6 +53,9 @@ pub struct BenchArgs {
     /// memory.
     #[arg(long, value_name = "CONNS")]
     many_flows: Option<u32>,
+    /// The agent's probes for `--many-flows`: per-hop or events.
+    #[arg(long, default_value = "per-hop", value_parser = ["per-hop", "events"])]
+    agent_probes: String,
     /// Another netflow build (e.g. the commit before a change), run
     /// filtered out beside this one in the same rounds (mode "baseline").
     #[arg(long, value_name = "BIN")]
@@ -360,7 +363,7 @@ pub fn run(root: &Path, a: BenchArgs) -> Result<()> {
         }),
         None => match (a.flood, a.many_flows) {
             (Some(n), _) => flood(&bin, n, a.baseline.as_deref()),
-            (None, Some(n)) => many_flows(&bin, n, a.seconds, a.rounds),
+            (None, Some(n)) => many_flows(&bin, n, a.seconds, a.rounds, &a.agent_probes),
             (None, None) => bench(&bin, &a),
         },
     };
