@@ -40,6 +40,12 @@ pub mod names {
     /// cgroup_skb egress on the cgroup v2 root (the agent's counting): a
     /// socket sends the packet.
     pub const PROG_SOCK_OUT: &str = "netflow_sock_out";
+    /// The events mode's DNS where fentry works: UDP sends (IPv4, IPv6)
+    /// and a UDP socket taking a datagram.
+    pub const PROG_DNS_SEND: &str = "netflow_dns_send";
+    pub const PROG_DNS_SEND6: &str = "netflow_dns_send6";
+    pub const PROG_DNS_RECV: &str = "netflow_dns_recv";
+    pub const PROG_DNS_RECV6: &str = "netflow_dns_recv6";
     /// BPF_PROG_TYPE_NETFILTER programs, kept in a section aya accepts and
     /// loaded by netflow's own loader.
     pub const PROG_TCP_RETRANSMIT: &str = "netflow_tcp_retransmit";

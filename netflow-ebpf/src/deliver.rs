@@ -6,11 +6,11 @@ use aya_ebpf::{
     programs::SkBuffContext,
 };
 use netflow_common::{
-    event_flags, filter_flags as ff, parse, track_flags, Filter, Point, Track, CAPTURE_BYTES,
-    MAX_DNS_PORTS,
+    event_flags, filter_flags as ff, parse, track_flags, Point, Track, CAPTURE_BYTES,
 };
 
 use crate::{
+    dns,
     emit::output,
     globals::*,
     guard,
@@ -30,7 +30,7 @@ pub(crate) fn on_deliver(ctx: &SkBuffContext) -> Result<(), ()> {
     let f = filter();
     // The events mode's DNS: every datagram to or from a DNS port, with
     // its bytes, tracked or not.
-    let dns = v(&f.flags) & ff::DNS != 0 && dns_datagram(ctx, f);
+    let dns = v(&f.flags) & ff::DNS != 0 && dns::datagram(ctx, f);
     // Nothing selected yet: no packet of ours can be here (a copy's
     // original was tracked when a device first saw it). The agent's
     // counting needs none.
@@ -139,114 +139,13 @@ pub(crate) fn on_deliver(ctx: &SkBuffContext) -> Result<(), ()> {
 #[inline(always)]
 pub(crate) fn on_send(ctx: &SkBuffContext) {
     let f = filter();
-    if v(&f.flags) & ff::DNS != 0 && dns_datagram(ctx, f) {
-        let _ = dns_sent(ctx);
+    if v(&f.flags) & ff::DNS != 0 && dns::datagram(ctx, f) {
+        let _ = dns::on_sock_send(ctx);
         return;
     }
     if v(&f.flags) & ff::SOCKET_COUNT != 0 {
         let _ = count_at_socket(ctx, true);
     }
-}
-
-/// The events mode: a DNS datagram a socket sends, reported with its bytes
-/// and tracked (a socket of the node that takes it, a device or a free
-/// then joins it by its skb). Not over loopback: a resolver of the node's
-/// own is no pod's lookup, and its answer is not looked at either.
-#[inline(always)]
-fn dns_sent(ctx: &SkBuffContext) -> Result<(), ()> {
-    let skb = ctx.skb.skb as *const u8;
-    let o = offsets();
-    let dev = device::<Probe>(skb, o);
-    if dev.ifindex == 1 || v(&filter().flags) & ff::IFACE != 0 {
-        return Ok(());
-    }
-    let ev = scratch()?;
-    read_packet::<Probe>(skb, o, ev, CAPTURE_BYTES as u32)?;
-    let fp = parse::fingerprint(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, filter());
-    // SAFETY: bpf_ktime_get_ns takes no arguments and only reads the monotonic
-    // clock; every program type here may call it.
-    let now = unsafe { bpf_ktime_get_ns() };
-    let track = Track {
-        ts: now,
-        fp,
-        flags: 0,
-        _pad: 0,
-        hdr: 0,
-    };
-    let _ = TRACKED.insert(skb as u64, track, 0);
-    fill_meta::<Probe>(ev, skb, o, &dev, Point::SockSend, now);
-    ev.hdr.flags |= event_flags::DNS;
-    output(ev);
-    Ok(())
-}
-
-/// Is the packet a UDP datagram to or from one of the DNS ports? Read in
-/// place: a cgroup_skb program sees the packet from its network header on,
-/// both ways, and the IP and UDP headers are in its linear part by then.
-/// The one test every packet of every socket pays in the events mode: a
-/// few loads, no helper call.
-#[inline(always)]
-fn dns_datagram(ctx: &SkBuffContext, f: &Filter) -> bool {
-    // SAFETY: `ctx.skb.skb` is this program's context, the kernel's
-    // `__sk_buff` as the verifier checks its accesses (`data` and
-    // `data_end` become the packet's bounds for a privileged loader).
-    let (data, end) = unsafe {
-        (
-            (*ctx.skb.skb).data as usize,
-            (*ctx.skb.skb).data_end as usize,
-        )
-    };
-    let l4 = match u16::from_be(ctx.skb.protocol() as u16) {
-        0x0800 => {
-            if data + 20 > end {
-                return false;
-            }
-            // SAFETY: `data..data + 20` is inside the packet (checked above,
-            // as the verifier requires).
-            let (vihl, proto) = unsafe { (*(data as *const u8), *((data + 9) as *const u8)) };
-            if proto != 17 {
-                return false;
-            }
-            data + ((vihl & 0x0f) as usize) * 4
-        }
-        0x86dd => {
-            if data + 40 > end {
-                return false;
-            }
-            // SAFETY: as above, `data..data + 40`.
-            if unsafe { *((data + 6) as *const u8) } != 17 {
-                return false;
-            }
-            data + 40
-        }
-        _ => return false,
-    };
-    if l4 + 4 > end {
-        return false;
-    }
-    // SAFETY: `l4..l4 + 4` is inside the packet (checked above); byte
-    // loads, so no alignment is assumed.
-    let b = unsafe {
-        [
-            *(l4 as *const u8),
-            *((l4 + 1) as *const u8),
-            *((l4 + 2) as *const u8),
-            *((l4 + 3) as *const u8),
-        ]
-    };
-    let (sport, dport) = (
-        u16::from_be_bytes([b[0], b[1]]),
-        u16::from_be_bytes([b[2], b[3]]),
-    );
-    let mut i = 0;
-    while i < MAX_DNS_PORTS {
-        let p = v(&f.dns_ports[i]);
-        if p != 0 && (p == sport || p == dport) {
-            return true;
-        }
-        i += 1;
-    }
-    false
 }
 
 /// A TCP segment without SYN/FIN/RST at a socket: counted in its

@@ -20,6 +20,7 @@
 mod atomic;
 mod conntrack;
 mod deliver;
+mod dns;
 mod emit;
 mod globals;
 mod guard;
@@ -436,3 +437,47 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 #[link_section = "license"]
 #[no_mangle]
 static LICENSE: [u8; 4] = *b"GPL\0";
+
+/// `int ip_send_skb(struct net *net, struct sk_buff *skb)`: a UDP socket
+/// (or a raw or ping one; never TCP) sends an IPv4 datagram. The events
+/// mode's DNS, where fentry works.
+#[fentry(function = "ip_send_skb")]
+pub fn netflow_dns_send(ctx: FEntryContext) -> i32 {
+    let Some(_level) = nest::enter() else {
+        return 0;
+    };
+    let _ = dns::on_udp::<Btf>(ctx.arg(1), true);
+    0
+}
+
+/// `int ip6_send_skb(struct sk_buff *skb)`: the same for IPv6.
+#[fentry(function = "ip6_send_skb")]
+pub fn netflow_dns_send6(ctx: FEntryContext) -> i32 {
+    let Some(_level) = nest::enter() else {
+        return 0;
+    };
+    let _ = dns::on_udp::<Btf>(ctx.arg(0), true);
+    0
+}
+
+/// `int udp_queue_rcv_one_skb(struct sock *sk, struct sk_buff *skb)` (else
+/// `udp_queue_rcv_skb`, the same arguments; the daemon picks the one this
+/// kernel's BTF has): an IPv4 UDP socket takes a datagram.
+#[fentry(function = "udp_queue_rcv_one_skb")]
+pub fn netflow_dns_recv(ctx: FEntryContext) -> i32 {
+    let Some(_level) = nest::enter() else {
+        return 0;
+    };
+    let _ = dns::on_udp::<Btf>(ctx.arg(1), false);
+    0
+}
+
+/// The same for IPv6: `udpv6_queue_rcv_one_skb`, else `udpv6_queue_rcv_skb`.
+#[fentry(function = "udpv6_queue_rcv_one_skb")]
+pub fn netflow_dns_recv6(ctx: FEntryContext) -> i32 {
+    let Some(_level) = nest::enter() else {
+        return 0;
+    };
+    let _ = dns::on_udp::<Btf>(ctx.arg(1), false);
+    0
+}

@@ -85,13 +85,23 @@ fn the_events_mode_reports_failed_connects_from_their_sockets() {
     for per_packet in ["tp_btf/netif_receive_skb", "tp_btf/net_dev_queue"] {
         assert!(!said.contains(&format!("on  {per_packet}")), "{said}");
     }
-    // At the sockets, DNS alone.
-    for way in ["ingress", "egress"] {
-        let line = said
-            .lines()
-            .find(|l| l.contains(&format!("cgroup_skb/{way}")))
-            .unwrap_or_else(|| panic!("no cgroup_skb/{way}: {said}"));
-        assert!(line.contains("DNS datagrams"), "{line}");
+    // DNS alone: by fentry on the UDP paths, else at the sockets (where
+    // the cgroup programs look at every packet's ports and return).
+    let dns: Vec<&str> = said
+        .lines()
+        .filter(|l| l.contains("DNS datagrams"))
+        .collect();
+    let fentry = dns.iter().filter(|l| l.contains("on  fentry/")).count();
+    let sockets = dns.iter().filter(|l| l.contains("on  cgroup_skb/")).count();
+    // fentry works here (ICMPv6 errors are read by it): DNS is read by it.
+    let want = if said.contains("on  fentry/icmp6_send") {
+        (4, 0)
+    } else {
+        (0, 2)
+    };
+    assert_eq!((fentry, sockets), want, "{said}");
+    for l in said.lines().filter(|l| l.contains("cgroup_skb/")) {
+        assert!(l.contains("DNS datagrams"), "{l}");
     }
     for _ in 0..3 {
         send_bytes(&a, &b_ip, 7302, 10_000);
@@ -365,4 +375,48 @@ fn the_events_mode_reads_dns_at_the_sockets() {
         "{of_a:#?}"
     );
     assert!(by_name("remote.test").is_empty(), "{of_a:#?}");
+}
+
+/// DNS over IPv6 in the events mode (where fentry works, an IPv6 datagram
+/// is sent by `ip6_send_skb`, a program of its own): an answered lookup
+/// and an NXDOMAIN count for the client's pod; the failure is a line, the
+/// healthy lookup none.
+#[test]
+fn the_events_mode_reads_dns_over_ipv6() {
+    let _one = ONE_AGENT.lock().unwrap_or_else(|e| e.into_inner());
+    let (lab, node, a, b, va, vb) = routed_lab("ag6");
+    let [a6, b6] = with_ipv6(&lab, &node, [(&a, &va), (&b, &vb)]);
+    let _dns = dnsmasq(&b, &b6, &[("web6.default.svc.cluster.local", "10.96.0.21")]);
+    lab.exec(&a, &format!("ping -6 -c1 -W2 {b6}"));
+    let port = free_port();
+    let agent = Tracer::agent(&[
+        "--probes",
+        "events",
+        "--metrics-addr",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    assert!(dig(&a, &format!("@{b6} web6.default.svc.cluster.local A")).contains("10.96.0.21"));
+    assert!(dig(&a, &format!("@{b6} missing6.default.svc.cluster.local A")).contains("NXDOMAIN"));
+    let series = |rcode: &str| {
+        format!(r#"netflow_dns_responses_total{{rcode="{rcode}",namespace="",pod="{a}"}}"#)
+    };
+    wait_for_samples(port, &[(series("NOERROR"), 1), (series("NXDOMAIN"), 1)], 40);
+    let lines = agent.stop_lines();
+    let of_a: Vec<&netflow_schema::Connection> = connections(&lines)
+        .into_iter()
+        .filter(|c| c.flow.src.to_string() == a6)
+        .collect();
+    let named = |q: &str| {
+        of_a.iter()
+            .copied()
+            .filter(|c| c.dns.as_ref().and_then(|d| d.qname.as_deref()) == Some(q))
+            .collect::<Vec<_>>()
+    };
+    let missing = named("missing6.default.svc.cluster.local");
+    assert_eq!(missing.len(), 1, "{of_a:#?}");
+    assert_eq!(missing[0].outcome, Outcome::DnsError, "{:#?}", missing[0]);
+    assert!(
+        named("web6.default.svc.cluster.local").is_empty(),
+        "{of_a:#?}"
+    );
 }

@@ -115,6 +115,7 @@ pub(super) static SUITE: &[(&str, &[&str])] = &[
             "the_events_mode_reports_failed_connects_from_their_sockets",
             "a_dropped_flow_is_followed_so_its_retry_names_hook_and_rule",
             "the_events_mode_reads_dns_at_the_sockets",
+            "the_events_mode_reads_dns_over_ipv6",
         ],
     ),
     (
@@ -193,6 +194,22 @@ const PROGRAM_TESTS: &[(&str, &[&str])] = &[
     (
         "netflow_sock_state",
         &["the_events_mode_reports_failed_connects_from_their_sockets"],
+    ),
+    (
+        "netflow_dns_send",
+        &["the_events_mode_reads_dns_at_the_sockets"],
+    ),
+    (
+        "netflow_dns_send6",
+        &["the_events_mode_reads_dns_over_ipv6"],
+    ),
+    (
+        "netflow_dns_recv",
+        &["the_events_mode_reads_dns_at_the_sockets"],
+    ),
+    (
+        "netflow_dns_recv6",
+        &["the_events_mode_reads_dns_over_ipv6"],
     ),
     ("netflow_tx", &["bridged_pods_read_healthy"]),
     (

@@ -24,6 +24,7 @@ use crate::{
 };
 
 mod btf_linkage;
+mod dns;
 pub mod figures;
 mod hooks;
 mod load;
@@ -94,41 +95,6 @@ fn attach_sock_in(ebpf: &mut Ebpf, status: &mut Vec<ProbeStatus>) -> bool {
     active
 }
 
-/// The events mode's DNS: both `cgroup_skb` programs on the cgroup v2 root
-/// for good, where every packet of a socket costs them a few loads and a
-/// DNS datagram is reported (ingress also takes a followed flow's packets
-/// at their socket). True when both are attached.
-fn attach_dns_sockets(ebpf: &mut Ebpf, status: &mut Vec<ProbeStatus>) -> bool {
-    let mut both = true;
-    for (name, kind, target, what) in [
-        (
-            names::PROG_SOCK_IN,
-            CgroupSkbAttachType::Ingress,
-            "cgroup_skb/ingress",
-            "DNS datagrams a socket takes, and followed flows' packets",
-        ),
-        (
-            names::PROG_SOCK_OUT,
-            CgroupSkbAttachType::Egress,
-            "cgroup_skb/egress",
-            "DNS datagrams a socket sends",
-        ),
-    ] {
-        let (active, note) = match attach_cgroup_skb(ebpf, name, kind) {
-            Ok(how) => (true, format!("{what} ({how})")),
-            Err(e) => (false, format!("no DNS lookups: {e}")),
-        };
-        both &= active;
-        status.push(ProbeStatus {
-            name,
-            target: target.into(),
-            active,
-            note,
-        });
-    }
-    both
-}
-
 /// The agent's counting: `cgroup_skb` egress on the cgroup v2 root, where
 /// a socket of the node sends (ingress is `attach_sock_in`).
 fn attach_sock_out(ebpf: &mut Ebpf, status: &mut Vec<ProbeStatus>) {
@@ -148,7 +114,7 @@ fn attach_sock_out(ebpf: &mut Ebpf, status: &mut Vec<ProbeStatus>) {
     });
 }
 
-fn attach_cgroup_skb(
+pub(super) fn attach_cgroup_skb(
     ebpf: &mut Ebpf,
     name: &'static str,
     kind: CgroupSkbAttachType,
@@ -199,7 +165,7 @@ impl Probes {
             }
             status.push(hooks::attach_icmp6_send(&mut ebpf, &btf));
             let sockets = filter.flags & netflow_common::filter_flags::DNS != 0
-                && attach_dns_sockets(&mut ebpf, &mut status);
+                && dns::attach(&mut ebpf, &btf, &mut status) == dns::Way::Sockets;
             let (od, st) = on_demand::OnDemand::load(&mut ebpf, kbtf, &btf, sockets);
             status.push(st);
             let mut me = Self::started(ebpf, status, None, nf_plan)?;
