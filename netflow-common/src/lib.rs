@@ -149,7 +149,8 @@ pub enum Point {
     /// network order; 0: none), `hook` the gateway's family.
     Route = 16,
     /// `sock:inet_sock_set_state`: a TCP connect failed (SYN_SENT to
-    /// CLOSE). Headers from the socket, as for [`Point::TcpRetransmit`];
+    /// CLOSE), or one sampled (`Filter::sample_every`) succeeded (SYN_SENT to
+    /// ESTABLISHED). Headers from the socket, as for [`Point::TcpRetransmit`];
     /// `reason` holds the socket's error (`sk_err`: ECONNREFUSED,
     /// ETIMEDOUT, EHOSTUNREACH, 0 when the application gave up), `location`
     /// old state << 8 | new state.
@@ -531,7 +532,10 @@ pub struct Filter {
     pub guard_first: u32,
     pub guard_every: u32,
     pub guard_rate: u32,
-    pub _pad4: u32,
+    /// The events mode's sampling: one TCP connect in `sample_every` that
+    /// succeeds (per CPU and namespace) is an event, and its flow is
+    /// followed in full for a while (0: none).
+    pub sample_every: u32,
     /// [`filter_flags::DNS`]: the DNS ports (0: none).
     pub dns_ports: [u16; MAX_DNS_PORTS],
 }
@@ -562,7 +566,7 @@ impl Filter {
             guard_first: 0,
             guard_every: 0,
             guard_rate: 0,
-            _pad4: 0,
+            sample_every: 0,
             dns_ports: [0; MAX_DNS_PORTS],
         }
     }

@@ -62,11 +62,13 @@ pub(crate) fn on_state(sk: *const u8, old: i32, new: i32) -> Result<(), ()> {
         0
     };
     let netns = sock_netns(sk);
-    count(netns, class);
+    let n = count(netns, class);
     if class == sock_class::CLOSED && (err == ECONNRESET || err == EPIPE) {
         count(netns, sock_class::RESET);
     }
-    if class == sock_class::CONNECT_FAILED {
+    let every = v(&filter().sample_every);
+    let sampled = class == sock_class::OPENED_ACTIVE && every != 0 && n % every as u64 == 0;
+    if class == sock_class::CONNECT_FAILED || sampled {
         on_sock(
             sk,
             Point::SockState,
@@ -76,11 +78,12 @@ pub(crate) fn on_state(sk: *const u8, old: i32, new: i32) -> Result<(), ()> {
     Ok(())
 }
 
-/// One more `class` for `netns` (this CPU's value; the daemon sums them).
+/// One more `class` for `netns` (this CPU's value; the daemon sums them):
+/// the new count (0 if none could be kept).
 #[inline(always)]
-fn count(netns: u32, class: usize) {
+fn count(netns: u32, class: usize) -> u64 {
     if class >= sock_class::N {
-        return;
+        return 0;
     }
     if SOCK_COUNTS.get_ptr_mut(&netns).is_none() {
         let _ = SOCK_COUNTS.insert(&netns, &SockCounts::default(), 0);
@@ -90,8 +93,12 @@ fn count(netns: u32, class: usize) {
         // aligned map memory that no other CPU writes; `class` is checked
         // in bounds above. An LRU eviction meanwhile would count into a
         // reused element, not fault.
-        unsafe { (*c).n[class] += 1 };
+        unsafe {
+            (*c).n[class] += 1;
+            return (*c).n[class];
+        }
     }
+    0
 }
 
 /// A TCP event known by its socket: IPv4/IPv6 + TCP headers are written

@@ -28,6 +28,8 @@ fn failed_flow(ev: &Event) -> Option<Tuple> {
                 && ev.flags & netflow_common::event_flags::AFTER_DELIVERY == 0
         }
         What::Note { kind, .. } => matches!(kind, crate::decode::NoteKind::ConnectFailed { .. }),
+        // Not a failure: a connect sampled to be followed all the same.
+        What::Sampled => true,
         _ => false,
     };
     failed

@@ -420,3 +420,51 @@ fn the_events_mode_reads_dns_over_ipv6() {
         "{of_a:#?}"
     );
 }
+
+/// The sampling knob: with `--sample-flows 1` a healthy TCP connection is
+/// followed in full for its window, as a failed one is (without the knob
+/// none is: the policy-drop test's healthy twin), so its data is counted
+/// hop by hop (the per-pod packets and transit times of followed flows).
+#[test]
+fn sampled_healthy_connections_are_followed_in_full() {
+    let _one = ONE_AGENT.lock().unwrap_or_else(|e| e.into_inner());
+    let (lab, _node, a, b, _va, _vb) = routed_lab("ags");
+    let b_ip = format!("{}.0.2", lab.net());
+    let _sink = byte_sink(&b, &b_ip, 7308);
+    lab.exec(&a, &format!("ping -c1 -W2 {b_ip}"));
+    let port = free_port();
+    let _agent = Tracer::agent(&[
+        "--probes",
+        "events",
+        "--sample-flows",
+        "1",
+        "--metrics-addr",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    // Its data a moment after the connect: the follow is in place by then.
+    sh(&format!(
+        "ip netns exec {a} python3 -c 'import socket, time
+s = socket.create_connection((\"{b_ip}\", 7308))
+time.sleep(1)
+s.sendall(b\"x\" * 20000)
+time.sleep(0.5)
+s.close()'"
+    ));
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = http_get(&url).unwrap_or_default();
+        let followed = sample(&text, "netflow_followed_flows_total").unwrap_or(0);
+        // Pod a's data, hop by hop (no other packet of pod a is followed).
+        let sent = sample(
+            &text,
+            &format!(r#"netflow_packets_total{{namespace="",pod="{a}",direction="egress"}}"#),
+        )
+        .unwrap_or(0);
+        if followed >= 1 && sent >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

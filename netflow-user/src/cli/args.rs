@@ -169,12 +169,20 @@ pub(crate) struct AgentArgs {
     pub(crate) dns_port: Vec<u16>,
     /// Which programs run. `per-hop`: every packet followed across the
     /// node, as `trace` does (DNS, transit times, drops with hook and
-    /// rule; ~1.4 µs of kernel time per forwarded packet). `events`: only
-    /// programs that run per drop and per TCP state change, nothing on a
-    /// healthy packet's path: drops, failed connects, connection counts,
-    /// retransmits and resets; no DNS or transit times.
+    /// rule; ~1.3 µs of kernel time per forwarded packet). `events`: no
+    /// per-hop program on a healthy packet's path: drops, failed connects,
+    /// connection counts, retransmits and resets, DNS read where sockets
+    /// send and take it; a failed flow followed hop by hop for its
+    /// retries; transit times only of followed flows (see --sample-flows).
     #[arg(long, value_name = "SET", default_value = "per-hop", value_parser = ["per-hop", "events"])]
     pub(crate) probes: String,
+    /// With `--probes events`: follow one TCP connection in N that
+    /// succeeds (per CPU and pod) in full for 5 s, as a failed one is, so
+    /// that transit times and hops of healthy traffic are sampled. The
+    /// per-hop programs are attached while any flow is followed: every
+    /// packet of the node pays them then (0: never, the default).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub(crate) sample_flows: u32,
     /// The node's name on every JSON record (default: the hostname; in a
     /// DaemonSet, the Kubernetes node's name from the downward API).
     #[arg(long, value_name = "NAME")]
@@ -260,6 +268,7 @@ impl LiveArgs {
             every_packet: self.every_packet,
             count_at_sockets: false,
             probes: Default::default(),
+            sample_flows: 0,
             dns_ports: self.dns_port,
             node: self.node,
             count: self.count,

@@ -25,6 +25,9 @@ pub(crate) fn agent_cmd(a: AgentArgs, rt: &Runtime) -> anyhow::Result<()> {
     use netflow::live::agent::{self, AgentOptions};
     netflow::live::kernel::preflight::check("agent")?;
     let events = a.probes == "events";
+    if a.sample_flows != 0 && !events {
+        anyhow::bail!("--sample-flows samples the events mode's flows: give --probes events too");
+    }
     let extra = a.dns_port.iter().filter(|p| **p != 53).count();
     if events && extra >= netflow_common::MAX_DNS_PORTS {
         anyhow::bail!(
@@ -59,6 +62,7 @@ pub(crate) fn agent_cmd(a: AgentArgs, rt: &Runtime) -> anyhow::Result<()> {
                 ProbeSet::PerHop
             },
             dns_ports: a.dns_port,
+            sample_flows: a.sample_flows,
             node: a.node,
             count: None,
             command: "agent",
@@ -283,6 +287,7 @@ pub(crate) fn demo_cmd(a: DemoArgs, rt: &Runtime) -> anyhow::Result<()> {
         every_packet: false,
         count_at_sockets: false,
         probes: Default::default(),
+        sample_flows: 0,
         dns_ports: Vec::new(),
         node: None,
         count: None,

@@ -22,6 +22,8 @@ impl Correlator {
             What::Hop { .. } | What::NftChain { .. } | What::IcmpError(_) => self.hop(ev),
             What::Route(_) => self.route(ev),
             What::Rule(_) => self.rule(ev),
+            // Only for the live follow (see the pipeline).
+            What::Sampled => {}
         }
     }
 

@@ -53,6 +53,9 @@ pub enum What {
     /// The routing decision for the packet: the event's device is the
     /// route's (none for a failed lookup).
     Route(RouteLookup),
+    /// A TCP connect that succeeded, sampled (the events mode's one in N):
+    /// its flow is to be followed in full for a while; nothing to report.
+    Sampled,
 }
 
 /// One routing table lookup for a packet.
@@ -221,6 +224,8 @@ impl RawEvent {
                 },
                 tcp_state: self.reason as u8,
             },
+            // SYN_SENT to ESTABLISHED: a sampled connect.
+            Point::SockState if self.location & 0xff == 1 => What::Sampled,
             Point::SockState => What::Note {
                 kind: NoteKind::ConnectFailed {
                     err: self.reason as u16,

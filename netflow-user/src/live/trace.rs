@@ -51,6 +51,9 @@ pub struct TraceOptions {
     pub probes: ProbeSet,
     /// Ports of DNS servers besides 53.
     pub dns_ports: Vec<u16>,
+    /// The events mode: one successful TCP connect in N followed in full
+    /// (0: none).
+    pub sample_flows: u32,
     /// The node's name on every record (default: the hostname).
     pub node: Option<String>,
     /// Stop after this many packets reported (`-c`).
@@ -303,6 +306,7 @@ pub async fn run_with(
         for (slot, p) in sel.filter.dns_ports.iter_mut().zip(ports) {
             *slot = p;
         }
+        sel.filter.sample_every = opts.sample_flows;
     }
     if opts.every_packet {
         sel.filter.flags |= netflow_common::filter_flags::EVERY_PACKET;
