@@ -28,6 +28,8 @@ pub mod names {
     pub const SAMPLED: &str = "SAMPLED";
     /// TCP state changes counted per network namespace ([`SockCounts`]).
     pub const SOCK_COUNTS: &str = "SOCK_COUNTS";
+    /// UDP conversations as each socket of the node sees them ([`Conv`]).
+    pub const CONVS: &str = "CONVS";
 
     pub const PROG_RX: &str = "netflow_rx";
     pub const PROG_TX: &str = "netflow_tx";
@@ -244,10 +246,11 @@ pub mod event_flags {
     /// A drop of a packet the guardrails had only counted (its count is in
     /// CONNS already; this event is its only report).
     pub const COUNTED: u8 = 2;
-    /// The events mode's DNS: a datagram reported at a socket for its DNS
-    /// message. One a socket takes begins a timeline of its own when none
-    /// is open (it came from off the node, where nothing saw it before).
-    pub const DNS: u8 = 4;
+    /// The events mode: a datagram read at a socket (a DNS message, or the
+    /// first datagram one way of a UDP conversation). One a socket takes
+    /// begins a timeline of its own when none is open (it came from off
+    /// the node, where nothing saw it before).
+    pub const SOCKET_READ: u8 = 4;
     /// Set by the daemon, never by the kernel: a packet followed on its way
     /// was freed from a closing socket's queue. With no socket hop (a run
     /// without socket-delivery evidence) it reads unknown, not dropped.
@@ -301,6 +304,37 @@ pub struct Track {
     /// reported: a hop that changed none of them is reported header-only.
     pub hdr: u64,
 }
+
+/// Value of the CONVS map (the events mode), keyed by a [`FlowKey`] as one
+/// socket sees its UDP conversation: `src` its own address and port, `dst`
+/// the peer's; `proto` 17, `_pad[0]` 4 or 6 (an IPv4 address in the first
+/// four bytes of each, the rest zero).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Conv {
+    /// A datagram of it was last sent or taken at this time.
+    pub last_ns: u64,
+    /// [`conv_sides`] bits: the directions reported since it began.
+    pub sides: u32,
+    pub _pad: u32,
+}
+
+/// Bits of [`Conv::sides`].
+pub mod conv_sides {
+    /// The socket sent a datagram of it.
+    pub const SENT: u32 = 1;
+    /// The socket took one.
+    pub const TAKEN: u32 = 2;
+}
+
+/// A UDP conversation quiet this long begins anew (its next datagram each
+/// way is reported again): the connections' idle time, so that the daemon
+/// has reported the old one by then.
+pub const CONV_IDLE_NS: u64 = 10_000_000_000;
+
+/// UDP conversations the kernel keeps at once (an LRU: past it, the least
+/// recent is forgotten and, if it goes on, reported as a new one).
+pub const CONVS_ENTRIES: u32 = 16384;
 
 /// The drop reason of a drop on a kernel without drop reasons (5.10-5.16).
 pub const REASON_UNAVAILABLE: u32 = u32::MAX;
@@ -496,6 +530,11 @@ pub mod filter_flags {
     /// sends it and where a socket takes it (cgroup_skb egress and
     /// ingress); every other packet costs those programs a few loads.
     pub const DNS: u32 = 1 << 11;
+    /// The events mode's UDP conversations (with [`DNS`]): at the same
+    /// places, the first datagram each way of each UDP conversation of a
+    /// socket (CONVS) is reported as a DNS datagram is; the rest of its
+    /// datagrams cost a map lookup. TCP is never looked up.
+    pub const UDP_CONVS: u32 = 1 << 12;
 }
 
 /// Bits of a SEL_ADDRS value.

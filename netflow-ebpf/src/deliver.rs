@@ -29,8 +29,9 @@ pub(crate) fn on_deliver(ctx: &SkBuffContext) -> Result<(), ()> {
     let skb = ctx.skb.skb as *const u8;
     let f = filter();
     // The events mode's DNS: every datagram to or from a DNS port, with
-    // its bytes, tracked or not.
-    let dns = v(&f.flags) & ff::DNS != 0 && dns::datagram(ctx, f);
+    // its bytes, tracked or not; and a UDP conversation's first datagram
+    // taken.
+    let dns = v(&f.flags) & ff::DNS != 0 && dns::datagram(ctx, f, false);
     // Nothing selected yet: no packet of ours can be here (a copy's
     // original was tracked when a device first saw it). The agent's
     // counting needs none.
@@ -128,7 +129,7 @@ pub(crate) fn on_deliver(ctx: &SkBuffContext) -> Result<(), ()> {
         ev.hdr.cap_len = 0;
     }
     if dns {
-        ev.hdr.flags |= event_flags::DNS;
+        ev.hdr.flags |= event_flags::SOCKET_READ;
     }
     output(ev);
     Ok(())
@@ -139,7 +140,7 @@ pub(crate) fn on_deliver(ctx: &SkBuffContext) -> Result<(), ()> {
 #[inline(always)]
 pub(crate) fn on_send(ctx: &SkBuffContext) {
     let f = filter();
-    if v(&f.flags) & ff::DNS != 0 && dns::datagram(ctx, f) {
+    if v(&f.flags) & ff::DNS != 0 && dns::datagram(ctx, f, true) {
         let _ = dns::on_sock_send(ctx);
         return;
     }

@@ -5,7 +5,9 @@
 //! the UDP paths alone (`ip_send_skb`, `ip6_send_skb` where a UDP socket
 //! sends, `udp_queue_rcv_one_skb` and its IPv6 twin where one takes a
 //! datagram: no TCP segment passes them), else the two cgroup_skb programs, which every
-//! packet of every socket runs and which test its ports in place.
+//! packet of every socket runs and which test its ports in place. The
+//! same places report the first datagram each way of every other UDP
+//! conversation (see `conv`).
 use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::SkBuffContext};
 use netflow_common::{
     event_flags, filter_flags as ff, parse, track_flags, Filter, Point, Track, CAPTURE_BYTES,
@@ -13,6 +15,7 @@ use netflow_common::{
 };
 
 use crate::{
+    conv,
     emit::output,
     globals::*,
     skb::{device, fill_meta, read_packet, scratch},
@@ -33,14 +36,16 @@ fn dns_port(f: &Filter, sport: u16, dport: u16) -> bool {
 }
 
 /// fentry on a UDP path: `skb` a datagram a socket of the node sends
-/// (`sent`) or takes. Nothing but UDP runs these functions, so the ports
-/// are read from the packet's bytes, after they are copied. A DNS
-/// datagram is reported as the cgroup programs report it: sent, it is
+/// (`sent`) or takes. Nothing but UDP (and raw and ping sockets' sends)
+/// runs these functions, never TCP, so the ports are read from the
+/// packet's bytes, after they are copied. A DNS datagram, or the first
+/// each way of a UDP conversation, is reported as the cgroup programs
+/// report it: sent, it is
 /// tracked; taken, a tracked one is marked delivered (a free of it later is
 /// after delivery) and reported header-only, an untracked one (from off
 /// the node) with its bytes. Loopback (either address) is left out.
 #[inline(always)]
-pub(crate) fn on_udp<M: Mem>(skb: *const u8, sent: bool) -> Result<(), ()> {
+pub(crate) fn on_datagram<M: Mem>(skb: *const u8, sent: bool) -> Result<(), ()> {
     let f = filter();
     if v(&f.flags) & ff::DNS == 0 {
         return Ok(());
@@ -49,18 +54,51 @@ pub(crate) fn on_udp<M: Mem>(skb: *const u8, sent: bool) -> Result<(), ()> {
     let ev = scratch()?;
     read_packet::<M>(skb, o, ev, CAPTURE_BYTES as u32)?;
     let cap = ev.hdr.cap_len as usize;
+    if sent {
+        // The skb's protocol is set later, by ip_output / ip6_output: the
+        // IP header says which it is.
+        ev.hdr.l3_proto = match ev.data[0] >> 4 {
+            4 if cap > 0 => 0x0800,
+            6 if cap > 0 => 0x86dd,
+            _ => return Ok(()),
+        };
+    }
     let t = parse::outer(&ev.data, cap, ev.hdr.l3_proto).ok_or(())?;
-    if t.proto != 17 || !t.has_ports || !dns_port(f, t.sport, t.dport) {
+    if t.proto != 17 || !t.has_ports || loopback(&ev.data, &t) {
         return Ok(());
     }
-    if loopback(&ev.data, &t) {
-        return Ok(());
-    }
-    let dev = device::<M>(skb, o);
-    let fp = parse::fingerprint(&ev.data, cap, ev.hdr.l3_proto, f);
+    let (sport, dport) = (t.sport, t.dport);
     // SAFETY: bpf_ktime_get_ns takes no arguments and only reads the monotonic
     // clock; every program type here may call it.
     let now = unsafe { bpf_ktime_get_ns() };
+    if !dns_port(f, sport, dport) {
+        // Another UDP datagram: reported if it is the first its way of its
+        // conversation.
+        if v(&f.flags) & ff::UDP_CONVS == 0 {
+            return Ok(());
+        }
+        let v6 = t.addr_len == 16;
+        let k = conv::key(if v6 { 6 } else { 4 }).ok_or(())?;
+        let (local, remote) = if sent {
+            (t.addr, t.addr + t.addr_len)
+        } else {
+            (t.addr + t.addr_len, t.addr)
+        };
+        let mut i = 0;
+        while i < 16 {
+            if i < 4 || v6 {
+                k.src[i] = ev.data[(local + i) & 0x7f];
+                k.dst[i] = ev.data[(remote + i) & 0x7f];
+            }
+            i += 1;
+        }
+        (k.sport, k.dport) = if sent { (sport, dport) } else { (dport, sport) };
+        if !conv::first(k, sent, now) {
+            return Ok(());
+        }
+    }
+    let dev = device::<M>(skb, o);
+    let fp = parse::fingerprint(&ev.data, cap, ev.hdr.l3_proto, f);
     let key = skb as u64;
     let mut header_only = false;
     let point = if sent {
@@ -90,7 +128,7 @@ pub(crate) fn on_udp<M: Mem>(skb: *const u8, sent: bool) -> Result<(), ()> {
         let _ = TRACKED.insert(key, track, 0);
     }
     fill_meta::<M>(ev, skb, o, &dev, point, now);
-    ev.hdr.flags |= event_flags::DNS;
+    ev.hdr.flags |= event_flags::SOCKET_READ;
     if header_only {
         ev.hdr.cap_len = 0;
     }
@@ -147,18 +185,21 @@ pub(crate) fn on_sock_send(ctx: &SkBuffContext) -> Result<(), ()> {
     };
     let _ = TRACKED.insert(skb as u64, track, 0);
     fill_meta::<Probe>(ev, skb, o, &dev, Point::SockSend, now);
-    ev.hdr.flags |= event_flags::DNS;
+    ev.hdr.flags |= event_flags::SOCKET_READ;
     output(ev);
     Ok(())
 }
 
-/// Is the packet a UDP datagram to or from one of the DNS ports? Read in
-/// place: a cgroup_skb program sees the packet from its network header on,
-/// both ways, and the IP and UDP headers are in its linear part by then.
-/// The one test every packet of every socket pays in the events mode: a
-/// few loads, no helper call.
+/// Is the packet one the events mode reads at its socket: a UDP datagram
+/// to or from one of the DNS ports, or (with [`ff::UDP_CONVS`]) the first
+/// one its way (`sent` by the socket, else taken) of a UDP conversation?
+/// Read in place: a cgroup_skb program sees the packet from its network
+/// header on, both ways, and the IP and UDP headers are in its linear part
+/// by then. The one test every packet of every socket pays in the events
+/// mode: a few loads, no helper call (a UDP datagram not to a DNS port: a
+/// lookup in CONVS).
 #[inline(always)]
-pub(crate) fn datagram(ctx: &SkBuffContext, f: &Filter) -> bool {
+pub(crate) fn datagram(ctx: &SkBuffContext, f: &Filter, sent: bool) -> bool {
     // SAFETY: `ctx.skb.skb` is this program's context, the kernel's
     // `__sk_buff` as the verifier checks its accesses (`data` and
     // `data_end` become the packet's bounds for a privileged loader).
@@ -168,7 +209,7 @@ pub(crate) fn datagram(ctx: &SkBuffContext, f: &Filter) -> bool {
             (*ctx.skb.skb).data_end as usize,
         )
     };
-    let l4 = match u16::from_be(ctx.skb.protocol() as u16) {
+    let (l4, v6) = match u16::from_be(ctx.skb.protocol() as u16) {
         0x0800 => {
             if data + 20 > end {
                 return false;
@@ -179,7 +220,7 @@ pub(crate) fn datagram(ctx: &SkBuffContext, f: &Filter) -> bool {
             if proto != 17 {
                 return false;
             }
-            data + ((vihl & 0x0f) as usize) * 4
+            (data + ((vihl & 0x0f) as usize) * 4, false)
         }
         0x86dd => {
             if data + 40 > end {
@@ -189,7 +230,7 @@ pub(crate) fn datagram(ctx: &SkBuffContext, f: &Filter) -> bool {
             if unsafe { *((data + 6) as *const u8) } != 17 {
                 return false;
             }
-            data + 40
+            (data + 40, true)
         }
         _ => return false,
     };
@@ -210,5 +251,38 @@ pub(crate) fn datagram(ctx: &SkBuffContext, f: &Filter) -> bool {
         u16::from_be_bytes([b[0], b[1]]),
         u16::from_be_bytes([b[2], b[3]]),
     );
-    dns_port(f, sport, dport)
+    if dns_port(f, sport, dport) {
+        return true;
+    }
+    if v(&f.flags) & ff::UDP_CONVS == 0 {
+        return false;
+    }
+    let Some(k) = conv::key(if v6 { 6 } else { 4 }) else {
+        return false;
+    };
+    // The addresses: IPv4's at 12 and 16, IPv6's at 8 and 24; inside the
+    // 20 or 40 bytes checked above.
+    let (src, dst, n) = if v6 {
+        (data + 8, data + 24, 16)
+    } else {
+        (data + 12, data + 16, 4)
+    };
+    let (local, remote) = if sent { (src, dst) } else { (dst, src) };
+    let mut i = 0;
+    while i < 16 {
+        if i < n {
+            // SAFETY: `local + i` and `remote + i` are inside the IP header
+            // checked against `end` above (i < 4 for IPv4, < 16 for IPv6).
+            unsafe {
+                k.src[i] = *((local + i) as *const u8);
+                k.dst[i] = *((remote + i) as *const u8);
+            }
+        }
+        i += 1;
+    }
+    (k.sport, k.dport) = if sent { (sport, dport) } else { (dport, sport) };
+    // SAFETY: bpf_ktime_get_ns takes no arguments and only reads the monotonic
+    // clock; every program type here may call it.
+    let now = unsafe { bpf_ktime_get_ns() };
+    conv::first(k, sent, now)
 }

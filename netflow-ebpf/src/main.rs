@@ -19,6 +19,7 @@
 
 mod atomic;
 mod conntrack;
+mod conv;
 mod deliver;
 mod dns;
 mod emit;
@@ -440,13 +441,13 @@ static LICENSE: [u8; 4] = *b"GPL\0";
 
 /// `int ip_send_skb(struct net *net, struct sk_buff *skb)`: a UDP socket
 /// (or a raw or ping one; never TCP) sends an IPv4 datagram. The events
-/// mode's DNS, where fentry works.
+/// mode's DNS and UDP conversations, where fentry works.
 #[fentry(function = "ip_send_skb")]
 pub fn netflow_dns_send(ctx: FEntryContext) -> i32 {
     let Some(_level) = nest::enter() else {
         return 0;
     };
-    let _ = dns::on_udp::<Btf>(ctx.arg(1), true);
+    let _ = dns::on_datagram::<Btf>(ctx.arg(1), true);
     0
 }
 
@@ -456,7 +457,7 @@ pub fn netflow_dns_send6(ctx: FEntryContext) -> i32 {
     let Some(_level) = nest::enter() else {
         return 0;
     };
-    let _ = dns::on_udp::<Btf>(ctx.arg(0), true);
+    let _ = dns::on_datagram::<Btf>(ctx.arg(0), true);
     0
 }
 
@@ -468,7 +469,7 @@ pub fn netflow_dns_recv(ctx: FEntryContext) -> i32 {
     let Some(_level) = nest::enter() else {
         return 0;
     };
-    let _ = dns::on_udp::<Btf>(ctx.arg(1), false);
+    let _ = dns::on_datagram::<Btf>(ctx.arg(1), false);
     0
 }
 
@@ -478,6 +479,6 @@ pub fn netflow_dns_recv6(ctx: FEntryContext) -> i32 {
     let Some(_level) = nest::enter() else {
         return 0;
     };
-    let _ = dns::on_udp::<Btf>(ctx.arg(1), false);
+    let _ = dns::on_datagram::<Btf>(ctx.arg(1), false);
     0
 }

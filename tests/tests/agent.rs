@@ -1,4 +1,6 @@
-//! `netflow agent` on a node, scraped by a real Prometheus (Debian's
+//! `netflow agent --probes per-hop` (every packet followed across the
+//! node, as `trace` does; the default events mode is tested in
+//! `agent_events.rs`) on a node, scraped by a real Prometheus (Debian's
 //! `prometheus`, started here on loopback): a policy drop and a healthy
 //! Service call in a lab, then Prometheus's HTTP API is asked what it
 //! scraped. The agent's stdout carries the drop and the bad connection as
@@ -136,6 +138,8 @@ fn prometheus_scrapes_drops_and_connection_outcomes() {
 
     let port = free_port();
     let agent = Tracer::agent(&[
+        "--probes",
+        "per-hop",
         "--metrics-addr",
         &format!("127.0.0.1:{port}"),
         "--nf-netns",
@@ -337,6 +341,8 @@ fn the_agent_counts_tcp_data_at_its_sockets() {
     output_counter(&b, "tcp sport 7300");
     let port = free_port();
     let agent = Tracer::agent(&[
+        "--probes",
+        "per-hop",
         "--metrics-addr",
         &format!("127.0.0.1:{port}"),
         "--nf-netns",
@@ -402,6 +408,8 @@ fn dns_responses_and_unanswered_queries_are_scraped() {
     lab.exec(&a, &format!("ping -c1 -W2 {b_ip}"));
     let port = free_port();
     let agent = Tracer::agent(&[
+        "--probes",
+        "per-hop",
         "--metrics-addr",
         &format!("127.0.0.1:{port}"),
         "--dns-port",

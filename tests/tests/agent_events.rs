@@ -1,4 +1,5 @@
-//! `netflow agent --probes events`: no program on a healthy packet's path.
+//! `netflow agent` in its default events mode (`--probes events`): no
+//! program on a healthy packet's path.
 //! Connections come from their sockets' state changes (counted in the
 //! kernel per pod), a failed connect is a JSON line with the socket's
 //! error, drops come from the free; the healthy calls beside them say
@@ -74,8 +75,7 @@ fn the_events_mode_reports_failed_connects_from_their_sockets() {
     lab.exec(&a, &format!("ping -c1 -W2 {b_ip}"));
     let port = free_port();
     let mut agent = Tracer::agent(&[
-        "--probes",
-        "events",
+        // The events mode is the agent's default.
         "--metrics-addr",
         &format!("127.0.0.1:{port}"),
     ]);
@@ -85,11 +85,12 @@ fn the_events_mode_reports_failed_connects_from_their_sockets() {
     for per_packet in ["tp_btf/netif_receive_skb", "tp_btf/net_dev_queue"] {
         assert!(!said.contains(&format!("on  {per_packet}")), "{said}");
     }
-    // DNS alone: by fentry on the UDP paths, else at the sockets (where
-    // the cgroup programs look at every packet's ports and return).
+    // DNS, UDP and ICMP echo conversations alone: by fentry on the
+    // datagram paths, else at the sockets (where the cgroup programs look
+    // at every packet's ports and return).
     let dns: Vec<&str> = said
         .lines()
-        .filter(|l| l.contains("DNS datagrams"))
+        .filter(|l| l.contains("conversations' first"))
         .collect();
     let fentry = dns.iter().filter(|l| l.contains("on  fentry/")).count();
     let sockets = dns.iter().filter(|l| l.contains("on  cgroup_skb/")).count();
@@ -375,6 +376,67 @@ fn the_events_mode_reads_dns_at_the_sockets() {
         "{of_a:#?}"
     );
     assert!(by_name("remote.test").is_empty(), "{of_a:#?}");
+}
+
+/// UDP in the events mode, read where sockets send and take it: the first
+/// datagram each way of each conversation is reported, the rest only
+/// looked up. Three calls a server answers count as `ok` connections of
+/// the client's pod with no line; two a server takes and never answers
+/// are `no_reply` lines (where the request arrived: the server's socket);
+/// one to a port nobody listens on is `refused` (the node's ICMP port
+/// unreachable). The server's pod counts none of them again.
+#[test]
+fn the_events_mode_reads_udp_conversations_at_the_sockets() {
+    let _one = ONE_AGENT.lock().unwrap_or_else(|e| e.into_inner());
+    let (lab, _node, a, b, _va, _vb) = routed_lab("agu");
+    let b_ip = format!("{}.0.2", lab.net());
+    let _echo = udp_server(&b, &b_ip, 7401, true);
+    let _silent = udp_server(&b, &b_ip, 7402, false);
+    lab.exec(&a, &format!("ping -c1 -W2 {b_ip}"));
+    let port = free_port();
+    let agent = Tracer::agent(&[
+        "--probes",
+        "events",
+        "--metrics-addr",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    assert_eq!(udp_client(&a, &b_ip, 7401, 3, 2.0), 3);
+    assert_eq!(udp_client(&a, &b_ip, 7402, 2, 0.5), 0);
+    assert_eq!(udp_client(&a, &b_ip, 7403, 1, 0.5), 0);
+    // Each is counted once its connection ends (idle 10 s).
+    let series = |outcome: &str, pod: &str| {
+        format!(r#"netflow_connections_total{{outcome="{outcome}",namespace="",pod="{pod}"}}"#)
+    };
+    wait_for_samples(
+        port,
+        &[
+            (series("ok", &a), 3),
+            (series("no_reply", &a), 2),
+            (series("refused", &a), 1),
+        ],
+        40,
+    );
+    let text = http_get(&format!("http://127.0.0.1:{port}/metrics")).unwrap_or_default();
+    let of_b = text.lines().any(|l| {
+        l.starts_with("netflow_connections_total") && l.contains(&format!(r#"pod="{b}""#))
+    });
+    assert!(!of_b, "{text}");
+    let lines = agent.stop_lines();
+    let to = |dport: u16| {
+        connections(&lines)
+            .into_iter()
+            .filter(|c| c.flow.dport == Some(dport) && c.flow.dst.to_string() == b_ip)
+            .collect::<Vec<_>>()
+    };
+    assert!(to(7401).is_empty(), "{lines:#?}");
+    let silent = to(7402);
+    assert_eq!(silent.len(), 2, "{lines:#?}");
+    for c in silent {
+        assert_eq!(c.outcome, Outcome::NoReply, "{c:#?}");
+    }
+    let closed = to(7403);
+    assert_eq!(closed.len(), 1, "{lines:#?}");
+    assert_eq!(closed[0].outcome, Outcome::Refused, "{:#?}", closed[0]);
 }
 
 /// DNS over IPv6 in the events mode (where fentry works, an IPv6 datagram

@@ -163,20 +163,22 @@ pub(crate) struct AgentArgs {
     /// well, or all of them (every connection of the node: a flow log).
     #[arg(long, value_name = "WHICH", default_value = "failed", value_parser = ["failed", "all"])]
     pub(crate) log_connections: String,
-    /// A port DNS servers listen on besides 53. Repeatable (with `--probes
-    /// events` at most three: the kernel reads them at the sockets).
+    /// A port DNS servers listen on besides 53. Repeatable (in the events
+    /// mode at most three: the kernel reads them at the sockets).
     #[arg(long, value_name = "PORT")]
     pub(crate) dns_port: Vec<u16>,
-    /// Which programs run. `per-hop`: every packet followed across the
-    /// node, as `trace` does (DNS, transit times, drops with hook and
-    /// rule; ~1.3 µs of kernel time per forwarded packet). `events`: no
-    /// per-hop program on a healthy packet's path: drops, failed connects,
-    /// connection counts, retransmits and resets, DNS read where sockets
-    /// send and take it; a failed flow followed hop by hop for its
-    /// retries; transit times only of followed flows (see --sample-flows).
-    #[arg(long, value_name = "SET", default_value = "per-hop", value_parser = ["per-hop", "events"])]
+    /// Which programs run. `events` (the default): no per-hop program on
+    /// a healthy packet's path: drops, failed connects, connection counts,
+    /// retransmits and resets, DNS and UDP conversations read where
+    /// sockets send and take them; a failed flow followed hop by hop for
+    /// its retries; transit times only of followed flows (see
+    /// --sample-flows). `per-hop`: every packet followed across the node,
+    /// as `trace` does (every connection from its packets, transit times,
+    /// drops with hook and rule; ~1.3 µs of kernel time per forwarded
+    /// packet).
+    #[arg(long, value_name = "SET", default_value = "events", value_parser = ["events", "per-hop"])]
     pub(crate) probes: String,
-    /// With `--probes events`: follow one TCP connection in N that
+    /// The events mode: follow one TCP connection in N that
     /// succeeds (per CPU and pod) in full for 5 s, as a failed one is, so
     /// that transit times and hops of healthy traffic are sampled. The
     /// per-hop programs are attached while any flow is followed: every

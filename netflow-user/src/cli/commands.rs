@@ -26,12 +26,14 @@ pub(crate) fn agent_cmd(a: AgentArgs, rt: &Runtime) -> anyhow::Result<()> {
     netflow::live::kernel::preflight::check("agent")?;
     let events = a.probes == "events";
     if a.sample_flows != 0 && !events {
-        anyhow::bail!("--sample-flows samples the events mode's flows: give --probes events too");
+        anyhow::bail!(
+            "--sample-flows samples the events mode's flows; --probes per-hop follows every flow already"
+        );
     }
     let extra = a.dns_port.iter().filter(|p| **p != 53).count();
     if events && extra >= netflow_common::MAX_DNS_PORTS {
         anyhow::bail!(
-            "--probes events reads DNS on port 53 and at most {} --dns-port besides ({extra} given)",
+            "the events mode reads DNS on port 53 and at most {} --dns-port besides ({extra} given; --probes per-hop takes any number)",
             netflow_common::MAX_DNS_PORTS - 1
         );
     }

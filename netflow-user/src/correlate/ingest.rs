@@ -128,7 +128,7 @@ impl Correlator {
         // A packet never seen on a device (loopback): not on a path. But
         // a DNS datagram read at its socket (the events mode) that nothing
         // saw before came from off the node: its own timeline.
-        let dns = ev.flags & event_flags::DNS != 0 && ev.packet.is_some();
+        let dns = ev.flags & event_flags::SOCKET_READ != 0 && ev.packet.is_some();
         let Some(id) = id.or_else(|| dns.then(|| self.new_timeline(ev.ts_ns, fp))) else {
             return;
         };
@@ -283,8 +283,12 @@ impl Correlator {
     }
 
     fn end(&mut self, ev: Event, reason: u32, location: u64) {
+        // The skb's packet, unless it holds another by now (the kernel
+        // reused it after a free nobody reported: the events mode follows a
+        // datagram from its socket with no program at its last hop).
+        let fp = identity(&ev);
         let id = match self.by_skb.remove(&ev.skb) {
-            Some(id) if self.open.contains_key(&id) => id,
+            Some(id) if self.open.get(&id).is_some_and(|o| o.same_packet(fp)) => id,
             // A packet we never saw on a device: nothing to report.
             _ if ev.point != Point::Drop => return,
             // A drop of a selected packet before any device saw it.

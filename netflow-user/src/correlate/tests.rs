@@ -538,10 +538,10 @@ fn dns_read_at_the_sockets_makes_timelines_of_its_own() {
     );
     let mut c = Correlator::new(Config::default());
     let mut sent = ev(10, 0xa, Point::SockSend, "eth0", &q);
-    sent.flags = event_flags::DNS;
+    sent.flags = event_flags::SOCKET_READ;
     c.push(sent);
     let mut took = ev(1_000, 0xb, Point::Socket, "eth0", &r);
-    took.flags = event_flags::DNS;
+    took.flags = event_flags::SOCKET_READ;
     c.push(took);
     c.push(ev(1_100, 0xc, Point::Socket, "lo", &r));
     let out = c.flush();
@@ -553,4 +553,42 @@ fn dns_read_at_the_sockets_makes_timelines_of_its_own() {
         .dns
         .as_ref()
         .is_some_and(|m| m.response && m.rcode == 3));
+}
+
+/// The events mode follows a datagram from its socket and has no program
+/// where it ends (consumed on its way out, say): its skb is soon another
+/// packet's, and that packet's free is not the datagram's drop.
+#[test]
+fn a_free_of_a_reused_skb_is_not_the_old_packets_drop() {
+    let mut q = Vec::new();
+    etherparse::PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        .udp(40000, 7401)
+        .write(&mut q, b"q")
+        .unwrap();
+    let other = icmp([10, 0, 0, 3], [10, 0, 0, 4], 1, 1, 100);
+    let mut c = Correlator::new(Config::default());
+    let mut sent = ev(10, 0xa, Point::SockSend, "eth0", &q);
+    sent.flags = event_flags::SOCKET_READ;
+    sent.fp = Some(17 << 48 | 0x1234 << 32 | 1);
+    c.push(sent);
+    let mut freed = ev(500, 0xa, Point::Drop, "up1", &other);
+    freed.fp = Some(1 << 48 | 0x9876 << 32 | 2);
+    c.push(freed);
+    let out = c.flush();
+    assert_eq!(out.len(), 2, "{out:#?}");
+    assert_eq!(out[0].verdict, Verdict::Forwarded, "{out:#?}");
+    assert_eq!(out[0].hops.len(), 1, "{out:#?}");
+    assert_eq!(out[1].verdict, Verdict::Dropped, "{out:#?}");
+    // The same packet's free (same fingerprint) is its drop.
+    let mut c = Correlator::new(Config::default());
+    let mut sent = ev(10, 0xa, Point::SockSend, "eth0", &q);
+    sent.flags = event_flags::SOCKET_READ;
+    sent.fp = Some(17 << 48 | 0x1234 << 32 | 1);
+    c.push(sent);
+    let mut freed = ev(500, 0xa, Point::Drop, "veth-b", &q);
+    freed.fp = Some(17 << 48 | 0x1234 << 32 | 1);
+    c.push(freed);
+    let out = c.flush();
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!(out[0].verdict, Verdict::Dropped, "{out:#?}");
 }

@@ -118,6 +118,15 @@ impl IcmpError {
         }
     }
 
+    /// A destination unreachable the packet's sender takes as a refusal
+    /// (port, host, network unreachable, prohibited), not a size limit.
+    pub fn unreachable(&self) -> bool {
+        match self.v6 {
+            false => self.icmp_type == 3 && self.code != 4,
+            true => self.icmp_type == 1,
+        }
+    }
+
     /// What the error says, in words.
     pub fn words(&self) -> &'static str {
         if self.v6 {

@@ -298,8 +298,11 @@ pub async fn run_with(
     let mut sel = sel;
     if opts.probes == ProbeSet::Events {
         sel.summary = "every drop and TCP connection event (events mode)".into();
-        sel.filter.flags |=
-            netflow_common::filter_flags::ON_DEMAND | netflow_common::filter_flags::DNS;
+        // DNS and the first datagram each way of each UDP conversation
+        // are read where sockets send and take them.
+        sel.filter.flags |= netflow_common::filter_flags::ON_DEMAND
+            | netflow_common::filter_flags::DNS
+            | netflow_common::filter_flags::UDP_CONVS;
         // DNS is read where sockets send and take it: port 53 and those
         // named (the CLI allows as many as fit).
         let ports = std::iter::once(53).chain(opts.dns_ports.iter().copied().filter(|p| *p != 53));

@@ -54,7 +54,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "CONNS")]
     many_flows: Option<u32>,
     /// The agent's probes for `--many-flows`: per-hop or events.
-    #[arg(long, default_value = "per-hop", value_parser = ["per-hop", "events"])]
+    #[arg(long, default_value = "events", value_parser = ["events", "per-hop"])]
     agent_probes: String,
     /// Another netflow build (e.g. the commit before a change), run
     /// filtered out beside this one in the same rounds (mode "baseline").

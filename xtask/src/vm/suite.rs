@@ -116,6 +116,7 @@ pub(super) static SUITE: &[(&str, &[&str])] = &[
             "a_dropped_flow_is_followed_so_its_retry_names_hook_and_rule",
             "the_events_mode_reads_dns_at_the_sockets",
             "the_events_mode_reads_dns_over_ipv6",
+            "the_events_mode_reads_udp_conversations_at_the_sockets",
             "sampled_healthy_connections_are_followed_in_full",
         ],
     ),
@@ -198,7 +199,10 @@ const PROGRAM_TESTS: &[(&str, &[&str])] = &[
     ),
     (
         "netflow_dns_send",
-        &["the_events_mode_reads_dns_at_the_sockets"],
+        &[
+            "the_events_mode_reads_dns_at_the_sockets",
+            "the_events_mode_reads_udp_conversations_at_the_sockets",
+        ],
     ),
     (
         "netflow_dns_send6",

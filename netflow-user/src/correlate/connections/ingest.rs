@@ -5,6 +5,8 @@ use super::{
     classify::{conv_tuple, key, kind, Kind},
     Connections, Dir, Open, Where,
 };
+use netflow_common::Point;
+
 use crate::{
     correlate::{NatKind, Timeline, Verdict},
     decode::packet::Tuple,
@@ -72,6 +74,12 @@ impl Connections {
                 .find(|h| h.nat.is_some_and(|n| n.kind == NatKind::Dnat))
                 .and_then(|h| h.rule.clone());
         }
+        // A timeline that begins at a socket (the events mode read it
+        // there): a device program would have seen it first otherwise.
+        o.read_at_sockets |= tl
+            .hops
+            .first()
+            .is_some_and(|h| matches!(h.point, Point::SockSend | Point::Socket));
         o.first_ts = o.first_ts.min(ts);
         o.last_ts = o.last_ts.max(tl.hops.last().map(|h| h.ts_ns).unwrap_or(ts));
         o.incomplete |= tl.incomplete;
@@ -86,12 +94,14 @@ impl Connections {
                 o.refused = where_of(tl);
             }
         }
-        // The kernel answered a request with a RST (nothing listens).
+        // The kernel answered a request with a RST or an ICMP unreachable
+        // (nothing listens): said on the request's own timeline, where the
+        // error's packet is not followed (the agent's events mode).
         if fwd
             && tl
                 .hops
                 .iter()
-                .any(|h| h.point == netflow_common::Point::TcpReset)
+                .any(|h| h.point == Point::TcpReset || h.icmp.is_some_and(|i| i.unreachable()))
         {
             o.refused
                 .get_or_insert_with(|| where_of(tl).expect("a hop"));
@@ -161,6 +171,7 @@ impl Connections {
                 reset: false,
                 incomplete: ts <= self.suspect_until,
                 dns: None,
+                read_at_sockets: false,
             },
         );
         self.next_id

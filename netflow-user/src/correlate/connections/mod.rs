@@ -147,6 +147,10 @@ pub struct Connection {
     pub counted_at_sockets: u64,
     /// Its DNS lookups, when it is one.
     pub dns: Option<Box<dns::Lookups>>,
+    /// Its first packet was read at a socket (the agent's events mode:
+    /// DNS, a UDP conversation's first datagram each way), not followed
+    /// across the node from a device.
+    pub read_at_sockets: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -212,6 +216,8 @@ struct Open {
     incomplete: bool,
     /// Its DNS queries and responses, when it is a lookup.
     dns: Option<Box<dns::Lookups>>,
+    /// See [`Connection::read_at_sockets`].
+    read_at_sockets: bool,
 }
 
 impl Open {

@@ -148,6 +148,7 @@ impl Connections {
                     dnat_rule: o.dnat_rule,
                     counted_at_sockets: at_sockets.fwd_packets + at_sockets.rev_packets,
                     dns: o.dns,
+                    read_at_sockets: o.read_at_sockets,
                 })
             })
             .collect()

@@ -142,6 +142,7 @@ mod tests {
             translations: Vec::new(),
             dnat_rule: None,
             counted_at_sockets: 0,
+            read_at_sockets: false,
             dns: Some(Box::new(Lookups {
                 tries: vec![Try {
                     query: msg(false),

@@ -262,9 +262,11 @@ impl Sink for AgentSink {
     }
 
     fn connection(&mut self, c: &Connection, names: &Names) -> std::io::Result<()> {
-        // The events mode's connections come from their sockets; of those
-        // made of packets only DNS lookups (read at the sockets) count.
-        if self.events && c.dns.is_none() {
+        // The events mode's connections come from their sockets: TCP's
+        // from their state changes (notes), UDP's and DNS lookups from
+        // the datagrams read there; those the correlator makes of drops or
+        // followed flows alone are not counted again.
+        if self.events && !c.read_at_sockets {
             return Ok(());
         }
         let pod = self

@@ -1,7 +1,8 @@
 //! The events mode's DNS, attached for the whole run: fentry on the UDP
 //! paths alone where the kernel takes it (no TCP segment runs them), else
 //! the two cgroup_skb programs every socket's packet runs (see the kernel
-//! side's `dns.rs`). `NETFLOW_DNS_PROBE=sockets` forces the latter.
+//! side's `dns.rs`); the same read UDP conversations' first datagrams
+//! each way (`conv.rs`). `NETFLOW_DNS_PROBE=sockets` forces the latter.
 use aya::{
     programs::{CgroupSkbAttachType, FEntry},
     Btf, Ebpf,
@@ -30,22 +31,22 @@ const UDP: [(&str, &[&str], &str); 4] = [
     (
         names::PROG_DNS_SEND,
         &["ip_send_skb"],
-        "DNS datagrams a UDP socket sends (IPv4)",
+        "DNS datagrams and UDP conversations' first ones, sent (IPv4)",
     ),
     (
         names::PROG_DNS_SEND6,
         &["ip6_send_skb"],
-        "DNS datagrams a UDP socket sends (IPv6)",
+        "DNS datagrams and UDP conversations' first ones, sent (IPv6)",
     ),
     (
         names::PROG_DNS_RECV,
         &["udp_queue_rcv_one_skb", "udp_queue_rcv_skb"],
-        "DNS datagrams a UDP socket takes (IPv4)",
+        "DNS datagrams and UDP conversations' first ones, taken (IPv4)",
     ),
     (
         names::PROG_DNS_RECV6,
         &["udpv6_queue_rcv_one_skb", "udpv6_queue_rcv_skb"],
-        "DNS datagrams a UDP socket takes (IPv6)",
+        "DNS datagrams and UDP conversations' first ones, taken (IPv6)",
     ),
 ];
 
@@ -123,13 +124,13 @@ fn attach_sockets(ebpf: &mut Ebpf, status: &mut Vec<ProbeStatus>) -> bool {
             names::PROG_SOCK_IN,
             CgroupSkbAttachType::Ingress,
             "cgroup_skb/ingress",
-            "DNS datagrams a socket takes, and followed flows' packets",
+            "DNS datagrams and UDP conversations' first ones a socket takes, and followed flows' packets",
         ),
         (
             names::PROG_SOCK_OUT,
             CgroupSkbAttachType::Egress,
             "cgroup_skb/egress",
-            "DNS datagrams a socket sends",
+            "DNS datagrams and UDP conversations' first ones a socket sends",
         ),
     ] {
         let (active, note) = match attach_cgroup_skb(ebpf, name, kind) {
