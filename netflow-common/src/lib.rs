@@ -28,8 +28,12 @@ pub mod names {
     pub const SAMPLED: &str = "SAMPLED";
     /// TCP state changes counted per network namespace ([`SockCounts`]).
     pub const SOCK_COUNTS: &str = "SOCK_COUNTS";
-    /// UDP conversations as each socket of the node sees them ([`Conv`]).
+    /// UDP and ICMP echo conversations as each socket of the node sees
+    /// them ([`Conv`]).
     pub const CONVS: &str = "CONVS";
+    /// Per CPU: the buffer of the last ICMP echo reply a raw or ping
+    /// socket took a copy of, and when.
+    pub const ECHO_TAKEN: &str = "ECHO_TAKEN";
 
     pub const PROG_RX: &str = "netflow_rx";
     pub const PROG_TX: &str = "netflow_tx";
@@ -48,6 +52,13 @@ pub mod names {
     pub const PROG_DNS_SEND6: &str = "netflow_dns_send6";
     pub const PROG_DNS_RECV: &str = "netflow_dns_recv";
     pub const PROG_DNS_RECV6: &str = "netflow_dns_recv6";
+    /// ... and a raw or ping socket taking an ICMP echo reply.
+    pub const PROG_DNS_RECV_RAW: &str = "netflow_dns_recv_raw";
+    /// ... and a raw or ping socket's ICMP echo request built (fexit on
+    /// `__ip_make_skb`, `__ip6_make_skb`: where they call `ip_send_skb`
+    /// it is inlined).
+    pub const PROG_DNS_MAKE: &str = "netflow_dns_make";
+    pub const PROG_DNS_MAKE6: &str = "netflow_dns_make6";
     /// BPF_PROG_TYPE_NETFILTER programs, kept in a section aya accepts and
     /// loaded by netflow's own loader.
     pub const PROG_TCP_RETRANSMIT: &str = "netflow_tcp_retransmit";
@@ -533,7 +544,10 @@ pub mod filter_flags {
     /// The events mode's UDP conversations (with [`DNS`]): at the same
     /// places, the first datagram each way of each UDP conversation of a
     /// socket (CONVS) is reported as a DNS datagram is; the rest of its
-    /// datagrams cost a map lookup. TCP is never looked up.
+    /// datagrams cost a map lookup. TCP is never looked up. ICMP echo
+    /// too, keyed by its id: the first request a socket sends, the first
+    /// reply a raw or ping socket takes (whose original's free is then no
+    /// drop: ECHO_TAKEN).
     pub const UDP_CONVS: u32 = 1 << 12;
 }
 

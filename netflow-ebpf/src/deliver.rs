@@ -82,10 +82,14 @@ pub(crate) fn on_deliver(ctx: &SkBuffContext) -> Result<(), ()> {
     };
     read_packet::<Probe>(skb, o, ev, max)?;
     let fp = parse::fingerprint(&ev.data, ev.hdr.cap_len as usize, ev.hdr.l3_proto, f);
+    // ICMP reaches a socket only as a copy (raw and ping sockets take
+    // clones): an entry at its address is a freed skb's, whose fingerprint
+    // an IPv6 echo reply shares with its request.
+    let icmp = matches!((fp >> 48) as u8, 1 | 58);
     let tracked = match slot {
         // SAFETY: as above: `t` is this skb's TRACKED value from the lookup at
         // the top.
-        Some(t) if unsafe { (*t).fp } == fp => {
+        Some(t) if !icmp && unsafe { (*t).fp } == fp => {
             // SAFETY: as above.
             let flags = unsafe { (*t).flags };
             // SAFETY: as above.

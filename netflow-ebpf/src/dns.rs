@@ -7,7 +7,10 @@
 //! datagram: no TCP segment passes them), else the two cgroup_skb programs, which every
 //! packet of every socket runs and which test its ports in place. The
 //! same places report the first datagram each way of every other UDP
-//! conversation (see `conv`).
+//! conversation, and ICMP echo's first request and reply (see `conv`;
+//! with fentry, by programs of their own: a raw or ping socket builds a
+//! request in `__ip_make_skb`, fexit, and takes a reply in
+//! `sock_queue_rcv_skb_reason`).
 use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::SkBuffContext};
 use netflow_common::{
     event_flags, filter_flags as ff, parse, track_flags, Filter, Point, Track, CAPTURE_BYTES,
@@ -20,6 +23,19 @@ use crate::{
     globals::*,
     skb::{device, fill_meta, read_packet, scratch},
 };
+
+/// ICMP echo's types, `sent` (a request) or taken (a reply), for the
+/// IP protocol `proto` (ICMP or ICMPv6); none for another protocol.
+#[inline(always)]
+fn echo_type(proto: u8, sent: bool) -> Option<u8> {
+    match (proto, sent) {
+        (1, true) => Some(8),
+        (1, false) => Some(0),
+        (58, true) => Some(128),
+        (58, false) => Some(129),
+        _ => None,
+    }
+}
 
 /// One of the DNS ports?
 #[inline(always)]
@@ -44,10 +60,12 @@ fn dns_port(f: &Filter, sport: u16, dport: u16) -> bool {
 /// tracked; taken, a tracked one is marked delivered (a free of it later is
 /// after delivery) and reported header-only, an untracked one (from off
 /// the node) with its bytes. Loopback (either address) is left out.
+/// `echo`: the program reads ICMP echo requests sent and replies taken
+/// (conversations too, see `conv`) instead of UDP.
 #[inline(always)]
-pub(crate) fn on_datagram<M: Mem>(skb: *const u8, sent: bool) -> Result<(), ()> {
+pub(crate) fn on_datagram<M: Mem>(skb: *const u8, sent: bool, echo: bool) -> Result<(), ()> {
     let f = filter();
-    if v(&f.flags) & ff::DNS == 0 {
+    if v(&f.flags) & ff::DNS == 0 || skb.is_null() {
         return Ok(());
     }
     let o = offsets();
@@ -64,21 +82,41 @@ pub(crate) fn on_datagram<M: Mem>(skb: *const u8, sent: bool) -> Result<(), ()> 
         };
     }
     let t = parse::outer(&ev.data, cap, ev.hdr.l3_proto).ok_or(())?;
-    if t.proto != 17 || !t.has_ports || loopback(&ev.data, &t) {
+    let udp = t.proto == 17 && t.has_ports && !echo;
+    let echo = if echo { echo_type(t.proto, sent) } else { None };
+    if !udp && echo.is_none() || loopback(&ev.data, &t) {
         return Ok(());
     }
-    let (sport, dport) = (t.sport, t.dport);
     // SAFETY: bpf_ktime_get_ns takes no arguments and only reads the monotonic
     // clock; every program type here may call it.
     let now = unsafe { bpf_ktime_get_ns() };
-    if !dns_port(f, sport, dport) {
-        // Another UDP datagram: reported if it is the first its way of its
+    let (sport, dport) = if udp {
+        (t.sport, t.dport)
+    } else {
+        // ICMP echo, with its id in the source port's place.
+        if v(&f.flags) & ff::UDP_CONVS == 0 || t.l4 + 8 > cap || Some(ev.data[t.l4 & 0x7f]) != echo
+        {
+            return Ok(());
+        }
+        if !sent {
+            // SAFETY: `skb` is the kernel's `struct sk_buff *` this
+            // program got; `skb_head` the BTF offset of its `head` pointer,
+            // read as plain data through `M` (fault-safe).
+            conv::echo_taken(
+                unsafe { M::read::<u64>(skb, v(&o.skb_head)) }.unwrap_or(0),
+                now,
+            );
+        }
+        (t.flow_sport, 0)
+    };
+    if !udp || !dns_port(f, sport, dport) {
+        // Another datagram: reported if it is the first its way of its
         // conversation.
         if v(&f.flags) & ff::UDP_CONVS == 0 {
             return Ok(());
         }
         let v6 = t.addr_len == 16;
-        let k = conv::key(if v6 { 6 } else { 4 }).ok_or(())?;
+        let k = conv::key(if v6 { 6 } else { 4 }, t.proto).ok_or(())?;
         let (local, remote) = if sent {
             (t.addr, t.addr + t.addr_len)
         } else {
@@ -92,7 +130,11 @@ pub(crate) fn on_datagram<M: Mem>(skb: *const u8, sent: bool) -> Result<(), ()> 
             }
             i += 1;
         }
-        (k.sport, k.dport) = if sent { (sport, dport) } else { (dport, sport) };
+        (k.sport, k.dport) = if sent || !udp {
+            (sport, dport)
+        } else {
+            (dport, sport)
+        };
         if !conv::first(k, sent, now) {
             return Ok(());
         }
@@ -104,7 +146,10 @@ pub(crate) fn on_datagram<M: Mem>(skb: *const u8, sent: bool) -> Result<(), ()> 
     let point = if sent {
         Point::SockSend
     } else {
-        if let Some(tr) = TRACKED.get_ptr_mut(key) {
+        // An echo reply a socket takes is a copy, new: an entry at its
+        // address is a freed skb's (an IPv6 echo request's has the same
+        // fingerprint).
+        if let Some(tr) = TRACKED.get_ptr_mut(key).filter(|_| echo.is_none()) {
             // SAFETY: `tr` is this skb's TRACKED value: preallocated map
             // memory, aligned for the Track, valid while the program runs; an
             // LRU eviction giving it to another skb meanwhile gives wrong
@@ -192,7 +237,8 @@ pub(crate) fn on_sock_send(ctx: &SkBuffContext) -> Result<(), ()> {
 
 /// Is the packet one the events mode reads at its socket: a UDP datagram
 /// to or from one of the DNS ports, or (with [`ff::UDP_CONVS`]) the first
-/// one its way (`sent` by the socket, else taken) of a UDP conversation?
+/// one its way (`sent` by the socket, else taken) of a UDP conversation
+/// or of an ICMP echo one (a request sent, a reply taken)?
 /// Read in place: a cgroup_skb program sees the packet from its network
 /// header on, both ways, and the IP and UDP headers are in its linear part
 /// by then. The one test every packet of every socket pays in the events
@@ -209,7 +255,7 @@ pub(crate) fn datagram(ctx: &SkBuffContext, f: &Filter, sent: bool) -> bool {
             (*ctx.skb.skb).data_end as usize,
         )
     };
-    let (l4, v6) = match u16::from_be(ctx.skb.protocol() as u16) {
+    let (l4, v6, proto) = match u16::from_be(ctx.skb.protocol() as u16) {
         0x0800 => {
             if data + 20 > end {
                 return false;
@@ -217,23 +263,27 @@ pub(crate) fn datagram(ctx: &SkBuffContext, f: &Filter, sent: bool) -> bool {
             // SAFETY: `data..data + 20` is inside the packet (checked above,
             // as the verifier requires).
             let (vihl, proto) = unsafe { (*(data as *const u8), *((data + 9) as *const u8)) };
-            if proto != 17 {
+            if proto != 17 && proto != 1 {
                 return false;
             }
-            (data + ((vihl & 0x0f) as usize) * 4, false)
+            (data + ((vihl & 0x0f) as usize) * 4, false, proto)
         }
         0x86dd => {
             if data + 40 > end {
                 return false;
             }
             // SAFETY: as above, `data..data + 40`.
-            if unsafe { *((data + 6) as *const u8) } != 17 {
+            let proto = unsafe { *((data + 6) as *const u8) };
+            if proto != 17 && proto != 58 {
                 return false;
             }
-            (data + 40, true)
+            (data + 40, true, proto)
         }
         _ => return false,
     };
+    if proto != 17 {
+        return echo_in_place(ctx, f, sent, data, end, l4, v6, proto);
+    }
     if l4 + 4 > end {
         return false;
     }
@@ -257,16 +307,83 @@ pub(crate) fn datagram(ctx: &SkBuffContext, f: &Filter, sent: bool) -> bool {
     if v(&f.flags) & ff::UDP_CONVS == 0 {
         return false;
     }
-    let Some(k) = conv::key(if v6 { 6 } else { 4 }) else {
+    let (local, remote) = if sent { (sport, dport) } else { (dport, sport) };
+    // SAFETY: bpf_ktime_get_ns takes no arguments and only reads the monotonic
+    // clock; every program type here may call it.
+    let now = unsafe { bpf_ktime_get_ns() };
+    first_in_place(data, end, v6, 17, sent, (local, remote), now)
+}
+
+/// `datagram` for ICMP (`proto` 1) or ICMPv6 (58) at `l4`: an echo
+/// request sent or a reply taken, the first its way of its conversation
+/// (keyed by the echo id). A reply taken is noted in ECHO_TAKEN either
+/// way: its original's free is no drop.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn echo_in_place(
+    ctx: &SkBuffContext,
+    f: &Filter,
+    sent: bool,
+    data: usize,
+    end: usize,
+    l4: usize,
+    v6: bool,
+    proto: u8,
+) -> bool {
+    if v(&f.flags) & ff::UDP_CONVS == 0 || l4 + 8 > end {
+        return false;
+    }
+    // SAFETY: `l4..l4 + 8` is inside the packet (checked above): the
+    // type, and the echo id at 4..6; byte loads.
+    let (ty, id) = unsafe {
+        (
+            *(l4 as *const u8),
+            u16::from_be_bytes([*((l4 + 4) as *const u8), *((l4 + 5) as *const u8)]),
+        )
+    };
+    if Some(ty) != echo_type(proto, sent) {
+        return false;
+    }
+    // SAFETY: bpf_ktime_get_ns takes no arguments and only reads the monotonic
+    // clock; every program type here may call it.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if !sent {
+        // SAFETY: the context pointer is the kernel's `struct sk_buff *`
+        // (see `deliver::on_deliver`); `skb_head` the BTF offset of its
+        // `head` pointer, read through bpf_probe_read_kernel (fault-safe).
+        let head = unsafe { Probe::read::<u64>(ctx.skb.skb as *const u8, v(&offsets().skb_head)) };
+        conv::echo_taken(head.unwrap_or(0), now);
+    }
+    first_in_place(data, end, v6, proto, sent, (id, 0), now)
+}
+
+/// The conversation of the packet at `data` (an IP header of the version
+/// `v6` says, checked against `end` by the caller) with the socket's own
+/// port and the peer's `ports`: is this the first its way (see
+/// `conv::first`)?
+#[inline(always)]
+fn first_in_place(
+    data: usize,
+    end: usize,
+    v6: bool,
+    proto: u8,
+    sent: bool,
+    ports: (u16, u16),
+    now: u64,
+) -> bool {
+    let Some(k) = conv::key(if v6 { 6 } else { 4 }, proto) else {
         return false;
     };
     // The addresses: IPv4's at 12 and 16, IPv6's at 8 and 24; inside the
-    // 20 or 40 bytes checked above.
+    // 20 or 40 bytes the caller checked.
     let (src, dst, n) = if v6 {
         (data + 8, data + 24, 16)
     } else {
         (data + 12, data + 16, 4)
     };
+    if (if v6 { data + 40 } else { data + 20 }) > end {
+        return false;
+    }
     let (local, remote) = if sent { (src, dst) } else { (dst, src) };
     let mut i = 0;
     while i < 16 {
@@ -280,9 +397,6 @@ pub(crate) fn datagram(ctx: &SkBuffContext, f: &Filter, sent: bool) -> bool {
         }
         i += 1;
     }
-    (k.sport, k.dport) = if sent { (sport, dport) } else { (dport, sport) };
-    // SAFETY: bpf_ktime_get_ns takes no arguments and only reads the monotonic
-    // clock; every program type here may call it.
-    let now = unsafe { bpf_ktime_get_ns() };
+    (k.sport, k.dport) = ports;
     conv::first(k, sent, now)
 }

@@ -27,6 +27,23 @@ pub(crate) fn on_drop<M: Mem>(skb: *const u8, location: u64, reason: u32) -> Res
     let dev = device::<M>(skb, o);
     let ev = scratch()?;
     read_packet::<M>(skb, o, ev, CAPTURE_BYTES as u32)?;
+    if v(&f.flags) & ff::UDP_CONVS != 0 && crate::conv::echo_reply(ev) {
+        // The original of an ICMP echo reply a raw socket took a copy of
+        // (see `conv`): no drop.
+        // SAFETY: `skb` is the kernel's `struct sk_buff *` this program
+        // got, `skb_head` the BTF offset of its `head` pointer, read as
+        // plain data through `M` (fault-safe); bpf_ktime_get_ns takes no
+        // arguments.
+        let (head, now) = unsafe {
+            (
+                M::read::<u64>(skb, v(&o.skb_head)).unwrap_or(0),
+                bpf_ktime_get_ns(),
+            )
+        };
+        if crate::conv::echo_copy_taken(head, now) {
+            return Ok(());
+        }
+    }
     // SAFETY: TRACKED's values are preallocated with the map, so the reference
     // is to valid, aligned memory while the program runs; it is used only to
     // copy `fp` and `flags` out, before the remove. An LRU eviction on another

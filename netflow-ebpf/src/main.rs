@@ -447,7 +447,7 @@ pub fn netflow_dns_send(ctx: FEntryContext) -> i32 {
     let Some(_level) = nest::enter() else {
         return 0;
     };
-    let _ = dns::on_datagram::<Btf>(ctx.arg(1), true);
+    let _ = dns::on_datagram::<Btf>(ctx.arg(1), true, false);
     0
 }
 
@@ -457,7 +457,7 @@ pub fn netflow_dns_send6(ctx: FEntryContext) -> i32 {
     let Some(_level) = nest::enter() else {
         return 0;
     };
-    let _ = dns::on_datagram::<Btf>(ctx.arg(0), true);
+    let _ = dns::on_datagram::<Btf>(ctx.arg(0), true, false);
     0
 }
 
@@ -469,7 +469,7 @@ pub fn netflow_dns_recv(ctx: FEntryContext) -> i32 {
     let Some(_level) = nest::enter() else {
         return 0;
     };
-    let _ = dns::on_datagram::<Btf>(ctx.arg(1), false);
+    let _ = dns::on_datagram::<Btf>(ctx.arg(1), false, false);
     0
 }
 
@@ -479,6 +479,47 @@ pub fn netflow_dns_recv6(ctx: FEntryContext) -> i32 {
     let Some(_level) = nest::enter() else {
         return 0;
     };
-    let _ = dns::on_datagram::<Btf>(ctx.arg(1), false);
+    let _ = dns::on_datagram::<Btf>(ctx.arg(1), false, false);
+    0
+}
+
+/// `int sock_queue_rcv_skb_reason(struct sock *sk, struct sk_buff *skb,
+/// enum skb_drop_reason *reason)` (else `sock_queue_rcv_skb(sk, skb)`,
+/// kernels before 5.19): a raw or ping socket (or another that queues
+/// this way; never TCP or UDP) takes a packet. The events mode's ICMP
+/// echo replies, where fentry works.
+#[fentry(function = "sock_queue_rcv_skb_reason")]
+pub fn netflow_dns_recv_raw(ctx: FEntryContext) -> i32 {
+    let Some(_level) = nest::enter() else {
+        return 0;
+    };
+    let _ = dns::on_datagram::<Btf>(ctx.arg(1), false, true);
+    0
+}
+
+/// `struct sk_buff *__ip_make_skb(struct sock *sk, struct flowi4 *fl4,
+/// struct sk_buff_head *queue, struct inet_cork *cork)` returns: an IPv4
+/// datagram built from a socket's pending data. The events mode's ICMP
+/// echo requests a raw or ping socket sends, where fentry works: they
+/// reach `ip_send_skb` from `ip_push_pending_frames`, in the same file,
+/// where the compiler inlines it (UDP calls it from another file).
+#[fexit(function = "__ip_make_skb")]
+pub fn netflow_dns_make(ctx: FExitContext) -> i32 {
+    let Some(_level) = nest::enter() else {
+        return 0;
+    };
+    let _ = dns::on_datagram::<Btf>(ctx.arg(4), true, true);
+    0
+}
+
+/// `struct sk_buff *__ip6_make_skb(struct sock *sk, struct sk_buff_head
+/// *queue, struct inet_cork_full *cork, struct inet6_cork *v6_cork)`
+/// returns: the same for IPv6.
+#[fexit(function = "__ip6_make_skb")]
+pub fn netflow_dns_make6(ctx: FExitContext) -> i32 {
+    let Some(_level) = nest::enter() else {
+        return 0;
+    };
+    let _ = dns::on_datagram::<Btf>(ctx.arg(4), true, true);
     0
 }

@@ -117,6 +117,7 @@ pub(super) static SUITE: &[(&str, &[&str])] = &[
             "the_events_mode_reads_dns_at_the_sockets",
             "the_events_mode_reads_dns_over_ipv6",
             "the_events_mode_reads_udp_conversations_at_the_sockets",
+            "the_events_mode_reads_icmp_echo_at_the_sockets",
             "sampled_healthy_connections_are_followed_in_full",
         ],
     ),
@@ -215,6 +216,18 @@ const PROGRAM_TESTS: &[(&str, &[&str])] = &[
     (
         "netflow_dns_recv6",
         &["the_events_mode_reads_dns_over_ipv6"],
+    ),
+    (
+        "netflow_dns_recv_raw",
+        &["the_events_mode_reads_icmp_echo_at_the_sockets"],
+    ),
+    (
+        "netflow_dns_make",
+        &["the_events_mode_reads_icmp_echo_at_the_sockets"],
+    ),
+    (
+        "netflow_dns_make6",
+        &["the_events_mode_reads_icmp_echo_at_the_sockets"],
     ),
     ("netflow_tx", &["bridged_pods_read_healthy"]),
     (

@@ -4,7 +4,7 @@
 //! side's `dns.rs`); the same read UDP conversations' first datagrams
 //! each way (`conv.rs`). `NETFLOW_DNS_PROBE=sockets` forces the latter.
 use aya::{
-    programs::{CgroupSkbAttachType, FEntry},
+    programs::{CgroupSkbAttachType, FEntry, FExit},
     Btf, Ebpf,
 };
 use netflow_common::names;
@@ -15,8 +15,9 @@ use crate::output::ProbeStatus;
 /// How DNS is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Way {
-    /// fentry on `ip_send_skb`, `ip6_send_skb`, `udp_queue_rcv_one_skb` and
-    /// its IPv6 twin.
+    /// fentry on `ip_send_skb`, `ip6_send_skb`, `udp_queue_rcv_one_skb`,
+    /// its IPv6 twin and `sock_queue_rcv_skb_reason`; fexit on
+    /// `__ip_make_skb` and `__ip6_make_skb`.
     Udp,
     /// cgroup_skb egress and ingress on the cgroup v2 root (ingress also
     /// takes followed flows' packets at their sockets).
@@ -24,10 +25,10 @@ pub(super) enum Way {
     None,
 }
 
-/// The fentry programs: each with the functions it may attach to, the
+/// The fentry and fexit programs: each with the functions it may attach to, the
 /// first this kernel's BTF has (a static function the compiler inlined
 /// has none), and what it reads.
-const UDP: [(&str, &[&str], &str); 4] = [
+const UDP: [(&str, &[&str], &str); 7] = [
     (
         names::PROG_DNS_SEND,
         &["ip_send_skb"],
@@ -48,7 +49,69 @@ const UDP: [(&str, &[&str], &str); 4] = [
         &["udpv6_queue_rcv_one_skb", "udpv6_queue_rcv_skb"],
         "DNS datagrams and UDP conversations' first ones, taken (IPv6)",
     ),
+    (
+        names::PROG_DNS_RECV_RAW,
+        &["sock_queue_rcv_skb_reason", "sock_queue_rcv_skb"],
+        "ICMP echo conversations' first replies, taken by a raw or ping socket",
+    ),
+    (
+        names::PROG_DNS_MAKE,
+        &["__ip_make_skb"],
+        "ICMP echo conversations' first requests, sent by a raw or ping socket (IPv4)",
+    ),
+    (
+        names::PROG_DNS_MAKE6,
+        &["__ip6_make_skb"],
+        "ICMP echo conversations' first requests, sent by a raw or ping socket (IPv6)",
+    ),
 ];
+
+/// Of these, the programs that run as a function returns.
+fn fexit(name: &str) -> bool {
+    name == names::PROG_DNS_MAKE || name == names::PROG_DNS_MAKE6
+}
+
+/// Load `name` for the kernel function `func`.
+fn load(ebpf: &mut Ebpf, name: &'static str, func: &str, btf: &Btf) -> Result<(), String> {
+    let r = if fexit(name) {
+        let p: &mut FExit = program(ebpf, name, "fexit").map_err(|e| e.to_string())?;
+        p.load(func, btf)
+    } else {
+        let p: &mut FEntry = program(ebpf, name, "fentry").map_err(|e| e.to_string())?;
+        p.load(func, btf)
+    };
+    r.map_err(|e| short(&e))
+}
+
+/// Attach the loaded program `name`.
+fn attach_one(ebpf: &mut Ebpf, name: &'static str) -> Result<(), String> {
+    if fexit(name) {
+        let p: &mut FExit = program(ebpf, name, "fexit").map_err(|e| e.to_string())?;
+        p.attach().map(drop).map_err(|e| short(&e))
+    } else {
+        let p: &mut FEntry = program(ebpf, name, "fentry").map_err(|e| e.to_string())?;
+        p.attach().map(drop).map_err(|e| short(&e))
+    }
+}
+
+/// Unload `name` (detaching it).
+fn unload(ebpf: &mut Ebpf, name: &'static str) {
+    if fexit(name) {
+        if let Ok(p) = program::<FExit>(ebpf, name, "fexit") {
+            let _ = p.unload();
+        }
+    } else if let Ok(p) = program::<FEntry>(ebpf, name, "fentry") {
+        let _ = p.unload();
+    }
+}
+
+/// The functions the fentry program `prog` may attach to, best first
+/// (none: not one of these programs).
+pub(super) fn candidates(prog: &str) -> Option<&'static [&'static str]> {
+    UDP.iter()
+        .find(|(name, _, _)| *name == prog)
+        .map(|(_, f, _)| *f)
+}
 
 /// Attach the best way this kernel has; its probe lines in `status`.
 pub(super) fn attach(ebpf: &mut Ebpf, btf: &Btf, status: &mut Vec<ProbeStatus>) -> Way {
@@ -60,9 +123,10 @@ pub(super) fn attach(ebpf: &mut Ebpf, btf: &Btf, status: &mut Vec<ProbeStatus>) 
     match udp {
         Ok(funcs) => {
             for ((name, _, what), func) in UDP.into_iter().zip(funcs) {
+                let kind = if fexit(name) { "fexit" } else { "fentry" };
                 status.push(ProbeStatus {
                     name,
-                    target: format!("fentry/{func}"),
+                    target: format!("{kind}/{func}"),
                     active: true,
                     note: format!("{what}: nothing on TCP's path"),
                 });
@@ -80,35 +144,39 @@ pub(super) fn attach(ebpf: &mut Ebpf, btf: &Btf, status: &mut Vec<ProbeStatus>) 
     }
 }
 
-/// Every fentry program, or none (those that attached are unloaded, which
+/// Every program of the table, or none (those that attached are unloaded, which
 /// detaches them, when another fails); the functions they attached to.
 fn attach_udp(ebpf: &mut Ebpf, btf: &Btf) -> Result<Vec<&'static str>, String> {
     let mut funcs = Vec::new();
+    let mut err = None;
     for (name, candidates, _) in UDP {
-        let p: &mut FEntry = program(ebpf, name, "fentry").map_err(|e| e.to_string())?;
         let mut tried = Vec::new();
-        let func = candidates.iter().find(|f| match p.load(f, btf) {
+        let func = candidates.iter().find(|f| match load(ebpf, name, f, btf) {
             Ok(()) => true,
             Err(e) => {
-                tried.push(format!("{f}: {}", short(&e)));
+                tried.push(format!("{f}: {e}"));
                 false
             }
         });
-        funcs.push(*func.ok_or_else(|| tried.join("; "))?);
+        match func {
+            Some(f) => funcs.push(*f),
+            None => {
+                err = Some(tried.join("; "));
+                break;
+            }
+        }
     }
-    let mut err = None;
-    for ((name, _, _), func) in UDP.into_iter().zip(&funcs) {
-        let p: &mut FEntry = program(ebpf, name, "fentry").map_err(|e| e.to_string())?;
-        if let Err(e) = p.attach() {
-            err = Some(format!("{func}: {}", short(&e)));
-            break;
+    if err.is_none() {
+        for ((name, _, _), func) in UDP.into_iter().zip(&funcs) {
+            if let Err(e) = attach_one(ebpf, name) {
+                err = Some(format!("{func}: {e}"));
+                break;
+            }
         }
     }
     let Some(err) = err else { return Ok(funcs) };
     for (name, _, _) in UDP {
-        if let Ok(p) = program::<FEntry>(ebpf, name, "fentry") {
-            let _ = p.unload();
-        }
+        unload(ebpf, name);
     }
     Err(err)
 }
@@ -124,13 +192,13 @@ fn attach_sockets(ebpf: &mut Ebpf, status: &mut Vec<ProbeStatus>) -> bool {
             names::PROG_SOCK_IN,
             CgroupSkbAttachType::Ingress,
             "cgroup_skb/ingress",
-            "DNS datagrams and UDP conversations' first ones a socket takes, and followed flows' packets",
+            "DNS datagrams, UDP and ICMP echo conversations' first ones a socket takes, and followed flows' packets",
         ),
         (
             names::PROG_SOCK_OUT,
             CgroupSkbAttachType::Egress,
             "cgroup_skb/egress",
-            "DNS datagrams and UDP conversations' first ones a socket sends",
+            "DNS datagrams, UDP and ICMP echo conversations' first ones a socket sends",
         ),
     ] {
         let (active, note) = match attach_cgroup_skb(ebpf, name, kind) {

@@ -191,7 +191,14 @@ fn spec(
             }
             tracing(TRACE_RAW_TP, format!("btf_trace_{tp}"), BtfKind::Typedef)
         }
-        ProgramSection::FEntry { .. } => tracing(TRACE_FENTRY, func.to_string(), BtfKind::Func),
+        ProgramSection::FEntry { .. } => {
+            // The first function this kernel has, as the daemon picks it.
+            let funcs = super::dns::candidates(prog).unwrap_or(std::slice::from_ref(&func));
+            funcs
+                .iter()
+                .find_map(|f| tracing(TRACE_FENTRY, f.to_string(), BtfKind::Func).ok())
+                .ok_or_else(|| format!("this kernel has none of {}", funcs.join(", ")))
+        }
         ProgramSection::FExit { .. } => tracing(TRACE_FEXIT, func.to_string(), BtfKind::Func),
         other => Err(format!("not measured ({other:?})")),
     }
