@@ -1,5 +1,5 @@
-//! Memory and scale: `trace --json` under a flood of new flows, and the
-//! node with many connections held open through it (with the agent).
+//! Scale: the node with many connections held open through it (with the
+//! agent); the memory figures the flood bench (`flood`) reads too.
 use std::{
     path::Path,
     process::{Child, Command, Stdio},
@@ -8,7 +8,7 @@ use std::{
 
 use anyhow::Result;
 
-use super::lab::{iperf, sh, Lab, IP_B, NS_A, NS_B, NS_NODE};
+use super::lab::{iperf, Lab, IP_B, NS_A, NS_B};
 use super::{cpu_seconds, median, netflow_counts, Observer};
 
 /// Peak resident memory of a process so far (VmHWM), in MB.
@@ -25,7 +25,7 @@ pub(super) fn peak_rss_mb(pid: u32) -> u64 {
 }
 
 /// A process's resident memory now (VmRSS), in MB.
-fn rss_mb(pid: u32) -> u64 {
+pub(super) fn rss_mb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -39,7 +39,7 @@ fn rss_mb(pid: u32) -> u64 {
 
 /// The memory of the BPF maps a process holds (their `memlock` in
 /// fdinfo), in MB: charged to its memory cgroup, not to its RSS.
-fn map_mb(pid: u32) -> u64 {
+pub(super) fn map_mb(pid: u32) -> u64 {
     let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
         return 0;
     };
@@ -62,66 +62,6 @@ fn map_mb(pid: u32) -> u64 {
             .unwrap_or(0);
     }
     bytes / (1024 * 1024)
-}
-
-/// `trace --json` (selecting pod a) under a flood of `n` new UDP flows,
-/// delivered (a sink answers nothing, takes all) and dropped (a DROP rule
-/// in the node's FORWARD chain): RSS as three figures (the start-up peak,
-/// idle before the flood, the flood's peak), the BPF maps' memory beside
-/// it, events and lost; with `baseline`, the other build too, in
-/// alternating runs.
-pub(super) fn flood(bin: &Path, n: u32, baseline: Option<&Path>) -> Result<()> {
-    let _lab = Lab::new()?;
-    let sink = Command::new("ip")
-        .args(["netns", "exec", NS_B, "python3", "-c"])
-        .arg("import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',7700))\nwhile True: s.recvfrom(64)")
-        .stdout(Stdio::null())
-        .spawn()?;
-    struct Kill(Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _sink = Kill(sink);
-    let mut builds = vec![("this build", bin)];
-    if let Some(b) = baseline {
-        builds.push(("--baseline", b));
-    }
-    // Port 7701's flows die in the node's FORWARD chain.
-    sh(&format!(
-        "ip netns exec {NS_NODE} iptables -I FORWARD -p udp --dport 7701 -j DROP"
-    ))?;
-    println!("netflow bench: trace --json --netns {NS_A} under {n} new UDP flows, delivered and dropped (target: peak RSS <= 150 MB, 0 lost)");
-    for round in 0..2 {
-        for (kind, port) in [("delivered", 7700), ("dropped", 7701)] {
-            for (label, b) in &builds {
-                let o = Observer::netflow(b, &["--netns", NS_A, "--proto", "udp"], "flood")?;
-                let pid = o.child.id();
-                let startup = peak_rss_mb(pid);
-                std::thread::sleep(Duration::from_secs(1));
-                let idle = rss_mb(pid);
-                let start = std::time::Instant::now();
-                sh(&format!(
-                    "ip netns exec {NS_A} python3 -c \"import socket\nfor i in range({n}):\n s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.sendto(b'x',('{IP_B}',{port})); s.close()\""
-                ))?;
-                let secs = start.elapsed().as_secs_f64();
-                // The flows it still holds expire (1 s idle) and are printed.
-                std::thread::sleep(Duration::from_secs(3));
-                let peak = peak_rss_mb(pid);
-                let maps = map_mb(pid);
-                let err = o.stop()?;
-                let (events, lost) = netflow_counts(&err);
-                println!(
-                    "  round {} {kind:<9} {label:<12} {n} flows in {secs:.1} s ({:.0}/s): RSS start-up peak {startup} MB, idle {idle} MB, flood peak {peak} MB; BPF maps {maps} MB; {events} events, {lost} lost",
-                    round + 1,
-                    n as f64 / secs
-                );
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Connections per destination port: one source address has ~28k

@@ -19,11 +19,12 @@ use std::{
 use anyhow::{bail, Context, Result};
 
 mod cost;
+mod flood;
 mod lab;
 mod load;
 
 use lab::{iperf, sh, Lab, NS_A, NS_B, NS_NODE, SERVICES};
-use load::{flood, many_flows, peak_rss_mb};
+use load::{many_flows, peak_rss_mb};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -42,11 +43,19 @@ pub struct BenchArgs {
     /// one core), instead of the traffic benchmark.
     #[arg(long, value_name = "FILE")]
     replay: Option<PathBuf>,
-    /// Only measure memory under a flood of this many new flows (UDP
-    /// datagrams from a new socket each, pod a -> pod b): `trace --json`'s
-    /// peak RSS, events and lost, against the target.
-    #[arg(long, value_name = "FLOWS")]
-    flood: Option<u32>,
+    /// Only measure memory under floods of these many new flows (UDP
+    /// datagrams from a new socket each, pod a -> pod b, delivered and
+    /// dropped), e.g. `100000,300000,1000000`: the peak RSS of
+    /// `trace --json` and of the dashboard for each, against the targets.
+    #[arg(long, value_name = "FLOWS", value_delimiter = ',')]
+    flood: Vec<u32>,
+    /// New flows a second in `--flood` (python's own pace when it cannot
+    /// keep up: the rate reached is printed beside each figure).
+    #[arg(long, default_value_t = 30_000)]
+    flood_rate: u32,
+    /// Rounds of `--flood` (each runs every size, kind and tool once).
+    #[arg(long, default_value_t = 1)]
+    flood_rounds: usize,
     /// Only measure the node with this many concurrent TCP connections held
     /// open through it (pod a -> pod b), with and without the agent:
     /// iperf3 throughput beside them, the agent's CPU, peak RSS and map
@@ -349,7 +358,7 @@ pub fn run(root: &Path, a: BenchArgs) -> Result<()> {
     let old_stats = sh("sysctl -n kernel.bpf_stats_enabled").unwrap_or_else(|_| "0".into());
     // On for the figures per run; the throughput rounds of the main bench
     // run with it off (it inflates small programs), its cost rounds on.
-    let stats_on = a.replay.is_some() || a.flood.is_some() || a.many_flows.is_some();
+    let stats_on = a.replay.is_some() || !a.flood.is_empty() || a.many_flows.is_some();
     sh(&format!(
         "sysctl -qw kernel.bpf_stats_enabled={}",
         u8::from(stats_on)
@@ -361,10 +370,16 @@ pub fn run(root: &Path, a: BenchArgs) -> Result<()> {
                 file.display()
             );
         }),
-        None => match (a.flood, a.many_flows) {
-            (Some(n), _) => flood(&bin, n, a.baseline.as_deref()),
-            (None, Some(n)) => many_flows(&bin, n, a.seconds, a.rounds, &a.agent_probes),
-            (None, None) => bench(&bin, &a),
+        None => match (a.flood.is_empty(), a.many_flows) {
+            (false, _) => flood::floods(
+                &bin,
+                &a.flood,
+                a.flood_rate,
+                a.flood_rounds,
+                a.baseline.as_deref(),
+            ),
+            (true, Some(n)) => many_flows(&bin, n, a.seconds, a.rounds, &a.agent_probes),
+            (true, None) => bench(&bin, &a),
         },
     };
     let _ = sh(&format!(
